@@ -1,0 +1,29 @@
+/* buf.h - a growable byte buffer used by the encoders.
+ *
+ * The buffer owns its memory; buf_free() releases it. Every append returns 0
+ * on success and -1 when memory could not be had (the buffer is unchanged). */
+#ifndef FIDELIO_BUF_H
+#define FIDELIO_BUF_H
+
+#include <stddef.h>
+
+typedef struct buf {
+    char *data;   /* bytes, always NUL-terminated when cap > 0 */
+    size_t len;   /* bytes in use, not counting the terminator */
+    size_t cap;   /* bytes allocated */
+} buf;
+
+/* Make room for at least extra more bytes plus a terminator. */
+int buf_reserve(buf *b, size_t extra);
+/* Append len bytes. */
+int buf_append(buf *b, const void *data, size_t len);
+/* Append a NUL-terminated string. */
+int buf_puts(buf *b, const char *s);
+/* Append printf-formatted text. */
+int buf_printf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Forget the contents, keep the memory. */
+void buf_reset(buf *b);
+/* Release the memory; the buffer may be used again afterwards. */
+void buf_free(buf *b);
+
+#endif

@@ -1,0 +1,98 @@
+/* cli.c - shared option handling for the subcommands. */
+#include "cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kafka.h"
+#include "log.h"
+
+extern char **environ;
+
+volatile sig_atomic_t cli_stop = 0;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    cli_stop = 1;
+}
+
+void cli_install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+int cli_common_opt(cli_common *cc, int opt, const char *arg)
+{
+    switch (opt) {
+    case 'c':
+        cc->config_path = arg;
+        return 1;
+    case 'S': {
+        char **s = realloc(cc->sets, (cc->nsets + 1) * sizeof(*s));
+        if (!s) {
+            fprintf(stderr, "fidelio: out of memory\n");
+            return -1;
+        }
+        cc->sets = s;
+        cc->sets[cc->nsets++] = (char *)arg;
+        return 1;
+    }
+    case 'b': {
+        size_t n = strlen(arg) + 32;
+        free(cc->brokers_set);
+        cc->brokers_set = malloc(n);
+        if (!cc->brokers_set) {
+            fprintf(stderr, "fidelio: out of memory\n");
+            return -1;
+        }
+        snprintf(cc->brokers_set, n, "kafka.bootstrap.servers=%s", arg);
+        return 1;
+    }
+    default:
+        return 0;
+    }
+}
+
+int cli_load_config(cli_common *cc, config *cfg)
+{
+    char err[1024];
+    const char *path = cc->config_path ? cc->config_path : getenv("FIDELIO_CONFIG");
+    if (path && !*path)
+        path = NULL;
+    /* -b is applied as the first --set, so an explicit --set still wins. */
+    size_t n = cc->nsets + (cc->brokers_set ? 1 : 0);
+    char **sets = calloc(n ? n : 1, sizeof(*sets));
+    if (!sets) {
+        fprintf(stderr, "fidelio: out of memory\n");
+        return EXIT_USAGE;
+    }
+    size_t j = 0;
+    if (cc->brokers_set)
+        sets[j++] = cc->brokers_set;
+    for (size_t i = 0; i < cc->nsets; i++)
+        sets[j++] = cc->sets[i];
+    int rc = config_load(cfg, path, sets, n, environ, err, sizeof(err));
+    free(sets);
+    if (rc != 0 || kafka_check_config(cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "fidelio: configuration error: %s\n", err);
+        return EXIT_USAGE;
+    }
+    log_set_level((log_level)log_level_parse(cfg->log_level));
+    return EXIT_OK;
+}
+
+void cli_common_free(cli_common *cc)
+{
+    free(cc->sets);
+    free(cc->brokers_set);
+    cc->sets = NULL;
+    cc->brokers_set = NULL;
+    cc->nsets = 0;
+}

@@ -1,0 +1,51 @@
+/* cli.h - what every subcommand shares: -c FILE, --set k=v, -b BROKERS,
+ * loading the configuration, and the subcommand entry points. */
+#ifndef FIDELIO_CLI_H
+#define FIDELIO_CLI_H
+
+#include <getopt.h>
+#include <signal.h>
+#include <stddef.h>
+
+#include "config.h"
+
+#define EXIT_OK 0
+#define EXIT_RUNTIME 1
+#define EXIT_USAGE 2
+
+/* Options common to the subcommands that read the configuration. */
+typedef struct cli_common {
+    const char *config_path; /* -c; else $FIDELIO_CONFIG; else embedded defaults */
+    char **sets;             /* --set k=v, in order (owned array, borrowed strings) */
+    size_t nsets;
+    char *brokers_set;       /* "kafka.bootstrap.servers=..." built from -b (owned) */
+} cli_common;
+
+#define CLI_COMMON_SHORTOPTS "c:b:"
+#define CLI_COMMON_LONGOPTS                                                                                           \
+    {"config", required_argument, NULL, 'c'}, {"set", required_argument, NULL, 'S'},                              \
+        {"brokers", required_argument, NULL, 'b'}, {"help", no_argument, NULL, 'h'}
+#define CLI_COMMON_HELP                                                                                               \
+    "  -c, --config FILE     configuration file (default: $FIDELIO_CONFIG, else built-in defaults)\n"               \
+    "      --set KEY=VALUE   override one setting (repeatable)\n"                                                    \
+    "  -b, --brokers LIST    shorthand for --set kafka.bootstrap.servers=LIST\n"                                     \
+    "  -h, --help            this help\n"
+
+/* Handle opt if it is a common option: returns 1 if handled, 0 if not, -1 on error (printed). */
+int cli_common_opt(cli_common *cc, int opt, const char *arg);
+/* Load the configuration (and check its kafka.* keys); prints the error and
+ * returns EXIT_USAGE on failure, EXIT_OK otherwise. */
+int cli_load_config(cli_common *cc, config *cfg);
+void cli_common_free(cli_common *cc);
+
+/* Set by SIGINT/SIGTERM handlers installed with cli_install_signals(). */
+extern volatile sig_atomic_t cli_stop;
+void cli_install_signals(void);
+
+int cmd_check(int argc, char **argv);
+int cmd_produce(int argc, char **argv);
+int cmd_consume(int argc, char **argv);
+int cmd_dev_kafka(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
+
+#endif

@@ -1,0 +1,60 @@
+/* codec.h - Avro binary and JSON lines <-> the structs of event.h.
+ *
+ * One codec per thread: it holds the parsed schemas, reusable avro values and
+ * a reader/writer, so the hot path does no schema lookups and no per-message
+ * allocation beyond what avro-c needs for strings. */
+#ifndef FIDELIO_CODEC_H
+#define FIDELIO_CODEC_H
+
+#include "buf.h"
+#include "event.h"
+
+typedef enum codec_schema { SCHEMA_TOUCHPOINT, SCHEMA_REWARD, SCHEMA_STAGE_CHANGE, SCHEMA_COUNT } codec_schema;
+
+typedef struct codec codec;
+
+/* Any of the project's records, tagged by schema. */
+typedef struct codec_record {
+    codec_schema schema;
+    touchpoint tp;          /* when schema == SCHEMA_TOUCHPOINT */
+    reward_event reward;    /* when schema == SCHEMA_REWARD */
+    stage_change_event stage; /* when schema == SCHEMA_STAGE_CHANGE */
+} codec_record;
+
+/* Name used on the command line and in config ("touchpoint", "reward", "stage-change"). */
+const char *codec_schema_name(codec_schema s);
+int codec_schema_parse(const char *s);
+/* The schema's JSON text (embedded from schemas/). */
+const char *codec_schema_json(codec_schema s);
+
+/* Create a codec rejecting messages over max_message_bytes. Returns NULL and
+ * fills err on failure; the caller owns the codec. */
+codec *codec_new(size_t max_message_bytes, char *err, size_t errlen);
+void codec_free(codec *c);
+
+/* Decode one Avro-encoded message into rec->schema's struct. The message is
+ * checked (size, every declared length, indexes, trailing bytes) before
+ * avro-c reads it. Does not run touchpoint_validate. */
+event_err codec_decode_avro(codec *c, codec_schema s, const void *data, size_t len, codec_record *rec,
+                            char *err, size_t errlen);
+/* Encode rec's struct for schema s, replacing out's contents. */
+event_err codec_encode_avro(codec *c, codec_schema s, const codec_record *rec, buf *out, char *err,
+                            size_t errlen);
+
+/* Parse one JSON line (plain object with the Avro field names; occurred_at as
+ * epoch ms or ISO-8601). Unknown fields are errors. */
+event_err codec_decode_json(codec_schema s, const char *text, size_t len, codec_record *rec, char *err,
+                            size_t errlen);
+/* Append rec as one compact JSON object (no newline) to out; occurred_at is ISO-8601. */
+event_err codec_encode_json(codec_schema s, const codec_record *rec, buf *out);
+
+/* The Kafka message key of a record: its customer_id. */
+const char *codec_record_key(const codec_record *rec);
+
+void codec_record_free(codec_record *rec);
+
+/* Exposed for tests and fuzzing: check that data is a well-formed encoding of
+ * schema s without decoding it. */
+event_err codec_check_wire(codec *c, codec_schema s, const void *data, size_t len, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,140 @@
+/* kafka.c - librdkafka helpers. */
+#include "kafka.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+
+int kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *err, size_t errlen)
+{
+    char why[512];
+    if (rd_kafka_conf_set(conf, key, value, why, sizeof(why)) != RD_KAFKA_CONF_OK) {
+        snprintf(err, errlen, "kafka.%s: %s", key, why);
+        return -1;
+    }
+    return 0;
+}
+
+rd_kafka_conf_t *kafka_conf_new(const config *cfg, char *err, size_t errlen)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char why[512];
+    if (!conf) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    for (size_t i = 0; i < cfg->kafka_count; i++) {
+        if (rd_kafka_conf_set(conf, cfg->kafka[i].key, cfg->kafka[i].value, why, sizeof(why)) != RD_KAFKA_CONF_OK) {
+            snprintf(err, errlen, "%s: key 'kafka.%s': %s", cfg->kafka[i].origin.where, cfg->kafka[i].key, why);
+            rd_kafka_conf_destroy(conf);
+            return NULL;
+        }
+    }
+    return conf;
+}
+
+int kafka_check_config(const config *cfg, char *err, size_t errlen)
+{
+    rd_kafka_conf_t *conf = kafka_conf_new(cfg, err, errlen);
+    if (!conf)
+        return -1;
+    rd_kafka_conf_destroy(conf);
+    return 0;
+}
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    kafka_delivery *dr = opaque;
+    if (!dr)
+        return;
+    if (m->err) {
+        dr->failed++;
+        snprintf(dr->last_error, sizeof(dr->last_error), "%s: %s", rd_kafka_topic_name(m->rkt),
+                 rd_kafka_err2str(m->err));
+    } else {
+        dr->delivered++;
+    }
+}
+
+rd_kafka_t *kafka_producer_new(const config *cfg, kafka_delivery *dr, char *err, size_t errlen)
+{
+    rd_kafka_conf_t *conf = kafka_conf_new(cfg, err, errlen);
+    char why[512];
+    if (!conf)
+        return NULL;
+    /* Correctness settings: not overridable, the pipeline's guarantees rest on them. */
+    if (kafka_conf_set(conf, "enable.idempotence", "true", err, errlen) ||
+        kafka_conf_set(conf, "acks", "all", err, errlen)) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_conf_set_opaque(conf, dr);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
+    if (!rk) {
+        snprintf(err, errlen, "kafka producer: %s", why);
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    return rk; /* conf is now owned by rk */
+}
+
+rd_kafka_resp_err_t kafka_produce(rd_kafka_t *rk, const char *topic, const void *key, size_t keylen,
+                                  const void *value, size_t len, rd_kafka_headers_t *hdrs)
+{
+    for (;;) {
+        rd_kafka_resp_err_t e;
+        if (hdrs)
+            e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, keylen),
+                                  RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                  RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+        else
+            e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, keylen),
+                                  RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                  RD_KAFKA_V_END);
+        if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            return e;
+        rd_kafka_poll(rk, 100);
+    }
+}
+
+rd_kafka_t *kafka_mock_start(const config *cfg, int brokers, int partitions, rd_kafka_mock_cluster_t **mcluster,
+                             char *err, size_t errlen)
+{
+    char why[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (!conf) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (kafka_conf_set(conf, "log_level", "3", err, errlen)) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
+    if (!rk) {
+        snprintf(err, errlen, "mock cluster handle: %s", why);
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    *mcluster = rd_kafka_mock_cluster_new(rk, brokers);
+    if (!*mcluster) {
+        snprintf(err, errlen, "could not start the mock cluster");
+        rd_kafka_destroy(rk);
+        return NULL;
+    }
+    const char *topics[] = {cfg->topic_touchpoints, cfg->topic_rewards, cfg->topic_stage_changes, cfg->topic_dlq,
+                            cfg->topic_credits};
+    for (size_t i = 0; i < sizeof(topics) / sizeof(topics[0]); i++) {
+        rd_kafka_resp_err_t e = rd_kafka_mock_topic_create(*mcluster, topics[i], partitions, 1);
+        if (e) {
+            snprintf(err, errlen, "create topic %s: %s", topics[i], rd_kafka_err2str(e));
+            rd_kafka_mock_cluster_destroy(*mcluster);
+            rd_kafka_destroy(rk);
+            return NULL;
+        }
+    }
+    return rk;
+}

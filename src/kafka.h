@@ -1,0 +1,40 @@
+/* kafka.h - librdkafka configuration, producer and mock-cluster helpers
+ * shared by the subcommands. */
+#ifndef FIDELIO_KAFKA_H
+#define FIDELIO_KAFKA_H
+
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+
+#include "config.h"
+
+/* Delivery accounting of a producer; the dr_msg_cb updates it. */
+typedef struct kafka_delivery {
+    long long delivered;  /* acknowledged by the broker */
+    long long failed;     /* permanently failed */
+    char last_error[256]; /* text of the last failure */
+} kafka_delivery;
+
+/* Check every kafka.* key against librdkafka, naming its origin on error. */
+int kafka_check_config(const config *cfg, char *err, size_t errlen);
+
+/* A new conf holding cfg's kafka.* keys. The caller owns it (until rd_kafka_new takes it). */
+rd_kafka_conf_t *kafka_conf_new(const config *cfg, char *err, size_t errlen);
+
+/* Set one property; fills err naming the key on failure. */
+int kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *err, size_t errlen);
+
+/* An idempotent (acks=all) producer whose delivery reports update *dr. */
+rd_kafka_t *kafka_producer_new(const config *cfg, kafka_delivery *dr, char *err, size_t errlen);
+
+/* Produce one message, waiting (serving delivery reports) while the local queue is full. */
+rd_kafka_resp_err_t kafka_produce(rd_kafka_t *rk, const char *topic, const void *key, size_t keylen,
+                                  const void *value, size_t len, rd_kafka_headers_t *hdrs);
+
+/* Start librdkafka's in-process mock cluster with brokers brokers; creates
+ * the topics of cfg with partitions each. Returns the handle that owns the
+ * cluster (destroy it to stop the cluster) and sets *mcluster. */
+rd_kafka_t *kafka_mock_start(const config *cfg, int brokers, int partitions, rd_kafka_mock_cluster_t **mcluster,
+                             char *err, size_t errlen);
+
+#endif

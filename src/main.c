@@ -1,0 +1,54 @@
+/* main.c - the fidelio command: argument parsing and subcommand dispatch. */
+#include <stdio.h>
+#include <string.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "cli.h"
+#include "version.h"
+
+static const struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} commands[] = {
+    {"check", cmd_check, "validate the configuration and print it, secrets masked"},
+    {"produce", cmd_produce, "JSON lines -> validated Avro -> a Kafka topic"},
+    {"consume", cmd_consume, "a Kafka topic -> JSON lines on stdout"},
+    {"dev-kafka", cmd_dev_kafka, "run an in-memory Kafka-protocol broker for development"},
+    {"demo", cmd_demo, "run the self-contained demo on built-in defaults"},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: fidelio COMMAND [OPTIONS]\n\nFidelio %s, an event-stream loyalty engine.\n\ncommands:\n",
+            FIDELIO_VERSION);
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "  %-10s %s\n\n'fidelio COMMAND --help' describes each command.\n"
+                 "Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.\n",
+            "version", "print the version");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return EXIT_OK;
+    }
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("fidelio %s (librdkafka %s)\n", FIDELIO_VERSION, rd_kafka_version_str());
+        return EXIT_OK;
+    }
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (strcmp(cmd, commands[i].name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "fidelio: unknown command '%s'\n\n", cmd);
+    usage(stderr);
+    return EXIT_USAGE;
+}

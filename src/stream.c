@@ -1,0 +1,329 @@
+/* stream.c - produce JSON lines to Kafka, consume Kafka to JSON lines. */
+#include "stream.h"
+
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "event.h"
+#include "kafka.h"
+#include "log.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int stream_topic_schema(const config *cfg, const char *topic, int *is_dlq)
+{
+    *is_dlq = strcmp(topic, cfg->topic_dlq) == 0;
+    if (strcmp(topic, cfg->topic_touchpoints) == 0)
+        return SCHEMA_TOUCHPOINT;
+    if (strcmp(topic, cfg->topic_rewards) == 0)
+        return SCHEMA_REWARD;
+    if (strcmp(topic, cfg->topic_stage_changes) == 0)
+        return SCHEMA_STAGE_CHANGE;
+    return -1;
+}
+
+/* Basic checks of output records given to produce (tests and backfills). */
+static event_err validate_output(const codec_record *rec, char *err, size_t errlen)
+{
+    const char *cid = codec_record_key(rec);
+    const char *id = rec->schema == SCHEMA_REWARD ? rec->reward.reward_id : rec->stage.change_id;
+    if (!*id) {
+        snprintf(err, errlen, "%s is empty", rec->schema == SCHEMA_REWARD ? "reward_id" : "change_id");
+        return EVENT_ERR_MISSING_FIELD;
+    }
+    if (!*cid) {
+        snprintf(err, errlen, "customer_id is empty");
+        return EVENT_ERR_EMPTY_CUSTOMER_ID;
+    }
+    return EVENT_OK;
+}
+
+int produce_stream(const config *cfg, FILE *in, const produce_opts *o, produce_stats *st, char *err, size_t errlen)
+{
+    kafka_delivery dr = {0};
+    char why[512];
+    int rc = -1;
+    memset(st, 0, sizeof(*st));
+    codec *c = codec_new((size_t)cfg->max_message_bytes, err, errlen);
+    if (!c)
+        return -1;
+    rd_kafka_t *rk = kafka_producer_new(cfg, &dr, err, errlen);
+    codec_record *rec = calloc(1, sizeof(*rec));
+    buf avro = {0};
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    long long lineno = 0;
+    event_limits lim = {.max_clock_skew_ms = cfg->max_clock_skew_ms};
+    double start = now_s(), last_progress = start;
+    if (!rk || !rec) {
+        if (!rec)
+            snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    while (!cli_stop && (n = getline(&line, &cap, in)) >= 0) {
+        lineno++;
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+            line[--n] = '\0';
+        size_t skip = strspn(line, " \t");
+        if ((size_t)n == skip)
+            continue;
+        st->lines++;
+        event_err e = codec_decode_json(o->schema, line, (size_t)n, rec, why, sizeof(why));
+        if (e == EVENT_OK)
+            e = o->schema == SCHEMA_TOUCHPOINT ? touchpoint_validate(&rec->tp, &lim, wall_ms(), why, sizeof(why))
+                                               : validate_output(rec, why, sizeof(why));
+        if (e == EVENT_OK)
+            e = codec_encode_avro(c, o->schema, rec, &avro, why, sizeof(why));
+        if (e == EVENT_OK && avro.len > (size_t)cfg->max_message_bytes) {
+            snprintf(why, sizeof(why), "encoded message is %zu bytes, the limit is %lld", avro.len,
+                     (long long)cfg->max_message_bytes);
+            e = EVENT_ERR_TOO_LARGE;
+        }
+        if (e != EVENT_OK) {
+            st->rejected++;
+            fprintf(stderr, "%s:%lld: rejected (%s): %s\n", o->input_name, lineno, event_err_name(e), why);
+            if (o->strict) {
+                snprintf(err, errlen, "%s:%lld: invalid line (--strict)", o->input_name, lineno);
+                goto out;
+            }
+            continue;
+        }
+        const char *key = codec_record_key(rec);
+        rd_kafka_resp_err_t ke = kafka_produce(rk, o->topic, key, strlen(key), avro.data, avro.len, NULL);
+        if (ke) {
+            snprintf(err, errlen, "produce to %s: %s", o->topic, rd_kafka_err2str(ke));
+            goto out;
+        }
+        rd_kafka_poll(rk, 0);
+        if (o->progress && now_s() - last_progress >= 2.0) {
+            last_progress = now_s();
+            fprintf(stderr, "produce: %lld lines, %lld acknowledged, %lld rejected\n", st->lines, dr.delivered,
+                    st->rejected);
+        }
+    }
+    if (ferror(in)) {
+        snprintf(err, errlen, "%s: read error", o->input_name);
+        goto out;
+    }
+    rc = 0;
+out:
+    if (rk) {
+        rd_kafka_resp_err_t fe = rd_kafka_flush(rk, 30000);
+        if (fe && rc == 0) {
+            snprintf(err, errlen, "%d messages still unacknowledged after 30 s: %s", rd_kafka_outq_len(rk),
+                     rd_kafka_err2str(fe));
+            rc = -1;
+        }
+        st->sent = dr.delivered;
+        st->failed = dr.failed;
+        if (dr.failed && rc == 0) {
+            snprintf(err, errlen, "%lld deliveries failed, last: %s", dr.failed, dr.last_error);
+            rc = -1;
+        }
+        rd_kafka_destroy(rk);
+    }
+    st->seconds = now_s() - start;
+    if (rec)
+        codec_record_free(rec);
+    free(rec);
+    free(line);
+    buf_free(&avro);
+    codec_free(c);
+    return rc;
+}
+
+/* ---- consume ---------------------------------------------------------------- */
+
+static int header_str(rd_kafka_headers_t *h, const char *name, char *out, size_t outlen)
+{
+    const void *v;
+    size_t n;
+    if (!h || rd_kafka_header_get_last(h, name, &v, &n) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return -1;
+    snprintf(out, outlen, "%.*s", (int)n, (const char *)v);
+    return 0;
+}
+
+static json_t *base64_json(const void *data, size_t len)
+{
+    char *out = malloc(4 * ((len + 2) / 3) + 1);
+    if (!out)
+        return NULL;
+    EVP_EncodeBlock((unsigned char *)out, data, (int)len);
+    json_t *s = json_string(out);
+    free(out);
+    return s;
+}
+
+int stream_dlq_json(const rd_kafka_message_t *m, buf *out)
+{
+    rd_kafka_headers_t *h = NULL;
+    rd_kafka_message_headers(m, &h);
+    json_t *o = json_object();
+    if (!o)
+        return -1;
+    static const char *const names[] = {"error", "error_detail", "source_topic", "source_partition", "source_offset"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        char v[1024];
+        json_object_set_new(o, names[i], header_str(h, names[i], v, sizeof(v)) == 0 ? json_string(v) : json_null());
+    }
+    json_object_set_new(o, "key", m->key ? json_stringn(m->key, m->key_len) : json_null());
+    json_object_set_new(o, "value_base64", m->payload ? base64_json(m->payload, m->len) : json_null());
+    char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    if (!text)
+        return -1;
+    int rc = buf_puts(out, text);
+    free(text);
+    return rc;
+}
+
+int consume_stream(const config *cfg, const consume_opts *o, consume_cb cb, void *opaque, consume_stats *st,
+                   char *err, size_t errlen)
+{
+    char why[512];
+    int rc = -1;
+    memset(st, 0, sizeof(*st));
+    codec *c = codec_new((size_t)cfg->max_message_bytes, err, errlen);
+    if (!c)
+        return -1;
+    rd_kafka_t *rk = NULL;
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    const rd_kafka_metadata_t *md = NULL;
+    codec_record *rec = calloc(1, sizeof(*rec));
+    char *at_eof = NULL;
+    buf json = {0};
+    rd_kafka_conf_t *conf = kafka_conf_new(cfg, err, errlen);
+    if (!conf || !rec)
+        goto out;
+    /* A reader, not a group member: a private group id, nothing committed. */
+    snprintf(why, sizeof(why), "fidelio-consume-%ld", (long)getpid());
+    if (kafka_conf_set(conf, "group.id", why, err, errlen) ||
+        kafka_conf_set(conf, "enable.auto.commit", "false", err, errlen) ||
+        kafka_conf_set(conf, "enable.partition.eof", "true", err, errlen)) {
+        rd_kafka_conf_destroy(conf);
+        goto out;
+    }
+    rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof(why));
+    if (!rk) {
+        snprintf(err, errlen, "kafka consumer: %s", why);
+        rd_kafka_conf_destroy(conf);
+        goto out;
+    }
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, o->topic, NULL);
+    rd_kafka_resp_err_t ke = rkt ? rd_kafka_metadata(rk, 0, rkt, &md, 10000) : rd_kafka_last_error();
+    if (rkt)
+        rd_kafka_topic_destroy(rkt);
+    if (ke) {
+        snprintf(err, errlen, "metadata of %s: %s", o->topic, rd_kafka_err2str(ke));
+        goto out;
+    }
+    if (md->topic_cnt != 1 || md->topics[0].err || md->topics[0].partition_cnt == 0) {
+        snprintf(err, errlen, "topic %s: %s", o->topic,
+                 md->topic_cnt ? rd_kafka_err2str(md->topics[0].err) : "not found");
+        goto out;
+    }
+    int nparts = md->topics[0].partition_cnt;
+    parts = rd_kafka_topic_partition_list_new(nparts);
+    at_eof = calloc((size_t)nparts, 1);
+    if (!parts || !at_eof) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    for (int i = 0; i < nparts; i++)
+        rd_kafka_topic_partition_list_add(parts, o->topic, md->topics[0].partitions[i].id)->offset = o->offset;
+    if ((ke = rd_kafka_assign(rk, parts)) != 0) {
+        snprintf(err, errlen, "assign %s: %s", o->topic, rd_kafka_err2str(ke));
+        goto out;
+    }
+    int eof_count = 0;
+    while (!cli_stop) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
+        if (!m)
+            continue;
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            if (m->partition >= 0 && m->partition < nparts && !at_eof[m->partition]) {
+                at_eof[m->partition] = 1;
+                eof_count++;
+            }
+            rd_kafka_message_destroy(m);
+            if (o->exit_at_end && eof_count == nparts)
+                break;
+            continue;
+        }
+        if (m->err) {
+            snprintf(err, errlen, "consume %s: %s", o->topic, rd_kafka_message_errstr(m));
+            int fatal = m->err != RD_KAFKA_RESP_ERR__TRANSPORT && m->err != RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN;
+            rd_kafka_message_destroy(m);
+            if (fatal)
+                goto out;
+            log_warn("%s", err);
+            continue;
+        }
+        if (m->partition >= 0 && m->partition < nparts && at_eof[m->partition]) {
+            at_eof[m->partition] = 0;
+            eof_count--;
+        }
+        buf_reset(&json);
+        int stop = 0, ok = 1;
+        if (o->kind == STREAM_DLQ) {
+            ok = stream_dlq_json(m, &json) == 0;
+            if (ok)
+                stop = cb(m, NULL, json.data, opaque);
+        } else {
+            event_err e = codec_decode_avro(c, o->schema, m->payload, m->len, rec, why, sizeof(why));
+            if (e == EVENT_OK)
+                e = codec_encode_json(o->schema, rec, &json);
+            if (e != EVENT_OK) {
+                ok = 0;
+                fprintf(stderr, "%s [%d] offset %lld: cannot decode as %s (%s): %s\n", o->topic, m->partition,
+                        (long long)m->offset, codec_schema_name(o->schema), event_err_name(e), why);
+            } else {
+                stop = cb(m, rec, json.data, opaque);
+            }
+        }
+        rd_kafka_message_destroy(m);
+        if (ok)
+            st->messages++;
+        else
+            st->undecodable++;
+        if (stop || (o->max_count && st->messages + st->undecodable >= o->max_count))
+            break;
+    }
+    rc = 0;
+out:
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    if (parts)
+        rd_kafka_topic_partition_list_destroy(parts);
+    if (rk) {
+        rd_kafka_consumer_close(rk);
+        rd_kafka_destroy(rk);
+    }
+    if (rec)
+        codec_record_free(rec);
+    free(rec);
+    free(at_eof);
+    buf_free(&json);
+    codec_free(c);
+    return rc;
+}
