@@ -1,0 +1,412 @@
+/* Codec: Avro and JSON round trips of every record, and the decoder's
+ * rejection of malformed input. */
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "codec.h"
+#include "test_common.h"
+#include "timeutil.h"
+
+static codec *c;
+static codec_record *rec, *back;
+static char err[512];
+
+static void setup(void)
+{
+    c = codec_new(1 << 20, err, sizeof(err));
+    ck_assert_msg(c != NULL, "%s", err);
+    rec = calloc(1, sizeof(*rec));
+    back = calloc(1, sizeof(*back));
+    ck_assert_ptr_nonnull(rec);
+    ck_assert_ptr_nonnull(back);
+}
+
+static void teardown(void)
+{
+    codec_record_free(rec);
+    codec_record_free(back);
+    free(rec);
+    free(back);
+    codec_free(c);
+}
+
+/* Every type, with and without optional fields: struct -> Avro -> struct. */
+START_TEST(avro_round_trip_every_type)
+{
+    buf out = {0};
+    for (int full = 0; full <= 1; full++) {
+        sample_touchpoint(&rec->tp, (event_type)_i, full);
+        rec->schema = SCHEMA_TOUCHPOINT;
+        ck_assert_int_eq(codec_encode_avro(c, SCHEMA_TOUCHPOINT, rec, &out, err, sizeof(err)), EVENT_OK);
+        event_err e = codec_decode_avro(c, SCHEMA_TOUCHPOINT, out.data, out.len, back, err, sizeof(err));
+        ck_assert_msg(e == EVENT_OK, "%s: %s", event_err_name(e), err);
+        ck_assert_msg(touchpoint_equal(&rec->tp, &back->tp), "type %s full %d differs", event_type_name(_i), full);
+    }
+    buf_free(&out);
+}
+END_TEST
+
+/* Every type: struct -> JSON -> struct, and the JSON text is stable. */
+START_TEST(json_round_trip_every_type)
+{
+    buf out = {0}, again = {0};
+    for (int full = 0; full <= 1; full++) {
+        sample_touchpoint(&rec->tp, (event_type)_i, full);
+        buf_reset(&out);
+        buf_reset(&again);
+        ck_assert_int_eq(codec_encode_json(SCHEMA_TOUCHPOINT, rec, &out), EVENT_OK);
+        event_err e = codec_decode_json(SCHEMA_TOUCHPOINT, out.data, out.len, back, err, sizeof(err));
+        ck_assert_msg(e == EVENT_OK, "%s: %s in %s", event_err_name(e), err, out.data);
+        ck_assert_msg(touchpoint_equal(&rec->tp, &back->tp), "differs after JSON: %s", out.data);
+        ck_assert_int_eq(codec_encode_json(SCHEMA_TOUCHPOINT, back, &again), EVENT_OK);
+        ck_assert_str_eq(out.data, again.data);
+    }
+    buf_free(&out);
+    buf_free(&again);
+}
+END_TEST
+
+START_TEST(json_known_form)
+{
+    const char *line = "{\"event_id\":\"e1\",\"customer_id\":\"c1\",\"type\":\"PURCHASE\",\"channel\":\"web\","
+                       "\"occurred_at\":\"2026-01-01T01:00:00+01:00\",\"payload\":{\"order_id\":\"o1\","
+                       "\"amount_cents\":1999,\"currency\":\"EUR\"}}";
+    ck_assert_int_eq(codec_decode_json(SCHEMA_TOUCHPOINT, line, strlen(line), rec, err, sizeof(err)), EVENT_OK);
+    ck_assert_int_eq(rec->tp.occurred_at, T0); /* +01:00 offset folded into UTC */
+    ck_assert_int_eq(rec->tp.payload.purchase.amount_cents, 1999);
+    ck_assert(!rec->tp.payload.purchase.has_store_id);
+    buf out = {0};
+    ck_assert_int_eq(codec_encode_json(SCHEMA_TOUCHPOINT, rec, &out), EVENT_OK);
+    ck_assert_str_eq(out.data, "{\"event_id\":\"e1\",\"customer_id\":\"c1\",\"type\":\"PURCHASE\",\"channel\":\"web\","
+                               "\"occurred_at\":\"2026-01-01T00:00:00.000Z\",\"payload\":{\"order_id\":\"o1\","
+                               "\"amount_cents\":1999,\"currency\":\"EUR\",\"store_id\":null},\"attributes\":{}}");
+    /* epoch millis is accepted too and means the same instant */
+    const char *millis = "{\"event_id\":\"e1\",\"customer_id\":\"c1\",\"type\":\"NEWSLETTER_OPT_IN\","
+                         "\"channel\":\"email\",\"occurred_at\":1767225600000}";
+    ck_assert_int_eq(codec_decode_json(SCHEMA_TOUCHPOINT, millis, strlen(millis), back, err, sizeof(err)), EVENT_OK);
+    ck_assert_int_eq(back->tp.occurred_at, T0);
+    buf_free(&out);
+}
+END_TEST
+
+static void sample_reward(reward_event *r)
+{
+    memset(r, 0, sizeof(*r));
+    strcpy(r->reward_id, "rw-abc");
+    strcpy(r->customer_id, "cust-9");
+    r->kind = REWARD_REVERSAL;
+    strcpy(r->rule_id, "purchase");
+    r->points = -125;
+    r->balance_after = -20;
+    strcpy(r->source_event_id, "ev-7");
+    r->occurred_at = T0 + 5;
+    strcpy(r->reason, "refund of ord-1: 100.00 EUR at x1.25");
+    strcpy(r->program_version, "2026.1");
+}
+
+static void sample_stage(stage_change_event *s, int has_from)
+{
+    memset(s, 0, sizeof(*s));
+    strcpy(s->change_id, "sc-1");
+    strcpy(s->customer_id, "cust-9");
+    strcpy(s->ladder, "tier");
+    s->has_from_stage = has_from;
+    if (has_from)
+        strcpy(s->from_stage, "bronze");
+    strcpy(s->to_stage, "silver");
+    strcpy(s->source_event_id, "ev-7");
+    s->occurred_at = T0;
+    strcpy(s->program_version, "2026.1");
+}
+
+START_TEST(outputs_round_trip)
+{
+    buf out = {0};
+    rec->schema = SCHEMA_REWARD;
+    for (int k = 0; k < REWARD_KIND_COUNT; k++) {
+        sample_reward(&rec->reward);
+        rec->reward.kind = (reward_kind)k;
+        ck_assert_int_eq(codec_encode_avro(c, SCHEMA_REWARD, rec, &out, err, sizeof(err)), EVENT_OK);
+        ck_assert_int_eq(codec_decode_avro(c, SCHEMA_REWARD, out.data, out.len, back, err, sizeof(err)), EVENT_OK);
+        ck_assert_mem_eq(&rec->reward, &back->reward, sizeof(reward_event));
+        buf_reset(&out);
+        ck_assert_int_eq(codec_encode_json(SCHEMA_REWARD, rec, &out), EVENT_OK);
+        ck_assert_int_eq(codec_decode_json(SCHEMA_REWARD, out.data, out.len, back, err, sizeof(err)), EVENT_OK);
+        ck_assert_mem_eq(&rec->reward, &back->reward, sizeof(reward_event));
+    }
+    for (int has_from = 0; has_from <= 1; has_from++) {
+        sample_stage(&rec->stage, has_from);
+        ck_assert_int_eq(codec_encode_avro(c, SCHEMA_STAGE_CHANGE, rec, &out, err, sizeof(err)), EVENT_OK);
+        ck_assert_int_eq(codec_decode_avro(c, SCHEMA_STAGE_CHANGE, out.data, out.len, back, err, sizeof(err)),
+                         EVENT_OK);
+        ck_assert_mem_eq(&rec->stage, &back->stage, sizeof(stage_change_event));
+        buf_reset(&out);
+        ck_assert_int_eq(codec_encode_json(SCHEMA_STAGE_CHANGE, rec, &out), EVENT_OK);
+        ck_assert_int_eq(codec_decode_json(SCHEMA_STAGE_CHANGE, out.data, out.len, back, err, sizeof(err)), EVENT_OK);
+        ck_assert_mem_eq(&rec->stage, &back->stage, sizeof(stage_change_event));
+    }
+    buf_free(&out);
+}
+END_TEST
+
+/* Hand-built Avro: the bytes a foreign producer could send. */
+static size_t put_long(uint8_t *p, int64_t v)
+{
+    uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+    size_t n = 0;
+    while (z & ~UINT64_C(0x7f)) {
+        p[n++] = (uint8_t)((z & 0x7f) | 0x80);
+        z >>= 7;
+    }
+    p[n++] = (uint8_t)z;
+    return n;
+}
+
+static size_t put_str(uint8_t *p, const char *s, size_t len)
+{
+    size_t n = put_long(p, (int64_t)len);
+    memcpy(p + n, s, len);
+    return n + len;
+}
+
+/* A NEWSLETTER_OPT_IN with the given customer id bytes. */
+static size_t newsletter_bytes(uint8_t *p, const char *cid, size_t cidlen)
+{
+    size_t n = 0;
+    n += put_str(p + n, "e1", 2);
+    n += put_str(p + n, cid, cidlen);
+    n += put_long(p + n, EVENT_NEWSLETTER_OPT_IN);
+    n += put_str(p + n, "email", 5);
+    n += put_long(p + n, T0);
+    n += put_long(p + n, 0); /* payload: null branch */
+    n += put_long(p + n, 0); /* empty attributes */
+    return n;
+}
+
+START_TEST(avro_rejects_malformed)
+{
+    uint8_t m[4096];
+    size_t n = newsletter_bytes(m, "c1", 2);
+    ck_assert_int_eq(codec_decode_avro(c, SCHEMA_TOUCHPOINT, m, n, rec, err, sizeof(err)), EVENT_OK);
+    /* declared string length larger than the message */
+    uint8_t big[64];
+    size_t k = put_long(big, 1000000);
+    memcpy(big + k, "abc", 3);
+    ck_assert_int_eq(codec_decode_avro(c, SCHEMA_TOUCHPOINT, big, k + 3, rec, err, sizeof(err)), EVENT_ERR_TRUNCATED);
+    ck_assert_ptr_nonnull(strstr(err, "declares 1000000 bytes"));
+    /* negative length */
+    k = put_long(big, -5);
+    ck_assert_int_eq(codec_decode_avro(c, SCHEMA_TOUCHPOINT, big, k, rec, err, sizeof(err)), EVENT_ERR_MALFORMED);
+    /* truncated anywhere */
+    for (size_t cut = 0; cut < n; cut++)
+        ck_assert_int_ne(codec_decode_avro(c, SCHEMA_TOUCHPOINT, m, cut, rec, err, sizeof(err)), EVENT_OK);
+    /* trailing bytes */
+    m[n] = 0;
+    ck_assert_int_eq(codec_decode_avro(c, SCHEMA_TOUCHPOINT, m, n + 1, rec, err, sizeof(err)), EVENT_ERR_MALFORMED);
+    /* enum index out of range: type 9 */
+    n = 0;
+    n += put_str(m + n, "e1", 2);
+    n += put_str(m + n, "c1", 2);
+    n += put_long(m + n, 9);
+    ck_assert_int_eq(codec_decode_avro(c, SCHEMA_TOUCHPOINT, m, n + 8, rec, err, sizeof(err)), EVENT_ERR_MALFORMED);
+    /* a map block announcing more entries than bytes */
+    n = newsletter_bytes(m, "c1", 2) - 1;
+    n += put_long(m + n, 1000000);
+    ck_assert_int_eq(codec_decode_avro(c, SCHEMA_TOUCHPOINT, m, n, rec, err, sizeof(err)), EVENT_ERR_TRUNCATED);
+}
+END_TEST
+
+START_TEST(avro_size_limit_checked_first)
+{
+    codec *small = codec_new(64, err, sizeof(err));
+    ck_assert_ptr_nonnull(small);
+    uint8_t m[200];
+    memset(m, 0xff, sizeof(m)); /* garbage: must not even be looked at */
+    ck_assert_int_eq(codec_decode_avro(small, SCHEMA_TOUCHPOINT, m, 65, rec, err, sizeof(err)), EVENT_ERR_TOO_LARGE);
+    ck_assert_int_eq(codec_decode_avro(small, SCHEMA_TOUCHPOINT, m, 64, rec, err, sizeof(err)), EVENT_ERR_MALFORMED);
+    codec_free(small);
+}
+END_TEST
+
+START_TEST(avro_customer_id_limits)
+{
+    uint8_t m[1024];
+    char id[200];
+    memset(id, 'x', sizeof(id));
+    size_t n = newsletter_bytes(m, id, 128);
+    ck_assert_int_eq(codec_decode_avro(c, SCHEMA_TOUCHPOINT, m, n, rec, err, sizeof(err)), EVENT_OK);
+    n = newsletter_bytes(m, id, 129);
+    ck_assert_int_eq(codec_decode_avro(c, SCHEMA_TOUCHPOINT, m, n, rec, err, sizeof(err)),
+                     EVENT_ERR_CUSTOMER_ID_TOO_LONG);
+    n = newsletter_bytes(m, "a\0b", 3);
+    ck_assert_int_eq(codec_decode_avro(c, SCHEMA_TOUCHPOINT, m, n, rec, err, sizeof(err)),
+                     EVENT_ERR_CUSTOMER_ID_CHARS);
+}
+END_TEST
+
+START_TEST(avro_payload_mismatch)
+{
+    uint8_t m[256];
+    size_t n = 0;
+    n += put_str(m + n, "e1", 2);
+    n += put_str(m + n, "c1", 2);
+    n += put_long(m + n, EVENT_PURCHASE);
+    n += put_str(m + n, "web", 3);
+    n += put_long(m + n, T0);
+    n += put_long(m + n, 7); /* RefundPayload branch */
+    n += put_str(m + n, "o1", 2);
+    n += put_long(m + n, 100);
+    n += put_long(m + n, 0);
+    ck_assert_int_eq(codec_decode_avro(c, SCHEMA_TOUCHPOINT, m, n, rec, err, sizeof(err)), EVENT_ERR_PAYLOAD_MISMATCH);
+}
+END_TEST
+
+/* Mutation fuzzing with a fixed seed: flip, insert, cut bytes of valid
+ * messages. The decoder must return (ok or a code) and never crash; ASan and
+ * UBSan in CI watch the memory. */
+START_TEST(avro_fuzz_mutations)
+{
+    buf out = {0};
+    uint8_t m[2048];
+    uint64_t state = 0x9e3779b97f4a7c15u;
+    int decoded = 0, rejected = 0;
+    for (int iter = 0; iter < 40000; iter++) {
+        sample_touchpoint(&rec->tp, (event_type)(iter % EVENT_TYPE_COUNT), iter & 1);
+        codec_encode_avro(c, SCHEMA_TOUCHPOINT, rec, &out, err, sizeof(err));
+        size_t n = out.len;
+        memcpy(m, out.data, n);
+        int flips = 1 + (int)(state % 4);
+        for (int f = 0; f < flips; f++) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            size_t pos = (size_t)(state % n);
+            switch ((state >> 32) % 3) {
+            case 0: m[pos] = (uint8_t)(state >> 40); break;
+            case 1: n = pos + 1; break;
+            default:
+                if (n < sizeof(m) - 1) {
+                    memmove(m + pos + 1, m + pos, n - pos);
+                    m[pos] = (uint8_t)(state >> 48);
+                    n++;
+                }
+            }
+        }
+        event_err e = codec_decode_avro(c, SCHEMA_TOUCHPOINT, m, n, back, err, sizeof(err));
+        ck_assert_int_lt((int)e, EVENT_ERR_COUNT);
+        if (e == EVENT_OK)
+            decoded++;
+        else
+            rejected++;
+    }
+    ck_assert_int_gt(rejected, 1000);
+    ck_assert_int_gt(decoded, 0);
+    buf_free(&out);
+}
+END_TEST
+
+START_TEST(json_fuzz_mutations)
+{
+    buf out = {0};
+    char m[4096];
+    uint64_t state = 0x2545f4914f6cdd1du;
+    for (int iter = 0; iter < 20000; iter++) {
+        sample_touchpoint(&rec->tp, (event_type)(iter % EVENT_TYPE_COUNT), iter & 1);
+        buf_reset(&out);
+        codec_encode_json(SCHEMA_TOUCHPOINT, rec, &out);
+        size_t n = out.len;
+        memcpy(m, out.data, n);
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        m[state % n] = (char)(state >> 40);
+        if ((state >> 20) & 1)
+            n = (size_t)((state >> 24) % n);
+        event_err e = codec_decode_json(SCHEMA_TOUCHPOINT, m, n, back, err, sizeof(err));
+        ck_assert_int_lt((int)e, EVENT_ERR_COUNT);
+    }
+    buf_free(&out);
+}
+END_TEST
+
+START_TEST(json_rejections)
+{
+    static const struct {
+        const char *line;
+        event_err want;
+    } cases[] = {
+        {"not json", EVENT_ERR_MALFORMED},
+        {"[1,2]", EVENT_ERR_MALFORMED},
+        {"{\"customer_id\":\"c\",\"type\":\"SIGNUP\",\"channel\":\"web\",\"occurred_at\":1767225600000}",
+         EVENT_ERR_MISSING_FIELD},
+        {"{\"event_id\":\"e\",\"customer_id\":\"c\",\"type\":\"SIGNUP\",\"channel\":\"web\",\"occurred_at\":1767225600000,"
+         "\"colour\":1}", EVENT_ERR_BAD_FIELD},
+        {"{\"event_id\":\"e\",\"customer_id\":\"c\",\"type\":\"LOGIN\",\"channel\":\"web\",\"occurred_at\":1767225600000}",
+         EVENT_ERR_UNKNOWN_TYPE},
+        {"{\"event_id\":\"e\",\"customer_id\":\"c\",\"type\":\"SIGNUP\",\"channel\":\"web\",\"occurred_at\":\"yesterday\"}",
+         EVENT_ERR_BAD_TIMESTAMP},
+        {"{\"event_id\":\"e\",\"customer_id\":\"c\",\"type\":\"SIGNUP\",\"channel\":\"web\","
+         "\"occurred_at\":\"2026-02-30T00:00:00Z\"}", EVENT_ERR_BAD_TIMESTAMP},
+        {"{\"event_id\":\"e\",\"customer_id\":\"c\",\"type\":\"PURCHASE\",\"channel\":\"web\",\"occurred_at\":1767225600000,"
+         "\"payload\":{\"order_id\":\"o\",\"amount_cents\":1}}", EVENT_ERR_MISSING_FIELD},
+        {"{\"event_id\":\"e\",\"customer_id\":\"c\",\"type\":\"PURCHASE\",\"channel\":\"web\",\"occurred_at\":1767225600000,"
+         "\"payload\":{\"order_id\":\"o\",\"amount_cents\":1.5,\"currency\":\"EUR\"}}", EVENT_ERR_BAD_FIELD},
+        {"{\"event_id\":\"e\",\"customer_id\":\"c\",\"type\":\"PURCHASE\",\"channel\":\"web\",\"occurred_at\":1767225600000,"
+         "\"payload\":{\"invitee_id\":\"x\"}}", EVENT_ERR_PAYLOAD_MISMATCH},
+        {"{\"event_id\":\"e\",\"customer_id\":\"c\",\"type\":\"PURCHASE\",\"channel\":\"web\",\"occurred_at\":1767225600000}",
+         EVENT_ERR_PAYLOAD_MISMATCH},
+        {"{\"event_id\":\"e\",\"customer_id\":\"c\",\"type\":\"NEWSLETTER_OPT_IN\",\"channel\":\"web\","
+         "\"occurred_at\":1767225600000,\"payload\":{\"x\":1}}", EVENT_ERR_PAYLOAD_MISMATCH},
+        {"{\"event_id\":\"e\",\"customer_id\":\"a\\u0000b\",\"type\":\"SIGNUP\",\"channel\":\"web\","
+         "\"occurred_at\":1767225600000}", EVENT_ERR_CUSTOMER_ID_CHARS},
+        {"{\"event_id\":\"e\",\"event_id\":\"f\",\"customer_id\":\"c\",\"type\":\"SIGNUP\",\"channel\":\"web\","
+         "\"occurred_at\":1767225600000}", EVENT_ERR_MALFORMED},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        event_err e = codec_decode_json(SCHEMA_TOUCHPOINT, cases[i].line, strlen(cases[i].line), rec, err, sizeof(err));
+        ck_assert_msg(e == cases[i].want, "case %zu: got %s (%s), want %s", i, event_err_name(e), err,
+                      event_err_name(cases[i].want));
+        ck_assert_msg(err[0], "case %zu: no message", i);
+    }
+}
+END_TEST
+
+START_TEST(iso8601_parsing)
+{
+    int64_t ms;
+    ck_assert_int_eq(time_parse_iso8601("2000-01-01T00:00:00Z", &ms), 0);
+    ck_assert_int_eq(ms, EVENT_MIN_OCCURRED_AT);
+    ck_assert_int_eq(time_parse_iso8601("2024-02-29T23:59:59.999Z", &ms), 0);
+    char out[40];
+    time_format_iso8601(ms, out, sizeof(out));
+    ck_assert_str_eq(out, "2024-02-29T23:59:59.999Z");
+    ck_assert_int_eq(time_parse_iso8601("2026-01-01T00:00:00.123456789Z", &ms), 0);
+    ck_assert_int_eq(ms, T0 + 123);
+    ck_assert_int_eq(time_parse_iso8601("2023-02-29T00:00:00Z", &ms), -1);
+    ck_assert_int_eq(time_parse_iso8601("2026-01-01T00:00:00", &ms), -1); /* no zone: ambiguous */
+    ck_assert_int_eq(time_parse_iso8601("2026-01-01T24:00:00Z", &ms), -1);
+    ck_assert_int_eq(time_parse_iso8601("2026-01-01T00:00:00Zjunk", &ms), -1);
+}
+END_TEST
+
+Suite *codec_suite(void)
+{
+    Suite *s = suite_create("codec");
+    TCase *tc = tcase_create("codec");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_loop_test(tc, avro_round_trip_every_type, 0, EVENT_TYPE_COUNT);
+    tcase_add_loop_test(tc, json_round_trip_every_type, 0, EVENT_TYPE_COUNT);
+    tcase_add_test(tc, json_known_form);
+    tcase_add_test(tc, outputs_round_trip);
+    tcase_add_test(tc, avro_rejects_malformed);
+    tcase_add_test(tc, avro_size_limit_checked_first);
+    tcase_add_test(tc, avro_customer_id_limits);
+    tcase_add_test(tc, avro_payload_mismatch);
+    tcase_add_test(tc, avro_fuzz_mutations);
+    tcase_add_test(tc, json_fuzz_mutations);
+    tcase_add_test(tc, json_rejections);
+    tcase_add_test(tc, iso8601_parsing);
+    suite_add_tcase(s, tc);
+    return s;
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Install Fidelio's build and test dependencies from Debian 12's archive and
+# build it into ./build. Used by README's first command and by .ci/run, so a
+# newcomer and CI install the same set. Uses sudo when not run as root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+  build-essential pkg-config meson ninja-build python3  # toolchain
+  librdkafka-dev libavro-dev libhiredis-dev             # Kafka, Avro, Redis clients
+  libyaml-dev libjansson-dev libssl-dev                 # config YAML, JSON lines, hashing/base64
+  check                                                 # unit test framework
+  redis-server kcat                                     # real services and the independent Kafka client for tests
+)
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" >/dev/null
+
+if [ -f build/build.ninja ]; then
+  meson setup --reconfigure build >/dev/null
+else
+  meson setup build >/dev/null
+fi
+meson compile -C build >/dev/null
+echo "setup: dependencies installed, fidelio built at build/fidelio"
