@@ -7,6 +7,7 @@
 
 #include "kafka.h"
 #include "log.h"
+#include "program.h"
 
 extern char **environ;
 
@@ -95,4 +96,37 @@ void cli_common_free(cli_common *cc)
     cc->sets = NULL;
     cc->brokers_set = NULL;
     cc->nsets = 0;
+}
+
+int cli_load_program(const config *cfg, const char *path, program **out)
+{
+    char resolved[4096], err[1024];
+    *out = NULL;
+    if (!path) {
+        if (config_rules_path(cfg, resolved, sizeof(resolved)) != 0) {
+            fprintf(stderr, "fidelio: configuration error: rules.path is too long\n");
+            return EXIT_USAGE;
+        }
+        path = resolved;
+    }
+    program *prog = malloc(sizeof(*prog));
+    if (!prog) {
+        fprintf(stderr, "fidelio: out of memory\n");
+        return EXIT_RUNTIME;
+    }
+    if (program_load(prog, path, err, sizeof(err)) != 0) {
+        fprintf(stderr, "fidelio: rule program error: %s\n", err);
+        cli_program_free(prog);
+        return EXIT_USAGE;
+    }
+    *out = prog;
+    return EXIT_OK;
+}
+
+void cli_program_free(program *prog)
+{
+    if (!prog)
+        return;
+    program_free(prog);
+    free(prog);
 }

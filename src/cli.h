@@ -38,6 +38,13 @@ int cli_common_opt(cli_common *cc, int opt, const char *arg);
 int cli_load_config(cli_common *cc, config *cfg);
 void cli_common_free(cli_common *cc);
 
+struct program;
+/* Load the rule program: path if given, else cfg's rules.path, else the
+ * built-in default. Prints the error and returns EXIT_USAGE on failure; on
+ * success *out is the caller's (cli_program_free). */
+int cli_load_program(const config *cfg, const char *path, struct program **out);
+void cli_program_free(struct program *prog);
+
 /* Set by SIGINT/SIGTERM handlers installed with cli_install_signals(). */
 extern volatile sig_atomic_t cli_stop;
 void cli_install_signals(void);
@@ -47,5 +54,6 @@ int cmd_produce(int argc, char **argv);
 int cmd_consume(int argc, char **argv);
 int cmd_dev_kafka(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_simulate(int argc, char **argv);
 
 #endif

@@ -6,6 +6,8 @@
 #ifndef FIDELIO_CODEC_H
 #define FIDELIO_CODEC_H
 
+#include <stdio.h>
+
 #include "buf.h"
 #include "event.h"
 
@@ -47,6 +49,11 @@ event_err codec_decode_json(codec_schema s, const char *text, size_t len, codec_
                             size_t errlen);
 /* Append rec as one compact JSON object (no newline) to out; occurred_at is ISO-8601. */
 event_err codec_encode_json(codec_schema s, const codec_record *rec, buf *out);
+
+/* Read the next non-blank line of a JSON-lines file into *line (getline
+ * storage), without its line ending. Returns its length, or -1 at the end
+ * of the input (ferror tells a read error). *lineno counts every line. */
+long codec_read_jsonl(FILE *in, char **line, size_t *cap, long long *lineno);
 
 /* The Kafka message key of a record: its customer_id. */
 const char *codec_record_key(const codec_record *rec);

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "schemas.h"
+#include "embedded.h"
 
 /* Field positions; codec_new checks them against the parsed schemas so an
  * edit of schemas/ that reorders fields fails loudly at start-up. */
@@ -54,9 +54,9 @@ int codec_schema_parse(const char *s)
 const char *codec_schema_json(codec_schema s)
 {
     switch (s) {
-    case SCHEMA_TOUCHPOINT: return schema_touchpoint_event_avsc;
-    case SCHEMA_REWARD: return schema_reward_event_avsc;
-    case SCHEMA_STAGE_CHANGE: return schema_stage_change_event_avsc;
+    case SCHEMA_TOUCHPOINT: return embedded_touchpoint_event_avsc;
+    case SCHEMA_REWARD: return embedded_reward_event_avsc;
+    case SCHEMA_STAGE_CHANGE: return embedded_stage_change_event_avsc;
     default: return NULL;
     }
 }

@@ -325,6 +325,19 @@ event_err codec_decode_json(codec_schema s, const char *text, size_t len, codec_
     return e;
 }
 
+long codec_read_jsonl(FILE *in, char **line, size_t *cap, long long *lineno)
+{
+    ssize_t n;
+    while ((n = getline(line, cap, in)) >= 0) {
+        (*lineno)++;
+        while (n > 0 && ((*line)[n - 1] == '\n' || (*line)[n - 1] == '\r'))
+            (*line)[--n] = '\0';
+        if ((size_t)n != strspn(*line, " \t"))
+            return (long)n;
+    }
+    return -1;
+}
+
 /* ---- encode ---------------------------------------------------------------- */
 
 /* json_object_set_new that remembers a failure in *bad. */

@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <yaml.h>
+#include "yamlutil.h"
 
 typedef enum setting_type { SET_STRING, SET_INT } setting_type;
 
@@ -239,7 +239,7 @@ static int yaml_walk(config *cfg, yaml_document_t *doc, yaml_node_t *node, const
         yaml_node_t *k = yaml_document_get_node(doc, pair->key);
         yaml_node_t *v = yaml_document_get_node(doc, pair->value);
         char origin[300], key[256];
-        snprintf(origin, sizeof(origin), "%s:%lu", path, (unsigned long)k->start_mark.line + 1);
+        snprintf(origin, sizeof(origin), "%s:%lu", path, yaml_line(k));
         if (k->type != YAML_SCALAR_NODE) {
             snprintf(err, errlen, "%s: a key must be a plain name", origin);
             return -1;
@@ -271,38 +271,18 @@ static int yaml_walk(config *cfg, yaml_document_t *doc, yaml_node_t *node, const
 
 static int load_yaml(config *cfg, const char *path, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return -1;
-    }
-    yaml_parser_t parser;
     yaml_document_t doc;
-    int rc = -1;
-    if (!yaml_parser_initialize(&parser)) {
-        fclose(f);
-        snprintf(err, errlen, "%s: out of memory", path);
+    if (yaml_load(path, NULL, &doc, err, errlen) != 0)
         return -1;
-    }
-    yaml_parser_set_input_file(&parser, f);
-    if (!yaml_parser_load(&parser, &doc)) {
-        snprintf(err, errlen, "%s:%lu: YAML error: %s", path, (unsigned long)parser.problem_mark.line + 1,
-                 parser.problem ? parser.problem : "unknown");
-        goto out_parser;
-    }
+    int rc = -1;
     yaml_node_t *root = yaml_document_get_root_node(&doc);
-    if (!root) {
+    if (!root)
         rc = 0; /* an empty file leaves the defaults */
-    } else if (root->type != YAML_MAPPING_NODE) {
-        snprintf(err, errlen, "%s:%lu: the top level must be a mapping of keys", path,
-                 (unsigned long)root->start_mark.line + 1);
-    } else {
+    else if (root->type != YAML_MAPPING_NODE)
+        snprintf(err, errlen, "%s:%lu: the top level must be a mapping of keys", path, yaml_line(root));
+    else
         rc = yaml_walk(cfg, &doc, root, "", path, err, errlen);
-    }
     yaml_document_delete(&doc);
-out_parser:
-    yaml_parser_delete(&parser);
-    fclose(f);
     return rc;
 }
 

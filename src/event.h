@@ -143,6 +143,22 @@ typedef struct stage_change_event {
     char program_version[EVENT_ID_MAX + 1];
 } stage_change_event;
 
+/* Points earned by one customer because of another's event (the referrer's
+ * reward): routed through Kafka to the beneficiary's owner (DESIGN.md
+ * invariant 6), which applies it with the same dedupe guarantees. */
+typedef struct credit_event {
+    char credit_id[EVENT_ID_MAX + 1];          /* = the reward id the beneficiary will get */
+    char customer_id[EVENT_ID_MAX + 1];        /* beneficiary */
+    char source_customer_id[EVENT_ID_MAX + 1]; /* whose event earned it */
+    char rule_id[EVENT_ID_MAX + 1];
+    int64_t points;
+    bool referral;                             /* counts as a converted referral */
+    char source_event_id[EVENT_ID_MAX + 1];
+    int64_t occurred_at;
+    char reason[EVENT_TEXT_MAX + 1];
+    char program_version[EVENT_ID_MAX + 1];
+} credit_event;
+
 /* Limits applied by touchpoint_validate. */
 typedef struct event_limits {
     int64_t max_clock_skew_ms;  /* occurred_at may be at most this after the message time */

@@ -15,6 +15,7 @@ static const struct {
     {"check", cmd_check, "validate the configuration and print it, secrets masked"},
     {"produce", cmd_produce, "JSON lines -> validated Avro -> a Kafka topic"},
     {"consume", cmd_consume, "a Kafka topic -> JSON lines on stdout"},
+    {"simulate", cmd_simulate, "run the rule program over JSON lines in memory (dry run)"},
     {"dev-kafka", cmd_dev_kafka, "run an in-memory Kafka-protocol broker for development"},
     {"demo", cmd_demo, "run the self-contained demo on built-in defaults"},
 };

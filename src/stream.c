@@ -70,7 +70,7 @@ int produce_stream(const config *cfg, FILE *in, const produce_opts *o, produce_s
     buf avro = {0};
     char *line = NULL;
     size_t cap = 0;
-    ssize_t n;
+    long n;
     long long lineno = 0;
     event_limits lim = {.max_clock_skew_ms = cfg->max_clock_skew_ms};
     double start = now_s(), last_progress = start;
@@ -79,13 +79,7 @@ int produce_stream(const config *cfg, FILE *in, const produce_opts *o, produce_s
             snprintf(err, errlen, "out of memory");
         goto out;
     }
-    while (!cli_stop && (n = getline(&line, &cap, in)) >= 0) {
-        lineno++;
-        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-            line[--n] = '\0';
-        size_t skip = strspn(line, " \t");
-        if ((size_t)n == skip)
-            continue;
+    while (!cli_stop && (n = codec_read_jsonl(in, &line, &cap, &lineno)) >= 0) {
         st->lines++;
         event_err e = codec_decode_json(o->schema, line, (size_t)n, rec, why, sizeof(why));
         if (e == EVENT_OK)

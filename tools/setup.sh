@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   build-essential pkg-config meson ninja-build python3  # toolchain
   librdkafka-dev libavro-dev libhiredis-dev             # Kafka, Avro, Redis clients
-  libyaml-dev libjansson-dev libssl-dev                 # config YAML, JSON lines, hashing/base64
+  libyaml-dev libjansson-dev libssl-dev libxxhash-dev  # config YAML, JSON lines, hashing/base64
   check                                                 # unit test framework
   redis-server kcat                                     # real services and the independent Kafka client for tests
 )

@@ -1,0 +1,332 @@
+/* profile.c - profile lifecycle, binary encoding and JSON view. */
+#include "profile.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "timeutil.h"
+
+void profile_init(profile *p, const char *customer_id)
+{
+    memset(p, 0, sizeof(*p));
+    snprintf(p->customer_id, sizeof(p->customer_id), "%s", customer_id);
+    memset(p->stage, -1, sizeof(p->stage));
+}
+
+void profile_free(profile *p)
+{
+    free(p->orders);
+    p->orders = NULL;
+    p->norders = p->orders_cap = 0;
+}
+
+int profile_copy(profile *dst, const profile *src)
+{
+    order_record *orders = NULL;
+    if (src->norders) {
+        orders = malloc((size_t)src->norders * sizeof(*orders));
+        if (!orders)
+            return -1;
+        memcpy(orders, src->orders, (size_t)src->norders * sizeof(*orders));
+    }
+    free(dst->orders);
+    *dst = *src;
+    dst->orders = orders;
+    dst->orders_cap = src->norders;
+    return 0;
+}
+
+/* ---- encoding: zig-zag varints, length-prefixed strings, little-endian doubles ---- */
+
+static int put_varint(buf *b, int64_t v)
+{
+    uint8_t tmp[10];
+    uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+    size_t n = 0;
+    while (z >= 0x80) {
+        tmp[n++] = (uint8_t)(z | 0x80);
+        z >>= 7;
+    }
+    tmp[n++] = (uint8_t)z;
+    return buf_append(b, tmp, n);
+}
+
+static int put_str(buf *b, const char *s)
+{
+    size_t n = strlen(s);
+    return put_varint(b, (int64_t)n) || buf_append(b, s, n);
+}
+
+static int put_double(buf *b, double d)
+{
+    uint64_t u;
+    uint8_t tmp[8];
+    memcpy(&u, &d, 8);
+    for (int i = 0; i < 8; i++)
+        tmp[i] = (uint8_t)(u >> (8 * i));
+    return buf_append(b, tmp, 8);
+}
+
+int profile_encode(const profile *p, const program *prog, buf *out)
+{
+    int rc = buf_append(out, "FP", 2) || put_varint(out, PROFILE_ENCODING_VERSION);
+    rc |= put_str(out, p->customer_id) || put_varint(out, p->first_event_at) || put_varint(out, p->last_event_at) ||
+          put_varint(out, p->events) || put_varint(out, EVENT_TYPE_COUNT);
+    for (int i = 0; i < EVENT_TYPE_COUNT; i++)
+        rc |= put_varint(out, p->count[i]);
+    rc |= put_varint(out, p->purchase_cents) || put_varint(out, p->refunded_cents) ||
+          put_varint(out, (p->signed_up ? 1 : 0) | (p->has_referred_by ? 2 : 0)) || put_str(out, p->referred_by) ||
+          put_varint(out, p->referrals_converted) || put_varint(out, p->balance) ||
+          put_varint(out, p->lifetime_earned) || put_varint(out, p->redeemed) || put_varint(out, p->reversed);
+    for (int q = 0; q < QUADRANT_COUNT; q++)
+        rc |= put_double(out, p->score[q]);
+    rc |= put_varint(out, p->scores_at);
+    int nstages = 0;
+    for (int l = 0; l < prog->nladders; l++)
+        nstages += p->stage[l] >= 0;
+    rc |= put_varint(out, nstages);
+    for (int l = 0; l < prog->nladders; l++)
+        if (p->stage[l] >= 0)
+            rc |= put_str(out, prog->ladders[l].id) || put_str(out, prog->ladders[l].stages[p->stage[l]].name);
+    int nrules = 0;
+    for (int r = 0; r < prog->nrules; r++)
+        nrules += p->rules[r].fired || p->rules[r].count;
+    rc |= put_varint(out, nrules);
+    for (int r = 0; r < prog->nrules; r++) {
+        const rule_state *s = &p->rules[r];
+        if (s->fired || s->count)
+            rc |= put_str(out, prog->rules[r].id) || put_varint(out, prog->rules[r].window) ||
+                  put_varint(out, s->window) || put_varint(out, s->count) || put_varint(out, s->fired);
+    }
+    rc |= put_varint(out, p->norders);
+    for (int i = 0; i < p->norders; i++) {
+        const order_record *o = &p->orders[i];
+        rc |= put_str(out, o->order_id) || put_varint(out, o->amount_cents) || put_varint(out, o->refunded_cents) ||
+              put_varint(out, o->at) || put_varint(out, o->rate_bp) || put_varint(out, o->multiplier_bp) ||
+              put_str(out, o->rule >= 0 && o->rule < prog->nrules ? prog->rules[o->rule].id : "");
+    }
+    return rc ? -1 : 0;
+}
+
+typedef struct reader {
+    const uint8_t *p, *end;
+    int bad;
+} reader;
+
+static int64_t get_varint(reader *r)
+{
+    uint64_t v = 0;
+    for (int shift = 0; shift < 70; shift += 7) {
+        if (r->p >= r->end) {
+            r->bad = 1;
+            return 0;
+        }
+        uint8_t b = *r->p++;
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80))
+            return (int64_t)((v >> 1) ^ -(v & 1));
+    }
+    r->bad = 1;
+    return 0;
+}
+
+/* Read a string into dst (cap bytes); NULL-safe on errors. */
+static void get_str(reader *r, char *dst, size_t cap)
+{
+    int64_t n = get_varint(r);
+    if (r->bad || n < 0 || n >= (int64_t)cap || n > r->end - r->p || (n && memchr(r->p, 0, (size_t)n))) {
+        r->bad = 1;
+        dst[0] = '\0';
+        return;
+    }
+    memcpy(dst, r->p, (size_t)n);
+    dst[n] = '\0';
+    r->p += n;
+}
+
+static double get_double(reader *r)
+{
+    if (r->end - r->p < 8) {
+        r->bad = 1;
+        return 0;
+    }
+    uint64_t u = 0;
+    for (int i = 0; i < 8; i++)
+        u |= (uint64_t)r->p[i] << (8 * i);
+    r->p += 8;
+    double d;
+    memcpy(&d, &u, 8);
+    return d;
+}
+
+int profile_decode(profile *p, const program *prog, const void *data, size_t len, char *err, size_t errlen)
+{
+    reader r = {.p = data, .end = (const uint8_t *)data + len};
+    char id[EVENT_ID_MAX + 1], name[EVENT_ID_MAX + 1];
+    profile_init(p, "");
+    if (len < 2 || memcmp(data, "FP", 2) != 0) {
+        snprintf(err, errlen, "not a profile encoding");
+        return -1;
+    }
+    r.p += 2;
+    int64_t version = get_varint(&r);
+    if (version != PROFILE_ENCODING_VERSION) {
+        snprintf(err, errlen, "profile encoding version %lld, this build reads %d", (long long)version,
+                 PROFILE_ENCODING_VERSION);
+        return -1;
+    }
+    get_str(&r, p->customer_id, sizeof(p->customer_id));
+    p->first_event_at = get_varint(&r);
+    p->last_event_at = get_varint(&r);
+    p->events = get_varint(&r);
+    int64_t ntypes = get_varint(&r);
+    if (ntypes != EVENT_TYPE_COUNT)
+        r.bad = 1;
+    for (int i = 0; i < EVENT_TYPE_COUNT && !r.bad; i++)
+        p->count[i] = get_varint(&r);
+    p->purchase_cents = get_varint(&r);
+    p->refunded_cents = get_varint(&r);
+    int64_t flags = get_varint(&r);
+    p->signed_up = flags & 1;
+    p->has_referred_by = (flags & 2) != 0;
+    get_str(&r, p->referred_by, sizeof(p->referred_by));
+    p->referrals_converted = get_varint(&r);
+    p->balance = get_varint(&r);
+    p->lifetime_earned = get_varint(&r);
+    p->redeemed = get_varint(&r);
+    p->reversed = get_varint(&r);
+    for (int q = 0; q < QUADRANT_COUNT; q++)
+        p->score[q] = get_double(&r);
+    p->scores_at = get_varint(&r);
+    int64_t n = get_varint(&r);
+    if (n < 0 || n > 1000)
+        r.bad = 1;
+    for (int64_t i = 0; i < n && !r.bad; i++) {
+        get_str(&r, id, sizeof(id));
+        get_str(&r, name, sizeof(name));
+        int l = program_ladder_index(prog, id);
+        if (l >= 0) /* a stage the program no longer has leaves the ladder unset */
+            p->stage[l] = (int8_t)program_stage_index(&prog->ladders[l], name);
+    }
+    n = get_varint(&r);
+    if (n < 0 || n > 1000)
+        r.bad = 1;
+    for (int64_t i = 0; i < n && !r.bad; i++) {
+        get_str(&r, id, sizeof(id));
+        int64_t window_kind = get_varint(&r);
+        rule_state s = {.window = get_varint(&r)};
+        s.count = (int32_t)get_varint(&r);
+        s.fired = (int32_t)get_varint(&r);
+        int ri = program_rule_index(prog, id);
+        if (ri >= 0) {
+            /* a window of another kind means nothing now: keep only the total */
+            if (window_kind != prog->rules[ri].window) {
+                s.window = 0;
+                s.count = 0;
+            }
+            p->rules[ri] = s;
+        }
+    }
+    n = get_varint(&r);
+    if (n < 0 || n > 1000000 || n > r.end - r.p)
+        r.bad = 1;
+    if (!r.bad && n > 0) {
+        p->orders = malloc((size_t)n * sizeof(*p->orders));
+        if (!p->orders) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        p->orders_cap = (int32_t)n;
+    }
+    for (int64_t i = 0; i < n && !r.bad; i++) {
+        order_record *o = &p->orders[p->norders];
+        get_str(&r, o->order_id, sizeof(o->order_id));
+        o->amount_cents = get_varint(&r);
+        o->refunded_cents = get_varint(&r);
+        o->at = get_varint(&r);
+        o->rate_bp = get_varint(&r);
+        o->multiplier_bp = get_varint(&r);
+        get_str(&r, id, sizeof(id));
+        o->rule = (int16_t)program_rule_index(prog, id);
+        p->norders++;
+    }
+    if (!r.bad && r.p != r.end)
+        r.bad = 1;
+    if (r.bad) {
+        snprintf(err, errlen, "profile encoding is truncated or corrupt");
+        return -1;
+    }
+    return 0;
+}
+
+const char *profile_persona(const profile *p)
+{
+    int best = -1;
+    for (int q = 0; q < QUADRANT_COUNT; q++)
+        if (p->score[q] > 0 && (best < 0 || p->score[q] > p->score[best]))
+            best = q;
+    return best < 0 ? NULL : quadrant_name((quadrant)best);
+}
+
+static json_t *time_or_null(int64_t ms)
+{
+    char iso[40];
+    if (!ms)
+        return json_null();
+    time_format_iso8601(ms, iso, sizeof(iso));
+    return json_string(iso);
+}
+
+int profile_to_json(const profile *p, const program *prog, buf *out)
+{
+    json_t *o = json_object(), *counts = json_object(), *stages = json_object(), *scores = json_object();
+    int bad = !o || !counts || !stages || !scores;
+    if (bad) {
+        json_decref(o);
+        json_decref(counts);
+        json_decref(stages);
+        json_decref(scores);
+        return -1;
+    }
+    bad |= json_object_set_new(o, "customer_id", json_string(p->customer_id));
+    bad |= json_object_set_new(o, "balance", json_integer(p->balance));
+    bad |= json_object_set_new(o, "lifetime_earned", json_integer(p->lifetime_earned));
+    bad |= json_object_set_new(o, "redeemed", json_integer(p->redeemed));
+    bad |= json_object_set_new(o, "reversed", json_integer(p->reversed));
+    int tier = prog->tier_ladder;
+    bad |= json_object_set_new(o, "tier", tier >= 0 && p->stage[tier] >= 0
+                                              ? json_string(prog->ladders[tier].stages[p->stage[tier]].name)
+                                              : json_null());
+    for (int l = 0; l < prog->nladders; l++)
+        bad |= json_object_set_new(stages, prog->ladders[l].id,
+                                   p->stage[l] >= 0 ? json_string(prog->ladders[l].stages[p->stage[l]].name)
+                                                    : json_null());
+    bad |= json_object_set_new(o, "stages", stages);
+    const char *persona = profile_persona(p);
+    bad |= json_object_set_new(o, "persona", persona ? json_string(persona) : json_null());
+    for (int q = 0; q < QUADRANT_COUNT; q++)
+        bad |= json_object_set_new(scores, quadrant_name((quadrant)q), json_real(p->score[q]));
+    bad |= json_object_set_new(scores, "as_of", time_or_null(p->scores_at));
+    bad |= json_object_set_new(o, "scores", scores);
+    bad |= json_object_set_new(o, "events", json_integer(p->events));
+    for (int t = 0; t < EVENT_TYPE_COUNT; t++)
+        bad |= json_object_set_new(counts, event_type_name((event_type)t), json_integer(p->count[t]));
+    bad |= json_object_set_new(o, "counts", counts);
+    bad |= json_object_set_new(o, "purchase_cents", json_integer(p->purchase_cents));
+    bad |= json_object_set_new(o, "refunded_cents", json_integer(p->refunded_cents));
+    bad |= json_object_set_new(o, "signed_up", json_boolean(p->signed_up));
+    bad |= json_object_set_new(o, "referred_by", p->has_referred_by ? json_string(p->referred_by) : json_null());
+    bad |= json_object_set_new(o, "referrals_converted", json_integer(p->referrals_converted));
+    bad |= json_object_set_new(o, "orders_on_record", json_integer(p->norders));
+    bad |= json_object_set_new(o, "first_event_at", time_or_null(p->first_event_at));
+    bad |= json_object_set_new(o, "last_event_at", time_or_null(p->last_event_at));
+    char *text = bad ? NULL : json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
+    json_decref(o);
+    if (!text)
+        return -1;
+    int rc = buf_puts(out, text);
+    free(text);
+    return rc;
+}

@@ -1,0 +1,79 @@
+/* profile.h - one customer's state: counters, flags, stages, scores, ledger
+ * totals, per-rule limit state and per-order earn records.
+ *
+ * In memory the profile is indexed by the program (rules[i], stage[l]); its
+ * encoding names rules and ladders by id, so a stored profile survives a
+ * change of the rule program (state of removed rules is dropped, new rules
+ * start empty). The encoding is versioned (PROFILE_ENCODING_VERSION) and
+ * deterministic: the same profile gives the same bytes. */
+#ifndef FIDELIO_PROFILE_H
+#define FIDELIO_PROFILE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "event.h"
+#include "program.h"
+
+#define PROFILE_ENCODING_VERSION 1
+
+/* Limit state of one rule for this customer. */
+typedef struct rule_state {
+    int64_t window;   /* index of the window last counted in (day, week or month index) */
+    int32_t count;    /* awards (LIMIT_MAX) or matching events (LIMIT_NTH) in that window */
+    int32_t fired;    /* awards ever */
+} rule_state;
+
+/* What an order earned, kept for refunds. */
+typedef struct order_record {
+    char order_id[EVENT_ID_MAX + 1];
+    int64_t amount_cents;   /* purchase amount */
+    int64_t refunded_cents; /* refunded so far */
+    int64_t at;             /* purchase event time */
+    int64_t rate_bp;        /* earning rule's rate at the time */
+    int64_t multiplier_bp;  /* tier multiplier applied (BP_ONE when none) */
+    int16_t rule;           /* index of the earning rule */
+} order_record;
+
+typedef struct profile {
+    char customer_id[EVENT_ID_MAX + 1];
+    int64_t first_event_at, last_event_at; /* event time; 0 before any event */
+    int64_t events;                        /* touchpoints applied */
+    int64_t count[EVENT_TYPE_COUNT];       /* per type */
+    int64_t purchase_cents, refunded_cents;
+    bool signed_up;
+    bool has_referred_by;
+    char referred_by[EVENT_ID_MAX + 1];    /* from the first SIGNUP that named one */
+    int64_t referrals_converted;           /* referral credits received */
+    int64_t balance;                       /* may be negative after refunds */
+    int64_t lifetime_earned;               /* sum of EARN points (credits included) */
+    int64_t redeemed;                      /* sum of REDEEM points (positive) */
+    int64_t reversed;                      /* sum of REVERSAL points (positive) */
+    double score[QUADRANT_COUNT];          /* decayed to scores_at */
+    int64_t scores_at;
+    int8_t stage[PROGRAM_MAX_LADDERS];     /* stage index per ladder, -1 = none yet */
+    rule_state rules[PROGRAM_MAX_RULES];
+    order_record *orders;                  /* oldest first; owned */
+    int32_t norders, orders_cap;
+} profile;
+
+/* An empty profile for customer_id (no allocation). */
+void profile_init(profile *p, const char *customer_id);
+/* Release the order records. */
+void profile_free(profile *p);
+/* Deep copy; returns -1 when out of memory. */
+int profile_copy(profile *dst, const profile *src);
+
+/* Append the binary encoding to out. */
+int profile_encode(const profile *p, const program *prog, buf *out);
+/* Decode data into p (initialised here). Returns 0, or -1 with err on bad or
+ * truncated input; p must be freed either way. */
+int profile_decode(profile *p, const program *prog, const void *data, size_t len, char *err, size_t errlen);
+
+/* The persona: the quadrant with the highest score, or NULL before any score. */
+const char *profile_persona(const profile *p);
+/* Append the profile as one JSON object (what `fidelio profile` prints). */
+int profile_to_json(const profile *p, const program *prog, buf *out);
+
+#endif

@@ -1,0 +1,129 @@
+/* program.h - the rule program: earning rules, limits, ladders, tiers and
+ * quadrant scores, loaded from YAML (config/rules.yaml documents the language)
+ * and validated before anything runs. Pure data: no Kafka, no Redis. */
+#ifndef FIDELIO_PROGRAM_H
+#define FIDELIO_PROGRAM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "event.h"
+#include "expr.h"
+
+#define PROGRAM_MAX_RULES 32
+#define PROGRAM_MAX_LADDERS 8
+#define PROGRAM_MAX_STAGES 16
+#define PROGRAM_ID_MAX 64
+/* Basis points: 10000 = 1.0. Rates and multipliers are exact integers. */
+#define BP_ONE 10000
+
+typedef enum quadrant { QUADRANT_USER, QUADRANT_CONSUMER, QUADRANT_BUYER, QUADRANT_COUNT } quadrant;
+
+typedef enum limit_kind {
+    LIMIT_NONE,
+    LIMIT_ONCE,        /* once per customer, ever */
+    LIMIT_MAX,         /* at most max awards per window */
+    LIMIT_NTH,         /* once per window, on the nth matching event in it */
+} limit_kind;
+
+typedef enum window_kind { WINDOW_NONE, WINDOW_DAY, WINDOW_ISO_WEEK, WINDOW_MONTH } window_kind;
+
+typedef enum action_kind {
+    ACTION_AWARD,      /* earn points (fixed or per currency unit) */
+    ACTION_REVERSE,    /* REFUND: reverse a per-unit PURCHASE rule's points of the refunded amount */
+    ACTION_REDEEM,     /* REDEMPTION: spend cost_points if the balance allows */
+} action_kind;
+
+typedef enum beneficiary { BENEFICIARY_SELF, BENEFICIARY_REFERRER } beneficiary;
+
+typedef struct rule {
+    char id[PROGRAM_ID_MAX + 1];
+    char description[128];   /* starts the reason of its rewards; defaults to the id */
+    unsigned long line;      /* in the program file, for messages */
+    event_type on;           /* trigger */
+    int32_t when;            /* condition root in the pool, -1 = always */
+    bool has_from, has_until;
+    int64_t from_ms, until_ms; /* campaign validity on event time: from <= t < until */
+    action_kind action;
+    int64_t points;          /* ACTION_AWARD fixed points (when rate_bp == 0) */
+    int64_t rate_bp;         /* ACTION_AWARD points per whole currency unit, in bp; 0 = fixed */
+    bool tier_multiplier;    /* multiply by the multiplier of the tier held before the event */
+    beneficiary to;          /* who earns; BENEFICIARY_REFERRER produces a credit */
+    int reverses;            /* ACTION_REVERSE: index of the reversed rule */
+    limit_kind limit;
+    window_kind window;
+    int max;                 /* LIMIT_MAX */
+    int nth;                 /* LIMIT_NTH */
+} rule;
+
+typedef struct stage {
+    char name[PROGRAM_ID_MAX + 1];
+    int32_t when;            /* condition root, -1 = always */
+    int64_t multiplier_bp;   /* tier ladders only */
+    unsigned long line;
+} stage;
+
+typedef struct ladder {
+    char id[PROGRAM_ID_MAX + 1];
+    stage stages[PROGRAM_MAX_STAGES];
+    int nstages;
+    bool can_downgrade;      /* default false: stages only move up */
+    bool is_tier;            /* its stages carry multipliers */
+    unsigned long line;
+} ladder;
+
+typedef struct program {
+    char version[EVENT_ID_MAX + 1];
+    char source[512];        /* file it was loaded from, or "(built-in default)" */
+    rule rules[PROGRAM_MAX_RULES];
+    int nrules;
+    ladder ladders[PROGRAM_MAX_LADDERS];
+    int nladders;
+    int tier_ladder;         /* index of the tier ladder, -1 if none */
+    int64_t half_life_ms;    /* score decay; 0 = no decay */
+    double weights[QUADRANT_COUNT][EVENT_TYPE_COUNT];
+    int orders_max_records;  /* per-order earn records kept per customer */
+    int64_t orders_max_age_ms; /* and for how long (event time) */
+    int by_type[EVENT_TYPE_COUNT][PROGRAM_MAX_RULES]; /* rule indexes per trigger, in program order */
+    int nby_type[EVENT_TYPE_COUNT];
+    int purchase_unit_rules; /* per_unit PURCHASE rules: order records made per purchase */
+    expr_pool pool;          /* every condition's nodes */
+} program;
+
+/* Load path (or, if path is NULL or empty, the built-in default: the
+ * config/rules.yaml of the source tree, compiled into the binary). Returns 0,
+ * or -1 with err naming file, line and rule or ladder id. prog must be
+ * freed with program_free() either way. */
+int program_load(program *prog, const char *path, char *err, size_t errlen);
+/* Load from text, reporting errors against name. */
+int program_load_text(program *prog, const char *name, const char *text, char *err, size_t errlen);
+void program_free(program *prog);
+
+/* A readable summary (rules, ladders, tiers) for `fidelio check`. */
+int program_summary(const program *prog, buf *out);
+
+/* Lookups by id; -1 if absent. */
+int program_rule_index(const program *prog, const char *id);
+int program_ladder_index(const program *prog, const char *id);
+int program_stage_index(const ladder *l, const char *name);
+
+const char *quadrant_name(quadrant q);
+
+/* Variables a condition may name (expr_node.var). */
+typedef enum program_var {
+    /* profile */
+    VAR_EVENTS, VAR_SIGNED_UP, VAR_REFERRED, VAR_PURCHASES, VAR_PURCHASE_CENTS, VAR_REFUNDED_CENTS,
+    VAR_REFERRALS_SENT, VAR_REFERRALS_CONVERTED, VAR_BALANCE, VAR_LIFETIME_EARNED, VAR_REDEEMED,
+    VAR_COUNT,       /* arg: event type */
+    VAR_STAGE,       /* arg: ladder */
+    VAR_SCORE,       /* arg: quadrant */
+    /* event */
+    VAR_CHANNEL, VAR_ATTRIBUTE, /* str: attribute key; "" when absent */
+    /* payload (only in rules triggered by the type that has the field) */
+    VAR_COMPLETENESS, VAR_SESSION_SECONDS, VAR_FEATURE, VAR_NETWORK, VAR_CONTENT_ID, VAR_INVITEE_ID,
+    VAR_ORDER_ID, VAR_AMOUNT_CENTS, VAR_CURRENCY, VAR_STORE_ID, VAR_REDEMPTION_ID, VAR_REWARD_CODE,
+    VAR_COST_POINTS, VAR_REFERRED_BY,
+} program_var;
+
+#endif

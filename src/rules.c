@@ -1,0 +1,515 @@
+/* rules.c - the engine: counters, conditions, limits, awards, refunds,
+ * redemptions, ladders and scores. Pure: knows only event.h, profile.h and
+ * the program. */
+#include "rules.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "timeutil.h"
+
+const char *engine_status_name(engine_status s)
+{
+    switch (s) {
+    case ENGINE_OK: return "ok";
+    case ENGINE_UNKNOWN_ORDER: return "unknown_order";
+    case ENGINE_REFUND_EXCEEDS_ORDER: return "refund_exceeds_order";
+    case ENGINE_NO_MEMORY: return "no_memory";
+    }
+    return "?";
+}
+
+/* ---- ids ---------------------------------------------------------------------- */
+
+static void hash_id(const char *prefix, const char *a, const char *b1, const char *b2, const char *c, char *out)
+{
+    /* NUL separators: ids hold no NUL, so distinct triples hash distinct inputs */
+    char in[4 * (EVENT_ID_MAX + 1) + 16];
+    size_t n = 0, la = strlen(a), lb1 = strlen(b1), lb2 = strlen(b2), lc = strlen(c);
+    memcpy(in + n, a, la + 1);
+    n += la + 1;
+    memcpy(in + n, b1, lb1);
+    n += lb1;
+    memcpy(in + n, b2, lb2 + 1);
+    n += lb2 + 1;
+    memcpy(in + n, c, lc);
+    n += lc;
+    XXH128_hash_t h = XXH3_128bits(in, n);
+    static const char hex[] = "0123456789abcdef";
+    memcpy(out, prefix, 3);
+    for (int i = 0; i < 16; i++) {
+        out[3 + i] = hex[(h.high64 >> (60 - 4 * i)) & 0xf];
+        out[19 + i] = hex[(h.low64 >> (60 - 4 * i)) & 0xf];
+    }
+    out[35] = '\0';
+}
+
+void rules_reward_id(const char *source_event_id, const char *rule_id, const char *customer_id, char *out)
+{
+    hash_id("rw-", source_event_id, "", rule_id, customer_id, out);
+}
+
+void rules_change_id(const char *source_event_id, const char *ladder_id, const char *customer_id, char *out)
+{
+    hash_id("sc-", source_event_id, "ladder:", ladder_id, customer_id, out);
+}
+
+/* ---- conditions ------------------------------------------------------------------- */
+
+typedef struct ctx {
+    const program *prog;
+    const profile *p;
+    const touchpoint *ev;  /* NULL when evaluating ladders */
+} ctx;
+
+static const char *attr(const touchpoint *ev, const char *key)
+{
+    for (size_t i = 0; i < ev->attr_count; i++)
+        if (!strcmp(ev->attrs[i].key, key))
+            return ev->attrs[i].value;
+    return "";
+}
+
+static const char *opt(bool has, const char *s) { return has ? s : ""; }
+
+/* The value of a variable node: numbers through *num, strings returned. */
+static const char *var_value(const ctx *c, const expr_node *n, double *num)
+{
+    const profile *p = c->p;
+    const touchpoint *ev = c->ev;
+    switch ((program_var)n->var) {
+    case VAR_EVENTS: *num = (double)p->events; return NULL;
+    case VAR_SIGNED_UP: *num = p->signed_up; return NULL;
+    case VAR_REFERRED: *num = p->has_referred_by; return NULL;
+    case VAR_PURCHASES: *num = (double)p->count[EVENT_PURCHASE]; return NULL;
+    case VAR_PURCHASE_CENTS: *num = (double)p->purchase_cents; return NULL;
+    case VAR_REFUNDED_CENTS: *num = (double)p->refunded_cents; return NULL;
+    case VAR_REFERRALS_SENT: *num = (double)p->count[EVENT_REFERRAL]; return NULL;
+    case VAR_REFERRALS_CONVERTED: *num = (double)p->referrals_converted; return NULL;
+    case VAR_BALANCE: *num = (double)p->balance; return NULL;
+    case VAR_LIFETIME_EARNED: *num = (double)p->lifetime_earned; return NULL;
+    case VAR_REDEEMED: *num = (double)p->redeemed; return NULL;
+    case VAR_COUNT: *num = (double)p->count[n->arg]; return NULL;
+    case VAR_STAGE: *num = p->stage[n->arg]; return NULL;
+    case VAR_SCORE: *num = p->score[n->arg]; return NULL;
+    default: break;
+    }
+    /* event and payload: the compiler allowed them only where ev is set and of the right type */
+    switch ((program_var)n->var) {
+    case VAR_CHANNEL: return ev->channel;
+    case VAR_ATTRIBUTE: return attr(ev, n->str);
+    case VAR_COMPLETENESS: *num = ev->payload.profile_update.completeness; return NULL;
+    case VAR_SESSION_SECONDS: *num = ev->payload.app_use.session_seconds; return NULL;
+    case VAR_FEATURE: return opt(ev->payload.app_use.has_feature, ev->payload.app_use.feature);
+    case VAR_NETWORK: return ev->payload.social_share.network;
+    case VAR_CONTENT_ID: return opt(ev->payload.social_share.has_content_id, ev->payload.social_share.content_id);
+    case VAR_INVITEE_ID: return opt(ev->payload.referral.has_invitee_id, ev->payload.referral.invitee_id);
+    case VAR_ORDER_ID: return ev->type == EVENT_REFUND ? ev->payload.refund.order_id : ev->payload.purchase.order_id;
+    case VAR_AMOUNT_CENTS:
+        *num = (double)(ev->type == EVENT_REFUND ? ev->payload.refund.amount_cents : ev->payload.purchase.amount_cents);
+        return NULL;
+    case VAR_CURRENCY: return ev->payload.purchase.currency;
+    case VAR_STORE_ID: return opt(ev->payload.purchase.has_store_id, ev->payload.purchase.store_id);
+    case VAR_REDEMPTION_ID: return ev->payload.redemption.redemption_id;
+    case VAR_REWARD_CODE: return ev->payload.redemption.reward_code;
+    case VAR_COST_POINTS: *num = (double)ev->payload.redemption.cost_points; return NULL;
+    case VAR_REFERRED_BY: return opt(ev->payload.signup.has_referred_by, ev->payload.signup.referred_by);
+    default: *num = 0; return NULL;
+    }
+}
+
+static const char *value(const ctx *c, int32_t i, double *num)
+{
+    const expr_node *n = &c->prog->pool.nodes[i];
+    if (n->kind == EX_VAR)
+        return var_value(c, n, num);
+    if (n->kind == EX_STR)
+        return n->str;
+    *num = n->num;
+    return NULL;
+}
+
+static bool eval(const ctx *c, int32_t i)
+{
+    const expr_node *n = &c->prog->pool.nodes[i];
+    switch ((expr_kind)n->kind) {
+    case EX_BOOL: return n->num != 0;
+    case EX_VAR: {
+        double x = 0;
+        var_value(c, n, &x);
+        return x != 0;
+    }
+    case EX_NOT: return !eval(c, n->a);
+    case EX_AND: return eval(c, n->a) && eval(c, n->b);
+    case EX_OR: return eval(c, n->a) || eval(c, n->b);
+    case EX_CMP: {
+        double x = 0, y = 0;
+        const char *sa = value(c, n->a, &x), *sb = value(c, n->b, &y);
+        if (sa && sb) {
+            int eq = strcmp(sa, sb) == 0;
+            return n->op == OP_EQ ? eq : !eq;
+        }
+        switch ((expr_op)n->op) {
+        case OP_EQ: return x == y;
+        case OP_NE: return x != y;
+        case OP_LT: return x < y;
+        case OP_LE: return x <= y;
+        case OP_GT: return x > y;
+        case OP_GE: return x >= y;
+        }
+        return false;
+    }
+    default: return false;
+    }
+}
+
+/* ---- arithmetic ------------------------------------------------------------------- */
+
+/* floor(whole units of cents x rate x multiplier), exactly. */
+static int64_t unit_points(int64_t cents, int64_t rate_bp, int64_t mult_bp)
+{
+    __int128 v = (__int128)(cents / 100) * rate_bp * mult_bp / ((__int128)BP_ONE * BP_ONE);
+    return v > INT64_MAX ? INT64_MAX : (int64_t)v;
+}
+
+static int64_t tier_multiplier(const program *prog, const profile *p)
+{
+    if (prog->tier_ladder < 0)
+        return BP_ONE;
+    const ladder *l = &prog->ladders[prog->tier_ladder];
+    return l->stages[p->stage[prog->tier_ladder] >= 0 ? p->stage[prog->tier_ladder] : 0].multiplier_bp;
+}
+
+static int64_t window_index(window_kind w, int64_t t)
+{
+    switch (w) {
+    case WINDOW_DAY: return time_day_index(t);
+    case WINDOW_ISO_WEEK: return time_iso_week_index(t);
+    case WINDOW_MONTH: return time_month_index(t);
+    default: return 0;
+    }
+}
+
+static void format_money(int64_t cents, const char *currency, char *out, size_t len)
+{
+    snprintf(out, len, "%s%lld.%02lld%s%s", cents < 0 ? "-" : "", (long long)llabs(cents / 100),
+             (long long)llabs(cents % 100), *currency ? " " : "", currency);
+}
+
+static void format_mult(int64_t bp, char *out, size_t len)
+{
+    snprintf(out, len, "x%lld.%02lld", (long long)(bp / BP_ONE), (long long)(bp % BP_ONE / 100));
+}
+
+/* ---- outputs ---------------------------------------------------------------------- */
+
+static reward_event *add_reward(const program *prog, profile *p, engine_output *out, const rule *r,
+                                const char *source_event_id, int64_t at, reward_kind kind, int64_t points)
+{
+    reward_event *rw = &out->rewards[out->nrewards++];
+    rules_reward_id(source_event_id, r->id, p->customer_id, rw->reward_id);
+    memcpy(rw->customer_id, p->customer_id, sizeof(rw->customer_id));
+    rw->kind = kind;
+    snprintf(rw->rule_id, sizeof(rw->rule_id), "%s", r->id);
+    rw->points = points;
+    rw->balance_after = p->balance;
+    snprintf(rw->source_event_id, sizeof(rw->source_event_id), "%s", source_event_id);
+    rw->occurred_at = at;
+    memcpy(rw->program_version, prog->version, sizeof(prog->version));
+    rw->reason[0] = '\0';
+    return rw;
+}
+
+static void evaluate_ladders(const program *prog, profile *p, const char *source_event_id, int64_t at,
+                             engine_output *out)
+{
+    ctx c = {.prog = prog, .p = p, .ev = NULL};
+    for (int li = 0; li < prog->nladders; li++) {
+        const ladder *l = &prog->ladders[li];
+        int best = -1;
+        for (int s = l->nstages - 1; s >= 0 && best < 0; s--)
+            if (l->stages[s].when < 0 || eval(&c, l->stages[s].when))
+                best = s;
+        int old = p->stage[li];
+        int now = l->can_downgrade ? (best >= 0 ? best : old) : (best > old ? best : old);
+        if (now == old)
+            continue;
+        p->stage[li] = (int8_t)now;
+        stage_change_event *sc = &out->stages[out->nstages++];
+        rules_change_id(source_event_id, l->id, p->customer_id, sc->change_id);
+        memcpy(sc->customer_id, p->customer_id, sizeof(sc->customer_id));
+        snprintf(sc->ladder, sizeof(sc->ladder), "%s", l->id);
+        sc->has_from_stage = old >= 0;
+        snprintf(sc->from_stage, sizeof(sc->from_stage), "%s", old >= 0 ? l->stages[old].name : "");
+        snprintf(sc->to_stage, sizeof(sc->to_stage), "%s", l->stages[now].name);
+        snprintf(sc->source_event_id, sizeof(sc->source_event_id), "%s", source_event_id);
+        sc->occurred_at = at;
+        memcpy(sc->program_version, prog->version, sizeof(prog->version));
+    }
+}
+
+/* ---- the event ---------------------------------------------------------------------- */
+
+/* Most recent record of what rule earned on an order, or NULL. */
+static order_record *find_order(profile *p, const char *order_id, int rule)
+{
+    for (int i = p->norders - 1; i >= 0; i--)
+        if (p->orders[i].rule == rule && !strcmp(p->orders[i].order_id, order_id))
+            return &p->orders[i];
+    return NULL;
+}
+
+/* Room for one more order record, made before anything changes so that
+ * running out of memory leaves the profile as it was. */
+static int reserve_order(profile *p, int n)
+{
+    if (p->norders + n <= p->orders_cap)
+        return 0;
+    int cap = p->orders_cap ? p->orders_cap * 2 : 4;
+    while (cap < p->norders + n)
+        cap *= 2;
+    order_record *o = realloc(p->orders, (size_t)cap * sizeof(*o));
+    if (!o)
+        return -1;
+    p->orders = o;
+    p->orders_cap = cap;
+    return 0;
+}
+
+/* Record what an order earned (room was reserved); drops records past the
+ * program's bounds, oldest first. */
+static void record_order(const program *prog, profile *p, const touchpoint *ev, int rule_index, int64_t mult_bp)
+{
+    int64_t horizon = ev->occurred_at - prog->orders_max_age_ms;
+    int keep_from = 0;
+    while (keep_from < p->norders && p->orders[keep_from].at < horizon)
+        keep_from++;
+    if (p->norders - keep_from >= prog->orders_max_records)
+        keep_from = p->norders - prog->orders_max_records + 1;
+    if (keep_from > 0) {
+        memmove(p->orders, p->orders + keep_from, (size_t)(p->norders - keep_from) * sizeof(*p->orders));
+        p->norders -= keep_from;
+    }
+    order_record *o = &p->orders[p->norders++];
+    memcpy(o->order_id, ev->payload.purchase.order_id, sizeof(o->order_id));
+    o->amount_cents = ev->payload.purchase.amount_cents;
+    o->refunded_cents = 0;
+    o->at = ev->occurred_at;
+    o->rate_bp = prog->rules[rule_index].rate_bp;
+    o->multiplier_bp = mult_bp;
+    o->rule = (int16_t)rule_index;
+}
+
+static void decay_scores(const program *prog, profile *p, int64_t t)
+{
+    if (p->scores_at && t > p->scores_at && prog->half_life_ms > 0) {
+        double f = exp2(-(double)(t - p->scores_at) / (double)prog->half_life_ms);
+        for (int q = 0; q < QUADRANT_COUNT; q++)
+            p->score[q] *= f;
+    }
+    /* an event older than the scores adds at full weight and does not move them back in time */
+    if (t > p->scores_at)
+        p->scores_at = t;
+}
+
+/* Whether rule r's limit lets it act now; updates the limit's window. */
+static bool limit_allows(const rule *r, rule_state *s, int64_t t)
+{
+    if (r->limit == LIMIT_NONE)
+        return true;
+    if (r->limit == LIMIT_ONCE)
+        return s->fired == 0;
+    int64_t w = window_index(r->window, t);
+    if (w < s->window)
+        return false; /* late event: its window's count is gone */
+    if (w > s->window) {
+        s->window = w;
+        s->count = 0;
+    }
+    if (r->limit == LIMIT_MAX)
+        return s->count < r->max;
+    return ++s->count == r->nth; /* LIMIT_NTH counts matching events */
+}
+
+static engine_status check_refund(const program *prog, profile *p, const touchpoint *ev, char *err, size_t errlen)
+{
+    for (int k = 0; k < prog->nby_type[EVENT_REFUND]; k++) {
+        const rule *r = &prog->rules[prog->by_type[EVENT_REFUND][k]];
+        if (r->action != ACTION_REVERSE)
+            continue;
+        order_record *o = find_order(p, ev->payload.refund.order_id, r->reverses);
+        if (!o) {
+            snprintf(err, errlen, "refund of order %s, which %s has no earn record of (rule %s)",
+                     ev->payload.refund.order_id, p->customer_id, r->id);
+            return ENGINE_UNKNOWN_ORDER;
+        }
+        if (ev->payload.refund.amount_cents > o->amount_cents - o->refunded_cents) {
+            snprintf(err, errlen, "refund of %lld cents on order %s, of which %lld cents remain",
+                     (long long)ev->payload.refund.amount_cents, o->order_id,
+                     (long long)(o->amount_cents - o->refunded_cents));
+            return ENGINE_REFUND_EXCEEDS_ORDER;
+        }
+    }
+    return ENGINE_OK;
+}
+
+engine_status rules_apply_event(const program *prog, profile *p, const touchpoint *ev, engine_output *out,
+                                char *err, size_t errlen)
+{
+    out->nrewards = out->nstages = out->ncredits = 0;
+    if (ev->type == EVENT_REFUND) {
+        engine_status st = check_refund(prog, p, ev, err, errlen);
+        if (st != ENGINE_OK)
+            return st;
+    }
+    if (ev->type == EVENT_PURCHASE && reserve_order(p, prog->purchase_unit_rules) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return ENGINE_NO_MEMORY;
+    }
+    const int64_t t = ev->occurred_at;
+    const int64_t mult = tier_multiplier(prog, p); /* the tier held before this event */
+    char money[EVENT_ID_MAX + 64], m[32];
+
+    /* counters first: conditions see them including this event */
+    if (!p->events || t < p->first_event_at)
+        p->first_event_at = t;
+    if (t > p->last_event_at)
+        p->last_event_at = t;
+    p->events++;
+    p->count[ev->type]++;
+    switch (ev->type) {
+    case EVENT_SIGNUP:
+        p->signed_up = true;
+        if (!p->has_referred_by && ev->payload.signup.has_referred_by) {
+            p->has_referred_by = true;
+            memcpy(p->referred_by, ev->payload.signup.referred_by, sizeof(p->referred_by));
+        }
+        break;
+    case EVENT_PURCHASE: p->purchase_cents += ev->payload.purchase.amount_cents; break;
+    case EVENT_REFUND: p->refunded_cents += ev->payload.refund.amount_cents; break;
+    default: break;
+    }
+    decay_scores(prog, p, t);
+    for (int q = 0; q < QUADRANT_COUNT; q++)
+        p->score[q] += prog->weights[q][ev->type];
+
+    ctx c = {.prog = prog, .p = p, .ev = ev};
+    for (int k = 0; k < prog->nby_type[ev->type]; k++) {
+        int ri = prog->by_type[ev->type][k];
+        const rule *r = &prog->rules[ri];
+        rule_state *s = &p->rules[ri];
+        if ((r->has_from && t < r->from_ms) || (r->has_until && t >= r->until_ms))
+            continue;
+        if (r->when >= 0 && !eval(&c, r->when))
+            continue;
+        if (r->to == BENEFICIARY_REFERRER && !p->has_referred_by)
+            continue;
+        if (!limit_allows(r, s, t))
+            continue;
+        if (r->action == ACTION_REDEEM) {
+            int64_t cost = ev->payload.redemption.cost_points;
+            const char *code = ev->payload.redemption.reward_code, *rid = ev->payload.redemption.redemption_id;
+            if (p->balance >= cost) {
+                p->balance -= cost;
+                p->redeemed += cost;
+                reward_event *rw = add_reward(prog, p, out, r, ev->event_id, t, REWARD_REDEEM, -cost);
+                snprintf(rw->reason, sizeof(rw->reason), "%s %s (%s): %lld points", r->description, code, rid,
+                         (long long)cost);
+            } else {
+                reward_event *rw = add_reward(prog, p, out, r, ev->event_id, t, REWARD_REDEEM_REJECTED, 0);
+                snprintf(rw->reason, sizeof(rw->reason), "%s %s (%s) rejected: balance %lld is below %lld points",
+                         r->description, code, rid, (long long)p->balance, (long long)cost);
+            }
+            s->fired++;
+            continue;
+        }
+        if (r->action == ACTION_REVERSE) {
+            order_record *o = find_order(p, ev->payload.refund.order_id, r->reverses);
+            int64_t before = o->amount_cents - o->refunded_cents;
+            int64_t after = before - ev->payload.refund.amount_cents;
+            int64_t pts = unit_points(before, o->rate_bp, o->multiplier_bp) -
+                          unit_points(after, o->rate_bp, o->multiplier_bp);
+            o->refunded_cents += ev->payload.refund.amount_cents;
+            s->fired++;
+            if (pts == 0)
+                continue;
+            p->balance -= pts;
+            p->reversed += pts;
+            reward_event *rw = add_reward(prog, p, out, r, ev->event_id, t, REWARD_REVERSAL, -pts);
+            format_money(ev->payload.refund.amount_cents, "", money, sizeof(money));
+            format_mult(o->multiplier_bp, m, sizeof(m));
+            snprintf(rw->reason, sizeof(rw->reason), "%s of %s: %s at %s as earned: -%lld points", r->description,
+                     o->order_id, money, m, (long long)pts);
+            continue;
+        }
+        /* ACTION_AWARD */
+        int64_t rmult = r->tier_multiplier ? mult : BP_ONE, pts;
+        if (r->rate_bp) {
+            pts = unit_points(ev->payload.purchase.amount_cents, r->rate_bp, rmult);
+            record_order(prog, p, ev, ri, rmult);
+        } else {
+            __int128 v = (__int128)r->points * rmult / BP_ONE;
+            pts = v > INT64_MAX ? INT64_MAX : (int64_t)v;
+        }
+        if (pts == 0)
+            continue;
+        s->fired++;
+        if (r->limit == LIMIT_MAX)
+            s->count++;
+        if (r->to == BENEFICIARY_REFERRER) {
+            credit_event *cr = &out->credits[out->ncredits++];
+            rules_reward_id(ev->event_id, r->id, p->referred_by, cr->credit_id);
+            memcpy(cr->customer_id, p->referred_by, sizeof(cr->customer_id));
+            memcpy(cr->source_customer_id, p->customer_id, sizeof(cr->source_customer_id));
+            snprintf(cr->rule_id, sizeof(cr->rule_id), "%s", r->id);
+            cr->points = pts;
+            cr->referral = true;
+            memcpy(cr->source_event_id, ev->event_id, sizeof(cr->source_event_id));
+            cr->occurred_at = t;
+            snprintf(cr->reason, sizeof(cr->reason), "%s (%s): %lld points", r->description, p->customer_id,
+                     (long long)pts);
+            memcpy(cr->program_version, prog->version, sizeof(prog->version));
+            continue;
+        }
+        p->balance += pts;
+        p->lifetime_earned += pts;
+        reward_event *rw = add_reward(prog, p, out, r, ev->event_id, t, REWARD_EARN, pts);
+        format_mult(rmult, m, sizeof(m));
+        if (r->rate_bp) {
+            format_money(ev->payload.purchase.amount_cents, ev->payload.purchase.currency, money, sizeof(money));
+            snprintf(rw->reason, sizeof(rw->reason), "%s %s: %s at %s: %lld points", r->description,
+                     ev->payload.purchase.order_id, money, m, (long long)pts);
+        } else if (r->tier_multiplier) {
+            snprintf(rw->reason, sizeof(rw->reason), "%s at %s: %lld points", r->description, m, (long long)pts);
+        } else {
+            snprintf(rw->reason, sizeof(rw->reason), "%s: %lld points", r->description, (long long)pts);
+        }
+    }
+    evaluate_ladders(prog, p, ev->event_id, t, out);
+    return ENGINE_OK;
+}
+
+engine_status rules_apply_credit(const program *prog, profile *p, const credit_event *cr, engine_output *out)
+{
+    out->nrewards = out->nstages = out->ncredits = 0;
+    p->balance += cr->points;
+    p->lifetime_earned += cr->points;
+    if (cr->referral)
+        p->referrals_converted++;
+    reward_event *rw = &out->rewards[out->nrewards++];
+    memcpy(rw->reward_id, cr->credit_id, sizeof(rw->reward_id));
+    memcpy(rw->customer_id, p->customer_id, sizeof(rw->customer_id));
+    rw->kind = REWARD_EARN;
+    memcpy(rw->rule_id, cr->rule_id, sizeof(rw->rule_id));
+    rw->points = cr->points;
+    rw->balance_after = p->balance;
+    memcpy(rw->source_event_id, cr->source_event_id, sizeof(rw->source_event_id));
+    rw->occurred_at = cr->occurred_at;
+    memcpy(rw->reason, cr->reason, sizeof(rw->reason));
+    memcpy(rw->program_version, cr->program_version, sizeof(rw->program_version));
+    evaluate_ladders(prog, p, cr->source_event_id, cr->occurred_at, out);
+    return ENGINE_OK;
+}

@@ -1,0 +1,182 @@
+/* sim.c - in-memory engine runner. */
+#include "sim.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+/* Open-addressing set of strings, or map from string to profile. */
+typedef struct table {
+    void **slots;      /* profile* or char* (the key itself) */
+    size_t cap, len;   /* cap is a power of two */
+    int is_profiles;
+} table;
+
+struct sim {
+    const program *prog;
+    table profiles;
+    table seen;         /* event ids applied */
+    engine_output out;  /* reused */
+    engine_output credit_out;
+    codec_record rec;   /* reused for emitting */
+    sim_stats stats;
+};
+
+static const char *slot_key(const table *t, void *v) { return t->is_profiles ? ((profile *)v)->customer_id : v; }
+
+static size_t find_slot(const table *t, const char *key)
+{
+    size_t i = (size_t)XXH3_64bits(key, strlen(key)) & (t->cap - 1);
+    while (t->slots[i] && strcmp(slot_key(t, t->slots[i]), key) != 0)
+        i = (i + 1) & (t->cap - 1);
+    return i;
+}
+
+static int grow(table *t)
+{
+    size_t cap = t->cap ? t->cap * 2 : 1024;
+    void **slots = calloc(cap, sizeof(*slots));
+    if (!slots)
+        return -1;
+    table nt = {.slots = slots, .cap = cap, .len = t->len, .is_profiles = t->is_profiles};
+    for (size_t i = 0; i < t->cap; i++)
+        if (t->slots[i])
+            nt.slots[find_slot(&nt, slot_key(t, t->slots[i]))] = t->slots[i];
+    free(t->slots);
+    *t = nt;
+    return 0;
+}
+
+static void *lookup(const table *t, const char *key)
+{
+    return t->cap ? t->slots[find_slot(t, key)] : NULL;
+}
+
+/* Insert v (whose key is not present); -1 when out of memory. */
+static int insert(table *t, void *v)
+{
+    if ((t->len + 1) * 2 > t->cap && grow(t) != 0)
+        return -1;
+    t->slots[find_slot(t, slot_key(t, v))] = v;
+    t->len++;
+    return 0;
+}
+
+sim *sim_new(const program *prog)
+{
+    sim *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->prog = prog;
+    s->profiles.is_profiles = 1;
+    return s;
+}
+
+void sim_free(sim *s)
+{
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->profiles.cap; i++)
+        if (s->profiles.slots[i]) {
+            profile_free(s->profiles.slots[i]);
+            free(s->profiles.slots[i]);
+        }
+    for (size_t i = 0; i < s->seen.cap; i++)
+        free(s->seen.slots[i]);
+    free(s->profiles.slots);
+    free(s->seen.slots);
+    codec_record_free(&s->rec);
+    free(s);
+}
+
+static profile *get_profile(sim *s, const char *customer_id)
+{
+    profile *p = lookup(&s->profiles, customer_id);
+    if (p)
+        return p;
+    if (!(p = malloc(sizeof(*p))))
+        return NULL;
+    profile_init(p, customer_id);
+    if (insert(&s->profiles, p) != 0) {
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+static void emit_all(sim *s, const engine_output *out, sim_emit_fn emit, void *opaque)
+{
+    s->stats.rewards += out->nrewards;
+    s->stats.stage_changes += out->nstages;
+    if (!emit)
+        return;
+    for (int i = 0; i < out->nrewards; i++) {
+        s->rec.schema = SCHEMA_REWARD;
+        s->rec.reward = out->rewards[i];
+        emit(opaque, &s->rec);
+    }
+    for (int i = 0; i < out->nstages; i++) {
+        s->rec.schema = SCHEMA_STAGE_CHANGE;
+        s->rec.stage = out->stages[i];
+        emit(opaque, &s->rec);
+    }
+}
+
+engine_status sim_apply(sim *s, const touchpoint *ev, sim_emit_fn emit, void *opaque, char *err, size_t errlen)
+{
+    if (lookup(&s->seen, ev->event_id)) {
+        s->stats.duplicates++;
+        return ENGINE_OK;
+    }
+    profile *p = get_profile(s, ev->customer_id);
+    char *id = strdup(ev->event_id);
+    int room = (s->seen.len + 1) * 2 <= s->seen.cap || grow(&s->seen) == 0;
+    if (!p || !id || !room) {
+        free(id);
+        snprintf(err, errlen, "out of memory");
+        return ENGINE_NO_MEMORY;
+    }
+    engine_status st = rules_apply_event(s->prog, p, ev, &s->out, err, errlen);
+    if (st != ENGINE_OK) {
+        free(id);
+        s->stats.rejected++;
+        return st;
+    }
+    insert(&s->seen, id); /* room was made above */
+    s->stats.events++;
+    emit_all(s, &s->out, emit, opaque);
+    for (int i = 0; i < s->out.ncredits; i++) {
+        const credit_event *cr = &s->out.credits[i];
+        profile *ref = get_profile(s, cr->customer_id);
+        if (!ref) {
+            snprintf(err, errlen, "out of memory");
+            return ENGINE_NO_MEMORY;
+        }
+        rules_apply_credit(s->prog, ref, cr, &s->credit_out);
+        s->stats.credits++;
+        emit_all(s, &s->credit_out, emit, opaque);
+    }
+    return ENGINE_OK;
+}
+
+const profile *sim_profile(const sim *s, const char *customer_id) { return lookup(&s->profiles, customer_id); }
+
+static int by_customer(const void *a, const void *b)
+{
+    return strcmp((*(const profile *const *)a)->customer_id, (*(const profile *const *)b)->customer_id);
+}
+
+const profile **sim_profiles(const sim *s, size_t *n)
+{
+    const profile **all = malloc((s->profiles.len ? s->profiles.len : 1) * sizeof(*all));
+    *n = 0;
+    if (!all)
+        return NULL;
+    for (size_t i = 0; i < s->profiles.cap; i++)
+        if (s->profiles.slots[i])
+            all[(*n)++] = s->profiles.slots[i];
+    qsort(all, *n, sizeof(*all), by_customer);
+    return all;
+}
+
+const sim_stats *sim_get_stats(const sim *s) { return &s->stats; }

@@ -1,0 +1,38 @@
+/* sim.h - the engine over a stream, in memory: profiles in a hash table,
+ * duplicate event ids ignored, referral credits applied to the referrer right
+ * after the event that earned them. `fidelio simulate` (the dry run and the
+ * golden reference), the demo and the tests run it. */
+#ifndef FIDELIO_SIM_H
+#define FIDELIO_SIM_H
+
+#include "codec.h"
+#include "rules.h"
+
+typedef struct sim sim;
+
+/* Called for every output, in order: a RewardEvent or StageChangeEvent (rec->schema says which). */
+typedef void (*sim_emit_fn)(void *opaque, const codec_record *rec);
+
+typedef struct sim_stats {
+    long long events;      /* applied */
+    long long duplicates;  /* event ids seen before: ignored */
+    long long rejected;    /* refused by the engine (unknown order, ...) */
+    long long credits;     /* credits routed to referrers */
+    long long rewards, stage_changes;
+} sim_stats;
+
+/* A simulator over prog (borrowed; must outlive it). NULL when out of memory. */
+sim *sim_new(const program *prog);
+void sim_free(sim *s);
+
+/* Apply one event. Returns ENGINE_OK (also for an ignored duplicate), or the
+ * engine's status with err set for a refused event. */
+engine_status sim_apply(sim *s, const touchpoint *ev, sim_emit_fn emit, void *opaque, char *err, size_t errlen);
+
+/* The profile of customer_id, or NULL. */
+const profile *sim_profile(const sim *s, const char *customer_id);
+/* Every profile, sorted by customer id; the array is the caller's to free(). */
+const profile **sim_profiles(const sim *s, size_t *n);
+const sim_stats *sim_get_stats(const sim *s);
+
+#endif
