@@ -1,0 +1,177 @@
+/* Program: loading errors name the file, line and rule or ladder; the
+ * default program loads; stored profiles survive corruption checks. */
+#include <stdlib.h>
+
+#include "program.h"
+#include "profile.h"
+#include "rules.h"
+#include "test_common.h"
+
+static program prog;
+static char err[1024];
+
+static void teardown(void) { program_free(&prog); }
+
+START_TEST(default_program_loads)
+{
+    ck_assert_msg(program_load(&prog, NULL, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(prog.nrules, 12);
+    ck_assert_int_eq(prog.nladders, 3);
+    ck_assert_int_ge(prog.tier_ladder, 0);
+    ck_assert_str_eq(prog.ladders[prog.tier_ladder].stages[1].name, "silver");
+    ck_assert_int_eq(prog.ladders[prog.tier_ladder].stages[1].multiplier_bp, 12500);
+    program_free(&prog);
+    /* the shipped file is the same program as the built-in one */
+    ck_assert_msg(program_load(&prog, SOURCE_DIR "/config/rules.yaml", err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(prog.nrules, 12);
+}
+END_TEST
+
+/* Each broken program: the error names the line and contains the text. */
+START_TEST(errors_name_line_and_rule)
+{
+    static const struct {
+        const char *yaml;
+        int line;
+        const char *text;
+    } cases[] = {
+        {"version: v\nrules:\n  - id: a\n    on: SIGNUP\n    awrd: 5\n", 5, "rule 'a': unknown key 'awrd'"},
+        {"version: v\nrules:\n  - id: a\n    on: SIGNUP\n    award: 5\n    when: \"purchasez > 1\"\n", 6,
+         "rule 'a': when: unknown name 'purchasez'"},
+        {"version: v\nrules:\n  - id: a\n    on: SIGNUP\n    award: 5\n    when: \"amount_cents > 1\"\n", 6,
+         "is a field of PURCHASE events, and this rule is on SIGNUP"},
+        {"version: v\nrules:\n  - id: a\n    on: PURCHASE\n    award: 5\n    when: \"channel > 1\"\n", 6,
+         "different kinds"},
+        {"version: v\nrules:\n  - id: a\n    on: PURCHASE\n    award: 5\n    when: \"purchases >= 1 and\"\n", 6,
+         "unexpected end"},
+        {"version: v\nrules:\n  - id: a\n    on: PURCHASE\n    award: 5\n    when: \"purchases\"\n", 6,
+         "must be true or false"},
+        {"version: v\nrules:\n  - id: a\n    on: SIGNUP\n    award: 5\n  - id: a\n    on: SIGNUP\n    award: 5\n", 6,
+         "rule 'a': rule id is declared twice"},
+        {"version: v\nrules:\n  - id: a\n    on: SIGNUP\n    award: 5\n  - id: b\n    on: REFUND\n    reverse: a\n", 8,
+         "rule 'b': reverse: 'a' is not a per_unit PURCHASE rule"},
+        {"version: v\nrules:\n  - id: a\n    on: SIGNUP\n    award: 5\n    limit: {max: 2}\n", 6,
+         "limit takes per and one of max or nth"},
+        {"version: v\nrules:\n  - id: a\n    on: SIGNUP\n    award: 5\n    limit: {max: 2, per: fortnight}\n", 6,
+         "per must be day, iso_week or month"},
+        {"version: v\nladders:\n  - id: tier\n    stages:\n      - {name: bronze, multiplier: 1}\n      - {name: "
+         "silver, multiplier: 1.5, when: \"lifetime_earned > 5\"}\nrules:\n  - id: a\n    on: SIGNUP\n    award: 5\n"
+         "    when: 'tier >= \"platinum\"'\n",
+         11, "'platinum' is not a stage of that ladder"},
+        {"rules:\n  - id: a\n    on: SIGNUP\n    award: 5\n", 1, "version is required"},
+        {"version: v\nrules:\n  - id: a\n    on: SIGNUP\n    award: {points: 5, tier_multiplier: true}\n", 5,
+         "tier_multiplier needs a ladder with multipliers"},
+        {"version: v\nrules:\n  - id: a\n    on: REDEMPTION\n    redeem: true\n  - id: b\n    on: REDEMPTION\n"
+         "    redeem: true\n",
+         8, "only one rule may redeem"},
+        {"version: v\nrules:\n  - id: a\n    on: SIGNUP\n    award: 5\n    valid: {from: 2026-02-01T00:00:00Z, "
+         "until: 2026-01-01T00:00:00Z}\n",
+         6, "valid.from must be before valid.until"},
+        {"version: v\nladders:\n  - id: x\n    stages:\n      - {name: s, when: \"completeness > 0.5\"}\nrules: []\n", 5,
+         "ladder 'x': when: 'completeness': stage conditions see the profile only"},
+        {"version: v\nrules:\n  - id: Bad Id\n    on: SIGNUP\n    award: 5\n", 3, "may hold only a-z"},
+        {"version: v\nrules:\n  - id: a\n    on: LOGIN\n    award: 5\n", 4, "on must be an event type"},
+        {"version: v\nrules:\n  - id: a\n    on: SIGNUP\n    award: 5\n    redeem: true\n", 3, "exactly one action"},
+        {"version: v\nrules:\n  - id: a\n    on: SIGNUP\n    award: {per_unit: 1}\n", 5, "only on PURCHASE"},
+        {"version: v\nrules:\n  - id: a\n  on: SIGNUP\n", 4, "YAML error"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int rc = program_load_text(&prog, "rules.yaml", cases[i].yaml, err, sizeof(err));
+        program_free(&prog);
+        ck_assert_msg(rc == -1, "case %zu loaded", i);
+        char where[32];
+        snprintf(where, sizeof(where), "rules.yaml:%d:", cases[i].line);
+        ck_assert_msg(strstr(err, where) != NULL, "case %zu: '%s' lacks '%s'", i, err, where);
+        ck_assert_msg(strstr(err, cases[i].text) != NULL, "case %zu: '%s' lacks '%s'", i, err, cases[i].text);
+    }
+}
+END_TEST
+
+START_TEST(missing_file_named)
+{
+    ck_assert_int_eq(program_load(&prog, "/nonexistent/rules.yaml", err, sizeof(err)), -1);
+    ck_assert_ptr_nonnull(strstr(err, "/nonexistent/rules.yaml"));
+}
+END_TEST
+
+/* Output ids depend on exactly (event, rule, customer). */
+START_TEST(ids_are_deterministic_and_distinct)
+{
+    char a[40], b[40], c[40], d[40], e[40];
+    rules_reward_id("ev-1", "purchase", "c1", a);
+    rules_reward_id("ev-1", "purchase", "c1", b);
+    rules_reward_id("ev-1", "purchase", "c2", c);
+    rules_reward_id("ev-1", "purchas", "ec1", d); /* same concatenation, other split */
+    rules_change_id("ev-1", "purchase", "c1", e);
+    ck_assert_str_eq(a, b);
+    ck_assert_str_ne(a, c);
+    ck_assert_str_ne(a, d);
+    ck_assert_str_ne(a, e);
+    ck_assert_int_eq(strlen(a), 35);
+    ck_assert(strncmp(a, "rw-", 3) == 0 && strncmp(e, "sc-", 3) == 0);
+}
+END_TEST
+
+/* A profile with everything set survives encoding; every truncation and
+ * many corruptions are rejected or decoded without crashing. */
+START_TEST(profile_encoding_robust)
+{
+    ck_assert(program_load(&prog, NULL, err, sizeof(err)) == 0);
+    profile p;
+    profile_init(&p, "cust-1");
+    engine_output *out = malloc(sizeof(*out));
+    touchpoint ev;
+    memset(&ev, 0, sizeof(ev));
+    static const event_type types[] = {EVENT_SIGNUP, EVENT_APP_USE, EVENT_PURCHASE, EVENT_SOCIAL_SHARE, EVENT_PURCHASE};
+    for (int i = 0; i < 5; i++) {
+        sample_touchpoint(&ev, types[i], 1);
+        snprintf(ev.event_id, sizeof(ev.event_id), "e%d", i);
+        snprintf(ev.payload.purchase.order_id, sizeof(ev.payload.purchase.order_id), "o%d", i);
+        ev.occurred_at += i * 86400000LL;
+        ck_assert_int_eq(rules_apply_event(&prog, &p, &ev, out, err, sizeof(err)), ENGINE_OK);
+    }
+    buf enc = {0};
+    ck_assert_int_eq(profile_encode(&p, &prog, &enc), 0);
+    profile q;
+    ck_assert_int_eq(profile_decode(&q, &prog, enc.data, enc.len, err, sizeof(err)), 0);
+    ck_assert_int_eq(q.balance, p.balance);
+    ck_assert_int_eq(q.norders, 2);
+    ck_assert_str_eq(q.orders[1].order_id, "o4");
+    ck_assert_int_eq(q.stage[prog.tier_ladder], p.stage[prog.tier_ladder]);
+    profile_free(&q);
+    for (size_t cut = 0; cut < enc.len; cut++) {
+        ck_assert_int_eq(profile_decode(&q, &prog, enc.data, cut, err, sizeof(err)), -1);
+        profile_free(&q);
+    }
+    uint64_t st = 88172645463325252u;
+    for (int i = 0; i < 20000; i++) {
+        char m[4096];
+        memcpy(m, enc.data, enc.len);
+        st ^= st << 13;
+        st ^= st >> 7;
+        st ^= st << 17;
+        m[st % enc.len] = (char)(st >> 32);
+        profile_decode(&q, &prog, m, enc.len, err, sizeof(err));
+        profile_free(&q);
+    }
+    buf_free(&enc);
+    profile_free(&p);
+    touchpoint_free(&ev);
+    free(out);
+}
+END_TEST
+
+Suite *program_suite(void)
+{
+    Suite *s = suite_create("program");
+    TCase *tc = tcase_create("program");
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, default_program_loads);
+    tcase_add_test(tc, errors_name_line_and_rule);
+    tcase_add_test(tc, missing_file_named);
+    tcase_add_test(tc, ids_are_deterministic_and_distinct);
+    tcase_add_test(tc, profile_encoding_robust);
+    suite_add_tcase(s, tc);
+    return s;
+}

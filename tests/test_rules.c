@@ -1,0 +1,194 @@
+/* Rules: table-driven scenarios. Each tests/scenarios/NAME.json gives events
+ * and what must come out:
+ *
+ *   "rules_yaml":     optional rule program text (default: the built-in program)
+ *   "events":         touchpoints as JSON; defaults: event_id NAME-<i>,
+ *                     customer_id "c1", channel "web"
+ *   "rewards":        every reward, in order: [customer, rule, kind, points, balance_after]
+ *   "stage_ladders":  optional: compare only stage changes of these ladders
+ *   "stage_changes":  optional: every such change, in order: [customer, ladder, from, to]
+ *   "refused":        optional: [event index, engine status] of events the engine refuses
+ *   "profiles":       optional: {customer: {dotted.path: value}} against `fidelio profile` JSON
+ *
+ * The harness runs the same in-memory runner as `fidelio simulate`. */
+#include <glob.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include "codec.h"
+#include "sim.h"
+#include "test_common.h"
+
+static glob_t files;
+
+typedef struct collected {
+    json_t *rewards;   /* [customer, rule, kind, points, balance_after] */
+    json_t *stages;    /* [customer, ladder, from, to] */
+} collected;
+
+static void collect(void *opaque, const codec_record *rec)
+{
+    collected *c = opaque;
+    if (rec->schema == SCHEMA_REWARD) {
+        const reward_event *r = &rec->reward;
+        json_array_append_new(c->rewards, json_pack("[s s s I I]", r->customer_id, r->rule_id,
+                                                     reward_kind_name(r->kind), (json_int_t)r->points,
+                                                     (json_int_t)r->balance_after));
+    } else {
+        const stage_change_event *s = &rec->stage;
+        json_array_append_new(c->stages, json_pack("[s s o s]", s->customer_id, s->ladder,
+                                                   s->has_from_stage ? json_string(s->from_stage) : json_null(),
+                                                   s->to_stage));
+    }
+}
+
+/* Value at a dotted path ("stages.tier") of obj, or NULL. */
+static json_t *at_path(json_t *obj, const char *path)
+{
+    char key[128];
+    const char *dot;
+    while ((dot = strchr(path, '.')) && obj) {
+        snprintf(key, sizeof(key), "%.*s", (int)(dot - path), path);
+        obj = json_object_get(obj, key);
+        path = dot + 1;
+    }
+    return obj ? json_object_get(obj, path) : NULL;
+}
+
+static int same_value(json_t *want, json_t *got)
+{
+    if (json_is_number(want) && json_is_number(got))
+        return fabs(json_number_value(want) - json_number_value(got)) <= 1e-9 * fmax(1, fabs(json_number_value(want)));
+    return json_equal(want, got);
+}
+
+static char *dump(json_t *j) { return json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY); }
+
+START_TEST(scenario)
+{
+    const char *path = files.gl_pathv[_i];
+    const char *name = strrchr(path, '/') + 1;
+    json_error_t jerr;
+    json_t *sc = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    ck_assert_msg(sc != NULL, "%s:%d: %s", path, jerr.line, jerr.text);
+    char err[1024];
+    program prog;
+    json_t *yaml = json_object_get(sc, "rules_yaml");
+    int rc = yaml ? program_load_text(&prog, name, json_string_value(yaml), err, sizeof(err))
+                  : program_load(&prog, NULL, err, sizeof(err));
+    ck_assert_msg(rc == 0, "%s: %s", name, err);
+    sim *s = sim_new(&prog);
+    codec_record *rec = calloc(1, sizeof(*rec));
+    ck_assert_ptr_nonnull(s);
+    ck_assert_ptr_nonnull(rec);
+    collected got = {json_array(), json_array()};
+    json_t *refused = json_array();
+    json_t *events = json_object_get(sc, "events");
+    ck_assert_msg(json_is_array(events), "%s: no events", name);
+    size_t i;
+    json_t *ev;
+    json_array_foreach(events, i, ev) {
+        char id[64];
+        snprintf(id, sizeof(id), "%.*s-%zu", (int)(strlen(name) - 5), name, i);
+        if (!json_object_get(ev, "event_id"))
+            json_object_set_new(ev, "event_id", json_string(id));
+        if (!json_object_get(ev, "customer_id"))
+            json_object_set_new(ev, "customer_id", json_string("c1"));
+        if (!json_object_get(ev, "channel"))
+            json_object_set_new(ev, "channel", json_string("web"));
+        char *text = dump(ev);
+        event_err e = codec_decode_json(SCHEMA_TOUCHPOINT, text, strlen(text), rec, err, sizeof(err));
+        if (e == EVENT_OK)
+            e = touchpoint_validate(&rec->tp, NULL, 0, err, sizeof(err));
+        ck_assert_msg(e == EVENT_OK, "%s: event %zu invalid (%s): %s: %s", name, i, event_err_name(e), err, text);
+        free(text);
+        engine_status st = sim_apply(s, &rec->tp, collect, &got, err, sizeof(err));
+        if (st != ENGINE_OK)
+            json_array_append_new(refused, json_pack("[I s]", (json_int_t)i, engine_status_name(st)));
+    }
+    json_t *want = json_object_get(sc, "rewards");
+    ck_assert_msg(json_is_array(want), "%s: 'rewards' is required", name);
+    if (!json_equal(want, got.rewards)) {
+        char *w = dump(want), *g = dump(got.rewards);
+        ck_abort_msg("%s: rewards differ\n want %s\n got  %s", name, w, g);
+    }
+    json_t *wr = json_object_get(sc, "refused");
+    if (!json_equal(wr ? wr : json_array(), refused)) {
+        char *g = dump(refused);
+        ck_abort_msg("%s: refused events differ: got %s", name, g);
+    }
+    json_t *ws = json_object_get(sc, "stage_changes");
+    if (ws) {
+        json_t *ladders = json_object_get(sc, "stage_ladders"), *filtered = json_array(), *item;
+        size_t k;
+        json_array_foreach(got.stages, k, item) {
+            size_t m;
+            json_t *l;
+            int keep = !ladders;
+            json_array_foreach(ladders, m, l) keep |= json_equal(l, json_array_get(item, 1));
+            if (keep)
+                json_array_append(filtered, item);
+        }
+        if (!json_equal(ws, filtered)) {
+            char *w = dump(ws), *g = dump(filtered);
+            ck_abort_msg("%s: stage changes differ\n want %s\n got  %s", name, w, g);
+        }
+        json_decref(filtered);
+    }
+    json_t *wp = json_object_get(sc, "profiles");
+    const char *cust;
+    json_t *fields;
+    json_object_foreach(wp, cust, fields) {
+        const profile *p = sim_profile(s, cust);
+        ck_assert_msg(p != NULL, "%s: no profile for %s", name, cust);
+        buf b = {0};
+        ck_assert_int_eq(profile_to_json(p, &prog, &b), 0);
+        json_t *pj = json_loads(b.data, 0, NULL);
+        const char *field;
+        json_t *wantv;
+        json_object_foreach(fields, field, wantv) {
+            json_t *gotv = at_path(pj, field);
+            if (!gotv || !same_value(wantv, gotv)) {
+                char *w = dump(wantv), *g = gotv ? dump(gotv) : strdup("(absent)");
+                ck_abort_msg("%s: profile %s: %s is %s, want %s", name, cust, field, g, w);
+            }
+        }
+        /* the stored form decodes to the same profile */
+        buf enc = {0};
+        profile back;
+        ck_assert_int_eq(profile_encode(p, &prog, &enc), 0);
+        ck_assert_msg(profile_decode(&back, &prog, enc.data, enc.len, err, sizeof(err)) == 0, "%s", err);
+        buf again = {0};
+        ck_assert_int_eq(profile_encode(&back, &prog, &again), 0);
+        ck_assert_msg(enc.len == again.len && memcmp(enc.data, again.data, enc.len) == 0,
+                      "%s: profile %s does not survive encode/decode", name, cust);
+        profile_free(&back);
+        buf_free(&enc);
+        buf_free(&again);
+        buf_free(&b);
+        json_decref(pj);
+    }
+    json_decref(got.rewards);
+    json_decref(got.stages);
+    json_decref(refused);
+    json_decref(sc);
+    codec_record_free(rec);
+    free(rec);
+    sim_free(s);
+    program_free(&prog);
+}
+END_TEST
+
+Suite *rules_suite(void)
+{
+    Suite *s = suite_create("rules");
+    TCase *tc = tcase_create("scenarios");
+    if (glob(SOURCE_DIR "/tests/scenarios/*.json", 0, NULL, &files) != 0 || files.gl_pathc == 0) {
+        fprintf(stderr, "no scenario files under %s/tests/scenarios\n", SOURCE_DIR);
+        abort(); /* a suite with no scenarios must not pass */
+    }
+    tcase_add_loop_test(tc, scenario, 0, (int)files.gl_pathc);
+    suite_add_tcase(s, tc);
+    return s;
+}
