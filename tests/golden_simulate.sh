@@ -43,5 +43,13 @@ rc=$?
 set -e
 [ "$rc" -eq 2 ] || fail "bad program exited $rc, want 2"
 grep -q "rules.yaml:6: rule 'a': when: unknown name 'nope'" "$WORK/err4" || fail "message: $(cat "$WORK/err4")"
-pass "a broken rule program exits 2 naming file, line and rule"
+set +e
+"$FIDELIO" check -r "$WORK/rules.yaml" >/dev/null 2>"$WORK/err5"
+rc=$?
+set -e
+[ "$rc" -eq 2 ] && grep -q "rules.yaml:6: rule 'a'" "$WORK/err5" || fail "check -r accepted a broken program (exit $rc)"
+"$FIDELIO" check >"$WORK/check.out" || fail "check of the built-in program failed"
+grep -q "ladder tier .*bronze (x1.00) -> silver (x1.25) -> gold (x1.50)" "$WORK/check.out" || fail "check summary lacks the tiers"
+grep -q "rule referral-referrer .*250 points to the referrer, once" "$WORK/check.out" || fail "check summary lacks rules"
+pass "a broken rule program exits 2 naming file, line and rule; check summarises the program"
 done_ok

@@ -126,7 +126,8 @@ START_TEST(profile_encoding_robust)
     for (int i = 0; i < 5; i++) {
         sample_touchpoint(&ev, types[i], 1);
         snprintf(ev.event_id, sizeof(ev.event_id), "e%d", i);
-        snprintf(ev.payload.purchase.order_id, sizeof(ev.payload.purchase.order_id), "o%d", i);
+        if (types[i] == EVENT_PURCHASE)
+            snprintf(ev.payload.purchase.order_id, sizeof(ev.payload.purchase.order_id), "o%d", i);
         ev.occurred_at += i * 86400000LL;
         ck_assert_int_eq(rules_apply_event(&prog, &p, &ev, out, err, sizeof(err)), ENGINE_OK);
     }

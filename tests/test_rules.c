@@ -113,8 +113,10 @@ START_TEST(scenario)
         char *w = dump(want), *g = dump(got.rewards);
         ck_abort_msg("%s: rewards differ\n want %s\n got  %s", name, w, g);
     }
-    json_t *wr = json_object_get(sc, "refused");
-    if (!json_equal(wr ? wr : json_array(), refused)) {
+    json_t *wr = json_object_get(sc, "refused"), *none = json_array();
+    int refused_ok = json_equal(wr ? wr : none, refused);
+    json_decref(none);
+    if (!refused_ok) {
         char *g = dump(refused);
         ck_abort_msg("%s: refused events differ: got %s", name, g);
     }
