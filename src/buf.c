@@ -67,3 +67,12 @@ void buf_free(buf *b)
     b->data = NULL;
     b->len = b->cap = 0;
 }
+
+void str_copy(char *dst, size_t cap, const char *src)
+{
+    size_t n = strlen(src);
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}

@@ -26,4 +26,7 @@ void buf_reset(buf *b);
 /* Release the memory; the buffer may be used again afterwards. */
 void buf_free(buf *b);
 
+/* Copy src into dst of cap bytes, cutting it short if needed; always NUL-terminated. */
+void str_copy(char *dst, size_t cap, const char *src);
+
 #endif

@@ -55,5 +55,9 @@ int cmd_consume(int argc, char **argv);
 int cmd_dev_kafka(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_simulate(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_profile(int argc, char **argv);
+int cmd_ledger(int argc, char **argv);
+int cmd_encode(int argc, char **argv);
 
 #endif

@@ -11,7 +11,7 @@
 #include "buf.h"
 #include "event.h"
 
-typedef enum codec_schema { SCHEMA_TOUCHPOINT, SCHEMA_REWARD, SCHEMA_STAGE_CHANGE, SCHEMA_COUNT } codec_schema;
+typedef enum codec_schema { SCHEMA_TOUCHPOINT, SCHEMA_REWARD, SCHEMA_STAGE_CHANGE, SCHEMA_CREDIT, SCHEMA_COUNT } codec_schema;
 
 typedef struct codec codec;
 
@@ -21,9 +21,10 @@ typedef struct codec_record {
     touchpoint tp;          /* when schema == SCHEMA_TOUCHPOINT */
     reward_event reward;    /* when schema == SCHEMA_REWARD */
     stage_change_event stage; /* when schema == SCHEMA_STAGE_CHANGE */
+    credit_event credit;    /* when schema == SCHEMA_CREDIT */
 } codec_record;
 
-/* Name used on the command line and in config ("touchpoint", "reward", "stage-change"). */
+/* Name used on the command line ("touchpoint", "reward", "stage-change", "credit"). */
 const char *codec_schema_name(codec_schema s);
 int codec_schema_parse(const char *s);
 /* The schema's JSON text (embedded from schemas/). */

@@ -22,6 +22,11 @@ enum { SC_CHANGE_ID, SC_CUSTOMER_ID, SC_LADDER, SC_FROM_STAGE, SC_TO_STAGE, SC_S
 static const char *const sc_fields[] = {"change_id", "customer_id", "ladder", "from_stage", "to_stage",
                                         "source_event_id", "occurred_at", "program_version"};
 
+enum { CR_CREDIT_ID, CR_CUSTOMER_ID, CR_SOURCE_CUSTOMER_ID, CR_RULE_ID, CR_POINTS, CR_REFERRAL, CR_SOURCE_EVENT_ID,
+       CR_OCCURRED_AT, CR_REASON, CR_PROGRAM_VERSION, CR_NFIELDS };
+static const char *const cr_fields[] = {"credit_id", "customer_id", "source_customer_id", "rule_id", "points",
+                                        "referral", "source_event_id", "occurred_at", "reason", "program_version"};
+
 /* Union branch of each touchpoint type's payload (0 = null). */
 static const int payload_branch[EVENT_TYPE_COUNT] = {
     [EVENT_SIGNUP] = 1, [EVENT_PROFILE_UPDATE] = 2, [EVENT_NEWSLETTER_OPT_IN] = 0, [EVENT_APP_USE] = 3,
@@ -39,7 +44,7 @@ struct codec {
     avro_writer_t writer;              /* memory writer, re-pointed per message */
 };
 
-static const char *const schema_names[SCHEMA_COUNT] = {"touchpoint", "reward", "stage-change"};
+static const char *const schema_names[SCHEMA_COUNT] = {"touchpoint", "reward", "stage-change", "credit"};
 
 const char *codec_schema_name(codec_schema s) { return (unsigned)s < SCHEMA_COUNT ? schema_names[s] : "?"; }
 
@@ -57,6 +62,7 @@ const char *codec_schema_json(codec_schema s)
     case SCHEMA_TOUCHPOINT: return embedded_touchpoint_event_avsc;
     case SCHEMA_REWARD: return embedded_reward_event_avsc;
     case SCHEMA_STAGE_CHANGE: return embedded_stage_change_event_avsc;
+    case SCHEMA_CREDIT: return embedded_credit_event_avsc;
     default: return NULL;
     }
 }
@@ -102,7 +108,8 @@ codec *codec_new(size_t max_message_bytes, char *err, size_t errlen)
     }
     if (check_fields(c->schema[SCHEMA_TOUCHPOINT], tp_fields, TP_NFIELDS, err, errlen) ||
         check_fields(c->schema[SCHEMA_REWARD], rw_fields, RW_NFIELDS, err, errlen) ||
-        check_fields(c->schema[SCHEMA_STAGE_CHANGE], sc_fields, SC_NFIELDS, err, errlen))
+        check_fields(c->schema[SCHEMA_STAGE_CHANGE], sc_fields, SC_NFIELDS, err, errlen) ||
+        check_fields(c->schema[SCHEMA_CREDIT], cr_fields, CR_NFIELDS, err, errlen))
         goto err;
     c->reader = avro_reader_memory("", 0);
     c->writer = avro_writer_memory("", 0);
@@ -494,6 +501,26 @@ static event_err decode_stage(rd *r, stage_change_event *ev)
     return field_str(r, rec, SC_PROGRAM_VERSION, "program_version", ev->program_version, sizeof(ev->program_version));
 }
 
+static event_err decode_credit(rd *r, credit_event *ev)
+{
+    avro_value_t *rec = r->rec, v;
+    int b = 0;
+    memset(ev, 0, sizeof(*ev));
+    TRY(field_str(r, rec, CR_CREDIT_ID, "credit_id", ev->credit_id, sizeof(ev->credit_id)));
+    TRY(customer_id_str(r, rec, CR_CUSTOMER_ID, ev->customer_id));
+    TRY(field_str(r, rec, CR_SOURCE_CUSTOMER_ID, "source_customer_id", ev->source_customer_id,
+                  sizeof(ev->source_customer_id)));
+    TRY(field_str(r, rec, CR_RULE_ID, "rule_id", ev->rule_id, sizeof(ev->rule_id)));
+    ev->points = field_long(rec, CR_POINTS);
+    avro_value_get_by_index(rec, CR_REFERRAL, &v, NULL);
+    avro_value_get_boolean(&v, &b);
+    ev->referral = b != 0;
+    TRY(field_str(r, rec, CR_SOURCE_EVENT_ID, "source_event_id", ev->source_event_id, sizeof(ev->source_event_id)));
+    ev->occurred_at = field_long(rec, CR_OCCURRED_AT);
+    TRY(field_str(r, rec, CR_REASON, "reason", ev->reason, sizeof(ev->reason)));
+    return field_str(r, rec, CR_PROGRAM_VERSION, "program_version", ev->program_version, sizeof(ev->program_version));
+}
+
 event_err codec_decode_avro(codec *c, codec_schema s, const void *data, size_t len, codec_record *rec,
                             char *err, size_t errlen)
 {
@@ -513,6 +540,7 @@ event_err codec_decode_avro(codec *c, codec_schema s, const void *data, size_t l
     case SCHEMA_TOUCHPOINT: return decode_touchpoint(&r, &rec->tp);
     case SCHEMA_REWARD: return decode_reward(&r, &rec->reward);
     case SCHEMA_STAGE_CHANGE: return decode_stage(&r, &rec->stage);
+    case SCHEMA_CREDIT: return decode_credit(&r, &rec->credit);
     default: return EVENT_ERR_MALFORMED;
     }
 }
@@ -614,6 +642,17 @@ static int encode_stage(const stage_change_event *ev, avro_value_t *rec)
            set_long(rec, SC_OCCURRED_AT, ev->occurred_at) || set_str(rec, SC_PROGRAM_VERSION, ev->program_version);
 }
 
+static int encode_credit(const credit_event *ev, avro_value_t *rec)
+{
+    avro_value_t v;
+    return set_str(rec, CR_CREDIT_ID, ev->credit_id) || set_str(rec, CR_CUSTOMER_ID, ev->customer_id) ||
+           set_str(rec, CR_SOURCE_CUSTOMER_ID, ev->source_customer_id) || set_str(rec, CR_RULE_ID, ev->rule_id) ||
+           set_long(rec, CR_POINTS, ev->points) || avro_value_get_by_index(rec, CR_REFERRAL, &v, NULL) ||
+           avro_value_set_boolean(&v, ev->referral) || set_str(rec, CR_SOURCE_EVENT_ID, ev->source_event_id) ||
+           set_long(rec, CR_OCCURRED_AT, ev->occurred_at) || set_str(rec, CR_REASON, ev->reason) ||
+           set_str(rec, CR_PROGRAM_VERSION, ev->program_version);
+}
+
 event_err codec_encode_avro(codec *c, codec_schema s, const codec_record *rec, buf *out, char *err, size_t errlen)
 {
     avro_value_t *v = &c->value[s];
@@ -623,6 +662,7 @@ event_err codec_encode_avro(codec *c, codec_schema s, const codec_record *rec, b
     case SCHEMA_TOUCHPOINT: rc = encode_touchpoint(&rec->tp, v); break;
     case SCHEMA_REWARD: rc = encode_reward(&rec->reward, v); break;
     case SCHEMA_STAGE_CHANGE: rc = encode_stage(&rec->stage, v); break;
+    case SCHEMA_CREDIT: rc = encode_credit(&rec->credit, v); break;
     default: rc = -1;
     }
     size_t size = 0;
@@ -651,6 +691,7 @@ const char *codec_record_key(const codec_record *rec)
     case SCHEMA_TOUCHPOINT: return rec->tp.customer_id;
     case SCHEMA_REWARD: return rec->reward.customer_id;
     case SCHEMA_STAGE_CHANGE: return rec->stage.customer_id;
+    case SCHEMA_CREDIT: return rec->credit.customer_id;
     default: return "";
     }
 }

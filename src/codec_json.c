@@ -298,6 +298,30 @@ static event_err decode_stage(jr *r, json_t *root, stage_change_event *ev)
     return opt_str_field(r, root, "program_version", ev->program_version, sizeof(ev->program_version));
 }
 
+static event_err decode_credit(jr *r, json_t *root, credit_event *ev)
+{
+    static const char *const fields[] = {"credit_id", "customer_id", "source_customer_id", "rule_id", "points",
+                                         "referral", "source_event_id", "occurred_at", "reason", "program_version",
+                                         NULL};
+    memset(ev, 0, sizeof(*ev));
+    TRY(only_fields(r, root, "credit", fields));
+    TRY(str_field(r, root, "credit_id", ev->credit_id, sizeof(ev->credit_id)));
+    TRY(customer_field(r, root, ev->customer_id));
+    TRY(str_field(r, root, "source_customer_id", ev->source_customer_id, sizeof(ev->source_customer_id)));
+    TRY(str_field(r, root, "rule_id", ev->rule_id, sizeof(ev->rule_id)));
+    TRY(long_field(r, root, "points", &ev->points));
+    json_t *b = json_object_get(root, "referral");
+    if (!json_is_boolean(b)) {
+        snprintf(r->err, r->errlen, "referral must be true or false");
+        return b ? EVENT_ERR_BAD_FIELD : EVENT_ERR_MISSING_FIELD;
+    }
+    ev->referral = json_is_true(b);
+    TRY(str_field(r, root, "source_event_id", ev->source_event_id, sizeof(ev->source_event_id)));
+    TRY(time_field(r, root, &ev->occurred_at));
+    TRY(str_field(r, root, "reason", ev->reason, sizeof(ev->reason)));
+    return opt_str_field(r, root, "program_version", ev->program_version, sizeof(ev->program_version));
+}
+
 event_err codec_decode_json(codec_schema s, const char *text, size_t len, codec_record *rec, char *err,
                             size_t errlen)
 {
@@ -318,6 +342,7 @@ event_err codec_decode_json(codec_schema s, const char *text, size_t len, codec_
         case SCHEMA_TOUCHPOINT: e = decode_touchpoint(&r, root, &rec->tp); break;
         case SCHEMA_REWARD: e = decode_reward(&r, root, &rec->reward); break;
         case SCHEMA_STAGE_CHANGE: e = decode_stage(&r, root, &rec->stage); break;
+        case SCHEMA_CREDIT: e = decode_credit(&r, root, &rec->credit); break;
         default: e = EVENT_ERR_MALFORMED;
         }
     }
@@ -476,6 +501,26 @@ static int shortest_precision(double x)
     return 17;
 }
 
+static json_t *credit_json(const credit_event *ev, int *bad)
+{
+    json_t *o = json_object();
+    if (!o) {
+        *bad = 1;
+        return NULL;
+    }
+    put(o, "credit_id", json_string(ev->credit_id), bad);
+    put(o, "customer_id", json_string(ev->customer_id), bad);
+    put(o, "source_customer_id", json_string(ev->source_customer_id), bad);
+    put(o, "rule_id", json_string(ev->rule_id), bad);
+    put(o, "points", json_integer(ev->points), bad);
+    put(o, "referral", json_boolean(ev->referral), bad);
+    put(o, "source_event_id", json_string(ev->source_event_id), bad);
+    put(o, "occurred_at", time_json(ev->occurred_at), bad);
+    put(o, "reason", json_string(ev->reason), bad);
+    put(o, "program_version", json_string(ev->program_version), bad);
+    return o;
+}
+
 event_err codec_encode_json(codec_schema s, const codec_record *rec, buf *out)
 {
     int bad = 0;
@@ -488,6 +533,7 @@ event_err codec_encode_json(codec_schema s, const codec_record *rec, buf *out)
     case SCHEMA_TOUCHPOINT: o = touchpoint_json(&rec->tp, &bad); break;
     case SCHEMA_REWARD: o = reward_json(&rec->reward, &bad); break;
     case SCHEMA_STAGE_CHANGE: o = stage_json(&rec->stage, &bad); break;
+    case SCHEMA_CREDIT: o = credit_json(&rec->credit, &bad); break;
     default: bad = 1;
     }
     char *text = (!bad && o) ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(precision)) : NULL;

@@ -154,6 +154,22 @@ event_err event_copy_str(char *dst, size_t cap, const char *src, size_t len, con
     return EVENT_OK;
 }
 
+event_err event_check_customer_id(const char *id, const char *field, char *err, size_t errlen)
+{
+    if (!*id) {
+        snprintf(err, errlen, "%s is empty", field);
+        return EVENT_ERR_EMPTY_CUSTOMER_ID;
+    }
+    for (const unsigned char *p = (const unsigned char *)id; *p; p++) {
+        if (*p == '{' || *p == '}' || *p < 0x20 || *p == 0x7f) {
+            snprintf(err, errlen, "%s contains %s at byte %td", field,
+                     (*p == '{' || *p == '}') ? "a brace" : "a control byte", (const char *)p - id);
+            return EVENT_ERR_CUSTOMER_ID_CHARS;
+        }
+    }
+    return EVENT_OK;
+}
+
 static int is_token(const char *s)
 {
     if (!*s)
@@ -175,14 +191,9 @@ event_err touchpoint_validate(const touchpoint *ev, const event_limits *lim, int
         snprintf(err, errlen, "customer_id is empty");
         return EVENT_ERR_EMPTY_CUSTOMER_ID;
     }
-    for (const unsigned char *p = (const unsigned char *)ev->customer_id; *p; p++) {
-        if (*p == '{' || *p == '}' || *p < 0x20 || *p == 0x7f) {
-            snprintf(err, errlen, "customer_id contains %s at byte %td",
-                     (*p == '{' || *p == '}') ? "a brace" : "a control byte",
-                     (const char *)p - ev->customer_id);
-            return EVENT_ERR_CUSTOMER_ID_CHARS;
-        }
-    }
+    event_err ce = event_check_customer_id(ev->customer_id, "customer_id", err, errlen);
+    if (ce != EVENT_OK)
+        return ce;
     if (!is_token(ev->channel)) {
         snprintf(err, errlen, "channel '%s' is not a lower-case token like store, web or app", ev->channel);
         return EVENT_ERR_BAD_CHANNEL;
@@ -208,11 +219,8 @@ event_err touchpoint_validate(const touchpoint *ev, const event_limits *lim, int
                 snprintf(err, errlen, "referred_by names the customer itself");
                 return EVENT_ERR_BAD_FIELD;
             }
-            for (const unsigned char *p = (const unsigned char *)ev->payload.signup.referred_by; *p; p++)
-                if (*p == '{' || *p == '}' || *p < 0x20 || *p == 0x7f) {
-                    snprintf(err, errlen, "referred_by is not a valid customer id");
-                    return EVENT_ERR_BAD_FIELD;
-                }
+            if (event_check_customer_id(ev->payload.signup.referred_by, "referred_by", err, errlen) != EVENT_OK)
+                return EVENT_ERR_BAD_FIELD;
         }
         break;
     case EVENT_PROFILE_UPDATE: {

@@ -187,6 +187,10 @@ event_err touchpoint_copy(touchpoint *dst, const touchpoint *src);
 event_err event_copy_str(char *dst, size_t cap, const char *src, size_t len, const char *field,
                          char *err, size_t errlen);
 
+/* A customer id usable as a Redis hash tag: non-empty, no braces, no
+ * control bytes (its length is bounded by the struct). field names it in err. */
+event_err event_check_customer_id(const char *id, const char *field, char *err, size_t errlen);
+
 /* Check the semantic rules of a decoded touchpoint: ids, customer_id charset,
  * amounts, completeness, channel, event time against msg_time_ms (the Kafka
  * message timestamp, or now when producing). Fills err on failure. */

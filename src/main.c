@@ -12,9 +12,13 @@ static const struct {
     int (*run)(int argc, char **argv);
     const char *summary;
 } commands[] = {
+    {"run", cmd_run, "the streaming pipeline: touchpoints -> Redis profiles -> rewards and stage changes"},
+    {"profile", cmd_profile, "a customer's profile from Redis as JSON"},
+    {"ledger", cmd_ledger, "a customer's recent balance changes from Redis"},
     {"check", cmd_check, "validate the configuration and print it, secrets masked"},
     {"produce", cmd_produce, "JSON lines -> validated Avro -> a Kafka topic"},
     {"consume", cmd_consume, "a Kafka topic -> JSON lines on stdout"},
+    {"encode", cmd_encode, "JSON lines -> one Avro file per event (for kcat and tests)"},
     {"simulate", cmd_simulate, "run the rule program over JSON lines in memory (dry run)"},
     {"dev-kafka", cmd_dev_kafka, "run an in-memory Kafka-protocol broker for development"},
     {"demo", cmd_demo, "run the self-contained demo on built-in defaults"},

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "buf.h"
 #include "timeutil.h"
 
 const char *engine_status_name(engine_status s)
@@ -204,16 +205,6 @@ static void format_mult(int64_t bp, char *out, size_t len)
     snprintf(out, len, "x%lld.%02lld", (long long)(bp / BP_ONE), (long long)(bp % BP_ONE / 100));
 }
 
-/* Bounded copy of a NUL-terminated string (ids are short; snprintf is the hot path's cost). */
-static void copy_str(char *dst, size_t cap, const char *src)
-{
-    size_t n = strlen(src);
-    if (n >= cap)
-        n = cap - 1;
-    memcpy(dst, src, n);
-    dst[n] = '\0';
-}
-
 /* ---- outputs ---------------------------------------------------------------------- */
 
 static reward_event *add_reward(const program *prog, profile *p, engine_output *out, const rule *r,
@@ -223,10 +214,10 @@ static reward_event *add_reward(const program *prog, profile *p, engine_output *
     rules_reward_id(source_event_id, r->id, p->customer_id, rw->reward_id);
     memcpy(rw->customer_id, p->customer_id, sizeof(rw->customer_id));
     rw->kind = kind;
-    copy_str(rw->rule_id, sizeof(rw->rule_id), r->id);
+    str_copy(rw->rule_id, sizeof(rw->rule_id), r->id);
     rw->points = points;
     rw->balance_after = p->balance;
-    copy_str(rw->source_event_id, sizeof(rw->source_event_id), source_event_id);
+    str_copy(rw->source_event_id, sizeof(rw->source_event_id), source_event_id);
     rw->occurred_at = at;
     memcpy(rw->program_version, prog->version, sizeof(prog->version));
     rw->reason[0] = '\0';
@@ -251,11 +242,11 @@ static void evaluate_ladders(const program *prog, profile *p, const char *source
         stage_change_event *sc = &out->stages[out->nstages++];
         rules_change_id(source_event_id, l->id, p->customer_id, sc->change_id);
         memcpy(sc->customer_id, p->customer_id, sizeof(sc->customer_id));
-        copy_str(sc->ladder, sizeof(sc->ladder), l->id);
+        str_copy(sc->ladder, sizeof(sc->ladder), l->id);
         sc->has_from_stage = old >= 0;
-        copy_str(sc->from_stage, sizeof(sc->from_stage), old >= 0 ? l->stages[old].name : "");
-        copy_str(sc->to_stage, sizeof(sc->to_stage), l->stages[now].name);
-        copy_str(sc->source_event_id, sizeof(sc->source_event_id), source_event_id);
+        str_copy(sc->from_stage, sizeof(sc->from_stage), old >= 0 ? l->stages[old].name : "");
+        str_copy(sc->to_stage, sizeof(sc->to_stage), l->stages[now].name);
+        str_copy(sc->source_event_id, sizeof(sc->source_event_id), source_event_id);
         sc->occurred_at = at;
         memcpy(sc->program_version, prog->version, sizeof(prog->version));
     }
@@ -474,7 +465,7 @@ engine_status rules_apply_event(const program *prog, profile *p, const touchpoin
             rules_reward_id(ev->event_id, r->id, p->referred_by, cr->credit_id);
             memcpy(cr->customer_id, p->referred_by, sizeof(cr->customer_id));
             memcpy(cr->source_customer_id, p->customer_id, sizeof(cr->source_customer_id));
-            copy_str(cr->rule_id, sizeof(cr->rule_id), r->id);
+            str_copy(cr->rule_id, sizeof(cr->rule_id), r->id);
             cr->points = pts;
             cr->referral = true;
             memcpy(cr->source_event_id, ev->event_id, sizeof(cr->source_event_id));

@@ -37,6 +37,8 @@ int stream_topic_schema(const config *cfg, const char *topic, int *is_dlq)
         return SCHEMA_REWARD;
     if (strcmp(topic, cfg->topic_stage_changes) == 0)
         return SCHEMA_STAGE_CHANGE;
+    if (strcmp(topic, cfg->topic_credits) == 0)
+        return SCHEMA_CREDIT;
     return -1;
 }
 
@@ -44,9 +46,11 @@ int stream_topic_schema(const config *cfg, const char *topic, int *is_dlq)
 static event_err validate_output(const codec_record *rec, char *err, size_t errlen)
 {
     const char *cid = codec_record_key(rec);
-    const char *id = rec->schema == SCHEMA_REWARD ? rec->reward.reward_id : rec->stage.change_id;
+    const char *id = rec->schema == SCHEMA_REWARD ? rec->reward.reward_id
+                     : rec->schema == SCHEMA_CREDIT ? rec->credit.credit_id
+                                                    : rec->stage.change_id;
     if (!*id) {
-        snprintf(err, errlen, "%s is empty", rec->schema == SCHEMA_REWARD ? "reward_id" : "change_id");
+        snprintf(err, errlen, "the record's id is empty");
         return EVENT_ERR_MISSING_FIELD;
     }
     if (!*cid) {

@@ -1,0 +1,892 @@
+/* pipeline.c - the consume -> decide -> store -> emit -> commit loop. */
+#include "pipeline.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "cli.h"
+#include "codec.h"
+#include "kafka.h"
+#include "log.h"
+#include "profile.h"
+#include "rules.h"
+#include "store.h"
+
+typedef enum item_kind { ITEM_TOUCHPOINT, ITEM_CREDIT, ITEM_DLQ } item_kind;
+
+/* One input message of the batch and what became of it. */
+typedef struct item {
+    rd_kafka_message_t *msg;      /* owned until the batch ends */
+    item_kind kind;
+    codec_record *rec;            /* decoded touchpoint or credit; owned */
+    int cust;                     /* customer slot, -1 for DLQ items */
+    int next;                     /* next item of the same customer, -1 at the end */
+    bool done;                    /* outputs decided (applied, duplicate or DLQ) */
+    bool duplicate;               /* found applied already */
+    char dlq_error[64];
+    char dlq_detail[300];
+    buf outputs;                  /* recorded outputs to produce */
+    buf profile;                  /* prepared profile encoding */
+    buf ledger;                   /* prepared ledger entries, NUL-separated */
+    const char *ledger_ptrs[PROGRAM_MAX_RULES];
+    int nledger;
+} item;
+
+typedef struct customer {
+    const char *id;               /* points into its first item's record */
+    int head, tail;               /* its items, in batch order */
+} customer;
+
+typedef struct eof_mark {
+    char topic[256];
+    int32_t partition;
+    bool at_end;
+} eof_mark;
+
+typedef struct pipeline {
+    const config *cfg;
+    const program *prog;
+    const pipeline_opts *opts;
+    pipeline_stats *st;
+    rd_kafka_t *consumer, *producer;
+    kafka_delivery dr;
+    codec *codec;
+    store *store;
+    item *items;                  /* the batch */
+    int nitems, cap;
+    customer *custs;
+    int ncusts;
+    int *slots;                   /* open addressing: customer id -> index, 2*cap entries */
+    engine_output *out;
+    profile prof;
+    codec_record *enc;            /* scratch record for encoding outputs */
+    buf scratch;
+    store_profile *fetch_p;       /* per customer */
+    store_seen *fetch_s;          /* per item */
+    store_apply_req *reqs;        /* per item */
+    int *req_item;
+    bool paused;                  /* Redis unreachable: consumption paused */
+    eof_mark *eofs;               /* for until_idle */
+    int neofs, eofcap;
+    double idle_since;
+    int fatal;                    /* a delivery failed for good */
+    char err[1024];
+} pipeline;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* ---- recorded outputs: ([kind][varint key len][key][varint len][avro])* ---- */
+
+static int put_len(buf *b, size_t n)
+{
+    uint8_t tmp[10];
+    size_t k = 0;
+    while (n >= 0x80) {
+        tmp[k++] = (uint8_t)(n | 0x80);
+        n >>= 7;
+    }
+    tmp[k++] = (uint8_t)n;
+    return buf_append(b, tmp, k);
+}
+
+static int get_len(const uint8_t **p, const uint8_t *end, size_t *n)
+{
+    *n = 0;
+    for (int shift = 0; shift < 35; shift += 7) {
+        if (*p >= end)
+            return -1;
+        uint8_t b = *(*p)++;
+        *n |= (size_t)(b & 0x7f) << shift;
+        if (!(b & 0x80))
+            return (size_t)(end - *p) >= *n ? 0 : -1;
+    }
+    return -1;
+}
+
+/* Append pl->enc (of schema s) to blob as one output. */
+static int add_output(pipeline *pl, buf *blob, char kind, codec_schema s)
+{
+    char why[256];
+    pl->enc->schema = s;
+    if (codec_encode_avro(pl->codec, s, pl->enc, &pl->scratch, why, sizeof(why)) != EVENT_OK) {
+        log_error("encoding an output failed: %s", why);
+        return -1;
+    }
+    const char *key = codec_record_key(pl->enc);
+    size_t kl = strlen(key);
+    return (buf_append(blob, &kind, 1) || put_len(blob, kl) || buf_append(blob, key, kl) ||
+            put_len(blob, pl->scratch.len) || buf_append(blob, pl->scratch.data, pl->scratch.len))
+               ? -1
+               : 0;
+}
+
+/* Encode the engine's outputs and ledger entries into it. */
+static int record_outputs(pipeline *pl, item *it)
+{
+    const engine_output *o = pl->out;
+    buf_reset(&it->outputs);
+    buf_reset(&it->ledger);
+    it->nledger = 0;
+    for (int i = 0; i < o->nrewards; i++) {
+        pl->enc->reward = o->rewards[i];
+        if (add_output(pl, &it->outputs, 'r', SCHEMA_REWARD))
+            return -1;
+        pl->enc->schema = SCHEMA_REWARD;
+        if (codec_encode_json(SCHEMA_REWARD, pl->enc, &it->ledger) != EVENT_OK || buf_append(&it->ledger, "", 1))
+            return -1;
+        it->nledger++;
+    }
+    for (int i = 0; i < o->nstages; i++) {
+        pl->enc->stage = o->stages[i];
+        if (add_output(pl, &it->outputs, 's', SCHEMA_STAGE_CHANGE))
+            return -1;
+    }
+    for (int i = 0; i < o->ncredits; i++) {
+        pl->enc->credit = o->credits[i];
+        if (add_output(pl, &it->outputs, 'c', SCHEMA_CREDIT))
+            return -1;
+    }
+    const char *p = it->ledger.data;
+    for (int i = 0; i < it->nledger; i++) {
+        it->ledger_ptrs[i] = p;
+        p += strlen(p) + 1;
+    }
+    return 0;
+}
+
+/* ---- the batch ------------------------------------------------------------------- */
+
+static void set_dlq(item *it, const char *error, const char *detail)
+{
+    it->kind = ITEM_DLQ;
+    it->done = true;
+    str_copy(it->dlq_error, sizeof(it->dlq_error), error);
+    str_copy(it->dlq_detail, sizeof(it->dlq_detail), detail);
+}
+
+/* Decode and validate a message into it; a bad one becomes a DLQ item. */
+static void decode_item(pipeline *pl, item *it)
+{
+    rd_kafka_message_t *m = it->msg;
+    const char *topic = rd_kafka_topic_name(m->rkt);
+    char why[512];
+    bool credit = strcmp(topic, pl->cfg->topic_credits) == 0;
+    codec_schema s = credit ? SCHEMA_CREDIT : SCHEMA_TOUCHPOINT;
+    it->kind = credit ? ITEM_CREDIT : ITEM_TOUCHPOINT;
+    if (!m->payload) {
+        set_dlq(it, event_err_name(EVENT_ERR_MALFORMED), "message has no value");
+        return;
+    }
+    event_err e = codec_decode_avro(pl->codec, s, m->payload, m->len, it->rec, why, sizeof(why));
+    if (e == EVENT_OK && !credit) {
+        rd_kafka_timestamp_type_t tt;
+        int64_t ts = rd_kafka_message_timestamp(m, &tt);
+        event_limits lim = {.max_clock_skew_ms = pl->cfg->max_clock_skew_ms};
+        e = touchpoint_validate(&it->rec->tp, &lim, ts > 0 ? ts : 0, why, sizeof(why));
+    }
+    if (e == EVENT_OK && credit)
+        e = event_check_customer_id(it->rec->credit.customer_id, "customer_id", why, sizeof(why));
+    if (e != EVENT_OK) {
+        set_dlq(it, event_err_name(e), why);
+        return;
+    }
+    const char *cid = codec_record_key(it->rec);
+    if (!m->key || m->key_len != strlen(cid) || memcmp(m->key, cid, m->key_len) != 0) {
+        snprintf(why, sizeof(why), "message key is not the customer_id '%s' (per-customer order needs it)", cid);
+        set_dlq(it, "key_mismatch", why);
+    }
+}
+
+static int customer_slot(pipeline *pl, const char *id)
+{
+    size_t n = (size_t)pl->cap * 2, i = (size_t)XXH3_64bits(id, strlen(id)) % n;
+    while (pl->slots[i] >= 0) {
+        if (!strcmp(pl->custs[pl->slots[i]].id, id))
+            return pl->slots[i];
+        i = (i + 1) % n;
+    }
+    customer *c = &pl->custs[pl->ncusts];
+    c->id = id;
+    c->head = c->tail = -1;
+    pl->slots[i] = pl->ncusts;
+    return pl->ncusts++;
+}
+
+static void group_by_customer(pipeline *pl)
+{
+    pl->ncusts = 0;
+    for (int i = 0; i < pl->cap * 2; i++)
+        pl->slots[i] = -1;
+    for (int i = 0; i < pl->nitems; i++) {
+        item *it = &pl->items[i];
+        it->cust = -1;
+        it->next = -1;
+        if (it->kind == ITEM_DLQ)
+            continue;
+        int c = customer_slot(pl, codec_record_key(it->rec));
+        it->cust = c;
+        if (pl->custs[c].tail >= 0)
+            pl->items[pl->custs[c].tail].next = i;
+        else
+            pl->custs[c].head = i;
+        pl->custs[c].tail = i;
+    }
+}
+
+/* Decide every item of the batch against Redis. Returns 0, or -1 when Redis
+ * failed (retry the whole batch later: nothing is lost, applies are idempotent). */
+static int decide(pipeline *pl)
+{
+    char err[1024];
+    for (int round = 0; round < 20; round++) {
+        /* customers with undecided items */
+        int np = 0, ns = 0;
+        int *pcust = pl->req_item + pl->cap; /* second half of the scratch array */
+        for (int c = 0; c < pl->ncusts; c++) {
+            bool pending = false;
+            for (int i = pl->custs[c].head; i >= 0; i = pl->items[i].next)
+                if (!pl->items[i].done) {
+                    pending = true;
+                    pl->fetch_s[ns].customer_id = pl->custs[c].id;
+                    pl->fetch_s[ns].id = pl->items[i].kind == ITEM_CREDIT ? pl->items[i].rec->credit.credit_id
+                                                                          : pl->items[i].rec->tp.event_id;
+                    ns++;
+                }
+            if (pending) {
+                pl->fetch_p[np].customer_id = pl->custs[c].id;
+                pcust[np++] = c;
+            }
+        }
+        if (np == 0)
+            return 0;
+        if (store_fetch(pl->store, pl->fetch_p, (size_t)np, pl->fetch_s, (size_t)ns, err, sizeof(err)) != 0) {
+            snprintf(pl->err, sizeof(pl->err), "%s", err);
+            return -1;
+        }
+        /* run the engine per customer, in order, on the stored profile */
+        int nreq = 0, si = 0;
+        for (int k = 0; k < np; k++) {
+            customer *cu = &pl->custs[pcust[k]];
+            store_profile *sp = &pl->fetch_p[k];
+            profile_free(&pl->prof);
+            if (sp->exists) {
+                if (profile_decode(&pl->prof, pl->prog, sp->encoding.data, sp->encoding.len, err, sizeof(err)) != 0) {
+                    snprintf(pl->err, sizeof(pl->err), "stored profile of %s: %.500s", cu->id, err);
+                    return -1;
+                }
+            } else {
+                profile_init(&pl->prof, cu->id);
+            }
+            int64_t version = sp->version;
+            for (int i = cu->head; i >= 0; i = pl->items[i].next) {
+                item *it = &pl->items[i];
+                if (it->done)
+                    continue;
+                store_seen *seen = &pl->fetch_s[si++];
+                if (seen->seen) {
+                    buf_reset(&it->outputs);
+                    buf_append(&it->outputs, seen->recorded.data, seen->recorded.len);
+                    it->done = it->duplicate = true;
+                    continue;
+                }
+                engine_status est;
+                if (it->kind == ITEM_CREDIT)
+                    est = rules_apply_credit(pl->prog, &pl->prof, &it->rec->credit, pl->out);
+                else
+                    est = rules_apply_event(pl->prog, &pl->prof, &it->rec->tp, pl->out, err, sizeof(err));
+                if (est == ENGINE_NO_MEMORY) {
+                    snprintf(pl->err, sizeof(pl->err), "%s", err);
+                    return -1;
+                }
+                if (est != ENGINE_OK) {
+                    set_dlq(it, engine_status_name(est), err);
+                    continue;
+                }
+                buf_reset(&it->profile);
+                if (record_outputs(pl, it) != 0 || profile_encode(&pl->prof, pl->prog, &it->profile) != 0) {
+                    snprintf(pl->err, sizeof(pl->err), "out of memory");
+                    return -1;
+                }
+                store_apply_req *q = &pl->reqs[nreq];
+                q->customer_id = cu->id;
+                q->id = it->kind == ITEM_CREDIT ? it->rec->credit.credit_id : it->rec->tp.event_id;
+                q->occurred_at = it->kind == ITEM_CREDIT ? it->rec->credit.occurred_at : it->rec->tp.occurred_at;
+                q->expected_version = version++;
+                q->profile = &it->profile;
+                q->outputs = &it->outputs;
+                q->ledger = it->ledger_ptrs;
+                q->nledger = it->nledger;
+                pl->req_item[nreq++] = i;
+            }
+        }
+        if (nreq == 0)
+            continue;
+        if (store_apply(pl->store, pl->reqs, (size_t)nreq, err, sizeof(err)) != 0) {
+            snprintf(pl->err, sizeof(pl->err), "%s", err);
+            return -1;
+        }
+        int fenced = 0;
+        for (int r = 0; r < nreq; r++) {
+            item *it = &pl->items[pl->req_item[r]];
+            store_apply_req *q = &pl->reqs[r];
+            switch (q->status) {
+            case STORE_APPLIED:
+                it->done = true;
+                break;
+            case STORE_DUPLICATE: /* another instance applied it meanwhile: its record wins */
+                buf_reset(&it->outputs);
+                buf_append(&it->outputs, q->recorded.data, q->recorded.len);
+                it->done = it->duplicate = true;
+                break;
+            case STORE_TOO_OLD:
+                set_dlq(it, "older_than_dedupe_window",
+                        "event time is older than the customer's newest event minus pipeline.dedupe_retention_ms; "
+                        "it could not be deduplicated");
+                break;
+            case STORE_FENCED:
+                fenced++;
+                break;
+            }
+        }
+        if (fenced) {
+            pl->st->fenced += fenced;
+            log_info("%d applies fenced by a newer profile version; recomputing them", fenced);
+        }
+    }
+    snprintf(pl->err, sizeof(pl->err), "profiles kept changing under this instance (20 rounds of fencing)");
+    return -1;
+}
+
+/* ---- produce and commit ------------------------------------------------------------ */
+
+static const char *output_topic(const pipeline *pl, char kind)
+{
+    return kind == 'r' ? pl->cfg->topic_rewards : kind == 's' ? pl->cfg->topic_stage_changes : pl->cfg->topic_credits;
+}
+
+static int produce_item(pipeline *pl, item *it)
+{
+    rd_kafka_message_t *m = it->msg;
+    if (it->kind == ITEM_DLQ) {
+        char part[16], off[24];
+        snprintf(part, sizeof(part), "%d", (int)m->partition);
+        snprintf(off, sizeof(off), "%lld", (long long)m->offset);
+        rd_kafka_headers_t *h = rd_kafka_headers_new(5);
+        rd_kafka_header_add(h, "error", -1, it->dlq_error, -1);
+        rd_kafka_header_add(h, "error_detail", -1, it->dlq_detail, -1);
+        rd_kafka_header_add(h, "source_topic", -1, rd_kafka_topic_name(m->rkt), -1);
+        rd_kafka_header_add(h, "source_partition", -1, part, -1);
+        rd_kafka_header_add(h, "source_offset", -1, off, -1);
+        rd_kafka_resp_err_t e = kafka_produce(pl->producer, pl->cfg->topic_dlq, m->key, m->key_len, m->payload,
+                                              m->len, h);
+        if (e) {
+            rd_kafka_headers_destroy(h);
+            snprintf(pl->err, sizeof(pl->err), "produce to %s: %s", pl->cfg->topic_dlq, rd_kafka_err2str(e));
+            return -1;
+        }
+        return 0;
+    }
+    const uint8_t *p = (const uint8_t *)it->outputs.data, *end = p + it->outputs.len;
+    while (p < end) {
+        char kind = (char)*p++;
+        size_t kl, vl;
+        if (get_len(&p, end, &kl) != 0)
+            goto corrupt;
+        const uint8_t *k = p;
+        p += kl;
+        if (get_len(&p, end, &vl) != 0)
+            goto corrupt;
+        rd_kafka_resp_err_t e = kafka_produce(pl->producer, output_topic(pl, kind), k, kl, p, vl, NULL);
+        if (e) {
+            snprintf(pl->err, sizeof(pl->err), "produce to %s: %s", output_topic(pl, kind), rd_kafka_err2str(e));
+            return -1;
+        }
+        pl->st->outputs++;
+        p += vl;
+    }
+    return 0;
+corrupt:
+    snprintf(pl->err, sizeof(pl->err), "recorded outputs of %s [%d] offset %lld are corrupt",
+             rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset);
+    return -1;
+}
+
+/* Produce the batch's outputs and wait for every acknowledgement; retried a
+ * few times (same bytes, same ids). Returns 0 or -1 (never commit then). */
+static int emit(pipeline *pl)
+{
+    for (int attempt = 1; attempt <= 3; attempt++) {
+        long long failed_before = pl->dr.failed;
+        int rc = 0;
+        for (int i = 0; i < pl->nitems && rc == 0; i++)
+            rc = produce_item(pl, &pl->items[i]);
+        rd_kafka_resp_err_t fe = rd_kafka_flush(pl->producer, 60000);
+        if (rc == 0 && !fe && pl->dr.failed == failed_before)
+            return 0;
+        log_error("delivering the batch's outputs failed (attempt %d of 3): %s", attempt,
+                  rc ? pl->err : fe ? rd_kafka_err2str(fe) : pl->dr.last_error);
+        sleep((unsigned)attempt);
+    }
+    snprintf(pl->err, sizeof(pl->err), "outputs could not be delivered: %s", pl->dr.last_error);
+    return -1;
+}
+
+static int commit_batch(pipeline *pl)
+{
+    rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_new(16);
+    for (int i = 0; i < pl->nitems; i++) {
+        rd_kafka_message_t *m = pl->items[i].msg;
+        rd_kafka_topic_partition_t *tp =
+            rd_kafka_topic_partition_list_find(offs, rd_kafka_topic_name(m->rkt), m->partition);
+        if (!tp)
+            tp = rd_kafka_topic_partition_list_add(offs, rd_kafka_topic_name(m->rkt), m->partition);
+        if (m->offset + 1 > tp->offset)
+            tp->offset = m->offset + 1;
+    }
+    rd_kafka_resp_err_t e = rd_kafka_commit(pl->consumer, offs, 0);
+    rd_kafka_topic_partition_list_destroy(offs);
+    if (e) /* e.g. during a rebalance: the next owner gets these again and dedupes them */
+        log_warn("offset commit failed: %s (the batch will be redelivered and deduplicated)", rd_kafka_err2str(e));
+    return 0;
+}
+
+static void clear_batch(pipeline *pl)
+{
+    for (int i = 0; i < pl->nitems; i++) {
+        rd_kafka_message_destroy(pl->items[i].msg);
+        pl->items[i].msg = NULL;
+    }
+    pl->nitems = 0;
+}
+
+/* Decide, emit and commit the batch. Returns 0 done, 1 Redis unavailable
+ * (batch kept for a retry), -1 fatal (delivery failed). */
+static int process_batch(pipeline *pl)
+{
+    if (pl->nitems == 0)
+        return 0;
+    for (int i = 0; i < pl->nitems; i++) {
+        item *it = &pl->items[i];
+        it->done = it->duplicate = false;
+        decode_item(pl, it);
+    }
+    group_by_customer(pl);
+    if (decide(pl) != 0)
+        return 1;
+    if (emit(pl) != 0)
+        return -1;
+    commit_batch(pl);
+    long long dlq = 0, dup = 0, tp = 0, cr = 0;
+    for (int i = 0; i < pl->nitems; i++) {
+        item *it = &pl->items[i];
+        if (it->kind == ITEM_DLQ)
+            dlq++;
+        else if (it->duplicate)
+            dup++;
+        else if (it->kind == ITEM_CREDIT)
+            cr++;
+        else
+            tp++;
+        if (it->kind == ITEM_DLQ)
+            log_warn("to the DLQ: %s [%d] offset %lld: %s: %s", rd_kafka_topic_name(it->msg->rkt),
+                     (int)it->msg->partition, (long long)it->msg->offset, it->dlq_error, it->dlq_detail);
+    }
+    pl->st->touchpoints += tp;
+    pl->st->credits += cr;
+    pl->st->duplicates += dup;
+    pl->st->dlq += dlq;
+    pl->st->batches++;
+    if (dup)
+        log_info("batch of %d: %lld redelivered events found applied; their recorded outputs were re-emitted",
+                 pl->nitems, dup);
+    clear_batch(pl);
+    return 0;
+}
+
+/* ---- Redis outages ------------------------------------------------------------- */
+
+static void set_paused(pipeline *pl, bool pause)
+{
+    rd_kafka_topic_partition_list_t *a = NULL;
+    if (rd_kafka_assignment(pl->consumer, &a) == 0 && a) {
+        if (pause)
+            rd_kafka_pause_partitions(pl->consumer, a);
+        else
+            rd_kafka_resume_partitions(pl->consumer, a);
+        rd_kafka_topic_partition_list_destroy(a);
+    }
+    pl->paused = pause;
+}
+
+/* ---- end-of-partition tracking --------------------------------------------------- */
+
+static eof_mark *eof_find(pipeline *pl, const char *topic, int32_t partition, bool add)
+{
+    for (int i = 0; i < pl->neofs; i++)
+        if (pl->eofs[i].partition == partition && !strcmp(pl->eofs[i].topic, topic))
+            return &pl->eofs[i];
+    if (!add)
+        return NULL;
+    if (pl->neofs == pl->eofcap) {
+        int cap = pl->eofcap ? pl->eofcap * 2 : 16;
+        eof_mark *e = realloc(pl->eofs, (size_t)cap * sizeof(*e));
+        if (!e)
+            return NULL;
+        pl->eofs = e;
+        pl->eofcap = cap;
+    }
+    eof_mark *e = &pl->eofs[pl->neofs++];
+    snprintf(e->topic, sizeof(e->topic), "%s", topic);
+    e->partition = partition;
+    e->at_end = false;
+    return e;
+}
+
+static bool all_at_end(pipeline *pl)
+{
+    rd_kafka_topic_partition_list_t *a = NULL;
+    bool all = true;
+    if (rd_kafka_assignment(pl->consumer, &a) != 0 || !a)
+        return false;
+    if (a->cnt == 0)
+        all = false;
+    for (int i = 0; i < a->cnt && all; i++) {
+        eof_mark *e = eof_find(pl, a->elems[i].topic, a->elems[i].partition, false);
+        all = e && e->at_end;
+    }
+    rd_kafka_topic_partition_list_destroy(a);
+    return all;
+}
+
+static void mark_activity(pipeline *pl, const rd_kafka_message_t *m)
+{
+    eof_mark *e = eof_find(pl, rd_kafka_topic_name(m->rkt), m->partition, true);
+    if (e)
+        e->at_end = false;
+    pl->idle_since = 0;
+}
+
+/* ---- rebalance ---------------------------------------------------------------------- */
+
+static void drop_partitions(pipeline *pl, const rd_kafka_topic_partition_list_t *parts)
+{
+    int kept = 0;
+    for (int i = 0; i < pl->nitems; i++) {
+        rd_kafka_message_t *m = pl->items[i].msg;
+        if (rd_kafka_topic_partition_list_find(parts, rd_kafka_topic_name(m->rkt), m->partition)) {
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        item tmp = pl->items[kept];
+        pl->items[kept] = pl->items[i];
+        pl->items[i] = tmp;
+        kept++;
+    }
+    pl->nitems = kept;
+}
+
+static void log_parts(const char *what, const rd_kafka_topic_partition_list_t *parts)
+{
+    char line[900];
+    size_t n = 0;
+    for (int i = 0; i < parts->cnt && n + 40 < sizeof(line); i++)
+        n += (size_t)snprintf(line + n, sizeof(line) - n, "%s%s[%d]", i ? " " : "", parts->elems[i].topic,
+                              (int)parts->elems[i].partition);
+    log_info("%s %d partition(s): %s", what, parts->cnt, parts->cnt ? line : "-");
+}
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    pipeline *pl = opaque;
+    bool cooperative = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        log_parts("assigned", parts);
+        if (cooperative)
+            rd_kafka_incremental_assign(rk, parts);
+        else
+            rd_kafka_assign(rk, parts);
+        if (pl->paused)
+            rd_kafka_pause_partitions(rk, parts);
+        return;
+    }
+    if (rd_kafka_assignment_lost(rk)) {
+        /* someone else owns them now: drop in-flight work, commit nothing */
+        log_warn("assignment lost: dropping in-flight messages of %d partition(s) uncommitted", parts->cnt);
+        drop_partitions(pl, parts);
+    } else {
+        log_parts("revoked", parts);
+        /* finish the in-flight batch and commit before letting go */
+        int rc = pl->paused ? 1 : process_batch(pl);
+        if (rc != 0) {
+            log_warn("could not finish the in-flight batch before the revoke (%s); its messages go to the next owner",
+                     pl->err);
+            drop_partitions(pl, parts);
+        }
+        if (rc < 0)
+            pl->fatal = 1;
+    }
+    for (int i = 0; i < parts->cnt; i++) {
+        eof_mark *e = eof_find(pl, parts->elems[i].topic, parts->elems[i].partition, false);
+        if (e)
+            e->at_end = false;
+    }
+    if (cooperative)
+        rd_kafka_incremental_unassign(rk, parts);
+    else
+        rd_kafka_assign(rk, NULL);
+}
+
+/* Whether the configuration sets kafka.<key>. */
+static bool user_set(const config *cfg, const char *key)
+{
+    for (size_t i = 0; i < cfg->kafka_count; i++)
+        if (!strcmp(cfg->kafka[i].key, key))
+            return true;
+    return false;
+}
+
+/* ---- set-up ----------------------------------------------------------------------- */
+
+static int setup(pipeline *pl, char *err, size_t errlen)
+{
+    const config *cfg = pl->cfg;
+    char why[512];
+    int cap = (int)cfg->batch_size;
+    pl->cap = cap;
+    pl->items = calloc((size_t)cap, sizeof(*pl->items));
+    pl->custs = calloc((size_t)cap, sizeof(*pl->custs));
+    pl->slots = calloc((size_t)cap * 2, sizeof(*pl->slots));
+    pl->fetch_p = calloc((size_t)cap, sizeof(*pl->fetch_p));
+    pl->fetch_s = calloc((size_t)cap, sizeof(*pl->fetch_s));
+    pl->reqs = calloc((size_t)cap, sizeof(*pl->reqs));
+    pl->req_item = calloc((size_t)cap * 2, sizeof(*pl->req_item));
+    pl->out = malloc(sizeof(*pl->out));
+    pl->enc = calloc(1, sizeof(*pl->enc));
+    if (!pl->items || !pl->custs || !pl->slots || !pl->fetch_p || !pl->fetch_s || !pl->reqs || !pl->req_item ||
+        !pl->out || !pl->enc) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < cap; i++)
+        if (!(pl->items[i].rec = calloc(1, sizeof(codec_record)))) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+    profile_init(&pl->prof, "");
+    if (!(pl->codec = codec_new((size_t)cfg->max_message_bytes, err, errlen)))
+        return -1;
+    if (!(pl->store = store_open(cfg->redis_url, cfg->key_prefix, cfg->dedupe_retention_ms, cfg->ledger_max, err,
+                                 errlen)))
+        return -1;
+    if (!(pl->producer = kafka_producer_new(cfg, &pl->dr, err, errlen)))
+        return -1;
+    rd_kafka_conf_t *conf = kafka_conf_new(cfg, err, errlen);
+    if (!conf)
+        return -1;
+    if (kafka_conf_set(conf, "group.id", cfg->consumer_group, err, errlen) ||
+        kafka_conf_set(conf, "enable.auto.commit", "false", err, errlen) ||
+        kafka_conf_set(conf, "enable.partition.eof", "true", err, errlen)) {
+        rd_kafka_conf_destroy(conf);
+        return -1;
+    }
+    /* defaults the configuration may override: a new group starts at the beginning
+     * (no touchpoint is skipped), cooperative-sticky assignment */
+    if ((!user_set(cfg, "auto.offset.reset") && kafka_conf_set(conf, "auto.offset.reset", "earliest", err, errlen)) ||
+        (!user_set(cfg, "partition.assignment.strategy") &&
+         kafka_conf_set(conf, "partition.assignment.strategy", "cooperative-sticky", err, errlen))) {
+        rd_kafka_conf_destroy(conf);
+        return -1;
+    }
+    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    rd_kafka_conf_set_opaque(conf, pl);
+    pl->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof(why));
+    if (!pl->consumer) {
+        snprintf(err, errlen, "kafka consumer: %s", why);
+        rd_kafka_conf_destroy(conf);
+        return -1;
+    }
+    rd_kafka_poll_set_consumer(pl->consumer);
+    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(2);
+    rd_kafka_topic_partition_list_add(topics, cfg->topic_touchpoints, RD_KAFKA_PARTITION_UA);
+    rd_kafka_topic_partition_list_add(topics, cfg->topic_credits, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(pl->consumer, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (e) {
+        snprintf(err, errlen, "subscribe: %s", rd_kafka_err2str(e));
+        return -1;
+    }
+    log_info("consuming %s and %s as group '%s'; state in %s (prefix '%s'); rule program %s", cfg->topic_touchpoints,
+             cfg->topic_credits, cfg->consumer_group, cfg->redis_url, cfg->key_prefix, pl->prog->version);
+    return 0;
+}
+
+static void teardown(pipeline *pl)
+{
+    if (pl->consumer) {
+        rd_kafka_consumer_close(pl->consumer);
+        rd_kafka_destroy(pl->consumer);
+    }
+    clear_batch(pl);
+    if (pl->producer) {
+        rd_kafka_flush(pl->producer, 10000);
+        rd_kafka_destroy(pl->producer);
+    }
+    store_close(pl->store);
+    codec_free(pl->codec);
+    for (int i = 0; pl->items && i < pl->cap; i++) {
+        if (pl->items[i].rec) {
+            codec_record_free(pl->items[i].rec);
+            free(pl->items[i].rec);
+        }
+        buf_free(&pl->items[i].outputs);
+        buf_free(&pl->items[i].profile);
+        buf_free(&pl->items[i].ledger);
+    }
+    for (int i = 0; pl->fetch_p && i < pl->cap; i++)
+        store_profile_free(&pl->fetch_p[i]);
+    for (int i = 0; pl->fetch_s && i < pl->cap; i++)
+        store_seen_free(&pl->fetch_s[i]);
+    for (int i = 0; pl->reqs && i < pl->cap; i++)
+        store_apply_req_free(&pl->reqs[i]);
+    profile_free(&pl->prof);
+    if (pl->enc)
+        codec_record_free(pl->enc);
+    free(pl->enc);
+    free(pl->out);
+    free(pl->items);
+    free(pl->custs);
+    free(pl->slots);
+    free(pl->fetch_p);
+    free(pl->fetch_s);
+    free(pl->reqs);
+    free(pl->req_item);
+    free(pl->eofs);
+    buf_free(&pl->scratch);
+}
+
+/* ---- the loop ------------------------------------------------------------------------ */
+
+/* Wait out a Redis outage: pause consumption, reconnect with backoff while
+ * serving rebalances, resume. Returns when Redis answers or on stop. */
+static void wait_for_redis(pipeline *pl)
+{
+    int backoff_ms = 100;
+    char err[1024];
+    pl->st->redis_pauses++;
+    log_warn("redis unavailable (%s): pausing consumption, %d message(s) held for retry", pl->err, pl->nitems);
+    set_paused(pl, true);
+    double since = now_s();
+    while (!cli_stop) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(pl->consumer, backoff_ms);
+        if (m) /* a partition assigned during the outage: keep its message for the retry */
+        {
+            if (!m->err && pl->nitems < pl->cap) {
+                pl->items[pl->nitems++].msg = m;
+                mark_activity(pl, m);
+            } else {
+                rd_kafka_message_destroy(m);
+            }
+        }
+        if (store_reconnect(pl->store, err, sizeof(err)) == 0)
+            break;
+        if (backoff_ms < 5000)
+            backoff_ms *= 2;
+    }
+    set_paused(pl, false);
+    if (!cli_stop)
+        log_info("redis is back after %.1f s: resuming", now_s() - since);
+}
+
+int pipeline_run(const config *cfg, const program *prog, const pipeline_opts *opts, pipeline_stats *st, char *err,
+                 size_t errlen)
+{
+    pipeline pl = {.cfg = cfg, .prog = prog, .opts = opts, .st = st};
+    memset(st, 0, sizeof(*st));
+    int rc = -1;
+    if (setup(&pl, err, errlen) != 0)
+        goto out;
+    double last_report = now_s();
+    while (!cli_stop && !pl.fatal) {
+        /* fill a batch: up to batch_size messages or batch_linger_ms */
+        double deadline = now_s() + cfg->batch_linger_ms / 1000.0;
+        while (pl.nitems < pl.cap && !cli_stop) {
+            int wait = (int)((deadline - now_s()) * 1000);
+            rd_kafka_message_t *m = rd_kafka_consumer_poll(pl.consumer, wait > 0 ? wait : 0);
+            if (!m) {
+                if (wait <= 0)
+                    break;
+                continue;
+            }
+            if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                eof_mark *e = eof_find(&pl, rd_kafka_topic_name(m->rkt), m->partition, true);
+                if (e)
+                    e->at_end = true;
+                rd_kafka_message_destroy(m);
+                continue;
+            }
+            if (m->err) {
+                log_warn("consumer: %s", rd_kafka_message_errstr(m));
+                rd_kafka_message_destroy(m);
+                continue;
+            }
+            mark_activity(&pl, m);
+            pl.items[pl.nitems++].msg = m;
+        }
+        int prc = process_batch(&pl);
+        if (prc < 0) {
+            snprintf(err, errlen, "%s", pl.err);
+            goto out;
+        }
+        if (prc > 0) {
+            wait_for_redis(&pl);
+            continue;
+        }
+        if (now_s() - last_report >= 10) {
+            last_report = now_s();
+            log_info("processed %lld touchpoints, %lld credits, %lld duplicates, %lld to the DLQ, %lld outputs",
+                     st->touchpoints, st->credits, st->duplicates, st->dlq, st->outputs);
+        }
+        if (opts->until_idle && pl.nitems == 0 && all_at_end(&pl)) {
+            if (pl.idle_since == 0)
+                pl.idle_since = now_s();
+            else if ((now_s() - pl.idle_since) * 1000 >= opts->idle_grace_ms)
+                break;
+        } else {
+            pl.idle_since = 0;
+        }
+    }
+    if (pl.fatal) {
+        snprintf(err, errlen, "%s", pl.err);
+        goto out;
+    }
+    /* stopping: finish what is in hand (Redis gets a few tries), then close */
+    for (int attempt = 0; pl.nitems && attempt < 5; attempt++) {
+        int prc = process_batch(&pl);
+        if (prc < 0) {
+            snprintf(err, errlen, "%s", pl.err);
+            goto out;
+        }
+        if (prc > 0) {
+            char rerr[512];
+            usleep(500000);
+            store_reconnect(pl.store, rerr, sizeof(rerr));
+        }
+    }
+    if (pl.nitems)
+        log_warn("stopping with %d message(s) unprocessed and uncommitted: they will be redelivered", pl.nitems);
+    rc = 0;
+out:
+    teardown(&pl);
+    log_info("stopped: %lld touchpoints, %lld credits, %lld duplicates, %lld to the DLQ, %lld outputs in %lld batches",
+             st->touchpoints, st->credits, st->duplicates, st->dlq, st->outputs, st->batches);
+    return rc;
+}

@@ -1,0 +1,43 @@
+/* pipeline.h - `fidelio run`: one consumer-group member that turns touchpoint
+ * events and credits into profile updates in Redis and output events in
+ * Kafka, with effects exactly once (DESIGN.md invariants 1-7).
+ *
+ * One batch at a time: poll up to pipeline.batch_size messages (or
+ * pipeline.batch_linger_ms) -> decode and validate (bad -> DLQ) -> group by
+ * customer -> fetch profiles and dedupe records (one pipelined round trip) ->
+ * run the engine -> apply each event with the store's fenced, idempotent
+ * script (one pipelined round trip) -> produce every output and wait for all
+ * acknowledgements -> commit the batch's offsets. A redelivered event finds
+ * its dedupe record and re-emits the recorded outputs, byte for byte. */
+#ifndef FIDELIO_PIPELINE_H
+#define FIDELIO_PIPELINE_H
+
+#include <stdbool.h>
+
+#include "config.h"
+#include "program.h"
+
+typedef struct pipeline_opts {
+    bool until_idle;        /* return once every assigned partition is at its end and nothing is in flight */
+    int idle_grace_ms;      /* how long "at the end" must last (credits may still be on their way) */
+} pipeline_opts;
+
+typedef struct pipeline_stats {
+    long long touchpoints;   /* applied */
+    long long credits;       /* applied */
+    long long duplicates;    /* redelivered: recorded outputs re-emitted */
+    long long dlq;           /* sent to the DLQ */
+    long long outputs;       /* messages produced (rewards, stage changes, credits) */
+    long long batches;
+    long long fenced;        /* applies refused by the version check and recomputed */
+    long long redis_pauses;  /* times processing paused because Redis was unreachable */
+} pipeline_stats;
+
+/* Run until SIGINT/SIGTERM (cli_stop), or until idle with opts->until_idle.
+ * Returns 0 after a clean stop (batch finished, outputs flushed, offsets
+ * committed, consumer closed), -1 with err on a failure that must not be
+ * committed past (an output that could not be delivered). */
+int pipeline_run(const config *cfg, const program *prog, const pipeline_opts *opts, pipeline_stats *st, char *err,
+                 size_t errlen);
+
+#endif

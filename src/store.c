@@ -1,0 +1,386 @@
+/* store.c - Redis access through hiredis: pipelined fetches and the apply script. */
+#include "store.h"
+
+#include <hiredis/hiredis.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char apply_script[] =
+    "local rec = redis.call('HGET', KEYS[2], ARGV[1])\n"
+    "if rec then return {1, rec} end\n"
+    "local cur = redis.call('HMGET', KEYS[1], 'v', 'hw', 'tf')\n"
+    "local v = tonumber(cur[1] or '0')\n"
+    "if v ~= tonumber(ARGV[2]) then return {2, tostring(v)} end\n"
+    "local at = tonumber(ARGV[5])\n"
+    "local hw = tonumber(cur[2] or '0')\n"
+    "local tf = tonumber(cur[3] or '0')\n"
+    "local retention = tonumber(ARGV[6])\n"
+    "if hw - at > retention or at < tf then return {3, tostring(hw)} end\n"
+    "if at > hw then hw = at end\n"
+    "local cutoff = hw - retention\n"
+    "local old = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', '(' .. string.format('%.0f', cutoff), "
+    "'LIMIT', 0, 64)\n"
+    "if #old > 0 then\n"
+    "  redis.call('HDEL', KEYS[2], unpack(old))\n"
+    "  redis.call('ZREM', KEYS[3], unpack(old))\n"
+    "  if cutoff > tf then tf = cutoff end\n"
+    "end\n"
+    "redis.call('HSET', KEYS[1], 'v', v + 1, 'p', ARGV[3], 'hw', string.format('%.0f', hw), "
+    "'tf', string.format('%.0f', tf))\n"
+    "redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])\n"
+    "redis.call('ZADD', KEYS[3], at, ARGV[1])\n"
+    "for i = 8, #ARGV do redis.call('RPUSH', KEYS[4], ARGV[i]) end\n"
+    "local max = tonumber(ARGV[7])\n"
+    "if max > 0 and #ARGV >= 8 then redis.call('LTRIM', KEYS[4], -max, -1) end\n"
+    "return {0, tostring(v + 1)}\n";
+
+struct store {
+    redisContext *c;
+    char url[512];
+    char prefix[80];
+    int64_t retention_ms;
+    int64_t ledger_max;
+    char sha[41];        /* of apply_script */
+};
+
+/* ---- connection ------------------------------------------------------------------- */
+
+static int command_ok(store *s, redisReply *r, const char *what, char *err, size_t errlen)
+{
+    if (!r) {
+        snprintf(err, errlen, "redis %s: %s", what, s->c->errstr[0] ? s->c->errstr : "connection lost");
+        return -1;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        snprintf(err, errlen, "redis %s: %s", what, r->str);
+        freeReplyObject(r);
+        return -1;
+    }
+    return 0;
+}
+
+static int connect_url(store *s, char *err, size_t errlen)
+{
+    struct timeval tv = {2, 0};
+    char host[256] = "127.0.0.1", password[256] = "";
+    int port = 6379, db = 0;
+    const char *u = s->url;
+    if (!strncmp(u, "unix://", 7)) {
+        char path[400];
+        snprintf(path, sizeof(path), "%s", u + 7);
+        char *q = strchr(path, '?');
+        if (q) {
+            *q = '\0';
+            if (!strncmp(q + 1, "db=", 3))
+                db = atoi(q + 4);
+        }
+        s->c = redisConnectUnixWithTimeout(path, tv);
+    } else {
+        const char *h = u + 8, *at = strrchr(h, '@');
+        if (at) {
+            const char *colon = memchr(h, ':', (size_t)(at - h));
+            const char *pw = colon ? colon + 1 : h;
+            snprintf(password, sizeof(password), "%.*s", (int)(at - pw), pw);
+            h = at + 1;
+        }
+        size_t hl = strcspn(h, ":/");
+        if (hl)
+            snprintf(host, sizeof(host), "%.*s", (int)hl, h);
+        if (h[hl] == ':')
+            port = atoi(h + hl + 1);
+        const char *slash = strchr(h, '/');
+        if (slash && slash[1])
+            db = atoi(slash + 1);
+        s->c = redisConnectWithTimeout(host, port, tv);
+    }
+    if (!s->c || s->c->err) {
+        snprintf(err, errlen, "redis %s: %s", s->url, s->c ? s->c->errstr : "out of memory");
+        if (s->c)
+            redisFree(s->c);
+        s->c = NULL;
+        return -1;
+    }
+    struct timeval cmd_tv = {5, 0};
+    redisSetTimeout(s->c, cmd_tv);
+    redisReply *r;
+    if (password[0]) {
+        r = redisCommand(s->c, "AUTH %s", password);
+        if (command_ok(s, r, "AUTH", err, errlen))
+            return -1;
+        freeReplyObject(r);
+    }
+    if (db) {
+        r = redisCommand(s->c, "SELECT %d", db);
+        if (command_ok(s, r, "SELECT", err, errlen))
+            return -1;
+        freeReplyObject(r);
+    }
+    r = redisCommand(s->c, "SCRIPT LOAD %s", apply_script);
+    if (command_ok(s, r, "SCRIPT LOAD", err, errlen))
+        return -1;
+    snprintf(s->sha, sizeof(s->sha), "%s", r->str ? r->str : "");
+    freeReplyObject(r);
+    /* the layout marker: set if absent, refuse another layout */
+    r = redisCommand(s->c, "SET %slayout %d NX", s->prefix, STORE_LAYOUT_VERSION);
+    if (command_ok(s, r, "SET layout", err, errlen))
+        return -1;
+    freeReplyObject(r);
+    r = redisCommand(s->c, "GET %slayout", s->prefix);
+    if (command_ok(s, r, "GET layout", err, errlen))
+        return -1;
+    if (r->type != REDIS_REPLY_STRING || atoi(r->str) != STORE_LAYOUT_VERSION) {
+        snprintf(err, errlen, "redis key %slayout is %s; this fidelio uses layout %d", s->prefix,
+                 r->type == REDIS_REPLY_STRING ? r->str : "not a string", STORE_LAYOUT_VERSION);
+        freeReplyObject(r);
+        return -1;
+    }
+    freeReplyObject(r);
+    return 0;
+}
+
+store *store_open(const char *url, const char *prefix, int64_t retention_ms, int64_t ledger_max, char *err,
+                  size_t errlen)
+{
+    store *s = calloc(1, sizeof(*s));
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    snprintf(s->url, sizeof(s->url), "%s", url);
+    snprintf(s->prefix, sizeof(s->prefix), "%s", prefix);
+    s->retention_ms = retention_ms;
+    s->ledger_max = ledger_max;
+    if (connect_url(s, err, errlen) != 0) {
+        store_close(s);
+        return NULL;
+    }
+    return s;
+}
+
+void store_close(store *s)
+{
+    if (!s)
+        return;
+    if (s->c)
+        redisFree(s->c);
+    free(s);
+}
+
+int store_reconnect(store *s, char *err, size_t errlen)
+{
+    if (s->c)
+        redisFree(s->c);
+    s->c = NULL;
+    return connect_url(s, err, errlen);
+}
+
+/* ---- keys ----------------------------------------------------------------------- */
+
+static void key(const store *s, const char *customer_id, char suffix, char *out, size_t len)
+{
+    snprintf(out, len, "%s{%s}:%c", s->prefix, customer_id, suffix);
+}
+
+static int get_reply(store *s, redisReply **r, char *err, size_t errlen)
+{
+    if (redisGetReply(s->c, (void **)r) != REDIS_OK || !*r) {
+        snprintf(err, errlen, "redis: %s", s->c->errstr[0] ? s->c->errstr : "connection lost");
+        return -1;
+    }
+    return 0;
+}
+
+static int ensure_connected(store *s, char *err, size_t errlen)
+{
+    if (s->c && !s->c->err)
+        return 0;
+    return store_reconnect(s, err, errlen);
+}
+
+/* ---- fetch ---------------------------------------------------------------------- */
+
+int store_fetch(store *s, store_profile *profiles, size_t nprofiles, store_seen *seen, size_t nseen, char *err,
+                size_t errlen)
+{
+    char k[EVENT_KEY_MAX];
+    if (ensure_connected(s, err, errlen) != 0)
+        return -1;
+    for (size_t i = 0; i < nprofiles; i++) {
+        key(s, profiles[i].customer_id, 'p', k, sizeof(k));
+        const char *argv[] = {"HMGET", k, "v", "p"};
+        redisAppendCommandArgv(s->c, 4, argv, NULL);
+    }
+    for (size_t i = 0; i < nseen; i++) {
+        key(s, seen[i].customer_id, 'd', k, sizeof(k));
+        const char *argv[] = {"HGET", k, seen[i].id};
+        redisAppendCommandArgv(s->c, 3, argv, NULL);
+    }
+    int rc = 0;
+    for (size_t i = 0; i < nprofiles + nseen; i++) {
+        redisReply *r;
+        if (get_reply(s, &r, err, errlen) != 0)
+            return -1;
+        if (r->type == REDIS_REPLY_ERROR) {
+            snprintf(err, errlen, "redis fetch: %s", r->str);
+            rc = -1;
+        } else if (i < nprofiles) {
+            store_profile *p = &profiles[i];
+            buf_reset(&p->encoding);
+            p->exists = r->elements == 2 && r->element[1]->type == REDIS_REPLY_STRING;
+            p->version = r->elements == 2 && r->element[0]->type == REDIS_REPLY_STRING ? atoll(r->element[0]->str) : 0;
+            if (p->exists && buf_append(&p->encoding, r->element[1]->str, r->element[1]->len) != 0) {
+                snprintf(err, errlen, "out of memory");
+                rc = -1;
+            }
+        } else {
+            store_seen *d = &seen[i - nprofiles];
+            buf_reset(&d->recorded);
+            d->seen = r->type == REDIS_REPLY_STRING;
+            if (d->seen && buf_append(&d->recorded, r->str, r->len) != 0) {
+                snprintf(err, errlen, "out of memory");
+                rc = -1;
+            }
+        }
+        freeReplyObject(r);
+    }
+    return rc;
+}
+
+/* ---- apply ---------------------------------------------------------------------- */
+
+static int append_apply(store *s, store_apply_req *q)
+{
+    char kp[EVENT_KEY_MAX], kd[EVENT_KEY_MAX], kt[EVENT_KEY_MAX], kl[EVENT_KEY_MAX], ver[24], at[24], ret[24],
+        lmax[24];
+    key(s, q->customer_id, 'p', kp, sizeof(kp));
+    key(s, q->customer_id, 'd', kd, sizeof(kd));
+    key(s, q->customer_id, 't', kt, sizeof(kt));
+    key(s, q->customer_id, 'l', kl, sizeof(kl));
+    snprintf(ver, sizeof(ver), "%lld", (long long)q->expected_version);
+    snprintf(at, sizeof(at), "%lld", (long long)q->occurred_at);
+    snprintf(ret, sizeof(ret), "%lld", (long long)s->retention_ms);
+    snprintf(lmax, sizeof(lmax), "%lld", (long long)s->ledger_max);
+    int argc = 14 + q->nledger;
+    const char **argv = malloc((size_t)argc * sizeof(*argv));
+    size_t *lens = malloc((size_t)argc * sizeof(*lens));
+    if (!argv || !lens) {
+        free(argv);
+        free(lens);
+        return -1;
+    }
+    const char *fixed[] = {"EVALSHA", s->sha, "4", kp, kd, kt, kl, q->id, ver, q->profile->data, q->outputs->data,
+                           at, ret, lmax};
+    for (int i = 0; i < 14; i++) {
+        argv[i] = fixed[i] ? fixed[i] : "";
+        lens[i] = strlen(argv[i]);
+    }
+    lens[9] = q->profile->len;
+    lens[10] = q->outputs->len;
+    for (int i = 0; i < q->nledger; i++) {
+        argv[14 + i] = q->ledger[i];
+        lens[14 + i] = strlen(q->ledger[i]);
+    }
+    int rc = redisAppendCommandArgv(s->c, argc, argv, lens) == REDIS_OK ? 0 : -1;
+    free(argv);
+    free(lens);
+    return rc;
+}
+
+int store_apply(store *s, store_apply_req *reqs, size_t n, char *err, size_t errlen)
+{
+    if (ensure_connected(s, err, errlen) != 0)
+        return -1;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        for (size_t i = 0; i < n; i++)
+            if (append_apply(s, &reqs[i]) != 0) {
+                snprintf(err, errlen, "out of memory");
+                return -1;
+            }
+        int noscript = 0, rc = 0;
+        for (size_t i = 0; i < n; i++) {
+            redisReply *r;
+            if (get_reply(s, &r, err, errlen) != 0)
+                return -1;
+            store_apply_req *q = &reqs[i];
+            if (r->type == REDIS_REPLY_ERROR) {
+                if (!strncmp(r->str, "NOSCRIPT", 8))
+                    noscript = 1; /* not run: the script cache was flushed (restart, SCRIPT FLUSH) */
+                else {
+                    snprintf(err, errlen, "redis apply: %s", r->str);
+                    rc = -1;
+                }
+            } else if (r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
+                q->status = (store_status)r->element[0]->integer;
+                const redisReply *v = r->element[1];
+                if (q->status == STORE_DUPLICATE) {
+                    buf_reset(&q->recorded);
+                    if (buf_append(&q->recorded, v->str, v->len) != 0) {
+                        snprintf(err, errlen, "out of memory");
+                        rc = -1;
+                    }
+                } else {
+                    q->version = v->str ? atoll(v->str) : 0;
+                }
+            } else {
+                snprintf(err, errlen, "redis apply: unexpected reply type %d", r->type);
+                rc = -1;
+            }
+            freeReplyObject(r);
+        }
+        if (rc != 0 || !noscript)
+            return rc;
+        /* Reload the script and run everything again: applied ones come back DUPLICATE. */
+        redisReply *r = redisCommand(s->c, "SCRIPT LOAD %s", apply_script);
+        if (command_ok(s, r, "SCRIPT LOAD", err, errlen))
+            return -1;
+        freeReplyObject(r);
+    }
+    snprintf(err, errlen, "redis apply: script missing after reload");
+    return -1;
+}
+
+/* ---- tools ---------------------------------------------------------------------- */
+
+int store_ledger(store *s, const char *customer_id, long n, buf *out, char *err, size_t errlen)
+{
+    char k[EVENT_KEY_MAX];
+    if (ensure_connected(s, err, errlen) != 0)
+        return -1;
+    key(s, customer_id, 'l', k, sizeof(k));
+    redisReply *r = redisCommand(s->c, "LRANGE %s %ld -1", k, -n);
+    if (command_ok(s, r, "LRANGE", err, errlen))
+        return -1;
+    int rc = 0;
+    for (size_t i = 0; i < r->elements; i++)
+        rc |= buf_append(out, r->element[i]->str, r->element[i]->len) || buf_puts(out, "\n");
+    freeReplyObject(r);
+    return rc;
+}
+
+int store_customers(store *s, buf *out, char *err, size_t errlen)
+{
+    char pattern[160];
+    if (ensure_connected(s, err, errlen) != 0)
+        return -1;
+    snprintf(pattern, sizeof(pattern), "%s{*}:p", s->prefix);
+    char cursor[32] = "0";
+    size_t plen = strlen(s->prefix) + 1;
+    do {
+        redisReply *r = redisCommand(s->c, "SCAN %s MATCH %s COUNT 1000", cursor, pattern);
+        if (command_ok(s, r, "SCAN", err, errlen))
+            return -1;
+        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+        for (size_t i = 0; i < r->element[1]->elements; i++) {
+            const redisReply *k = r->element[1]->element[i];
+            if (k->len > plen + 3) /* prefix { id }:p */
+                buf_append(out, k->str + plen, k->len - plen - 3), buf_puts(out, "\n");
+        }
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
+    return 0;
+}
+
+void store_profile_free(store_profile *p) { buf_free(&p->encoding); }
+void store_seen_free(store_seen *s) { buf_free(&s->recorded); }
+void store_apply_req_free(store_apply_req *r) { buf_free(&r->recorded); }

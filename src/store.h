@@ -1,0 +1,119 @@
+/* store.h - Fidelio's state in Redis: atomic, idempotent, fenced applies.
+ *
+ * REDIS LAYOUT, version 1 (STORE_LAYOUT_VERSION). Every key of a customer
+ * carries the customer id as a hash tag, so all of them live in one hash
+ * slot (Redis Cluster) and one Lua script may touch them atomically:
+ *
+ *   <prefix>{<customer>}:p   HASH   v      version: +1 on every apply (the fencing token)
+ *                                   p      profile encoding (profile.h, versioned)
+ *                                   hw     high-water event time applied (epoch ms)
+ *                                   tf     trim horizon: dedupe records of events before it
+ *                                          may have been removed
+ *   <prefix>{<customer>}:d   HASH   <event id or credit id> -> the outputs recorded
+ *                                   when it was applied (store_outputs encoding)
+ *   <prefix>{<customer>}:t   ZSET   the same ids scored by event time, to trim :d
+ *   <prefix>{<customer>}:l   LIST   ledger: one JSON RewardEvent per balance change,
+ *                                   oldest first, the newest pipeline.ledger_max kept
+ *   <prefix>layout           STRING "1": written on first use; another value stops fidelio
+ *
+ * THE APPLY (one Lua script, EVALSHA with NOSCRIPT recovery), all or nothing:
+ *   1. the event's id is in :d            -> DUPLICATE, returns the recorded outputs
+ *   2. :p's v differs from the version the
+ *      caller computed from                -> FENCED (another instance wrote since)
+ *   3. the event is older than hw minus the
+ *      dedupe retention, or than tf         -> TOO_OLD (its dedupe record could be gone)
+ *   4. otherwise: write :p (v+1, profile, hw, tf), record the outputs in :d
+ *      and :t, trim dedupe records older than hw - retention (raising tf),
+ *      append the ledger.
+ *
+ * Dedupe records are kept for pipeline.dedupe_retention_ms of event time
+ * behind the newest event applied to the customer; an event older than that
+ * is refused (TOO_OLD -> the DLQ, error older_than_dedupe_window) rather than
+ * risk applying it twice. Raising the retention later does not bring trimmed
+ * records back: tf keeps refusing what was trimmed. Consequence: replaying a
+ * topic into the namespace that already holds it re-emits the outputs of
+ * events within the window and sends older ones to the DLQ; replay history
+ * into a fresh redis.key_prefix instead. */
+#ifndef FIDELIO_STORE_H
+#define FIDELIO_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "event.h"
+
+/* Room for a key: prefix, braces, customer id, suffix. */
+#define EVENT_KEY_MAX (64 + EVENT_ID_MAX + 8)
+
+#define STORE_LAYOUT_VERSION 1
+
+typedef struct store store;
+
+typedef enum store_status {
+    STORE_APPLIED,
+    STORE_DUPLICATE,
+    STORE_FENCED,
+    STORE_TOO_OLD,
+} store_status;
+
+/* One customer's stored state, as fetched. */
+typedef struct store_profile {
+    const char *customer_id;  /* borrowed */
+    bool exists;
+    int64_t version;          /* 0 when the customer has none yet */
+    buf encoding;             /* profile encoding; owned */
+} store_profile;
+
+/* One dedupe lookup. */
+typedef struct store_seen {
+    const char *customer_id;  /* borrowed */
+    const char *id;           /* event or credit id; borrowed */
+    bool seen;
+    buf recorded;             /* recorded outputs when seen; owned */
+} store_seen;
+
+/* One apply. Inputs are borrowed; results filled by store_apply. */
+typedef struct store_apply_req {
+    const char *customer_id;
+    const char *id;               /* dedupe id */
+    int64_t occurred_at;
+    int64_t expected_version;     /* the version the new profile was computed from */
+    const buf *profile;           /* new profile encoding */
+    const buf *outputs;           /* outputs to record */
+    const char *const *ledger;    /* JSON ledger entries */
+    int nledger;
+    store_status status;          /* result */
+    int64_t version;              /* new version (APPLIED) or the current one (FENCED) */
+    buf recorded;                 /* recorded outputs (DUPLICATE); owned */
+} store_apply_req;
+
+/* Connect to url (redis://[:password@]host[:port][/db] or unix:///path[?db=N]),
+ * check the layout version and load the apply script. NULL with err on failure. */
+store *store_open(const char *url, const char *prefix, int64_t retention_ms, int64_t ledger_max, char *err,
+                  size_t errlen);
+void store_close(store *s);
+/* Drop the connection and make a new one (after an error). 0 or -1 with err. */
+int store_reconnect(store *s, char *err, size_t errlen);
+
+/* Fetch profiles and dedupe records in one pipelined round trip.
+ * Returns 0, or -1 with err when Redis failed (nothing is half-done: retry). */
+int store_fetch(store *s, store_profile *profiles, size_t nprofiles, store_seen *seen, size_t nseen, char *err,
+                size_t errlen);
+/* Run the apply script for each request, pipelined, in order.
+ * Returns 0 (each req has its status), or -1 with err when Redis failed
+ * (some may have applied: a retry finds them as DUPLICATE). */
+int store_apply(store *s, store_apply_req *reqs, size_t n, char *err, size_t errlen);
+
+/* The newest n ledger entries of a customer (JSON lines), oldest first. */
+int store_ledger(store *s, const char *customer_id, long n, buf *out, char *err, size_t errlen);
+
+/* Every customer id with a profile (SCAN; for tools and tests). Each id is
+ * appended to out followed by '\n'. */
+int store_customers(store *s, buf *out, char *err, size_t errlen);
+
+void store_profile_free(store_profile *p);
+void store_seen_free(store_seen *s);
+void store_apply_req_free(store_apply_req *r);
+
+#endif
