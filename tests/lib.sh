@@ -60,3 +60,95 @@ for l in sorted(out):
     print(l)
 PY
 }
+
+# start_redis [aof]: a private redis-server on a unix socket under $WORK/redis;
+# sets REDIS_URL, REDIS_PID. With "aof": appendonly, fsync on every write.
+start_redis() {
+    mkdir -p "$WORK/redis"
+    local persist=(--save "" --appendonly no)
+    [ "${1:-}" = aof ] && persist=(--save "" --appendonly yes --appendfsync always)
+    redis-server --port 0 --unixsocket "$WORK/redis/redis.sock" --dir "$WORK/redis" "${persist[@]}" \
+        --logfile "$WORK/redis/redis.log" &
+    REDIS_PID=$!
+    PIDS+=("$REDIS_PID")
+    REDIS_URL="unix://$WORK/redis/redis.sock"
+    for _ in $(seq 100); do
+        redis-cli -s "$WORK/redis/redis.sock" ping >/dev/null 2>&1 && return 0
+        sleep 0.05
+    done
+    fail "redis-server did not start: $(tail -5 "$WORK/redis/redis.log")"
+}
+
+# Options every fidelio command of a pipeline test gets (consumer settings
+# the mock cluster needs to rebalance quickly; see DESIGN.md).
+fid_opts() {
+    echo "-b $BOOTSTRAP --set redis.url=$REDIS_URL --set kafka.session.timeout.ms=6000 --set kafka.heartbeat.interval.ms=500 --set log.level=info"
+}
+
+# count TOPIC: messages in a topic.
+count() { kcat -b "$BOOTSTRAP" -C -t "$1" -e -q -f 'x\n' 2>/dev/null | wc -l; }
+
+# output_ids: every distinct reward and stage-change id on the output topics.
+output_ids() {
+    { "$FIDELIO" consume -b "$BOOTSTRAP" -t rewards -e; "$FIDELIO" consume -b "$BOOTSTRAP" -t stage-changes -e; } 2>/dev/null \
+        | grep -o '"\(reward\|change\)_id":"[^"]*"' | sort -u
+}
+
+# ids_of FILE: distinct output ids in a JSON-lines file of outputs.
+ids_of() { grep -o '"\(reward\|change\)_id":"[^"]*"' "$1" | sort -u; }
+
+# wait_until SECONDS DESCRIPTION COMMAND...: poll until COMMAND succeeds.
+wait_until() {
+    local limit=$1 what=$2
+    shift 2
+    local end=$((SECONDS + limit))
+    until "$@"; do
+        [ "$SECONDS" -lt "$end" ] || fail "timed out after ${limit}s waiting for $what"
+        sleep 0.5
+    done
+}
+
+# at_least N TOPIC: the topic holds at least N messages.
+at_least() { [ "$(count "$2")" -ge "$1" ]; }
+
+# start_run NAME [ARGS...]: `fidelio run` in the background, log in $WORK/NAME.log; sets RUN_PID.
+start_run() {
+    local name=$1
+    shift
+    # shellcheck disable=SC2046
+    "$FIDELIO" run $(fid_opts) "$@" >"$WORK/$name.log" 2>&1 &
+    RUN_PID=$!
+    PIDS+=("$RUN_PID")
+}
+
+# stop_run PID LIMIT: SIGTERM and require exit 0 within LIMIT seconds.
+stop_run() {
+    local pid=$1 limit=$2 t0=$SECONDS
+    kill -TERM "$pid"
+    local rc=0
+    wait "$pid" || rc=$?
+    [ "$rc" -eq 0 ] || fail "fidelio run exited $rc on SIGTERM"
+    [ $((SECONDS - t0)) -le "$limit" ] || fail "fidelio run took $((SECONDS - t0))s to stop (limit ${limit}s)"
+}
+
+# same_profiles EXPECTED.jsonl: Redis profiles of the customers in EXPECTED equal it.
+same_profiles() {
+    # shellcheck disable=SC2046
+    "$FIDELIO" profile $(fid_opts) --all 2>/dev/null >"$WORK/profiles.now" || true
+    python3 - "$1" "$WORK/profiles.now" <<'PY'
+import json, sys
+want = {json.loads(l)["customer_id"]: l.strip() for l in open(sys.argv[1])}
+got = {json.loads(l)["customer_id"]: l.strip() for l in open(sys.argv[2])}
+bad = [c for c in want if got.get(c) != want[c]]
+extra = [c for c in got if c not in want]
+if bad or extra:
+    print(f"{len(bad)} profiles differ, {len(extra)} unexpected", file=sys.stderr)
+    for c in bad[:3]:
+        print(f"  {c}\n   want {want[c]}\n   got  {got.get(c)}", file=sys.stderr)
+    sys.exit(1)
+PY
+}
+
+# outputs_at_least N: rewards + stage-changes hold at least N messages.
+outputs_total() { echo $(( $(count rewards) + $(count stage-changes) )); }
+outputs_at_least() { [ "$(outputs_total)" -ge "$1" ]; }

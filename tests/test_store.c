@@ -1,0 +1,214 @@
+/* Store: the apply script against a real redis-server: atomic apply,
+ * duplicates return the recorded outputs, fencing, the dedupe window and its
+ * trim horizon, NOSCRIPT recovery, ledger bounds, layout check. */
+#include <stdarg.h>
+
+#include "redis_fixture.h"
+#include "store.h"
+#include "test_common.h"
+
+#define DAY INT64_C(86400000)
+
+static store *s;
+static char err[1024];
+static int prefix_no;
+static char prefix[32];
+
+static void setup(void)
+{
+    snprintf(prefix, sizeof(prefix), "t%d:", ++prefix_no + getpid() % 1000 * 100);
+    s = store_open(redis_url, prefix, 30 * DAY, 3, err, sizeof(err));
+    ck_assert_msg(s != NULL, "%s", err);
+}
+
+static void teardown(void) { store_close(s); }
+
+/* Apply id for cust with a profile text and outputs text. */
+static store_status apply(const char *cust, const char *id, int64_t at, int64_t version, const char *prof,
+                          const char *outs, int64_t *new_version, buf *recorded)
+{
+    buf p = {0}, o = {0};
+    buf_puts(&p, prof);
+    buf_puts(&o, outs);
+    const char *ledger[] = {"{\"entry\":1}", "{\"entry\":2}"};
+    store_apply_req q = {.customer_id = cust, .id = id, .occurred_at = at, .expected_version = version,
+                         .profile = &p, .outputs = &o, .ledger = ledger, .nledger = 2};
+    ck_assert_msg(store_apply(s, &q, 1, err, sizeof(err)) == 0, "%s", err);
+    if (new_version)
+        *new_version = q.version;
+    if (recorded) {
+        buf_reset(recorded);
+        buf_append(recorded, q.recorded.data, q.recorded.len);
+    }
+    store_apply_req_free(&q);
+    buf_free(&p);
+    buf_free(&o);
+    return q.status;
+}
+
+static void fetch(const char *cust, store_profile *p)
+{
+    p->customer_id = cust;
+    ck_assert_msg(store_fetch(s, p, 1, NULL, 0, err, sizeof(err)) == 0, "%s", err);
+}
+
+START_TEST(apply_then_duplicate)
+{
+    int64_t v;
+    buf rec = {0};
+    ck_assert_int_eq(apply("c1", "e1", T0, 0, "P1", "OUT-e1", &v, NULL), STORE_APPLIED);
+    ck_assert_int_eq(v, 1);
+    /* the same event again, even computed from a newer version: recorded outputs come back */
+    ck_assert_int_eq(apply("c1", "e1", T0, 1, "P-other", "OUT-other", NULL, &rec), STORE_DUPLICATE);
+    ck_assert_str_eq(rec.data, "OUT-e1");
+    store_profile p = {0};
+    fetch("c1", &p);
+    ck_assert(p.exists);
+    ck_assert_int_eq(p.version, 1);
+    ck_assert_str_eq(p.encoding.data, "P1");
+    store_seen seen = {.customer_id = "c1", .id = "e1"}, unseen = {.customer_id = "c1", .id = "e2"};
+    store_seen both[] = {seen, unseen};
+    ck_assert(store_fetch(s, NULL, 0, both, 2, err, sizeof(err)) == 0);
+    ck_assert(both[0].seen && !both[1].seen);
+    ck_assert_str_eq(both[0].recorded.data, "OUT-e1");
+    store_seen_free(&both[0]);
+    store_seen_free(&both[1]);
+    store_profile_free(&p);
+    buf_free(&rec);
+}
+END_TEST
+
+/* A writer that computed from an old version cannot overwrite newer state. */
+START_TEST(fencing_stale_version)
+{
+    ck_assert_int_eq(apply("c2", "e1", T0, 0, "P1", "O1", NULL, NULL), STORE_APPLIED);
+    ck_assert_int_eq(apply("c2", "e2", T0 + 1, 1, "P2", "O2", NULL, NULL), STORE_APPLIED);
+    /* a zombie that loaded version 1 and computes e3 */
+    int64_t cur;
+    ck_assert_int_eq(apply("c2", "e3", T0 + 2, 1, "P-zombie", "O-zombie", &cur, NULL), STORE_FENCED);
+    ck_assert_int_eq(cur, 2);
+    store_profile p = {0};
+    fetch("c2", &p);
+    ck_assert_str_eq(p.encoding.data, "P2");
+    ck_assert_int_eq(p.version, 2);
+    store_profile_free(&p);
+    /* and nothing of e3 was recorded */
+    store_seen d = {.customer_id = "c2", .id = "e3"};
+    ck_assert(store_fetch(s, NULL, 0, &d, 1, err, sizeof(err)) == 0);
+    ck_assert(!d.seen);
+    store_seen_free(&d);
+}
+END_TEST
+
+START_TEST(dedupe_window_and_trim_horizon)
+{
+    ck_assert_int_eq(apply("c3", "old", T0, 0, "P1", "O1", NULL, NULL), STORE_APPLIED);
+    ck_assert_int_eq(apply("c3", "late-ok", T0 + 1, 1, "P2", "O2", NULL, NULL), STORE_APPLIED);
+    /* 31 days later: the first two dedupe records are trimmed */
+    ck_assert_int_eq(apply("c3", "new", T0 + 31 * DAY, 2, "P3", "O3", NULL, NULL), STORE_APPLIED);
+    /* redelivering "old" cannot be deduplicated any more: refused, not applied again */
+    ck_assert_int_eq(apply("c3", "old", T0, 3, "P-again", "O-again", NULL, NULL), STORE_TOO_OLD);
+    /* a late event inside the window is fine */
+    ck_assert_int_eq(apply("c3", "late", T0 + 2 * DAY, 3, "P4", "O4", NULL, NULL), STORE_APPLIED);
+    store_close(s);
+    /* raising the retention does not resurrect what was trimmed */
+    s = store_open(redis_url, prefix, 365 * DAY, 3, err, sizeof(err));
+    ck_assert_ptr_nonnull(s);
+    ck_assert_int_eq(apply("c3", "old", T0, 4, "P-again", "O-again", NULL, NULL), STORE_TOO_OLD);
+    store_profile p = {0};
+    fetch("c3", &p);
+    ck_assert_str_eq(p.encoding.data, "P4");
+    store_profile_free(&p);
+}
+END_TEST
+
+START_TEST(noscript_recovery)
+{
+    redisReply *r = redis_raw("SCRIPT FLUSH");
+    ck_assert_ptr_nonnull(r);
+    freeReplyObject(r);
+    ck_assert_int_eq(apply("c4", "e1", T0, 0, "P1", "O1", NULL, NULL), STORE_APPLIED);
+    r = redis_raw("SCRIPT FLUSH");
+    freeReplyObject(r);
+    ck_assert_int_eq(apply("c4", "e1", T0, 1, "P1", "O1", NULL, NULL), STORE_DUPLICATE);
+}
+END_TEST
+
+START_TEST(ledger_bounded_and_ordered)
+{
+    int64_t v = 0;
+    char id[16];
+    for (int i = 0; i < 3; i++) {
+        snprintf(id, sizeof(id), "e%d", i);
+        ck_assert_int_eq(apply("c5", id, T0 + i, v, "P", "O", &v, NULL), STORE_APPLIED);
+    }
+    buf out = {0};
+    ck_assert(store_ledger(s, "c5", 10, &out, err, sizeof(err)) == 0);
+    /* 6 entries written, ledger_max = 3 kept, oldest first */
+    ck_assert_str_eq(out.data, "{\"entry\":2}\n{\"entry\":1}\n{\"entry\":2}\n");
+    buf_reset(&out);
+    ck_assert(store_ledger(s, "c5", 1, &out, err, sizeof(err)) == 0);
+    ck_assert_str_eq(out.data, "{\"entry\":2}\n");
+    buf_free(&out);
+}
+END_TEST
+
+START_TEST(keys_share_a_hash_slot)
+{
+    ck_assert_int_eq(apply("c6", "e1", T0, 0, "P", "O", NULL, NULL), STORE_APPLIED);
+    const char suffix[] = {'p', 'd', 't', 'l'};
+    long long slot = -1;
+    for (int i = 0; i < 4; i++) {
+        char k[128];
+        snprintf(k, sizeof(k), "%s{c6}:%c", prefix, suffix[i]);
+        redisReply *e = redis_raw("EXISTS %s", k), *sl = redis_raw("CLUSTER KEYSLOT %s", k);
+        ck_assert_msg(e && e->integer == 1, "key %s missing", k);
+        ck_assert_ptr_nonnull(sl);
+        if (slot < 0)
+            slot = sl->integer;
+        ck_assert_int_eq(sl->integer, slot);
+        freeReplyObject(e);
+        freeReplyObject(sl);
+    }
+    buf ids = {0};
+    ck_assert(store_customers(s, &ids, err, sizeof(err)) == 0);
+    ck_assert_ptr_nonnull(strstr(ids.data, "c6\n"));
+    buf_free(&ids);
+}
+END_TEST
+
+START_TEST(layout_mismatch_refused)
+{
+    redisReply *r = redis_raw("SET other:layout 2");
+    freeReplyObject(r);
+    store *o = store_open(redis_url, "other:", DAY, 0, err, sizeof(err));
+    ck_assert_ptr_null(o);
+    ck_assert_ptr_nonnull(strstr(err, "layout is 2"));
+}
+END_TEST
+
+START_TEST(unreachable_redis_named)
+{
+    store *o = store_open("unix:///nonexistent/redis.sock", "x:", DAY, 0, err, sizeof(err));
+    ck_assert_ptr_null(o);
+    ck_assert_ptr_nonnull(strstr(err, "unix:///nonexistent/redis.sock"));
+}
+END_TEST
+
+Suite *store_suite(void)
+{
+    redis_fixture_start();
+    Suite *su = suite_create("store");
+    TCase *tc = tcase_create("store");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, apply_then_duplicate);
+    tcase_add_test(tc, fencing_stale_version);
+    tcase_add_test(tc, dedupe_window_and_trim_horizon);
+    tcase_add_test(tc, noscript_recovery);
+    tcase_add_test(tc, ledger_bounded_and_ordered);
+    tcase_add_test(tc, keys_share_a_hash_slot);
+    tcase_add_test(tc, layout_mismatch_refused);
+    tcase_add_test(tc, unreachable_redis_named);
+    suite_add_tcase(su, tc);
+    return su;
+}
