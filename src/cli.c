@@ -27,6 +27,9 @@ void cli_install_signals(void)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    /* a write to a Redis server that went away must be an error (EPIPE) to
+     * handle, not a signal that kills the process */
+    signal(SIGPIPE, SIG_IGN);
 }
 
 int cli_common_opt(cli_common *cc, int opt, const char *arg)

@@ -15,7 +15,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
+fail() {
+    echo "FAIL: $*" >&2
+    for f in "$WORK"/*.log "$WORK"/redis/redis.log; do
+        [ -f "$f" ] && { echo "--- last lines of $(basename "$f")" >&2; tail -5 "$f" >&2; }
+    done
+    exit 1
+}
 PASSED=0
 pass() { PASSED=$((PASSED + 1)); echo "ok - $*"; }
 # done_ok: the closing line every runner understands.
@@ -152,3 +158,30 @@ PY
 # outputs_at_least N: rewards + stage-changes hold at least N messages.
 outputs_total() { echo $(( $(count rewards) + $(count stage-changes) )); }
 outputs_at_least() { [ "$(outputs_total)" -ge "$1" ]; }
+
+# prepare_stream N CUSTOMERS: generate N events (gen_events.py), compute the
+# expected profiles and output ids with `fidelio simulate`, produce the events.
+# Sets EXPECTED_IDS (count) and files $WORK/expected.{profiles,ids}.
+prepare_stream() {
+    python3 "$SOURCE_DIR/tests/gen_events.py" "$1" "$2" >"$WORK/events.jsonl"
+    "$FIDELIO" simulate "$WORK/events.jsonl" --profiles "$WORK/expected.profiles" >"$WORK/expected.outputs" 2>/dev/null \
+        || fail "simulate failed"
+    ids_of "$WORK/expected.outputs" >"$WORK/expected.ids"
+    EXPECTED_IDS=$(wc -l <"$WORK/expected.ids")
+    # shellcheck disable=SC2046
+    "$FIDELIO" produce -q $(fid_opts) -t touchpoints "$WORK/events.jsonl" || fail "produce failed"
+}
+
+# check_final: every expected output id is on the topics and no other; the
+# profiles equal simulate's (a profile applied twice would differ).
+check_final() {
+    output_ids >"$WORK/ids.now"
+    local missing extra
+    missing=$(comm -23 "$WORK/expected.ids" "$WORK/ids.now" | wc -l)
+    extra=$(comm -13 "$WORK/expected.ids" "$WORK/ids.now" | wc -l)
+    [ "$missing" -eq 0 ] && [ "$extra" -eq 0 ] || fail "$missing expected output ids missing, $extra unexpected"
+    same_profiles "$WORK/expected.profiles" || fail "profiles differ from simulate's"
+}
+
+# unique_outputs_at_least N: N distinct output ids are on the topics.
+unique_outputs_at_least() { [ "$(output_ids | wc -l)" -ge "$1" ]; }

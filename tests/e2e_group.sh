@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Two instances in one consumer group on a 6-partition topic: one stopped
+# mid-stream with SIGTERM (clean hand-over), the other killed with SIGKILL
+# (lost assignment); a third finishes. The final state equals simulate's.
+source "$(dirname "$0")/lib.sh"
+require kcat redis-server redis-cli python3
+
+start_dev_kafka --partitions 6
+start_redis
+prepare_stream 50000 2000
+start_run a
+A=$RUN_PID
+start_run b
+B=$RUN_PID
+wait_until 60 "both instances assigned" grep -q "assigned" "$WORK/b.log"
+wait_until 300 "a third of the outputs" outputs_at_least $((EXPECTED_IDS / 3))
+stop_run "$A" 30
+grep -q "revoked" "$WORK/a.log" || fail "a: no revoke logged"
+pass "instance a stopped with SIGTERM mid-stream (exit 0, partitions handed over)"
+wait_until 300 "two thirds of the outputs" outputs_at_least $((EXPECTED_IDS * 2 / 3))
+kill -KILL "$B"
+wait "$B" 2>/dev/null || true
+pass "instance b killed with SIGKILL at $(outputs_total) output messages"
+# shellcheck disable=SC2046
+"$FIDELIO" run $(fid_opts) --until-idle >"$WORK/c.log" 2>&1 || fail "c: $(tail -5 "$WORK/c.log")"
+check_final
+pass "instance c finished: profiles equal simulate's, every expected output id present exactly"
+done_ok
