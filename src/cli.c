@@ -64,6 +64,14 @@ int cli_common_opt(cli_common *cc, int opt, const char *arg)
     }
 }
 
+int cli_default_opt(cli_common *cc, int opt, const char *arg, const char *help)
+{
+    int h = cli_common_opt(cc, opt, arg);
+    if (h == 0)
+        fputs(help, stderr);
+    return h > 0 ? 0 : -1;
+}
+
 int cli_load_config(cli_common *cc, config *cfg)
 {
     char err[1024];

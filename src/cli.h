@@ -33,6 +33,9 @@ typedef struct cli_common {
 
 /* Handle opt if it is a common option: returns 1 if handled, 0 if not, -1 on error (printed). */
 int cli_common_opt(cli_common *cc, int opt, const char *arg);
+/* The default branch of a subcommand's option switch: a common option is
+ * taken, anything else prints help on stderr. Returns 0, or -1 (exit 2). */
+int cli_default_opt(cli_common *cc, int opt, const char *arg, const char *help);
 /* Load the configuration (and check its kafka.* keys); prints the error and
  * returns EXIT_USAGE on failure, EXIT_OK otherwise. */
 int cli_load_config(cli_common *cc, config *cfg);

@@ -31,13 +31,8 @@ int cmd_check(int argc, char **argv)
             cli_common_free(&cc);
             return EXIT_OK;
         }
-        int h = cli_common_opt(&cc, opt, optarg);
-        if (h < 0)
+        if (cli_default_opt(&cc, opt, optarg, help) != 0)
             goto out_cc;
-        if (h == 0) {
-            fputs(help, stderr);
-            goto out_cc;
-        }
     }
     if (optind < argc) {
         fprintf(stderr, "fidelio check: unexpected argument '%s'\n", argv[optind]);

@@ -73,14 +73,9 @@ int cmd_consume(int argc, char **argv)
                 goto out_cc;
             }
             break;
-        default: {
-            int h = cli_common_opt(&cc, opt, optarg);
-            if (h <= 0) {
-                if (h == 0)
-                    fputs(help, stderr);
+        default:
+            if (cli_default_opt(&cc, opt, optarg, help) != 0)
                 goto out_cc;
-            }
-        }
         }
     }
     if (!o.topic || optind < argc) {

@@ -81,10 +81,8 @@ int cmd_dev_kafka(int argc, char **argv)
         }
         case 'F': bootstrap_file = optarg; break;
         default:
-            if (cli_common_opt(&cc, opt, optarg) <= 0) {
-                fputs(help, stderr);
+            if (cli_default_opt(&cc, opt, optarg, help) != 0)
                 goto out_cc;
-            }
         }
     }
     if (optind < argc) {

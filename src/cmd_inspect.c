@@ -89,14 +89,9 @@ static int inspect(int argc, char **argv, int is_ledger)
                 goto out_cc;
             }
             break;
-        default: {
-            int h = cli_common_opt(&cc, opt, optarg);
-            if (h <= 0) {
-                if (h == 0)
-                    fputs(help, stderr);
+        default:
+            if (cli_default_opt(&cc, opt, optarg, help) != 0)
                 goto out_cc;
-            }
-        }
         }
     }
     if ((is_ledger && argc - optind != 1) || (!is_ledger && !all && optind >= argc)) {

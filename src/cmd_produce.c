@@ -39,14 +39,9 @@ int cmd_produce(int argc, char **argv)
         case 's': schema = optarg; break;
         case 'x': o.strict = 1; break;
         case 'q': quiet = 1; break;
-        default: {
-            int h = cli_common_opt(&cc, opt, optarg);
-            if (h <= 0) {
-                if (h == 0)
-                    fputs(help, stderr);
+        default:
+            if (cli_default_opt(&cc, opt, optarg, help) != 0)
                 goto out_cc;
-            }
-        }
         }
     }
     if (!o.topic) {

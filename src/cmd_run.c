@@ -35,14 +35,9 @@ int cmd_run(int argc, char **argv)
         case 'h': fputs(help, stdout); cli_common_free(&cc); return EXIT_OK;
         case 'r': rules = optarg; break;
         case 'U': opts.until_idle = true; break;
-        default: {
-            int h = cli_common_opt(&cc, opt, optarg);
-            if (h <= 0) {
-                if (h == 0)
-                    fputs(help, stderr);
+        default:
+            if (cli_default_opt(&cc, opt, optarg, help) != 0)
                 goto out_cc;
-            }
-        }
         }
     }
     if (optind < argc) {

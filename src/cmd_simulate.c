@@ -66,14 +66,9 @@ int cmd_simulate(int argc, char **argv)
         case 'h': fputs(help, stdout); cli_common_free(&cc); return EXIT_OK;
         case 'r': rules = optarg; break;
         case 'P': profiles_path = optarg; break;
-        default: {
-            int h = cli_common_opt(&cc, opt, optarg);
-            if (h <= 0) {
-                if (h == 0)
-                    fputs(help, stderr);
+        default:
+            if (cli_default_opt(&cc, opt, optarg, help) != 0)
                 goto out_cc;
-            }
-        }
         }
     }
     if (argc - optind > 1) {

@@ -25,8 +25,8 @@ typedef struct jr {
             return e_;                                                                                            \
     } while (0)
 
-/* Reject keys of obj that are not in allowed (NULL-terminated). */
-static event_err only_fields(jr *r, json_t *obj, const char *where, const char *const *allowed)
+/* Reject keys of obj that are not in allowed (NULL-terminated) with code. */
+static event_err fields_in(jr *r, json_t *obj, const char *where, const char *const *allowed, event_err code)
 {
     const char *key;
     json_t *val;
@@ -37,10 +37,15 @@ static event_err only_fields(jr *r, json_t *obj, const char *where, const char *
                 ok = 1;
         if (!ok) {
             snprintf(r->err, r->errlen, "unknown field '%s' in %s", key, where);
-            return EVENT_ERR_BAD_FIELD;
+            return code;
         }
     }
     return EVENT_OK;
+}
+
+static event_err only_fields(jr *r, json_t *obj, const char *where, const char *const *allowed)
+{
+    return fields_in(r, obj, where, allowed, EVENT_ERR_BAD_FIELD);
 }
 
 static event_err str_field(jr *r, json_t *obj, const char *field, char *dst, size_t cap)
@@ -151,18 +156,9 @@ static event_err decode_payload(jr *r, json_t *root, touchpoint *ev)
         [EVENT_SOCIAL_SHARE] = f_social, [EVENT_REFERRAL] = f_referral, [EVENT_PURCHASE] = f_purchase,
         [EVENT_REFUND] = f_refund, [EVENT_REDEMPTION] = f_redemption,
     };
-    const char *key;
-    json_t *val;
-    json_object_foreach(p, key, val) {
-        int ok = 0;
-        for (const char *const *a = allowed[ev->type]; *a; a++)
-            if (strcmp(*a, key) == 0)
-                ok = 1;
-        if (!ok) {
-            snprintf(r->err, r->errlen, "payload field '%s' does not belong to %s", key, event_type_name(ev->type));
-            return EVENT_ERR_PAYLOAD_MISMATCH;
-        }
-    }
+    char where[64];
+    snprintf(where, sizeof(where), "the payload of %s", event_type_name(ev->type));
+    TRY(fields_in(r, p, where, allowed[ev->type], EVENT_ERR_PAYLOAD_MISMATCH));
     switch (ev->type) {
     case EVENT_SIGNUP:
         return nullable_str_field(r, p, "referred_by", &ev->payload.signup.has_referred_by,

@@ -11,6 +11,7 @@ PACKAGES=(
   libyaml-dev libjansson-dev libssl-dev libxxhash-dev  # config YAML, JSON lines, hashing/base64
   check                                                 # unit test framework
   redis-server kcat                                     # real services and the independent Kafka client for tests
+  python3-yaml systemd                                  # checks of the deploy files
 )
 
 SUDO=""
