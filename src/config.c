@@ -133,7 +133,7 @@ static const setting settings[] = {
     I("pipeline.dedupe_retention_ms", dedupe_retention_ms, "2592000000", 3600000, INT64_C(31536000000) * 10,
       "how long (event time) dedupe records are kept"),
     I("pipeline.ledger_max", ledger_max, "10000", 0, 100000000, "ledger entries kept per customer in Redis; 0 = all"),
-    I("http.port", http_port, "9464", 0, 65535, "metrics and health port, 0 disables"),
+    I("http.port", http_port, "9464", 0, 65535, "reserved for /metrics and /healthz (no HTTP server yet)"),
     S("rules.path", rules_path, "", NULL, "rule program, relative to this file; empty: the built-in default program"),
     S("log.level", log_level, "info", check_log_level, "debug, info, warn or error"),
 };
