@@ -242,8 +242,10 @@ static void group_by_customer(pipeline *pl)
     }
 }
 
-/* Decide every item of the batch against Redis. Returns 0, or -1 when Redis
- * failed (retry the whole batch later: nothing is lost, applies are idempotent). */
+/* Decide every item of the batch against Redis. Returns 0; -1 when Redis
+ * failed (retry the whole batch later: nothing is lost, applies are
+ * idempotent); -2 when retrying cannot help (a stored profile this build
+ * cannot read, out of memory): stop without committing. */
 static int decide(pipeline *pl)
 {
     char err[1024];
@@ -281,7 +283,7 @@ static int decide(pipeline *pl)
             if (sp->exists) {
                 if (profile_decode(&pl->prof, pl->prog, sp->encoding.data, sp->encoding.len, err, sizeof(err)) != 0) {
                     snprintf(pl->err, sizeof(pl->err), "stored profile of %s: %.500s", cu->id, err);
-                    return -1;
+                    return -2;
                 }
             } else {
                 profile_init(&pl->prof, cu->id);
@@ -305,7 +307,7 @@ static int decide(pipeline *pl)
                     est = rules_apply_event(pl->prog, &pl->prof, &it->rec->tp, pl->out, err, sizeof(err));
                 if (est == ENGINE_NO_MEMORY) {
                     snprintf(pl->err, sizeof(pl->err), "%s", err);
-                    return -1;
+                    return -2;
                 }
                 if (est != ENGINE_OK) {
                     set_dlq(it, engine_status_name(est), err);
@@ -314,7 +316,7 @@ static int decide(pipeline *pl)
                 buf_reset(&it->profile);
                 if (record_outputs(pl, it) != 0 || profile_encode(&pl->prof, pl->prog, &it->profile) != 0) {
                     snprintf(pl->err, sizeof(pl->err), "out of memory");
-                    return -1;
+                    return -2;
                 }
                 store_apply_req *q = &pl->reqs[nreq];
                 q->customer_id = cu->id;
@@ -469,7 +471,7 @@ static void clear_batch(pipeline *pl)
 }
 
 /* Decide, emit and commit the batch. Returns 0 done, 1 Redis unavailable
- * (batch kept for a retry), -1 fatal (delivery failed). */
+ * (batch kept for a retry), -1 fatal (delivery failed, unreadable state). */
 static int process_batch(pipeline *pl)
 {
     if (pl->nitems == 0)
@@ -480,7 +482,10 @@ static int process_batch(pipeline *pl)
         decode_item(pl, it);
     }
     group_by_customer(pl);
-    if (decide(pl) != 0)
+    int drc = decide(pl);
+    if (drc == -2)
+        return -1;
+    if (drc != 0)
         return 1;
     if (emit(pl) != 0)
         return -1;

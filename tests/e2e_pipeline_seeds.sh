@@ -74,4 +74,19 @@ grep -q "stopped: 0 touchpoints, 0 credits, 3[0-9][0-9] duplicates, 0 to the DLQ
 output_ids | diff -q - "$WORK/ids.want" >/dev/null || fail "the replay produced new output ids"
 same_profiles "$G/demo-profiles.jsonl" || fail "the replay changed profiles"
 pass "all batches redelivered to a new group: $(grep -o '[0-9]* duplicates' "$WORK/run3.log"), no effect, same ids"
+
+# A stored profile this build cannot read stops the run (exit 1, nothing committed) instead of
+# retrying forever or overwriting it.
+redis-cli -s "${REDIS_URL#unix://}" HSET 'fidelio:{cust-0001}:p' p garbage >/dev/null
+printf '%s\n' '{"event_id":"late-1","customer_id":"cust-0001","type":"APP_USE","channel":"app","occurred_at":"2026-11-01T00:00:00Z","payload":{"session_seconds":5}}' \
+    | "$FIDELIO" produce -q $(fid_opts) -t touchpoints || fail "produce"
+set +e
+# shellcheck disable=SC2046
+"$FIDELIO" run $(fid_opts) "${RUN_OPTS[@]}" --until-idle >"$WORK/run4.log" 2>&1
+rc=$?
+set -e
+[ "$rc" -eq 1 ] || fail "run over a corrupt profile exited $rc, want 1"
+grep -q "stored profile of cust-0001: not a profile encoding" "$WORK/run4.log" || fail "no clear message: $(tail -3 "$WORK/run4.log")"
+[ "$(redis-cli -s "${REDIS_URL#unix://}" HGET 'fidelio:{cust-0001}:p' p)" = garbage ] || fail "the corrupt profile was overwritten"
+pass "an unreadable stored profile stops fidelio run with exit 1 and a message naming the customer"
 done_ok
