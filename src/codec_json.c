@@ -368,6 +368,15 @@ static void put(json_t *obj, const char *key, json_t *val, int *bad)
         *bad = 1;
 }
 
+/* A new JSON object, or NULL with *bad set. */
+static json_t *new_object(int *bad)
+{
+    json_t *o = json_object();
+    if (!o)
+        *bad = 1;
+    return o;
+}
+
 static json_t *time_json(int64_t ms)
 {
     char iso[40];
@@ -449,11 +458,9 @@ static json_t *touchpoint_json(const touchpoint *ev, int *bad)
 
 static json_t *reward_json(const reward_event *ev, int *bad)
 {
-    json_t *o = json_object();
-    if (!o) {
-        *bad = 1;
+    json_t *o = new_object(bad);
+    if (!o)
         return NULL;
-    }
     put(o, "reward_id", json_string(ev->reward_id), bad);
     put(o, "customer_id", json_string(ev->customer_id), bad);
     put(o, "kind", json_string(reward_kind_name(ev->kind)), bad);
@@ -469,11 +476,9 @@ static json_t *reward_json(const reward_event *ev, int *bad)
 
 static json_t *stage_json(const stage_change_event *ev, int *bad)
 {
-    json_t *o = json_object();
-    if (!o) {
-        *bad = 1;
+    json_t *o = new_object(bad);
+    if (!o)
         return NULL;
-    }
     put(o, "change_id", json_string(ev->change_id), bad);
     put(o, "customer_id", json_string(ev->customer_id), bad);
     put(o, "ladder", json_string(ev->ladder), bad);
@@ -499,11 +504,9 @@ static int shortest_precision(double x)
 
 static json_t *credit_json(const credit_event *ev, int *bad)
 {
-    json_t *o = json_object();
-    if (!o) {
-        *bad = 1;
+    json_t *o = new_object(bad);
+    if (!o)
         return NULL;
-    }
     put(o, "credit_id", json_string(ev->credit_id), bad);
     put(o, "customer_id", json_string(ev->customer_id), bad);
     put(o, "source_customer_id", json_string(ev->source_customer_id), bad);
