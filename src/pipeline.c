@@ -296,7 +296,10 @@ static int decide(pipeline *pl)
                 store_seen *seen = &pl->fetch_s[si++];
                 if (seen->seen) {
                     buf_reset(&it->outputs);
-                    buf_append(&it->outputs, seen->recorded.data, seen->recorded.len);
+                    if (buf_append(&it->outputs, seen->recorded.data, seen->recorded.len) != 0) {
+                        snprintf(pl->err, sizeof(pl->err), "out of memory");
+                        return -2;
+                    }
                     it->done = it->duplicate = true;
                     continue;
                 }
@@ -346,7 +349,10 @@ static int decide(pipeline *pl)
                 break;
             case STORE_DUPLICATE: /* another instance applied it meanwhile: its record wins */
                 buf_reset(&it->outputs);
-                buf_append(&it->outputs, q->recorded.data, q->recorded.len);
+                if (buf_append(&it->outputs, q->recorded.data, q->recorded.len) != 0) {
+                    snprintf(pl->err, sizeof(pl->err), "out of memory");
+                    return -2;
+                }
                 it->done = it->duplicate = true;
                 break;
             case STORE_TOO_OLD:

@@ -373,8 +373,12 @@ int store_customers(store *s, buf *out, char *err, size_t errlen)
         snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
         for (size_t i = 0; i < r->element[1]->elements; i++) {
             const redisReply *k = r->element[1]->element[i];
-            if (k->len > plen + 3) /* prefix { id }:p */
-                buf_append(out, k->str + plen, k->len - plen - 3), buf_puts(out, "\n");
+            if (k->len > plen + 3 && /* prefix { id }:p */
+                (buf_append(out, k->str + plen, k->len - plen - 3) || buf_puts(out, "\n"))) {
+                freeReplyObject(r);
+                snprintf(err, errlen, "out of memory");
+                return -1;
+            }
         }
         freeReplyObject(r);
     } while (strcmp(cursor, "0") != 0);
