@@ -353,6 +353,8 @@ int config_load(config *cfg, const char *path, char *const *sets, size_t nsets, 
         if (load_yaml(cfg, path, err, errlen) != 0)
             return -1;
     }
+    if (apply_env(cfg, envp, err, errlen) != 0)
+        return -1;
     for (size_t i = 0; i < nsets; i++) {
         const char *eq = strchr(sets[i], '=');
         char key[256];
@@ -365,7 +367,7 @@ int config_load(config *cfg, const char *path, char *const *sets, size_t nsets, 
         if (config_set(cfg, key, eq + 1, "--set", err, errlen) != 0)
             return -1;
     }
-    return apply_env(cfg, envp, err, errlen);
+    return 0;
 }
 
 void config_clear_kafka(config *cfg)

@@ -1,5 +1,6 @@
-/* config.h - Fidelio's settings: one table, loaded from YAML, --set and the
- * environment (in that order, later wins).
+/* config.h - Fidelio's settings: one table, loaded from YAML, the
+ * environment and --set (in that order, later wins: what is typed on the
+ * command line beats the environment, which beats the file).
  *
  * Every setting has a name, a type, a default and bounds (config.c's
  * settings[]). kafka.* keys are not in the table: they pass through to
@@ -51,8 +52,8 @@ typedef struct config {
     char *path;                /* file loaded, or NULL for embedded defaults */
 } config;
 
-/* Fill cfg with defaults, then apply path (may be NULL), then each "k=v" in
- * sets, then FIDELIO_* variables from envp (may be NULL). On error returns -1
+/* Fill cfg with defaults, then apply path (may be NULL), then FIDELIO_*
+ * variables from envp (may be NULL), then each "k=v" in sets. On error returns -1
  * with err naming the file, line and key; cfg must still be freed. */
 int config_load(config *cfg, const char *path, char *const *sets, size_t nsets, char *const *envp, char *err,
                 size_t errlen);

@@ -58,16 +58,17 @@ START_TEST(precedence_file_set_env)
     char *sets[] = {"topics.rewards=from-set", "kafka.client.id=abc"};
     char *env[] = {"FIDELIO_TOPICS_REWARDS=from-env", "FIDELIO_KAFKA_BOOTSTRAP_SERVERS=h2:9092", "PATH=/bin", NULL};
     ck_assert_msg(config_load(&cfg, path, sets, 2, env, err, sizeof(err)) == 0, "%s", err);
-    ck_assert_str_eq(cfg.topic_rewards, "from-env");
+    ck_assert_str_eq(cfg.topic_rewards, "from-set"); /* the command line beats the environment */
     ck_assert_str_eq(cfg.topic_dlq, "dlq-file");
     ck_assert_int_eq(cfg.max_message_bytes, 2048);
     ck_assert_int_eq(cfg.kafka_count, 2);
     ck_assert_str_eq(cfg.kafka[0].key, "bootstrap.servers");
-    ck_assert_str_eq(cfg.kafka[0].value, "h2:9092");
+    ck_assert_str_eq(cfg.kafka[0].value, "h2:9092"); /* the environment beats the file */
     ck_assert_str_eq(cfg.kafka[1].value, "abc");
     buf out = {0};
     ck_assert_int_eq(config_dump(&cfg, &out), 0);
-    ck_assert_ptr_nonnull(strstr(out.data, "topics.rewards: \"from-env\"  # environment FIDELIO_TOPICS_REWARDS"));
+    ck_assert_ptr_nonnull(strstr(out.data, "topics.rewards: \"from-set\"  # --set"));
+    ck_assert_ptr_nonnull(strstr(out.data, "kafka.bootstrap.servers: \"h2:9092\"  # environment FIDELIO_KAFKA_BOOTSTRAP_SERVERS"));
     ck_assert_ptr_nonnull(strstr(out.data, "topics.dlq: \"dlq-file\"  # /tmp/fidelio-test-"));
     buf_free(&out);
 }
