@@ -497,20 +497,36 @@ static int process_batch(pipeline *pl)
         return -1;
     commit_batch(pl);
     long long dlq = 0, dup = 0, tp = 0, cr = 0;
+    buf why = {0};
+    const item *first_bad = NULL;
     for (int i = 0; i < pl->nitems; i++) {
         item *it = &pl->items[i];
-        if (it->kind == ITEM_DLQ)
+        if (it->kind == ITEM_DLQ) {
             dlq++;
-        else if (it->duplicate)
+            if (!first_bad)
+                first_bad = it;
+            /* count each error name once per batch, in order of appearance */
+            int seen = 0, n = 0;
+            for (int j = 0; j < i; j++)
+                seen |= pl->items[j].kind == ITEM_DLQ && !strcmp(pl->items[j].dlq_error, it->dlq_error);
+            for (int j = i; j < pl->nitems && !seen; j++)
+                n += pl->items[j].kind == ITEM_DLQ && !strcmp(pl->items[j].dlq_error, it->dlq_error);
+            if (!seen)
+                buf_printf(&why, "%s%s x%d", why.len ? ", " : "", it->dlq_error, n);
+        } else if (it->duplicate) {
             dup++;
-        else if (it->kind == ITEM_CREDIT)
+        } else if (it->kind == ITEM_CREDIT) {
             cr++;
-        else
+        } else {
             tp++;
-        if (it->kind == ITEM_DLQ)
-            log_warn("to the DLQ: %s [%d] offset %lld: %s: %s", rd_kafka_topic_name(it->msg->rkt),
-                     (int)it->msg->partition, (long long)it->msg->offset, it->dlq_error, it->dlq_detail);
+        }
     }
+    /* one line per batch, not per event: a flood of bad input does not flood the log */
+    if (first_bad)
+        log_warn("batch of %d: %lld to the DLQ (%s); first: %s [%d] offset %lld: %s", pl->nitems, dlq,
+                 why.data ? why.data : "", rd_kafka_topic_name(first_bad->msg->rkt), (int)first_bad->msg->partition,
+                 (long long)first_bad->msg->offset, first_bad->dlq_detail);
+    buf_free(&why);
     pl->st->touchpoints += tp;
     pl->st->credits += cr;
     pl->st->duplicates += dup;
