@@ -69,6 +69,7 @@ typedef struct pipeline {
     store_seen *fetch_s;          /* per item */
     store_apply_req *reqs;        /* per item */
     int *req_item;
+    const char **trim_ids;        /* per customer, for store_trim */
     bool paused;                  /* Redis unreachable: consumption paused */
     eof_mark *eofs;               /* for until_idle */
     int neofs, eofcap;
@@ -462,9 +463,26 @@ static int commit_batch(pipeline *pl)
     }
     rd_kafka_resp_err_t e = rd_kafka_commit(pl->consumer, offs, 0);
     rd_kafka_topic_partition_list_destroy(offs);
-    if (e) /* e.g. during a rebalance: the next owner gets these again and dedupes them */
+    if (e) { /* e.g. during a rebalance: the next owner gets these again and dedupes them */
         log_warn("offset commit failed: %s (the batch will be redelivered and deduplicated)", rd_kafka_err2str(e));
+        return -1;
+    }
     return 0;
+}
+
+/* After a commit: trim the dedupe records of the batch's customers. A
+ * failure costs nothing but memory (a later batch trims them). */
+static void trim_batch(pipeline *pl)
+{
+    const char **ids = pl->trim_ids;
+    char err[512];
+    long long trimmed;
+    if (pl->ncusts == 0)
+        return;
+    for (int c = 0; c < pl->ncusts; c++)
+        ids[c] = pl->custs[c].id;
+    if (store_trim(pl->store, ids, (size_t)pl->ncusts, &trimmed, err, sizeof(err)) != 0)
+        log_warn("trimming dedupe records failed (%s); a later batch will", err);
 }
 
 static void clear_batch(pipeline *pl)
@@ -495,7 +513,8 @@ static int process_batch(pipeline *pl)
         return 1;
     if (emit(pl) != 0)
         return -1;
-    commit_batch(pl);
+    if (commit_batch(pl) == 0)
+        trim_batch(pl);
     long long dlq = 0, dup = 0, tp = 0, cr = 0;
     buf why = {0};
     const item *first_bad = NULL;
@@ -696,10 +715,11 @@ static int setup(pipeline *pl, char *err, size_t errlen)
     pl->fetch_s = calloc((size_t)cap, sizeof(*pl->fetch_s));
     pl->reqs = calloc((size_t)cap, sizeof(*pl->reqs));
     pl->req_item = calloc((size_t)cap * 2, sizeof(*pl->req_item));
+    pl->trim_ids = calloc((size_t)cap, sizeof(*pl->trim_ids));
     pl->out = malloc(sizeof(*pl->out));
     pl->enc = calloc(1, sizeof(*pl->enc));
     if (!pl->items || !pl->custs || !pl->slots || !pl->fetch_p || !pl->fetch_s || !pl->reqs || !pl->req_item ||
-        !pl->out || !pl->enc) {
+        !pl->trim_ids || !pl->out || !pl->enc) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -796,6 +816,7 @@ static void teardown(pipeline *pl)
     free(pl->fetch_s);
     free(pl->reqs);
     free(pl->req_item);
+    free(pl->trim_ids);
     free(pl->eofs);
     buf_free(&pl->scratch);
 }

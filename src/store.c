@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The apply (see store.h). Dedupe records are never trimmed here: that is
+ * store_trim's job, once the batch that wrote them is committed. */
 static const char apply_script[] =
     "local rec = redis.call('HGET', KEYS[2], ARGV[1])\n"
     "if rec then return {1, rec} end\n"
@@ -15,25 +17,31 @@ static const char apply_script[] =
     "local at = tonumber(ARGV[5])\n"
     "local hw = tonumber(cur[2] or '0')\n"
     "local tf = tonumber(cur[3] or '0')\n"
-    "local retention = tonumber(ARGV[6])\n"
-    "if hw - at > retention or at < tf then return {3, tostring(hw)} end\n"
+    "if at < tf then return {3, string.format('%.0f', tf)} end\n"
     "if at > hw then hw = at end\n"
-    "local cutoff = hw - retention\n"
-    "local old = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', '(' .. string.format('%.0f', cutoff), "
-    "'LIMIT', 0, 64)\n"
-    "if #old > 0 then\n"
-    "  redis.call('HDEL', KEYS[2], unpack(old))\n"
-    "  redis.call('ZREM', KEYS[3], unpack(old))\n"
-    "  if cutoff > tf then tf = cutoff end\n"
-    "end\n"
-    "redis.call('HSET', KEYS[1], 'v', v + 1, 'p', ARGV[3], 'hw', string.format('%.0f', hw), "
-    "'tf', string.format('%.0f', tf))\n"
+    "redis.call('HSET', KEYS[1], 'v', v + 1, 'p', ARGV[3], 'hw', string.format('%.0f', hw))\n"
     "redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])\n"
     "redis.call('ZADD', KEYS[3], at, ARGV[1])\n"
     "for i = 8, #ARGV do redis.call('RPUSH', KEYS[4], ARGV[i]) end\n"
     "local max = tonumber(ARGV[7])\n"
     "if max > 0 and #ARGV >= 8 then redis.call('LTRIM', KEYS[4], -max, -1) end\n"
     "return {0, tostring(v + 1)}\n";
+
+/* The trim: drop dedupe records older than hw - retention (at most 1000 per
+ * call) and raise the trim horizon tf to that cutoff. */
+static const char trim_script[] =
+    "local cur = redis.call('HMGET', KEYS[1], 'hw', 'tf')\n"
+    "if not cur[1] then return 0 end\n"
+    "local cutoff = tonumber(cur[1]) - tonumber(ARGV[1])\n"
+    "local old = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', '(' .. string.format('%.0f', cutoff), "
+    "'LIMIT', 0, 1000)\n"
+    "if #old == 0 then return 0 end\n"
+    "redis.call('HDEL', KEYS[2], unpack(old))\n"
+    "redis.call('ZREM', KEYS[3], unpack(old))\n"
+    "if cutoff > tonumber(cur[2] or '0') then\n"
+    "  redis.call('HSET', KEYS[1], 'tf', string.format('%.0f', cutoff))\n"
+    "end\n"
+    "return #old\n";
 
 struct store {
     redisContext *c;
@@ -42,6 +50,7 @@ struct store {
     int64_t retention_ms;
     int64_t ledger_max;
     char sha[41];        /* of apply_script */
+    char trim_sha[41];   /* of trim_script */
 };
 
 /* ---- connection ------------------------------------------------------------------- */
@@ -56,6 +65,21 @@ static int command_ok(store *s, redisReply *r, const char *what, char *err, size
         snprintf(err, errlen, "redis %s: %s", what, r->str);
         freeReplyObject(r);
         return -1;
+    }
+    return 0;
+}
+
+/* Load both scripts (again after a restart or SCRIPT FLUSH) and keep their SHAs. */
+static int load_scripts(store *s, char *err, size_t errlen)
+{
+    const char *texts[] = {apply_script, trim_script};
+    char *shas[] = {s->sha, s->trim_sha};
+    for (int i = 0; i < 2; i++) {
+        redisReply *r = redisCommand(s->c, "SCRIPT LOAD %s", texts[i]);
+        if (command_ok(s, r, "SCRIPT LOAD", err, errlen))
+            return -1;
+        snprintf(shas[i], sizeof(s->sha), "%s", r->str ? r->str : "");
+        freeReplyObject(r);
     }
     return 0;
 }
@@ -116,11 +140,8 @@ static int connect_url(store *s, char *err, size_t errlen)
             return -1;
         freeReplyObject(r);
     }
-    r = redisCommand(s->c, "SCRIPT LOAD %s", apply_script);
-    if (command_ok(s, r, "SCRIPT LOAD", err, errlen))
+    if (load_scripts(s, err, errlen) != 0)
         return -1;
-    snprintf(s->sha, sizeof(s->sha), "%s", r->str ? r->str : "");
-    freeReplyObject(r);
     /* the layout marker: set if absent, refuse another layout */
     r = redisCommand(s->c, "SET %slayout %d NX", s->prefix, STORE_LAYOUT_VERSION);
     if (command_ok(s, r, "SET layout", err, errlen))
@@ -330,13 +351,50 @@ int store_apply(store *s, store_apply_req *reqs, size_t n, char *err, size_t err
         }
         if (rc != 0 || !noscript)
             return rc;
-        /* Reload the script and run everything again: applied ones come back DUPLICATE. */
-        redisReply *r = redisCommand(s->c, "SCRIPT LOAD %s", apply_script);
-        if (command_ok(s, r, "SCRIPT LOAD", err, errlen))
+        /* Reload the scripts and run everything again: applied ones come back DUPLICATE. */
+        if (load_scripts(s, err, errlen) != 0)
             return -1;
-        freeReplyObject(r);
     }
     snprintf(err, errlen, "redis apply: script missing after reload");
+    return -1;
+}
+
+int store_trim(store *s, const char *const *customer_ids, size_t n, long long *trimmed, char *err, size_t errlen)
+{
+    char kp[EVENT_KEY_MAX], kd[EVENT_KEY_MAX], kt[EVENT_KEY_MAX], ret[24];
+    *trimmed = 0;
+    if (ensure_connected(s, err, errlen) != 0)
+        return -1;
+    snprintf(ret, sizeof(ret), "%lld", (long long)s->retention_ms);
+    for (int attempt = 0; attempt < 2; attempt++) {
+        for (size_t i = 0; i < n; i++) {
+            key(s, customer_ids[i], 'p', kp, sizeof(kp));
+            key(s, customer_ids[i], 'd', kd, sizeof(kd));
+            key(s, customer_ids[i], 't', kt, sizeof(kt));
+            const char *argv[] = {"EVALSHA", s->trim_sha, "3", kp, kd, kt, ret};
+            redisAppendCommandArgv(s->c, 7, argv, NULL);
+        }
+        int noscript = 0, rc = 0;
+        for (size_t i = 0; i < n; i++) {
+            redisReply *r;
+            if (get_reply(s, &r, err, errlen) != 0)
+                return -1;
+            if (r->type == REDIS_REPLY_INTEGER)
+                *trimmed += r->integer;
+            else if (r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "NOSCRIPT", 8))
+                noscript = 1;
+            else {
+                snprintf(err, errlen, "redis trim: %s", r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+                rc = -1;
+            }
+            freeReplyObject(r);
+        }
+        if (rc != 0 || !noscript)
+            return rc;
+        if (load_scripts(s, err, errlen) != 0)
+            return -1;
+    }
+    snprintf(err, errlen, "redis trim: script missing after reload");
     return -1;
 }
 

@@ -20,20 +20,25 @@
  *   1. the event's id is in :d            -> DUPLICATE, returns the recorded outputs
  *   2. :p's v differs from the version the
  *      caller computed from                -> FENCED (another instance wrote since)
- *   3. the event is older than hw minus the
- *      dedupe retention, or than tf         -> TOO_OLD (its dedupe record could be gone)
- *   4. otherwise: write :p (v+1, profile, hw, tf), record the outputs in :d
- *      and :t, trim dedupe records older than hw - retention (raising tf),
- *      append the ledger.
+ *   3. the event is older than tf          -> TOO_OLD (its dedupe record may be gone)
+ *   4. otherwise: write :p (v+1, profile, hw), record the outputs in :d and
+ *      :t, append the ledger.
  *
- * Dedupe records are kept for pipeline.dedupe_retention_ms of event time
- * behind the newest event applied to the customer; an event older than that
- * is refused (TOO_OLD -> the DLQ, error older_than_dedupe_window) rather than
- * risk applying it twice. Raising the retention later does not bring trimmed
- * records back: tf keeps refusing what was trimmed. Consequence: replaying a
- * topic into the namespace that already holds it re-emits the outputs of
- * events within the window and sends older ones to the DLQ; replay history
- * into a fresh redis.key_prefix instead. */
+ * THE TRIM (a second script, store_trim), run by the pipeline only after the
+ * batch's offsets are committed, for the customers of that batch: drop the
+ * dedupe records of events older than hw - pipeline.dedupe_retention_ms
+ * (event time) and raise tf to that cutoff. A record is therefore never
+ * removed before its event's outputs were delivered and its offset committed:
+ * a batch redelivered after a crash always finds its records, however much
+ * event time it spans (a backfill).
+ *
+ * Past the retention: an event older than tf is refused (TOO_OLD -> the DLQ,
+ * error older_than_dedupe_window) rather than risk applying it twice; above
+ * tf no record was ever removed, so a missing record means a new event. Raising
+ * the retention later does not bring trimmed records back (tf stays).
+ * Consequence: replaying a topic into the namespace that already holds it
+ * re-emits the recorded outputs of events within the window and sends older
+ * ones to the DLQ; replay history into a fresh redis.key_prefix instead. */
 #ifndef FIDELIO_STORE_H
 #define FIDELIO_STORE_H
 
@@ -104,6 +109,12 @@ int store_fetch(store *s, store_profile *profiles, size_t nprofiles, store_seen 
  * Returns 0 (each req has its status), or -1 with err when Redis failed
  * (some may have applied: a retry finds them as DUPLICATE). */
 int store_apply(store *s, store_apply_req *reqs, size_t n, char *err, size_t errlen);
+
+/* Trim the dedupe records of these customers (see THE TRIM). Call only after
+ * the offsets of every event they were written for are committed. *trimmed
+ * counts the records removed. Returns 0 or -1 with err (nothing lost: the
+ * records stay until a later trim). */
+int store_trim(store *s, const char *const *customer_ids, size_t n, long long *trimmed, char *err, size_t errlen);
 
 /* The newest n ledger entries of a customer (JSON lines), oldest first. */
 int store_ledger(store *s, const char *customer_id, long n, buf *out, char *err, size_t errlen);

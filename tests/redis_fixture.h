@@ -70,7 +70,7 @@ static void redis_fixture_start(void)
 }
 
 /* A raw command on a fresh connection (tests poke Redis behind the store's back). */
-static redisReply *redis_raw(const char *fmt, ...)
+static inline redisReply *redis_raw(const char *fmt, ...)
 {
     struct timeval tv = {2, 0};
     redisContext *c = redisConnectUnixWithTimeout(redis_sock, tv);

@@ -100,15 +100,38 @@ START_TEST(fencing_stale_version)
 }
 END_TEST
 
+/* Trim what the store was told is committed, never in the apply itself. */
+static long long trim(const char *cust)
+{
+    long long n;
+    const char *ids[] = {cust};
+    ck_assert_msg(store_trim(s, ids, 1, &n, err, sizeof(err)) == 0, "%s", err);
+    return n;
+}
+
+START_TEST(apply_never_trims_uncommitted_records)
+{
+    /* one batch spanning more than the retention (a backfill), not yet committed */
+    ck_assert_int_eq(apply("c7", "aug", T0, 0, "P1", "O-aug", NULL, NULL), STORE_APPLIED);
+    ck_assert_int_eq(apply("c7", "oct", T0 + 60 * DAY, 1, "P2", "O-oct", NULL, NULL), STORE_APPLIED);
+    /* the batch is redelivered after a crash: both are found, outputs intact */
+    buf rec = {0};
+    ck_assert_int_eq(apply("c7", "aug", T0, 2, "P-x", "O-x", NULL, &rec), STORE_DUPLICATE);
+    ck_assert_str_eq(rec.data, "O-aug");
+    buf_free(&rec);
+}
+END_TEST
+
 START_TEST(dedupe_window_and_trim_horizon)
 {
     ck_assert_int_eq(apply("c3", "old", T0, 0, "P1", "O1", NULL, NULL), STORE_APPLIED);
     ck_assert_int_eq(apply("c3", "late-ok", T0 + 1, 1, "P2", "O2", NULL, NULL), STORE_APPLIED);
-    /* 31 days later: the first two dedupe records are trimmed */
     ck_assert_int_eq(apply("c3", "new", T0 + 31 * DAY, 2, "P3", "O3", NULL, NULL), STORE_APPLIED);
+    ck_assert_int_eq(trim("c3"), 0 + 2); /* committed: the two older than 30 days go */
+    ck_assert_int_eq(trim("c3"), 0);
     /* redelivering "old" cannot be deduplicated any more: refused, not applied again */
     ck_assert_int_eq(apply("c3", "old", T0, 3, "P-again", "O-again", NULL, NULL), STORE_TOO_OLD);
-    /* a late event inside the window is fine */
+    /* a late event above the trim horizon (T0 + 1 day) is a new event: applied */
     ck_assert_int_eq(apply("c3", "late", T0 + 2 * DAY, 3, "P4", "O4", NULL, NULL), STORE_APPLIED);
     store_close(s);
     /* raising the retention does not resurrect what was trimmed */
@@ -203,6 +226,7 @@ Suite *store_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, apply_then_duplicate);
     tcase_add_test(tc, fencing_stale_version);
+    tcase_add_test(tc, apply_never_trims_uncommitted_records);
     tcase_add_test(tc, dedupe_window_and_trim_horizon);
     tcase_add_test(tc, noscript_recovery);
     tcase_add_test(tc, ledger_bounded_and_ordered);
