@@ -308,13 +308,21 @@ static int append_apply(store *s, store_apply_req *q)
     return rc;
 }
 
-int store_apply(store *s, store_apply_req *reqs, size_t n, char *err, size_t errlen)
+/* Pipeline n script calls: append(i) queues call i, handle(i) reads its
+ * reply. A NOSCRIPT reply (cache flushed by a restart or SCRIPT FLUSH) means
+ * that call did not run: the scripts are loaded again and every call is
+ * repeated, which the scripts make harmless (an apply comes back DUPLICATE). */
+typedef int (*script_append)(store *s, size_t i, void *ctx);
+typedef int (*script_reply)(const redisReply *r, size_t i, void *ctx, char *err, size_t errlen);
+
+static int eval_pipelined(store *s, size_t n, script_append append, script_reply handle, void *ctx,
+                          const char *what, char *err, size_t errlen)
 {
     if (ensure_connected(s, err, errlen) != 0)
         return -1;
     for (int attempt = 0; attempt < 2; attempt++) {
         for (size_t i = 0; i < n; i++)
-            if (append_apply(s, &reqs[i]) != 0) {
+            if (append(s, i, ctx) != 0) {
                 snprintf(err, errlen, "out of memory");
                 return -1;
             }
@@ -323,79 +331,87 @@ int store_apply(store *s, store_apply_req *reqs, size_t n, char *err, size_t err
             redisReply *r;
             if (get_reply(s, &r, err, errlen) != 0)
                 return -1;
-            store_apply_req *q = &reqs[i];
-            if (r->type == REDIS_REPLY_ERROR) {
-                if (!strncmp(r->str, "NOSCRIPT", 8))
-                    noscript = 1; /* not run: the script cache was flushed (restart, SCRIPT FLUSH) */
-                else {
-                    snprintf(err, errlen, "redis apply: %s", r->str);
-                    rc = -1;
-                }
-            } else if (r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
-                q->status = (store_status)r->element[0]->integer;
-                const redisReply *v = r->element[1];
-                if (q->status == STORE_DUPLICATE) {
-                    buf_reset(&q->recorded);
-                    if (buf_append(&q->recorded, v->str, v->len) != 0) {
-                        snprintf(err, errlen, "out of memory");
-                        rc = -1;
-                    }
-                } else {
-                    q->version = v->str ? atoll(v->str) : 0;
-                }
-            } else {
-                snprintf(err, errlen, "redis apply: unexpected reply type %d", r->type);
+            if (r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "NOSCRIPT", 8))
+                noscript = 1;
+            else if (r->type == REDIS_REPLY_ERROR) {
+                snprintf(err, errlen, "redis %s: %s", what, r->str);
                 rc = -1;
-            }
+            } else if (handle(r, i, ctx, err, errlen) != 0)
+                rc = -1;
             freeReplyObject(r);
         }
         if (rc != 0 || !noscript)
             return rc;
-        /* Reload the scripts and run everything again: applied ones come back DUPLICATE. */
         if (load_scripts(s, err, errlen) != 0)
             return -1;
     }
-    snprintf(err, errlen, "redis apply: script missing after reload");
+    snprintf(err, errlen, "redis %s: script missing after reload", what);
     return -1;
+}
+
+static int apply_append(store *s, size_t i, void *ctx) { return append_apply(s, &((store_apply_req *)ctx)[i]); }
+
+static int apply_reply(const redisReply *r, size_t i, void *ctx, char *err, size_t errlen)
+{
+    store_apply_req *q = &((store_apply_req *)ctx)[i];
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+        snprintf(err, errlen, "redis apply: unexpected reply type %d", r->type);
+        return -1;
+    }
+    q->status = (store_status)r->element[0]->integer;
+    const redisReply *v = r->element[1];
+    if (q->status != STORE_DUPLICATE) {
+        q->version = v->str ? atoll(v->str) : 0;
+        return 0;
+    }
+    buf_reset(&q->recorded);
+    if (buf_append(&q->recorded, v->str, v->len) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+int store_apply(store *s, store_apply_req *reqs, size_t n, char *err, size_t errlen)
+{
+    return eval_pipelined(s, n, apply_append, apply_reply, reqs, "apply", err, errlen);
+}
+
+typedef struct trim_ctx {
+    const char *const *ids;
+    char retention[24];
+    long long trimmed;
+} trim_ctx;
+
+static int trim_append(store *s, size_t i, void *vctx)
+{
+    trim_ctx *t = vctx;
+    char kp[EVENT_KEY_MAX], kd[EVENT_KEY_MAX], kt[EVENT_KEY_MAX];
+    key(s, t->ids[i], 'p', kp, sizeof(kp));
+    key(s, t->ids[i], 'd', kd, sizeof(kd));
+    key(s, t->ids[i], 't', kt, sizeof(kt));
+    const char *argv[] = {"EVALSHA", s->trim_sha, "3", kp, kd, kt, t->retention};
+    return redisAppendCommandArgv(s->c, 7, argv, NULL) == REDIS_OK ? 0 : -1;
+}
+
+static int trim_reply(const redisReply *r, size_t i, void *vctx, char *err, size_t errlen)
+{
+    (void)i;
+    if (r->type != REDIS_REPLY_INTEGER) {
+        snprintf(err, errlen, "redis trim: unexpected reply type %d", r->type);
+        return -1;
+    }
+    ((trim_ctx *)vctx)->trimmed += r->integer;
+    return 0;
 }
 
 int store_trim(store *s, const char *const *customer_ids, size_t n, long long *trimmed, char *err, size_t errlen)
 {
-    char kp[EVENT_KEY_MAX], kd[EVENT_KEY_MAX], kt[EVENT_KEY_MAX], ret[24];
-    *trimmed = 0;
-    if (ensure_connected(s, err, errlen) != 0)
-        return -1;
-    snprintf(ret, sizeof(ret), "%lld", (long long)s->retention_ms);
-    for (int attempt = 0; attempt < 2; attempt++) {
-        for (size_t i = 0; i < n; i++) {
-            key(s, customer_ids[i], 'p', kp, sizeof(kp));
-            key(s, customer_ids[i], 'd', kd, sizeof(kd));
-            key(s, customer_ids[i], 't', kt, sizeof(kt));
-            const char *argv[] = {"EVALSHA", s->trim_sha, "3", kp, kd, kt, ret};
-            redisAppendCommandArgv(s->c, 7, argv, NULL);
-        }
-        int noscript = 0, rc = 0;
-        for (size_t i = 0; i < n; i++) {
-            redisReply *r;
-            if (get_reply(s, &r, err, errlen) != 0)
-                return -1;
-            if (r->type == REDIS_REPLY_INTEGER)
-                *trimmed += r->integer;
-            else if (r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "NOSCRIPT", 8))
-                noscript = 1;
-            else {
-                snprintf(err, errlen, "redis trim: %s", r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-                rc = -1;
-            }
-            freeReplyObject(r);
-        }
-        if (rc != 0 || !noscript)
-            return rc;
-        if (load_scripts(s, err, errlen) != 0)
-            return -1;
-    }
-    snprintf(err, errlen, "redis trim: script missing after reload");
-    return -1;
+    trim_ctx t = {.ids = customer_ids};
+    snprintf(t.retention, sizeof(t.retention), "%lld", (long long)s->retention_ms);
+    int rc = eval_pipelined(s, n, trim_append, trim_reply, &t, "trim", err, errlen);
+    *trimmed = t.trimmed;
+    return rc;
 }
 
 /* ---- tools ---------------------------------------------------------------------- */
