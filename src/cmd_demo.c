@@ -156,22 +156,15 @@ static const char *stage_of(const program *prog, const profile *p, const char *l
 
 /* Simulate the seeds in memory, compare every profile with Redis, print the
  * per-customer table. Returns the number of customers that differ, -1 on error. */
-static int compare_and_print(const config *cfg, const program *prog, const char *seeds, store *st)
+static int compare_and_print(const program *prog, const char *seeds, store *st)
 {
     char err[1024];
     sim *s = sim_new(prog);
-    codec_record *rec = calloc(1, sizeof(*rec));
     FILE *in = fopen(seeds, "r");
-    char *line = NULL;
-    size_t cap = 0;
-    long n;
-    long long lineno = 0;
+    long long invalid;
     int differ = -1;
-    if (!s || !rec || !in)
+    if (!s || !in || sim_apply_jsonl(s, in, seeds, NULL, NULL, &invalid, err, sizeof(err)) != 0)
         goto out;
-    while ((n = codec_read_jsonl(in, &line, &cap, &lineno)) >= 0)
-        if (codec_decode_json(SCHEMA_TOUCHPOINT, line, (size_t)n, rec, err, sizeof(err)) == EVENT_OK)
-            sim_apply(s, &rec->tp, NULL, NULL, err, sizeof(err));
     size_t count;
     const profile **all = sim_profiles(s, &count);
     if (!all)
@@ -203,14 +196,9 @@ static int compare_and_print(const config *cfg, const program *prog, const char 
     }
     buf_free(&want);
     free(all);
-    (void)cfg;
 out:
-    free(line);
     if (in)
         fclose(in);
-    if (rec)
-        codec_record_free(rec);
-    free(rec);
     sim_free(s);
     return differ;
 }
@@ -304,7 +292,7 @@ int cmd_demo(int argc, char **argv)
         fprintf(stderr, "fidelio demo: %s\n", err);
         goto out;
     }
-    int differ = compare_and_print(&cfg, prog, seeds, st);
+    int differ = compare_and_print(prog, seeds, st);
     tally t = {.prog = prog};
     consume_stats cs;
     consume_opts co = {.offset = RD_KAFKA_OFFSET_BEGINNING, .exit_at_end = 1};

@@ -89,35 +89,15 @@ int cmd_simulate(int argc, char **argv)
     }
     rc = EXIT_RUNTIME;
     sim *s = sim_new(prog);
-    codec_record *rec = calloc(1, sizeof(*rec));
     buf out = {0};
-    char *line = NULL, err[512];
-    size_t cap = 0;
-    long n;
-    long long lineno = 0, invalid = 0;
-    if (!s || !rec) {
+    char err[512];
+    long long invalid = 0;
+    if (!s) {
         fprintf(stderr, "fidelio simulate: out of memory\n");
         goto out_sim;
     }
-    while ((n = codec_read_jsonl(in, &line, &cap, &lineno)) >= 0) {
-        event_err e = codec_decode_json(SCHEMA_TOUCHPOINT, line, (size_t)n, rec, err, sizeof(err));
-        if (e == EVENT_OK)
-            e = touchpoint_validate(&rec->tp, NULL, 0, err, sizeof(err));
-        if (e != EVENT_OK) {
-            invalid++;
-            fprintf(stderr, "%s:%lld: rejected (%s): %s\n", input, lineno, event_err_name(e), err);
-            continue;
-        }
-        engine_status st = sim_apply(s, &rec->tp, print_output, &out, err, sizeof(err));
-        if (st == ENGINE_NO_MEMORY) {
-            fprintf(stderr, "fidelio simulate: %s\n", err);
-            goto out_sim;
-        }
-        if (st != ENGINE_OK)
-            fprintf(stderr, "%s:%lld: rejected (%s): %s\n", input, lineno, engine_status_name(st), err);
-    }
-    if (ferror(in)) {
-        fprintf(stderr, "fidelio simulate: %s: read error\n", input);
+    if (sim_apply_jsonl(s, in, input, print_output, &out, &invalid, err, sizeof(err)) != 0) {
+        fprintf(stderr, "fidelio simulate: %s\n", err);
         goto out_sim;
     }
     if (profiles_path) {
@@ -139,11 +119,7 @@ int cmd_simulate(int argc, char **argv)
             prog->version);
     rc = EXIT_OK;
 out_sim:
-    free(line);
     buf_free(&out);
-    if (rec)
-        codec_record_free(rec);
-    free(rec);
     sim_free(s);
     if (in != stdin)
         fclose(in);

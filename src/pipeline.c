@@ -50,7 +50,6 @@ typedef struct eof_mark {
 typedef struct pipeline {
     const config *cfg;
     const program *prog;
-    const pipeline_opts *opts;
     pipeline_stats *st;
     rd_kafka_t *consumer, *producer;
     kafka_delivery dr;
@@ -68,7 +67,8 @@ typedef struct pipeline {
     store_profile *fetch_p;       /* per customer */
     store_seen *fetch_s;          /* per item */
     store_apply_req *reqs;        /* per item */
-    int *req_item;
+    int *req_item;                /* per apply request: its item */
+    int *pending;                 /* customers with undecided items, this round */
     const char **trim_ids;        /* per customer, for store_trim */
     bool paused;                  /* Redis unreachable: consumption paused */
     eof_mark *eofs;               /* for until_idle */
@@ -253,7 +253,7 @@ static int decide(pipeline *pl)
     for (int round = 0; round < 20; round++) {
         /* customers with undecided items */
         int np = 0, ns = 0;
-        int *pcust = pl->req_item + pl->cap; /* second half of the scratch array */
+        int *pcust = pl->pending;
         for (int c = 0; c < pl->ncusts; c++) {
             bool pending = false;
             for (int i = pl->custs[c].head; i >= 0; i = pl->items[i].next)
@@ -714,12 +714,13 @@ static int setup(pipeline *pl, char *err, size_t errlen)
     pl->fetch_p = calloc((size_t)cap, sizeof(*pl->fetch_p));
     pl->fetch_s = calloc((size_t)cap, sizeof(*pl->fetch_s));
     pl->reqs = calloc((size_t)cap, sizeof(*pl->reqs));
-    pl->req_item = calloc((size_t)cap * 2, sizeof(*pl->req_item));
+    pl->req_item = calloc((size_t)cap, sizeof(*pl->req_item));
+    pl->pending = calloc((size_t)cap, sizeof(*pl->pending));
     pl->trim_ids = calloc((size_t)cap, sizeof(*pl->trim_ids));
     pl->out = malloc(sizeof(*pl->out));
     pl->enc = calloc(1, sizeof(*pl->enc));
     if (!pl->items || !pl->custs || !pl->slots || !pl->fetch_p || !pl->fetch_s || !pl->reqs || !pl->req_item ||
-        !pl->trim_ids || !pl->out || !pl->enc) {
+        !pl->pending || !pl->trim_ids || !pl->out || !pl->enc) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -816,6 +817,7 @@ static void teardown(pipeline *pl)
     free(pl->fetch_s);
     free(pl->reqs);
     free(pl->req_item);
+    free(pl->pending);
     free(pl->trim_ids);
     free(pl->eofs);
     buf_free(&pl->scratch);
@@ -857,7 +859,7 @@ static void wait_for_redis(pipeline *pl)
 int pipeline_run(const config *cfg, const program *prog, const pipeline_opts *opts, pipeline_stats *st, char *err,
                  size_t errlen)
 {
-    pipeline pl = {.cfg = cfg, .prog = prog, .opts = opts, .st = st};
+    pipeline pl = {.cfg = cfg, .prog = prog, .st = st};
     memset(st, 0, sizeof(*st));
     int rc = -1;
     if (setup(&pl, err, errlen) != 0)

@@ -159,6 +159,49 @@ engine_status sim_apply(sim *s, const touchpoint *ev, sim_emit_fn emit, void *op
     return ENGINE_OK;
 }
 
+int sim_apply_jsonl(sim *s, FILE *in, const char *name, sim_emit_fn emit, void *opaque, long long *invalid,
+                    char *err, size_t errlen)
+{
+    char why[512];
+    char *line = NULL;
+    size_t cap = 0;
+    long n;
+    long long lineno = 0;
+    int rc = 0;
+    codec_record *rec = calloc(1, sizeof(*rec));
+    *invalid = 0;
+    if (!rec) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    while ((n = codec_read_jsonl(in, &line, &cap, &lineno)) >= 0) {
+        event_err e = codec_decode_json(SCHEMA_TOUCHPOINT, line, (size_t)n, rec, why, sizeof(why));
+        if (e == EVENT_OK)
+            e = touchpoint_validate(&rec->tp, NULL, 0, why, sizeof(why));
+        if (e != EVENT_OK) {
+            (*invalid)++;
+            fprintf(stderr, "%s:%lld: rejected (%s): %s\n", name, lineno, event_err_name(e), why);
+            continue;
+        }
+        engine_status st = sim_apply(s, &rec->tp, emit, opaque, why, sizeof(why));
+        if (st == ENGINE_NO_MEMORY) {
+            snprintf(err, errlen, "%s", why);
+            rc = -1;
+            break;
+        }
+        if (st != ENGINE_OK)
+            fprintf(stderr, "%s:%lld: rejected (%s): %s\n", name, lineno, engine_status_name(st), why);
+    }
+    if (rc == 0 && ferror(in)) {
+        snprintf(err, errlen, "%s: read error", name);
+        rc = -1;
+    }
+    free(line);
+    codec_record_free(rec);
+    free(rec);
+    return rc;
+}
+
 const profile *sim_profile(const sim *s, const char *customer_id) { return lookup(&s->profiles, customer_id); }
 
 static int by_customer(const void *a, const void *b)

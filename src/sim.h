@@ -5,6 +5,8 @@
 #ifndef FIDELIO_SIM_H
 #define FIDELIO_SIM_H
 
+#include <stdio.h>
+
 #include "codec.h"
 #include "rules.h"
 
@@ -28,6 +30,14 @@ void sim_free(sim *s);
 /* Apply one event. Returns ENGINE_OK (also for an ignored duplicate), or the
  * engine's status with err set for a refused event. */
 engine_status sim_apply(sim *s, const touchpoint *ev, sim_emit_fn emit, void *opaque, char *err, size_t errlen);
+
+/* Apply every JSON line of in (named name in messages): decode, validate
+ * (no message time: no skew check), apply. A line that is invalid, or that
+ * the engine refuses, is reported on stderr as "NAME:LINE: rejected (error):
+ * detail" and counted in *invalid / the stats. Returns 0, or -1 with err on a
+ * read error or when memory runs out. */
+int sim_apply_jsonl(sim *s, FILE *in, const char *name, sim_emit_fn emit, void *opaque, long long *invalid,
+                    char *err, size_t errlen);
 
 /* The profile of customer_id, or NULL. */
 const profile *sim_profile(const sim *s, const char *customer_id);

@@ -128,19 +128,14 @@ START_TEST(no_output_lost_when_kafka_fails_after_redis_applied)
 
     /* the topics hold exactly simulate's outputs (ids), the profiles equal simulate's */
     sim *s = sim_new(&prog);
-    codec_record *rec = calloc(1, sizeof(*rec));
+    ck_assert_ptr_nonnull(s);
     in = fopen(SEEDS, "r");
-    char *line = NULL;
-    size_t cap = 0;
-    long n;
-    long long lineno = 0;
-    buf want = {0};
-    while ((n = codec_read_jsonl(in, &line, &cap, &lineno)) >= 0) {
-        ck_assert(codec_decode_json(SCHEMA_TOUCHPOINT, line, (size_t)n, rec, err, sizeof(err)) == EVENT_OK);
-        ck_assert(sim_apply(s, &rec->tp, NULL, NULL, err, sizeof(err)) == ENGINE_OK);
-    }
+    long long invalid;
+    ck_assert_msg(sim_apply_jsonl(s, in, SEEDS, NULL, NULL, &invalid, err, sizeof(err)) == 0, "%s", err);
     fclose(in);
-    free(line);
+    ck_assert_int_eq(invalid, 0);
+    ck_assert_int_eq(sim_get_stats(s)->rejected, 0);
+    buf want = {0};
     collected got = {0};
     consume_stats cs;
     consume_opts co = {.offset = RD_KAFKA_OFFSET_BEGINNING, .exit_at_end = 1};
@@ -175,8 +170,6 @@ START_TEST(no_output_lost_when_kafka_fails_after_redis_applied)
     free(all);
     buf_free(&want);
     store_close(stor);
-    codec_record_free(rec);
-    free(rec);
     sim_free(s);
     rd_kafka_mock_cluster_destroy(mc);
     rd_kafka_destroy(mock);
