@@ -1,6 +1,6 @@
 /* pipeline.h - `fidelio run`: one consumer-group member that turns touchpoint
  * events and credits into profile updates in Redis and output events in
- * Kafka, with effects exactly once (DESIGN.md invariants 1-7).
+ * Kafka, with effects exactly once (docs/design.md invariants 1-7).
  *
  * One batch at a time: poll up to pipeline.batch_size messages (or
  * pipeline.batch_linger_ms) -> decode and validate (bad -> DLQ) -> group by
