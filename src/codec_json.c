@@ -377,10 +377,13 @@ static json_t *new_object(int *bad)
     return o;
 }
 
+/* occurred_at as ISO-8601, or as epoch ms when its year has no four-digit
+ * ISO-8601 form: either way a JSON line the reader takes back. */
 static json_t *time_json(int64_t ms)
 {
     char iso[40];
-    time_format_iso8601(ms, iso, sizeof(iso));
+    if (time_format_iso8601(ms, iso, sizeof(iso)) != 0)
+        return json_integer(ms);
     return json_string(iso);
 }
 

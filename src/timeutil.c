@@ -105,19 +105,38 @@ int time_parse_iso8601(const char *s, int64_t *out_ms)
     return 0;
 }
 
-void time_format_iso8601(int64_t ms, char *out, size_t outlen)
+/* Split ms into a day number and the milliseconds into that day without
+ * overflow anywhere in the int64 range (ms - days * MS_PER_DAY would wrap
+ * below INT64_MIN for the lowest days). */
+static int64_t split_day(int64_t ms, int64_t *rem)
 {
-    int64_t days = floor_div(ms, TIME_MS_PER_DAY);
-    int64_t rem = ms - days * TIME_MS_PER_DAY;
+    int64_t q = ms / TIME_MS_PER_DAY, r = ms % TIME_MS_PER_DAY;
+    if (r < 0) {
+        q--;
+        r += TIME_MS_PER_DAY;
+    }
+    *rem = r;
+    return q;
+}
+
+int time_format_iso8601(int64_t ms, char *out, size_t outlen)
+{
+    int64_t rem;
+    int64_t days = split_day(ms, &rem);
     int64_t y;
     unsigned m, d;
     time_civil_from_days(days, &y, &m, &d);
-    snprintf(out, outlen, "%04lld-%02u-%02uT%02d:%02d:%02d.%03dZ", (long long)y, m, d,
-             (int)(rem / 3600000), (int)(rem / 60000 % 60), (int)(rem / 1000 % 60),
-             (int)(rem % 1000));
+    snprintf(out, outlen, "%s%04lld-%02u-%02uT%02d:%02d:%02d.%03dZ", y < 0 ? "-" : "",
+             (long long)(y < 0 ? -y : y), m, d, (int)(rem / 3600000), (int)(rem / 60000 % 60),
+             (int)(rem / 1000 % 60), (int)(rem % 1000));
+    return y >= 0 && y <= 9999 ? 0 : -1;
 }
 
-int64_t time_day_index(int64_t ms) { return floor_div(ms, TIME_MS_PER_DAY); }
+int64_t time_day_index(int64_t ms)
+{
+    int64_t rem;
+    return split_day(ms, &rem);
+}
 
 int64_t time_iso_week_index(int64_t ms)
 {

@@ -389,6 +389,48 @@ START_TEST(iso8601_parsing)
 }
 END_TEST
 
+/* Issue 8 case 7: every int64 event time (a hostile Avro message can carry
+ * any) formats, windows and round-trips through JSON without overflow (UBSan
+ * aborts the test on one); years 0000..9999 print as ISO-8601, the rest as
+ * epoch milliseconds, which the JSON reader accepts back. */
+START_TEST(time_whole_int64_range)
+{
+    static const int64_t times[] = {INT64_MIN, INT64_MIN + 1, INT64_MIN + 86399999, -62167219200001,
+                                    -62167219200000, -1, 0, T0, 253402300799999, 253402300800000,
+                                    INT64_MAX - 86400000, INT64_MAX};
+    buf out = {0};
+    for (size_t i = 0; i < sizeof(times) / sizeof(times[0]); i++) {
+        int64_t t = times[i];
+        (void)time_day_index(t);
+        (void)time_iso_week_index(t);
+        (void)time_month_index(t);
+        char iso[40];
+        int in_range = time_format_iso8601(t, iso, sizeof(iso)) == 0;
+        ck_assert_int_eq(in_range, t >= -62167219200000 && t <= 253402300799999);
+        if (in_range) {
+            int64_t back_ms;
+            ck_assert_msg(time_parse_iso8601(iso, &back_ms) == 0 && back_ms == t, "%s", iso);
+        }
+        rec->schema = SCHEMA_REWARD;
+        sample_reward(&rec->reward);
+        rec->reward.occurred_at = t;
+        buf_reset(&out);
+        ck_assert_int_eq(codec_encode_json(SCHEMA_REWARD, rec, &out), EVENT_OK);
+        ck_assert_msg(codec_decode_json(SCHEMA_REWARD, out.data, out.len, back, err, sizeof(err)) == EVENT_OK,
+                      "%.*s: %s", (int)out.len, out.data, err);
+        ck_assert_int_eq(back->reward.occurred_at, t);
+    }
+    char iso[40];
+    time_format_iso8601(INT64_MIN, iso, sizeof(iso));
+    ck_assert_str_eq(iso, "-292275055-05-16T16:47:04.192Z");
+    time_format_iso8601(-62167219200000, iso, sizeof(iso));
+    ck_assert_str_eq(iso, "0000-01-01T00:00:00.000Z");
+    ck_assert_int_eq(time_day_index(INT64_MIN), -106751991168);
+    ck_assert_int_eq(time_day_index(-1), -1);
+    buf_free(&out);
+}
+END_TEST
+
 Suite *codec_suite(void)
 {
     Suite *s = suite_create("codec");
@@ -407,6 +449,7 @@ Suite *codec_suite(void)
     tcase_add_test(tc, json_fuzz_mutations);
     tcase_add_test(tc, json_rejections);
     tcase_add_test(tc, iso8601_parsing);
+    tcase_add_test(tc, time_whole_int64_range);
     suite_add_tcase(s, tc);
     return s;
 }
