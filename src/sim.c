@@ -15,7 +15,7 @@ typedef struct table {
 struct sim {
     const program *prog;
     table profiles;
-    table seen;         /* event ids applied */
+    table seen;         /* "<customer_id>\n<event_id>" of the events applied */
     engine_output out;  /* reused */
     engine_output credit_out;
     codec_record rec;   /* reused for emitting */
@@ -122,14 +122,27 @@ static void emit_all(sim *s, const engine_output *out, sim_emit_fn emit, void *o
     }
 }
 
+/* The dedupe key of an event: event ids are unique per customer (the event
+ * contract; the pipeline keeps dedupe records with each customer's keys). A
+ * customer id holds no control byte, so the newline separates unambiguously. */
+static void seen_key(const touchpoint *ev, char *out)
+{
+    size_t lc = strlen(ev->customer_id), le = strlen(ev->event_id);
+    memcpy(out, ev->customer_id, lc);
+    out[lc] = '\n';
+    memcpy(out + lc + 1, ev->event_id, le + 1);
+}
+
 engine_status sim_apply(sim *s, const touchpoint *ev, sim_emit_fn emit, void *opaque, char *err, size_t errlen)
 {
-    if (lookup(&s->seen, ev->event_id)) {
+    char key[2 * (EVENT_ID_MAX + 1)];
+    seen_key(ev, key);
+    if (lookup(&s->seen, key)) {
         s->stats.duplicates++;
         return ENGINE_OK;
     }
     profile *p = get_profile(s, ev->customer_id);
-    char *id = strdup(ev->event_id);
+    char *id = strdup(key);
     int room = (s->seen.len + 1) * 2 <= s->seen.cap || grow(&s->seen) == 0;
     if (!p || !id || !room) {
         free(id);

@@ -1,5 +1,6 @@
 /* sim.h - the engine over a stream, in memory: profiles in a hash table,
- * duplicate event ids ignored, referral credits applied to the referrer right
+ * a repeated (customer_id, event_id) ignored as the pipeline's per-customer
+ * dedupe does, referral credits applied to the referrer right
  * after the event that earned them. `fidelio simulate` (the dry run and the
  * golden reference), the demo and the tests run it. */
 #ifndef FIDELIO_SIM_H
@@ -17,7 +18,7 @@ typedef void (*sim_emit_fn)(void *opaque, const codec_record *rec);
 
 typedef struct sim_stats {
     long long events;      /* applied */
-    long long duplicates;  /* event ids seen before: ignored */
+    long long duplicates;  /* (customer, event id) seen before: ignored */
     long long rejected;    /* refused by the engine (unknown order, ...) */
     long long credits;     /* credits routed to referrers */
     long long rewards, stage_changes;
