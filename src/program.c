@@ -638,6 +638,13 @@ static int load_root(loader *ld, yaml_node_t *root)
             return errat(ld, reverse_refs[i], "reverse: no rule '%s'", yaml_scalar(reverse_refs[i]));
         if (prog->rules[target].on != EVENT_PURCHASE || prog->rules[target].rate_bp == 0)
             return errat(ld, reverse_refs[i], "reverse: '%s' is not a per_unit PURCHASE rule", prog->rules[target].id);
+        /* A refund is the invitee's event: reversing here would take the referrer's
+         * points from the invitee, who never received them. Refused (issue 7 case 8). */
+        if (prog->rules[target].to == BENEFICIARY_REFERRER)
+            return errat(ld, reverse_refs[i],
+                         "reverse: '%s' awards to the referrer; a refund cannot take those points back (it would "
+                         "take them from the invitee): reverse only rules that award to self",
+                         prog->rules[target].id);
         r->reverses = target;
         ld->what = NULL;
     }

@@ -74,6 +74,10 @@ START_TEST(errors_name_line_and_rule)
         {"version: v\nrules:\n  - id: a\n    on: SIGNUP\n    award: 5\n    redeem: true\n", 3, "exactly one action"},
         {"version: v\nrules:\n  - id: a\n    on: SIGNUP\n    award: {per_unit: 1}\n", 5, "only on PURCHASE"},
         {"version: v\nrules:\n  - id: a\n  on: SIGNUP\n", 4, "YAML error"},
+        /* issue 7 case 8: reversing a referrer's award would take the points from the invitee */
+        {"version: v\nrules:\n  - id: ref\n    on: PURCHASE\n    award: {per_unit: 0.1}\n    to: referrer\n"
+         "  - id: back\n    on: REFUND\n    reverse: ref\n",
+         9, "rule 'back': reverse: 'ref' awards to the referrer"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         int rc = program_load_text(&prog, "rules.yaml", cases[i].yaml, err, sizeof(err));
