@@ -146,6 +146,8 @@ void codec_free(codec *c)
 
 typedef struct wire {
     const uint8_t *p, *end;
+    const char *field;    /* record field being walked, for messages */
+    size_t map_items;     /* map entries on the wire: fewer after decoding means a repeated key */
     char *err;
     size_t errlen;
 } wire;
@@ -240,9 +242,11 @@ static event_err wire_walk(wire *w, avro_schema_t s, int depth)
         }
         return wire_walk(w, avro_schema_union_branch(s, (int)n), depth + 1);
     case AVRO_RECORD:
-        for (size_t i = 0; i < avro_schema_record_size(s); i++)
+        for (size_t i = 0; i < avro_schema_record_size(s); i++) {
+            w->field = avro_schema_record_field_name(s, (int)i);
             if ((e = wire_walk(w, avro_schema_record_field_get_by_index(s, (int)i), depth + 1)) != EVENT_OK)
                 return e;
+        }
         return EVENT_OK;
     case AVRO_MAP:
     case AVRO_ARRAY: {
@@ -279,6 +283,13 @@ static event_err wire_walk(wire *w, avro_schema_t s, int depth)
                 if (is_map) {
                     if ((e = wire_varint(w, &n, 10)) != EVENT_OK || (e = wire_skip(w, n, "map key")) != EVENT_OK)
                         return e;
+                    /* avro-c hands map keys over as C strings: a NUL inside would silently cut the key */
+                    const uint8_t *key = w->p - n;
+                    if (n && memchr(key, '\0', (size_t)n)) {
+                        snprintf(w->err, w->errlen, "a key of %s contains a NUL byte", w->field ? w->field : "a map");
+                        return EVENT_ERR_BAD_STRING;
+                    }
+                    w->map_items++;
                 }
                 if ((e = wire_walk(w, item, depth + 1)) != EVENT_OK)
                     return e;
@@ -293,7 +304,9 @@ static event_err wire_walk(wire *w, avro_schema_t s, int depth)
     }
 }
 
-event_err codec_check_wire(codec *c, codec_schema s, const void *data, size_t len, char *err, size_t errlen)
+/* codec_check_wire, also counting the map entries on the wire. */
+static event_err check_wire(codec *c, codec_schema s, const void *data, size_t len, size_t *map_items, char *err,
+                            size_t errlen)
 {
     if (len > c->max_message_bytes) {
         snprintf(err, errlen, "message is %zu bytes, the limit is %zu", len, c->max_message_bytes);
@@ -305,7 +318,14 @@ event_err codec_check_wire(codec *c, codec_schema s, const void *data, size_t le
         snprintf(err, errlen, "%td trailing bytes after the record", w.end - w.p);
         return EVENT_ERR_MALFORMED;
     }
+    *map_items = w.map_items;
     return e;
+}
+
+event_err codec_check_wire(codec *c, codec_schema s, const void *data, size_t len, char *err, size_t errlen)
+{
+    size_t map_items;
+    return check_wire(c, s, data, len, &map_items, err, errlen);
 }
 
 /* ---- decode ---------------------------------------------------------------- */
@@ -458,8 +478,9 @@ static event_err decode_touchpoint(rd *r, touchpoint *ev)
         size_t vsize;
         avro_value_get_by_index(&v, i, &item, &key);
         avro_value_get_string(&item, &val, &vsize);
-        if (memchr(key, '\0', strlen(key)) || (vsize && memchr(val, '\0', vsize - 1))) {
-            snprintf(r->err, r->errlen, "attribute holds a NUL byte");
+        /* a NUL inside a key was refused by the wire check (avro-c cuts keys there) */
+        if (vsize && memchr(val, '\0', vsize - 1)) {
+            snprintf(r->err, r->errlen, "attribute '%s' holds a NUL byte", key);
             return EVENT_ERR_BAD_STRING;
         }
         TRY(touchpoint_add_attr(ev, key, strlen(key), val, vsize ? vsize - 1 : 0));
@@ -524,7 +545,8 @@ static event_err decode_credit(rd *r, credit_event *ev)
 event_err codec_decode_avro(codec *c, codec_schema s, const void *data, size_t len, codec_record *rec,
                             char *err, size_t errlen)
 {
-    event_err e = codec_check_wire(c, s, data, len, err, errlen);
+    size_t map_items = 0;
+    event_err e = check_wire(c, s, data, len, &map_items, err, errlen);
     if (e != EVENT_OK)
         return e;
     avro_value_t *v = &c->value[s];
@@ -537,7 +559,15 @@ event_err codec_decode_avro(codec *c, codec_schema s, const void *data, size_t l
     rd r = {.rec = v, .err = err, .errlen = errlen};
     rec->schema = s;
     switch (s) {
-    case SCHEMA_TOUCHPOINT: return decode_touchpoint(&r, &rec->tp);
+    case SCHEMA_TOUCHPOINT:
+        e = decode_touchpoint(&r, &rec->tp);
+        /* avro-c keeps one entry per key: a repeated key would silently drop a value */
+        if (e == EVENT_OK && rec->tp.attr_count != map_items) {
+            snprintf(err, errlen, "attributes repeat a key (%zu on the wire, %zu distinct)", map_items,
+                     rec->tp.attr_count);
+            return EVENT_ERR_MALFORMED;
+        }
+        return e;
     case SCHEMA_REWARD: return decode_reward(&r, &rec->reward);
     case SCHEMA_STAGE_CHANGE: return decode_stage(&r, &rec->stage);
     case SCHEMA_CREDIT: return decode_credit(&r, &rec->credit);

@@ -326,7 +326,8 @@ event_err codec_decode_json(codec_schema s, const char *text, size_t len, codec_
     jr r = {.err = err, .errlen = errlen};
     if (!root) {
         snprintf(err, errlen, "invalid JSON at column %d: %s", jerr.column, jerr.text);
-        return EVENT_ERR_MALFORMED;
+        /* a NUL in a key is a bad string, as on the Avro path; anything else is bad JSON */
+        return json_error_code(&jerr) == json_error_null_byte_in_key ? EVENT_ERR_BAD_STRING : EVENT_ERR_MALFORMED;
     }
     event_err e;
     if (!json_is_object(root)) {

@@ -25,9 +25,9 @@ def s(x):
     return varint(len(x)) + x
 T = {"SIGNUP": 0, "PROFILE_UPDATE": 1, "PURCHASE": 6, "REFUND": 7}      # enum symbol index
 BRANCH = {"SIGNUP": 1, "PROFILE_UPDATE": 2, "PURCHASE": 6, "REFUND": 7}  # payload union branch
-def tp(eid, cust, typ, at=now - 3600_000, channel="web", branch=None, payload=b""):
+def tp(eid, cust, typ, at=now - 3600_000, channel="web", branch=None, payload=b"", attrs=varint(0)):
     b = BRANCH[typ] if branch is None else branch
-    return s(eid) + s(cust) + varint(T[typ]) + s(channel) + varint(at) + varint(b) + payload + varint(0)
+    return s(eid) + s(cust) + varint(T[typ]) + s(channel) + varint(at) + varint(b) + payload + attrs
 purchase = lambda amt: s("o-1") + varint(amt) + s("EUR") + varint(0)
 cases = {  # name: (key, bytes) -> expected error
     "message_too_large": ("c-big", b"\x00" * 3000),
@@ -44,6 +44,8 @@ cases = {  # name: (key, bytes) -> expected error
     "occurred_at_too_early": ("c-early", tp("e-early", "c-early", "SIGNUP", at=946684799999, payload=varint(0))),
     "occurred_at_in_future": ("c-fut", tp("e-fut", "c-fut", "SIGNUP", at=now + 2 * 86400_000, payload=varint(0))),
     "bad_channel": ("c-chan", tp("e-chan", "c-chan", "SIGNUP", channel="Store!", payload=varint(0))),
+    "bad_string": ("c-nul", tp("e-nul", "c-nul", "SIGNUP", payload=varint(0),  # a NUL inside an attribute key
+                               attrs=varint(2) + s(b"tier\0junk") + s("gold") + s(b"tier\0other") + s("x") + varint(0))),
     "key_mismatch": ("someone-else", tp("e-key", "c-key", "SIGNUP", payload=varint(0))),
 }
 for name, (key, data) in cases.items():

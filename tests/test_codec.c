@@ -244,6 +244,55 @@ START_TEST(avro_customer_id_limits)
 }
 END_TEST
 
+/* A NEWSLETTER_OPT_IN whose attributes map holds the given keys (as bytes)
+ * with the values "gold", "x", ... */
+static size_t attrs_bytes(uint8_t *p, const char *const *keys, const size_t *klens, int nkeys)
+{
+    static const char *const vals[] = {"gold", "x", "y", "z"};
+    size_t n = newsletter_bytes(p, "c1", 2) - 1; /* drop the empty map's end */
+    n += put_long(p + n, nkeys);
+    for (int i = 0; i < nkeys; i++) {
+        n += put_str(p + n, keys[i], klens[i]);
+        n += put_str(p + n, vals[i], strlen(vals[i]));
+    }
+    n += put_long(p + n, 0);
+    return n;
+}
+
+/* Issue 8 case 8: an attribute key with a NUL inside is rejected on the Avro
+ * path as on the JSON path (bad_string), not truncated at the NUL; and a key
+ * repeated in one map is rejected (the JSON reader rejects duplicate keys). */
+START_TEST(avro_attribute_key_nul_and_duplicates)
+{
+    uint8_t m[512];
+    const char *ok[] = {"tier", "segment"};
+    const size_t oklen[] = {4, 7};
+    size_t n = attrs_bytes(m, ok, oklen, 2);
+    ck_assert_int_eq(codec_decode_avro(c, SCHEMA_TOUCHPOINT, m, n, rec, err, sizeof(err)), EVENT_OK);
+    ck_assert_int_eq(rec->tp.attr_count, 2);
+
+    const char *nul[] = {"tier\0junk", "tier\0other"};
+    const size_t nullen[] = {9, 10};
+    n = attrs_bytes(m, nul, nullen, 2);
+    ck_assert_int_eq(codec_decode_avro(c, SCHEMA_TOUCHPOINT, m, n, rec, err, sizeof(err)), EVENT_ERR_BAD_STRING);
+    ck_assert_msg(strstr(err, "NUL") != NULL, "%s", err);
+    n = attrs_bytes(m, nul, nullen, 1);
+    ck_assert_int_eq(codec_decode_avro(c, SCHEMA_TOUCHPOINT, m, n, rec, err, sizeof(err)), EVENT_ERR_BAD_STRING);
+
+    const char *dup[] = {"tier", "tier"};
+    const size_t duplen[] = {4, 4};
+    n = attrs_bytes(m, dup, duplen, 2);
+    ck_assert_int_eq(codec_decode_avro(c, SCHEMA_TOUCHPOINT, m, n, rec, err, sizeof(err)), EVENT_ERR_MALFORMED);
+    ck_assert_msg(strstr(err, "repeat a key") != NULL, "%s", err);
+
+    /* the JSON path says the same */
+    const char *json = "{\"event_id\":\"e1\",\"customer_id\":\"c1\",\"type\":\"NEWSLETTER_OPT_IN\",\"channel\":\"email\","
+                       "\"occurred_at\":1767225600000,\"payload\":null,\"attributes\":{\"tier\\u0000junk\":\"gold\"}}";
+    ck_assert_int_eq(codec_decode_json(SCHEMA_TOUCHPOINT, json, strlen(json), rec, err, sizeof(err)),
+                     EVENT_ERR_BAD_STRING);
+}
+END_TEST
+
 START_TEST(avro_payload_mismatch)
 {
     uint8_t m[256];
@@ -445,6 +494,7 @@ Suite *codec_suite(void)
     tcase_add_test(tc, avro_size_limit_checked_first);
     tcase_add_test(tc, avro_customer_id_limits);
     tcase_add_test(tc, avro_payload_mismatch);
+    tcase_add_test(tc, avro_attribute_key_nul_and_duplicates);
     tcase_add_test(tc, avro_fuzz_mutations);
     tcase_add_test(tc, json_fuzz_mutations);
     tcase_add_test(tc, json_rejections);
