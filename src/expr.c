@@ -22,6 +22,7 @@ typedef struct parser {
     char *err;
     size_t errlen;
     int failed;
+    int depth;            /* parentheses and 'not's open at this point */
 } parser;
 
 static int fail(parser *ps, const char *fmt, const char *arg)
@@ -33,6 +34,22 @@ static int fail(parser *ps, const char *fmt, const char *arg)
     }
     ps->failed = 1;
     return -1;
+}
+
+static int too_deep(parser *ps)
+{
+    char msg[96];
+    snprintf(msg, sizeof(msg), "the condition nests deeper than %d levels (parentheses, 'not', chained 'and'/'or')",
+             EXPR_MAX_DEPTH);
+    return fail(ps, "%s", msg);
+}
+
+/* Enter one level of parser recursion; -1 (and the error) past the bound. */
+static int enter(parser *ps)
+{
+    if (++ps->depth > EXPR_MAX_DEPTH)
+        return too_deep(ps);
+    return 0;
 }
 
 static void next(parser *ps)
@@ -96,6 +113,17 @@ static void next(parser *ps)
 static int32_t add(parser *ps, expr_node n)
 {
     expr_pool *pool = ps->pool;
+    /* children are already in the pool: the tree's depth is known bottom-up */
+    unsigned da = 0, db = 0;
+    if (n.kind == EX_NOT || n.kind == EX_CMP || n.kind == EX_AND || n.kind == EX_OR)
+        da = pool->nodes[n.a].depth;
+    if (n.kind == EX_CMP || n.kind == EX_AND || n.kind == EX_OR)
+        db = pool->nodes[n.b].depth;
+    n.depth = (uint16_t)(1 + (da > db ? da : db));
+    if (n.depth > EXPR_MAX_DEPTH) {
+        free(n.str);
+        return too_deep(ps);
+    }
     if (pool->len == pool->cap) {
         size_t cap = pool->cap ? pool->cap * 2 : 64;
         expr_node *a = realloc(pool->nodes, cap * sizeof(*a));
@@ -117,8 +145,11 @@ static int32_t parse_primary(parser *ps)
     expr_node n = {0};
     switch (ps->t) {
     case T_LP: {
+        if (enter(ps) < 0)
+            return -1;
         next(ps);
         int32_t i = parse_or(ps);
+        ps->depth--;
         if (i < 0)
             return -1;
         if (ps->t != T_RP)
@@ -214,8 +245,11 @@ static int32_t parse_not(parser *ps)
 {
     if (ps->t != T_NOT)
         return parse_cmp(ps);
+    if (enter(ps) < 0)
+        return -1;
     next(ps);
     int32_t a = parse_not(ps);
+    ps->depth--;
     if (a < 0)
         return -1;
     if (ps->pool->nodes[a].type != EXPR_BOOL)

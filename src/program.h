@@ -9,6 +9,7 @@
 
 #include "buf.h"
 #include "event.h"
+#include "cond_vars.h"
 #include "expr.h"
 
 #define PROGRAM_MAX_RULES 32
@@ -110,20 +111,5 @@ int program_stage_index(const ladder *l, const char *name);
 
 const char *quadrant_name(quadrant q);
 
-/* Variables a condition may name (expr_node.var). */
-typedef enum program_var {
-    /* profile */
-    VAR_EVENTS, VAR_SIGNED_UP, VAR_REFERRED, VAR_PURCHASES, VAR_PURCHASE_CENTS, VAR_REFUNDED_CENTS,
-    VAR_REFERRALS_SENT, VAR_REFERRALS_CONVERTED, VAR_BALANCE, VAR_LIFETIME_EARNED, VAR_REDEEMED,
-    VAR_COUNT,       /* arg: event type */
-    VAR_STAGE,       /* arg: ladder */
-    VAR_SCORE,       /* arg: quadrant */
-    /* event */
-    VAR_CHANNEL, VAR_ATTRIBUTE, /* str: attribute key; "" when absent */
-    /* payload (only in rules triggered by the type that has the field) */
-    VAR_COMPLETENESS, VAR_SESSION_SECONDS, VAR_FEATURE, VAR_NETWORK, VAR_CONTENT_ID, VAR_INVITEE_ID,
-    VAR_ORDER_ID, VAR_AMOUNT_CENTS, VAR_CURRENCY, VAR_STORE_ID, VAR_REDEMPTION_ID, VAR_REWARD_CODE,
-    VAR_COST_POINTS, VAR_REFERRED_BY,
-} program_var;
 
 #endif

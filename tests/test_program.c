@@ -2,6 +2,7 @@
  * default program loads; stored profiles survive corruption checks. */
 #include <stdlib.h>
 
+#include "expr.h"
 #include "program.h"
 #include "profile.h"
 #include "rules.h"
@@ -91,6 +92,84 @@ START_TEST(errors_name_line_and_rule)
 }
 END_TEST
 
+/* A program whose rule 'deep' has the condition cond (built by the caller). */
+static char *deep_program(const char *cond)
+{
+    const char *head = "version: v\nrules:\n  - id: deep\n    on: SIGNUP\n    award: 5\n    when: \"";
+    size_t n = strlen(head) + strlen(cond) + 3;
+    char *y = malloc(n);
+    ck_assert_ptr_nonnull(y);
+    snprintf(y, n, "%s%s\"\n", head, cond);
+    return y;
+}
+
+/* cond = n times open, then mid, then n times close (open/close may be ""). */
+static char *nest(int n, const char *open, const char *mid, const char *close)
+{
+    size_t len = (strlen(open) + strlen(close)) * (size_t)n + strlen(mid) + 1;
+    char *c = malloc(len);
+    ck_assert_ptr_nonnull(c);
+    size_t at = 0, lo = strlen(open), lm = strlen(mid), lc = strlen(close);
+    for (int i = 0; i < n; i++, at += lo)
+        memcpy(c + at, open, lo);
+    memcpy(c + at, mid, lm);
+    at += lm;
+    for (int i = 0; i < n; i++, at += lc)
+        memcpy(c + at, close, lc);
+    c[at] = '\0';
+    return c;
+}
+
+/* Issue 8 case 6: 10,000 nested parentheses (or 'not's, or chained 'and's,
+ * which nest as deep in the compiled tree the engine walks) overflowed the
+ * stack; now they are a program error naming the file, line and rule, while
+ * reasonable nesting still loads and evaluates. */
+START_TEST(deep_conditions_bounded)
+{
+    struct {
+        char *cond;
+        int loads;
+    } cases[] = {
+        {nest(10000, "(", "true", ")"), 0},
+        {nest(10000, "not ", "true", ""), 0},
+        {nest(100000, "true and ", "true", ""), 0},
+        {nest(EXPR_MAX_DEPTH + 1, "(", "true", ")"), 0},
+        {nest(60, "(", "purchases >= 0", ")"), 1},
+        {nest(60, "not not ", "true", ""), 1},
+        {nest(100, "channel == 'web' or ", "true", ""), 1},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *y = deep_program(cases[i].cond);
+        int rc = program_load_text(&prog, "rules.yaml", y, err, sizeof(err));
+        if (cases[i].loads) {
+            ck_assert_msg(rc == 0, "case %zu: %s", i, err);
+            /* and the engine evaluates it */
+            profile p;
+            profile_init(&p, "c1");
+            touchpoint ev = {0};
+            strcpy(ev.event_id, "e1");
+            strcpy(ev.customer_id, "c1");
+            strcpy(ev.channel, "web");
+            ev.type = EVENT_SIGNUP;
+            ev.occurred_at = T0;
+            engine_output *out = malloc(sizeof(*out));
+            ck_assert_ptr_nonnull(out);
+            ck_assert_int_eq(rules_apply_event(&prog, &p, &ev, out, err, sizeof(err)), ENGINE_OK);
+            ck_assert_int_eq(out->nrewards, 1);
+            free(out);
+            profile_free(&p);
+        } else {
+            ck_assert_msg(rc == -1, "case %zu loaded", i);
+            ck_assert_msg(strstr(err, "rules.yaml:6:") && strstr(err, "rule 'deep'") && strstr(err, "nests deeper"),
+                          "case %zu: %s", i, err);
+        }
+        program_free(&prog);
+        free(y);
+        free(cases[i].cond);
+    }
+}
+END_TEST
+
 START_TEST(missing_file_named)
 {
     ck_assert_int_eq(program_load(&prog, "/nonexistent/rules.yaml", err, sizeof(err)), -1);
@@ -175,6 +254,7 @@ Suite *program_suite(void)
     tcase_add_test(tc, default_program_loads);
     tcase_add_test(tc, errors_name_line_and_rule);
     tcase_add_test(tc, missing_file_named);
+    tcase_add_test(tc, deep_conditions_bounded);
     tcase_add_test(tc, ids_are_deterministic_and_distinct);
     tcase_add_test(tc, profile_encoding_robust);
     suite_add_tcase(s, tc);
