@@ -51,6 +51,43 @@ START_TEST(shipped_file_loads)
 }
 END_TEST
 
+/* Issue 8: every setting of the settings table appears, set and commented,
+ * in the shipped config/fidelio.yaml (pipeline.ledger_max was missing). The
+ * effective configuration names each setting's origin: none may be "default". */
+START_TEST(shipped_file_documents_every_setting)
+{
+    const char *file = SOURCE_DIR "/config/fidelio.yaml";
+    ck_assert_msg(config_load(&cfg, file, NULL, 0, NULL, err, sizeof(err)) == 0, "%s", err);
+    buf dump = {0};
+    ck_assert_int_eq(config_dump(&cfg, &dump), 0);
+    /* the file's lines, to check that each setting's line carries a comment */
+    FILE *f = fopen(file, "r");
+    ck_assert_ptr_nonnull(f);
+    static char lines[400][256];
+    int nlines = 0;
+    while (nlines < 400 && fgets(lines[nlines], sizeof(lines[0]), f))
+        nlines++;
+    fclose(f);
+    int settings = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(dump.data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        if (line[0] == '#' || !strncmp(line, "kafka.", 6))
+            continue;
+        settings++;
+        char *origin = strstr(line, "  # ");
+        ck_assert_msg(origin != NULL, "no origin on '%s'", line);
+        char want[600];
+        snprintf(want, sizeof(want), "  # %s:", file);
+        ck_assert_msg(strncmp(origin, want, strlen(want)) == 0, "not set in the shipped file: %s", line);
+        int at = atoi(origin + strlen(want));
+        ck_assert_msg(at >= 1 && at <= nlines && strchr(lines[at - 1], '#'),
+                      "the shipped file does not document %s (line %d has no comment)", line, at);
+    }
+    ck_assert_int_ge(settings, 17);
+    buf_free(&dump);
+}
+END_TEST
+
 START_TEST(precedence_file_set_env)
 {
     write_file("topics:\n  rewards: from-file\n  dlq: dlq-file\nkafka:\n  bootstrap.servers: \"h1:9092\"\n"
@@ -158,6 +195,7 @@ Suite *config_suite(void)
     tcase_add_checked_fixture(tc, NULL, teardown);
     tcase_add_test(tc, defaults);
     tcase_add_test(tc, shipped_file_loads);
+    tcase_add_test(tc, shipped_file_documents_every_setting);
     tcase_add_test(tc, precedence_file_set_env);
     tcase_add_test(tc, file_errors_name_line_and_key);
     tcase_add_test(tc, yaml_syntax_error_names_line);
