@@ -62,5 +62,6 @@ int cmd_run(int argc, char **argv);
 int cmd_profile(int argc, char **argv);
 int cmd_ledger(int argc, char **argv);
 int cmd_encode(int argc, char **argv);
+int cmd_gen(int argc, char **argv);
 
 #endif

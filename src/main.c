@@ -19,6 +19,7 @@ static const struct {
     {"produce", cmd_produce, "JSON lines -> validated Avro -> a Kafka topic"},
     {"consume", cmd_consume, "a Kafka topic -> JSON lines on stdout"},
     {"encode", cmd_encode, "JSON lines -> one Avro file per event (for kcat and tests)"},
+    {"gen", cmd_gen, "generate a deterministic retailer's touchpoint stream (benchmarks)"},
     {"simulate", cmd_simulate, "run the rule program over JSON lines in memory (dry run)"},
     {"dev-kafka", cmd_dev_kafka, "run an in-memory Kafka-protocol broker for development"},
     {"demo", cmd_demo, "run the self-contained demo on built-in defaults"},

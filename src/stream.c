@@ -60,43 +60,101 @@ static event_err validate_output(const codec_record *rec, char *err, size_t errl
     return EVENT_OK;
 }
 
+int stream_producer_open(stream_producer *p, const config *cfg, const char *topic, codec_schema s, char *err,
+                         size_t errlen)
+{
+    memset(p, 0, sizeof(*p));
+    p->cfg = cfg;
+    p->topic = topic;
+    p->schema = s;
+    if (!(p->codec = codec_new((size_t)cfg->max_message_bytes, err, errlen)))
+        return -1;
+    if (!(p->rk = kafka_producer_new(cfg, &p->dr, err, errlen))) {
+        codec_free(p->codec);
+        p->codec = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+int stream_producer_send(stream_producer *p, const codec_record *rec, event_err *verr, char *why, size_t whylen,
+                         char *err, size_t errlen)
+{
+    event_limits lim = {.max_clock_skew_ms = p->cfg->max_clock_skew_ms};
+    event_err e = p->schema == SCHEMA_TOUCHPOINT ? touchpoint_validate(&rec->tp, &lim, wall_ms(), why, whylen)
+                                                 : validate_output(rec, why, whylen);
+    if (e == EVENT_OK)
+        e = codec_encode_avro(p->codec, p->schema, rec, &p->avro, why, whylen);
+    if (e == EVENT_OK && p->avro.len > (size_t)p->cfg->max_message_bytes) {
+        snprintf(why, whylen, "encoded message is %zu bytes, the limit is %lld", p->avro.len,
+                 (long long)p->cfg->max_message_bytes);
+        e = EVENT_ERR_TOO_LARGE;
+    }
+    if (e != EVENT_OK) {
+        *verr = e;
+        return 1;
+    }
+    const char *key = codec_record_key(rec);
+    rd_kafka_resp_err_t ke = kafka_produce(p->rk, p->topic, key, strlen(key), p->avro.data, p->avro.len, NULL);
+    if (ke) {
+        snprintf(err, errlen, "produce to %s: %s", p->topic, rd_kafka_err2str(ke));
+        return -1;
+    }
+    rd_kafka_poll(p->rk, 0);
+    return 0;
+}
+
+int stream_producer_close(stream_producer *p, long long *sent, long long *failed, char *err, size_t errlen)
+{
+    int rc = 0;
+    if (p->rk) {
+        rd_kafka_resp_err_t fe = rd_kafka_flush(p->rk, 30000);
+        if (fe) {
+            snprintf(err, errlen, "%d messages still unacknowledged after 30 s: %s", rd_kafka_outq_len(p->rk),
+                     rd_kafka_err2str(fe));
+            rc = -1;
+        } else if (p->dr.failed) {
+            snprintf(err, errlen, "%lld deliveries failed, last: %s", p->dr.failed, p->dr.last_error);
+            rc = -1;
+        }
+        rd_kafka_destroy(p->rk);
+        p->rk = NULL;
+    }
+    if (sent)
+        *sent = p->dr.delivered;
+    if (failed)
+        *failed = p->dr.failed;
+    buf_free(&p->avro);
+    codec_free(p->codec);
+    p->codec = NULL;
+    return rc;
+}
+
 int produce_stream(const config *cfg, FILE *in, const produce_opts *o, produce_stats *st, char *err, size_t errlen)
 {
-    kafka_delivery dr = {0};
-    char why[512];
+    stream_producer p;
+    char why[512], cerr[512];
     int rc = -1;
     memset(st, 0, sizeof(*st));
-    codec *c = codec_new((size_t)cfg->max_message_bytes, err, errlen);
-    if (!c)
+    double start = now_s(), last_progress = start;
+    if (stream_producer_open(&p, cfg, o->topic, o->schema, err, errlen) != 0)
         return -1;
-    rd_kafka_t *rk = kafka_producer_new(cfg, &dr, err, errlen);
     codec_record *rec = calloc(1, sizeof(*rec));
-    buf avro = {0};
     char *line = NULL;
     size_t cap = 0;
     long n;
     long long lineno = 0;
-    event_limits lim = {.max_clock_skew_ms = cfg->max_clock_skew_ms};
-    double start = now_s(), last_progress = start;
-    if (!rk || !rec) {
-        if (!rec)
-            snprintf(err, errlen, "out of memory");
+    if (!rec) {
+        snprintf(err, errlen, "out of memory");
         goto out;
     }
     while (!cli_stop && (n = codec_read_jsonl(in, &line, &cap, &lineno)) >= 0) {
         st->lines++;
         event_err e = codec_decode_json(o->schema, line, (size_t)n, rec, why, sizeof(why));
-        if (e == EVENT_OK)
-            e = o->schema == SCHEMA_TOUCHPOINT ? touchpoint_validate(&rec->tp, &lim, wall_ms(), why, sizeof(why))
-                                               : validate_output(rec, why, sizeof(why));
-        if (e == EVENT_OK)
-            e = codec_encode_avro(c, o->schema, rec, &avro, why, sizeof(why));
-        if (e == EVENT_OK && avro.len > (size_t)cfg->max_message_bytes) {
-            snprintf(why, sizeof(why), "encoded message is %zu bytes, the limit is %lld", avro.len,
-                     (long long)cfg->max_message_bytes);
-            e = EVENT_ERR_TOO_LARGE;
-        }
-        if (e != EVENT_OK) {
+        int sr = e == EVENT_OK ? stream_producer_send(&p, rec, &e, why, sizeof(why), err, errlen) : 1;
+        if (sr < 0)
+            goto out;
+        if (sr > 0) {
             st->rejected++;
             fprintf(stderr, "%s:%lld: rejected (%s): %s\n", o->input_name, lineno, event_err_name(e), why);
             if (o->strict) {
@@ -105,16 +163,9 @@ int produce_stream(const config *cfg, FILE *in, const produce_opts *o, produce_s
             }
             continue;
         }
-        const char *key = codec_record_key(rec);
-        rd_kafka_resp_err_t ke = kafka_produce(rk, o->topic, key, strlen(key), avro.data, avro.len, NULL);
-        if (ke) {
-            snprintf(err, errlen, "produce to %s: %s", o->topic, rd_kafka_err2str(ke));
-            goto out;
-        }
-        rd_kafka_poll(rk, 0);
         if (o->progress && now_s() - last_progress >= 2.0) {
             last_progress = now_s();
-            fprintf(stderr, "produce: %lld lines, %lld acknowledged, %lld rejected\n", st->lines, dr.delivered,
+            fprintf(stderr, "produce: %lld lines, %lld acknowledged, %lld rejected\n", st->lines, p.dr.delivered,
                     st->rejected);
         }
     }
@@ -124,28 +175,15 @@ int produce_stream(const config *cfg, FILE *in, const produce_opts *o, produce_s
     }
     rc = 0;
 out:
-    if (rk) {
-        rd_kafka_resp_err_t fe = rd_kafka_flush(rk, 30000);
-        if (fe && rc == 0) {
-            snprintf(err, errlen, "%d messages still unacknowledged after 30 s: %s", rd_kafka_outq_len(rk),
-                     rd_kafka_err2str(fe));
-            rc = -1;
-        }
-        st->sent = dr.delivered;
-        st->failed = dr.failed;
-        if (dr.failed && rc == 0) {
-            snprintf(err, errlen, "%lld deliveries failed, last: %s", dr.failed, dr.last_error);
-            rc = -1;
-        }
-        rd_kafka_destroy(rk);
+    if (stream_producer_close(&p, &st->sent, &st->failed, cerr, sizeof(cerr)) != 0 && rc == 0) {
+        snprintf(err, errlen, "%s", cerr);
+        rc = -1;
     }
     st->seconds = now_s() - start;
     if (rec)
         codec_record_free(rec);
     free(rec);
     free(line);
-    buf_free(&avro);
-    codec_free(c);
     return rc;
 }
 

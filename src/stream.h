@@ -10,6 +10,7 @@
 #include "buf.h"
 #include "codec.h"
 #include "config.h"
+#include "kafka.h"
 
 /* What a topic carries. */
 typedef enum stream_kind { STREAM_AVRO, STREAM_DLQ } stream_kind;
@@ -33,6 +34,32 @@ typedef struct produce_stats {
     long long failed;    /* delivery failures */
     double seconds;      /* wall time */
 } produce_stats;
+
+/* A producer of project records to one topic (idempotent, acks=all): what
+ * `produce` and `gen` share. Open, send records, close. */
+typedef struct stream_producer {
+    const config *cfg;       /* borrowed */
+    const char *topic;       /* borrowed */
+    codec_schema schema;     /* of every record sent */
+    rd_kafka_t *rk;          /* owned */
+    codec *codec;            /* owned */
+    kafka_delivery dr;       /* delivery accounting (dr.delivered, dr.failed) */
+    buf avro;                /* scratch encoding */
+} stream_producer;
+
+/* Start a producer of schema s records to topic. Returns 0, or -1 with err. */
+int stream_producer_open(stream_producer *p, const config *cfg, const char *topic, codec_schema s, char *err,
+                         size_t errlen);
+/* Validate rec (a touchpoint against the wall clock as its message time),
+ * encode it as Avro and produce it keyed by its customer_id. Returns 0 when
+ * queued; 1 when rec is invalid (nothing sent, *verr and why say why); -1 on
+ * a Kafka error (err says which). */
+int stream_producer_send(stream_producer *p, const codec_record *rec, event_err *verr, char *why, size_t whylen,
+                         char *err, size_t errlen);
+/* Wait (up to 30 s) for every acknowledgement and free the producer; *sent
+ * and *failed (may be NULL) get the delivery counts. Returns 0 when every
+ * message was delivered, -1 otherwise (err says why). */
+int stream_producer_close(stream_producer *p, long long *sent, long long *failed, char *err, size_t errlen);
 
 /* Read JSON lines from in, validate, encode and produce them keyed by
  * customer_id; invalid lines are reported on stderr with their line number.
