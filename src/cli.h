@@ -25,11 +25,16 @@ typedef struct cli_common {
 #define CLI_COMMON_LONGOPTS                                                                                           \
     {"config", required_argument, NULL, 'c'}, {"set", required_argument, NULL, 'S'},                              \
         {"brokers", required_argument, NULL, 'b'}, {"help", no_argument, NULL, 'h'}
-#define CLI_COMMON_HELP                                                                                               \
+/* Help of the options every configuration-reading command takes. -b is
+ * accepted by all of them (one set of options can be passed to every
+ * command) but offered only by those that talk to Kafka (CLI_COMMON_HELP). */
+#define CLI_CONFIG_HELP                                                                                               \
     "  -c, --config FILE     configuration file (default: $FIDELIO_CONFIG, else built-in defaults)\n"               \
     "      --set KEY=VALUE   override one setting (repeatable)\n"                                                    \
-    "  -b, --brokers LIST    shorthand for --set kafka.bootstrap.servers=LIST\n"                                     \
     "  -h, --help            this help\n"
+#define CLI_BROKERS_HELP "  -b, --brokers LIST    shorthand for --set kafka.bootstrap.servers=LIST\n"
+/* For commands that talk to Kafka. */
+#define CLI_COMMON_HELP CLI_BROKERS_HELP CLI_CONFIG_HELP
 
 /* Handle opt if it is a common option: returns 1 if handled, 0 if not, -1 on error (printed). */
 int cli_common_opt(cli_common *cc, int opt, const char *arg);

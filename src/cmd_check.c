@@ -9,7 +9,7 @@ static const char help[] = "usage: fidelio check [-c FILE] [-r RULES] [--set KEY
                            "Validate the configuration and the rule program; print the effective settings,\n"
                            "secrets masked, each with where its value came from, and a summary of the\n"
                            "rules, ladders and tiers. Exit 2 on any configuration or program error.\n\n"
-                           "  -r, --rules FILE      rule program (default: rules.path, else built-in)\n" CLI_COMMON_HELP;
+                           "  -r, --rules FILE      rule program (default: rules.path, else built-in)\n" CLI_CONFIG_HELP;
 
 int cmd_check(int argc, char **argv)
 {

@@ -39,7 +39,11 @@ static const char help[] =
     "      --seeds FILE       events as JSON lines (default: seeds/demo.jsonl, found\n"
     "                         from the working directory or next to the binary)\n"
     "  -r, --rules FILE       rule program (default: the built-in program)\n"
-    "  -h, --help             this help\n";
+    "      --keep             keep the private redis-server's temporary directory\n"
+    "                         (its log) after the demo, and print its path\n"
+    "  -h, --help             this help\n"
+    "Exit codes: 0 ok, 1 the demo or its check failed, 2 a usage error or an input\n"
+    "file (--seeds, -r) that cannot be read.\n";
 
 /* seeds/demo.jsonl from the working directory, else from the source tree
  * next to the binary (build/fidelio -> ../seeds). */
@@ -243,12 +247,13 @@ int cmd_demo(int argc, char **argv)
     }
     if ((rc = cli_load_program(&cfg, rules, &prog)) != EXIT_OK)
         goto out;
-    rc = EXIT_RUNTIME;
     log_set_level(LOG_WARN);
-    if (!(in = fopen(seeds, "r"))) {
+    if (!(in = fopen(seeds, "r"))) { /* an input file named on the command line: a usage error, as everywhere */
         fprintf(stderr, "fidelio demo: %s: %s\n", seeds, strerror(errno));
+        rc = EXIT_USAGE;
         goto out;
     }
+    rc = EXIT_RUNTIME;
     if (!(mock = kafka_mock_start(&cfg, 1, 6, &mc, err, sizeof(err))) || redis_start(&redis, err, sizeof(err)) != 0 ||
         config_set(&cfg, "kafka.bootstrap.servers", rd_kafka_mock_cluster_bootstraps(mc), "demo", err, sizeof(err)) ||
         config_set(&cfg, "redis.url", redis.url, "demo", err, sizeof(err)) ||

@@ -1,6 +1,7 @@
 /* cmd_dev_kafka.c - `fidelio dev-kafka`: librdkafka's mock cluster as a local
  * development broker. In memory only; see DESIGN.md for its limits. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,10 +24,12 @@ static const char help[] =
     "with session.timeout.ms ~6000 and heartbeat.interval.ms ~500.\n\n"
     "      --brokers N            number of brokers (default 1)\n"
     "      --partitions N         partitions of each configured topic (default 6)\n"
-    "      --topic NAME:N         also create topic NAME with N partitions (repeatable)\n"
+    "      --topic NAME:N         create topic NAME with N partitions (repeatable); a\n"
+    "                             configured topic named here gets N instead of --partitions\n"
     "      --bootstrap-file F     write the bootstrap address to F (atomically)\n"
     "  -c, --config FILE          configuration (for the topic names)\n"
-    "      --set KEY=VALUE        override one setting\n";
+    "      --set KEY=VALUE        override one setting\n"
+    "  -h, --help                 this help\n";
 
 static int parse_int(const char *s, int min, int max, int *out)
 {
@@ -72,6 +75,10 @@ int cmd_dev_kafka(int argc, char **argv)
             }
             break;
         case 'T': {
+            if (ntopics == 256) {
+                fprintf(stderr, "fidelio dev-kafka: at most 256 --topic\n");
+                goto out_cc;
+            }
             char **t = realloc(topics, (ntopics + 1) * sizeof(*t));
             if (!t)
                 goto out_cc;
@@ -92,29 +99,53 @@ int cmd_dev_kafka(int argc, char **argv)
     if ((rc = cli_load_config(&cc, &cfg)) != EXIT_OK)
         goto out_cfg;
     rc = EXIT_USAGE;
+    int *counts = calloc(ntopics ? ntopics : 1, sizeof(*counts));
+    if (!counts)
+        goto out_cfg;
     for (size_t i = 0; i < ntopics; i++) {
         char *colon = strrchr(topics[i], ':');
-        int n;
-        if (!colon || colon == topics[i] || parse_int(colon + 1, 1, 256, &n)) {
+        if (!colon || colon == topics[i] || parse_int(colon + 1, 1, 256, &counts[i])) {
             fprintf(stderr, "fidelio dev-kafka: --topic takes NAME:PARTITIONS, got '%s'\n", topics[i]);
-            goto out_cfg;
+            goto out_counts;
         }
+        *colon = '\0';
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(topics[j], topics[i])) {
+                fprintf(stderr, "fidelio dev-kafka: --topic %s is given twice\n", topics[i]);
+                goto out_counts;
+            }
     }
     char err[1024];
     rd_kafka_mock_cluster_t *mc;
-    rd_kafka_t *rk = kafka_mock_start(&cfg, brokers, partitions, &mc, err, sizeof(err));
+    /* the configured topics get --partitions, unless a --topic names them */
+    rd_kafka_t *rk = kafka_mock_start(&cfg, brokers, 0, &mc, err, sizeof(err));
     if (!rk) {
         fprintf(stderr, "fidelio dev-kafka: %s\n", err);
         rc = EXIT_RUNTIME;
-        goto out_cfg;
+        goto out_counts;
     }
     rc = EXIT_OK;
-    for (size_t i = 0; i < ntopics; i++) {
-        char *colon = strrchr(topics[i], ':');
-        *colon = '\0';
-        rd_kafka_resp_err_t e = rd_kafka_mock_topic_create(mc, topics[i], atoi(colon + 1), 1);
+    /* the configured topics, then the other --topic ones; each name once */
+    const char *names[5 + 256];
+    size_t nnames = 0;
+    const char *configured[] = {cfg.topic_touchpoints, cfg.topic_rewards, cfg.topic_stage_changes, cfg.topic_dlq,
+                                cfg.topic_credits};
+    for (size_t i = 0; i < 5 + ntopics && nnames < sizeof(names) / sizeof(names[0]); i++) {
+        const char *name = i < 5 ? configured[i] : topics[i - 5];
+        bool seen = false;
+        for (size_t k = 0; k < nnames; k++)
+            seen |= !strcmp(names[k], name);
+        if (!seen)
+            names[nnames++] = name;
+    }
+    for (size_t i = 0; i < nnames; i++) {
+        int n = partitions;
+        for (size_t j = 0; j < ntopics; j++)
+            if (!strcmp(topics[j], names[i]))
+                n = counts[j];
+        rd_kafka_resp_err_t e = rd_kafka_mock_topic_create(mc, names[i], n, 1);
         if (e) {
-            fprintf(stderr, "fidelio dev-kafka: topic %s: %s\n", topics[i], rd_kafka_err2str(e));
+            fprintf(stderr, "fidelio dev-kafka: topic %s: %s\n", names[i], rd_kafka_err2str(e));
             rc = EXIT_RUNTIME;
         }
     }
@@ -140,6 +171,8 @@ int cmd_dev_kafka(int argc, char **argv)
     }
     rd_kafka_mock_cluster_destroy(mc);
     rd_kafka_destroy(rk);
+out_counts:
+    free(counts);
 out_cfg:
     config_free(&cfg);
 out_cc:

@@ -10,18 +10,20 @@
 #include "store.h"
 
 static const char profile_help[] =
-    "usage: fidelio profile [-c FILE] [--set KEY=VALUE]... CUSTOMER_ID...\n\n"
+    "usage: fidelio profile [-c FILE] [--set KEY=VALUE]... [-r RULES] (CUSTOMER_ID... | --all)\n\n"
     "Print each customer's profile from Redis as one JSON line: balance, lifetime\n"
     "points, tier and stages, scores and persona, counters. Exit 1 if a customer\n"
-    "has no profile.\n\n"
+    "has no profile (the others are still printed).\n\n"
     "  -r, --rules FILE      rule program the profile was built with (default: rules.path)\n"
-    "      --all             every customer with a profile, sorted by id\n" CLI_COMMON_HELP;
+    "      --all             every customer with a profile, sorted by id\n" CLI_CONFIG_HELP;
 
 static const char ledger_help[] =
-    "usage: fidelio ledger [-c FILE] [-n N] CUSTOMER_ID\n\n"
+    "usage: fidelio ledger [-c FILE] [--set KEY=VALUE]... [-n N] CUSTOMER_ID\n\n"
     "Print the customer's most recent balance changes (RewardEvent JSON lines, oldest\n"
-    "first) with rule ids and source events, from the ledger kept in Redis.\n\n"
-    "  -n, --count N         how many (default 20)\n" CLI_COMMON_HELP;
+    "first) with rule ids and source events, from the ledger kept in Redis. Exit 1\n"
+    "if the customer has no profile, like `fidelio profile`; a customer with a\n"
+    "profile and no balance change yet prints nothing and exits 0.\n\n"
+    "  -n, --count N         how many (default 20)\n" CLI_CONFIG_HELP;
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
@@ -94,8 +96,16 @@ static int inspect(int argc, char **argv, int is_ledger)
                 goto out_cc;
         }
     }
-    if ((is_ledger && argc - optind != 1) || (!is_ledger && !all && optind >= argc)) {
-        fputs(help, stderr);
+    if (is_ledger && argc - optind != 1) {
+        fprintf(stderr, "fidelio ledger: takes one CUSTOMER_ID, got %d (see fidelio ledger --help)\n", argc - optind);
+        goto out_cc;
+    }
+    if (!is_ledger && all && optind < argc) {
+        fprintf(stderr, "fidelio profile: --all takes no CUSTOMER_ID (got '%s')\n", argv[optind]);
+        goto out_cc;
+    }
+    if (!is_ledger && !all && optind >= argc) {
+        fprintf(stderr, "fidelio profile: expected CUSTOMER_ID... or --all (see fidelio profile --help)\n");
         goto out_cc;
     }
     if ((rc = cli_load_config(&cc, &cfg)) != EXIT_OK)
@@ -110,12 +120,18 @@ static int inspect(int argc, char **argv, int is_ledger)
     }
     buf out = {0};
     if (is_ledger) {
-        if (store_ledger(s, argv[optind], count, &out, err, sizeof(err)) != 0)
+        store_profile sp = {.customer_id = argv[optind]};
+        store_seen none;
+        if (store_fetch(s, &sp, 1, &none, 0, err, sizeof(err)) != 0 ||
+            (sp.exists && store_ledger(s, argv[optind], count, &out, err, sizeof(err)) != 0))
             fprintf(stderr, "fidelio ledger: %s\n", err);
+        else if (!sp.exists) /* as `profile` does: an unknown customer is not an empty ledger */
+            fprintf(stderr, "fidelio ledger: no profile for '%s'\n", argv[optind]);
         else {
             fputs(out.data ? out.data : "", stdout);
             rc = EXIT_OK;
         }
+        store_profile_free(&sp);
     } else if (all) {
         if (store_customers(s, &out, err, sizeof(err)) != 0) {
             fprintf(stderr, "fidelio profile: %s\n", err);

@@ -20,7 +20,7 @@ static const char help[] =
     "  -r, --rules FILE      rule program (default: rules.path of the configuration,\n"
     "                        else the built-in default program)\n"
     "      --profiles FILE   also write the final profiles as JSON lines, sorted by\n"
-    "                        customer id ('-': to stdout after the outputs)\n" CLI_COMMON_HELP;
+    "                        customer id ('-': to stdout after the outputs)\n" CLI_CONFIG_HELP;
 
 static void print_output(void *opaque, const codec_record *rec)
 {

@@ -290,8 +290,28 @@ int expr_compile(expr_pool *pool, const char *text, expr_resolve_fn resolve, exp
         return fail(&ps, "%s", "unexpected text after the condition");
     if (pool->nodes[r].type != EXPR_BOOL)
         return fail(&ps, "%s", "a condition must be true or false, not a value");
+    if (pool->nsources == pool->sources_cap) {
+        size_t cap = pool->sources_cap ? pool->sources_cap * 2 : 16;
+        expr_source *a = realloc(pool->sources, cap * sizeof(*a));
+        if (!a)
+            return fail(&ps, "%s", "out of memory");
+        pool->sources = a;
+        pool->sources_cap = cap;
+    }
+    char *copy = strdup(text);
+    if (!copy)
+        return fail(&ps, "%s", "out of memory");
+    pool->sources[pool->nsources++] = (expr_source){.root = r, .text = copy};
     *root = r;
     return 0;
+}
+
+const char *expr_text(const expr_pool *pool, int32_t root)
+{
+    for (size_t i = 0; i < pool->nsources; i++)
+        if (pool->sources[i].root == root)
+            return pool->sources[i].text;
+    return NULL;
 }
 
 void expr_pool_free(expr_pool *pool)
@@ -301,4 +321,9 @@ void expr_pool_free(expr_pool *pool)
     free(pool->nodes);
     pool->nodes = NULL;
     pool->len = pool->cap = 0;
+    for (size_t i = 0; i < pool->nsources; i++)
+        free(pool->sources[i].text);
+    free(pool->sources);
+    pool->sources = NULL;
+    pool->nsources = pool->sources_cap = 0;
 }

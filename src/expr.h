@@ -39,9 +39,17 @@ typedef struct expr_node {
     char *str;        /* EX_STR literal, or EX_VAR string argument (attribute key); owned */
 } expr_node;
 
+/* The text a condition was compiled from, for people (`fidelio check`). */
+typedef struct expr_source {
+    int32_t root;     /* the condition's root node */
+    char *text;       /* as written; owned */
+} expr_source;
+
 typedef struct expr_pool {
     expr_node *nodes;
     size_t len, cap;
+    expr_source *sources;      /* one per compiled condition; owned */
+    size_t nsources, sources_cap;
 } expr_pool;
 
 /* What a name resolves to. */
@@ -63,6 +71,10 @@ typedef int (*expr_stage_fn)(void *ctx, int ladder, const char *name);
  * nesting deeper than EXPR_MAX_DEPTH is such an error. */
 int expr_compile(expr_pool *pool, const char *text, expr_resolve_fn resolve, expr_stage_fn stage, void *ctx,
                  int32_t *root, char *err, size_t errlen);
+
+/* The text the condition rooted at root was compiled from, or NULL. Borrowed
+ * from the pool. */
+const char *expr_text(const expr_pool *pool, int32_t root);
 
 void expr_pool_free(expr_pool *pool);
 

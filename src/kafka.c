@@ -127,7 +127,7 @@ rd_kafka_t *kafka_mock_start(const config *cfg, int brokers, int partitions, rd_
     }
     const char *topics[] = {cfg->topic_touchpoints, cfg->topic_rewards, cfg->topic_stage_changes, cfg->topic_dlq,
                             cfg->topic_credits};
-    for (size_t i = 0; i < sizeof(topics) / sizeof(topics[0]); i++) {
+    for (size_t i = 0; partitions > 0 && i < sizeof(topics) / sizeof(topics[0]); i++) {
         rd_kafka_resp_err_t e = rd_kafka_mock_topic_create(*mcluster, topics[i], partitions, 1);
         if (e) {
             snprintf(err, errlen, "create topic %s: %s", topics[i], rd_kafka_err2str(e));

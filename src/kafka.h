@@ -32,7 +32,8 @@ rd_kafka_resp_err_t kafka_produce(rd_kafka_t *rk, const char *topic, const void 
                                   const void *value, size_t len, rd_kafka_headers_t *hdrs);
 
 /* Start librdkafka's in-process mock cluster with brokers brokers; creates
- * the topics of cfg with partitions each. Returns the handle that owns the
+ * the topics of cfg with partitions each (none when partitions <= 0: the
+ * caller creates them). Returns the handle that owns the
  * cluster (destroy it to stop the cluster) and sets *mcluster. */
 rd_kafka_t *kafka_mock_start(const config *cfg, int brokers, int partitions, rd_kafka_mock_cluster_t **mcluster,
                              char *err, size_t errlen);

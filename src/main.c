@@ -48,6 +48,15 @@ int main(int argc, char **argv)
         return EXIT_OK;
     }
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        if (argc > 2 && (strcmp(argv[2], "-h") == 0 || strcmp(argv[2], "--help") == 0)) {
+            printf("usage: fidelio version\n\nPrint Fidelio's version and the librdkafka it runs with.\n"
+                   "  -h, --help            this help\n");
+            return EXIT_OK;
+        }
+        if (argc > 2) {
+            fprintf(stderr, "fidelio version: unexpected argument '%s'\n", argv[2]);
+            return EXIT_USAGE;
+        }
         printf("fidelio %s (librdkafka %s)\n", FIDELIO_VERSION, rd_kafka_version_str());
         return EXIT_OK;
     }

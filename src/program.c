@@ -701,6 +701,11 @@ int program_summary(const program *prog, buf *out)
 {
     int rc = buf_printf(out, "# rule program %s (version %s): %d rules, %d ladders\n", prog->source, prog->version,
                         prog->nrules, prog->nladders);
+    /* the id column is as wide as the longest id, so the columns after it line up */
+    int idw = 1;
+    for (int i = 0; i < prog->nrules; i++)
+        if ((int)strlen(prog->rules[i].id) > idw)
+            idw = (int)strlen(prog->rules[i].id);
     for (int i = 0; i < prog->nrules; i++) {
         const rule *r = &prog->rules[i];
         char award[96] = "", limit[96] = "";
@@ -719,13 +724,30 @@ int program_summary(const program *prog, buf *out)
             snprintf(limit, sizeof(limit), ", at most %d per %s", r->max, window_name(r->window));
         else if (r->limit == LIMIT_NTH)
             snprintf(limit, sizeof(limit), ", on the #%d in a %s", r->nth, window_name(r->window));
-        rc |= buf_printf(out, "#   rule %-20s on %-18s %s%s%s%s\n", r->id, event_type_name(r->on), award,
-                         r->to == BENEFICIARY_REFERRER ? " to the referrer" : "", limit,
-                         r->when >= 0 ? ", conditional" : "");
+        rc |= buf_printf(out, "#   rule %-*s on %-18s %s%s%s\n", idw, r->id, event_type_name(r->on), award,
+                         r->to == BENEFICIARY_REFERRER ? " to the referrer" : "", limit);
+        /* the details on their own lines, indented under the rule */
+        if (r->has_from || r->has_until) {
+            char from[40] = "", until[40] = "";
+            if (r->has_from)
+                time_format_iso8601(r->from_ms, from, sizeof(from));
+            if (r->has_until)
+                time_format_iso8601(r->until_ms, until, sizeof(until));
+            rc |= buf_printf(out, "#        %*s valid %s .. %s (event time; until excluded)\n", idw, "",
+                             r->has_from ? from : "(always)", r->has_until ? until : "(open)");
+        }
+        if (r->when >= 0) {
+            const char *text = expr_text(&prog->pool, r->when);
+            rc |= buf_printf(out, "#        %*s when %s\n", idw, "", text ? text : "(condition)");
+        }
     }
+    int lw = 1;
+    for (int i = 0; i < prog->nladders; i++)
+        if ((int)strlen(prog->ladders[i].id) > lw)
+            lw = (int)strlen(prog->ladders[i].id);
     for (int i = 0; i < prog->nladders; i++) {
         const ladder *l = &prog->ladders[i];
-        rc |= buf_printf(out, "#   ladder %-18s", l->id);
+        rc |= buf_printf(out, "#   ladder %-*s ", lw, l->id);
         for (int s = 0; s < l->nstages; s++) {
             rc |= buf_printf(out, "%s%s", s ? " -> " : "", l->stages[s].name);
             if (l->is_tier)
@@ -733,6 +755,11 @@ int program_summary(const program *prog, buf *out)
                                  (long long)(l->stages[s].multiplier_bp % BP_ONE / 100));
         }
         rc |= buf_printf(out, "%s\n", l->can_downgrade ? " (can downgrade)" : "");
+        for (int s = 0; s < l->nstages; s++) {
+            const char *text = l->stages[s].when >= 0 ? expr_text(&prog->pool, l->stages[s].when) : NULL;
+            rc |= buf_printf(out, "#          %*s %s: %s%s\n", lw, "", l->stages[s].name, text ? "when " : "always",
+                             text ? text : "");
+        }
     }
     return rc;
 }
