@@ -4,7 +4,8 @@
  *
  * The model, in short: customers' activity follows a Zipf-Mandelbrot law
  * (weight of the customer of rank k: 1/(k+1+q)^s, q = customers/100), so a
- * few customers are busy and most come now and then; a customer's first event
+ * few customers are busy and most come now and then (--skew 0: every customer
+ * in turn, for memory measurements over distinct customers); a customer's first event
  * is a SIGNUP; a share of new customers are referred: the referrer (a
  * customer who signed up before) sends a REFERRAL naming them, they sign up
  * with referred_by and make a first purchase; refunds take back part or all
@@ -41,7 +42,8 @@ static const char help[] =
     "  -d, --days D          days of event time (default 30)\n"
     "  -r, --referrals R     share of new customers who sign up through a\n"
     "                        referral, 0..1 (default 0.1)\n"
-    "      --skew S          Zipf exponent of customer activity (default 1.0)\n"
+    "      --skew S          Zipf exponent of customer activity (default 1.0); 0: every\n"
+    "                        customer in turn (M >= N: each of the N customers appears)\n"
     "      --end TIME        end of event time, ISO-8601 or epoch ms (default: the\n"
     "                        start of the current UTC day)\n"
     "  -t, --topic TOPIC     write Avro to TOPIC (idempotent producer, batched)\n"
@@ -124,6 +126,7 @@ typedef struct gen {
     int pending_step;       /* 1: the invitee's SIGNUP is next; 2: their first PURCHASE */
     long long by_type[EVENT_TYPE_COUNT];
     long long referrals;    /* referred signups generated */
+    long long round_robin;  /* next customer with --skew 0 */
 } gen;
 
 /* Orders older than this are not refunded (the rule program keeps order
@@ -168,9 +171,11 @@ static void gen_free(gen *g)
     free(g->signed_up);
 }
 
-/* A customer drawn by activity. */
+/* A customer drawn by activity; with skew 0 every customer in turn. */
 static long long gen_pick(gen *g)
 {
+    if (g->o.skew == 0)
+        return g->round_robin++ % g->o.customers;
     uint64_t u = rng_below(&g->rng, g->cdf[g->o.customers - 1]);
     size_t lo = 0, hi = (size_t)g->o.customers - 1;
     while (lo < hi) {
@@ -270,7 +275,7 @@ static int gen_event(gen *g, touchpoint *ev, long long seq)
         if (!gc->signed_up) {
             /* A new customer: referred by someone who signed up before, or not. */
             if (g->nsigned > 0 && (double)rng_below(&g->rng, 1u << 30) < g->o.referrals * (double)(1u << 30)) {
-                long long referrer = gen_pick(g);
+                long long referrer = g->o.skew == 0 ? c : gen_pick(g); /* round robin: keep the turn */
                 if (!g->cust[referrer].signed_up)
                     referrer = g->signed_up[rng_below(&g->rng, (uint64_t)g->nsigned)];
                 g->pending_invitee = c;

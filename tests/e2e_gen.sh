@@ -58,6 +58,13 @@ assert busiest[0][1] >= 4 * busiest[len(busiest) // 2][1], ("activity is not ske
 PY
 pass "every event type; times ordered and before --end; referrers signed up before; refunds of earlier orders"
 
+# --skew 0: every customer in turn (the benchmark's memory run over distinct customers).
+"$FIDELIO" gen --customers 50 --events 100 --skew 0 --referrals 0 --end "$END" -q -o "$WORK/rr.jsonl" || fail "gen --skew 0"
+[ "$(head -50 "$WORK/rr.jsonl" | grep -o '"customer_id":"[^"]*"' | sort -u | wc -l)" -eq 50 ] \
+    || fail "--skew 0: the first 50 events are not 50 distinct customers"
+[ "$(grep -c '"type":"SIGNUP"' "$WORK/rr.jsonl")" -eq 50 ] || fail "--skew 0: not one SIGNUP per customer"
+pass "--skew 0: each customer in turn"
+
 "$FIDELIO" simulate "$WORK/a.jsonl" --profiles "$WORK/expected.profiles" >"$WORK/sim.out" 2>"$WORK/sim.err" \
     || fail "simulate: $(cat "$WORK/sim.err")"
 grep -q "simulate: 6000 events applied, 0 duplicates ignored, 0 invalid, 0 refused by the engine" "$WORK/sim.err" \

@@ -1,0 +1,540 @@
+/* fidelio_bench.c - the measuring tools of bench/run.sh (not part of fidelio):
+ *
+ *   fidelio-bench consume -b BROKERS -t TOPIC -n COUNT [-X KEY=VALUE]...
+ *       a bare librdkafka group consumer: reads COUNT messages of TOPIC from
+ *       the beginning in a fresh group and prints its rate after the group
+ *       join (first message to last), the ceiling of any Kafka consumer here.
+ *   fidelio-bench redis-apply -u REDIS_URL -n N [-c CUSTOMERS] [-d DEPTH]
+ *       the store's apply script alone (src/store.c, store_apply) at pipeline
+ *       depth DEPTH, N applies over CUSTOMERS customers, payloads of the sizes
+ *       measured in a real run (profile 670 B, recorded outputs 300 B, one
+ *       ledger entry 300 B): the Redis ceiling of today's layout.
+ *   fidelio-bench latency -b BROKERS -i EVENTS.jsonl -t TOPIC -R REWARDS -S STAGES
+ *                         -W WARMUP_TOPIC -r RATE -s SECONDS [-X KEY=VALUE]...
+ *       produces the events of EVENTS.jsonl (fidelio gen, event ids ev-SEED-I)
+ *       to TOPIC at a steady RATE for SECONDS, each with its Kafka timestamp
+ *       set to the moment it is produced, and reads the outputs from REWARDS
+ *       and STAGES (from the beginning: fresh topics). Latency of an output =
+ *       its Kafka timestamp - its source event's. Prints p50/p99/max over the
+ *       run and p99 per 10 s of input time. Before the clock starts, one message
+ *       to WARMUP_TOPIC is delivered: a real broker may take seconds to give a
+ *       new idempotent producer its id, which is no part of Fidelio's latency.
+ *
+ * Every command prints one result line of KEY=VALUE pairs on stdout (what
+ * bench/run.sh reads) and details on stderr. Exit 0, 1 on failure, 2 usage. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "codec.h"
+#include "store.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static volatile sig_atomic_t stop;
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop = 1;
+}
+
+/* Set one librdkafka property or print why not. */
+static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v)
+{
+    char why[512];
+    if (rd_kafka_conf_set(conf, k, v, why, sizeof(why)) != RD_KAFKA_CONF_OK) {
+        fprintf(stderr, "fidelio-bench: %s=%s: %s\n", k, v, why);
+        return -1;
+    }
+    return 0;
+}
+
+/* Apply -X KEY=VALUE overrides. */
+static int conf_extra(rd_kafka_conf_t *conf, char **kv, int n)
+{
+    for (int i = 0; i < n; i++) {
+        char *eq = strchr(kv[i], '=');
+        if (!eq) {
+            fprintf(stderr, "fidelio-bench: -X wants KEY=VALUE, not '%s'\n", kv[i]);
+            return -1;
+        }
+        *eq = 0;
+        int rc = conf_set(conf, kv[i], eq + 1);
+        *eq = '=';
+        if (rc)
+            return -1;
+    }
+    return 0;
+}
+
+/* ---- consume ------------------------------------------------------------------ */
+
+static int cmd_consume(int argc, char **argv)
+{
+    const char *brokers = NULL, *topic = NULL;
+    long long want = 0;
+    char *extra[32];
+    int nextra = 0, opt;
+    while ((opt = getopt(argc, argv, "b:t:n:X:")) != -1) {
+        switch (opt) {
+        case 'b': brokers = optarg; break;
+        case 't': topic = optarg; break;
+        case 'n': want = atoll(optarg); break;
+        case 'X': if (nextra < 32) extra[nextra++] = optarg; break;
+        default: return 2;
+        }
+    }
+    if (!brokers || !topic || want <= 0) {
+        fprintf(stderr, "usage: fidelio-bench consume -b BROKERS -t TOPIC -n COUNT [-X KEY=VALUE]...\n");
+        return 2;
+    }
+    char group[64], why[512];
+    snprintf(group, sizeof(group), "fidelio-bench-%ld-%lld", (long)getpid(), (long long)wall_ms());
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (conf_set(conf, "bootstrap.servers", brokers) || conf_set(conf, "group.id", group) ||
+        conf_set(conf, "auto.offset.reset", "earliest") || conf_set(conf, "enable.auto.commit", "false") ||
+        conf_extra(conf, extra, nextra)) {
+        rd_kafka_conf_destroy(conf);
+        return 2;
+    }
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof(why));
+    if (!rk) {
+        fprintf(stderr, "fidelio-bench: %s\n", why);
+        rd_kafka_conf_destroy(conf);
+        return 1;
+    }
+    rd_kafka_poll_set_consumer(rk);
+    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(sub, topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(rk, sub);
+    rd_kafka_topic_partition_list_destroy(sub);
+    if (e) {
+        fprintf(stderr, "fidelio-bench: subscribe %s: %s\n", topic, rd_kafka_err2str(e));
+        rd_kafka_destroy(rk);
+        return 1;
+    }
+    double t_start = now_s(), t_first = 0, t_last = 0;
+    long long n = 0, bytes = 0;
+    while (!stop && n < want) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        if (!m) {
+            if (now_s() - (t_last ? t_last : t_start) > 60) {
+                fprintf(stderr, "fidelio-bench: no message for 60 s after %lld of %lld\n", n, want);
+                break;
+            }
+            continue;
+        }
+        if (!m->err) {
+            if (!n)
+                t_first = now_s();
+            n++;
+            bytes += (long long)m->len;
+            t_last = now_s();
+        } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            fprintf(stderr, "fidelio-bench: consume: %s\n", rd_kafka_message_errstr(m));
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    if (n < want)
+        return 1;
+    double s = t_last - t_first;
+    fprintf(stderr, "consume: %lld messages (%lld bytes) in %.3f s after the first, which came %.2f s after start\n",
+            n, bytes, s, t_first - t_start);
+    printf("messages=%lld seconds=%.3f rate=%.0f join_s=%.2f\n", n, s, s > 0 ? (n - 1) / s : 0.0,
+           t_first - t_start);
+    return 0;
+}
+
+/* ---- redis-apply --------------------------------------------------------------- */
+
+static int cmd_redis_apply(int argc, char **argv)
+{
+    const char *url = NULL, *prefix = "bench-apply:";
+    long long n = 0, customers = 100000;
+    int depth = 64, opt;
+    while ((opt = getopt(argc, argv, "u:n:c:d:p:")) != -1) {
+        switch (opt) {
+        case 'u': url = optarg; break;
+        case 'n': n = atoll(optarg); break;
+        case 'c': customers = atoll(optarg); break;
+        case 'd': depth = atoi(optarg); break;
+        case 'p': prefix = optarg; break;
+        default: return 2;
+        }
+    }
+    if (!url || n <= 0 || customers <= 0 || depth <= 0) {
+        fprintf(stderr, "usage: fidelio-bench redis-apply -u REDIS_URL -n N [-c CUSTOMERS] [-d DEPTH] [-p PREFIX]\n");
+        return 2;
+    }
+    char err[512];
+    store *s = store_open(url, prefix, INT64_C(2592000000), 10000, err, sizeof(err));
+    if (!s) {
+        fprintf(stderr, "fidelio-bench: %s\n", err);
+        return 1;
+    }
+    int rc = 1;
+    int64_t *version = calloc((size_t)customers, sizeof(*version));
+    store_apply_req *reqs = calloc((size_t)depth, sizeof(*reqs));
+    char(*cids)[32] = calloc((size_t)depth, sizeof(*cids));
+    char(*ids)[32] = calloc((size_t)depth, sizeof(*ids));
+    buf profile = {0}, outputs = {0};
+    char ledger_entry[301];
+    const char *ledger[1] = {ledger_entry};
+    if (!version || !reqs || !cids || !ids) {
+        fprintf(stderr, "fidelio-bench: out of memory\n");
+        goto out;
+    }
+    for (int i = 0; i < 670; i++)
+        if (buf_append(&profile, "p", 1) != 0)
+            goto out;
+    for (int i = 0; i < 300; i++)
+        if (buf_append(&outputs, "o", 1) != 0)
+            goto out;
+    memset(ledger_entry, 'l', 300);
+    ledger_entry[300] = 0;
+    int64_t base = INT64_C(1767225600000);
+    long long done = 0, bad = 0;
+    double t0 = now_s();
+    while (done < n && !stop) {
+        int k = (int)(n - done < depth ? n - done : depth);
+        for (int j = 0; j < k; j++) {
+            long long i = done + j, c = i % customers;
+            snprintf(cids[j], sizeof(cids[j]), "cust-%07lld", c);
+            snprintf(ids[j], sizeof(ids[j]), "b-%lld", i);
+            store_apply_req_free(&reqs[j]);
+            reqs[j] = (store_apply_req){.customer_id = cids[j], .id = ids[j], .occurred_at = base + i * 100,
+                                        .expected_version = version[c], .profile = &profile, .outputs = &outputs,
+                                        .ledger = ledger, .nledger = 1};
+        }
+        if (store_apply(s, reqs, (size_t)k, err, sizeof(err)) != 0) {
+            fprintf(stderr, "fidelio-bench: apply: %s\n", err);
+            goto out;
+        }
+        for (int j = 0; j < k; j++) {
+            if (reqs[j].status == STORE_APPLIED)
+                version[(done + j) % customers] = reqs[j].version;
+            else
+                bad++;
+        }
+        done += k;
+    }
+    double sec = now_s() - t0;
+    fprintf(stderr, "redis-apply: %lld applies (depth %d, %lld customers) in %.2f s, %lld not applied\n", done, depth,
+            customers, sec, bad);
+    printf("applies=%lld seconds=%.3f rate=%.0f not_applied=%lld\n", done, sec, sec > 0 ? done / sec : 0.0, bad);
+    rc = bad ? 1 : 0;
+out:
+    for (int j = 0; reqs && j < depth; j++)
+        store_apply_req_free(&reqs[j]);
+    free(version);
+    free(reqs);
+    free(cids);
+    free(ids);
+    buf_free(&profile);
+    buf_free(&outputs);
+    store_close(s);
+    return rc;
+}
+
+/* ---- latency ------------------------------------------------------------------- */
+
+static int cmp_ll(const void *a, const void *b)
+{
+    long long x = *(const long long *)a, y = *(const long long *)b;
+    return (x > y) - (x < y);
+}
+
+/* The value at quantile q of sorted v[n]. */
+static long long quantile(const long long *v, size_t n, double q)
+{
+    if (!n)
+        return -1;
+    size_t i = (size_t)(q * (double)(n - 1) + 0.5);
+    return v[i < n ? i : n - 1];
+}
+
+/* Input number of a gen event id (ev-SEED-I), or -1. */
+static long long event_index(const char *id)
+{
+    const char *dash = strrchr(id, '-');
+    if (strncmp(id, "ev-", 3) != 0 || !dash)
+        return -1;
+    char *end;
+    long long i = strtoll(dash + 1, &end, 10);
+    return *end ? -1 : i;
+}
+
+/* One output observed: its latency and when its source was produced. */
+typedef struct lat_sample {
+    long long ms;
+    double sent_s; /* seconds after the first event was produced */
+} lat_sample;
+
+/* Assign every partition of the named topics from the beginning. */
+static int assign_all(rd_kafka_t *rk, const char *const *topics, int ntopics)
+{
+    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(64);
+    for (int t = 0; t < ntopics; t++) {
+        const rd_kafka_metadata_t *md = NULL;
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topics[t], NULL);
+        rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, 10000);
+        rd_kafka_topic_destroy(rkt);
+        if (e || md->topic_cnt != 1 || md->topics[0].err || md->topics[0].partition_cnt == 0) {
+            fprintf(stderr, "fidelio-bench: metadata of %s: %s\n", topics[t],
+                    e ? rd_kafka_err2str(e) : md->topic_cnt ? rd_kafka_err2str(md->topics[0].err) : "none");
+            if (md)
+                rd_kafka_metadata_destroy(md);
+            rd_kafka_topic_partition_list_destroy(parts);
+            return -1;
+        }
+        for (int i = 0; i < md->topics[0].partition_cnt; i++)
+            rd_kafka_topic_partition_list_add(parts, topics[t], md->topics[0].partitions[i].id)->offset =
+                RD_KAFKA_OFFSET_BEGINNING;
+        rd_kafka_metadata_destroy(md);
+    }
+    rd_kafka_resp_err_t e = rd_kafka_assign(rk, parts);
+    rd_kafka_topic_partition_list_destroy(parts);
+    if (e) {
+        fprintf(stderr, "fidelio-bench: assign: %s\n", rd_kafka_err2str(e));
+        return -1;
+    }
+    return 0;
+}
+
+static int cmd_latency(int argc, char **argv)
+{
+    const char *brokers = NULL, *input = NULL, *topic = NULL, *rewards = NULL, *stages = NULL, *warmup = NULL;
+    double rate = 0, seconds = 60;
+    char *extra[32];
+    int nextra = 0, opt, rc = 1;
+    while ((opt = getopt(argc, argv, "b:i:t:R:S:W:r:s:X:")) != -1) {
+        switch (opt) {
+        case 'b': brokers = optarg; break;
+        case 'i': input = optarg; break;
+        case 't': topic = optarg; break;
+        case 'R': rewards = optarg; break;
+        case 'S': stages = optarg; break;
+        case 'W': warmup = optarg; break;
+        case 'r': rate = atof(optarg); break;
+        case 's': seconds = atof(optarg); break;
+        case 'X': if (nextra < 32) extra[nextra++] = optarg; break;
+        default: return 2;
+        }
+    }
+    if (!brokers || !input || !topic || !rewards || !stages || !warmup || rate <= 0 || seconds <= 0) {
+        fprintf(stderr, "usage: fidelio-bench latency -b BROKERS -i EVENTS.jsonl -t TOPIC -R REWARDS -S STAGES "
+                        "-W WARMUP_TOPIC -r RATE -s SECONDS [-X KEY=VALUE]...\n");
+        return 2;
+    }
+    long long total = (long long)(rate * seconds);
+    char err[512], why[512];
+    codec *c = codec_new(1 << 20, err, sizeof(err));
+    codec_record *rec = calloc(1, sizeof(*rec));
+    buf *msgs = calloc((size_t)total, sizeof(*msgs));
+    char(*keys)[EVENT_ID_MAX + 1] = calloc((size_t)total, sizeof(*keys));
+    int64_t *sent_ms = calloc((size_t)total, sizeof(*sent_ms));
+    double *sent_s = calloc((size_t)total, sizeof(*sent_s));
+    size_t nsamples = 0, capsamples = (size_t)total * 3 + 16;
+    lat_sample *samples = malloc(capsamples * sizeof(*samples));
+    rd_kafka_t *prod = NULL, *cons = NULL;
+    FILE *in = fopen(input, "r");
+    char *line = NULL;
+    size_t cap = 0;
+    long long lineno = 0, loaded = 0;
+    if (!c || !rec || !msgs || !keys || !sent_ms || !sent_s || !samples || !in) {
+        fprintf(stderr, "fidelio-bench: %s\n", !c ? err : !in ? strerror(errno) : "out of memory");
+        goto out;
+    }
+    /* Encode everything first: producing must not wait for the codec. */
+    long n;
+    while (loaded < total && (n = codec_read_jsonl(in, &line, &cap, &lineno)) >= 0) {
+        if (codec_decode_json(SCHEMA_TOUCHPOINT, line, (size_t)n, rec, why, sizeof(why)) != EVENT_OK ||
+            codec_encode_avro(c, SCHEMA_TOUCHPOINT, rec, &msgs[loaded], why, sizeof(why)) != EVENT_OK) {
+            fprintf(stderr, "fidelio-bench: %s:%lld: %s\n", input, lineno, why);
+            goto out;
+        }
+        if (event_index(rec->tp.event_id) != loaded) {
+            fprintf(stderr, "fidelio-bench: %s:%lld: event id %s is not ev-SEED-%lld (fidelio gen)\n", input, lineno,
+                    rec->tp.event_id, loaded);
+            goto out;
+        }
+        memcpy(keys[loaded], rec->tp.customer_id, sizeof(keys[loaded]));
+        loaded++;
+    }
+    if (loaded < total) {
+        fprintf(stderr, "fidelio-bench: %s holds %lld events, %lld needed\n", input, loaded, total);
+        goto out;
+    }
+    rd_kafka_conf_t *pc = rd_kafka_conf_new(), *cc = rd_kafka_conf_new();
+    if (conf_set(pc, "bootstrap.servers", brokers) || conf_set(pc, "enable.idempotence", "true") ||
+        conf_set(pc, "linger.ms", "1") || conf_extra(pc, extra, nextra) ||
+        conf_set(cc, "bootstrap.servers", brokers) || conf_set(cc, "group.id", "fidelio-bench-latency") ||
+        conf_set(cc, "enable.auto.commit", "false") || conf_set(cc, "fetch.wait.max.ms", "10") ||
+        conf_extra(cc, extra, nextra)) {
+        rd_kafka_conf_destroy(pc);
+        rd_kafka_conf_destroy(cc);
+        goto out;
+    }
+    if (!(prod = rd_kafka_new(RD_KAFKA_PRODUCER, pc, why, sizeof(why)))) {
+        fprintf(stderr, "fidelio-bench: %s\n", why);
+        rd_kafka_conf_destroy(pc);
+        rd_kafka_conf_destroy(cc);
+        goto out;
+    }
+    if (!(cons = rd_kafka_new(RD_KAFKA_CONSUMER, cc, why, sizeof(why)))) {
+        fprintf(stderr, "fidelio-bench: %s\n", why);
+        rd_kafka_conf_destroy(cc);
+        goto out;
+    }
+    const char *outs[] = {rewards, stages};
+    if (assign_all(cons, outs, 2) != 0)
+        goto out;
+    rd_kafka_resp_err_t we = rd_kafka_producev(prod, RD_KAFKA_V_TOPIC(warmup), RD_KAFKA_V_VALUE("warm-up", 7),
+                                               RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+    if (we || (we = rd_kafka_flush(prod, 60000)) != 0) {
+        fprintf(stderr, "fidelio-bench: warm-up message to %s: %s\n", warmup, rd_kafka_err2str(we));
+        goto out;
+    }
+    double t0 = now_s(), last_out = 0;
+    long long next = 0, outputs = 0, unmatched = 0;
+    while (!stop) {
+        double t = now_s();
+        while (next < total && t0 + (double)next / rate <= t) {
+            sent_ms[next] = wall_ms();
+            sent_s[next] = now_s() - t0;
+            rd_kafka_resp_err_t e = rd_kafka_producev(
+                prod, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(keys[next], strlen(keys[next])),
+                RD_KAFKA_V_VALUE(msgs[next].data, msgs[next].len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                RD_KAFKA_V_TIMESTAMP(sent_ms[next]), RD_KAFKA_V_END);
+            if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+                rd_kafka_poll(prod, 1);
+                continue;
+            }
+            if (e) {
+                fprintf(stderr, "fidelio-bench: produce: %s\n", rd_kafka_err2str(e));
+                goto out;
+            }
+            next++;
+        }
+        rd_kafka_poll(prod, 0);
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(cons, 1);
+        if (m) {
+            if (!m->err) {
+                int is_reward = strcmp(rd_kafka_topic_name(m->rkt), rewards) == 0;
+                codec_schema s = is_reward ? SCHEMA_REWARD : SCHEMA_STAGE_CHANGE;
+                rd_kafka_timestamp_type_t tst;
+                int64_t ts = rd_kafka_message_timestamp(m, &tst);
+                if (codec_decode_avro(c, s, m->payload, m->len, rec, why, sizeof(why)) == EVENT_OK) {
+                    long long i = event_index(is_reward ? rec->reward.source_event_id : rec->stage.source_event_id);
+                    if (i >= 0 && i < next && nsamples < capsamples) {
+                        samples[nsamples++] = (lat_sample){.ms = ts - sent_ms[i], .sent_s = sent_s[i]};
+                    } else {
+                        unmatched++;
+                    }
+                }
+                outputs++;
+                last_out = now_s();
+            }
+            rd_kafka_message_destroy(m);
+        }
+        /* Done when everything is sent and no output came for 5 s. */
+        if (next == total && now_s() - (last_out > t0 + seconds ? last_out : t0 + seconds) > 5)
+            break;
+    }
+    rd_kafka_flush(prod, 10000);
+    if (!nsamples) {
+        fprintf(stderr, "fidelio-bench: no output matched an input\n");
+        goto out;
+    }
+    long long *v = malloc(nsamples * sizeof(*v));
+    if (!v)
+        goto out;
+    for (size_t i = 0; i < nsamples; i++)
+        v[i] = samples[i].ms;
+    qsort(v, nsamples, sizeof(*v), cmp_ll);
+    fprintf(stderr, "latency: %lld events at %.0f/s for %.0f s, %lld outputs (%lld unmatched); p99 per 10 s:", total,
+            rate, seconds, outputs, unmatched);
+    long long worst_window = 0;
+    for (int w = 0; w * 10 < (int)seconds; w++) {
+        size_t k = 0;
+        long long *wv = malloc(nsamples * sizeof(*wv));
+        if (!wv)
+            break;
+        for (size_t i = 0; i < nsamples; i++)
+            if (samples[i].sent_s >= w * 10 && samples[i].sent_s < w * 10 + 10)
+                wv[k++] = samples[i].ms;
+        qsort(wv, k, sizeof(*wv), cmp_ll);
+        long long p = quantile(wv, k, 0.99);
+        fprintf(stderr, " %lld", p);
+        if (p > worst_window)
+            worst_window = p;
+        free(wv);
+    }
+    fprintf(stderr, " ms\n");
+    printf("samples=%zu p50_ms=%lld p99_ms=%lld max_ms=%lld worst_10s_p99_ms=%lld\n", nsamples,
+           quantile(v, nsamples, 0.5), quantile(v, nsamples, 0.99), v[nsamples - 1], worst_window);
+    free(v);
+    rc = 0;
+out:
+    if (cons) {
+        rd_kafka_consumer_close(cons);
+        rd_kafka_destroy(cons);
+    }
+    if (prod)
+        rd_kafka_destroy(prod);
+    for (long long i = 0; msgs && i < total; i++)
+        buf_free(&msgs[i]);
+    free(msgs);
+    free(keys);
+    free(sent_ms);
+    free(sent_s);
+    free(samples);
+    free(line);
+    if (in)
+        fclose(in);
+    if (rec)
+        codec_record_free(rec);
+    free(rec);
+    codec_free(c);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    signal(SIGPIPE, SIG_IGN);
+    if (argc >= 2) {
+        optind = 2;
+        if (strcmp(argv[1], "consume") == 0)
+            return cmd_consume(argc, argv);
+        if (strcmp(argv[1], "redis-apply") == 0)
+            return cmd_redis_apply(argc, argv);
+        if (strcmp(argv[1], "latency") == 0)
+            return cmd_latency(argc, argv);
+    }
+    fprintf(stderr, "usage: fidelio-bench consume|redis-apply|latency ... (see bench/fidelio_bench.c)\n");
+    return 2;
+}

@@ -1,0 +1,337 @@
+#!/usr/bin/env bash
+# bench/run.sh - Fidelio's throughput, latency, CPU and memory benchmark (issue 10),
+# every figure measured in one run on the same generated data, printed as ONE table
+# with the ratios the targets are stated in. Not a test: nothing here asserts a time.
+#
+#   bench/run.sh [--broker dev-kafka|real] [--events M] [--customers N] [--quick]
+#                [--partitions P] [--naive-seconds S] [--latency-seconds S]
+#                [--no-peer] [--no-mem] [--keep]
+#
+#   --broker dev-kafka   librdkafka's mock cluster (`fidelio dev-kafka`; default)
+#   --broker real        a real Apache Kafka (KRaft) started with tests/kafka/broker.sh
+#                        ($BENCH_BROKER_SH overrides the path); the Kafka Streams
+#                        peer (bench/kstreams-peer) runs only there
+#   --events/--customers the data (default 1,000,000 events over 100,000 customers)
+#   --quick              a quick check: 20,000 events / 2,000 customers, short runs
+#   --partitions P       partitions of the input topic (default 64)
+#   --naive-seconds S    how long the naive run (batch 1) runs (default 60; 15 quick)
+#   --latency-seconds S  length of the steady-rate latency run (default 60; 20 quick)
+#   --no-peer            skip the Kafka Streams peer
+#   --no-mem             skip the memory run (as many distinct customers as events)
+#   --keep               keep the work directory (logs) and print its path
+#
+# What runs, in order, on one broker and one redis-server (AOF everysec):
+#   1. `fidelio gen` writes the events (Avro) to the input topic.
+#   2. The bare consumer (bench/fidelio_bench.c `consume`: a librdkafka group consumer
+#      in C, nothing decoded) reads them: the ceiling of any consumer on this broker.
+#   3. `fidelio run --until-idle`, default configuration, empty namespace: events/s
+#      from the partition assignment to the last batch (its log lines), CPU and peak
+#      RSS of fidelio (GNU time), CPU of redis-server (/proc/PID/stat), Redis memory per
+#      customer (INFO used_memory growth / customers with a profile).
+#   4. The naive configuration (pipeline.batch_size=1) on the same topic in its own
+#      group and namespace, for --naive-seconds (its rate is steady; the log says how
+#      many events it applied).
+#   5. The Redis ceiling: the apply script alone at pipeline depth 64 (fidelio-bench
+#      redis-apply, through src/store.c) and plain HSET pipelined 64 deep on one
+#      connection (redis-benchmark -c 1 -P 64).
+#   6. Latency: a `fidelio run` service on its own topics, fed at a steady 50% of the
+#      rate of 3 by fidelio-bench latency; input Kafka timestamp to output Kafka
+#      timestamp, p50/p99 over the run and the worst p99 of any 10 s.
+#   7. Memory: `fidelio run` over --events events of as many distinct customers.
+#   8. The peer (real broker): the Kafka Streams application of bench/kstreams-peer on
+#      the same input topic, exactly_once_v2, RocksDB; its events/s.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+BROKER=dev-kafka EVENTS=1000000 CUSTOMERS=100000 PARTITIONS=64 NAIVE_S=60 LAT_S=60
+PEER=1 MEM=1 KEEP=0 QUICK=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --broker) BROKER=$2; shift ;;
+    --events) EVENTS=$2; shift ;;
+    --customers) CUSTOMERS=$2; shift ;;
+    --partitions) PARTITIONS=$2; shift ;;
+    --naive-seconds) NAIVE_S=$2; shift ;;
+    --latency-seconds) LAT_S=$2; shift ;;
+    --quick) QUICK=1; EVENTS=20000; CUSTOMERS=2000; NAIVE_S=15; LAT_S=20 ;;
+    --no-peer) PEER=0 ;;
+    --no-mem) MEM=0 ;;
+    --keep) KEEP=1 ;;
+    -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "bench/run.sh: unknown option $1 (--help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+case "$BROKER" in dev-kafka|real) ;; *) echo "bench/run.sh: --broker dev-kafka or real" >&2; exit 2 ;; esac
+[ "$BROKER" = real ] || PEER=0
+for b in redis-server redis-cli redis-benchmark python3 /usr/bin/time meson; do
+    command -v "$b" >/dev/null || { echo "bench/run.sh: $b is not installed (bash tools/setup.sh)" >&2; exit 2; }
+done
+
+note() { echo "bench: $*" >&2; }
+BROKER_SH=${BENCH_BROKER_SH:-$ROOT/tests/kafka/broker.sh}
+# One end of event time for every data set of this run (gen's default moves at midnight).
+END=$(python3 -c 'import time; t = int(time.time()); print((t - t % 86400) * 1000)')
+
+# Release build of fidelio and the tools, apart from the developers' build dirs.
+B=$ROOT/build-bench
+[ -f "$B/build.ninja" ] || meson setup "$B" --buildtype=release -Dtests=false >/dev/null
+meson compile -C "$B" >/dev/null
+FIDELIO=$B/fidelio BENCH=$B/bench/fidelio-bench
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/fidelio-bench.XXXXXX")
+PIDS=()
+KAFKA_DIR=
+cleanup() {
+    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    if [ -n "$KAFKA_DIR" ]; then bash "$BROKER_SH" stop "$KAFKA_DIR" >/dev/null 2>&1 || true; fi
+    if [ "$KEEP" = 1 ]; then echo "bench: logs kept in $WORK" >&2; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+die() { echo "bench: FAILED: $*" >&2; exit 1; }
+
+# Topics: the input, and per fidelio run its outputs, DLQ and credits (a credits topic
+# is also an input: runs must not share one).
+RUNS=(default naive lat mem)
+TOPICS=("bench-touchpoints:$PARTITIONS" "bench-lat-in:$PARTITIONS" "bench-mem-in:$PARTITIONS" "bench-warmup:1"
+        "peer-rewards:$PARTITIONS" "peer-stage-changes:$PARTITIONS")
+for r in "${RUNS[@]}"; do
+    for t in rewards stage-changes dlq credits; do TOPICS+=("bench-$r-$t:$PARTITIONS"); done
+done
+
+if [ "$BROKER" = dev-kafka ]; then
+    targs=()
+    for t in "${TOPICS[@]}"; do targs+=(--topic "$t"); done
+    "$FIDELIO" dev-kafka --partitions "$PARTITIONS" --bootstrap-file "$WORK/bootstrap" "${targs[@]}" \
+        >"$WORK/dev-kafka.log" 2>&1 &
+    PIDS+=($!)
+    for _ in $(seq 100); do [ -s "$WORK/bootstrap" ] && break; sleep 0.1; done
+    [ -s "$WORK/bootstrap" ] || die "dev-kafka did not start: $(tail -3 "$WORK/dev-kafka.log")"
+    BOOT=$(cat "$WORK/bootstrap")
+    BROKER_DESC="fidelio dev-kafka (librdkafka $("$FIDELIO" version | sed 's/.*librdkafka \([^)]*\)).*/\1/') mock cluster)"
+    # The mock rebalances slowly with the default session settings (README).
+    KOPTS=(--set kafka.session.timeout.ms=6000 --set kafka.heartbeat.interval.ms=500)
+else
+    [ -f "$BROKER_SH" ] || die "--broker real needs $BROKER_SH (the real-Kafka issue)"
+    KAFKA_DIR=$WORK/kafka
+    note "starting a real Kafka broker (tests/kafka/broker.sh)"
+    bash "$BROKER_SH" start "$KAFKA_DIR" >"$WORK/broker.out" 2>&1 || die "broker: $(tail -5 "$WORK/broker.out")"
+    BOOT=$(cat "$KAFKA_DIR/bootstrap")
+    bash "$BROKER_SH" topics "$KAFKA_DIR" "${TOPICS[@]}" >"$WORK/topics.out" 2>&1 \
+        || die "topics: $(tail -5 "$WORK/topics.out")"
+    BROKER_DESC="Apache Kafka $(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$(dirname "$BROKER_SH")/pom.xml") (KRaft, 1 node)"
+    KOPTS=()
+fi
+
+# redis-server as the issue measured it: AOF everysec, on a loopback TCP port.
+REDIS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+mkdir -p "$WORK/redis"
+redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$WORK/redis" --save "" --appendonly yes \
+    --appendfsync everysec --logfile "$WORK/redis/redis.log" &
+REDIS_PID=$!
+PIDS+=("$REDIS_PID")
+RCLI=(redis-cli -p "$REDIS_PORT")
+for _ in $(seq 100); do "${RCLI[@]}" ping >/dev/null 2>&1 && break; sleep 0.05; done
+"${RCLI[@]}" ping >/dev/null || die "redis-server did not start"
+REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0
+
+# cpu_ticks PID: user+system clock ticks of a process so far.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TCK=$(getconf CLK_TCK)
+used_memory() { "${RCLI[@]}" info memory | sed -n 's/^used_memory:\([0-9]*\).*/\1/p'; }
+profiles_of() { "${RCLI[@]}" --scan --pattern "$1*:p" | wc -l; }
+
+# fid_opts RUN: settings of one fidelio run: its group, namespace and topics.
+fid_opts() {
+    echo "-b $BOOT ${KOPTS[*]} --set redis.url=$REDIS_URL --set consumer.group=bench-$1 --set redis.key_prefix=bench-$1:" \
+        "--set topics.rewards=bench-$1-rewards --set topics.stage_changes=bench-$1-stage-changes" \
+        "--set topics.dlq=bench-$1-dlq --set topics.credits=bench-$1-credits --set log.level=info"
+}
+
+# log_span LOG: seconds from the first partition assignment to the "stopped" line.
+log_span() {
+    python3 - "$1" <<'PY'
+import sys
+from datetime import datetime
+t0 = t1 = None
+for line in open(sys.argv[1]):
+    ts = line.split(" ", 1)[0]
+    if " assigned " in line and t0 is None:
+        t0 = datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+    if " stopped: " in line:
+        t1 = datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+if t0 is None or t1 is None:
+    sys.exit("no assignment or stop line in " + sys.argv[1])
+print(f"{t1 - t0:.3f}")
+PY
+}
+# applied LOG: touchpoints applied, from the "stopped" line.
+applied() { sed -n 's/.* stopped: \([0-9]*\) touchpoints.*/\1/p' "$1" | tail -1; }
+dlq_of() { sed -n 's/.* stopped: .* \([0-9]*\) to the DLQ.*/\1/p' "$1" | tail -1; }
+
+# run_until_idle NAME INPUT [SETTINGS...]: fidelio run --until-idle under GNU time;
+# sets RATE, SPAN, FID_CPU_S, FID_RSS_KB, REDIS_CPU_S, REDIS_MEM_B, PROFILES, APPLIED.
+run_until_idle() {
+    local name=$1 input=$2
+    shift 2
+    local mem0 rt0
+    mem0=$(used_memory)
+    rt0=$(cpu_ticks "$REDIS_PID")
+    # shellcheck disable=SC2046
+    /usr/bin/time -f '%e %U %S %M' -o "$WORK/$name.time" \
+        "$FIDELIO" run $(fid_opts "$name") --set topics.touchpoints="$input" "$@" --until-idle >"$WORK/$name.log" 2>&1 \
+        || die "fidelio run ($name): $(tail -3 "$WORK/$name.log")"
+    REDIS_CPU_S=$(echo "$(cpu_ticks "$REDIS_PID") $rt0 $TCK" | awk '{print ($1 - $2) / $3}')
+    read -r _ u s FID_RSS_KB <"$WORK/$name.time"
+    FID_CPU_S=$(echo "$u $s" | awk '{print $1 + $2}')
+    APPLIED=$(applied "$WORK/$name.log")
+    SPAN=$(log_span "$WORK/$name.log")
+    # --until-idle waits 2 s at the end to be sure nothing is left: not processing time.
+    RATE=$(echo "$APPLIED $SPAN" | awk '{s = $2 - 2; print (s > 0 ? $1 / s : 0)}')
+    REDIS_MEM_B=$(( $(used_memory) - mem0 ))
+    PROFILES=$(profiles_of "bench-$name:")
+    [ "$(dlq_of "$WORK/$name.log")" = 0 ] || die "fidelio run ($name) sent events to the DLQ: $(grep stopped "$WORK/$name.log")"
+}
+
+note "broker: $BROKER_DESC at $BOOT; redis-server $(redis-server --version | awk '{print $3}' | sed 's/v=//') on port $REDIS_PORT"
+
+# 1. The data.
+note "1/8 fidelio gen: $EVENTS events, $CUSTOMERS customers -> bench-touchpoints"
+# shellcheck disable=SC2046
+"$FIDELIO" gen -b "$BOOT" --customers "$CUSTOMERS" --events "$EVENTS" --seed 1 --end "$END" -t bench-touchpoints 2>"$WORK/gen.log" \
+    || die "gen: $(tail -3 "$WORK/gen.log")"
+GEN_RATE=$(sed -n 's/.*(\([0-9]*\) events\/s).*/\1/p' "$WORK/gen.log")
+
+# 2. The bare consumer.
+note "2/8 bare librdkafka consumer"
+"$BENCH" consume -b "$BOOT" -t bench-touchpoints -n "$EVENTS" >"$WORK/consume.out" 2>"$WORK/consume.log" \
+    || die "bare consumer: $(tail -3 "$WORK/consume.log")"
+CONSUMER_RATE=$(sed -n 's/.* rate=\([0-9]*\).*/\1/p' "$WORK/consume.out")
+
+# 3. fidelio run, default configuration.
+note "3/8 fidelio run --until-idle, default configuration"
+run_until_idle default bench-touchpoints
+[ "$APPLIED" = "$EVENTS" ] || die "the default run applied $APPLIED of $EVENTS events"
+DEF_RATE=$RATE DEF_SPAN=$SPAN
+DEF_FID_US=$(echo "$FID_CPU_S $EVENTS" | awk '{printf "%.1f", $1 / $2 * 1e6}')
+DEF_REDIS_US=$(echo "$REDIS_CPU_S $EVENTS" | awk '{printf "%.1f", $1 / $2 * 1e6}')
+DEF_RSS_MB=$(( FID_RSS_KB / 1024 ))
+DEF_MEM_PER_CUST=$(( REDIS_MEM_B / (PROFILES > 0 ? PROFILES : 1) ))
+DEF_PROFILES=$PROFILES
+
+# 4. The naive configuration.
+note "4/8 fidelio run, naive configuration (pipeline.batch_size=1), ${NAIVE_S} s"
+# shellcheck disable=SC2046
+"$FIDELIO" run $(fid_opts naive) --set topics.touchpoints=bench-touchpoints --set pipeline.batch_size=1 \
+    >"$WORK/naive.log" 2>&1 &
+NAIVE_PID=$!
+PIDS+=("$NAIVE_PID")
+for _ in $(seq 600); do grep -q " assigned " "$WORK/naive.log" && break; sleep 0.1; done
+sleep "$NAIVE_S"
+kill -TERM "$NAIVE_PID"
+wait "$NAIVE_PID" || die "the naive run did not stop cleanly: $(tail -3 "$WORK/naive.log")"
+NAIVE_RATE=$(echo "$(applied "$WORK/naive.log") $(log_span "$WORK/naive.log")" | awk '{print ($2 > 0 ? $1 / $2 : 0)}')
+
+# 5. The Redis ceiling.
+APPLIES=$(( EVENTS / 5 > 20000 ? EVENTS / 5 : 20000 ))
+note "5/8 Redis ceiling: the apply script at depth 64 ($APPLIES applies), plain HSET pipelined 64 deep"
+rt0=$(cpu_ticks "$REDIS_PID")
+"$BENCH" redis-apply -u "$REDIS_URL" -n "$APPLIES" -c "$CUSTOMERS" -d 64 >"$WORK/apply.out" 2>"$WORK/apply.log" \
+    || die "redis-apply: $(tail -3 "$WORK/apply.log")"
+APPLY_RATE=$(sed -n 's/.* rate=\([0-9]*\).*/\1/p' "$WORK/apply.out")
+APPLY_REDIS_US=$(echo "$(cpu_ticks "$REDIS_PID") $rt0 $TCK $APPLIES" | awk '{printf "%.1f", ($1 - $2) / $3 / $4 * 1e6}')
+redis-benchmark -p "$REDIS_PORT" -c 1 -P 64 -t hset -n $(( APPLIES * 5 )) -r "$CUSTOMERS" -q 2>/dev/null \
+    | tr '\r' '\n' >"$WORK/hset.out" || die "redis-benchmark failed"
+HSET_RATE=$(sed -n 's/^HSET: \([0-9.]*\) requests per second.*/\1/p' "$WORK/hset.out" | tail -1 | cut -d. -f1)
+
+# 6. Latency at a steady 50% of the default run's rate.
+LAT_RATE=$(echo "$DEF_RATE" | awk '{r = int($1 / 2); print (r < 1 ? 1 : r)}')
+LAT_EVENTS=$(( LAT_RATE * LAT_S ))
+note "6/8 latency: $LAT_RATE events/s for $LAT_S s (50% of the default run's rate)"
+"$FIDELIO" gen --customers "$CUSTOMERS" --events "$LAT_EVENTS" --seed 2 --days 1 --end "$END" -q -o "$WORK/lat.jsonl" \
+    || die "gen (latency data)"
+# shellcheck disable=SC2046
+"$FIDELIO" run $(fid_opts lat) --set topics.touchpoints=bench-lat-in >"$WORK/lat.log" 2>&1 &
+LAT_PID=$!
+PIDS+=("$LAT_PID")
+for _ in $(seq 600); do grep -q " assigned " "$WORK/lat.log" && break; sleep 0.1; done
+grep -q " assigned " "$WORK/lat.log" || die "the latency instance got no partitions: $(tail -3 "$WORK/lat.log")"
+"$BENCH" latency -b "$BOOT" -i "$WORK/lat.jsonl" -t bench-lat-in -R bench-lat-rewards -S bench-lat-stage-changes \
+    -W bench-warmup -r "$LAT_RATE" -s "$LAT_S" >"$WORK/latency.out" 2>"$WORK/latency.log" || die "latency: $(tail -3 "$WORK/latency.log")"
+kill -TERM "$LAT_PID"
+wait "$LAT_PID" || die "the latency instance did not stop cleanly: $(tail -3 "$WORK/lat.log")"
+lat() { sed -n "s/.* $1=\([0-9]*\).*/\1/p; s/^$1=\([0-9]*\).*/\1/p" "$WORK/latency.out" | head -1; }
+LAT_P50=$(lat p50_ms) LAT_P99=$(lat p99_ms) LAT_W99=$(lat worst_10s_p99_ms)
+LAT_WINDOWS=$(sed -n 's/.*p99 per 10 s: \(.*\) ms/\1/p' "$WORK/latency.log")
+
+# 7. Memory with as many distinct customers as events.
+MEM_RSS_MB=- MEM_PER_CUST=- MEM_PROFILES=-
+if [ "$MEM" = 1 ]; then
+    note "7/8 memory: $EVENTS events of $EVENTS distinct customers"
+    "$FIDELIO" gen -b "$BOOT" --customers "$EVENTS" --events "$EVENTS" --seed 3 --skew 0 --referrals 0 --end "$END" \
+        -t bench-mem-in 2>"$WORK/gen-mem.log" || die "gen (memory data): $(tail -3 "$WORK/gen-mem.log")"
+    run_until_idle mem bench-mem-in
+    MEM_RSS_MB=$(( FID_RSS_KB / 1024 )) MEM_PROFILES=$PROFILES
+    MEM_PER_CUST=$(( REDIS_MEM_B / (PROFILES > 0 ? PROFILES : 1) ))
+fi
+
+# 8. The peer, and a check that it computes what Fidelio computes for the core.
+PEER_RATE= PEER_CHECK="not run"
+if [ "$PEER" = 1 ]; then
+    note "8/8 the Kafka Streams peer (exactly_once_v2, RocksDB) on bench-touchpoints"
+    bash "$ROOT/bench/kstreams-peer/run-peer.sh" --bootstrap "$BOOT" --input bench-touchpoints \
+        --rewards peer-rewards --stage-changes peer-stage-changes --expect "$EVENTS" --state-dir "$WORK/peer-state" \
+        >"$WORK/peer.out" 2>"$WORK/peer.log" || die "peer: $(tail -5 "$WORK/peer.log")"
+    PEER_RATE=$(sed -n 's/.* rate=\([0-9]*\).*/\1/p' "$WORK/peer.out")
+    # Every 10th customer (all with --quick): each reward and tier change of the peer
+    # equals `fidelio simulate` with the same program core over the same events.
+    every=10
+    [ "$QUICK" = 1 ] && every=1
+    note "checking the peer against fidelio simulate -r bench/kstreams-peer/core-rules.yaml (every ${every}th customer)"
+    "$FIDELIO" gen --customers "$CUSTOMERS" --events "$EVENTS" --seed 1 --end "$END" -q -o "$WORK/events.jsonl"
+    "$FIDELIO" simulate -r bench/kstreams-peer/core-rules.yaml "$WORK/events.jsonl" >"$WORK/core.sim" 2>"$WORK/core.sim.log"
+    "$FIDELIO" consume -b "$BOOT" -t peer-rewards --schema reward -e >"$WORK/peer.rewards" 2>>"$WORK/peer.log"
+    "$FIDELIO" consume -b "$BOOT" -t peer-stage-changes --schema stage-change -e >"$WORK/peer.stages" 2>>"$WORK/peer.log"
+    python3 bench/kstreams-peer/verify.py "$WORK/core.sim" "$WORK/peer.rewards" "$WORK/peer.stages" "$every" \
+        >"$WORK/verify.out" 2>"$WORK/verify.log" || die "the peer disagrees with fidelio simulate: $(cat "$WORK/verify.log")"
+    PEER_CHECK="$(sed -n 's/customers=\([0-9]*\) rewards=\([0-9]*\) stage_changes=\([0-9]*\).*/\1 customers, \2 rewards, \3 tier changes/p' "$WORK/verify.out") equal to fidelio simulate's"
+fi
+
+# The table.
+python3 - "$@" <<PY
+consumer, fid, naive = $CONSUMER_RATE, $DEF_RATE, $NAIVE_RATE
+peer = "$PEER_RATE"
+def f(x): return f"{x:,.0f}"
+rows = [
+ ("bare librdkafka consumer (C, same topic)", f(consumer) + " ev/s", "1.00 x consumer", ""),
+ ("fidelio run, default config", f(fid) + " ev/s", f"{fid / consumer:.3f} x consumer", ">= 0.3"),
+ ("fidelio run, naive (batch 1)", f(naive) + " ev/s", f"default = {fid / naive:.1f} x naive" if naive else "-", ">= 10"),
+ ("redis-server: apply script, depth 64", f($APPLY_RATE) + " applies/s", "$APPLY_REDIS_US us redis CPU/apply", ""),
+ ("redis-server: plain HSET, depth 64", f(${HSET_RATE:-0}) + " cmds/s", "", ""),
+ ("Kafka Streams peer (EOS v2, RocksDB)", (f(float(peer)) + " ev/s") if peer else "n/a (real broker only)",
+  f"fidelio = {fid / float(peer):.2f} x peer" if peer else "-", "> 1"),
+ ("CPU per event: redis-server", "$DEF_REDIS_US us", "", "<= 8 us"),
+ ("CPU per event: fidelio", "$DEF_FID_US us", "", "<= 6 us"),
+ ("latency at 50% rate ($LAT_RATE ev/s, ${LAT_S} s)", "p50 $LAT_P50 ms, p99 $LAT_P99 ms",
+  "worst 10 s p99 $LAT_W99 ms", "p99 <= 250 ms, flat"),
+ ("fidelio RSS, $DEF_PROFILES customers", "$DEF_RSS_MB MB", "", "<= 256 MB"),
+ ("fidelio RSS, $MEM_PROFILES distinct customers", "$MEM_RSS_MB MB", "", "<= 256 MB"),
+ ("Redis memory per customer (~$(( EVENTS / (DEF_PROFILES > 0 ? DEF_PROFILES : 1) )) events each)", "$DEF_MEM_PER_CUST B", "", "<= 1 KiB at 10 events"),
+ ("Redis memory per customer (1 event each)", "$MEM_PER_CUST B", "", ""),
+]
+w = [max(len(r[i]) for r in rows + [("what", "measured", "ratio", "target")]) for i in range(4)]
+line = lambda r: "| " + " | ".join(r[i].ljust(w[i]) for i in range(4)) + " |"
+print()
+print("$EVENTS events, $CUSTOMERS customers, $PARTITIONS partitions; broker: $BROKER_DESC;")
+print("redis-server AOF everysec; fidelio $("$FIDELIO" version | awk '{print $2}') release build ($(git rev-parse --short HEAD 2>/dev/null || echo '?'))")
+print(line(("what", "measured", "ratio", "target")))
+print("|" + "|".join("-" * (x + 2) for x in w) + "|")
+for r in rows:
+    print(line(r))
+print()
+print("gen wrote $GEN_RATE events/s; latency p99 per 10 s: $LAT_WINDOWS ms")
+print("peer check (sampled customers): $PEER_CHECK")
+PY
