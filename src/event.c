@@ -26,6 +26,7 @@ static const char *const err_names[EVENT_ERR_COUNT] = {
     [EVENT_ERR_BAD_TIMESTAMP] = "bad_timestamp",
     [EVENT_ERR_TOO_EARLY] = "occurred_at_too_early",
     [EVENT_ERR_IN_FUTURE] = "occurred_at_in_future",
+    [EVENT_ERR_AMOUNT_TOO_LARGE] = "amount_too_large",
     [EVENT_ERR_NO_MEMORY] = "no_memory",
 };
 
@@ -252,6 +253,11 @@ event_err touchpoint_validate(const touchpoint *ev, const event_limits *lim, int
             snprintf(err, errlen, "amount_cents %lld is negative", (long long)ev->payload.purchase.amount_cents);
             return EVENT_ERR_NEGATIVE_AMOUNT;
         }
+        if (ev->payload.purchase.amount_cents > EVENT_MAX_AMOUNT_CENTS) {
+            snprintf(err, errlen, "amount_cents %lld is above the limit of %lld", (long long)ev->payload.purchase.amount_cents,
+                     (long long)EVENT_MAX_AMOUNT_CENTS);
+            return EVENT_ERR_AMOUNT_TOO_LARGE;
+        }
         if (!ev->payload.purchase.currency[0]) {
             snprintf(err, errlen, "currency is empty");
             return EVENT_ERR_MISSING_FIELD;
@@ -266,6 +272,11 @@ event_err touchpoint_validate(const touchpoint *ev, const event_limits *lim, int
             snprintf(err, errlen, "amount_cents %lld is negative", (long long)ev->payload.refund.amount_cents);
             return EVENT_ERR_NEGATIVE_AMOUNT;
         }
+        if (ev->payload.refund.amount_cents > EVENT_MAX_AMOUNT_CENTS) {
+            snprintf(err, errlen, "amount_cents %lld is above the limit of %lld", (long long)ev->payload.refund.amount_cents,
+                     (long long)EVENT_MAX_AMOUNT_CENTS);
+            return EVENT_ERR_AMOUNT_TOO_LARGE;
+        }
         break;
     case EVENT_REDEMPTION:
         if (!ev->payload.redemption.redemption_id[0] || !ev->payload.redemption.reward_code[0]) {
@@ -275,6 +286,11 @@ event_err touchpoint_validate(const touchpoint *ev, const event_limits *lim, int
         if (ev->payload.redemption.cost_points < 0) {
             snprintf(err, errlen, "cost_points %lld is negative", (long long)ev->payload.redemption.cost_points);
             return EVENT_ERR_NEGATIVE_AMOUNT;
+        }
+        if (ev->payload.redemption.cost_points > EVENT_MAX_POINTS) {
+            snprintf(err, errlen, "cost_points %lld is above the limit of %lld",
+                     (long long)ev->payload.redemption.cost_points, (long long)EVENT_MAX_POINTS);
+            return EVENT_ERR_AMOUNT_TOO_LARGE;
         }
         break;
     case EVENT_NEWSLETTER_OPT_IN:

@@ -16,6 +16,17 @@
 #define EVENT_TEXT_MAX 512
 /* Earliest accepted occurred_at: 2000-01-01T00:00:00Z. */
 #define EVENT_MIN_OCCURRED_AT INT64_C(946684800000)
+/* Largest amount_cents of a PURCHASE or REFUND: 10^12 cents (ten billion
+ * currency units). Larger is refused by validation (amount_too_large). */
+#define EVENT_MAX_AMOUNT_CENTS INT64_C(1000000000000)
+/* Largest number of points one event or credit may move: 10^15 (cost_points of
+ * a REDEMPTION, the points of a credit, one award of a rule). */
+#define EVENT_MAX_POINTS INT64_C(1000000000000000)
+/* Largest magnitude of a customer's totals (balance, lifetime_earned, redeemed,
+ * reversed, purchase_cents, refunded_cents): 10^18, below INT64_MAX. The engine
+ * refuses an event that would pass it (total_overflow) and changes nothing:
+ * totals never wrap. */
+#define EVENT_MAX_TOTAL INT64_C(1000000000000000000)
 
 typedef enum event_type {
     EVENT_SIGNUP,
@@ -53,6 +64,7 @@ typedef enum event_err {
     EVENT_ERR_BAD_TIMESTAMP,     /* occurred_at not epoch ms nor ISO-8601 */
     EVENT_ERR_TOO_EARLY,         /* occurred_at before 2000-01-01 */
     EVENT_ERR_IN_FUTURE,         /* occurred_at later than message time + allowed skew */
+    EVENT_ERR_AMOUNT_TOO_LARGE,  /* amount_cents over EVENT_MAX_AMOUNT_CENTS, cost_points over EVENT_MAX_POINTS */
     EVENT_ERR_NO_MEMORY,         /* allocation failed (not the input's fault) */
     EVENT_ERR_COUNT
 } event_err;

@@ -18,6 +18,8 @@ const char *engine_status_name(engine_status s)
     case ENGINE_OK: return "ok";
     case ENGINE_UNKNOWN_ORDER: return "unknown_order";
     case ENGINE_REFUND_EXCEEDS_ORDER: return "refund_exceeds_order";
+    case ENGINE_OVERFLOW: return "total_overflow";
+    case ENGINE_BAD_CREDIT: return "credit_points_out_of_range";
     case ENGINE_NO_MEMORY: return "no_memory";
     }
     return "?";
@@ -169,11 +171,31 @@ static bool eval(const ctx *c, int32_t i)
 
 /* ---- arithmetic ------------------------------------------------------------------- */
 
-/* floor(whole units of cents x rate x multiplier), exactly. */
-static int64_t unit_points(int64_t cents, int64_t rate_bp, int64_t mult_bp)
+/* floor(whole units of cents x rate x multiplier), exactly (cents, rates and
+ * multipliers are bounded, so 128 bits cannot overflow). */
+static __int128 unit_points(int64_t cents, int64_t rate_bp, int64_t mult_bp)
 {
-    __int128 v = (__int128)(cents / 100) * rate_bp * mult_bp / ((__int128)BP_ONE * BP_ONE);
-    return v > INT64_MAX ? INT64_MAX : (int64_t)v;
+    return (__int128)(cents / 100) * rate_bp * mult_bp / ((__int128)BP_ONE * BP_ONE);
+}
+
+/* *total += v if the result stays within [-EVENT_MAX_TOTAL, EVENT_MAX_TOTAL];
+ * false (and *total unchanged) otherwise. Every accumulation of the engine
+ * goes through it: totals never wrap. */
+static bool add_total(int64_t *total, int64_t v)
+{
+    int64_t r;
+    if (__builtin_add_overflow(*total, v, &r) || r > EVENT_MAX_TOTAL || r < -EVENT_MAX_TOTAL)
+        return false;
+    *total = r;
+    return true;
+}
+
+/* A counter of awards or matching events: saturates rather than wrap (limits
+ * are far below INT32_MAX, so a saturated counter decides the same). */
+static void count_up(int32_t *c)
+{
+    if (*c < INT32_MAX)
+        (*c)++;
 }
 
 static int64_t tier_multiplier(const program *prog, const profile *p)
@@ -280,20 +302,27 @@ static int reserve_order(profile *p, int n)
     return 0;
 }
 
-/* Record what an order earned (room was reserved); drops records past the
- * program's bounds, oldest first. */
-static void record_order(const program *prog, profile *p, const touchpoint *ev, int rule_index, int64_t mult_bp)
+/* Drop records past the program's bounds, oldest first: those older than
+ * orders_max_age at the front, then all but the newest orders_max_records.
+ * Run once the event is decided, so a refused event leaves the records as
+ * they were. */
+static void trim_orders(const program *prog, profile *p, int64_t t)
 {
-    int64_t horizon = ev->occurred_at - prog->orders_max_age_ms;
+    int64_t horizon = t - prog->orders_max_age_ms;
     int keep_from = 0;
     while (keep_from < p->norders && p->orders[keep_from].at < horizon)
         keep_from++;
-    if (p->norders - keep_from >= prog->orders_max_records)
-        keep_from = p->norders - prog->orders_max_records + 1;
+    if (p->norders - keep_from > prog->orders_max_records)
+        keep_from = p->norders - prog->orders_max_records;
     if (keep_from > 0) {
         memmove(p->orders, p->orders + keep_from, (size_t)(p->norders - keep_from) * sizeof(*p->orders));
         p->norders -= keep_from;
     }
+}
+
+/* Record what an order earned (room was reserved); trim_orders bounds them. */
+static void record_order(const program *prog, profile *p, const touchpoint *ev, int rule_index, int64_t mult_bp)
+{
     order_record *o = &p->orders[p->norders++];
     memcpy(o->order_id, ev->payload.purchase.order_id, sizeof(o->order_id));
     o->amount_cents = ev->payload.purchase.amount_cents;
@@ -332,7 +361,8 @@ static bool limit_allows(const rule *r, rule_state *s, int64_t t)
     }
     if (r->limit == LIMIT_MAX)
         return s->count < r->max;
-    return ++s->count == r->nth; /* LIMIT_NTH counts matching events */
+    count_up(&s->count); /* LIMIT_NTH counts matching events */
+    return s->count == r->nth;
 }
 
 static engine_status check_refund(const program *prog, profile *p, const touchpoint *ev, char *err, size_t errlen)
@@ -357,6 +387,26 @@ static engine_status check_refund(const program *prog, profile *p, const touchpo
     return ENGINE_OK;
 }
 
+/* What an event changed outside the profile struct itself, to undo it when the
+ * event is refused half-way (the struct is restored from a copy). */
+typedef struct undo_log {
+    order_record *order[PROGRAM_MAX_RULES]; /* records whose refunded_cents changed */
+    int64_t refunded[PROGRAM_MAX_RULES];    /* their values before */
+    int n;
+} undo_log;
+
+/* Put p back as saved (orders appended since are dropped by norders), and
+ * empty out. */
+static void rollback(profile *p, const profile *saved, undo_log *u, engine_output *out)
+{
+    while (u->n > 0) {
+        u->n--;
+        u->order[u->n]->refunded_cents = u->refunded[u->n];
+    }
+    *p = *saved;
+    out->nrewards = out->nstages = out->ncredits = 0;
+}
+
 engine_status rules_apply_event(const program *prog, profile *p, const touchpoint *ev, engine_output *out,
                                 char *err, size_t errlen)
 {
@@ -370,6 +420,11 @@ engine_status rules_apply_event(const program *prog, profile *p, const touchpoin
         snprintf(err, errlen, "out of memory");
         return ENGINE_NO_MEMORY;
     }
+    /* the profile as it was: a refused event (a total out of range) restores it */
+    profile saved = *p;
+    undo_log undo = {.n = 0};
+    const char *what = NULL; /* the total that would overflow */
+    bool recorded = false;
     const int64_t t = ev->occurred_at;
     const int64_t mult = tier_multiplier(prog, p); /* the tier held before this event */
     char money[EVENT_ID_MAX + 64], m[32];
@@ -389,10 +444,18 @@ engine_status rules_apply_event(const program *prog, profile *p, const touchpoin
             memcpy(p->referred_by, ev->payload.signup.referred_by, sizeof(p->referred_by));
         }
         break;
-    case EVENT_PURCHASE: p->purchase_cents += ev->payload.purchase.amount_cents; break;
-    case EVENT_REFUND: p->refunded_cents += ev->payload.refund.amount_cents; break;
+    case EVENT_PURCHASE:
+        if (!add_total(&p->purchase_cents, ev->payload.purchase.amount_cents))
+            what = "purchase_cents";
+        break;
+    case EVENT_REFUND:
+        if (!add_total(&p->refunded_cents, ev->payload.refund.amount_cents))
+            what = "refunded_cents";
+        break;
     default: break;
     }
+    if (what)
+        goto overflow;
     decay_scores(prog, p, t);
     for (int q = 0; q < QUADRANT_COUNT; q++)
         p->score[q] += prog->weights[q][ev->type];
@@ -414,8 +477,11 @@ engine_status rules_apply_event(const program *prog, profile *p, const touchpoin
             int64_t cost = ev->payload.redemption.cost_points;
             const char *code = ev->payload.redemption.reward_code, *rid = ev->payload.redemption.redemption_id;
             if (p->balance >= cost) {
-                p->balance -= cost;
-                p->redeemed += cost;
+                if (!add_total(&p->redeemed, cost)) {
+                    what = "redeemed";
+                    goto overflow;
+                }
+                p->balance -= cost; /* cannot overflow: 0 <= cost <= balance */
                 reward_event *rw = add_reward(prog, p, out, r, ev->event_id, t, REWARD_REDEEM, -cost);
                 snprintf(rw->reason, sizeof(rw->reason), "%s %s (%s): %lld points", r->description, code, rid,
                          (long long)cost);
@@ -424,21 +490,34 @@ engine_status rules_apply_event(const program *prog, profile *p, const touchpoin
                 snprintf(rw->reason, sizeof(rw->reason), "%s %s (%s) rejected: balance %lld is below %lld points",
                          r->description, code, rid, (long long)p->balance, (long long)cost);
             }
-            s->fired++;
+            count_up(&s->fired);
             continue;
         }
         if (r->action == ACTION_REVERSE) {
             order_record *o = find_order(p, ev->payload.refund.order_id, r->reverses);
             int64_t before = o->amount_cents - o->refunded_cents;
             int64_t after = before - ev->payload.refund.amount_cents;
-            int64_t pts = unit_points(before, o->rate_bp, o->multiplier_bp) -
-                          unit_points(after, o->rate_bp, o->multiplier_bp);
-            o->refunded_cents += ev->payload.refund.amount_cents;
-            s->fired++;
-            if (pts == 0)
+            __int128 back = unit_points(before, o->rate_bp, o->multiplier_bp) -
+                            unit_points(after, o->rate_bp, o->multiplier_bp);
+            undo.order[undo.n] = o;
+            undo.refunded[undo.n++] = o->refunded_cents;
+            o->refunded_cents += ev->payload.refund.amount_cents; /* <= amount_cents: check_refund */
+            count_up(&s->fired);
+            if (back == 0)
                 continue;
-            p->balance -= pts;
-            p->reversed += pts;
+            if (back > EVENT_MAX_POINTS) {
+                what = "the points of one reversal";
+                goto overflow;
+            }
+            int64_t pts = (int64_t)back;
+            if (!add_total(&p->reversed, pts)) {
+                what = "reversed";
+                goto overflow;
+            }
+            if (!add_total(&p->balance, -pts)) {
+                what = "balance";
+                goto overflow;
+            }
             reward_event *rw = add_reward(prog, p, out, r, ev->event_id, t, REWARD_REVERSAL, -pts);
             format_money(ev->payload.refund.amount_cents, "", money, sizeof(money));
             format_mult(o->multiplier_bp, m, sizeof(m));
@@ -447,19 +526,25 @@ engine_status rules_apply_event(const program *prog, profile *p, const touchpoin
             continue;
         }
         /* ACTION_AWARD */
-        int64_t rmult = r->tier_multiplier ? mult : BP_ONE, pts;
+        int64_t rmult = r->tier_multiplier ? mult : BP_ONE;
+        __int128 v;
         if (r->rate_bp) {
-            pts = unit_points(ev->payload.purchase.amount_cents, r->rate_bp, rmult);
+            v = unit_points(ev->payload.purchase.amount_cents, r->rate_bp, rmult);
             record_order(prog, p, ev, ri, rmult);
+            recorded = true;
         } else {
-            __int128 v = (__int128)r->points * rmult / BP_ONE;
-            pts = v > INT64_MAX ? INT64_MAX : (int64_t)v;
+            v = (__int128)r->points * rmult / BP_ONE;
         }
-        if (pts == 0)
+        if (v == 0)
             continue;
-        s->fired++;
+        if (v > EVENT_MAX_POINTS) {
+            what = "the points of one award";
+            goto overflow;
+        }
+        int64_t pts = (int64_t)v;
+        count_up(&s->fired);
         if (r->limit == LIMIT_MAX)
-            s->count++;
+            count_up(&s->count);
         if (r->to == BENEFICIARY_REFERRER) {
             credit_event *cr = &out->credits[out->ncredits++];
             rules_reward_id(ev->event_id, r->id, p->referred_by, cr->credit_id);
@@ -475,8 +560,14 @@ engine_status rules_apply_event(const program *prog, profile *p, const touchpoin
             memcpy(cr->program_version, prog->version, sizeof(prog->version));
             continue;
         }
-        p->balance += pts;
-        p->lifetime_earned += pts;
+        if (!add_total(&p->lifetime_earned, pts)) {
+            what = "lifetime_earned";
+            goto overflow;
+        }
+        if (!add_total(&p->balance, pts)) {
+            what = "balance";
+            goto overflow;
+        }
         reward_event *rw = add_reward(prog, p, out, r, ev->event_id, t, REWARD_EARN, pts);
         if (r->rate_bp || r->tier_multiplier)
             format_mult(rmult, m, sizeof(m));
@@ -490,16 +581,30 @@ engine_status rules_apply_event(const program *prog, profile *p, const touchpoin
             snprintf(rw->reason, sizeof(rw->reason), "%s: %lld points", r->description, (long long)pts);
         }
     }
+    if (recorded)
+        trim_orders(prog, p, t);
     evaluate_ladders(prog, p, ev->event_id, t, out);
     return ENGINE_OK;
+
+overflow:
+    rollback(p, &saved, &undo, out);
+    snprintf(err, errlen, "event %s would take %s of customer %s out of its range (limits: %lld points per award, "
+             "totals within +/-%lld): refused, nothing changed",
+             ev->event_id, what, p->customer_id, (long long)EVENT_MAX_POINTS, (long long)EVENT_MAX_TOTAL);
+    return ENGINE_OVERFLOW;
 }
 
 engine_status rules_apply_credit(const program *prog, profile *p, const credit_event *cr, engine_output *out)
 {
     out->nrewards = out->nstages = out->ncredits = 0;
-    p->balance += cr->points;
-    p->lifetime_earned += cr->points;
-    if (cr->referral)
+    if (cr->points <= 0 || cr->points > EVENT_MAX_POINTS)
+        return ENGINE_BAD_CREDIT;
+    int64_t balance = p->balance, lifetime = p->lifetime_earned;
+    if (!add_total(&balance, cr->points) || !add_total(&lifetime, cr->points))
+        return ENGINE_OVERFLOW;
+    p->balance = balance;
+    p->lifetime_earned = lifetime;
+    if (cr->referral && p->referrals_converted < INT64_MAX)
         p->referrals_converted++;
     reward_event *rw = &out->rewards[out->nrewards++];
     memcpy(rw->reward_id, cr->credit_id, sizeof(rw->reward_id));

@@ -23,6 +23,9 @@ typedef enum engine_status {
     ENGINE_OK,
     ENGINE_UNKNOWN_ORDER,        /* REFUND of an order with no earn record */
     ENGINE_REFUND_EXCEEDS_ORDER, /* REFUND of more than remains of the order */
+    ENGINE_OVERFLOW,             /* a total would leave its range (EVENT_MAX_TOTAL), or one award
+                                    would exceed EVENT_MAX_POINTS: refused, nothing changed */
+    ENGINE_BAD_CREDIT,           /* a credit's points are not in 1..EVENT_MAX_POINTS */
     ENGINE_NO_MEMORY,            /* not the event's fault: retry later */
 } engine_status;
 
@@ -36,7 +39,8 @@ engine_status rules_apply_event(const program *prog, profile *p, const touchpoin
                                 char *err, size_t errlen);
 
 /* Apply a credit addressed to p's customer: balance and lifetime grow, a
- * referral credit counts as a converted referral, ladders are re-evaluated. */
+ * referral credit counts as a converted referral, ladders are re-evaluated.
+ * ENGINE_BAD_CREDIT or ENGINE_OVERFLOW leave p and out unchanged. */
 engine_status rules_apply_credit(const program *prog, profile *p, const credit_event *cr, engine_output *out);
 
 /* Deterministic output ids from the source event, the rule (or "ladder:" +

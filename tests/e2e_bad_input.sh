@@ -39,6 +39,7 @@ cases = {  # name: (key, bytes) -> expected error
     "customer_id_bad_chars": ("a{b}", tp("e-brace", "a{b}", "SIGNUP", payload=varint(0))),
     "payload_mismatch": ("c-pm", tp("e-pm", "c-pm", "PURCHASE", branch=7, payload=s("o") + varint(5))),
     "negative_amount": ("c-neg", tp("e-neg", "c-neg", "PURCHASE", payload=purchase(-500))),
+    "amount_too_large": ("c-huge", tp("e-huge", "c-huge", "PURCHASE", payload=purchase(2**63 - 1))),
     "completeness_out_of_range": ("c-cmp", tp("e-cmp", "c-cmp", "PROFILE_UPDATE",
                                               payload=__import__("struct").pack("<d", 1.5))),
     "occurred_at_too_early": ("c-early", tp("e-early", "c-early", "SIGNUP", at=946684799999, payload=varint(0))),

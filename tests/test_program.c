@@ -245,6 +245,102 @@ START_TEST(profile_encoding_robust)
 }
 END_TEST
 
+/* Encoding of p, for comparing a profile before and after a refused event. */
+static void encode(const profile *p, buf *b)
+{
+    buf_reset(b);
+    ck_assert_int_eq(profile_encode(p, &prog, b), 0);
+}
+
+/* issue 7 case 6: totals never wrap. Purchases of the largest amount under a
+ * generous program reach the limit of the totals; the next one is refused
+ * (total_overflow) with the profile unchanged; one award over the per-event
+ * limit is refused; forged credits too. (Before: the balance wrapped to a
+ * negative number, UBSan reported signed overflow.) */
+START_TEST(totals_never_wrap)
+{
+    static const char yaml[] = "version: big\n"
+                               "rules:\n"
+                               "  - id: buy\n    on: PURCHASE\n    award: {per_unit: 100000}\n"
+                               "  - id: huge\n    on: PURCHASE\n    when: \"currency == 'XXX'\"\n"
+                               "    award: {per_unit: 999999}\n"
+                               "  - id: back\n    on: REFUND\n    reverse: buy\n";
+    ck_assert_msg(program_load_text(&prog, "big.yaml", yaml, err, sizeof(err)) == 0, "%s", err);
+    profile p;
+    profile_init(&p, "rich");
+    engine_output *out = malloc(sizeof(*out));
+    touchpoint ev;
+    buf before = {0}, after = {0};
+    memset(&ev, 0, sizeof(ev));
+    int applied = 0;
+    engine_status st = ENGINE_OK;
+    for (int i = 0; i < 1100 && st == ENGINE_OK; i++) {
+        sample_touchpoint(&ev, EVENT_PURCHASE, 0);
+        snprintf(ev.event_id, sizeof(ev.event_id), "e%d", i);
+        snprintf(ev.payload.purchase.order_id, sizeof(ev.payload.purchase.order_id), "o%d", i);
+        ev.payload.purchase.amount_cents = EVENT_MAX_AMOUNT_CENTS; /* 10^10 units x 100000 = 10^15 points */
+        encode(&p, &before);
+        st = rules_apply_event(&prog, &p, &ev, out, err, sizeof(err));
+        if (st == ENGINE_OK) {
+            applied++;
+            ck_assert_int_eq(out->nrewards, 1);
+            ck_assert_int_eq(out->rewards[0].points, EVENT_MAX_POINTS);
+            ck_assert_int_eq(out->rewards[0].balance_after, p.balance);
+        }
+    }
+    ck_assert_msg(st == ENGINE_OVERFLOW, "after %d purchases: %s", applied, engine_status_name(st));
+    ck_assert_str_eq(engine_status_name(st), "total_overflow");
+    ck_assert_int_eq(applied, (int)(EVENT_MAX_TOTAL / EVENT_MAX_POINTS));
+    ck_assert_int_eq(p.balance, EVENT_MAX_TOTAL);
+    ck_assert_int_eq(p.lifetime_earned, EVENT_MAX_TOTAL);
+    ck_assert_int_eq(out->nrewards + out->nstages + out->ncredits, 0);
+    encode(&p, &after);
+    ck_assert_msg(before.len == after.len && !memcmp(before.data, after.data, before.len),
+                  "a refused event changed the profile");
+    /* a refund still works at the limit (totals go down) */
+    sample_touchpoint(&ev, EVENT_REFUND, 0);
+    snprintf(ev.event_id, sizeof(ev.event_id), "r1");
+    snprintf(ev.payload.refund.order_id, sizeof(ev.payload.refund.order_id), "o%d", applied - 1);
+    ev.payload.refund.amount_cents = EVENT_MAX_AMOUNT_CENTS;
+    ck_assert_int_eq(rules_apply_event(&prog, &p, &ev, out, err, sizeof(err)), ENGINE_OK);
+    ck_assert_int_eq(p.balance, EVENT_MAX_TOTAL - EVENT_MAX_POINTS);
+    /* one award above the per-event limit is refused, whatever the totals */
+    profile q;
+    profile_init(&q, "other");
+    sample_touchpoint(&ev, EVENT_PURCHASE, 0);
+    snprintf(ev.payload.purchase.currency, sizeof(ev.payload.purchase.currency), "XXX");
+    ev.payload.purchase.amount_cents = EVENT_MAX_AMOUNT_CENTS;
+    ck_assert_int_eq(rules_apply_event(&prog, &q, &ev, out, err, sizeof(err)), ENGINE_OVERFLOW);
+    ck_assert_int_eq(q.balance, 0);
+    ck_assert_int_eq(q.events, 0);
+    ck_assert_int_eq(q.norders, 0);
+    /* credits: out of range, or past the totals, are refused */
+    credit_event cr;
+    memset(&cr, 0, sizeof(cr));
+    snprintf(cr.credit_id, sizeof(cr.credit_id), "rw-1");
+    snprintf(cr.customer_id, sizeof(cr.customer_id), "other");
+    snprintf(cr.rule_id, sizeof(cr.rule_id), "buy");
+    cr.points = INT64_MAX;
+    ck_assert_int_eq(rules_apply_credit(&prog, &q, &cr, out), ENGINE_BAD_CREDIT);
+    cr.points = -5;
+    ck_assert_int_eq(rules_apply_credit(&prog, &q, &cr, out), ENGINE_BAD_CREDIT);
+    ck_assert_int_eq(q.balance, 0);
+    cr.points = EVENT_MAX_POINTS;
+    ck_assert_int_eq(rules_apply_credit(&prog, &q, &cr, out), ENGINE_OK);
+    ck_assert_int_eq(q.balance, EVENT_MAX_POINTS);
+    /* p's lifetime_earned is at the limit (the refund lowered only the balance) */
+    ck_assert_int_eq(rules_apply_credit(&prog, &p, &cr, out), ENGINE_OVERFLOW);
+    ck_assert_int_eq(p.balance, EVENT_MAX_TOTAL - EVENT_MAX_POINTS);
+    ck_assert_int_eq(p.lifetime_earned, EVENT_MAX_TOTAL);
+    profile_free(&q);
+    profile_free(&p);
+    touchpoint_free(&ev);
+    buf_free(&before);
+    buf_free(&after);
+    free(out);
+}
+END_TEST
+
 Suite *program_suite(void)
 {
     Suite *s = suite_create("program");
@@ -257,6 +353,7 @@ Suite *program_suite(void)
     tcase_add_test(tc, deep_conditions_bounded);
     tcase_add_test(tc, ids_are_deterministic_and_distinct);
     tcase_add_test(tc, profile_encoding_robust);
+    tcase_add_test(tc, totals_never_wrap);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -83,6 +83,29 @@ START_TEST(negative_amounts)
 }
 END_TEST
 
+/* issue 7 case 6: amounts and points are bounded (documented limits in event.h) */
+START_TEST(amounts_bounded)
+{
+    sample_touchpoint(&ev, EVENT_PURCHASE, 0);
+    ev.payload.purchase.amount_cents = EVENT_MAX_AMOUNT_CENTS;
+    ck_assert_int_eq(run(), EVENT_OK);
+    ev.payload.purchase.amount_cents = EVENT_MAX_AMOUNT_CENTS + 1;
+    ck_assert_int_eq(run(), EVENT_ERR_AMOUNT_TOO_LARGE);
+    ck_assert_ptr_nonnull(strstr(err, "amount_cents"));
+    ev.payload.purchase.amount_cents = INT64_MAX;
+    ck_assert_int_eq(run(), EVENT_ERR_AMOUNT_TOO_LARGE);
+    sample_touchpoint(&ev, EVENT_REFUND, 0);
+    ev.payload.refund.amount_cents = INT64_MAX;
+    ck_assert_int_eq(run(), EVENT_ERR_AMOUNT_TOO_LARGE);
+    sample_touchpoint(&ev, EVENT_REDEMPTION, 0);
+    ev.payload.redemption.cost_points = EVENT_MAX_POINTS;
+    ck_assert_int_eq(run(), EVENT_OK);
+    ev.payload.redemption.cost_points = EVENT_MAX_POINTS + 1;
+    ck_assert_int_eq(run(), EVENT_ERR_AMOUNT_TOO_LARGE);
+    ck_assert_str_eq(event_err_name(EVENT_ERR_AMOUNT_TOO_LARGE), "amount_too_large");
+}
+END_TEST
+
 START_TEST(completeness_range)
 {
     static const double bad[] = {-0.01, 1.0000001, 2.0};
@@ -154,6 +177,7 @@ Suite *validate_suite(void)
     tcase_add_test(tc, customer_id_chars);
     tcase_add_test(tc, customer_id_too_long_via_json);
     tcase_add_test(tc, negative_amounts);
+    tcase_add_test(tc, amounts_bounded);
     tcase_add_test(tc, completeness_range);
     tcase_add_test(tc, occurred_at_bounds);
     tcase_add_test(tc, channel_and_payload_fields);
