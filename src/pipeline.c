@@ -262,6 +262,7 @@ static int decide(pipeline *pl)
                     pl->fetch_s[ns].customer_id = pl->custs[c].id;
                     pl->fetch_s[ns].id = pl->items[i].kind == ITEM_CREDIT ? pl->items[i].rec->credit.credit_id
                                                                           : pl->items[i].rec->tp.event_id;
+                    pl->fetch_s[ns].credit = pl->items[i].kind == ITEM_CREDIT;
                     ns++;
                 }
             if (pending) {
@@ -325,6 +326,7 @@ static int decide(pipeline *pl)
                 store_apply_req *q = &pl->reqs[nreq];
                 q->customer_id = cu->id;
                 q->id = it->kind == ITEM_CREDIT ? it->rec->credit.credit_id : it->rec->tp.event_id;
+                q->credit = it->kind == ITEM_CREDIT;
                 q->occurred_at = it->kind == ITEM_CREDIT ? it->rec->credit.occurred_at : it->rec->tp.occurred_at;
                 q->expected_version = version++;
                 q->profile = &it->profile;

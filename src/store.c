@@ -6,10 +6,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
+
 /* The apply (see store.h). Dedupe records are never trimmed here: that is
- * store_trim's job, once the batch that wrote them is committed. */
+ * store_trim's job, once the batch that wrote them is committed.
+ * KEYS: p d t l c. ARGV: id, expected version, profile, outputs, event time,
+ * kind ('t' touchpoint, 'c' credit), ledger_max, ledger entries...
+ * A credit is deduplicated in :c (kept, never trimmed) and neither checked
+ * against nor moves the customer's own timeline (hw, tf): it carries another
+ * customer's event time (DESIGN.md invariant 6). */
 static const char apply_script[] =
-    "local rec = redis.call('HGET', KEYS[2], ARGV[1])\n"
+    "local credit = ARGV[6] == 'c'\n"
+    "local rec = redis.call('HGET', credit and KEYS[5] or KEYS[2], ARGV[1])\n"
+    "if not rec and credit then rec = redis.call('HGET', KEYS[2], ARGV[1]) end\n" /* layout 1 kept credits in :d */
     "if rec then return {1, rec} end\n"
     "local cur = redis.call('HMGET', KEYS[1], 'v', 'hw', 'tf')\n"
     "local v = tonumber(cur[1] or '0')\n"
@@ -17,11 +26,15 @@ static const char apply_script[] =
     "local at = tonumber(ARGV[5])\n"
     "local hw = tonumber(cur[2] or '0')\n"
     "local tf = tonumber(cur[3] or '0')\n"
-    "if at < tf then return {3, string.format('%.0f', tf)} end\n"
-    "if at > hw then hw = at end\n"
+    "if not credit and at < tf then return {3, string.format('%.0f', tf)} end\n"
+    "if not credit and at > hw then hw = at end\n"
     "redis.call('HSET', KEYS[1], 'v', v + 1, 'p', ARGV[3], 'hw', string.format('%.0f', hw))\n"
-    "redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])\n"
-    "redis.call('ZADD', KEYS[3], at, ARGV[1])\n"
+    "if credit then\n"
+    "  redis.call('HSET', KEYS[5], ARGV[1], ARGV[4])\n"
+    "else\n"
+    "  redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])\n"
+    "  redis.call('ZADD', KEYS[3], at, ARGV[1])\n"
+    "end\n"
     "for i = 8, #ARGV do redis.call('RPUSH', KEYS[4], ARGV[i]) end\n"
     "local max = tonumber(ARGV[7])\n"
     "if max > 0 and #ARGV >= 8 then redis.call('LTRIM', KEYS[4], -max, -1) end\n"
@@ -142,7 +155,7 @@ static int connect_url(store *s, char *err, size_t errlen)
     }
     if (load_scripts(s, err, errlen) != 0)
         return -1;
-    /* the layout marker: set if absent, refuse another layout */
+    /* the layout marker: set if absent, upgrade layout 1 (see store.h), refuse another layout */
     r = redisCommand(s->c, "SET %slayout %d NX", s->prefix, STORE_LAYOUT_VERSION);
     if (command_ok(s, r, "SET layout", err, errlen))
         return -1;
@@ -150,6 +163,16 @@ static int connect_url(store *s, char *err, size_t errlen)
     r = redisCommand(s->c, "GET %slayout", s->prefix);
     if (command_ok(s, r, "GET layout", err, errlen))
         return -1;
+    if (r->type == REDIS_REPLY_STRING && !strcmp(r->str, "1")) {
+        freeReplyObject(r);
+        r = redisCommand(s->c, "SET %slayout %d", s->prefix, STORE_LAYOUT_VERSION);
+        if (command_ok(s, r, "SET layout", err, errlen))
+            return -1;
+        freeReplyObject(r);
+        log_info("redis namespace '%s' upgraded from layout 1 to %d (see src/store.h)", s->prefix,
+                 STORE_LAYOUT_VERSION);
+        return 0;
+    }
     if (r->type != REDIS_REPLY_STRING || atoi(r->str) != STORE_LAYOUT_VERSION) {
         snprintf(err, errlen, "redis key %slayout is %s; this fidelio uses layout %d", s->prefix,
                  r->type == REDIS_REPLY_STRING ? r->str : "not a string", STORE_LAYOUT_VERSION);
@@ -233,37 +256,55 @@ int store_fetch(store *s, store_profile *profiles, size_t nprofiles, store_seen 
         redisAppendCommandArgv(s->c, 4, argv, NULL);
     }
     for (size_t i = 0; i < nseen; i++) {
-        key(s, seen[i].customer_id, 'd', k, sizeof(k));
+        /* a credit's record is in :c; a namespace of layout 1 kept it in :d */
+        key(s, seen[i].customer_id, seen[i].credit ? 'c' : 'd', k, sizeof(k));
         const char *argv[] = {"HGET", k, seen[i].id};
         redisAppendCommandArgv(s->c, 3, argv, NULL);
+        if (seen[i].credit) {
+            key(s, seen[i].customer_id, 'd', k, sizeof(k));
+            redisAppendCommandArgv(s->c, 3, argv, NULL);
+        }
     }
     int rc = 0;
-    for (size_t i = 0; i < nprofiles + nseen; i++) {
+    for (size_t i = 0; i < nprofiles; i++) {
         redisReply *r;
         if (get_reply(s, &r, err, errlen) != 0)
             return -1;
+        store_profile *p = &profiles[i];
+        buf_reset(&p->encoding);
         if (r->type == REDIS_REPLY_ERROR) {
             snprintf(err, errlen, "redis fetch: %s", r->str);
             rc = -1;
-        } else if (i < nprofiles) {
-            store_profile *p = &profiles[i];
-            buf_reset(&p->encoding);
+        } else {
             p->exists = r->elements == 2 && r->element[1]->type == REDIS_REPLY_STRING;
             p->version = r->elements == 2 && r->element[0]->type == REDIS_REPLY_STRING ? atoll(r->element[0]->str) : 0;
             if (p->exists && buf_append(&p->encoding, r->element[1]->str, r->element[1]->len) != 0) {
                 snprintf(err, errlen, "out of memory");
                 rc = -1;
             }
-        } else {
-            store_seen *d = &seen[i - nprofiles];
-            buf_reset(&d->recorded);
-            d->seen = r->type == REDIS_REPLY_STRING;
-            if (d->seen && buf_append(&d->recorded, r->str, r->len) != 0) {
-                snprintf(err, errlen, "out of memory");
-                rc = -1;
-            }
         }
         freeReplyObject(r);
+    }
+    for (size_t i = 0; i < nseen; i++) {
+        store_seen *d = &seen[i];
+        buf_reset(&d->recorded);
+        d->seen = false;
+        for (int n = d->credit ? 2 : 1; n > 0; n--) { /* a credit: :c, then layout 1's :d */
+            redisReply *r;
+            if (get_reply(s, &r, err, errlen) != 0)
+                return -1;
+            if (r->type == REDIS_REPLY_ERROR) {
+                snprintf(err, errlen, "redis fetch: %s", r->str);
+                rc = -1;
+            } else if (!d->seen && r->type == REDIS_REPLY_STRING) {
+                d->seen = true;
+                if (buf_append(&d->recorded, r->str, r->len) != 0) {
+                    snprintf(err, errlen, "out of memory");
+                    rc = -1;
+                }
+            }
+            freeReplyObject(r);
+        }
     }
     return rc;
 }
@@ -272,17 +313,18 @@ int store_fetch(store *s, store_profile *profiles, size_t nprofiles, store_seen 
 
 static int append_apply(store *s, store_apply_req *q)
 {
-    char kp[EVENT_KEY_MAX], kd[EVENT_KEY_MAX], kt[EVENT_KEY_MAX], kl[EVENT_KEY_MAX], ver[24], at[24], ret[24],
-        lmax[24];
+    char kp[EVENT_KEY_MAX], kd[EVENT_KEY_MAX], kt[EVENT_KEY_MAX], kl[EVENT_KEY_MAX], kc[EVENT_KEY_MAX], ver[24],
+        at[24], lmax[24];
     key(s, q->customer_id, 'p', kp, sizeof(kp));
     key(s, q->customer_id, 'd', kd, sizeof(kd));
     key(s, q->customer_id, 't', kt, sizeof(kt));
     key(s, q->customer_id, 'l', kl, sizeof(kl));
+    key(s, q->customer_id, 'c', kc, sizeof(kc));
     snprintf(ver, sizeof(ver), "%lld", (long long)q->expected_version);
     snprintf(at, sizeof(at), "%lld", (long long)q->occurred_at);
-    snprintf(ret, sizeof(ret), "%lld", (long long)s->retention_ms);
     snprintf(lmax, sizeof(lmax), "%lld", (long long)s->ledger_max);
-    int argc = 14 + q->nledger;
+    enum { NFIXED = 15 };
+    int argc = NFIXED + q->nledger;
     const char **argv = malloc((size_t)argc * sizeof(*argv));
     size_t *lens = malloc((size_t)argc * sizeof(*lens));
     if (!argv || !lens) {
@@ -290,17 +332,17 @@ static int append_apply(store *s, store_apply_req *q)
         free(lens);
         return -1;
     }
-    const char *fixed[] = {"EVALSHA", s->sha, "4", kp, kd, kt, kl, q->id, ver, q->profile->data, q->outputs->data,
-                           at, ret, lmax};
-    for (int i = 0; i < 14; i++) {
+    const char *fixed[NFIXED] = {"EVALSHA", s->sha, "5", kp, kd, kt, kl, kc, q->id, ver, q->profile->data,
+                                 q->outputs->data, at, q->credit ? "c" : "t", lmax};
+    for (int i = 0; i < NFIXED; i++) {
         argv[i] = fixed[i] ? fixed[i] : "";
         lens[i] = strlen(argv[i]);
     }
-    lens[9] = q->profile->len;
-    lens[10] = q->outputs->len;
+    lens[10] = q->profile->len;
+    lens[11] = q->outputs->len;
     for (int i = 0; i < q->nledger; i++) {
-        argv[14 + i] = q->ledger[i];
-        lens[14 + i] = strlen(q->ledger[i]);
+        argv[NFIXED + i] = q->ledger[i];
+        lens[NFIXED + i] = strlen(q->ledger[i]);
     }
     int rc = redisAppendCommandArgv(s->c, argc, argv, lens) == REDIS_OK ? 0 : -1;
     free(argv);

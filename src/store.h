@@ -1,44 +1,63 @@
 /* store.h - Fidelio's state in Redis: atomic, idempotent, fenced applies.
  *
- * REDIS LAYOUT, version 1 (STORE_LAYOUT_VERSION). Every key of a customer
+ * REDIS LAYOUT, version 2 (STORE_LAYOUT_VERSION). Every key of a customer
  * carries the customer id as a hash tag, so all of them live in one hash
  * slot (Redis Cluster) and one Lua script may touch them atomically:
  *
  *   <prefix>{<customer>}:p   HASH   v      version: +1 on every apply (the fencing token)
  *                                   p      profile encoding (profile.h, versioned)
- *                                   hw     high-water event time applied (epoch ms)
- *                                   tf     trim horizon: dedupe records of events before it
- *                                          may have been removed
- *   <prefix>{<customer>}:d   HASH   <event id or credit id> -> the outputs recorded
- *                                   when it was applied (store_outputs encoding)
+ *                                   hw     high-water event time of the customer's own
+ *                                          touchpoints (epoch ms); credits never move it
+ *                                   tf     trim horizon: dedupe records of touchpoints
+ *                                          before it may have been removed
+ *   <prefix>{<customer>}:d   HASH   <event id> -> the outputs recorded when the
+ *                                   touchpoint was applied (store_outputs encoding)
  *   <prefix>{<customer>}:t   ZSET   the same ids scored by event time, to trim :d
+ *   <prefix>{<customer>}:c   HASH   <credit id> -> the outputs recorded when the credit
+ *                                   was applied; never trimmed (see CREDITS)
  *   <prefix>{<customer>}:l   LIST   ledger: one JSON RewardEvent per balance change,
  *                                   oldest first, the newest pipeline.ledger_max kept
- *   <prefix>layout           STRING "1": written on first use; another value stops fidelio
+ *   <prefix>layout           STRING "2": written on first use; "1" is upgraded (below);
+ *                                   another value stops fidelio
  *
  * THE APPLY (one Lua script, EVALSHA with NOSCRIPT recovery), all or nothing:
- *   1. the event's id is in :d            -> DUPLICATE, returns the recorded outputs
+ *   1. the id is in :d (a credit's: in :c)  -> DUPLICATE, returns the recorded outputs
  *   2. :p's v differs from the version the
  *      caller computed from                -> FENCED (another instance wrote since)
- *   3. the event is older than tf          -> TOO_OLD (its dedupe record may be gone)
+ *   3. a touchpoint older than tf          -> TOO_OLD (its dedupe record may be gone)
  *   4. otherwise: write :p (v+1, profile, hw), record the outputs in :d and
- *      :t, append the ledger.
+ *      :t (a credit: in :c only), append the ledger.
  *
  * THE TRIM (a second script, store_trim), run by the pipeline only after the
  * batch's offsets are committed, for the customers of that batch: drop the
- * dedupe records of events older than hw - pipeline.dedupe_retention_ms
+ * dedupe records of touchpoints older than hw - pipeline.dedupe_retention_ms
  * (event time) and raise tf to that cutoff. A record is therefore never
  * removed before its event's outputs were delivered and its offset committed:
  * a batch redelivered after a crash always finds its records, however much
  * event time it spans (a backfill).
  *
- * Past the retention: an event older than tf is refused (TOO_OLD -> the DLQ,
- * error older_than_dedupe_window) rather than risk applying it twice; above
- * tf no record was ever removed, so a missing record means a new event. Raising
- * the retention later does not bring trimmed records back (tf stays).
+ * Past the retention: a touchpoint older than tf is refused (TOO_OLD -> the
+ * DLQ, error older_than_dedupe_window) rather than risk applying it twice;
+ * above tf no record was ever removed, so a missing record means a new event.
+ * Raising the retention later does not bring trimmed records back (tf stays).
  * Consequence: replaying a topic into the namespace that already holds it
  * re-emits the recorded outputs of events within the window and sends older
- * ones to the DLQ; replay history into a fresh redis.key_prefix instead. */
+ * ones to the DLQ; replay history into a fresh redis.key_prefix instead.
+ *
+ * CREDITS (a referrer's reward, DESIGN.md invariant 6) carry another
+ * customer's event time, so they stay outside the customer's own timeline:
+ * never refused for their event time, never moving hw (hence never the trim
+ * horizon of the customer's own events). Their dedupe records live in :c and
+ * are not trimmed: a duplicate credit can come whenever its source re-emits
+ * it (the source's own redelivery or replay, however late in the referrer's
+ * time), and the referrer cannot see the source's horizon. Cost: one record
+ * (its outputs, ~300 bytes) per credit received, for the life of the profile.
+ *
+ * LAYOUT 1 namespaces (before credits got :c) are upgraded in place on the
+ * first start of this version: the marker becomes "2" (a layout-1 fidelio
+ * then refuses the namespace); credit records that layout 1 wrote to :d and
+ * :t stay there and are still found (a credit is looked up in :c, then in
+ * :d); those ones are trimmed like touchpoints, as they were under layout 1. */
 #ifndef FIDELIO_STORE_H
 #define FIDELIO_STORE_H
 
@@ -51,7 +70,7 @@
 /* Room for a key: prefix, braces, customer id, suffix. */
 #define EVENT_KEY_MAX (64 + EVENT_ID_MAX + 8)
 
-#define STORE_LAYOUT_VERSION 1
+#define STORE_LAYOUT_VERSION 2
 
 typedef struct store store;
 
@@ -74,6 +93,7 @@ typedef struct store_profile {
 typedef struct store_seen {
     const char *customer_id;  /* borrowed */
     const char *id;           /* event or credit id; borrowed */
+    bool credit;              /* id is a credit id (looked up in :c) */
     bool seen;
     buf recorded;             /* recorded outputs when seen; owned */
 } store_seen;
@@ -82,6 +102,7 @@ typedef struct store_seen {
 typedef struct store_apply_req {
     const char *customer_id;
     const char *id;               /* dedupe id */
+    bool credit;                  /* a credit: deduplicated in :c, outside the customer's timeline */
     int64_t occurred_at;
     int64_t expected_version;     /* the version the new profile was computed from */
     const buf *profile;           /* new profile encoding */

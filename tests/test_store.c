@@ -24,14 +24,14 @@ static void setup(void)
 static void teardown(void) { store_close(s); }
 
 /* Apply id for cust with a profile text and outputs text. */
-static store_status apply(const char *cust, const char *id, int64_t at, int64_t version, const char *prof,
-                          const char *outs, int64_t *new_version, buf *recorded)
+static store_status apply_kind(bool credit, const char *cust, const char *id, int64_t at, int64_t version,
+                               const char *prof, const char *outs, int64_t *new_version, buf *recorded)
 {
     buf p = {0}, o = {0};
     buf_puts(&p, prof);
     buf_puts(&o, outs);
     const char *ledger[] = {"{\"entry\":1}", "{\"entry\":2}"};
-    store_apply_req q = {.customer_id = cust, .id = id, .occurred_at = at, .expected_version = version,
+    store_apply_req q = {.customer_id = cust, .id = id, .credit = credit, .occurred_at = at, .expected_version = version,
                          .profile = &p, .outputs = &o, .ledger = ledger, .nledger = 2};
     ck_assert_msg(store_apply(s, &q, 1, err, sizeof(err)) == 0, "%s", err);
     if (new_version)
@@ -44,6 +44,19 @@ static store_status apply(const char *cust, const char *id, int64_t at, int64_t 
     buf_free(&p);
     buf_free(&o);
     return q.status;
+}
+
+#define apply(...) apply_kind(false, __VA_ARGS__)
+#define apply_credit(...) apply_kind(true, __VA_ARGS__)
+
+/* A field of the customer's :p hash as a number (-1 when absent). */
+static long long p_field(const char *cust, const char *field)
+{
+    redisReply *r = redis_raw("HGET %s{%s}:p %s", prefix, cust, field);
+    ck_assert_ptr_nonnull(r);
+    long long v = r->type == REDIS_REPLY_STRING ? atoll(r->str) : -1;
+    freeReplyObject(r);
+    return v;
 }
 
 static void fetch(const char *cust, store_profile *p)
@@ -145,6 +158,78 @@ START_TEST(dedupe_window_and_trim_horizon)
 }
 END_TEST
 
+/* Issue 7 case 1: a credit carries the invitee's event time; the referrer's
+ * own events may be far ahead of it (a backfill): it is applied anyway. */
+START_TEST(credit_older_than_trim_horizon_applied)
+{
+    ck_assert_int_eq(apply("r1", "own-1", T0 + 40 * DAY, 0, "P1", "O1", NULL, NULL), STORE_APPLIED);
+    ck_assert_int_eq(apply("r1", "own-2", T0 + 80 * DAY, 1, "P2", "O2", NULL, NULL), STORE_APPLIED);
+    ck_assert_int_eq(trim("r1"), 1);
+    ck_assert_int_eq(p_field("r1", "tf"), T0 + 50 * DAY);
+    ck_assert_int_eq(apply_credit("r1", "rw-credit-1", T0, 2, "P3", "O-credit", NULL, NULL), STORE_APPLIED);
+    /* redelivered, even after more trims: still a duplicate, never a second effect */
+    ck_assert_int_eq(trim("r1"), 0);
+    buf rec = {0};
+    ck_assert_int_eq(apply_credit("r1", "rw-credit-1", T0, 3, "P-x", "O-x", NULL, &rec), STORE_DUPLICATE);
+    ck_assert_str_eq(rec.data, "O-credit");
+    store_seen d = {.customer_id = "r1", .id = "rw-credit-1", .credit = true};
+    ck_assert(store_fetch(s, NULL, 0, &d, 1, err, sizeof(err)) == 0);
+    ck_assert(d.seen);
+    ck_assert_str_eq(d.recorded.data, "O-credit");
+    store_seen_free(&d);
+    /* a touchpoint with the credit's id is another event (own keyspace) */
+    ck_assert_int_eq(apply("r1", "rw-credit-1", T0 + 81 * DAY, 3, "P4", "O4", NULL, NULL), STORE_APPLIED);
+    buf_free(&rec);
+}
+END_TEST
+
+/* Issue 7 case 2: a credit from an invitee whose events are far ahead of the
+ * referrer's must not move the referrer's horizon: the referrer's own later
+ * (in order) events are still applied after the trim. */
+START_TEST(credit_never_moves_the_horizon)
+{
+    ck_assert_int_eq(apply("r2", "own-1", T0, 0, "P1", "O1", NULL, NULL), STORE_APPLIED);
+    ck_assert_int_eq(apply_credit("r2", "rw-credit-2", T0 + 90 * DAY, 1, "P2", "O-credit", NULL, NULL),
+                     STORE_APPLIED);
+    ck_assert_int_eq(p_field("r2", "hw"), T0);
+    ck_assert_int_eq(trim("r2"), 0);
+    ck_assert_int_eq(p_field("r2", "tf"), -1);
+    ck_assert_int_eq(apply("r2", "own-2", T0 + 1 * DAY, 2, "P3", "O3", NULL, NULL), STORE_APPLIED);
+}
+END_TEST
+
+/* A namespace written by layout 1 is upgraded; its credit records (in :d)
+ * still deduplicate. */
+START_TEST(layout_1_upgraded)
+{
+    redisReply *r = redis_raw("SET v1ns:layout 1");
+    freeReplyObject(r);
+    r = redis_raw("HSET v1ns:{r3}:d rw-old O-old");
+    freeReplyObject(r);
+    store *o = store_open(redis_url, "v1ns:", 30 * DAY, 0, err, sizeof(err));
+    ck_assert_msg(o != NULL, "%s", err);
+    r = redis_raw("GET v1ns:layout");
+    ck_assert_str_eq(r->str, "2");
+    freeReplyObject(r);
+    store_seen d = {.customer_id = "r3", .id = "rw-old", .credit = true};
+    ck_assert(store_fetch(o, NULL, 0, &d, 1, err, sizeof(err)) == 0);
+    ck_assert(d.seen);
+    ck_assert_str_eq(d.recorded.data, "O-old");
+    store_seen_free(&d);
+    buf p = {0}, out = {0};
+    buf_puts(&p, "P");
+    buf_puts(&out, "O-new");
+    store_apply_req q = {.customer_id = "r3", .id = "rw-old", .credit = true, .occurred_at = T0, .profile = &p,
+                         .outputs = &out};
+    ck_assert(store_apply(o, &q, 1, err, sizeof(err)) == 0);
+    ck_assert_int_eq(q.status, STORE_DUPLICATE);
+    store_apply_req_free(&q);
+    buf_free(&p);
+    buf_free(&out);
+    store_close(o);
+}
+END_TEST
+
 START_TEST(noscript_recovery)
 {
     redisReply *r = redis_raw("SCRIPT FLUSH");
@@ -202,11 +287,11 @@ END_TEST
 
 START_TEST(layout_mismatch_refused)
 {
-    redisReply *r = redis_raw("SET other:layout 2");
+    redisReply *r = redis_raw("SET other:layout 3");
     freeReplyObject(r);
     store *o = store_open(redis_url, "other:", DAY, 0, err, sizeof(err));
     ck_assert_ptr_null(o);
-    ck_assert_ptr_nonnull(strstr(err, "layout is 2"));
+    ck_assert_ptr_nonnull(strstr(err, "layout is 3"));
 }
 END_TEST
 
@@ -228,6 +313,9 @@ Suite *store_suite(void)
     tcase_add_test(tc, fencing_stale_version);
     tcase_add_test(tc, apply_never_trims_uncommitted_records);
     tcase_add_test(tc, dedupe_window_and_trim_horizon);
+    tcase_add_test(tc, credit_older_than_trim_horizon_applied);
+    tcase_add_test(tc, credit_never_moves_the_horizon);
+    tcase_add_test(tc, layout_1_upgraded);
     tcase_add_test(tc, noscript_recovery);
     tcase_add_test(tc, ledger_bounded_and_ordered);
     tcase_add_test(tc, keys_share_a_hash_slot);
