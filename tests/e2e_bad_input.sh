@@ -6,7 +6,7 @@
 source "$(dirname "$0")/lib.sh"
 require kcat redis-server redis-cli python3
 
-start_dev_kafka --partitions 3
+start_broker --partitions 3
 start_redis
 mkdir -p "$WORK/bad"
 now_ms=$(($(date +%s) * 1000))

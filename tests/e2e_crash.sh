@@ -5,7 +5,7 @@
 source "$(dirname "$0")/lib.sh"
 require kcat redis-server redis-cli python3
 
-start_dev_kafka --partitions 6
+start_broker --partitions 6
 start_redis
 prepare_stream 50000 2000
 pass "50000 events produced; simulate expects $EXPECTED_IDS outputs"

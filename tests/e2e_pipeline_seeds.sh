@@ -10,7 +10,7 @@ source "$(dirname "$0")/lib.sh"
 require kcat redis-server redis-cli python3
 
 G="$SOURCE_DIR/tests/golden"
-start_dev_kafka --partitions 6
+start_broker --partitions 6
 start_redis
 # The DEFAULT dedupe retention (30 days) although the seeds span three months:
 # referral credits carry the invitees' event time and must be applied however

@@ -4,7 +4,7 @@
 source "$(dirname "$0")/lib.sh"
 require kcat redis-server redis-cli python3
 
-start_dev_kafka --partitions 6
+start_broker --partitions 6
 start_redis aof
 prepare_stream 50000 2000
 start_run run --until-idle --set pipeline.batch_size=50

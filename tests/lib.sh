@@ -8,7 +8,14 @@ SOURCE_DIR=${SOURCE_DIR:?set by meson: source tree}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/fidelio-e2e.XXXXXX")
 PIDS=()
 
+# The broker the pipeline tests run against: "mock" (`fidelio dev-kafka`, the
+# default) or "kafka" (a real Apache Kafka from tests/kafka/broker.sh; meson's
+# suite 'kafka' runs the same scripts with it).
+BROKER=${E2E_BROKER:-mock}
+KAFKA_DIR=""
+
 cleanup() {
+    [ -n "$KAFKA_DIR" ] && kafka_stop "$KAFKA_DIR"
     for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
     for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
     rm -rf "$WORK"
@@ -17,7 +24,7 @@ trap cleanup EXIT
 
 fail() {
     echo "FAIL: $*" >&2
-    for f in "$WORK"/*.log "$WORK"/redis/redis.log; do
+    for f in "$WORK"/*.log "$WORK"/redis/redis.log "$WORK"/kafka/node*/broker.log; do
         [ -f "$f" ] && { echo "--- last lines of $(basename "$f")" >&2; tail -5 "$f" >&2; }
     done
     exit 1
@@ -45,6 +52,44 @@ start_dev_kafka() {
     done
     [ -s "$WORK/bootstrap" ] || fail "dev-kafka wrote no bootstrap file"
     BOOTSTRAP=$(cat "$WORK/bootstrap")
+}
+
+# start_kafka [--partitions N] [--nodes N] [broker.sh start options...]: a real
+# Apache Kafka in $WORK/kafka with Fidelio's five topics created (N partitions
+# each, default 1; replication = nodes, at most 3); sets BOOTSTRAP, KAFKA_DIR.
+start_kafka() {
+    local parts=1 opts=()
+    while [ $# -gt 0 ]; do
+        case $1 in
+            --partitions) parts=$2; shift 2 ;;
+            *) opts+=("$1"); shift ;;
+        esac
+    done
+    require java kcat python3
+    # shellcheck source=kafka/broker.sh
+    source "$SOURCE_DIR/tests/kafka/broker.sh"
+    KAFKA_DIR="$WORK/kafka"
+    kafka_start "$KAFKA_DIR" "${opts[@]}" >/dev/null || fail "the Kafka broker did not start"
+    BOOTSTRAP=$(cat "$KAFKA_DIR/bootstrap")
+    kafka_topics "$KAFKA_DIR" touchpoints:"$parts" fidelio-credits:"$parts" rewards:"$parts" \
+        stage-changes:"$parts" touchpoints-dlq:"$parts" || fail "could not create the topics"
+}
+
+# start_broker [--partitions N] [--nodes N]: the broker of this run ($BROKER):
+# the mock (topics auto-created with N partitions) or a real Kafka (topics created).
+start_broker() {
+    if [ "$BROKER" = kafka ]; then
+        start_kafka "$@"
+        return
+    fi
+    local args=()
+    while [ $# -gt 0 ]; do
+        case $1 in
+            --nodes) args+=(--brokers "$2"); shift 2 ;;
+            *) args+=("$1"); shift ;;
+        esac
+    done
+    start_dev_kafka "${args[@]}"
 }
 
 # normalise FILE: JSON lines -> sorted canonical lines (epoch-ms times, attributes present).

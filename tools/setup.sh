@@ -12,6 +12,7 @@ PACKAGES=(
   check                                                 # unit test framework
   redis-server kcat                                     # real services and the independent Kafka client for tests
   python3-yaml systemd                                  # checks of the deploy files
+  default-jdk-headless maven                            # the real Apache Kafka broker of the 'kafka' suite
 )
 
 SUDO=""
@@ -26,4 +27,7 @@ else
   meson setup build >/dev/null
 fi
 meson compile -C build >/dev/null
+# The Kafka broker's jars (Maven artifact org.apache.kafka:kafka_2.13), cached
+# under ~/.cache/fidelio; the 'kafka' test suite runs them.
+bash tests/kafka/broker.sh jars >/dev/null
 echo "setup: dependencies installed, fidelio built at build/fidelio"
