@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "codec.h"
+#include "digest.h"
 #include "kafka.h"
 #include "log.h"
 #include "profile.h"
@@ -27,6 +28,7 @@ typedef struct item {
     int next;                     /* next item of the same customer, -1 at the end */
     bool done;                    /* outputs decided (applied, duplicate or DLQ) */
     bool duplicate;               /* found applied already */
+    uint8_t digest[DIGEST_LEN];   /* content digest, kept with the dedupe record */
     char dlq_error[64];
     char dlq_detail[300];
     buf outputs;                  /* recorded outputs to produce */
@@ -174,6 +176,21 @@ static void set_dlq(item *it, const char *error, const char *detail)
     str_copy(it->dlq_detail, sizeof(it->dlq_detail), detail);
 }
 
+/* A known id with other content: not a redelivery, and not applied
+ * (DESIGN.md invariant 9). */
+static void set_conflict(item *it)
+{
+    char why[400];
+    if (it->kind == ITEM_CREDIT)
+        snprintf(why, sizeof(why), "credit_id %s was already applied to %s with other content",
+                 it->rec->credit.credit_id, it->rec->credit.customer_id);
+    else
+        snprintf(why, sizeof(why),
+                 "event_id %s was already applied to %s with other content (a redelivery has the same content)",
+                 it->rec->tp.event_id, it->rec->tp.customer_id);
+    set_dlq(it, "event_id_conflict", why);
+}
+
 /* Decode and validate a message into it; a bad one becomes a DLQ item. */
 static void decode_item(pipeline *pl, item *it)
 {
@@ -205,6 +222,10 @@ static void decode_item(pipeline *pl, item *it)
         snprintf(why, sizeof(why), "message key is not the customer_id '%s' (per-customer order needs it)", cid);
         set_dlq(it, "key_mismatch", why);
     }
+    if (it->kind == ITEM_CREDIT)
+        digest_credit(&it->rec->credit, it->digest);
+    else if (it->kind == ITEM_TOUCHPOINT && digest_touchpoint(&it->rec->tp, it->digest) != 0)
+        set_dlq(it, event_err_name(EVENT_ERR_NO_MEMORY), "out of memory computing the event's digest");
 }
 
 static int customer_slot(pipeline *pl, const char *id)
@@ -263,6 +284,7 @@ static int decide(pipeline *pl)
                     pl->fetch_s[ns].id = pl->items[i].kind == ITEM_CREDIT ? pl->items[i].rec->credit.credit_id
                                                                           : pl->items[i].rec->tp.event_id;
                     pl->fetch_s[ns].credit = pl->items[i].kind == ITEM_CREDIT;
+                    pl->fetch_s[ns].digest = pl->items[i].digest;
                     ns++;
                 }
             if (pending) {
@@ -296,6 +318,10 @@ static int decide(pipeline *pl)
                 if (it->done)
                     continue;
                 store_seen *seen = &pl->fetch_s[si++];
+                if (seen->conflict) {
+                    set_conflict(it);
+                    continue;
+                }
                 if (seen->seen) {
                     buf_reset(&it->outputs);
                     if (buf_append(&it->outputs, seen->recorded.data, seen->recorded.len) != 0) {
@@ -327,6 +353,7 @@ static int decide(pipeline *pl)
                 q->customer_id = cu->id;
                 q->id = it->kind == ITEM_CREDIT ? it->rec->credit.credit_id : it->rec->tp.event_id;
                 q->credit = it->kind == ITEM_CREDIT;
+                q->digest = it->digest;
                 q->occurred_at = it->kind == ITEM_CREDIT ? it->rec->credit.occurred_at : it->rec->tp.occurred_at;
                 q->expected_version = version++;
                 q->profile = &it->profile;
@@ -365,6 +392,9 @@ static int decide(pipeline *pl)
                 break;
             case STORE_FENCED:
                 fenced++;
+                break;
+            case STORE_CONFLICT:
+                set_conflict(it);
                 break;
             }
         }

@@ -11,15 +11,24 @@
 /* The apply (see store.h). Dedupe records are never trimmed here: that is
  * store_trim's job, once the batch that wrote them is committed.
  * KEYS: p d t l c. ARGV: id, expected version, profile, outputs, event time,
- * kind ('t' touchpoint, 'c' credit), ledger_max, ledger entries...
- * A credit is deduplicated in :c (kept, never trimmed) and neither checked
- * against nor moves the customer's own timeline (hw, tf): it carries another
- * customer's event time (DESIGN.md invariant 6). */
+ * kind ('t' touchpoint, 'c' credit), ledger_max, content digest, ledger
+ * entries... A record is "\2" + digest + outputs (layout 1: the outputs
+ * alone, no digest to compare). A credit is deduplicated in :c (never
+ * trimmed) and neither checked against nor moves the customer's own
+ * timeline (hw, tf): it carries another customer's event time (DESIGN.md
+ * invariant 6). */
 static const char apply_script[] =
     "local credit = ARGV[6] == 'c'\n"
     "local rec = redis.call('HGET', credit and KEYS[5] or KEYS[2], ARGV[1])\n"
-    "if not rec and credit then rec = redis.call('HGET', KEYS[2], ARGV[1]) end\n" /* layout 1 kept credits in :d */
-    "if rec then return {1, rec} end\n"
+    "if not rec and credit then\n" /* layout 1 kept credits in :d, untagged */
+    "  rec = redis.call('HGET', KEYS[2], ARGV[1])\n"
+    "  if rec and string.byte(rec, 1) == 2 then rec = nil end\n"
+    "end\n"
+    "if rec then\n"
+    "  if string.byte(rec, 1) ~= 2 then return {1, rec} end\n"
+    "  if string.sub(rec, 2, 17) ~= ARGV[8] then return {4, ''} end\n"
+    "  return {1, string.sub(rec, 18)}\n"
+    "end\n"
     "local cur = redis.call('HMGET', KEYS[1], 'v', 'hw', 'tf')\n"
     "local v = tonumber(cur[1] or '0')\n"
     "if v ~= tonumber(ARGV[2]) then return {2, tostring(v)} end\n"
@@ -29,15 +38,16 @@ static const char apply_script[] =
     "if not credit and at < tf then return {3, string.format('%.0f', tf)} end\n"
     "if not credit and at > hw then hw = at end\n"
     "redis.call('HSET', KEYS[1], 'v', v + 1, 'p', ARGV[3], 'hw', string.format('%.0f', hw))\n"
+    "local record = '\\2' .. ARGV[8] .. ARGV[4]\n"
     "if credit then\n"
-    "  redis.call('HSET', KEYS[5], ARGV[1], ARGV[4])\n"
+    "  redis.call('HSET', KEYS[5], ARGV[1], record)\n"
     "else\n"
-    "  redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])\n"
+    "  redis.call('HSET', KEYS[2], ARGV[1], record)\n"
     "  redis.call('ZADD', KEYS[3], at, ARGV[1])\n"
     "end\n"
-    "for i = 8, #ARGV do redis.call('RPUSH', KEYS[4], ARGV[i]) end\n"
+    "for i = 9, #ARGV do redis.call('RPUSH', KEYS[4], ARGV[i]) end\n"
     "local max = tonumber(ARGV[7])\n"
-    "if max > 0 and #ARGV >= 8 then redis.call('LTRIM', KEYS[4], -max, -1) end\n"
+    "if max > 0 and #ARGV >= 9 then redis.call('LTRIM', KEYS[4], -max, -1) end\n"
     "return {0, tostring(v + 1)}\n";
 
 /* The trim: drop dedupe records older than hw - retention (at most 1000 per
@@ -244,6 +254,12 @@ static int ensure_connected(store *s, char *err, size_t errlen)
 
 /* ---- fetch ---------------------------------------------------------------------- */
 
+/* The digest of a request that gives none (tools, tests). */
+static const uint8_t no_digest[STORE_DIGEST_LEN];
+
+/* Whether a dedupe record carries a content digest (layout 2). */
+static bool tagged(const redisReply *r) { return r->len > STORE_DIGEST_LEN && r->str[0] == 2; }
+
 int store_fetch(store *s, store_profile *profiles, size_t nprofiles, store_seen *seen, size_t nseen, char *err,
                 size_t errlen)
 {
@@ -288,7 +304,7 @@ int store_fetch(store *s, store_profile *profiles, size_t nprofiles, store_seen 
     for (size_t i = 0; i < nseen; i++) {
         store_seen *d = &seen[i];
         buf_reset(&d->recorded);
-        d->seen = false;
+        d->seen = d->conflict = false;
         for (int n = d->credit ? 2 : 1; n > 0; n--) { /* a credit: :c, then layout 1's :d */
             redisReply *r;
             if (get_reply(s, &r, err, errlen) != 0)
@@ -296,9 +312,17 @@ int store_fetch(store *s, store_profile *profiles, size_t nprofiles, store_seen 
             if (r->type == REDIS_REPLY_ERROR) {
                 snprintf(err, errlen, "redis fetch: %s", r->str);
                 rc = -1;
-            } else if (!d->seen && r->type == REDIS_REPLY_STRING) {
+            } else if (!d->seen && r->type == REDIS_REPLY_STRING && !(n == 1 && d->credit && tagged(r))) {
+                /* (a tagged record in :d under a credit's id is a touchpoint's, not layout 1's credit) */
                 d->seen = true;
-                if (buf_append(&d->recorded, r->str, r->len) != 0) {
+                const char *out = r->str;
+                size_t len = r->len;
+                if (tagged(r)) { /* "\2" + digest + outputs */
+                    d->conflict = memcmp(r->str + 1, d->digest ? d->digest : no_digest, STORE_DIGEST_LEN) != 0;
+                    out += 1 + STORE_DIGEST_LEN;
+                    len -= 1 + STORE_DIGEST_LEN;
+                }
+                if (!d->conflict && buf_append(&d->recorded, out, len) != 0) {
                     snprintf(err, errlen, "out of memory");
                     rc = -1;
                 }
@@ -323,7 +347,7 @@ static int append_apply(store *s, store_apply_req *q)
     snprintf(ver, sizeof(ver), "%lld", (long long)q->expected_version);
     snprintf(at, sizeof(at), "%lld", (long long)q->occurred_at);
     snprintf(lmax, sizeof(lmax), "%lld", (long long)s->ledger_max);
-    enum { NFIXED = 15 };
+    enum { NFIXED = 16 };
     int argc = NFIXED + q->nledger;
     const char **argv = malloc((size_t)argc * sizeof(*argv));
     size_t *lens = malloc((size_t)argc * sizeof(*lens));
@@ -333,13 +357,15 @@ static int append_apply(store *s, store_apply_req *q)
         return -1;
     }
     const char *fixed[NFIXED] = {"EVALSHA", s->sha, "5", kp, kd, kt, kl, kc, q->id, ver, q->profile->data,
-                                 q->outputs->data, at, q->credit ? "c" : "t", lmax};
+                                 q->outputs->data, at, q->credit ? "c" : "t", lmax,
+                                 (const char *)(q->digest ? q->digest : no_digest)};
     for (int i = 0; i < NFIXED; i++) {
         argv[i] = fixed[i] ? fixed[i] : "";
         lens[i] = strlen(argv[i]);
     }
     lens[10] = q->profile->len;
     lens[11] = q->outputs->len;
+    lens[15] = STORE_DIGEST_LEN;
     for (int i = 0; i < q->nledger; i++) {
         argv[NFIXED + i] = q->ledger[i];
         lens[NFIXED + i] = strlen(q->ledger[i]);

@@ -10,18 +10,21 @@
  *                                          touchpoints (epoch ms); credits never move it
  *                                   tf     trim horizon: dedupe records of touchpoints
  *                                          before it may have been removed
- *   <prefix>{<customer>}:d   HASH   <event id> -> the outputs recorded when the
- *                                   touchpoint was applied (store_outputs encoding)
+ *   <prefix>{<customer>}:d   HASH   <event id> -> dedupe record: "\x02", the content
+ *                                   digest of the touchpoint (16 bytes, digest.h),
+ *                                   then the outputs recorded when it was applied
  *   <prefix>{<customer>}:t   ZSET   the same ids scored by event time, to trim :d
- *   <prefix>{<customer>}:c   HASH   <credit id> -> the outputs recorded when the credit
- *                                   was applied; never trimmed (see CREDITS)
+ *   <prefix>{<customer>}:c   HASH   <credit id> -> dedupe record of the credit (as in :d);
+ *                                   never trimmed (see CREDITS)
  *   <prefix>{<customer>}:l   LIST   ledger: one JSON RewardEvent per balance change,
  *                                   oldest first, the newest pipeline.ledger_max kept
  *   <prefix>layout           STRING "2": written on first use; "1" is upgraded (below);
  *                                   another value stops fidelio
  *
  * THE APPLY (one Lua script, EVALSHA with NOSCRIPT recovery), all or nothing:
- *   1. the id is in :d (a credit's: in :c)  -> DUPLICATE, returns the recorded outputs
+ *   1. the id is in :d (a credit's: in :c)
+ *      with the same content digest        -> DUPLICATE, returns the recorded outputs
+ *      with another digest                 -> CONFLICT (a reused id: nothing written)
  *   2. :p's v differs from the version the
  *      caller computed from                -> FENCED (another instance wrote since)
  *   3. a touchpoint older than tf          -> TOO_OLD (its dedupe record may be gone)
@@ -53,11 +56,14 @@
  * time), and the referrer cannot see the source's horizon. Cost: one record
  * (its outputs, ~300 bytes) per credit received, for the life of the profile.
  *
- * LAYOUT 1 namespaces (before credits got :c) are upgraded in place on the
- * first start of this version: the marker becomes "2" (a layout-1 fidelio
- * then refuses the namespace); credit records that layout 1 wrote to :d and
- * :t stay there and are still found (a credit is looked up in :c, then in
- * :d); those ones are trimmed like touchpoints, as they were under layout 1. */
+ * LAYOUT 1 namespaces (records without a digest, credits in :d) are upgraded
+ * in place on the first start of this version: the marker becomes "2" (a
+ * layout-1 fidelio then refuses the namespace, which it could not read).
+ * Their records stay: one without the "\x02" tag has no digest to compare and
+ * counts as a redelivery, as under layout 1; a credit is looked up in :c,
+ * then among layout 1's untagged records in :d (those are still trimmed by
+ * event time, as they were under layout 1). New records are written in the
+ * layout-2 form. */
 #ifndef FIDELIO_STORE_H
 #define FIDELIO_STORE_H
 
@@ -71,6 +77,8 @@
 #define EVENT_KEY_MAX (64 + EVENT_ID_MAX + 8)
 
 #define STORE_LAYOUT_VERSION 2
+/* Bytes of a content digest (digest.h). */
+#define STORE_DIGEST_LEN 16
 
 typedef struct store store;
 
@@ -79,6 +87,7 @@ typedef enum store_status {
     STORE_DUPLICATE,
     STORE_FENCED,
     STORE_TOO_OLD,
+    STORE_CONFLICT,   /* the id is known with another content digest: not a redelivery */
 } store_status;
 
 /* One customer's stored state, as fetched. */
@@ -94,7 +103,9 @@ typedef struct store_seen {
     const char *customer_id;  /* borrowed */
     const char *id;           /* event or credit id; borrowed */
     bool credit;              /* id is a credit id (looked up in :c) */
-    bool seen;
+    const uint8_t *digest;    /* content digest of the event, STORE_DIGEST_LEN bytes; borrowed */
+    bool seen;                /* the id is known */
+    bool conflict;            /* ... with another digest (recorded stays empty) */
     buf recorded;             /* recorded outputs when seen; owned */
 } store_seen;
 
@@ -103,6 +114,7 @@ typedef struct store_apply_req {
     const char *customer_id;
     const char *id;               /* dedupe id */
     bool credit;                  /* a credit: deduplicated in :c, outside the customer's timeline */
+    const uint8_t *digest;        /* content digest, STORE_DIGEST_LEN bytes, kept with the record */
     int64_t occurred_at;
     int64_t expected_version;     /* the version the new profile was computed from */
     const buf *profile;           /* new profile encoding */

@@ -230,6 +230,58 @@ START_TEST(layout_1_upgraded)
 }
 END_TEST
 
+/* Issue 7 case 4: a known id with another content digest is a conflict,
+ * not a redelivery: nothing is applied, nothing re-emitted. */
+static store_status apply_digest(const char *cust, const char *id, int64_t version, const char *digest, buf *rec)
+{
+    buf p = {0}, o = {0};
+    buf_puts(&p, "P-");
+    buf_puts(&p, digest);
+    buf_puts(&o, "O-");
+    buf_puts(&o, digest);
+    store_apply_req q = {.customer_id = cust, .id = id, .occurred_at = T0, .expected_version = version,
+                         .profile = &p, .outputs = &o, .digest = (const uint8_t *)digest};
+    ck_assert_msg(store_apply(s, &q, 1, err, sizeof(err)) == 0, "%s", err);
+    if (rec) {
+        buf_reset(rec);
+        buf_append(rec, q.recorded.data, q.recorded.len);
+    }
+    store_apply_req_free(&q);
+    buf_free(&p);
+    buf_free(&o);
+    return q.status;
+}
+
+START_TEST(known_id_other_content_is_a_conflict)
+{
+    const char *a = "AAAAAAAAAAAAAAAA", *b = "BBBBBBBBBBBBBBBB";
+    buf rec = {0};
+    ck_assert_int_eq(apply_digest("c11", "e1", 0, a, NULL), STORE_APPLIED);
+    ck_assert_int_eq(apply_digest("c11", "e1", 1, a, &rec), STORE_DUPLICATE);
+    ck_assert_str_eq(rec.data, "O-AAAAAAAAAAAAAAAA");
+    ck_assert_int_eq(apply_digest("c11", "e1", 1, b, &rec), STORE_CONFLICT);
+    store_seen d[] = {{.customer_id = "c11", .id = "e1", .digest = (const uint8_t *)a},
+                      {.customer_id = "c11", .id = "e1", .digest = (const uint8_t *)b}};
+    ck_assert(store_fetch(s, NULL, 0, d, 2, err, sizeof(err)) == 0);
+    ck_assert(d[0].seen && !d[0].conflict);
+    ck_assert_str_eq(d[0].recorded.data, "O-AAAAAAAAAAAAAAAA");
+    ck_assert(d[1].seen && d[1].conflict);
+    store_seen_free(&d[0]);
+    store_seen_free(&d[1]);
+    store_profile p = {0};
+    fetch("c11", &p);
+    ck_assert_int_eq(p.version, 1);
+    ck_assert_str_eq(p.encoding.data, "P-AAAAAAAAAAAAAAAA");
+    store_profile_free(&p);
+    /* a layout-1 record has no digest to compare: a duplicate, as before */
+    redisReply *r = redis_raw("HSET %s{c11}:d e-v1 O-v1", prefix);
+    freeReplyObject(r);
+    ck_assert_int_eq(apply_digest("c11", "e-v1", 1, b, &rec), STORE_DUPLICATE);
+    ck_assert_str_eq(rec.data, "O-v1");
+    buf_free(&rec);
+}
+END_TEST
+
 START_TEST(noscript_recovery)
 {
     redisReply *r = redis_raw("SCRIPT FLUSH");
@@ -316,6 +368,7 @@ Suite *store_suite(void)
     tcase_add_test(tc, credit_older_than_trim_horizon_applied);
     tcase_add_test(tc, credit_never_moves_the_horizon);
     tcase_add_test(tc, layout_1_upgraded);
+    tcase_add_test(tc, known_id_other_content_is_a_conflict);
     tcase_add_test(tc, noscript_recovery);
     tcase_add_test(tc, ledger_bounded_and_ordered);
     tcase_add_test(tc, keys_share_a_hash_slot);
