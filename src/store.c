@@ -107,6 +107,46 @@ static int load_scripts(store *s, char *err, size_t errlen)
     return 0;
 }
 
+/* Refuse a Redis that may evict Fidelio's keys: an evicted profile, dedupe
+ * record or ledger is lost points, silently. noeviction (writes fail with OOM
+ * instead: a clear error) and volatile-* (they evict only keys with a TTL;
+ * Fidelio never sets one) are safe; allkeys-* are not. Read with INFO, which
+ * a least-privilege ACL user can be granted without CONFIG. */
+static int check_eviction_policy(store *s, char *err, size_t errlen)
+{
+    redisReply *r = redisCommand(s->c, "INFO memory");
+    if (!r) {
+        snprintf(err, errlen, "redis INFO memory: %s", s->c->errstr[0] ? s->c->errstr : "connection lost");
+        return -1;
+    }
+    if (r->type != REDIS_REPLY_STRING) {
+        snprintf(err, errlen,
+                 "redis INFO memory: %s (fidelio reads maxmemory_policy with INFO at start-up to make sure Redis "
+                 "never evicts its keys: allow the INFO command)",
+                 r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        freeReplyObject(r);
+        return -1;
+    }
+    const char *p = strstr(r->str, "maxmemory_policy:");
+    char policy[64] = "";
+    if (p)
+        snprintf(policy, sizeof(policy), "%.*s", (int)strcspn(p + 17, "\r\n"), p + 17);
+    freeReplyObject(r);
+    if (!policy[0]) {
+        snprintf(err, errlen, "redis INFO memory does not name maxmemory_policy: cannot make sure Redis never "
+                              "evicts fidelio's keys");
+        return -1;
+    }
+    if (!strcmp(policy, "noeviction") || !strncmp(policy, "volatile-", 9))
+        return 0;
+    snprintf(err, errlen,
+             "redis maxmemory-policy is %s: Redis may evict fidelio's keys (profiles, dedupe records, ledgers) "
+             "and lose points silently; set maxmemory-policy noeviction (redis.conf, or CONFIG SET "
+             "maxmemory-policy noeviction) and give Redis enough maxmemory",
+             policy);
+    return -1;
+}
+
 static int connect_url(store *s, char *err, size_t errlen)
 {
     struct timeval tv = {2, 0};
@@ -162,6 +202,11 @@ static int connect_url(store *s, char *err, size_t errlen)
         if (command_ok(s, r, "SELECT", err, errlen))
             return -1;
         freeReplyObject(r);
+    }
+    if (check_eviction_policy(s, err, errlen) != 0) {
+        redisFree(s->c); /* not usable: the next call connects (and checks) again */
+        s->c = NULL;
+        return -1;
     }
     if (load_scripts(s, err, errlen) != 0)
         return -1;

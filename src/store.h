@@ -21,6 +21,10 @@
  *   <prefix>layout           STRING "2": written on first use; "1" is upgraded (below);
  *                                   another value stops fidelio
  *
+ * No key has a TTL. Redis must never evict them: store_open (and every
+ * reconnection) reads maxmemory_policy with INFO memory and refuses any
+ * allkeys-* policy; noeviction (the one to use) and volatile-* are accepted.
+ *
  * THE APPLY (one Lua script, EVALSHA with NOSCRIPT recovery), all or nothing:
  *   1. the id is in :d (a credit's: in :c)
  *      with the same content digest        -> DUPLICATE, returns the recorded outputs

@@ -4,7 +4,8 @@
 # (its recorded outputs re-emitted, no effect); the same event_id with another
 # content (a 900 EUR order instead of 100 EUR) is a conflict: it goes to the
 # DLQ as event_id_conflict, the first event's outputs are not re-emitted, the
-# balance keeps the first purchase only.
+# balance keeps the first purchase only. Then a Redis that may evict keys
+# (maxmemory-policy allkeys-lru) is refused at start-up (case 14).
 source "$(dirname "$0")/lib.sh"
 require redis-server redis-cli python3
 
@@ -49,4 +50,17 @@ per_event=$(grep -c '"source_event_id":"p-1"' <("$FIDELIO" consume -b "$BOOTSTRA
 [ "$rewards2" -eq $((rewards1 + per_event)) ] || fail "rewards: $rewards1 -> $rewards2 (the purchase has $per_event)"
 same_profiles "$WORK/expected.profiles" || fail "the conflicting event changed the profile"
 pass "the same event_id with other content goes to the DLQ as event_id_conflict; a true redelivery is a duplicate"
+
+# Issue 7 case 14: a Redis that may evict fidelio's keys is refused at start-up.
+redis-cli -s "${REDIS_URL#unix://}" CONFIG SET maxmemory-policy allkeys-lru >/dev/null
+set +e
+# shellcheck disable=SC2046
+"$FIDELIO" run $(fid_opts) --until-idle >"$WORK/run3.log" 2>&1
+rc=$?
+set -e
+redis-cli -s "${REDIS_URL#unix://}" CONFIG SET maxmemory-policy noeviction >/dev/null
+[ "$rc" -eq 1 ] || fail "run on an allkeys-lru Redis exited $rc, want 1"
+grep -q "maxmemory-policy is allkeys-lru.*set maxmemory-policy noeviction" "$WORK/run3.log" \
+    || fail "no clear message: $(tail -2 "$WORK/run3.log")"
+pass "fidelio run refuses a Redis whose maxmemory-policy can evict its keys, naming the setting to use"
 done_ok

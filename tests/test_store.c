@@ -347,6 +347,39 @@ START_TEST(layout_mismatch_refused)
 }
 END_TEST
 
+/* Issue 7 case 14: a Redis that may evict keys is refused, naming the setting. */
+static void set_policy(const char *policy)
+{
+    redisReply *r = redis_raw("CONFIG SET maxmemory-policy %s", policy);
+    ck_assert_msg(r && r->type == REDIS_REPLY_STATUS, "CONFIG SET maxmemory-policy %s failed", policy);
+    freeReplyObject(r);
+}
+
+START_TEST(evicting_redis_refused)
+{
+    const char *evicting[] = {"allkeys-lru", "allkeys-lfu", "allkeys-random"};
+    for (int i = 0; i < 3; i++) {
+        set_policy(evicting[i]);
+        store *o = store_open(redis_url, "evict:", DAY, 0, err, sizeof(err));
+        set_policy("noeviction");
+        ck_assert_msg(o == NULL, "fidelio started on a Redis with maxmemory-policy %s", evicting[i]);
+        ck_assert_msg(strstr(err, evicting[i]) && strstr(err, "maxmemory-policy noeviction"), "message: %s", err);
+    }
+    /* a Redis whose policy is changed at run time is refused on the next reconnect */
+    set_policy("allkeys-lru");
+    int rc = store_reconnect(s, err, sizeof(err));
+    set_policy("noeviction");
+    ck_assert_int_eq(rc, -1);
+    /* keys without a TTL are never evicted by volatile-* policies */
+    set_policy("volatile-lru");
+    store *o = store_open(redis_url, "evict:", DAY, 0, err, sizeof(err));
+    set_policy("noeviction");
+    ck_assert_msg(o != NULL, "%s", err);
+    store_close(o);
+    ck_assert_int_eq(store_reconnect(s, err, sizeof(err)), 0);
+}
+END_TEST
+
 START_TEST(unreachable_redis_named)
 {
     store *o = store_open("unix:///nonexistent/redis.sock", "x:", DAY, 0, err, sizeof(err));
@@ -373,6 +406,7 @@ Suite *store_suite(void)
     tcase_add_test(tc, ledger_bounded_and_ordered);
     tcase_add_test(tc, keys_share_a_hash_slot);
     tcase_add_test(tc, layout_mismatch_refused);
+    tcase_add_test(tc, evicting_redis_refused);
     tcase_add_test(tc, unreachable_redis_named);
     suite_add_tcase(su, tc);
     return su;
