@@ -358,7 +358,7 @@ static event_err field_nullable_str(rd *r, avro_value_t *rec, int idx, const cha
                                     size_t cap)
 {
     avro_value_t u, branch;
-    int disc;
+    int disc = -1;
     avro_value_get_by_index(rec, idx, &u, NULL);
     avro_value_get_discriminant(&u, &disc);
     *has = disc == 1;
@@ -398,7 +398,7 @@ static event_err customer_id_str(rd *r, avro_value_t *rec, int idx, char *dst)
 
 static event_err decode_payload(rd *r, touchpoint *ev, avro_value_t *u)
 {
-    int disc;
+    int disc = -1;
     avro_value_t p;
     avro_value_get_discriminant(u, &disc);
     if (disc != payload_branch[ev->type]) {
@@ -458,7 +458,7 @@ static event_err decode_payload(rd *r, touchpoint *ev, avro_value_t *u)
 static event_err decode_touchpoint(rd *r, touchpoint *ev)
 {
     avro_value_t *rec = r->rec, v;
-    int sym;
+    int sym = 0;
     touchpoint_clear(ev);
     TRY(field_str(r, rec, TP_EVENT_ID, "event_id", ev->event_id, sizeof(ev->event_id)));
     TRY(customer_id_str(r, rec, TP_CUSTOMER_ID, ev->customer_id));
@@ -474,8 +474,8 @@ static event_err decode_touchpoint(rd *r, touchpoint *ev)
     avro_value_get_size(&v, &n);
     for (size_t i = 0; i < n; i++) {
         avro_value_t item;
-        const char *key, *val;
-        size_t vsize;
+        const char *key = "", *val = "";
+        size_t vsize = 0;
         avro_value_get_by_index(&v, i, &item, &key);
         avro_value_get_string(&item, &val, &vsize);
         /* a NUL inside a key was refused by the wire check (avro-c cuts keys there) */
@@ -491,7 +491,7 @@ static event_err decode_touchpoint(rd *r, touchpoint *ev)
 static event_err decode_reward(rd *r, reward_event *ev)
 {
     avro_value_t *rec = r->rec, v;
-    int sym;
+    int sym = 0;
     memset(ev, 0, sizeof(*ev));
     TRY(field_str(r, rec, RW_REWARD_ID, "reward_id", ev->reward_id, sizeof(ev->reward_id)));
     TRY(customer_id_str(r, rec, RW_CUSTOMER_ID, ev->customer_id));

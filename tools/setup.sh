@@ -13,6 +13,7 @@ PACKAGES=(
   redis-server kcat                                     # real services and the independent Kafka client for tests
   python3-yaml systemd                                  # checks of the deploy files
   default-jdk-headless maven                            # the real Apache Kafka broker of the 'kafka' suite
+  clang libclang-rt-14-dev                              # libFuzzer harnesses (tests/fuzz)
 )
 
 SUDO=""
