@@ -1,10 +1,13 @@
 /* cmd_run.c - `fidelio run`: the streaming pipeline. */
 #include <stdio.h>
+#include <string.h>
 
 #include "cli.h"
 #include "log.h"
 #include "pipeline.h"
 #include "program.h"
+#include "registry.h"
+#include "store.h"
 
 static const char help[] =
     "usage: fidelio run [-c FILE] [-r RULES] [--set KEY=VALUE]... [--until-idle]\n\n"
@@ -13,9 +16,39 @@ static const char help[] =
     "credits; bad input goes to the DLQ topic. Effects are applied exactly once:\n"
     "a redelivered event changes nothing and re-emits its recorded outputs.\n"
     "SIGINT/SIGTERM: finish the batch, flush, commit, leave the group, exit 0.\n\n"
+    "At start-up the program is checked against the namespace (redis.key_prefix):\n"
+    "one that would orphan stored stages is refused (exit 2) unless it declares\n"
+    "renamed_from or retired_stages; the same version with another content\n"
+    "digest is warned about; then the program is recorded as the namespace's.\n\n"
     "  -r, --rules FILE      rule program (default: rules.path, else built-in)\n"
     "      --until-idle      exit 0 once every assigned partition is consumed to its\n"
     "                        end (a backfill or replay; also used by the tests)\n" CLI_COMMON_HELP;
+
+/* Before consuming: the program must not orphan stages stored in the
+ * namespace (exit 2), a same-version program with another digest is warned
+ * about, and the program is recorded as the namespace's. */
+static int check_namespace(const config *cfg, const program *prog)
+{
+    char err[1024];
+    buf notes = {0};
+    store *st = store_open(cfg->redis_url, cfg->key_prefix, cfg->dedupe_retention_ms, cfg->ledger_max, err,
+                           sizeof(err));
+    if (!st) {
+        log_error("%s", err);
+        return EXIT_RUNTIME;
+    }
+    registry_result rr = registry_check(st, prog, true, &notes, err, sizeof(err));
+    store_close(st);
+    for (char *line = notes.data, *nl; line && (nl = strchr(line, '\n')); line = nl + 1) {
+        *nl = '\0';
+        log_warn("%s", line);
+    }
+    buf_free(&notes);
+    if (rr == REGISTRY_OK)
+        return EXIT_OK;
+    log_error("%s", err);
+    return rr == REGISTRY_REFUSED ? EXIT_USAGE : EXIT_RUNTIME;
+}
 
 int cmd_run(int argc, char **argv)
 {
@@ -51,12 +84,15 @@ int cmd_run(int argc, char **argv)
     cli_install_signals();
     pipeline_stats st;
     char err[1024];
+    if ((rc = check_namespace(&cfg, prog)) != EXIT_OK)
+        goto out_prog;
     if (pipeline_run(&cfg, prog, &opts, &st, err, sizeof(err)) != 0) {
         log_error("%s", err);
         rc = EXIT_RUNTIME;
     } else {
         rc = EXIT_OK;
     }
+out_prog:
     cli_program_free(prog);
 out_cfg:
     config_free(&cfg);

@@ -115,9 +115,9 @@ int cmd_simulate(int argc, char **argv)
     const sim_stats *st = sim_get_stats(s);
     fprintf(stderr,
             "simulate: %lld events applied, %lld duplicates ignored, %lld invalid, %lld refused by the engine, "
-            "%lld credits; %lld rewards, %lld stage changes (program %s)\n",
-            st->events, st->duplicates, invalid, st->rejected, st->credits, st->rewards, st->stage_changes,
-            prog->version);
+            "%lld credits (%lld parked, %lld refused); %lld rewards, %lld stage changes (program %s)\n",
+            st->events, st->duplicates, invalid, st->rejected, st->credits, st->credits_parked, st->credits_refused,
+            st->rewards, st->stage_changes, prog->version);
     rc = EXIT_OK;
 out_sim:
     buf_free(&out);

@@ -14,13 +14,14 @@
 enum { TP_EVENT_ID, TP_CUSTOMER_ID, TP_TYPE, TP_CHANNEL, TP_OCCURRED_AT, TP_PAYLOAD, TP_ATTRIBUTES, TP_NFIELDS };
 static const char *const tp_fields[] = {"event_id", "customer_id", "type", "channel", "occurred_at", "payload", "attributes"};
 enum { RW_REWARD_ID, RW_CUSTOMER_ID, RW_KIND, RW_RULE_ID, RW_POINTS, RW_BALANCE_AFTER, RW_SOURCE_EVENT_ID,
-       RW_OCCURRED_AT, RW_REASON, RW_PROGRAM_VERSION, RW_NFIELDS };
+       RW_OCCURRED_AT, RW_REASON, RW_PROGRAM_VERSION, RW_PROGRAM_DIGEST, RW_NFIELDS };
 static const char *const rw_fields[] = {"reward_id", "customer_id", "kind", "rule_id", "points", "balance_after",
-                                        "source_event_id", "occurred_at", "reason", "program_version"};
+                                        "source_event_id", "occurred_at", "reason", "program_version",
+                                        "program_digest"};
 enum { SC_CHANGE_ID, SC_CUSTOMER_ID, SC_LADDER, SC_FROM_STAGE, SC_TO_STAGE, SC_SOURCE_EVENT_ID, SC_OCCURRED_AT,
-       SC_PROGRAM_VERSION, SC_NFIELDS };
+       SC_PROGRAM_VERSION, SC_PROGRAM_DIGEST, SC_NFIELDS };
 static const char *const sc_fields[] = {"change_id", "customer_id", "ladder", "from_stage", "to_stage",
-                                        "source_event_id", "occurred_at", "program_version"};
+                                        "source_event_id", "occurred_at", "program_version", "program_digest"};
 
 enum { CR_CREDIT_ID, CR_CUSTOMER_ID, CR_SOURCE_CUSTOMER_ID, CR_RULE_ID, CR_POINTS, CR_REFERRAL, CR_SOURCE_EVENT_ID,
        CR_OCCURRED_AT, CR_REASON, CR_PROGRAM_VERSION, CR_NFIELDS };
@@ -504,7 +505,8 @@ static event_err decode_reward(rd *r, reward_event *ev)
     TRY(field_str(r, rec, RW_SOURCE_EVENT_ID, "source_event_id", ev->source_event_id, sizeof(ev->source_event_id)));
     ev->occurred_at = field_long(rec, RW_OCCURRED_AT);
     TRY(field_str(r, rec, RW_REASON, "reason", ev->reason, sizeof(ev->reason)));
-    return field_str(r, rec, RW_PROGRAM_VERSION, "program_version", ev->program_version, sizeof(ev->program_version));
+    TRY(field_str(r, rec, RW_PROGRAM_VERSION, "program_version", ev->program_version, sizeof(ev->program_version)));
+    return field_str(r, rec, RW_PROGRAM_DIGEST, "program_digest", ev->program_digest, sizeof(ev->program_digest));
 }
 
 static event_err decode_stage(rd *r, stage_change_event *ev)
@@ -519,7 +521,8 @@ static event_err decode_stage(rd *r, stage_change_event *ev)
     TRY(field_str(r, rec, SC_TO_STAGE, "to_stage", ev->to_stage, sizeof(ev->to_stage)));
     TRY(field_str(r, rec, SC_SOURCE_EVENT_ID, "source_event_id", ev->source_event_id, sizeof(ev->source_event_id)));
     ev->occurred_at = field_long(rec, SC_OCCURRED_AT);
-    return field_str(r, rec, SC_PROGRAM_VERSION, "program_version", ev->program_version, sizeof(ev->program_version));
+    TRY(field_str(r, rec, SC_PROGRAM_VERSION, "program_version", ev->program_version, sizeof(ev->program_version)));
+    return field_str(r, rec, SC_PROGRAM_DIGEST, "program_digest", ev->program_digest, sizeof(ev->program_digest));
 }
 
 static event_err decode_credit(rd *r, credit_event *ev)
@@ -661,7 +664,8 @@ static int encode_reward(const reward_event *ev, avro_value_t *rec)
            set_enum(rec, RW_KIND, ev->kind) || set_str(rec, RW_RULE_ID, ev->rule_id) ||
            set_long(rec, RW_POINTS, ev->points) || set_long(rec, RW_BALANCE_AFTER, ev->balance_after) ||
            set_str(rec, RW_SOURCE_EVENT_ID, ev->source_event_id) || set_long(rec, RW_OCCURRED_AT, ev->occurred_at) ||
-           set_str(rec, RW_REASON, ev->reason) || set_str(rec, RW_PROGRAM_VERSION, ev->program_version);
+           set_str(rec, RW_REASON, ev->reason) || set_str(rec, RW_PROGRAM_VERSION, ev->program_version) ||
+           set_str(rec, RW_PROGRAM_DIGEST, ev->program_digest);
 }
 
 static int encode_stage(const stage_change_event *ev, avro_value_t *rec)
@@ -669,7 +673,8 @@ static int encode_stage(const stage_change_event *ev, avro_value_t *rec)
     return set_str(rec, SC_CHANGE_ID, ev->change_id) || set_str(rec, SC_CUSTOMER_ID, ev->customer_id) ||
            set_str(rec, SC_LADDER, ev->ladder) || set_nullable_str(rec, SC_FROM_STAGE, ev->has_from_stage, ev->from_stage) ||
            set_str(rec, SC_TO_STAGE, ev->to_stage) || set_str(rec, SC_SOURCE_EVENT_ID, ev->source_event_id) ||
-           set_long(rec, SC_OCCURRED_AT, ev->occurred_at) || set_str(rec, SC_PROGRAM_VERSION, ev->program_version);
+           set_long(rec, SC_OCCURRED_AT, ev->occurred_at) || set_str(rec, SC_PROGRAM_VERSION, ev->program_version) ||
+           set_str(rec, SC_PROGRAM_DIGEST, ev->program_digest);
 }
 
 static int encode_credit(const credit_event *ev, avro_value_t *rec)

@@ -256,7 +256,8 @@ static event_err decode_touchpoint(jr *r, json_t *root, touchpoint *ev)
 static event_err decode_reward(jr *r, json_t *root, reward_event *ev)
 {
     static const char *const fields[] = {"reward_id", "customer_id", "kind", "rule_id", "points", "balance_after",
-                                         "source_event_id", "occurred_at", "reason", "program_version", NULL};
+                                         "source_event_id", "occurred_at", "reason", "program_version",
+                                         "program_digest", NULL};
     char kind[EVENT_ID_MAX + 1];
     memset(ev, 0, sizeof(*ev));
     TRY(only_fields(r, root, "reward", fields));
@@ -275,13 +276,14 @@ static event_err decode_reward(jr *r, json_t *root, reward_event *ev)
     TRY(str_field(r, root, "source_event_id", ev->source_event_id, sizeof(ev->source_event_id)));
     TRY(time_field(r, root, &ev->occurred_at));
     TRY(str_field(r, root, "reason", ev->reason, sizeof(ev->reason)));
-    return opt_str_field(r, root, "program_version", ev->program_version, sizeof(ev->program_version));
+    TRY(opt_str_field(r, root, "program_version", ev->program_version, sizeof(ev->program_version)));
+    return opt_str_field(r, root, "program_digest", ev->program_digest, sizeof(ev->program_digest));
 }
 
 static event_err decode_stage(jr *r, json_t *root, stage_change_event *ev)
 {
     static const char *const fields[] = {"change_id", "customer_id", "ladder", "from_stage", "to_stage",
-                                         "source_event_id", "occurred_at", "program_version", NULL};
+                                         "source_event_id", "occurred_at", "program_version", "program_digest", NULL};
     memset(ev, 0, sizeof(*ev));
     TRY(only_fields(r, root, "stage change", fields));
     TRY(str_field(r, root, "change_id", ev->change_id, sizeof(ev->change_id)));
@@ -291,7 +293,8 @@ static event_err decode_stage(jr *r, json_t *root, stage_change_event *ev)
     TRY(str_field(r, root, "to_stage", ev->to_stage, sizeof(ev->to_stage)));
     TRY(str_field(r, root, "source_event_id", ev->source_event_id, sizeof(ev->source_event_id)));
     TRY(time_field(r, root, &ev->occurred_at));
-    return opt_str_field(r, root, "program_version", ev->program_version, sizeof(ev->program_version));
+    TRY(opt_str_field(r, root, "program_version", ev->program_version, sizeof(ev->program_version)));
+    return opt_str_field(r, root, "program_digest", ev->program_digest, sizeof(ev->program_digest));
 }
 
 static event_err decode_credit(jr *r, json_t *root, credit_event *ev)
@@ -475,6 +478,7 @@ static json_t *reward_json(const reward_event *ev, int *bad)
     put(o, "occurred_at", time_json(ev->occurred_at), bad);
     put(o, "reason", json_string(ev->reason), bad);
     put(o, "program_version", json_string(ev->program_version), bad);
+    put(o, "program_digest", json_string(ev->program_digest), bad);
     return o;
 }
 
@@ -491,6 +495,7 @@ static json_t *stage_json(const stage_change_event *ev, int *bad)
     put(o, "source_event_id", json_string(ev->source_event_id), bad);
     put(o, "occurred_at", time_json(ev->occurred_at), bad);
     put(o, "program_version", json_string(ev->program_version), bad);
+    put(o, "program_digest", json_string(ev->program_digest), bad);
     return o;
 }
 

@@ -140,6 +140,7 @@ typedef struct reward_event {
     int64_t occurred_at;
     char reason[EVENT_TEXT_MAX + 1];
     char program_version[EVENT_ID_MAX + 1];
+    char program_digest[EVENT_ID_MAX + 1];  /* "" when unknown */
 } reward_event;
 
 /* A move on a ladder (schemas/stage_change_event.avsc). */
@@ -153,6 +154,7 @@ typedef struct stage_change_event {
     char source_event_id[EVENT_ID_MAX + 1];
     int64_t occurred_at;
     char program_version[EVENT_ID_MAX + 1];
+    char program_digest[EVENT_ID_MAX + 1];
 } stage_change_event;
 
 /* Points earned by one customer because of another's event (the referrer's

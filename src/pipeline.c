@@ -34,7 +34,7 @@ typedef struct item {
     buf outputs;                  /* recorded outputs to produce */
     buf profile;                  /* prepared profile encoding */
     buf ledger;                   /* prepared ledger entries, NUL-separated */
-    const char *ledger_ptrs[PROGRAM_MAX_RULES];
+    const char *ledger_ptrs[ENGINE_MAX_REWARDS];
     int nledger;
 } item;
 

@@ -20,22 +20,45 @@ void profile_free(profile *p)
     free(p->orders);
     p->orders = NULL;
     p->norders = p->orders_cap = 0;
+    free(p->parked);
+    p->parked = NULL;
+    p->nparked = p->parked_cap = 0;
 }
 
 int profile_copy(profile *dst, const profile *src)
 {
     order_record *orders = NULL;
+    parked_credit *parked = NULL;
     if (src->norders) {
         orders = malloc((size_t)src->norders * sizeof(*orders));
         if (!orders)
             return -1;
         memcpy(orders, src->orders, (size_t)src->norders * sizeof(*orders));
     }
+    if (src->nparked) {
+        parked = malloc((size_t)src->nparked * sizeof(*parked));
+        if (!parked) {
+            free(orders);
+            return -1;
+        }
+        memcpy(parked, src->parked, (size_t)src->nparked * sizeof(*parked));
+    }
     free(dst->orders);
+    free(dst->parked);
     *dst = *src;
     dst->orders = orders;
     dst->orders_cap = src->norders;
+    dst->parked = parked;
+    dst->parked_cap = src->nparked;
     return 0;
+}
+
+int64_t profile_parked_points(const profile *p)
+{
+    int64_t sum = 0; /* at most PROFILE_MAX_PARKED x EVENT_MAX_POINTS: no overflow */
+    for (int i = 0; i < p->nparked; i++)
+        sum += p->parked[i].points;
+    return sum;
 }
 
 /* ---- encoding: zig-zag varints, length-prefixed strings, little-endian doubles ---- */
@@ -71,7 +94,7 @@ static int put_double(buf *b, double d)
 
 int profile_encode(const profile *p, const program *prog, buf *out)
 {
-    int rc = buf_append(out, "FP", 2) || put_varint(out, PROFILE_ENCODING_VERSION);
+    int rc = buf_append(out, "FP", 2) || put_varint(out, p->nparked ? 2 : 1);
     rc |= put_str(out, p->customer_id) || put_varint(out, p->first_event_at) || put_varint(out, p->last_event_at) ||
           put_varint(out, p->events) || put_varint(out, EVENT_TYPE_COUNT);
     for (int i = 0; i < EVENT_TYPE_COUNT; i++)
@@ -106,6 +129,15 @@ int profile_encode(const profile *p, const program *prog, buf *out)
         rc |= put_str(out, o->order_id) || put_varint(out, o->amount_cents) || put_varint(out, o->refunded_cents) ||
               put_varint(out, o->at) || put_varint(out, o->rate_bp) || put_varint(out, o->multiplier_bp) ||
               put_str(out, o->rule >= 0 && o->rule < prog->nrules ? prog->rules[o->rule].id : "");
+    }
+    if (p->nparked) {
+        rc |= put_varint(out, p->nparked);
+        for (int i = 0; i < p->nparked; i++) {
+            const parked_credit *c = &p->parked[i];
+            rc |= put_str(out, c->credit_id) || put_str(out, c->rule_id) || put_str(out, c->source_event_id) ||
+                  put_str(out, c->reason) || put_str(out, c->program_version) || put_varint(out, c->points) ||
+                  put_varint(out, c->occurred_at) || put_varint(out, c->referral ? 1 : 0);
+        }
     }
     return rc ? -1 : 0;
 }
@@ -172,8 +204,8 @@ int profile_decode(profile *p, const program *prog, const void *data, size_t len
     }
     r.p += 2;
     int64_t version = get_varint(&r);
-    if (version != PROFILE_ENCODING_VERSION) {
-        snprintf(err, errlen, "profile encoding version %lld, this build reads %d", (long long)version,
+    if (version != 1 && version != 2) {
+        snprintf(err, errlen, "profile encoding version %lld, this build reads 1 to %d", (long long)version,
                  PROFILE_ENCODING_VERSION);
         return -1;
     }
@@ -207,8 +239,9 @@ int profile_decode(profile *p, const program *prog, const void *data, size_t len
         get_str(&r, id, sizeof(id));
         get_str(&r, name, sizeof(name));
         int l = program_ladder_index(prog, id);
-        if (l >= 0) /* a stage the program no longer has leaves the ladder unset */
-            p->stage[l] = (int8_t)program_stage_index(&prog->ladders[l], name);
+        if (l >= 0) /* a renamed stage reads as its new name; one the program no longer has leaves the ladder
+                       unset (run and check refuse such a program unless it retires the stage) */
+            p->stage[l] = (int8_t)program_stage_lookup(&prog->ladders[l], name);
     }
     n = get_varint(&r);
     if (n < 0 || n > 1000)
@@ -251,6 +284,33 @@ int profile_decode(profile *p, const program *prog, const void *data, size_t len
         get_str(&r, id, sizeof(id));
         o->rule = (int16_t)program_rule_index(prog, id);
         p->norders++;
+    }
+    if (version == 2 && !r.bad) {
+        n = get_varint(&r);
+        if (n < 1 || n > PROFILE_MAX_PARKED)
+            r.bad = 1;
+        if (!r.bad) {
+            p->parked = calloc((size_t)n, sizeof(*p->parked));
+            if (!p->parked) {
+                snprintf(err, errlen, "out of memory");
+                return -1;
+            }
+            p->parked_cap = (int32_t)n;
+        }
+        for (int64_t i = 0; i < n && !r.bad; i++) {
+            parked_credit *c = &p->parked[p->nparked];
+            get_str(&r, c->credit_id, sizeof(c->credit_id));
+            get_str(&r, c->rule_id, sizeof(c->rule_id));
+            get_str(&r, c->source_event_id, sizeof(c->source_event_id));
+            get_str(&r, c->reason, sizeof(c->reason));
+            get_str(&r, c->program_version, sizeof(c->program_version));
+            c->points = get_varint(&r);
+            c->occurred_at = get_varint(&r);
+            c->referral = get_varint(&r) != 0;
+            if (c->points < 1 || c->points > EVENT_MAX_POINTS)
+                r.bad = 1;
+            p->nparked++;
+        }
     }
     if (!r.bad && r.p != r.end)
         r.bad = 1;
@@ -295,6 +355,8 @@ int profile_to_json(const profile *p, const program *prog, buf *out)
     bad |= json_object_set_new(o, "lifetime_earned", json_integer(p->lifetime_earned));
     bad |= json_object_set_new(o, "redeemed", json_integer(p->redeemed));
     bad |= json_object_set_new(o, "reversed", json_integer(p->reversed));
+    bad |= json_object_set_new(o, "parked_points", json_integer(profile_parked_points(p)));
+    bad |= json_object_set_new(o, "parked_credits", json_integer(p->nparked));
     int tier = prog->tier_ladder;
     bad |= json_object_set_new(o, "tier", tier >= 0 && p->stage[tier] >= 0
                                               ? json_string(prog->ladders[tier].stages[p->stage[tier]].name)

@@ -16,7 +16,12 @@
 #include "event.h"
 #include "program.h"
 
-#define PROFILE_ENCODING_VERSION 1
+/* Version 2 is version 1 plus the parked credits; it is written only for a
+ * profile that holds parked credits, so every other profile keeps the bytes
+ * (and the readers) of version 1. Both are read. */
+#define PROFILE_ENCODING_VERSION 2
+/* Credits a customer with no own events yet may hold parked (issue 7 case 9). */
+#define PROFILE_MAX_PARKED 32
 
 /* Limit state of one rule for this customer. */
 typedef struct rule_state {
@@ -35,6 +40,19 @@ typedef struct order_record {
     int64_t multiplier_bp;  /* tier multiplier applied (BP_ONE when none) */
     int16_t rule;           /* index of the earning rule */
 } order_record;
+
+/* A credit received before the customer had any own event: kept, not
+ * spendable, until the customer's first own touchpoint releases it. */
+typedef struct parked_credit {
+    char credit_id[EVENT_ID_MAX + 1];       /* becomes the reward id on release */
+    char rule_id[EVENT_ID_MAX + 1];
+    char source_event_id[EVENT_ID_MAX + 1];
+    char reason[EVENT_TEXT_MAX + 1];
+    char program_version[EVENT_ID_MAX + 1];
+    int64_t points;                         /* 1..EVENT_MAX_POINTS */
+    int64_t occurred_at;                    /* the source event's time */
+    bool referral;                          /* counts as a converted referral on release */
+} parked_credit;
 
 typedef struct profile {
     char customer_id[EVENT_ID_MAX + 1];
@@ -56,11 +74,13 @@ typedef struct profile {
     rule_state rules[PROGRAM_MAX_RULES];
     order_record *orders;                  /* oldest first; owned */
     int32_t norders, orders_cap;
+    parked_credit *parked;                 /* credits held until the first own event; owned */
+    int32_t nparked, parked_cap;
 } profile;
 
 /* An empty profile for customer_id (no allocation). */
 void profile_init(profile *p, const char *customer_id);
-/* Release the order records. */
+/* Release the order records and parked credits. */
 void profile_free(profile *p);
 /* Deep copy; returns -1 when out of memory. */
 int profile_copy(profile *dst, const profile *src);
@@ -70,6 +90,9 @@ int profile_encode(const profile *p, const program *prog, buf *out);
 /* Decode data into p (initialised here). Returns 0, or -1 with err on bad or
  * truncated input; p must be freed either way. */
 int profile_decode(profile *p, const program *prog, const void *data, size_t len, char *err, size_t errlen);
+
+/* Sum of the parked credits' points. */
+int64_t profile_parked_points(const profile *p);
 
 /* The persona: the quadrant with the highest score, or NULL before any score. */
 const char *profile_persona(const profile *p);

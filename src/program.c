@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "embedded.h"
 #include "timeutil.h"
 #include "yamlutil.h"
@@ -145,6 +147,16 @@ int program_stage_index(const ladder *l, const char *name)
         if (!strcmp(l->stages[i].name, name))
             return i;
     return -1;
+}
+
+int program_stage_lookup(const ladder *l, const char *name)
+{
+    int i = program_stage_index(l, name);
+    for (int k = 0; i < 0 && k < l->nstages; k++)
+        for (int r = 0; r < l->stages[k].nrenamed; r++)
+            if (!strcmp(l->stages[k].renamed_from[r], name))
+                return k;
+    return i;
 }
 
 /* ---- condition names ---------------------------------------------------------- */
@@ -335,10 +347,50 @@ static int load_orders(loader *ld, yaml_node_t *n)
     return 0;
 }
 
+/* renamed_from: a former stage name or a list of them. */
+static int load_renamed_from(loader *ld, yaml_node_t *n, stage *sg)
+{
+    if (yaml_scalar(n))
+        return get_id(ld, n, "renamed_from", sg->renamed_from[sg->nrenamed++]);
+    if (n->type != YAML_SEQUENCE_NODE)
+        return errat(ld, n, "renamed_from is a former stage name or a list of them");
+    for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++) {
+        if (sg->nrenamed == PROGRAM_MAX_RENAMES)
+            return errat(ld, n, "renamed_from holds at most %d names", PROGRAM_MAX_RENAMES);
+        if (get_id(ld, node(ld, *it), "renamed_from", sg->renamed_from[sg->nrenamed++]))
+            return -1;
+    }
+    return 0;
+}
+
+/* retired_stages: "ladder:stage" entries this program deliberately drops. */
+static int load_retired(loader *ld, yaml_node_t *n)
+{
+    program *prog = ld->prog;
+    if (n->type != YAML_SEQUENCE_NODE)
+        return errat(ld, n, "retired_stages is a list of \"ladder:stage\"");
+    for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++) {
+        yaml_node_t *e = node(ld, *it);
+        const char *v = yaml_scalar(e), *colon = v ? strchr(v, ':') : NULL;
+        char lad[PROGRAM_ID_MAX + 1], st[PROGRAM_ID_MAX + 1];
+        if (prog->nretired == PROGRAM_MAX_RETIRED)
+            return errat(ld, e, "retired_stages holds at most %d entries", PROGRAM_MAX_RETIRED);
+        if (!colon || colon == v || (size_t)(colon - v) > PROGRAM_ID_MAX || strlen(colon + 1) > PROGRAM_ID_MAX)
+            return errat(ld, e, "retired_stages entries are \"ladder:stage\", not '%s'", v ? v : "?");
+        snprintf(lad, sizeof(lad), "%.*s", (int)(colon - v), v);
+        snprintf(st, sizeof(st), "%s", colon + 1);
+        int l = program_ladder_index(prog, lad);
+        if (l >= 0 && program_stage_lookup(&prog->ladders[l], st) >= 0)
+            return errat(ld, e, "retired stage '%s' is a stage (or a former name of one) of this program", v);
+        snprintf(prog->retired[prog->nretired++], sizeof(prog->retired[0]), "%s", v);
+    }
+    return 0;
+}
+
 static int load_ladder(loader *ld, yaml_node_t *n)
 {
     static const char *const keys[] = {"id", "stages", "can_downgrade", "description", NULL};
-    static const char *const stage_keys[] = {"name", "when", "multiplier", NULL};
+    static const char *const stage_keys[] = {"name", "when", "multiplier", "renamed_from", NULL};
     program *prog = ld->prog;
     char what[128];
     if (prog->nladders == PROGRAM_MAX_LADDERS)
@@ -394,8 +446,23 @@ static int load_ladder(loader *ld, yaml_node_t *n)
                 return errat(ld, m, "multiplier must be above 0");
             with_mult++;
         }
+        yaml_node_t *rf = yaml_map_get(ld->doc, s, "renamed_from");
+        if (rf && load_renamed_from(ld, rf, sg))
+            return -1;
         l->nstages++;
     }
+    /* a former name is no current stage and belongs to one stage only */
+    for (int a = 0; a < l->nstages; a++)
+        for (int r = 0; r < l->stages[a].nrenamed; r++) {
+            const char *old_name = l->stages[a].renamed_from[r];
+            if (program_stage_index(l, old_name) >= 0)
+                return errat(ld, n, "stage '%s': renamed_from '%s' is a stage of this ladder", l->stages[a].name,
+                             old_name);
+            for (int b = 0; b < l->nstages; b++)
+                for (int q = 0; q < l->stages[b].nrenamed; q++)
+                    if ((b != a || q != r) && !strcmp(l->stages[b].renamed_from[q], old_name))
+                        return errat(ld, n, "renamed_from '%s' is declared twice in this ladder", old_name);
+        }
     if (with_mult && with_mult != l->nstages)
         return errat(ld, st, "a tier ladder gives every stage a multiplier");
     if (with_mult) {
@@ -595,7 +662,7 @@ static int load_rule(loader *ld, yaml_node_t *n, yaml_node_t **reverse_refs)
 
 static int load_root(loader *ld, yaml_node_t *root)
 {
-    static const char *const keys[] = {"version", "scores", "orders", "ladders", "rules", NULL};
+    static const char *const keys[] = {"version", "scores", "orders", "ladders", "rules", "retired_stages", NULL};
     program *prog = ld->prog;
     yaml_node_t *reverse_refs[PROGRAM_MAX_RULES] = {0};
     if (!root)
@@ -620,6 +687,9 @@ static int load_root(loader *ld, yaml_node_t *root)
             if (load_ladder(ld, node(ld, *it)))
                 return -1;
     }
+    yaml_node_t *ret = yaml_map_get(ld->doc, root, "retired_stages");
+    if (ret && load_retired(ld, ret))
+        return -1;
     yaml_node_t *rules = yaml_map_get(ld->doc, root, "rules");
     if (!rules || rules->type != YAML_SEQUENCE_NODE)
         return errat(ld, rules ? rules : root, "rules must be a list");
@@ -664,6 +734,91 @@ static void program_init(program *prog)
     prog->orders_max_age_ms = 400 * TIME_MS_PER_DAY;
 }
 
+/* ---- the content digest ------------------------------------------------------------ */
+
+#define DIGEST_MAX_DEPTH 64
+#define DIGEST_MAX_NODES 100000
+
+typedef struct digester {
+    loader *ld;
+    long nodes;   /* visited (aliases visit a node again: bounded) */
+} digester;
+
+/* SHA-256 of a node's content: scalars by value, sequences in order, mappings
+ * as the sorted set of their (key, value) pairs, so quoting, comments,
+ * layout and key order do not change it; rule order does. */
+static int cmp_pair(const void *a, const void *b) { return memcmp(a, b, 64); }
+
+static int node_digest(digester *dg, yaml_node_t *n, int depth, unsigned char out[32])
+{
+    if (depth > DIGEST_MAX_DEPTH || ++dg->nodes > DIGEST_MAX_NODES)
+        return errat(dg->ld, n, "the program is nested deeper than %d levels or has more than %d nodes",
+                     DIGEST_MAX_DEPTH, DIGEST_MAX_NODES);
+    unsigned char *in = NULL;
+    size_t len = 0;
+    int rc = 0;
+    if (n->type == YAML_SCALAR_NODE) {
+        len = 1 + n->data.scalar.length;
+        in = malloc(len);
+        if (in) {
+            in[0] = 's';
+            memcpy(in + 1, n->data.scalar.value, n->data.scalar.length);
+        }
+    } else if (n->type == YAML_SEQUENCE_NODE) {
+        size_t k = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+        len = 1 + 32 * k;
+        in = malloc(len);
+        if (in) {
+            in[0] = 'q';
+            for (size_t i = 0; i < k && rc == 0; i++)
+                rc = node_digest(dg, node(dg->ld, n->data.sequence.items.start[i]), depth + 1, in + 1 + 32 * i);
+        }
+    } else {
+        size_t k = (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
+        len = 1 + 64 * k;
+        in = malloc(len);
+        if (in) {
+            in[0] = 'm';
+            for (size_t i = 0; i < k && rc == 0; i++) {
+                yaml_node_pair_t *p = &n->data.mapping.pairs.start[i];
+                rc = node_digest(dg, node(dg->ld, p->key), depth + 1, in + 1 + 64 * i);
+                if (rc == 0)
+                    rc = node_digest(dg, node(dg->ld, p->value), depth + 1, in + 1 + 64 * i + 32);
+            }
+            if (rc == 0)
+                qsort(in + 1, k, 64, cmp_pair);
+        }
+    }
+    if (!in) {
+        snprintf(dg->ld->err, dg->ld->errlen, "%s: out of memory", dg->ld->name);
+        return -1;
+    }
+    unsigned int olen = 0;
+    if (rc == 0 && EVP_Digest(in, len, out, &olen, EVP_sha256(), NULL) != 1) {
+        snprintf(dg->ld->err, dg->ld->errlen, "%s: SHA-256 failed", dg->ld->name);
+        rc = -1;
+    }
+    free(in);
+    return rc;
+}
+
+static int program_digest(loader *ld, yaml_node_t *root)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char d[32];
+    digester dg = {.ld = ld};
+    if (node_digest(&dg, root, 0, d) != 0)
+        return -1;
+    char *o = ld->prog->digest;
+    memcpy(o, "sha256:", 7);
+    for (int i = 0; i < 32; i++) {
+        o[7 + 2 * i] = hex[d[i] >> 4];
+        o[8 + 2 * i] = hex[d[i] & 15];
+    }
+    o[71] = '\0';
+    return 0;
+}
+
 /* Parse text (or, when text is NULL, the file name) as a program. */
 static int load(program *prog, const char *name, const char *text, char *err, size_t errlen)
 {
@@ -673,9 +828,51 @@ static int load(program *prog, const char *name, const char *text, char *err, si
     if (yaml_load(name, text, &doc, err, errlen) != 0)
         return -1;
     loader ld = {.prog = prog, .doc = &doc, .name = name, .err = err, .errlen = errlen};
-    int rc = load_root(&ld, yaml_document_get_root_node(&doc));
+    yaml_node_t *root = yaml_document_get_root_node(&doc);
+    int rc = load_root(&ld, root);
+    if (rc == 0)
+        rc = program_digest(&ld, root);
     yaml_document_delete(&doc);
     return rc;
+}
+
+/* ---- the namespace's stages ----------------------------------------------------------- */
+
+int program_orphaned_stages(const program *prog, const char *const *stored, size_t n, buf *out)
+{
+    int orphans = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *ref = stored[i], *colon = strchr(ref, ':');
+        bool known = false;
+        if (colon) {
+            char lad[PROGRAM_STAGE_REF_MAX + 1];
+            snprintf(lad, sizeof(lad), "%.*s", (int)(colon - ref), ref);
+            int l = program_ladder_index(prog, lad);
+            known = l >= 0 && program_stage_lookup(&prog->ladders[l], colon + 1) >= 0;
+        }
+        for (int r = 0; !known && r < prog->nretired; r++)
+            known = !strcmp(prog->retired[r], ref);
+        if (known)
+            continue;
+        if (buf_printf(out, "%s%s", orphans ? ", " : "", ref) != 0)
+            return -1;
+        orphans++;
+    }
+    return orphans;
+}
+
+int program_stage_refs(const program *prog, buf *out)
+{
+    for (int l = 0; l < prog->nladders; l++)
+        for (int s = 0; s < prog->ladders[l].nstages; s++) {
+            const stage *st = &prog->ladders[l].stages[s];
+            if (buf_printf(out, "%s:%s\n", prog->ladders[l].id, st->name) != 0)
+                return -1;
+            for (int r = 0; r < st->nrenamed; r++)
+                if (buf_printf(out, "%s:%s\n", prog->ladders[l].id, st->renamed_from[r]) != 0)
+                    return -1;
+        }
+    return 0;
 }
 
 int program_load_text(program *prog, const char *name, const char *text, char *err, size_t errlen)
@@ -699,8 +896,8 @@ static const char *window_name(window_kind w)
 
 int program_summary(const program *prog, buf *out)
 {
-    int rc = buf_printf(out, "# rule program %s (version %s): %d rules, %d ladders\n", prog->source, prog->version,
-                        prog->nrules, prog->nladders);
+    int rc = buf_printf(out, "# rule program %s (version %s, digest %s): %d rules, %d ladders\n", prog->source,
+                        prog->version, prog->digest, prog->nrules, prog->nladders);
     /* the id column is as wide as the longest id, so the columns after it line up */
     int idw = 1;
     for (int i = 0; i < prog->nrules; i++)
@@ -753,6 +950,8 @@ int program_summary(const program *prog, buf *out)
             if (l->is_tier)
                 rc |= buf_printf(out, " (x%lld.%02lld)", (long long)(l->stages[s].multiplier_bp / BP_ONE),
                                  (long long)(l->stages[s].multiplier_bp % BP_ONE / 100));
+            for (int r = 0; r < l->stages[s].nrenamed; r++)
+                rc |= buf_printf(out, " (was %s)", l->stages[s].renamed_from[r]);
         }
         rc |= buf_printf(out, "%s\n", l->can_downgrade ? " (can downgrade)" : "");
         for (int s = 0; s < l->nstages; s++) {
@@ -761,5 +960,7 @@ int program_summary(const program *prog, buf *out)
                              text ? text : "");
         }
     }
+    for (int i = 0; i < prog->nretired; i++)
+        rc |= buf_printf(out, "#   retired stage %s\n", prog->retired[i]);
     return rc;
 }

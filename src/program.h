@@ -16,6 +16,12 @@
 #define PROGRAM_MAX_LADDERS 8
 #define PROGRAM_MAX_STAGES 16
 #define PROGRAM_ID_MAX 64
+#define PROGRAM_MAX_RENAMES 4    /* former names per stage (renamed_from) */
+#define PROGRAM_MAX_RETIRED 32   /* retired_stages entries */
+/* "ladder:stage": how the namespace registry and retired_stages name a stage. */
+#define PROGRAM_STAGE_REF_MAX (2 * PROGRAM_ID_MAX + 1)
+/* The program digest: "sha256:" + 64 hex digits. */
+#define PROGRAM_DIGEST_MAX 71
 /* Basis points: 10000 = 1.0. Rates and multipliers are exact integers. */
 #define BP_ONE 10000
 
@@ -63,6 +69,8 @@ typedef struct stage {
     int32_t when;            /* condition root, -1 = always */
     int64_t multiplier_bp;   /* tier ladders only */
     unsigned long line;
+    char renamed_from[PROGRAM_MAX_RENAMES][PROGRAM_ID_MAX + 1]; /* former names: stored profiles at them read as this stage */
+    int nrenamed;
 } stage;
 
 typedef struct ladder {
@@ -76,6 +84,9 @@ typedef struct ladder {
 
 typedef struct program {
     char version[EVENT_ID_MAX + 1];
+    char digest[PROGRAM_DIGEST_MAX + 1]; /* of the content (YAML nodes, not comments or layout) */
+    char retired[PROGRAM_MAX_RETIRED][PROGRAM_STAGE_REF_MAX + 1]; /* "ladder:stage" deliberately dropped */
+    int nretired;
     char source[512];        /* file it was loaded from, or "(built-in default)" */
     rule rules[PROGRAM_MAX_RULES];
     int nrules;
@@ -108,6 +119,18 @@ int program_summary(const program *prog, buf *out);
 int program_rule_index(const program *prog, const char *id);
 int program_ladder_index(const program *prog, const char *id);
 int program_stage_index(const ladder *l, const char *name);
+/* The stage a stored stage name reads as: its own name, or a stage that
+ * declares it in renamed_from; -1 if neither. */
+int program_stage_lookup(const ladder *l, const char *name);
+
+/* Stages stored in a namespace ("ladder:stage", as its registry holds them)
+ * that this program cannot read back: neither a stage of it, nor a former
+ * name declared by renamed_from, nor in retired_stages. Each is appended to
+ * out, ", "-separated. Returns how many, or -1 when out of memory. */
+int program_orphaned_stages(const program *prog, const char *const *stored, size_t n, buf *out);
+/* Every "ladder:stage" a profile written under this program may hold (its
+ * stages and their former names), each followed by '\n', appended to out. */
+int program_stage_refs(const program *prog, buf *out);
 
 const char *quadrant_name(quadrant q);
 

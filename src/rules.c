@@ -20,6 +20,7 @@ const char *engine_status_name(engine_status s)
     case ENGINE_REFUND_EXCEEDS_ORDER: return "refund_exceeds_order";
     case ENGINE_OVERFLOW: return "total_overflow";
     case ENGINE_BAD_CREDIT: return "credit_points_out_of_range";
+    case ENGINE_PARKED_FULL: return "parked_credits_full";
     case ENGINE_NO_MEMORY: return "no_memory";
     }
     return "?";
@@ -242,6 +243,7 @@ static reward_event *add_reward(const program *prog, profile *p, engine_output *
     str_copy(rw->source_event_id, sizeof(rw->source_event_id), source_event_id);
     rw->occurred_at = at;
     memcpy(rw->program_version, prog->version, sizeof(prog->version));
+    memcpy(rw->program_digest, prog->digest, sizeof(prog->digest));
     rw->reason[0] = '\0';
     return rw;
 }
@@ -271,6 +273,7 @@ static void evaluate_ladders(const program *prog, profile *p, const char *source
         str_copy(sc->source_event_id, sizeof(sc->source_event_id), source_event_id);
         sc->occurred_at = at;
         memcpy(sc->program_version, prog->version, sizeof(prog->version));
+        memcpy(sc->program_digest, prog->digest, sizeof(prog->digest));
     }
 }
 
@@ -387,6 +390,34 @@ static engine_status check_refund(const program *prog, profile *p, const touchpo
     return ENGINE_OK;
 }
 
+/* Add a credit to the balance and lifetime with its reward (the credit id as
+ * reward id). False, with nothing changed, when a total would leave its range. */
+static bool credit_to_balance(const program *prog, profile *p, const parked_credit *cr, engine_output *out)
+{
+    int64_t balance = p->balance, lifetime = p->lifetime_earned;
+    if (!add_total(&balance, cr->points) || !add_total(&lifetime, cr->points))
+        return false;
+    p->balance = balance;
+    p->lifetime_earned = lifetime;
+    if (cr->referral && p->referrals_converted < INT64_MAX)
+        p->referrals_converted++;
+    reward_event *rw = &out->rewards[out->nrewards++];
+    memcpy(rw->reward_id, cr->credit_id, sizeof(rw->reward_id));
+    memcpy(rw->customer_id, p->customer_id, sizeof(rw->customer_id));
+    rw->kind = REWARD_EARN;
+    memcpy(rw->rule_id, cr->rule_id, sizeof(rw->rule_id));
+    rw->points = cr->points;
+    rw->balance_after = p->balance;
+    memcpy(rw->source_event_id, cr->source_event_id, sizeof(rw->source_event_id));
+    rw->occurred_at = cr->occurred_at;
+    memcpy(rw->reason, cr->reason, sizeof(rw->reason));
+    memcpy(rw->program_version, cr->program_version, sizeof(rw->program_version));
+    /* the digest of the program that decided the credit is known only if it is this one's version */
+    str_copy(rw->program_digest, sizeof(rw->program_digest),
+             strcmp(cr->program_version, prog->version) ? "" : prog->digest);
+    return true;
+}
+
 /* What an event changed outside the profile struct itself, to undo it when the
  * event is refused half-way (the struct is restored from a copy). */
 typedef struct undo_log {
@@ -428,6 +459,16 @@ engine_status rules_apply_event(const program *prog, profile *p, const touchpoin
     const int64_t t = ev->occurred_at;
     const int64_t mult = tier_multiplier(prog, p); /* the tier held before this event */
     char money[EVENT_ID_MAX + 64], m[32];
+
+    /* the first own event releases the credits parked until now (rollback restores nparked) */
+    if (p->events == 0) {
+        for (int i = 0; i < p->nparked; i++)
+            if (!credit_to_balance(prog, p, &p->parked[i], out)) {
+                what = "the balance, with the parked credits";
+                goto overflow;
+            }
+        p->nparked = 0;
+    }
 
     /* counters first: conditions see them including this event */
     if (!p->events || t < p->first_event_at)
@@ -599,24 +640,40 @@ engine_status rules_apply_credit(const program *prog, profile *p, const credit_e
     out->nrewards = out->nstages = out->ncredits = 0;
     if (cr->points <= 0 || cr->points > EVENT_MAX_POINTS)
         return ENGINE_BAD_CREDIT;
-    int64_t balance = p->balance, lifetime = p->lifetime_earned;
-    if (!add_total(&balance, cr->points) || !add_total(&lifetime, cr->points))
+    if (p->events == 0) {
+        /* no own event yet: parked, not spendable (a referred_by naming nobody mints nothing) */
+        if (p->nparked == PROFILE_MAX_PARKED)
+            return ENGINE_PARKED_FULL;
+        if (p->nparked == p->parked_cap) {
+            int cap = p->parked_cap ? p->parked_cap * 2 : 2;
+            parked_credit *a = realloc(p->parked, (size_t)cap * sizeof(*a));
+            if (!a)
+                return ENGINE_NO_MEMORY;
+            p->parked = a;
+            p->parked_cap = cap;
+        }
+        parked_credit *pc = &p->parked[p->nparked++];
+        memcpy(pc->credit_id, cr->credit_id, sizeof(pc->credit_id));
+        memcpy(pc->rule_id, cr->rule_id, sizeof(pc->rule_id));
+        memcpy(pc->source_event_id, cr->source_event_id, sizeof(pc->source_event_id));
+        memcpy(pc->reason, cr->reason, sizeof(pc->reason));
+        memcpy(pc->program_version, cr->program_version, sizeof(pc->program_version));
+        pc->points = cr->points;
+        pc->occurred_at = cr->occurred_at;
+        pc->referral = cr->referral;
+        return ENGINE_OK;
+    }
+    parked_credit pc;
+    memcpy(pc.credit_id, cr->credit_id, sizeof(pc.credit_id));
+    memcpy(pc.rule_id, cr->rule_id, sizeof(pc.rule_id));
+    memcpy(pc.source_event_id, cr->source_event_id, sizeof(pc.source_event_id));
+    memcpy(pc.reason, cr->reason, sizeof(pc.reason));
+    memcpy(pc.program_version, cr->program_version, sizeof(pc.program_version));
+    pc.points = cr->points;
+    pc.occurred_at = cr->occurred_at;
+    pc.referral = cr->referral;
+    if (!credit_to_balance(prog, p, &pc, out))
         return ENGINE_OVERFLOW;
-    p->balance = balance;
-    p->lifetime_earned = lifetime;
-    if (cr->referral && p->referrals_converted < INT64_MAX)
-        p->referrals_converted++;
-    reward_event *rw = &out->rewards[out->nrewards++];
-    memcpy(rw->reward_id, cr->credit_id, sizeof(rw->reward_id));
-    memcpy(rw->customer_id, p->customer_id, sizeof(rw->customer_id));
-    rw->kind = REWARD_EARN;
-    memcpy(rw->rule_id, cr->rule_id, sizeof(rw->rule_id));
-    rw->points = cr->points;
-    rw->balance_after = p->balance;
-    memcpy(rw->source_event_id, cr->source_event_id, sizeof(rw->source_event_id));
-    rw->occurred_at = cr->occurred_at;
-    memcpy(rw->reason, cr->reason, sizeof(rw->reason));
-    memcpy(rw->program_version, cr->program_version, sizeof(rw->program_version));
     evaluate_ladders(prog, p, cr->source_event_id, cr->occurred_at, out);
     return ENGINE_OK;
 }

@@ -9,9 +9,13 @@
 #include "profile.h"
 #include "program.h"
 
+/* Most rewards one event can make: one per rule, plus the parked credits its
+ * customer's first own event releases. */
+#define ENGINE_MAX_REWARDS (PROGRAM_MAX_RULES + PROFILE_MAX_PARKED)
+
 /* What one event or credit produced. Sized for the largest program. */
 typedef struct engine_output {
-    reward_event rewards[PROGRAM_MAX_RULES];       /* for this customer, in order */
+    reward_event rewards[ENGINE_MAX_REWARDS];      /* for this customer, in order */
     int nrewards;
     stage_change_event stages[PROGRAM_MAX_LADDERS]; /* at most one per ladder */
     int nstages;
@@ -26,6 +30,8 @@ typedef enum engine_status {
     ENGINE_OVERFLOW,             /* a total would leave its range (EVENT_MAX_TOTAL), or one award
                                     would exceed EVENT_MAX_POINTS: refused, nothing changed */
     ENGINE_BAD_CREDIT,           /* a credit's points are not in 1..EVENT_MAX_POINTS */
+    ENGINE_PARKED_FULL,          /* a credit to a customer with no own events, who holds
+                                    PROFILE_MAX_PARKED parked credits already */
     ENGINE_NO_MEMORY,            /* not the event's fault: retry later */
 } engine_status;
 
@@ -40,7 +46,13 @@ engine_status rules_apply_event(const program *prog, profile *p, const touchpoin
 
 /* Apply a credit addressed to p's customer: balance and lifetime grow, a
  * referral credit counts as a converted referral, ladders are re-evaluated.
- * ENGINE_BAD_CREDIT or ENGINE_OVERFLOW leave p and out unchanged. */
+ * A customer with no own event yet (events == 0: perhaps a referred_by that
+ * names no real customer, perhaps a backfill that delivers the credit first)
+ * gets it parked instead: kept in the profile, not spendable, no output;
+ * the customer's first own touchpoint releases every parked credit (their
+ * rewards, with the credit ids as reward ids, come first among that event's
+ * outputs). ENGINE_BAD_CREDIT, ENGINE_OVERFLOW, ENGINE_PARKED_FULL and
+ * ENGINE_NO_MEMORY leave p and out unchanged. */
 engine_status rules_apply_credit(const program *prog, profile *p, const credit_event *cr, engine_output *out);
 
 /* Deterministic output ids from the source event, the rule (or "ladder:" +

@@ -165,8 +165,18 @@ engine_status sim_apply(sim *s, const touchpoint *ev, sim_emit_fn emit, void *op
             snprintf(err, errlen, "out of memory");
             return ENGINE_NO_MEMORY;
         }
-        rules_apply_credit(s->prog, ref, cr, &s->credit_out);
+        engine_status cst = rules_apply_credit(s->prog, ref, cr, &s->credit_out);
+        if (cst == ENGINE_NO_MEMORY) {
+            snprintf(err, errlen, "out of memory");
+            return ENGINE_NO_MEMORY;
+        }
+        if (cst != ENGINE_OK) { /* the pipeline sends such a credit to the DLQ */
+            s->stats.credits_refused++;
+            continue;
+        }
         s->stats.credits++;
+        if (ref->nparked && !ref->events)
+            s->stats.credits_parked++;
         emit_all(s, &s->credit_out, emit, opaque);
     }
     return ENGINE_OK;

@@ -20,7 +20,9 @@ typedef struct sim_stats {
     long long events;      /* applied */
     long long duplicates;  /* (customer, event id) seen before: ignored */
     long long rejected;    /* refused by the engine (unknown order, ...) */
-    long long credits;     /* credits routed to referrers */
+    long long credits;     /* credits routed to referrers and applied or parked */
+    long long credits_parked;  /* of which parked: the referrer had no own event yet */
+    long long credits_refused; /* refused by the engine (the pipeline's DLQ) */
     long long rewards, stage_changes;
 } sim_stats;
 

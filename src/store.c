@@ -572,6 +572,91 @@ int store_customers(store *s, buf *out, char *err, size_t errlen)
     return 0;
 }
 
+/* ---- the namespace's program registry (see store.h) ---------------------------- */
+
+int store_registry_read(store *s, store_registry *reg, char *err, size_t errlen)
+{
+    memset(reg, 0, sizeof(*reg));
+    if (ensure_connected(s, err, errlen) != 0)
+        return -1;
+    redisReply *r = redisCommand(s->c, "HMGET %sprogram version digest", s->prefix);
+    if (command_ok(s, r, "HMGET program", err, errlen))
+        return -1;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 && r->element[0]->type == REDIS_REPLY_STRING) {
+        reg->has_program = true;
+        snprintf(reg->version, sizeof(reg->version), "%s", r->element[0]->str);
+        if (r->element[1]->type == REDIS_REPLY_STRING)
+            snprintf(reg->digest, sizeof(reg->digest), "%s", r->element[1]->str);
+    }
+    freeReplyObject(r);
+    r = redisCommand(s->c, "SMEMBERS %sstages", s->prefix);
+    if (command_ok(s, r, "SMEMBERS stages", err, errlen))
+        return -1;
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        if (r->element[i]->type != REDIS_REPLY_STRING)
+            continue;
+        if (buf_append(&reg->stages, r->element[i]->str, r->element[i]->len) || buf_append(&reg->stages, "", 1)) {
+            freeReplyObject(r);
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        reg->nstages++;
+    }
+    freeReplyObject(r);
+    return 0;
+}
+
+int store_registry_write(store *s, const char *version, const char *digest, const buf *stage_refs, char *err,
+                         size_t errlen)
+{
+    char k[120];
+    if (ensure_connected(s, err, errlen) != 0)
+        return -1;
+    size_t n = 0;
+    for (size_t i = 0; i < stage_refs->len; i++)
+        n += stage_refs->data[i] == '\n';
+    const char **argv = malloc((n + 2) * sizeof(*argv));
+    size_t *lens = malloc((n + 2) * sizeof(*lens));
+    if (!argv || !lens) {
+        free(argv);
+        free(lens);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    snprintf(k, sizeof(k), "%sstages", s->prefix);
+    argv[0] = "SADD";
+    lens[0] = 4;
+    argv[1] = k;
+    lens[1] = strlen(k);
+    size_t argc = 2;
+    for (const char *p = stage_refs->data, *end = p ? p + stage_refs->len : NULL; p && p < end;) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (!nl)
+            break;
+        argv[argc] = p;
+        lens[argc++] = (size_t)(nl - p);
+        p = nl + 1;
+    }
+    int rc = 0;
+    if (argc > 2) {
+        redisReply *r = redisCommandArgv(s->c, (int)argc, argv, lens);
+        rc = command_ok(s, r, "SADD stages", err, errlen);
+        if (rc == 0)
+            freeReplyObject(r);
+    }
+    free(argv);
+    free(lens);
+    if (rc != 0)
+        return -1;
+    redisReply *r = redisCommand(s->c, "HSET %sprogram version %s digest %s", s->prefix, version, digest);
+    if (command_ok(s, r, "HSET program", err, errlen))
+        return -1;
+    freeReplyObject(r);
+    return 0;
+}
+
+void store_registry_free(store_registry *reg) { buf_free(&reg->stages); }
+
 void store_profile_free(store_profile *p) { buf_free(&p->encoding); }
 void store_seen_free(store_seen *s) { buf_free(&s->recorded); }
 void store_apply_req_free(store_apply_req *r) { buf_free(&r->recorded); }

@@ -20,6 +20,15 @@
  *                                   oldest first, the newest pipeline.ledger_max kept
  *   <prefix>layout           STRING "2": written on first use; "1" is upgraded (below);
  *                                   another value stops fidelio
+ *   <prefix>program          HASH   version, digest: the rule program the namespace last ran
+ *                                   (written by `fidelio run` at start-up; read by `check
+ *                                   --namespace`). Same version with another digest: a warning
+ *   <prefix>stages           SET    every "ladder:stage" a program run on this namespace could
+ *                                   have stored in a profile (each run adds its stages and
+ *                                   their renamed_from names; nothing is ever removed). A
+ *                                   program that can read one of them back neither as a stage
+ *                                   nor through renamed_from, and does not list it in
+ *                                   retired_stages, is refused by `run` and `check --namespace`
  *
  * No key has a TTL. Redis must never evict them: store_open (and every
  * reconnection) reads maxmemory_policy with INFO memory and refuses any
@@ -83,6 +92,15 @@
 #define STORE_LAYOUT_VERSION 2
 /* Bytes of a content digest (digest.h). */
 #define STORE_DIGEST_LEN 16
+
+/* What the namespace's registry says (see <prefix>program and <prefix>stages). */
+typedef struct store_registry {
+    bool has_program;          /* false before the first `run` that records one */
+    char version[EVENT_ID_MAX + 1];  /* program version the namespace last ran */
+    char digest[EVENT_ID_MAX + 1];   /* and its content digest */
+    buf stages;                /* "ladder:stage" entries, each NUL-terminated; owned */
+    size_t nstages;
+} store_registry;
 
 typedef struct store store;
 
@@ -159,6 +177,15 @@ int store_ledger(store *s, const char *customer_id, long n, buf *out, char *err,
 /* Every customer id with a profile (SCAN; for tools and tests). Each id is
  * appended to out followed by '\n'. */
 int store_customers(store *s, buf *out, char *err, size_t errlen);
+
+/* Read the namespace's program registry (no write). 0 or -1 with err. */
+int store_registry_read(store *s, store_registry *reg, char *err, size_t errlen);
+/* Record that this program runs on the namespace: <prefix>program := version,
+ * digest; add every "ladder:stage" of stage_refs ('\n'-terminated lines) to
+ * <prefix>stages. Only `fidelio run` calls it, at start-up. 0 or -1 with err. */
+int store_registry_write(store *s, const char *version, const char *digest, const buf *stage_refs, char *err,
+                         size_t errlen);
+void store_registry_free(store_registry *reg);
 
 void store_profile_free(store_profile *p);
 void store_seen_free(store_seen *s);

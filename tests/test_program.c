@@ -327,7 +327,8 @@ START_TEST(totals_never_wrap)
     ck_assert_int_eq(q.balance, 0);
     cr.points = EVENT_MAX_POINTS;
     ck_assert_int_eq(rules_apply_credit(&prog, &q, &cr, out), ENGINE_OK);
-    ck_assert_int_eq(q.balance, EVENT_MAX_POINTS);
+    ck_assert_int_eq(q.balance, 0); /* q has no own event: parked (issue 7 case 9) */
+    ck_assert_int_eq(profile_parked_points(&q), EVENT_MAX_POINTS);
     /* p's lifetime_earned is at the limit (the refund lowered only the balance) */
     ck_assert_int_eq(rules_apply_credit(&prog, &p, &cr, out), ENGINE_OVERFLOW);
     ck_assert_int_eq(p.balance, EVENT_MAX_TOTAL - EVENT_MAX_POINTS);
@@ -337,6 +338,155 @@ START_TEST(totals_never_wrap)
     touchpoint_free(&ev);
     buf_free(&before);
     buf_free(&after);
+    free(out);
+}
+END_TEST
+
+static const char tiers_gold[] = "version: v1\n"
+                                 "ladders:\n"
+                                 "  - id: tier\n"
+                                 "    stages:\n"
+                                 "      - {name: bronze, multiplier: 1}\n"
+                                 "      - {name: gold, multiplier: 1.5, when: \"lifetime_earned >= 100\"}\n"
+                                 "rules:\n"
+                                 "  - {id: buy, on: PURCHASE, award: {per_unit: 1, tier_multiplier: true}}\n";
+
+/* issue 7 case 10: a program that orphans stored stages is found out, naming
+ * them; renamed_from maps a stored stage on read; retired_stages accepts a drop. */
+START_TEST(renamed_and_orphaned_stages)
+{
+    static const char renamed_bare[] = "version: v2\n"
+                                       "ladders:\n"
+                                       "  - id: tier\n"
+                                       "    stages:\n"
+                                       "      - {name: bronze, multiplier: 1}\n"
+                                       "      - {name: oro, multiplier: 1.5, when: \"lifetime_earned >= 100\"}\n"
+                                       "rules:\n"
+                                       "  - {id: buy, on: PURCHASE, award: {per_unit: 1, tier_multiplier: true}}\n";
+    static const char renamed_declared[] =
+        "version: v2\n"
+        "ladders:\n"
+        "  - id: tier\n"
+        "    stages:\n"
+        "      - {name: bronze, multiplier: 1}\n"
+        "      - {name: oro, multiplier: 1.5, when: \"lifetime_earned >= 100\", renamed_from: gold}\n"
+        "rules:\n"
+        "  - {id: buy, on: PURCHASE, award: {per_unit: 1, tier_multiplier: true}}\n";
+    static const char retired[] = "version: v3\n"
+                                  "retired_stages: [\"tier:gold\", \"tier:bronze\"]\n"
+                                  "rules:\n"
+                                  "  - {id: buy, on: PURCHASE, award: 1}\n";
+    const char *stored[] = {"tier:bronze", "tier:gold"};
+    buf orphans = {0}, enc = {0};
+    /* a gold profile, stored by v1 */
+    ck_assert_msg(program_load_text(&prog, "v1.yaml", tiers_gold, err, sizeof(err)) == 0, "%s", err);
+    profile p, q;
+    profile_init(&p, "c");
+    p.stage[0] = 1;
+    ck_assert_int_eq(profile_encode(&p, &prog, &enc), 0);
+    ck_assert_int_eq(program_orphaned_stages(&prog, stored, 2, &orphans), 0);
+    program_free(&prog);
+
+    ck_assert_msg(program_load_text(&prog, "v2.yaml", renamed_bare, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(program_orphaned_stages(&prog, stored, 2, &orphans), 1);
+    ck_assert_str_eq(orphans.data, "tier:gold");
+    program_free(&prog);
+
+    ck_assert_msg(program_load_text(&prog, "v2.yaml", renamed_declared, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(program_orphaned_stages(&prog, stored, 2, &orphans), 0);
+    ck_assert_int_eq(profile_decode(&q, &prog, enc.data, enc.len, err, sizeof(err)), 0);
+    ck_assert_int_eq(q.stage[0], 1); /* gold reads as oro */
+    ck_assert_str_eq(prog.ladders[0].stages[q.stage[0]].name, "oro");
+    profile_free(&q);
+    buf refs = {0};
+    ck_assert_int_eq(program_stage_refs(&prog, &refs), 0);
+    ck_assert_str_eq(refs.data, "tier:bronze\ntier:oro\ntier:gold\n");
+    buf_free(&refs);
+    program_free(&prog);
+
+    ck_assert_msg(program_load_text(&prog, "v3.yaml", retired, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(program_orphaned_stages(&prog, stored, 2, &orphans), 0);
+    program_free(&prog);
+
+    /* declaration errors name the line */
+    static const struct {
+        const char *yaml;
+        const char *text;
+    } bad[] = {
+        {"version: v\nladders:\n  - id: t\n    stages:\n      - {name: a}\n      - {name: b, renamed_from: a}\n"
+         "rules: []\n",
+         "renamed_from 'a' is a stage of this ladder"},
+        {"version: v\nladders:\n  - id: t\n    stages:\n      - {name: a, renamed_from: x}\n"
+         "      - {name: b, renamed_from: [x]}\nrules: []\n",
+         "renamed_from 'x' is declared twice"},
+        {"version: v\nladders:\n  - id: t\n    stages:\n      - {name: a}\nretired_stages: [\"t:a\"]\nrules: []\n",
+         "retired stage 't:a' is a stage"},
+        {"version: v\nretired_stages: [gold]\nrules: []\n", "entries are \"ladder:stage\""},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ck_assert_int_eq(program_load_text(&prog, "bad.yaml", bad[i].yaml, err, sizeof(err)), -1);
+        program_free(&prog);
+        ck_assert_msg(strstr(err, bad[i].text) != NULL, "case %zu: '%s' lacks '%s'", i, err, bad[i].text);
+    }
+    buf_free(&orphans);
+    buf_free(&enc);
+    profile_free(&p);
+}
+END_TEST
+
+/* issue 7 case 11: the digest follows the content, not comments, layout or
+ * key order; any change of content changes it, whatever the version says. */
+START_TEST(program_digest_follows_content)
+{
+    char d1[PROGRAM_DIGEST_MAX + 1], d2[PROGRAM_DIGEST_MAX + 1];
+    ck_assert_msg(program_load_text(&prog, "a.yaml", tiers_gold, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq((int)strlen(prog.digest), 71);
+    ck_assert_int_eq(strncmp(prog.digest, "sha256:", 7), 0);
+    strcpy(d1, prog.digest);
+    program_free(&prog);
+    static const char relaid[] = "# the same program, laid out otherwise\n"
+                                 "rules:\n"
+                                 "  - on: PURCHASE\n"
+                                 "    id: buy   # keys in another order\n"
+                                 "    award:\n"
+                                 "      tier_multiplier: true\n"
+                                 "      per_unit: 1\n"
+                                 "version: 'v1'\n"
+                                 "ladders:\n"
+                                 "  - id: tier\n"
+                                 "    stages:\n"
+                                 "      - {name: bronze, multiplier: 1}\n"
+                                 "      - {name: gold, multiplier: 1.5, when: \"lifetime_earned >= 100\"}\n";
+    ck_assert_msg(program_load_text(&prog, "b.yaml", relaid, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_str_eq(prog.digest, d1);
+    program_free(&prog);
+    char edited[sizeof(tiers_gold) + 8];
+    strcpy(edited, tiers_gold);
+    *strstr(edited, "per_unit: 1") = '\0';
+    strcat(edited, "per_unit: 2, tier_multiplier: true}}\n");
+    ck_assert_msg(program_load_text(&prog, "c.yaml", edited, err, sizeof(err)) == 0, "%s", err);
+    strcpy(d2, prog.digest);
+    ck_assert_str_eq(prog.version, "v1");
+    ck_assert_str_ne(d2, d1);
+    /* it is carried by every output */
+    profile p;
+    profile_init(&p, "c");
+    engine_output *out = malloc(sizeof(*out));
+    touchpoint ev;
+    memset(&ev, 0, sizeof(ev));
+    sample_touchpoint(&ev, EVENT_PURCHASE, 0);
+    ev.payload.purchase.amount_cents = 100000;
+    ck_assert_int_eq(rules_apply_event(&prog, &p, &ev, out, err, sizeof(err)), ENGINE_OK);
+    ck_assert_int_ge(out->nrewards, 1);
+    ck_assert_int_ge(out->nstages, 1);
+    ck_assert_str_eq(out->rewards[0].program_digest, d2);
+    ck_assert_str_eq(out->stages[0].program_digest, d2);
+    buf sum = {0};
+    ck_assert_int_eq(program_summary(&prog, &sum), 0);
+    ck_assert_ptr_nonnull(strstr(sum.data, d2));
+    buf_free(&sum);
+    profile_free(&p);
+    touchpoint_free(&ev);
     free(out);
 }
 END_TEST
@@ -354,6 +504,8 @@ Suite *program_suite(void)
     tcase_add_test(tc, ids_are_deterministic_and_distinct);
     tcase_add_test(tc, profile_encoding_robust);
     tcase_add_test(tc, totals_never_wrap);
+    tcase_add_test(tc, renamed_and_orphaned_stages);
+    tcase_add_test(tc, program_digest_follows_content);
     suite_add_tcase(s, tc);
     return s;
 }
