@@ -21,6 +21,7 @@ const char *engine_status_name(engine_status s)
     case ENGINE_OVERFLOW: return "total_overflow";
     case ENGINE_BAD_CREDIT: return "credit_points_out_of_range";
     case ENGINE_PARKED_FULL: return "parked_credits_full";
+    case ENGINE_EVENT_ID_CONFLICT: return "event_id_conflict";
     case ENGINE_NO_MEMORY: return "no_memory";
     }
     return "?";

@@ -32,6 +32,8 @@ typedef enum engine_status {
     ENGINE_BAD_CREDIT,           /* a credit's points are not in 1..EVENT_MAX_POINTS */
     ENGINE_PARKED_FULL,          /* a credit to a customer with no own events, who holds
                                     PROFILE_MAX_PARKED parked credits already */
+    ENGINE_EVENT_ID_CONFLICT,    /* (sim_apply only) a known (customer, event_id) with other content:
+                                    refused, as the pipeline's dedupe sends it to the DLQ */
     ENGINE_NO_MEMORY,            /* not the event's fault: retry later */
 } engine_status;
 

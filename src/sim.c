@@ -5,6 +5,8 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "digest.h"
+
 /* Open-addressing set of strings, or map from string to profile. */
 typedef struct table {
     void **slots;      /* profile* or char* (the key itself) */
@@ -15,7 +17,8 @@ typedef struct table {
 struct sim {
     const program *prog;
     table profiles;
-    table seen;         /* "<customer_id>\n<event_id>" of the events applied */
+    table seen;         /* "<customer_id>\n<event_id>" of the events applied, each followed
+                           (after its NUL) by the event's content digest (digest.h) */
     engine_output out;  /* reused */
     engine_output credit_out;
     codec_record rec;   /* reused for emitting */
@@ -136,13 +139,31 @@ static void seen_key(const touchpoint *ev, char *out)
 engine_status sim_apply(sim *s, const touchpoint *ev, sim_emit_fn emit, void *opaque, char *err, size_t errlen)
 {
     char key[2 * (EVENT_ID_MAX + 1)];
+    uint8_t digest[DIGEST_LEN];
     seen_key(ev, key);
-    if (lookup(&s->seen, key)) {
-        s->stats.duplicates++;
-        return ENGINE_OK;
+    if (digest_touchpoint(ev, digest) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return ENGINE_NO_MEMORY;
+    }
+    const char *known = lookup(&s->seen, key);
+    if (known) {
+        /* the pipeline's rule: the same content is a redelivery, other content a conflict */
+        if (memcmp(known + strlen(known) + 1, digest, DIGEST_LEN) == 0) {
+            s->stats.duplicates++;
+            return ENGINE_OK;
+        }
+        snprintf(err, errlen, "event_id %s of customer %s was applied before with other content", ev->event_id,
+                 ev->customer_id);
+        s->stats.rejected++;
+        return ENGINE_EVENT_ID_CONFLICT;
     }
     profile *p = get_profile(s, ev->customer_id);
-    char *id = strdup(key);
+    size_t klen = strlen(key);
+    char *id = malloc(klen + 1 + DIGEST_LEN);
+    if (id) {
+        memcpy(id, key, klen + 1);
+        memcpy(id + klen + 1, digest, DIGEST_LEN);
+    }
     int room = (s->seen.len + 1) * 2 <= s->seen.cap || grow(&s->seen) == 0;
     if (!p || !id || !room) {
         free(id);

@@ -1,6 +1,6 @@
 /* sim.h - the engine over a stream, in memory: profiles in a hash table,
  * a repeated (customer_id, event_id) ignored as the pipeline's per-customer
- * dedupe does, referral credits applied to the referrer right
+ * dedupe does (refused as event_id_conflict if its content differs), referral credits applied to the referrer right
  * after the event that earned them. `fidelio simulate` (the dry run and the
  * golden reference), the demo and the tests run it. */
 #ifndef FIDELIO_SIM_H
@@ -30,8 +30,9 @@ typedef struct sim_stats {
 sim *sim_new(const program *prog);
 void sim_free(sim *s);
 
-/* Apply one event. Returns ENGINE_OK (also for an ignored duplicate), or the
- * engine's status with err set for a refused event. */
+/* Apply one event. Returns ENGINE_OK (also for an ignored duplicate),
+ * ENGINE_EVENT_ID_CONFLICT for a known (customer, event_id) with other
+ * content, or the engine's status with err set for a refused event. */
 engine_status sim_apply(sim *s, const touchpoint *ev, sim_emit_fn emit, void *opaque, char *err, size_t errlen);
 
 /* Apply every JSON line of in (named name in messages): decode, validate
