@@ -2,12 +2,18 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <librdkafka/rdkafka.h>
+
 #include "cli.h"
+#include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "pipeline.h"
 #include "program.h"
 #include "registry.h"
 #include "store.h"
+#include "report.h"
+#include "version.h"
 
 static const char help[] =
     "usage: fidelio run [-c FILE] [-r RULES] [--set KEY=VALUE]... [--until-idle]\n\n"
@@ -15,7 +21,9 @@ static const char help[] =
     "keep profiles in Redis (redis.url), and publish rewards, stage changes and\n"
     "credits; bad input goes to the DLQ topic. Effects are applied exactly once:\n"
     "a redelivered event changes nothing and re-emits its recorded outputs.\n"
-    "SIGINT/SIGTERM: finish the batch, flush, commit, leave the group, exit 0.\n\n"
+    "SIGINT/SIGTERM: finish the batch, flush, commit, leave the group, exit 0.\n"
+    "Serves /metrics, /healthz, /readyz, /api/report and the control room (/) on\n"
+    "http.bind:http.port (default 127.0.0.1:9464; http.port=0: none).\n\n"
     "At start-up the program is checked against the namespace (redis.key_prefix):\n"
     "one that would orphan stored stages is refused (exit 2) unless it declares\n"
     "renamed_from or retired_stages; the same version with another content\n"
@@ -86,12 +94,27 @@ int cmd_run(int argc, char **argv)
     char err[1024];
     if ((rc = check_namespace(&cfg, prog)) != EXIT_OK)
         goto out_prog;
+    report_source rs = {.redis_url = cfg.redis_url, .key_prefix = cfg.key_prefix, .prog = prog};
+    http_server *http = NULL;
+    metrics_process_start(FIDELIO_VERSION, rd_kafka_version_str());
+    if (cfg.http_port > 0) {
+        http_opts ho = {.bind = cfg.http_bind, .port = (int)cfg.http_port,
+                        .liveness_timeout_ms = cfg.liveness_timeout_ms, .report = report_source_json,
+                        .report_ctx = &rs};
+        if (!(http = http_start(&ho, err, sizeof(err)))) {
+            log_error("%s (set http.port to another port, or 0 for no HTTP server)", err);
+            rc = EXIT_RUNTIME;
+            goto out_prog;
+        }
+    }
     if (pipeline_run(&cfg, prog, &opts, &st, err, sizeof(err)) != 0) {
         log_error("%s", err);
         rc = EXIT_RUNTIME;
     } else {
         rc = EXIT_OK;
     }
+    http_stop(http);
+    report_source_close(&rs);
 out_prog:
     cli_program_free(prog);
 out_cfg:

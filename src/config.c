@@ -1,6 +1,7 @@
 /* config.c - the settings table and its loaders (YAML file, --set, environment). */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -104,6 +105,16 @@ static int check_key_prefix(const char *v, char *err, size_t errlen)
     return 0;
 }
 
+static int check_bind(const char *v, char *err, size_t errlen)
+{
+    unsigned char tmp[sizeof(struct in6_addr)];
+    if (inet_pton(AF_INET, v, tmp) != 1 && inet_pton(AF_INET6, v, tmp) != 1) {
+        snprintf(err, errlen, "expected a numeric IPv4 or IPv6 address (127.0.0.1, 0.0.0.0, ::1, ::)");
+        return -1;
+    }
+    return 0;
+}
+
 static int check_log_level(const char *v, char *err, size_t errlen)
 {
     if (strcmp(v, "debug") && strcmp(v, "info") && strcmp(v, "warn") && strcmp(v, "error")) {
@@ -133,7 +144,11 @@ static const setting settings[] = {
     I("pipeline.dedupe_retention_ms", dedupe_retention_ms, "2592000000", 3600000, INT64_C(31536000000) * 10,
       "how long (event time) dedupe records are kept"),
     I("pipeline.ledger_max", ledger_max, "10000", 0, 100000000, "ledger entries kept per customer in Redis; 0 = all"),
-    I("http.port", http_port, "9464", 0, 65535, "reserved for /metrics and /healthz (no HTTP server yet)"),
+    I("http.port", http_port, "9464", 0, 65535,
+      "port of /metrics, /healthz, /readyz, /api/report and the control room (run, dashboard); 0 = off"),
+    S("http.bind", http_bind, "127.0.0.1", check_bind, "address the HTTP server listens on (numeric IPv4 or IPv6)"),
+    I("http.liveness_timeout_ms", liveness_timeout_ms, "300000", 1000, 86400000,
+      "/healthz fails when the main loop has not run for this long"),
     S("rules.path", rules_path, "", NULL, "rule program, relative to this file; empty: the built-in default program"),
     S("log.level", log_level, "info", check_log_level, "debug, info, warn or error"),
 };

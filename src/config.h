@@ -40,7 +40,9 @@ typedef struct config {
     int64_t batch_linger_ms;   /* longest wait to fill a batch */
     int64_t dedupe_retention_ms; /* how long (event time) dedupe records are kept */
     int64_t ledger_max;        /* ledger entries kept per customer in Redis; 0 = all */
-    int64_t http_port;         /* metrics/health port; 0 disables */
+    int64_t http_port;         /* metrics/health/control-room port; 0 disables */
+    char *http_bind;           /* address it listens on */
+    int64_t liveness_timeout_ms; /* /healthz fails when the loop is quieter than this */
     char *rules_path;          /* rule program; relative paths are relative to the config file */
     char *log_level;           /* debug, info, warn, error */
 

@@ -13,7 +13,9 @@
 #include "digest.h"
 #include "kafka.h"
 #include "log.h"
+#include "metrics.h"
 #include "profile.h"
+#include "report.h"
 #include "rules.h"
 #include "store.h"
 
@@ -36,6 +38,7 @@ typedef struct item {
     buf ledger;                   /* prepared ledger entries, NUL-separated */
     const char *ledger_ptrs[ENGINE_MAX_REWARDS];
     int nledger;
+    report_deltas agg;            /* the report's deltas of this apply */
 } item;
 
 typedef struct customer {
@@ -294,10 +297,12 @@ static int decide(pipeline *pl)
         }
         if (np == 0)
             return 0;
+        double t0 = now_s();
         if (store_fetch(pl->store, pl->fetch_p, (size_t)np, pl->fetch_s, (size_t)ns, err, sizeof(err)) != 0) {
             snprintf(pl->err, sizeof(pl->err), "%s", err);
             return -1;
         }
+        metrics_observe(M_REDIS_RTT, now_s() - t0, "fetch");
         /* run the engine per customer, in order, on the stored profile */
         int nreq = 0, si = 0;
         for (int k = 0; k < np; k++) {
@@ -331,6 +336,8 @@ static int decide(pipeline *pl)
                     it->done = it->duplicate = true;
                     continue;
                 }
+                report_before before;
+                report_capture(&pl->prof, version > 0, &before);
                 engine_status est;
                 if (it->kind == ITEM_CREDIT)
                     est = rules_apply_credit(pl->prog, &pl->prof, &it->rec->credit, pl->out);
@@ -345,7 +352,10 @@ static int decide(pipeline *pl)
                     continue;
                 }
                 buf_reset(&it->profile);
-                if (record_outputs(pl, it) != 0 || profile_encode(&pl->prof, pl->prog, &it->profile) != 0) {
+                if (record_outputs(pl, it) != 0 || profile_encode(&pl->prof, pl->prog, &it->profile) != 0 ||
+                    report_compute(pl->prog, &before, &pl->prof, pl->out,
+                                   it->kind == ITEM_CREDIT ? "CREDIT" : event_type_name(it->rec->tp.type),
+                                   &it->agg) != 0) {
                     snprintf(pl->err, sizeof(pl->err), "out of memory");
                     return -2;
                 }
@@ -360,15 +370,19 @@ static int decide(pipeline *pl)
                 q->outputs = &it->outputs;
                 q->ledger = it->ledger_ptrs;
                 q->nledger = it->nledger;
+                q->agg = it->agg.argv;
+                q->nagg = it->agg.n;
                 pl->req_item[nreq++] = i;
             }
         }
         if (nreq == 0)
             continue;
+        t0 = now_s();
         if (store_apply(pl->store, pl->reqs, (size_t)nreq, err, sizeof(err)) != 0) {
             snprintf(pl->err, sizeof(pl->err), "%s", err);
             return -1;
         }
+        metrics_observe(M_REDIS_RTT, now_s() - t0, "apply");
         int fenced = 0;
         for (int r = 0; r < nreq; r++) {
             item *it = &pl->items[pl->req_item[r]];
@@ -400,6 +414,7 @@ static int decide(pipeline *pl)
         }
         if (fenced) {
             pl->st->fenced += fenced;
+            metrics_add(M_APPLY_FENCED, fenced);
             log_info("%d applies fenced by a newer profile version; recomputing them", fenced);
         }
     }
@@ -452,6 +467,7 @@ static int produce_item(pipeline *pl, item *it)
             return -1;
         }
         pl->st->outputs++;
+        metrics_add(M_OUTPUTS, 1);
         p += vl;
     }
     return 0;
@@ -470,6 +486,7 @@ static int emit(pipeline *pl)
         int rc = 0;
         for (int i = 0; i < pl->nitems && rc == 0; i++)
             rc = produce_item(pl, &pl->items[i]);
+        metrics_set(M_PRODUCER_QUEUE, rd_kafka_outq_len(pl->producer));
         rd_kafka_resp_err_t fe = rd_kafka_flush(pl->producer, 60000);
         if (rc == 0 && !fe && pl->dr.failed == failed_before)
             return 0;
@@ -513,8 +530,11 @@ static void trim_batch(pipeline *pl)
         return;
     for (int c = 0; c < pl->ncusts; c++)
         ids[c] = pl->custs[c].id;
+    double t0 = now_s();
     if (store_trim(pl->store, ids, (size_t)pl->ncusts, &trimmed, err, sizeof(err)) != 0)
         log_warn("trimming dedupe records failed (%s); a later batch will", err);
+    else
+        metrics_observe(M_REDIS_RTT, now_s() - t0, "trim");
 }
 
 static void clear_batch(pipeline *pl)
@@ -524,6 +544,38 @@ static void clear_batch(pipeline *pl)
         pl->items[i].msg = NULL;
     }
     pl->nitems = 0;
+}
+
+/* Metrics and report counts of a finished batch: what was consumed, applied
+ * (its deltas), re-emitted and dead-lettered, and how long each step took.
+ * DLQ counts go to the report only once the batch is committed (a
+ * redelivered batch would count them again). */
+static void pipeline_batch_metrics(pipeline *pl, double apply_s, double produce_s, double commit_s, bool committed)
+{
+    long long tp = 0, cr = 0;
+    report_dlq dlq = {0};
+    for (int i = 0; i < pl->nitems; i++) {
+        item *it = &pl->items[i];
+        bool credit = !strcmp(rd_kafka_topic_name(it->msg->rkt), pl->cfg->topic_credits);
+        tp += !credit;
+        cr += credit;
+        if (it->kind == ITEM_DLQ)
+            report_dlq_note(&dlq, credit ? "credit" : "touchpoint", it->dlq_error);
+        else if (it->duplicate)
+            metrics_add(M_EVENTS_DUPLICATE, 1);
+        else
+            report_deltas_to_metrics(&it->agg);
+    }
+    metrics_add(M_EVENTS_CONSUMED, (double)tp, pl->cfg->topic_touchpoints);
+    metrics_add(M_EVENTS_CONSUMED, (double)cr, pl->cfg->topic_credits);
+    metrics_add(M_BATCHES, 1);
+    metrics_observe(M_BATCH_SIZE, pl->nitems);
+    metrics_observe(M_APPLY_SECONDS, apply_s);
+    metrics_observe(M_PRODUCE_SECONDS, produce_s);
+    metrics_observe(M_COMMIT_SECONDS, commit_s);
+    char err[512];
+    if (committed && report_dlq_flush(&dlq, pl->store, err, sizeof(err)) != 0)
+        log_warn("counting the batch's DLQ reasons for the report failed: %s", err);
 }
 
 /* Decide, emit and commit the batch. Returns 0 done, 1 Redis unavailable
@@ -538,15 +590,22 @@ static int process_batch(pipeline *pl)
         decode_item(pl, it);
     }
     group_by_customer(pl);
+    double t0 = now_s();
     int drc = decide(pl);
+    metrics_set(M_REDIS_UP, drc == -1 ? 0 : 1);
     if (drc == -2)
         return -1;
     if (drc != 0)
         return 1;
+    double t1 = now_s();
     if (emit(pl) != 0)
         return -1;
-    if (commit_batch(pl) == 0)
+    double t2 = now_s();
+    bool committed = commit_batch(pl) == 0;
+    double t3 = now_s();
+    if (committed)
         trim_batch(pl);
+    pipeline_batch_metrics(pl, t1 - t0, t2 - t1, t3 - t2, committed);
     long long dlq = 0, dup = 0, tp = 0, cr = 0;
     buf why = {0};
     const item *first_bad = NULL;
@@ -682,6 +741,26 @@ static void log_parts(const char *what, const rd_kafka_topic_partition_list_t *p
     log_info("%s %d partition(s): %s", what, parts->cnt, parts->cnt ? line : "-");
 }
 
+/* The assigned-partitions gauge, after a rebalance changed the assignment. */
+static void count_assigned(rd_kafka_t *rk)
+{
+    rd_kafka_topic_partition_list_t *a = NULL;
+    if (rd_kafka_assignment(rk, &a) == 0 && a) {
+        metrics_set(M_ASSIGNED, a->cnt);
+        rd_kafka_topic_partition_list_destroy(a);
+    }
+}
+
+/* librdkafka statistics (statistics.interval.ms): the consumer lag per partition. */
+static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+    (void)rk;
+    (void)opaque;
+    if (metrics_kafka_stats(json, len) != 0)
+        log_debug("unreadable librdkafka statistics");
+    return 0; /* librdkafka frees json */
+}
+
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
     pipeline *pl = opaque;
@@ -694,6 +773,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
             rd_kafka_assign(rk, parts);
         if (pl->paused)
             rd_kafka_pause_partitions(rk, parts);
+        count_assigned(rk);
         return;
     }
     if (rd_kafka_assignment_lost(rk)) {
@@ -721,6 +801,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
         rd_kafka_incremental_unassign(rk, parts);
     else
         rd_kafka_assign(rk, NULL);
+    count_assigned(rk);
 }
 
 /* Whether the configuration sets kafka.<key>. */
@@ -786,6 +867,13 @@ static int setup(pipeline *pl, char *err, size_t errlen)
         rd_kafka_conf_destroy(conf);
         return -1;
     }
+    /* the consumer lag comes from librdkafka's statistics */
+    if (!user_set(cfg, "statistics.interval.ms") &&
+        kafka_conf_set(conf, "statistics.interval.ms", "5000", err, errlen)) {
+        rd_kafka_conf_destroy(conf);
+        return -1;
+    }
+    rd_kafka_conf_set_stats_cb(conf, on_stats);
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
     rd_kafka_conf_set_opaque(conf, pl);
     pl->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof(why));
@@ -804,6 +892,9 @@ static int setup(pipeline *pl, char *err, size_t errlen)
         snprintf(err, errlen, "subscribe: %s", rd_kafka_err2str(e));
         return -1;
     }
+    metrics_set(M_PROGRAM_INFO, 1, pl->prog->version, "");
+    metrics_set(M_REDIS_UP, 1);
+    metrics_expect_partitions(true);
     log_info("consuming %s and %s as group '%s'; state in %s (prefix '%s'); rule program %s", cfg->topic_touchpoints,
              cfg->topic_credits, cfg->consumer_group, cfg->redis_url, cfg->key_prefix, pl->prog->version);
     return 0;
@@ -830,6 +921,7 @@ static void teardown(pipeline *pl)
         buf_free(&pl->items[i].outputs);
         buf_free(&pl->items[i].profile);
         buf_free(&pl->items[i].ledger);
+        report_deltas_free(&pl->items[i].agg);
     }
     for (int i = 0; pl->fetch_p && i < pl->cap; i++)
         store_profile_free(&pl->fetch_p[i]);
@@ -864,10 +956,12 @@ static void wait_for_redis(pipeline *pl)
     int backoff_ms = 100;
     char err[1024];
     pl->st->redis_pauses++;
+    metrics_add(M_REDIS_PAUSES, 1);
     log_warn("redis unavailable (%s): pausing consumption, %d message(s) held for retry", pl->err, pl->nitems);
     set_paused(pl, true);
     double since = now_s();
     while (!cli_stop) {
+        metrics_heartbeat();
         rd_kafka_message_t *m = rd_kafka_consumer_poll(pl->consumer, backoff_ms);
         if (m) /* a partition assigned during the outage: keep its message for the retry */
         {
@@ -884,6 +978,7 @@ static void wait_for_redis(pipeline *pl)
             backoff_ms *= 2;
     }
     set_paused(pl, false);
+    metrics_set(M_REDIS_UP, cli_stop ? 0 : 1);
     if (!cli_stop)
         log_info("redis is back after %.1f s: resuming", now_s() - since);
 }
@@ -898,6 +993,7 @@ int pipeline_run(const config *cfg, const program *prog, const pipeline_opts *op
         goto out;
     double last_report = now_s();
     while (!cli_stop && !pl.fatal) {
+        metrics_heartbeat();
         /* fill a batch: up to batch_size messages or batch_linger_ms */
         double deadline = now_s() + cfg->batch_linger_ms / 1000.0;
         while (pl.nitems < pl.cap && !cli_stop) {

@@ -10,9 +10,11 @@
 
 /* The apply (see store.h). Dedupe records are never trimmed here: that is
  * store_trim's job, once the batch that wrote them is committed.
- * KEYS: p d t l c. ARGV: id, expected version, profile, outputs, event time,
- * kind ('t' touchpoint, 'c' credit), ledger_max, content digest, ledger
- * entries... A record is "\2" + digest + outputs (layout 1: the outputs
+ * KEYS: p d t l c aggregates. ARGV: id, expected version, profile, outputs,
+ * event time, kind ('t' touchpoint, 'c' credit), ledger_max, content digest,
+ * number of ledger entries, the ledger entries, then the report's (field,
+ * delta) pairs, added to the namespace's aggregates only when the apply takes
+ * effect (report.h). A record is "\2" + digest + outputs (layout 1: the outputs
  * alone, no digest to compare). A credit is deduplicated in :c (never
  * trimmed) and neither checked against nor moves the customer's own
  * timeline (hw, tf): it carries another customer's event time (DESIGN.md
@@ -45,9 +47,11 @@ static const char apply_script[] =
     "  redis.call('HSET', KEYS[2], ARGV[1], record)\n"
     "  redis.call('ZADD', KEYS[3], at, ARGV[1])\n"
     "end\n"
-    "for i = 9, #ARGV do redis.call('RPUSH', KEYS[4], ARGV[i]) end\n"
+    "local nl = tonumber(ARGV[9])\n"
+    "for i = 10, 9 + nl do redis.call('RPUSH', KEYS[4], ARGV[i]) end\n"
     "local max = tonumber(ARGV[7])\n"
-    "if max > 0 and #ARGV >= 9 then redis.call('LTRIM', KEYS[4], -max, -1) end\n"
+    "if max > 0 and nl > 0 then redis.call('LTRIM', KEYS[4], -max, -1) end\n"
+    "for i = 10 + nl, #ARGV, 2 do redis.call('HINCRBY', KEYS[6], ARGV[i], ARGV[i + 1]) end\n"
     "return {0, tostring(v + 1)}\n";
 
 /* The trim: drop dedupe records older than hw - retention (at most 1000 per
@@ -72,6 +76,7 @@ struct store {
     char prefix[80];
     int64_t retention_ms;
     int64_t ledger_max;
+    bool readonly;       /* report/dashboard: no scripts, no writes */
     char sha[41];        /* of apply_script */
     char trim_sha[41];   /* of trim_script */
 };
@@ -208,13 +213,33 @@ static int connect_url(store *s, char *err, size_t errlen)
         s->c = NULL;
         return -1;
     }
+    if (s->readonly) { /* report, dashboard: read what is there, write nothing */
+        r = redisCommand(s->c, "GET %slayout", s->prefix);
+        if (command_ok(s, r, "GET layout", err, errlen))
+            return -1;
+        int ok = r->type == REDIS_REPLY_NIL ||
+                 (r->type == REDIS_REPLY_STRING && (atoi(r->str) == STORE_LAYOUT_VERSION || !strcmp(r->str, "1")));
+        if (!ok)
+            snprintf(err, errlen, "redis key %slayout is %s; this fidelio reads layout %d", s->prefix,
+                     r->type == REDIS_REPLY_STRING ? r->str : "not a string", STORE_LAYOUT_VERSION);
+        freeReplyObject(r);
+        return ok ? 0 : -1;
+    }
     if (load_scripts(s, err, errlen) != 0)
         return -1;
     /* the layout marker: set if absent, upgrade layout 1 (see store.h), refuse another layout */
     r = redisCommand(s->c, "SET %slayout %d NX", s->prefix, STORE_LAYOUT_VERSION);
     if (command_ok(s, r, "SET layout", err, errlen))
         return -1;
+    bool created = r->type == REDIS_REPLY_STATUS;
     freeReplyObject(r);
+    /* a new namespace keeps its report aggregates from the first event on */
+    if (created) {
+        r = redisCommand(s->c, "HSETNX %saggregates complete 1", s->prefix);
+        if (command_ok(s, r, "HSETNX aggregates", err, errlen))
+            return -1;
+        freeReplyObject(r);
+    }
     r = redisCommand(s->c, "GET %slayout", s->prefix);
     if (command_ok(s, r, "GET layout", err, errlen))
         return -1;
@@ -250,6 +275,23 @@ store *store_open(const char *url, const char *prefix, int64_t retention_ms, int
     snprintf(s->prefix, sizeof(s->prefix), "%s", prefix);
     s->retention_ms = retention_ms;
     s->ledger_max = ledger_max;
+    if (connect_url(s, err, errlen) != 0) {
+        store_close(s);
+        return NULL;
+    }
+    return s;
+}
+
+store *store_open_readonly(const char *url, const char *prefix, char *err, size_t errlen)
+{
+    store *s = calloc(1, sizeof(*s));
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    snprintf(s->url, sizeof(s->url), "%s", url);
+    snprintf(s->prefix, sizeof(s->prefix), "%s", prefix);
+    s->readonly = true;
     if (connect_url(s, err, errlen) != 0) {
         store_close(s);
         return NULL;
@@ -382,8 +424,8 @@ int store_fetch(store *s, store_profile *profiles, size_t nprofiles, store_seen 
 
 static int append_apply(store *s, store_apply_req *q)
 {
-    char kp[EVENT_KEY_MAX], kd[EVENT_KEY_MAX], kt[EVENT_KEY_MAX], kl[EVENT_KEY_MAX], kc[EVENT_KEY_MAX], ver[24],
-        at[24], lmax[24];
+    char kp[EVENT_KEY_MAX], kd[EVENT_KEY_MAX], kt[EVENT_KEY_MAX], kl[EVENT_KEY_MAX], kc[EVENT_KEY_MAX],
+        ka[EVENT_KEY_MAX], ver[24], at[24], lmax[24], nl[24];
     key(s, q->customer_id, 'p', kp, sizeof(kp));
     key(s, q->customer_id, 'd', kd, sizeof(kd));
     key(s, q->customer_id, 't', kt, sizeof(kt));
@@ -392,8 +434,10 @@ static int append_apply(store *s, store_apply_req *q)
     snprintf(ver, sizeof(ver), "%lld", (long long)q->expected_version);
     snprintf(at, sizeof(at), "%lld", (long long)q->occurred_at);
     snprintf(lmax, sizeof(lmax), "%lld", (long long)s->ledger_max);
-    enum { NFIXED = 16 };
-    int argc = NFIXED + q->nledger;
+    snprintf(ka, sizeof(ka), "%saggregates", s->prefix);
+    snprintf(nl, sizeof(nl), "%d", q->nledger);
+    enum { NFIXED = 18 };
+    int argc = NFIXED + q->nledger + 2 * q->nagg;
     const char **argv = malloc((size_t)argc * sizeof(*argv));
     size_t *lens = malloc((size_t)argc * sizeof(*lens));
     if (!argv || !lens) {
@@ -401,19 +445,23 @@ static int append_apply(store *s, store_apply_req *q)
         free(lens);
         return -1;
     }
-    const char *fixed[NFIXED] = {"EVALSHA", s->sha, "5", kp, kd, kt, kl, kc, q->id, ver, q->profile->data,
+    const char *fixed[NFIXED] = {"EVALSHA", s->sha, "6", kp, kd, kt, kl, kc, ka, q->id, ver, q->profile->data,
                                  q->outputs->data, at, q->credit ? "c" : "t", lmax,
-                                 (const char *)(q->digest ? q->digest : no_digest)};
+                                 (const char *)(q->digest ? q->digest : no_digest), nl};
     for (int i = 0; i < NFIXED; i++) {
         argv[i] = fixed[i] ? fixed[i] : "";
         lens[i] = strlen(argv[i]);
     }
-    lens[10] = q->profile->len;
-    lens[11] = q->outputs->len;
-    lens[15] = STORE_DIGEST_LEN;
+    lens[11] = q->profile->len;
+    lens[12] = q->outputs->len;
+    lens[16] = STORE_DIGEST_LEN;
     for (int i = 0; i < q->nledger; i++) {
         argv[NFIXED + i] = q->ledger[i];
         lens[NFIXED + i] = strlen(q->ledger[i]);
+    }
+    for (int i = 0; i < 2 * q->nagg; i++) {
+        argv[NFIXED + q->nledger + i] = q->agg[i];
+        lens[NFIXED + q->nledger + i] = strlen(q->agg[i]);
     }
     int rc = redisAppendCommandArgv(s->c, argc, argv, lens) == REDIS_OK ? 0 : -1;
     free(argv);
@@ -656,6 +704,68 @@ int store_registry_write(store *s, const char *version, const char *digest, cons
 }
 
 void store_registry_free(store_registry *reg) { buf_free(&reg->stages); }
+
+int store_ping(store *s, char *err, size_t errlen)
+{
+    if (ensure_connected(s, err, errlen) != 0)
+        return -1;
+    redisReply *r = redisCommand(s->c, "PING");
+    if (command_ok(s, r, "PING", err, errlen))
+        return -1; /* a lost connection is made again on the next call */
+    freeReplyObject(r);
+    return 0;
+}
+
+int store_aggregates(store *s, buf *out, size_t *n, char *err, size_t errlen)
+{
+    *n = 0;
+    if (ensure_connected(s, err, errlen) != 0)
+        return -1;
+    redisReply *r = redisCommand(s->c, "HGETALL %saggregates", s->prefix);
+    if (command_ok(s, r, "HGETALL aggregates", err, errlen))
+        return -1;
+    int rc = 0;
+    for (size_t i = 0; i + 1 < r->elements && !rc; i += 2) {
+        const redisReply *f = r->element[i], *v = r->element[i + 1];
+        rc = buf_append(out, f->str, f->len) || buf_append(out, "", 1) || buf_append(out, v->str, v->len) ||
+             buf_append(out, "", 1);
+        (*n)++;
+    }
+    freeReplyObject(r);
+    if (rc)
+        snprintf(err, errlen, "out of memory");
+    return rc ? -1 : 0;
+}
+
+int store_aggregates_add(store *s, const char *const *pairs, size_t n, char *err, size_t errlen)
+{
+    char k[EVENT_KEY_MAX];
+    if (n == 0)
+        return 0;
+    if (s->readonly) {
+        snprintf(err, errlen, "store opened read-only");
+        return -1;
+    }
+    if (ensure_connected(s, err, errlen) != 0)
+        return -1;
+    snprintf(k, sizeof(k), "%saggregates", s->prefix);
+    for (size_t i = 0; i < n; i++) {
+        const char *argv[] = {"HINCRBY", k, pairs[2 * i], pairs[2 * i + 1]};
+        redisAppendCommandArgv(s->c, 4, argv, NULL);
+    }
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        redisReply *r;
+        if (get_reply(s, &r, err, errlen) != 0)
+            return -1;
+        if (r->type == REDIS_REPLY_ERROR) {
+            snprintf(err, errlen, "redis HINCRBY aggregates: %s", r->str);
+            rc = -1;
+        }
+        freeReplyObject(r);
+    }
+    return rc;
+}
 
 void store_profile_free(store_profile *p) { buf_free(&p->encoding); }
 void store_seen_free(store_seen *s) { buf_free(&s->recorded); }

@@ -29,6 +29,10 @@
  *                                   program that can read one of them back neither as a stage
  *                                   nor through renamed_from, and does not list it in
  *                                   retired_stages, is refused by `run` and `check --namespace`
+ *   <prefix>aggregates       HASH   the report's counters (fields in report.h), incremented by
+ *                                   the apply script in the same atomic apply; "complete" is
+ *                                   set when the namespace is created. (Not slot-bound: with
+ *                                   Redis Cluster it must become one hash per slot.)
  *
  * No key has a TTL. Redis must never evict them: store_open (and every
  * reconnection) reads maxmemory_policy with INFO memory and refuses any
@@ -42,7 +46,8 @@
  *      caller computed from                -> FENCED (another instance wrote since)
  *   3. a touchpoint older than tf          -> TOO_OLD (its dedupe record may be gone)
  *   4. otherwise: write :p (v+1, profile, hw), record the outputs in :d and
- *      :t (a credit: in :c only), append the ledger.
+ *      :t (a credit: in :c only), append the ledger, add the report's deltas
+ *      to <prefix>aggregates.
  *
  * THE TRIM (a second script, store_trim), run by the pipeline only after the
  * batch's offsets are committed, for the customers of that batch: drop the
@@ -143,6 +148,8 @@ typedef struct store_apply_req {
     const buf *outputs;           /* outputs to record */
     const char *const *ledger;    /* JSON ledger entries */
     int nledger;
+    const char *const *agg;       /* report aggregates: nagg (field, delta) pairs, added when applied */
+    int nagg;
     store_status status;          /* result */
     int64_t version;              /* new version (APPLIED) or the current one (FENCED) */
     buf recorded;                 /* recorded outputs (DUPLICATE); owned */
@@ -186,6 +193,19 @@ int store_registry_read(store *s, store_registry *reg, char *err, size_t errlen)
 int store_registry_write(store *s, const char *version, const char *digest, const buf *stage_refs, char *err,
                          size_t errlen);
 void store_registry_free(store_registry *reg);
+/* Open for reading only (`fidelio report`, the dashboard): no script is
+ * loaded and nothing is written; a namespace without a layout marker reads
+ * as empty, another layout is an error. */
+store *store_open_readonly(const char *url, const char *prefix, char *err, size_t errlen);
+
+/* Whether Redis answers (reconnecting if needed). 0 or -1 with err. */
+int store_ping(store *s, char *err, size_t errlen);
+
+/* The aggregates hash as "field\0value\0" pairs appended to out; *n pairs. */
+int store_aggregates(store *s, buf *out, size_t *n, char *err, size_t errlen);
+/* Add n (field, delta) pairs to the aggregates hash (one pipelined round
+ * trip of HINCRBY), for counts kept outside the apply (the DLQ's). */
+int store_aggregates_add(store *s, const char *const *pairs, size_t n, char *err, size_t errlen);
 
 void store_profile_free(store_profile *p);
 void store_seen_free(store_seen *s);

@@ -6,6 +6,10 @@ set -euo pipefail
 FIDELIO=${FIDELIO:?set by meson: path of the fidelio binary}
 SOURCE_DIR=${SOURCE_DIR:?set by meson: source tree}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/fidelio-e2e.XXXXXX")
+# `fidelio run` serves HTTP on 127.0.0.1:9464 by default: tests running several
+# instances (or beside other work on this machine) turn it off unless they
+# choose a free port themselves (--set http.port=N wins over the environment).
+export FIDELIO_HTTP_PORT=${FIDELIO_HTTP_PORT:-0}
 PIDS=()
 
 # The broker the pipeline tests run against: "mock" (`fidelio dev-kafka`, the

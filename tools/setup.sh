@@ -9,11 +9,13 @@ PACKAGES=(
   build-essential pkg-config meson ninja-build python3  # toolchain
   librdkafka-dev libavro-dev libhiredis-dev             # Kafka, Avro, Redis clients
   libyaml-dev libjansson-dev libssl-dev libxxhash-dev  # config YAML, JSON lines, hashing/base64
+  libmicrohttpd-dev                                     # the HTTP server: /metrics, health, control room
   check                                                 # unit test framework
   redis-server kcat                                     # real services and the independent Kafka client for tests
   python3-yaml systemd                                  # checks of the deploy files
   default-jdk-headless maven                            # the real Apache Kafka broker of the 'kafka' suite
   clang libclang-rt-14-dev                              # libFuzzer harnesses (tests/fuzz)
+  prometheus chromium                                   # a real scraper and a real browser in the tests
 )
 
 SUDO=""

@@ -1,0 +1,497 @@
+/* report.c - aggregate deltas of each apply, and the report built from them. */
+#include "report.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "metrics.h"
+#include "store.h"
+#include "timeutil.h"
+
+void report_capture(const profile *p, bool exists, report_before *b)
+{
+    b->exists = exists;
+    memcpy(b->stage, p->stage, sizeof(b->stage));
+    b->persona = profile_persona(p);
+    b->balance = p->balance;
+    b->earned = p->lifetime_earned;
+    b->redeemed = p->redeemed;
+    b->reversed = p->reversed;
+}
+
+/* Append one "field\0delta\0" pair; zero deltas are skipped. */
+static int add(report_deltas *d, int64_t delta, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int add(report_deltas *d, int64_t delta, const char *fmt, ...)
+{
+    if (delta == 0)
+        return 0;
+    if (d->n >= REPORT_MAX_DELTAS)
+        return 0; /* cannot happen: REPORT_MAX_DELTAS bounds what one apply makes */
+    char field[3 * PROGRAM_ID_MAX + 32];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(field, sizeof(field), fmt, ap);
+    va_end(ap);
+    return buf_append(&d->text, field, strlen(field) + 1) || buf_printf(&d->text, "%lld", (long long)delta) ||
+                   buf_append(&d->text, "", 1)
+               ? -1
+               : (d->n++, 0);
+}
+
+int report_compute(const program *prog, const report_before *b, const profile *after, const engine_output *out,
+                   const char *type, report_deltas *d)
+{
+    buf_reset(&d->text);
+    d->n = 0;
+    int rc = add(d, 1, "events|%s", type) || add(d, b->exists ? 0 : 1, "customers");
+    const char *persona = profile_persona(after);
+    if (!rc && (persona != b->persona))
+        rc = (b->persona && add(d, -1, "persona|%s", b->persona)) || (persona && add(d, 1, "persona|%s", persona));
+    for (int l = 0; l < prog->nladders && !rc; l++) {
+        const ladder *ld = &prog->ladders[l];
+        int was = b->stage[l], now = after->stage[l];
+        if (was == now)
+            continue;
+        if (was >= 0 && was < ld->nstages)
+            rc = add(d, -1, "stage|%s|%s", ld->id, ld->stages[was].name);
+        if (!rc && now >= 0 && now < ld->nstages)
+            rc = add(d, 1, "stage|%s|%s", ld->id, ld->stages[now].name);
+    }
+    rc = rc || add(d, after->lifetime_earned - b->earned, "points|issued") ||
+         add(d, after->redeemed - b->redeemed, "points|redeemed") ||
+         add(d, after->reversed - b->reversed, "points|reversed") || add(d, after->balance - b->balance, "points|balance");
+    for (int i = 0; i < out->nrewards && !rc; i++) {
+        const reward_event *r = &out->rewards[i];
+        const char *kind = reward_kind_name(r->kind);
+        int64_t day = time_day_index(r->occurred_at), y;
+        unsigned m, dd;
+        time_civil_from_days(day, &y, &m, &dd);
+        rc = add(d, 1, "rule|%s|%s|n", r->rule_id, kind) ||
+             (r->points && add(d, r->points, "rule|%s|%s|points", r->rule_id, kind)) ||
+             (r->points && add(d, r->points, "day|%04lld-%02u-%02u|%s", (long long)y, m, dd, r->rule_id));
+    }
+    if (rc)
+        return -1;
+    /* argv points into text: only now, once text stops moving */
+    const char *p = d->text.data;
+    for (int i = 0; i < 2 * d->n; i++) {
+        d->argv[i] = p;
+        p += strlen(p) + 1;
+    }
+    return 0;
+}
+
+void report_deltas_free(report_deltas *d) { buf_free(&d->text); }
+
+void report_deltas_to_metrics(const report_deltas *d)
+{
+    for (int i = 0; i < d->n; i++) {
+        const char *f = d->argv[2 * i];
+        long long v = atoll(d->argv[2 * i + 1]);
+        char a[PROGRAM_ID_MAX + 1], k[PROGRAM_ID_MAX + 1], what[16];
+        if (!strncmp(f, "events|", 7)) {
+            metrics_add(M_EVENTS_APPLIED, (double)v, f + 7);
+        } else if (!strncmp(f, "stage|", 6) && v > 0) {
+            const char *sep = strchr(f + 6, '|');
+            if (sep && (size_t)(sep - (f + 6)) <= PROGRAM_ID_MAX) {
+                snprintf(a, sizeof(a), "%.*s", (int)(sep - (f + 6)), f + 6);
+                metrics_add(M_STAGE_CHANGES, (double)v, a, sep + 1);
+            }
+        } else if (!strncmp(f, "rule|", 5) &&
+                   sscanf(f + 5, "%64[^|]|%64[^|]|%15s", a, k, what) == 3) {
+            if (!strcmp(what, "n"))
+                metrics_add(M_REWARDS, (double)v, a, k);
+            else
+                metrics_add(M_REWARD_POINTS, (double)(v < 0 ? -v : v), a, k);
+        }
+    }
+}
+
+void report_dlq_note(report_dlq *d, const char *input, const char *reason)
+{
+    metrics_add(M_EVENTS_DLQ, 1, input, reason);
+    if (!strcmp(reason, "event_id_conflict"))
+        metrics_add(M_EVENTS_CONFLICT, 1);
+    for (int i = 0; i < d->count; i++)
+        if (!strcmp(d->reason[i], reason)) {
+            d->n[i]++;
+            return;
+        }
+    if (d->count == REPORT_DLQ_REASONS)
+        return; /* more distinct reasons than exist: cannot happen */
+    snprintf(d->reason[d->count], sizeof(d->reason[0]), "%s", reason);
+    d->n[d->count++] = 1;
+}
+
+int report_dlq_flush(const report_dlq *d, store *s, char *err, size_t errlen)
+{
+    char fields[REPORT_DLQ_REASONS][80], counts[REPORT_DLQ_REASONS][24];
+    const char *pairs[2 * REPORT_DLQ_REASONS];
+    for (int i = 0; i < d->count; i++) {
+        snprintf(fields[i], sizeof(fields[i]), "dlq|%s", d->reason[i]);
+        snprintf(counts[i], sizeof(counts[i]), "%lld", d->n[i]);
+        pairs[2 * i] = fields[i];
+        pairs[2 * i + 1] = counts[i];
+    }
+    return store_aggregates_add(s, pairs, (size_t)d->count, err, errlen);
+}
+
+/* ---- the report ------------------------------------------------------------------ */
+
+/* The aggregates hash as parallel arrays. */
+typedef struct aggs {
+    buf raw;                 /* "field\0value\0"... */
+    const char **field;
+    long long *value;
+    size_t n;
+} aggs;
+
+static int load_aggs(store *s, aggs *a, char *err, size_t errlen)
+{
+    if (store_aggregates(s, &a->raw, &a->n, err, errlen) != 0)
+        return -1;
+    a->field = calloc(a->n + 1, sizeof(*a->field));
+    a->value = calloc(a->n + 1, sizeof(*a->value));
+    if (!a->field || !a->value) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    const char *p = a->raw.data;
+    for (size_t i = 0; i < a->n; i++) {
+        a->field[i] = p;
+        p += strlen(p) + 1;
+        a->value[i] = atoll(p);
+        p += strlen(p) + 1;
+    }
+    return 0;
+}
+
+static void free_aggs(aggs *a)
+{
+    buf_free(&a->raw);
+    free(a->field);
+    free(a->value);
+}
+
+static long long get(const aggs *a, const char *field)
+{
+    for (size_t i = 0; i < a->n; i++)
+        if (!strcmp(a->field[i], field))
+            return a->value[i];
+    return 0;
+}
+
+static int cmp_str(const void *x, const void *y) { return strcmp(*(const char *const *)x, *(const char *const *)y); }
+
+/* The distinct values of segment seg (0-based, '|' separated) of fields
+ * starting with prefix (and, when within is set, whose segment seg-1 is it),
+ * sorted; the strings are malloc'd into out. */
+static size_t segments(const aggs *a, const char *prefix, const char *within, int seg, char ***out)
+{
+    size_t n = 0;
+    char **v = calloc(a->n + 1, sizeof(*v));
+    if (!v) {
+        *out = NULL;
+        return 0;
+    }
+    size_t pl = strlen(prefix);
+    for (size_t i = 0; i < a->n; i++) {
+        if (strncmp(a->field[i], prefix, pl))
+            continue;
+        const char *p = a->field[i];
+        const char *start = p, *prev = NULL;
+        int k = 0;
+        for (; k < seg && start; k++) {
+            prev = start;
+            start = strchr(start, '|');
+            if (start)
+                start++;
+        }
+        if (!start)
+            continue;
+        if (within) {
+            size_t wl = strlen(within);
+            if (!prev || strncmp(prev, within, wl) || prev[wl] != '|')
+                continue;
+        }
+        size_t len = strcspn(start, "|");
+        bool dup = false;
+        for (size_t j = 0; j < n && !dup; j++)
+            dup = strlen(v[j]) == len && !strncmp(v[j], start, len);
+        if (dup)
+            continue;
+        if (!(v[n] = strndup(start, len)))
+            break;
+        n++;
+    }
+    qsort(v, n, sizeof(*v), cmp_str);
+    *out = v;
+    return n;
+}
+
+static void free_strs(char **v, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+static bool program_has_stage(const ladder *l, const char *name) { return l && program_stage_index(l, name) >= 0; }
+
+static json_t *ladder_json(const aggs *a, const ladder *ld, const char *id, long long customers)
+{
+    char f[3 * PROGRAM_ID_MAX + 32];
+    json_t *o = json_object(), *stages = json_array();
+    long long placed = 0;
+    if (!o || !stages)
+        goto oom;
+    json_object_set_new(o, "id", json_string(id));
+    json_object_set_new(o, "tier", json_boolean(ld && ld->is_tier));
+    for (int s = 0; ld && s < ld->nstages; s++) {
+        snprintf(f, sizeof(f), "stage|%s|%s", id, ld->stages[s].name);
+        long long c = get(a, f);
+        placed += c;
+        json_t *st = json_object();
+        json_object_set_new(st, "stage", json_string(ld->stages[s].name));
+        json_object_set_new(st, "customers", json_integer(c));
+        json_array_append_new(stages, st);
+    }
+    /* stages stored but not in this program (a renamed or removed stage) */
+    char **extra;
+    size_t ne = segments(a, "stage|", id, 2, &extra);
+    for (size_t i = 0; i < ne; i++) {
+        if (program_has_stage(ld, extra[i]))
+            continue;
+        snprintf(f, sizeof(f), "stage|%s|%s", id, extra[i]);
+        long long c = get(a, f);
+        if (c == 0)
+            continue;
+        placed += c;
+        json_t *st = json_object();
+        json_object_set_new(st, "stage", json_string(extra[i]));
+        json_object_set_new(st, "customers", json_integer(c));
+        json_object_set_new(st, "in_program", json_false());
+        json_array_append_new(stages, st);
+    }
+    free_strs(extra, ne);
+    json_object_set_new(o, "stages", stages);
+    json_object_set_new(o, "no_stage", json_integer(customers - placed));
+    return o;
+oom:
+    json_decref(o);
+    json_decref(stages);
+    return NULL;
+}
+
+/* Build the report object. */
+static json_t *build(store *s, const program *prog, const char *key_prefix, char *err, size_t errlen)
+{
+    aggs a = {0};
+    if (load_aggs(s, &a, err, errlen) != 0) {
+        free_aggs(&a);
+        return NULL;
+    }
+    char f[3 * PROGRAM_ID_MAX + 32];
+    json_t *r = json_object();
+    long long customers = get(&a, "customers");
+    json_object_set_new(r, "namespace", json_string(key_prefix));
+    json_object_set_new(r, "program_version", json_string(prog->version));
+    json_object_set_new(r, "complete", json_boolean(get(&a, "complete") == 1 || a.n == 0));
+    json_object_set_new(r, "customers", json_integer(customers));
+
+    /* events by type, in the contract's order, credits last */
+    json_t *events = json_object();
+    for (int t = 0; t < EVENT_TYPE_COUNT; t++) {
+        snprintf(f, sizeof(f), "events|%s", event_type_name((event_type)t));
+        json_object_set_new(events, event_type_name((event_type)t), json_integer(get(&a, f)));
+    }
+    json_object_set_new(events, "CREDIT", json_integer(get(&a, "events|CREDIT")));
+    json_object_set_new(r, "events", events);
+
+    /* ladders: the program's, then any other stored */
+    json_t *ladders = json_array();
+    for (int l = 0; l < prog->nladders; l++)
+        json_array_append_new(ladders, ladder_json(&a, &prog->ladders[l], prog->ladders[l].id, customers));
+    char **lids;
+    size_t nl = segments(&a, "stage|", NULL, 1, &lids);
+    for (size_t i = 0; i < nl; i++)
+        if (program_ladder_index(prog, lids[i]) < 0)
+            json_array_append_new(ladders, ladder_json(&a, NULL, lids[i], customers));
+    free_strs(lids, nl);
+    json_object_set_new(r, "ladders", ladders);
+
+    json_t *personas = json_object();
+    long long with = 0;
+    for (int q = 0; q < QUADRANT_COUNT; q++) {
+        snprintf(f, sizeof(f), "persona|%s", quadrant_name((quadrant)q));
+        long long c = get(&a, f);
+        with += c;
+        json_object_set_new(personas, quadrant_name((quadrant)q), json_integer(c));
+    }
+    json_object_set_new(personas, "none", json_integer(customers - with));
+    json_object_set_new(r, "personas", personas);
+
+    json_t *points = json_object();
+    json_object_set_new(points, "issued", json_integer(get(&a, "points|issued")));
+    json_object_set_new(points, "redeemed", json_integer(get(&a, "points|redeemed")));
+    json_object_set_new(points, "reversed", json_integer(get(&a, "points|reversed")));
+    json_object_set_new(points, "outstanding", json_integer(get(&a, "points|balance")));
+    json_object_set_new(r, "points", points);
+
+    /* rewards by rule and kind: the program's rules in order, then others */
+    json_t *rewards = json_array();
+    char **rids;
+    size_t nr = segments(&a, "rule|", NULL, 1, &rids);
+    const char **order = calloc((size_t)prog->nrules + nr + 1, sizeof(*order));
+    size_t no = 0;
+    for (int i = 0; order && i < prog->nrules; i++)
+        order[no++] = prog->rules[i].id;
+    for (size_t i = 0; order && i < nr; i++)
+        if (program_rule_index(prog, rids[i]) < 0)
+            order[no++] = rids[i];
+    for (size_t i = 0; i < no; i++) {
+        for (int k = 0; k < REWARD_KIND_COUNT; k++) {
+            const char *kind = reward_kind_name((reward_kind)k);
+            snprintf(f, sizeof(f), "rule|%s|%s|n", order[i], kind);
+            long long n = get(&a, f);
+            if (!n)
+                continue;
+            snprintf(f, sizeof(f), "rule|%s|%s|points", order[i], kind);
+            json_t *o = json_object();
+            json_object_set_new(o, "rule", json_string(order[i]));
+            json_object_set_new(o, "kind", json_string(kind));
+            json_object_set_new(o, "count", json_integer(n));
+            json_object_set_new(o, "points", json_integer(get(&a, f)));
+            json_array_append_new(rewards, o);
+        }
+    }
+    json_object_set_new(r, "rewards", rewards);
+
+    /* points by rule per day of event time, oldest first */
+    json_t *daily = json_array();
+    char **days;
+    size_t nd = segments(&a, "day|", NULL, 1, &days);
+    for (size_t d = 0; d < nd; d++) {
+        json_t *o = json_object(), *pts = json_object();
+        json_object_set_new(o, "day", json_string(days[d]));
+        for (size_t i = 0; i < no; i++) {
+            snprintf(f, sizeof(f), "day|%s|%s", days[d], order[i]);
+            long long v = get(&a, f);
+            if (v)
+                json_object_set_new(pts, order[i], json_integer(v));
+        }
+        json_object_set_new(o, "points", pts);
+        json_array_append_new(daily, o);
+    }
+    free_strs(days, nd);
+    free(order);
+    free_strs(rids, nr);
+    json_object_set_new(r, "daily", daily);
+
+    json_t *dlq = json_object();
+    char **reasons;
+    size_t nreasons = segments(&a, "dlq|", NULL, 1, &reasons);
+    for (size_t i = 0; i < nreasons; i++) {
+        snprintf(f, sizeof(f), "dlq|%s", reasons[i]);
+        json_object_set_new(dlq, reasons[i], json_integer(get(&a, f)));
+    }
+    free_strs(reasons, nreasons);
+    json_object_set_new(r, "dlq", dlq);
+    free_aggs(&a);
+    return r;
+}
+
+int report_json(store *s, const program *prog, const char *key_prefix, buf *out, char *err, size_t errlen)
+{
+    json_t *r = build(s, prog, key_prefix, err, errlen);
+    if (!r)
+        return -1;
+    char *text = json_dumps(r, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(r);
+    if (!text || buf_puts(out, text) || buf_puts(out, "\n")) {
+        free(text);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    free(text);
+    return 0;
+}
+
+static long long iv(json_t *o, const char *k) { return (long long)json_integer_value(json_object_get(o, k)); }
+
+static int pct_line(buf *out, const char *label, long long n, long long total)
+{
+    return buf_printf(out, "  %-22s %10lld  %5.1f%%\n", label, n, total > 0 ? 100.0 * (double)n / (double)total : 0.0);
+}
+
+int report_text(store *s, const program *prog, const char *key_prefix, buf *out, char *err, size_t errlen)
+{
+    json_t *r = build(s, prog, key_prefix, err, errlen);
+    if (!r)
+        return -1;
+    long long customers = iv(r, "customers");
+    int rc = buf_printf(out, "namespace %s, program %s: %lld customers\n", key_prefix, prog->version, customers);
+    if (!json_is_true(json_object_get(r, "complete")))
+        rc |= buf_puts(out, "WARNING: this namespace was written before Fidelio kept aggregates: the figures below "
+                            "cover only what was applied since\n");
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(r, "ladders"), i, v)
+    {
+        rc |= buf_printf(out, "\n%s %s\n", json_is_true(json_object_get(v, "tier")) ? "tier" : "ladder",
+                         json_string_value(json_object_get(v, "id")));
+        size_t j;
+        json_t *st;
+        json_array_foreach(json_object_get(v, "stages"), j, st)
+            rc |= pct_line(out, json_string_value(json_object_get(st, "stage")), iv(st, "customers"), customers);
+        rc |= pct_line(out, "(no stage)", iv(v, "no_stage"), customers);
+    }
+    rc |= buf_puts(out, "\npersonas\n");
+    const char *k;
+    json_object_foreach(json_object_get(r, "personas"), k, v)
+        rc |= pct_line(out, k, (long long)json_integer_value(v), customers);
+    json_t *pts = json_object_get(r, "points");
+    rc |= buf_printf(out, "\npoints\n  %-22s %10lld\n  %-22s %10lld\n  %-22s %10lld\n  %-22s %10lld\n", "issued",
+                     iv(pts, "issued"), "redeemed", iv(pts, "redeemed"), "reversed", iv(pts, "reversed"),
+                     "outstanding (liability)", iv(pts, "outstanding"));
+    rc |= buf_printf(out, "\nrewards by rule\n  %-22s %-16s %10s %12s\n", "rule", "kind", "count", "points");
+    json_array_foreach(json_object_get(r, "rewards"), i, v)
+        rc |= buf_printf(out, "  %-22s %-16s %10lld %12lld\n", json_string_value(json_object_get(v, "rule")),
+                         json_string_value(json_object_get(v, "kind")), iv(v, "count"), iv(v, "points"));
+    rc |= buf_puts(out, "\nevents applied\n");
+    json_object_foreach(json_object_get(r, "events"), k, v)
+        rc |= buf_printf(out, "  %-22s %10lld\n", k, (long long)json_integer_value(v));
+    rc |= buf_puts(out, "\ndead-letter queue by reason\n");
+    if (json_object_size(json_object_get(r, "dlq")) == 0)
+        rc |= buf_puts(out, "  (none)\n");
+    json_object_foreach(json_object_get(r, "dlq"), k, v)
+        rc |= buf_printf(out, "  %-32s %10lld\n", k, (long long)json_integer_value(v));
+    json_decref(r);
+    if (rc) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+int report_source_json(void *ctx, buf *out, char *err, size_t errlen)
+{
+    report_source *rs = ctx;
+    if (!rs->store && !(rs->store = store_open_readonly(rs->redis_url, rs->key_prefix, err, errlen)))
+        return -1;
+    int rc = report_json(rs->store, rs->prog, rs->key_prefix, out, err, errlen);
+    if (rc != 0) {
+        store_close(rs->store); /* a fresh connection next time */
+        rs->store = NULL;
+    }
+    return rc;
+}
+
+void report_source_close(report_source *rs)
+{
+    store_close(rs->store);
+    rs->store = NULL;
+}

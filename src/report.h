@@ -1,0 +1,104 @@
+/* report.h - the programme's figures (`fidelio report`, /api/report, the
+ * control room) kept as incremental aggregates, so that reading them costs
+ * the same at 1,000 or 1,000,000 customers.
+ *
+ * Each apply that takes effect adds its deltas to one hash per namespace,
+ * <prefix>aggregates, inside the store's apply script (store.h): the deltas
+ * are counted exactly when the apply is (a redelivery, a fenced or refused
+ * apply adds nothing). Fields, '|' separated:
+ *
+ *   customers                          profiles created
+ *   events|<TYPE>                      applied touchpoints by type; events|CREDIT for credits
+ *   stage|<ladder>|<stage>             customers now at that stage (+1 in, -1 out)
+ *   persona|<user|consumer|buyer>      customers whose persona (highest quadrant score
+ *                                      after their last event) is that one
+ *   points|issued|redeemed|reversed    sums of the profiles' lifetime_earned, redeemed, reversed
+ *   points|balance                     sum of balances: the programme's liability
+ *   rule|<rule>|<KIND>|n, ...|points   balance changes and their signed points by rule and kind
+ *   day|<YYYY-MM-DD>|<rule>            signed points by rule per UTC day of event time
+ *   dlq|<reason>                       input sent to the DLQ (added after the batch's commit:
+ *                                      at most once, a crash right after a commit may miss a batch's)
+ *   complete                           "1" when the aggregates were kept since the namespace began
+ *
+ * Reading: one HGETALL; its size grows with rules x days of event time, never
+ * with customers. */
+#ifndef FIDELIO_REPORT_H
+#define FIDELIO_REPORT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "profile.h"
+#include "program.h"
+#include "rules.h"
+
+struct store;
+
+/* Field/delta pairs of one apply: 1 event + 1 customer + 2 personas +
+ * 2 per ladder + 4 points + 3 per reward. */
+#define REPORT_MAX_DELTAS (8 + 2 * PROGRAM_MAX_LADDERS + 3 * PROGRAM_MAX_RULES)
+
+/* What the deltas of one apply are computed from: the profile before it. */
+typedef struct report_before {
+    bool exists;                        /* the customer had a profile */
+    int8_t stage[PROGRAM_MAX_LADDERS];
+    const char *persona;                /* static string or NULL */
+    int64_t balance, earned, redeemed, reversed;
+} report_before;
+
+/* The deltas of one apply, ready for the store: argv holds 2*n strings
+ * (field, signed integer) pointing into text. */
+typedef struct report_deltas {
+    buf text;                           /* owned */
+    const char *argv[2 * REPORT_MAX_DELTAS];
+    int n;                              /* pairs */
+} report_deltas;
+
+/* Remember what the deltas are computed against. */
+void report_capture(const profile *p, bool exists, report_before *b);
+/* The deltas of an apply that turned before into after with out; type is
+ * the touchpoint type's name or "CREDIT". Returns 0 or -1 (out of memory). */
+int report_compute(const program *prog, const report_before *before, const profile *after, const engine_output *out,
+                   const char *type, report_deltas *d);
+void report_deltas_free(report_deltas *d);
+
+/* Feed an applied event's deltas into the process metrics (rewards, points,
+ * stage changes, events applied). */
+void report_deltas_to_metrics(const report_deltas *d);
+
+/* DLQ reasons of one batch, counted for the metrics and the report. */
+#define REPORT_DLQ_REASONS 48
+typedef struct report_dlq {
+    char reason[REPORT_DLQ_REASONS][64];
+    long long n[REPORT_DLQ_REASONS];
+    int count;
+} report_dlq;
+
+/* Count one input (touchpoint or credit) sent to the DLQ for reason: the
+ * metrics at once, the report on report_dlq_flush. */
+void report_dlq_note(report_dlq *d, const char *input, const char *reason);
+/* Add the noted counts to the namespace's aggregates (after the commit). */
+int report_dlq_flush(const report_dlq *d, struct store *s, char *err, size_t errlen);
+
+/* The report of a namespace as JSON (deterministic: the page and `report
+ * --json` print the same bytes for the same state). prog orders ladders and
+ * rules; figures for ids it does not know are listed after its own. */
+int report_json(struct store *s, const program *prog, const char *key_prefix, buf *out, char *err, size_t errlen);
+/* The same figures as text tables. */
+int report_text(struct store *s, const program *prog, const char *key_prefix, buf *out, char *err, size_t errlen);
+
+/* Where the HTTP server's /api/report reads from: its own read-only
+ * connection, opened on first use, used by that one thread only. */
+typedef struct report_source {
+    const char *redis_url;      /* borrowed */
+    const char *key_prefix;     /* borrowed */
+    const program *prog;        /* borrowed */
+    struct store *store;        /* owned; NULL until first use or after an error */
+} report_source;
+
+/* An http_report_fn over a report_source: report_json, reconnecting as needed. */
+int report_source_json(void *ctx, buf *out, char *err, size_t errlen);
+void report_source_close(report_source *rs);
+
+#endif
