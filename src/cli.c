@@ -59,6 +59,16 @@ int cli_common_opt(cli_common *cc, int opt, const char *arg)
         snprintf(cc->brokers_set, n, "kafka.bootstrap.servers=%s", arg);
         return 1;
     }
+    case 'L': {
+        size_t n = strlen(arg) + 16;
+        free(cc->log_format_set);
+        if (!(cc->log_format_set = malloc(n))) {
+            fprintf(stderr, "fidelio: out of memory\n");
+            return -1;
+        }
+        snprintf(cc->log_format_set, n, "log.format=%s", arg);
+        return 1;
+    }
     default:
         return 0;
     }
@@ -79,7 +89,7 @@ int cli_load_config(cli_common *cc, config *cfg)
     if (path && !*path)
         path = NULL;
     /* -b is applied as the first --set, so an explicit --set still wins. */
-    size_t n = cc->nsets + (cc->brokers_set ? 1 : 0);
+    size_t n = cc->nsets + (cc->brokers_set ? 1 : 0) + (cc->log_format_set ? 1 : 0);
     char **sets = calloc(n ? n : 1, sizeof(*sets));
     if (!sets) {
         fprintf(stderr, "fidelio: out of memory\n");
@@ -88,6 +98,8 @@ int cli_load_config(cli_common *cc, config *cfg)
     size_t j = 0;
     if (cc->brokers_set)
         sets[j++] = cc->brokers_set;
+    if (cc->log_format_set)
+        sets[j++] = cc->log_format_set;
     for (size_t i = 0; i < cc->nsets; i++)
         sets[j++] = cc->sets[i];
     int rc = config_load(cfg, path, sets, n, environ, err, sizeof(err));
@@ -97,6 +109,7 @@ int cli_load_config(cli_common *cc, config *cfg)
         return EXIT_USAGE;
     }
     log_set_level((log_level)log_level_parse(cfg->log_level));
+    log_set_format((log_format)log_format_parse(cfg->log_format));
     return EXIT_OK;
 }
 
@@ -104,8 +117,10 @@ void cli_common_free(cli_common *cc)
 {
     free(cc->sets);
     free(cc->brokers_set);
+    free(cc->log_format_set);
     cc->sets = NULL;
     cc->brokers_set = NULL;
+    cc->log_format_set = NULL;
     cc->nsets = 0;
 }
 

@@ -19,18 +19,21 @@ typedef struct cli_common {
     char **sets;             /* --set k=v, in order (owned array, borrowed strings) */
     size_t nsets;
     char *brokers_set;       /* "kafka.bootstrap.servers=..." built from -b (owned) */
+    char *log_format_set;    /* "log.format=..." built from --log-format (owned) */
 } cli_common;
 
 #define CLI_COMMON_SHORTOPTS "c:b:"
 #define CLI_COMMON_LONGOPTS                                                                                           \
     {"config", required_argument, NULL, 'c'}, {"set", required_argument, NULL, 'S'},                              \
-        {"brokers", required_argument, NULL, 'b'}, {"help", no_argument, NULL, 'h'}
+        {"brokers", required_argument, NULL, 'b'}, {"help", no_argument, NULL, 'h'},                          \
+        {"log-format", required_argument, NULL, 'L'}
 /* Help of the options every configuration-reading command takes. -b is
  * accepted by all of them (one set of options can be passed to every
  * command) but offered only by those that talk to Kafka (CLI_COMMON_HELP). */
 #define CLI_CONFIG_HELP                                                                                               \
     "  -c, --config FILE     configuration file (default: $FIDELIO_CONFIG, else built-in defaults)\n"               \
     "      --set KEY=VALUE   override one setting (repeatable)\n"                                                    \
+    "      --log-format F    text or json log lines on stderr (--set log.format=F)\n"                                \
     "  -h, --help            this help\n"
 #define CLI_BROKERS_HELP "  -b, --brokers LIST    shorthand for --set kafka.bootstrap.servers=LIST\n"
 /* For commands that talk to Kafka. */

@@ -115,6 +115,15 @@ static int check_bind(const char *v, char *err, size_t errlen)
     return 0;
 }
 
+static int check_log_format(const char *v, char *err, size_t errlen)
+{
+    if (strcmp(v, "text") && strcmp(v, "json")) {
+        snprintf(err, errlen, "expected text or json");
+        return -1;
+    }
+    return 0;
+}
+
 static int check_log_level(const char *v, char *err, size_t errlen)
 {
     if (strcmp(v, "debug") && strcmp(v, "info") && strcmp(v, "warn") && strcmp(v, "error")) {
@@ -151,6 +160,7 @@ static const setting settings[] = {
       "/healthz fails when the main loop has not run for this long"),
     S("rules.path", rules_path, "", NULL, "rule program, relative to this file; empty: the built-in default program"),
     S("log.level", log_level, "info", check_log_level, "debug, info, warn or error"),
+    S("log.format", log_format, "text", check_log_format, "text or json (one JSON object a line)"),
 };
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
 

@@ -45,6 +45,7 @@ typedef struct config {
     int64_t liveness_timeout_ms; /* /healthz fails when the loop is quieter than this */
     char *rules_path;          /* rule program; relative paths are relative to the config file */
     char *log_level;           /* debug, info, warn, error */
+    char *log_format;          /* text or json */
 
     config_kv *kafka;          /* kafka.* pass-through, in the order given */
     size_t kafka_count;

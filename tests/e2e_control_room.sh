@@ -181,7 +181,33 @@ lag = {(r["metric"]["topic"], r["metric"]["partition"]): float(r["value"][1]) fo
 want = {("touchpoints", str(p)): 0.0 for p in range(4)}
 assert {k: v for k, v in lag.items() if k[0] == "touchpoints"} == want, f"lag per partition {lag}"
 PY
-curl_names=$(http_get "http://127.0.0.1:$HP/metrics" | grep -c '^# TYPE fidelio_')
+http_get "http://127.0.0.1:$HP/metrics" >"$WORK/metrics.txt" || fail "/metrics"
+curl_names=$(grep -c '^# TYPE fidelio_' "$WORK/metrics.txt")
+# the Grafana dashboard of deploy/ groups and filters by labels these series carry
+python3 - "$SOURCE_DIR/deploy/grafana/dashboards/fidelio.json" "$WORK/metrics.txt" <<'PY' || fail "deploy/grafana: labels"
+import json, re, sys
+labels = {}
+for l in open(sys.argv[2]):
+    m = re.match(r'^([a-z_]+?)(?:_bucket|_sum|_count)?\{(.*)\} ', l) or re.match(r'^([a-z_]+)() ', l)
+    if m:
+        labels.setdefault(m.group(1), set()).update(re.findall(r'([a-z_]+)="', m.group(2)))
+bad = []
+for p in json.load(open(sys.argv[1]))["panels"]:
+    for t in p["targets"]:
+        e = t["expr"]
+        for name, sel in re.findall(r'\b((?:fidelio|process)_[a-z_]+?)(?:_bucket|_sum|_count)?\b(?:\{([^}]*)\})?', e):
+            have = labels.get(name)
+            if have is None:
+                bad.append(f"{p['title']}: {name} has no series in a running fidelio run"); continue
+            for lab in re.findall(r'([a-z_]+)\s*=~?', sel or ""):
+                if lab not in have: bad.append(f"{p['title']}: {name} has no label {lab}")
+        for group in re.findall(r'by \(([^)]*)\)', e):
+            for lab in [g.strip() for g in group.split(",")]:
+                if lab != "le" and not any(lab in labels.get(n, set()) for n in re.findall(r'\b((?:fidelio|process)_[a-z_]+?)(?:_bucket|_sum|_count)?\b', e)):
+                    bad.append(f"{p['title']}: grouped by {lab}, which no metric of it has")
+if bad:
+    print("\n".join(bad), file=sys.stderr); sys.exit(1)
+PY
 pass "Prometheus scraped fidelio run: applied by type, rewards by rule, stage changes, DLQ by reason, consumed, program, histograms, lag per partition ($curl_names families)"
 
 # ---- Chromium: the control room shows the report's figures ------------------------------
