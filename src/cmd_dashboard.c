@@ -66,7 +66,7 @@ int cmd_dashboard(int argc, char **argv)
     char err[1024];
     cli_install_signals();
     metrics_process_start(FIDELIO_VERSION, rd_kafka_version_str());
-    metrics_set(M_PROGRAM_INFO, 1, prog->version, "");
+    metrics_set(M_PROGRAM_INFO, 1, prog->version, prog->digest);
     /* the main thread watches Redis for /readyz; the server's thread has its own connection */
     store *watch = store_open_readonly(cfg.redis_url, cfg.key_prefix, err, sizeof(err));
     if (!watch) {

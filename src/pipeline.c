@@ -892,7 +892,7 @@ static int setup(pipeline *pl, char *err, size_t errlen)
         snprintf(err, errlen, "subscribe: %s", rd_kafka_err2str(e));
         return -1;
     }
-    metrics_set(M_PROGRAM_INFO, 1, pl->prog->version, "");
+    metrics_set(M_PROGRAM_INFO, 1, pl->prog->version, pl->prog->digest);
     metrics_set(M_REDIS_UP, 1);
     metrics_expect_partitions(true);
     log_info("consuming %s and %s as group '%s'; state in %s (prefix '%s'); rule program %s", cfg->topic_touchpoints,

@@ -299,6 +299,7 @@ static json_t *build(store *s, const program *prog, const char *key_prefix, char
     long long customers = get(&a, "customers");
     json_object_set_new(r, "namespace", json_string(key_prefix));
     json_object_set_new(r, "program_version", json_string(prog->version));
+    json_object_set_new(r, "program_digest", json_string(prog->digest));
     json_object_set_new(r, "complete", json_boolean(get(&a, "complete") == 1 || a.n == 0));
     json_object_set_new(r, "customers", json_integer(customers));
 

@@ -162,7 +162,7 @@ checks = [
         collections.Counter(json.loads(l)["error"] for l in open(sys.argv[6]) if l.strip()).items()}),
     ("consumed", q('fidelio_events_consumed_total{topic="touchpoints"}'), {(("topic", "touchpoints"),): 319.0}),
     ("up", q('up{job="fidelio"}'), {(): 1.0}),
-    ("program", {dict(k)["version"]: v for k, v in q("fidelio_program_info").items()}, {"2026.11-default": 1.0}),
+    ("program", {(dict(k)["version"], dict(k)["digest"][:7]) for k in q("fidelio_program_info")}, {("2026.11-default", "sha256:")}),
 ]
 bad = [f"{n}: prometheus {g} want {w}" for n, g, w in checks if g != w]
 if bad:
