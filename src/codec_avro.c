@@ -24,9 +24,10 @@ static const char *const sc_fields[] = {"change_id", "customer_id", "ladder", "f
                                         "source_event_id", "occurred_at", "program_version", "program_digest"};
 
 enum { CR_CREDIT_ID, CR_CUSTOMER_ID, CR_SOURCE_CUSTOMER_ID, CR_RULE_ID, CR_POINTS, CR_REFERRAL, CR_SOURCE_EVENT_ID,
-       CR_OCCURRED_AT, CR_REASON, CR_PROGRAM_VERSION, CR_NFIELDS };
+       CR_OCCURRED_AT, CR_REASON, CR_PROGRAM_VERSION, CR_NAMESPACE, CR_SIGNATURE, CR_NFIELDS };
 static const char *const cr_fields[] = {"credit_id", "customer_id", "source_customer_id", "rule_id", "points",
-                                        "referral", "source_event_id", "occurred_at", "reason", "program_version"};
+                                        "referral", "source_event_id", "occurred_at", "reason", "program_version",
+                                        "namespace", "signature"};
 
 /* Union branch of each touchpoint type's payload (0 = null). */
 static const int payload_branch[EVENT_TYPE_COUNT] = {
@@ -542,7 +543,9 @@ static event_err decode_credit(rd *r, credit_event *ev)
     TRY(field_str(r, rec, CR_SOURCE_EVENT_ID, "source_event_id", ev->source_event_id, sizeof(ev->source_event_id)));
     ev->occurred_at = field_long(rec, CR_OCCURRED_AT);
     TRY(field_str(r, rec, CR_REASON, "reason", ev->reason, sizeof(ev->reason)));
-    return field_str(r, rec, CR_PROGRAM_VERSION, "program_version", ev->program_version, sizeof(ev->program_version));
+    TRY(field_str(r, rec, CR_PROGRAM_VERSION, "program_version", ev->program_version, sizeof(ev->program_version)));
+    TRY(field_str(r, rec, CR_NAMESPACE, "namespace", ev->ns, sizeof(ev->ns)));
+    return field_str(r, rec, CR_SIGNATURE, "signature", ev->signature, sizeof(ev->signature));
 }
 
 event_err codec_decode_avro(codec *c, codec_schema s, const void *data, size_t len, codec_record *rec,
@@ -685,7 +688,8 @@ static int encode_credit(const credit_event *ev, avro_value_t *rec)
            set_long(rec, CR_POINTS, ev->points) || avro_value_get_by_index(rec, CR_REFERRAL, &v, NULL) ||
            avro_value_set_boolean(&v, ev->referral) || set_str(rec, CR_SOURCE_EVENT_ID, ev->source_event_id) ||
            set_long(rec, CR_OCCURRED_AT, ev->occurred_at) || set_str(rec, CR_REASON, ev->reason) ||
-           set_str(rec, CR_PROGRAM_VERSION, ev->program_version);
+           set_str(rec, CR_PROGRAM_VERSION, ev->program_version) || set_str(rec, CR_NAMESPACE, ev->ns) ||
+           set_str(rec, CR_SIGNATURE, ev->signature);
 }
 
 event_err codec_encode_avro(codec *c, codec_schema s, const codec_record *rec, buf *out, char *err, size_t errlen)

@@ -301,7 +301,7 @@ static event_err decode_credit(jr *r, json_t *root, credit_event *ev)
 {
     static const char *const fields[] = {"credit_id", "customer_id", "source_customer_id", "rule_id", "points",
                                          "referral", "source_event_id", "occurred_at", "reason", "program_version",
-                                         NULL};
+                                         "namespace", "signature", NULL};
     memset(ev, 0, sizeof(*ev));
     TRY(only_fields(r, root, "credit", fields));
     TRY(str_field(r, root, "credit_id", ev->credit_id, sizeof(ev->credit_id)));
@@ -318,7 +318,9 @@ static event_err decode_credit(jr *r, json_t *root, credit_event *ev)
     TRY(str_field(r, root, "source_event_id", ev->source_event_id, sizeof(ev->source_event_id)));
     TRY(time_field(r, root, &ev->occurred_at));
     TRY(str_field(r, root, "reason", ev->reason, sizeof(ev->reason)));
-    return opt_str_field(r, root, "program_version", ev->program_version, sizeof(ev->program_version));
+    TRY(opt_str_field(r, root, "program_version", ev->program_version, sizeof(ev->program_version)));
+    TRY(opt_str_field(r, root, "namespace", ev->ns, sizeof(ev->ns)));
+    return opt_str_field(r, root, "signature", ev->signature, sizeof(ev->signature));
 }
 
 event_err codec_decode_json(codec_schema s, const char *text, size_t len, codec_record *rec, char *err,
@@ -526,6 +528,8 @@ static json_t *credit_json(const credit_event *ev, int *bad)
     put(o, "occurred_at", time_json(ev->occurred_at), bad);
     put(o, "reason", json_string(ev->reason), bad);
     put(o, "program_version", json_string(ev->program_version), bad);
+    put(o, "namespace", json_string(ev->ns), bad);
+    put(o, "signature", json_string(ev->signature), bad);
     return o;
 }
 

@@ -105,6 +105,15 @@ static int check_key_prefix(const char *v, char *err, size_t errlen)
     return 0;
 }
 
+static int check_hmac_key(const char *v, char *err, size_t errlen)
+{
+    if (*v && strlen(v) < 16) {
+        snprintf(err, errlen, "an HMAC key has at least 16 bytes (e.g. `openssl rand -hex 32`), or is empty");
+        return -1;
+    }
+    return 0;
+}
+
 static int check_bind(const char *v, char *err, size_t errlen)
 {
     unsigned char tmp[sizeof(struct in6_addr)];
@@ -158,6 +167,9 @@ static const setting settings[] = {
     S("http.bind", http_bind, "127.0.0.1", check_bind, "address the HTTP server listens on (numeric IPv4 or IPv6)"),
     I("http.liveness_timeout_ms", liveness_timeout_ms, "300000", 1000, 86400000,
       "/healthz fails when the main loop has not run for this long"),
+    S("credits.hmac_key", credits_hmac_key, "", check_hmac_key,
+      "secret shared by a namespace's instances: credits are signed and checked with it (HMAC-SHA256); "
+      "empty: unsigned credits are accepted (development only)"),
     S("rules.path", rules_path, "", NULL, "rule program, relative to this file; empty: the built-in default program"),
     S("log.level", log_level, "info", check_log_level, "debug, info, warn or error"),
     S("log.format", log_format, "text", check_log_format, "text or json (one JSON object a line)"),
@@ -421,7 +433,7 @@ void config_free(config *cfg)
 
 int config_is_secret(const char *key)
 {
-    static const char *const words[] = {"password", "secret", "sasl.jaas", "ssl.key", "private", "token", NULL};
+    static const char *const words[] = {"password", "secret", "sasl.jaas", "ssl.key", "private", "token", "hmac_key", NULL};
     for (const char *const *w = words; *w; w++)
         if (strstr(key, *w))
             return 1;
@@ -449,6 +461,8 @@ int config_dump(const config *cfg, buf *out)
             snprintf(val, sizeof(val), "%lld", (long long)*(int64_t *)((char *)cfg + s->offset));
         else if (strcmp(s->name, "redis.url") == 0)
             mask_url(*(char **)((char *)cfg + s->offset), val, sizeof(val));
+        else if (config_is_secret(s->name) && **(char **)((char *)cfg + s->offset))
+            snprintf(val, sizeof(val), "\"***\"");
         else
             snprintf(val, sizeof(val), "\"%s\"", *(char **)((char *)cfg + s->offset));
         rc |= buf_printf(out, "%s: %s  # %s\n", s->name, val, cfg->origins[i].where);

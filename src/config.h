@@ -43,6 +43,7 @@ typedef struct config {
     int64_t http_port;         /* metrics/health/control-room port; 0 disables */
     char *http_bind;           /* address it listens on */
     int64_t liveness_timeout_ms; /* /healthz fails when the loop is quieter than this */
+    char *credits_hmac_key;    /* HMAC key of credits (secret); empty: unsigned, unchecked */
     char *rules_path;          /* rule program; relative paths are relative to the config file */
     char *log_level;           /* debug, info, warn, error */
     char *log_format;          /* text or json */

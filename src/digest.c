@@ -112,5 +112,6 @@ void digest_credit(const credit_event *cr, uint8_t out[DIGEST_LEN])
     put_i64(&st, cr->occurred_at);
     put_str(&st, cr->reason);
     put_str(&st, cr->program_version);
+    put_str(&st, cr->ns);
     finish(&st, out);
 }

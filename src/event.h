@@ -171,6 +171,8 @@ typedef struct credit_event {
     int64_t occurred_at;
     char reason[EVENT_TEXT_MAX + 1];
     char program_version[EVENT_ID_MAX + 1];
+    char ns[EVENT_ID_MAX + 1];                 /* Avro "namespace": the producing instance's redis.key_prefix */
+    char signature[EVENT_ID_MAX + 1];          /* HMAC-SHA256, hex (credit_auth.h); empty: unsigned */
 } credit_event;
 
 /* Limits applied by touchpoint_validate. */

@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "codec.h"
+#include "credit_auth.h"
 #include "digest.h"
 #include "kafka.h"
 #include "log.h"
@@ -158,6 +159,10 @@ static int record_outputs(pipeline *pl, item *it)
     }
     for (int i = 0; i < o->ncredits; i++) {
         pl->enc->credit = o->credits[i];
+        if (credit_sign(&pl->enc->credit, pl->cfg->key_prefix, pl->cfg->credits_hmac_key) != 0) {
+            log_error("signing a credit failed (libcrypto)");
+            return -1;
+        }
         if (add_output(pl, &it->outputs, 'c', SCHEMA_CREDIT))
             return -1;
     }
@@ -224,6 +229,12 @@ static void decode_item(pipeline *pl, item *it)
     if (!m->key || m->key_len != strlen(cid) || memcmp(m->key, cid, m->key_len) != 0) {
         snprintf(why, sizeof(why), "message key is not the customer_id '%s' (per-customer order needs it)", cid);
         set_dlq(it, "key_mismatch", why);
+    }
+    if (it->kind == ITEM_CREDIT) { /* DESIGN.md invariants 6 and 8: only this namespace's, authenticated */
+        credit_verdict v = credit_verify(&it->rec->credit, pl->cfg->key_prefix, pl->cfg->credits_hmac_key, why,
+                                         sizeof(why));
+        if (v != CREDIT_OK)
+            set_dlq(it, credit_verdict_name(v), why);
     }
     if (it->kind == ITEM_CREDIT)
         digest_credit(&it->rec->credit, it->digest);
@@ -895,6 +906,11 @@ static int setup(pipeline *pl, char *err, size_t errlen)
     metrics_set(M_PROGRAM_INFO, 1, pl->prog->version, pl->prog->digest);
     metrics_set(M_REDIS_UP, 1);
     metrics_expect_partitions(true);
+    if (!*cfg->credits_hmac_key)
+        log_warn("credits.hmac_key is not set: credits on %s are neither signed nor checked, so anyone who can "
+                 "write to that topic can grant points; set FIDELIO_CREDITS_HMAC_KEY (the same key on every "
+                 "instance of namespace '%s') in production",
+                 cfg->topic_credits, cfg->key_prefix);
     log_info("consuming %s and %s as group '%s'; state in %s (prefix '%s'); rule program %s", cfg->topic_touchpoints,
              cfg->topic_credits, cfg->consumer_group, cfg->redis_url, cfg->key_prefix, pl->prog->version);
     return 0;

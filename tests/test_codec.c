@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "codec.h"
+#include "credit_auth.h"
 #include "test_common.h"
 #include "timeutil.h"
 
@@ -146,6 +147,60 @@ START_TEST(outputs_round_trip)
         ck_assert_mem_eq(&rec->stage, &back->stage, sizeof(stage_change_event));
     }
     buf_free(&out);
+}
+END_TEST
+
+/* Credits carry their namespace and signature through Avro and JSON; the
+ * signature verifies only with the key, the namespace and every field as
+ * signed (issue 7 cases 12 and 13). */
+START_TEST(credit_namespace_and_signature)
+{
+    const char *key = "0123456789abcdef0123456789abcdef";
+    char why[512];
+    credit_event *cr = &rec->credit;
+    memset(cr, 0, sizeof(*cr));
+    rec->schema = SCHEMA_CREDIT;
+    strcpy(cr->credit_id, "rw-1");
+    strcpy(cr->customer_id, "ref-1");
+    strcpy(cr->source_customer_id, "inv-1");
+    strcpy(cr->rule_id, "referral-referrer");
+    cr->points = 250;
+    cr->referral = true;
+    strcpy(cr->source_event_id, "ev-9");
+    cr->occurred_at = T0;
+    strcpy(cr->reason, "Your referral made a first purchase");
+    strcpy(cr->program_version, "2026.1");
+    ck_assert_int_eq(credit_sign(cr, "fidelio:", key), 0);
+    ck_assert_str_eq(cr->ns, "fidelio:");
+    ck_assert_int_eq((int)strlen(cr->signature), 64);
+    buf out = {0};
+    ck_assert_int_eq(codec_encode_avro(c, SCHEMA_CREDIT, rec, &out, err, sizeof(err)), EVENT_OK);
+    ck_assert_int_eq(codec_decode_avro(c, SCHEMA_CREDIT, out.data, out.len, back, err, sizeof(err)), EVENT_OK);
+    ck_assert_mem_eq(cr, &back->credit, sizeof(*cr));
+    buf_reset(&out);
+    ck_assert_int_eq(codec_encode_json(SCHEMA_CREDIT, rec, &out), EVENT_OK);
+    ck_assert_int_eq(codec_decode_json(SCHEMA_CREDIT, out.data, out.len, back, err, sizeof(err)), EVENT_OK);
+    ck_assert_mem_eq(cr, &back->credit, sizeof(*cr));
+    buf_free(&out);
+
+    ck_assert_int_eq(credit_verify(cr, "fidelio:", key, why, sizeof(why)), CREDIT_OK);
+    ck_assert_int_eq(credit_verify(cr, "whatif:", key, why, sizeof(why)), CREDIT_FOREIGN_NAMESPACE);
+    ck_assert_int_eq(credit_verify(cr, "whatif:", "", why, sizeof(why)), CREDIT_FOREIGN_NAMESPACE);
+    ck_assert_int_eq(credit_verify(cr, "fidelio:", "another key of 32 bytes, really!", why, sizeof(why)),
+                     CREDIT_BAD_SIGNATURE);
+    credit_event altered = *cr;
+    altered.points = 1000000;
+    ck_assert_int_eq(credit_verify(&altered, "fidelio:", key, why, sizeof(why)), CREDIT_BAD_SIGNATURE);
+    altered = *cr;
+    strcpy(altered.ns, "whatif:"); /* moved to another namespace */
+    ck_assert_int_eq(credit_verify(&altered, "whatif:", key, why, sizeof(why)), CREDIT_BAD_SIGNATURE);
+    altered = *cr;
+    altered.signature[0] = '\0';
+    ck_assert_int_eq(credit_verify(&altered, "fidelio:", key, why, sizeof(why)), CREDIT_UNSIGNED);
+    ck_assert_int_eq(credit_verify(&altered, "fidelio:", "", why, sizeof(why)), CREDIT_OK); /* no key: unchecked */
+    /* without a key nothing is signed */
+    ck_assert_int_eq(credit_sign(&altered, "fidelio:", ""), 0);
+    ck_assert_str_eq(altered.signature, "");
 }
 END_TEST
 
@@ -490,6 +545,7 @@ Suite *codec_suite(void)
     tcase_add_loop_test(tc, json_round_trip_every_type, 0, EVENT_TYPE_COUNT);
     tcase_add_test(tc, json_known_form);
     tcase_add_test(tc, outputs_round_trip);
+    tcase_add_test(tc, credit_namespace_and_signature);
     tcase_add_test(tc, avro_rejects_malformed);
     tcase_add_test(tc, avro_size_limit_checked_first);
     tcase_add_test(tc, avro_customer_id_limits);
