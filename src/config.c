@@ -162,6 +162,8 @@ static const setting settings[] = {
     I("pipeline.dedupe_retention_ms", dedupe_retention_ms, "2592000000", 3600000, INT64_C(31536000000) * 10,
       "how long (event time) dedupe records are kept"),
     I("pipeline.ledger_max", ledger_max, "10000", 0, 100000000, "ledger entries kept per customer in Redis; 0 = all"),
+    I("pipeline.report_aggregates", report_aggregates, "1", 0, 1,
+      "1: each apply keeps the report's counters (fidelio report, the control room); 0: off, faster"),
     I("http.port", http_port, "9464", 0, 65535,
       "port of /metrics, /healthz, /readyz, /api/report and the control room (run, dashboard); 0 = off"),
     S("http.bind", http_bind, "127.0.0.1", check_bind, "address the HTTP server listens on (numeric IPv4 or IPv6)"),

@@ -382,7 +382,7 @@ static int decide(pipeline *pl)
                 q->ledger = it->ledger_ptrs;
                 q->nledger = it->nledger;
                 q->agg = it->agg.argv;
-                q->nagg = it->agg.n;
+                q->nagg = pl->cfg->report_aggregates ? it->agg.n : 0;
                 pl->req_item[nreq++] = i;
             }
         }
@@ -858,6 +858,8 @@ static int setup(pipeline *pl, char *err, size_t errlen)
         return -1;
     if (!(pl->store = store_open(cfg->redis_url, cfg->key_prefix, cfg->dedupe_retention_ms, cfg->ledger_max, err,
                                  errlen)))
+        return -1;
+    if (!cfg->report_aggregates && store_aggregates_incomplete(pl->store, err, errlen) != 0)
         return -1;
     if (!(pl->producer = kafka_producer_new(cfg, &pl->dr, err, errlen)))
         return -1;

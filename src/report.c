@@ -141,47 +141,55 @@ int report_dlq_flush(const report_dlq *d, store *s, char *err, size_t errlen)
 
 /* ---- the report ------------------------------------------------------------------ */
 
-/* The aggregates hash as parallel arrays. */
+/* One field of the aggregates hash. */
+typedef struct agg_field {
+    const char *name;        /* into aggs.raw */
+    long long value;
+} agg_field;
+
+/* The aggregates hash, sorted by field name (lookups by binary search: a
+ * report reads every field a few times, whatever the hash's size). */
 typedef struct aggs {
     buf raw;                 /* "field\0value\0"... */
-    const char **field;
-    long long *value;
+    agg_field *f;
     size_t n;
 } aggs;
+
+static int cmp_field(const void *a, const void *b)
+{
+    return strcmp(((const agg_field *)a)->name, ((const agg_field *)b)->name);
+}
 
 static int load_aggs(store *s, aggs *a, char *err, size_t errlen)
 {
     if (store_aggregates(s, &a->raw, &a->n, err, errlen) != 0)
         return -1;
-    a->field = calloc(a->n + 1, sizeof(*a->field));
-    a->value = calloc(a->n + 1, sizeof(*a->value));
-    if (!a->field || !a->value) {
+    if (!(a->f = calloc(a->n + 1, sizeof(*a->f)))) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
     const char *p = a->raw.data;
     for (size_t i = 0; i < a->n; i++) {
-        a->field[i] = p;
+        a->f[i].name = p;
         p += strlen(p) + 1;
-        a->value[i] = atoll(p);
+        a->f[i].value = atoll(p);
         p += strlen(p) + 1;
     }
+    qsort(a->f, a->n, sizeof(*a->f), cmp_field);
     return 0;
 }
 
 static void free_aggs(aggs *a)
 {
     buf_free(&a->raw);
-    free(a->field);
-    free(a->value);
+    free(a->f);
 }
 
 static long long get(const aggs *a, const char *field)
 {
-    for (size_t i = 0; i < a->n; i++)
-        if (!strcmp(a->field[i], field))
-            return a->value[i];
-    return 0;
+    agg_field key = {.name = field};
+    const agg_field *f = a->n ? bsearch(&key, a->f, a->n, sizeof(*a->f), cmp_field) : NULL;
+    return f ? f->value : 0;
 }
 
 static int cmp_str(const void *x, const void *y) { return strcmp(*(const char *const *)x, *(const char *const *)y); }
@@ -199,9 +207,9 @@ static size_t segments(const aggs *a, const char *prefix, const char *within, in
     }
     size_t pl = strlen(prefix);
     for (size_t i = 0; i < a->n; i++) {
-        if (strncmp(a->field[i], prefix, pl))
+        if (strncmp(a->f[i].name, prefix, pl))
             continue;
-        const char *p = a->field[i];
+        const char *p = a->f[i].name;
         const char *start = p, *prev = NULL;
         int k = 0;
         for (; k < seg && start; k++) {
@@ -436,8 +444,9 @@ int report_text(store *s, const program *prog, const char *key_prefix, buf *out,
     long long customers = iv(r, "customers");
     int rc = buf_printf(out, "namespace %s, program %s: %lld customers\n", key_prefix, prog->version, customers);
     if (!json_is_true(json_object_get(r, "complete")))
-        rc |= buf_puts(out, "WARNING: this namespace was written before Fidelio kept aggregates: the figures below "
-                            "cover only what was applied since\n");
+        rc |= buf_puts(out, "WARNING: the aggregates of this namespace are incomplete (it was written before Fidelio "
+                            "kept them, or by a run with pipeline.report_aggregates=0): the figures below cover only "
+                            "what was applied while they were kept\n");
     size_t i;
     json_t *v;
     json_array_foreach(json_object_get(r, "ladders"), i, v)

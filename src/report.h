@@ -18,7 +18,8 @@
  *   day|<YYYY-MM-DD>|<rule>            signed points by rule per UTC day of event time
  *   dlq|<reason>                       input sent to the DLQ (added after the batch's commit:
  *                                      at most once, a crash right after a commit may miss a batch's)
- *   complete                           "1" when the aggregates were kept since the namespace began
+ *   complete                           "1" when the aggregates were kept since the namespace began,
+ *                                      "0" once a run had pipeline.report_aggregates=0
  *
  * Reading: one HGETALL; its size grows with rules x days of event time, never
  * with customers. */

@@ -705,6 +705,17 @@ int store_registry_write(store *s, const char *version, const char *digest, cons
 
 void store_registry_free(store_registry *reg) { buf_free(&reg->stages); }
 
+int store_aggregates_incomplete(store *s, char *err, size_t errlen)
+{
+    if (ensure_connected(s, err, errlen) != 0)
+        return -1;
+    redisReply *r = redisCommand(s->c, "HSET %saggregates complete 0", s->prefix);
+    if (command_ok(s, r, "HSET aggregates", err, errlen))
+        return -1;
+    freeReplyObject(r);
+    return 0;
+}
+
 int store_ping(store *s, char *err, size_t errlen)
 {
     if (ensure_connected(s, err, errlen) != 0)

@@ -198,6 +198,10 @@ void store_registry_free(store_registry *reg);
  * as empty, another layout is an error. */
 store *store_open_readonly(const char *url, const char *prefix, char *err, size_t errlen);
 
+/* Mark the aggregates as no longer complete (pipeline.report_aggregates=0:
+ * applies stop counting, so the report must say its figures are partial). */
+int store_aggregates_incomplete(store *s, char *err, size_t errlen);
+
 /* Whether Redis answers (reconnecting if needed). 0 or -1 with err. */
 int store_ping(store *s, char *err, size_t errlen);
 
