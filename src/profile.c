@@ -94,7 +94,10 @@ static int put_double(buf *b, double d)
 
 int profile_encode(const profile *p, const program *prog, buf *out)
 {
-    int rc = buf_append(out, "FP", 2) || put_varint(out, p->nparked ? 2 : 1);
+    /* the oldest version that holds everything, so a profile keeps its bytes
+     * until it has something a newer version is for */
+    int version = p->norders ? 3 : p->nparked ? 2 : 1;
+    int rc = buf_append(out, "FP", 2) || put_varint(out, version);
     rc |= put_str(out, p->customer_id) || put_varint(out, p->first_event_at) || put_varint(out, p->last_event_at) ||
           put_varint(out, p->events) || put_varint(out, EVENT_TYPE_COUNT);
     for (int i = 0; i < EVENT_TYPE_COUNT; i++)
@@ -129,8 +132,10 @@ int profile_encode(const profile *p, const program *prog, buf *out)
         rc |= put_str(out, o->order_id) || put_varint(out, o->amount_cents) || put_varint(out, o->refunded_cents) ||
               put_varint(out, o->at) || put_varint(out, o->rate_bp) || put_varint(out, o->multiplier_bp) ||
               put_str(out, o->rule >= 0 && o->rule < prog->nrules ? prog->rules[o->rule].id : "");
+        if (version >= 3)
+            rc |= put_str(out, o->currency);
     }
-    if (p->nparked) {
+    if (version >= 3 || p->nparked) {
         rc |= put_varint(out, p->nparked);
         for (int i = 0; i < p->nparked; i++) {
             const parked_credit *c = &p->parked[i];
@@ -204,7 +209,7 @@ int profile_decode(profile *p, const program *prog, const void *data, size_t len
     }
     r.p += 2;
     int64_t version = get_varint(&r);
-    if (version != 1 && version != 2) {
+    if (version < 1 || version > 3) {
         snprintf(err, errlen, "profile encoding version %lld, this build reads 1 to %d", (long long)version,
                  PROFILE_ENCODING_VERSION);
         return -1;
@@ -283,13 +288,16 @@ int profile_decode(profile *p, const program *prog, const void *data, size_t len
         o->multiplier_bp = get_varint(&r);
         get_str(&r, id, sizeof(id));
         o->rule = (int16_t)program_rule_index(prog, id);
+        o->currency[0] = '\0';
+        if (version >= 3)
+            get_str(&r, o->currency, sizeof(o->currency));
         p->norders++;
     }
-    if (version == 2 && !r.bad) {
+    if (version >= 2 && !r.bad) {
         n = get_varint(&r);
-        if (n < 1 || n > PROFILE_MAX_PARKED)
+        if (n < (version == 2 ? 1 : 0) || n > PROFILE_MAX_PARKED)
             r.bad = 1;
-        if (!r.bad) {
+        if (!r.bad && n > 0) {
             p->parked = calloc((size_t)n, sizeof(*p->parked));
             if (!p->parked) {
                 snprintf(err, errlen, "out of memory");

@@ -19,7 +19,9 @@
 /* Version 2 is version 1 plus the parked credits; it is written only for a
  * profile that holds parked credits, so every other profile keeps the bytes
  * (and the readers) of version 1. Both are read. */
-#define PROFILE_ENCODING_VERSION 2
+/* Version 3 adds each order's currency and always carries the parked-credit
+ * list (possibly empty); it is written for a profile with order records. */
+#define PROFILE_ENCODING_VERSION 3
 /* Credits a customer with no own events yet may hold parked (issue 7 case 9). */
 #define PROFILE_MAX_PARKED 32
 
@@ -39,6 +41,7 @@ typedef struct order_record {
     int64_t rate_bp;        /* earning rule's rate at the time */
     int64_t multiplier_bp;  /* tier multiplier applied (BP_ONE when none) */
     int16_t rule;           /* index of the earning rule */
+    char currency[EVENT_ID_MAX + 1]; /* of the purchase, for the refund's reason ("" when stored before v3) */
 } order_record;
 
 /* A credit received before the customer had any own event: kept, not

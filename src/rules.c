@@ -335,6 +335,7 @@ static void record_order(const program *prog, profile *p, const touchpoint *ev, 
     o->rate_bp = prog->rules[rule_index].rate_bp;
     o->multiplier_bp = mult_bp;
     o->rule = (int16_t)rule_index;
+    memcpy(o->currency, ev->payload.purchase.currency, sizeof(o->currency));
 }
 
 static void decay_scores(const program *prog, profile *p, int64_t t)
@@ -561,7 +562,7 @@ engine_status rules_apply_event(const program *prog, profile *p, const touchpoin
                 goto overflow;
             }
             reward_event *rw = add_reward(prog, p, out, r, ev->event_id, t, REWARD_REVERSAL, -pts);
-            format_money(ev->payload.refund.amount_cents, "", money, sizeof(money));
+            format_money(ev->payload.refund.amount_cents, o->currency, money, sizeof(money));
             format_mult(o->multiplier_bp, m, sizeof(m));
             snprintf(rw->reason, sizeof(rw->reason), "%s of %s: %s at %s as earned: -%lld points", r->description,
                      o->order_id, money, m, (long long)pts);

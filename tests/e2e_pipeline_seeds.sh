@@ -51,7 +51,7 @@ pass "outputs ($want, by id and content) and the 50 profiles equal fidelio simul
 
 "$FIDELIO" ledger $(fid_opts) cust-0033 -n 3 >"$WORK/ledger"
 [ "$(grep -c '"kind":"REVERSAL"' "$WORK/ledger")" -eq 3 ] || fail "ledger of cust-0033: $(cat "$WORK/ledger")"
-grep -q '"reason":"Refund of ord-00056: 900.50 at x1.50 as earned: -1350 points"' "$WORK/ledger" || fail "ledger reason"
+grep -q '"reason":"Refund of ord-00056: 900.50 EUR at x1.50 as earned: -1350 points"' "$WORK/ledger" || fail "ledger reason"
 pass "fidelio ledger shows the last balance changes with rule ids and reasons"
 
 # Duplicates: an event published again by kcat and by fidelio produce (each

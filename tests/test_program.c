@@ -197,6 +197,45 @@ END_TEST
 
 /* A profile with everything set survives encoding; every truncation and
  * many corruptions are rejected or decoded without crashing. */
+/* Issue 8: a refund's reason names the currency of the order it reverses,
+ * also when the profile went through its stored encoding in between (as in
+ * the pipeline, where Redis holds it between the two events). */
+START_TEST(refund_reason_keeps_currency)
+{
+    ck_assert(program_load(&prog, NULL, err, sizeof(err)) == 0);
+    profile p, q;
+    profile_init(&p, "cust-1");
+    engine_output *out = malloc(sizeof(*out));
+    ck_assert_ptr_nonnull(out);
+    touchpoint ev;
+    memset(&ev, 0, sizeof(ev));
+    sample_touchpoint(&ev, EVENT_PURCHASE, 1);
+    strcpy(ev.event_id, "e-buy");
+    strcpy(ev.payload.purchase.order_id, "o1");
+    strcpy(ev.payload.purchase.currency, "CHF");
+    ev.payload.purchase.amount_cents = 10050;
+    ck_assert_int_eq(rules_apply_event(&prog, &p, &ev, out, err, sizeof(err)), ENGINE_OK);
+    buf enc = {0};
+    ck_assert_int_eq(profile_encode(&p, &prog, &enc), 0);
+    ck_assert_int_eq(profile_decode(&q, &prog, enc.data, enc.len, err, sizeof(err)), 0);
+    touchpoint_free(&ev);
+    memset(&ev, 0, sizeof(ev));
+    sample_touchpoint(&ev, EVENT_REFUND, 1);
+    strcpy(ev.event_id, "e-back");
+    strcpy(ev.payload.refund.order_id, "o1");
+    ev.payload.refund.amount_cents = 3025;
+    ev.occurred_at += 86400000;
+    ck_assert_int_eq(rules_apply_event(&prog, &q, &ev, out, err, sizeof(err)), ENGINE_OK);
+    ck_assert_int_eq(out->nrewards, 1);
+    ck_assert_msg(strstr(out->rewards[0].reason, "30.25 CHF") != NULL, "%s", out->rewards[0].reason);
+    touchpoint_free(&ev);
+    buf_free(&enc);
+    profile_free(&p);
+    profile_free(&q);
+    free(out);
+}
+END_TEST
+
 START_TEST(profile_encoding_robust)
 {
     ck_assert(program_load(&prog, NULL, err, sizeof(err)) == 0);
@@ -503,6 +542,7 @@ Suite *program_suite(void)
     tcase_add_test(tc, deep_conditions_bounded);
     tcase_add_test(tc, ids_are_deterministic_and_distinct);
     tcase_add_test(tc, profile_encoding_robust);
+    tcase_add_test(tc, refund_reason_keeps_currency);
     tcase_add_test(tc, totals_never_wrap);
     tcase_add_test(tc, renamed_and_orphaned_stages);
     tcase_add_test(tc, program_digest_follows_content);
