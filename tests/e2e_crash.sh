@@ -30,4 +30,14 @@ grep -q "duplicates" "$WORK/final.log" || fail "final run log"
 check_final
 dups=$(( $(outputs_total) - EXPECTED_IDS ))
 pass "after 3 crashes: profiles equal simulate's, all $EXPECTED_IDS output ids present ($dups re-emitted duplicates)"
+# The report's aggregates are counted in the same atomic apply as the effects:
+# the crashes neither lost nor doubled a count.
+# shellcheck disable=SC2046
+"$FIDELIO" report --json $(fid_opts) >"$WORK/report.json" || fail "report --json"
+# shellcheck disable=SC2046
+"$FIDELIO" profile $(fid_opts) --all >"$WORK/profiles.all" 2>/dev/null || fail "profile --all"
+"$FIDELIO" consume -b "$BOOTSTRAP" -t rewards -e >"$WORK/rewards.all" 2>/dev/null || fail "consume rewards"
+python3 "$SOURCE_DIR/tests/report_recount.py" "$WORK/report.json" "$WORK/profiles.all" "$WORK/rewards.all" \
+    || fail "after 3 crashes the report differs from a recount of the profiles and the rewards topic"
+pass "after 3 crashes: fidelio report equals a recount of every profile and the rewards topic"
 done_ok
