@@ -198,6 +198,37 @@ static double get_double(reader *r)
     return d;
 }
 
+/* The first value of a decoded profile outside what the engine can produce
+ * (the limits of event.h), or NULL: the engine's checked arithmetic relies
+ * on them, so a corrupt profile is refused instead of computed with. */
+static const char *profile_out_of_range(const profile *p)
+{
+    if (p->events < 0 || p->referrals_converted < 0)
+        return "a counter";
+    for (int i = 0; i < EVENT_TYPE_COUNT; i++)
+        if (p->count[i] < 0)
+            return "a counter";
+    if (p->purchase_cents < 0 || p->purchase_cents > EVENT_MAX_TOTAL || p->refunded_cents < 0 ||
+        p->refunded_cents > EVENT_MAX_TOTAL)
+        return "purchase_cents or refunded_cents";
+    if (p->balance < -EVENT_MAX_TOTAL || p->balance > EVENT_MAX_TOTAL)
+        return "balance";
+    if (p->lifetime_earned < 0 || p->lifetime_earned > EVENT_MAX_TOTAL || p->redeemed < 0 ||
+        p->redeemed > EVENT_MAX_TOTAL || p->reversed < 0 || p->reversed > EVENT_MAX_TOTAL)
+        return "lifetime_earned, redeemed or reversed";
+    for (int r = 0; r < PROGRAM_MAX_RULES; r++)
+        if (p->rules[r].count < 0 || p->rules[r].fired < 0)
+            return "a rule's limit state";
+    for (int i = 0; i < p->norders; i++) {
+        const order_record *o = &p->orders[i];
+        if (o->amount_cents < 0 || o->amount_cents > EVENT_MAX_AMOUNT_CENTS || o->refunded_cents < 0 ||
+            o->refunded_cents > o->amount_cents || o->rate_bp < 0 || o->rate_bp > PROFILE_MAX_BP ||
+            o->multiplier_bp < 0 || o->multiplier_bp > PROFILE_MAX_BP)
+            return "an order record";
+    }
+    return NULL;
+}
+
 int profile_decode(profile *p, const program *prog, const void *data, size_t len, char *err, size_t errlen)
 {
     reader r = {.p = data, .end = (const uint8_t *)data + len};
@@ -324,6 +355,11 @@ int profile_decode(profile *p, const program *prog, const void *data, size_t len
         r.bad = 1;
     if (r.bad) {
         snprintf(err, errlen, "profile encoding is truncated or corrupt");
+        return -1;
+    }
+    const char *what = profile_out_of_range(p);
+    if (what) {
+        snprintf(err, errlen, "profile encoding is corrupt: %s is out of range", what);
         return -1;
     }
     return 0;

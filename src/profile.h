@@ -22,6 +22,9 @@
 /* Version 3 adds each order's currency and always carries the parked-credit
  * list (possibly empty); it is written for a profile with order records. */
 #define PROFILE_ENCODING_VERSION 3
+/* Largest rate or multiplier an order record may carry (program.c's decimals
+ * have at most 7 whole digits and 4 places: under 10^11 basis points). */
+#define PROFILE_MAX_BP INT64_C(100000000000)
 /* Credits a customer with no own events yet may hold parked (issue 7 case 9). */
 #define PROFILE_MAX_PARKED 32
 

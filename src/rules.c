@@ -477,8 +477,10 @@ engine_status rules_apply_event(const program *prog, profile *p, const touchpoin
         p->first_event_at = t;
     if (t > p->last_event_at)
         p->last_event_at = t;
-    p->events++;
-    p->count[ev->type]++;
+    if (p->events < INT64_MAX) /* counters saturate: only a corrupt stored profile could be near */
+        p->events++;
+    if (p->count[ev->type] < INT64_MAX)
+        p->count[ev->type]++;
     switch (ev->type) {
     case EVENT_SIGNUP:
         p->signed_up = true;

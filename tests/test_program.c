@@ -530,6 +530,41 @@ START_TEST(program_digest_follows_content)
 }
 END_TEST
 
+/* issue 7 case 6: a stored profile whose totals the engine could not have
+ * made is refused on decode (the checked arithmetic relies on the bounds);
+ * counters saturate instead of wrapping. */
+START_TEST(stored_totals_out_of_range_refused)
+{
+    ck_assert(program_load(&prog, NULL, err, sizeof(err)) == 0);
+    profile p, q;
+    buf enc = {0};
+    profile_init(&p, "c");
+    p.balance = INT64_MAX;
+    ck_assert_int_eq(profile_encode(&p, &prog, &enc), 0);
+    ck_assert_int_eq(profile_decode(&q, &prog, enc.data, enc.len, err, sizeof(err)), -1);
+    ck_assert_ptr_nonnull(strstr(err, "balance is out of range"));
+    profile_free(&q);
+    p.balance = 0;
+    p.events = INT64_MAX;
+    p.count[EVENT_APP_USE] = INT64_MAX;
+    buf_reset(&enc);
+    ck_assert_int_eq(profile_encode(&p, &prog, &enc), 0);
+    ck_assert_int_eq(profile_decode(&q, &prog, enc.data, enc.len, err, sizeof(err)), 0);
+    engine_output *out = malloc(sizeof(*out));
+    touchpoint ev;
+    memset(&ev, 0, sizeof(ev));
+    sample_touchpoint(&ev, EVENT_APP_USE, 0);
+    ck_assert_int_eq(rules_apply_event(&prog, &q, &ev, out, err, sizeof(err)), ENGINE_OK);
+    ck_assert_int_eq(q.events, INT64_MAX);
+    ck_assert_int_eq(q.count[EVENT_APP_USE], INT64_MAX);
+    profile_free(&q);
+    profile_free(&p);
+    touchpoint_free(&ev);
+    buf_free(&enc);
+    free(out);
+}
+END_TEST
+
 Suite *program_suite(void)
 {
     Suite *s = suite_create("program");
@@ -544,6 +579,7 @@ Suite *program_suite(void)
     tcase_add_test(tc, profile_encoding_robust);
     tcase_add_test(tc, refund_reason_keeps_currency);
     tcase_add_test(tc, totals_never_wrap);
+    tcase_add_test(tc, stored_totals_out_of_range_refused);
     tcase_add_test(tc, renamed_and_orphaned_stages);
     tcase_add_test(tc, program_digest_follows_content);
     suite_add_tcase(s, tc);
