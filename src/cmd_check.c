@@ -24,8 +24,7 @@ static int check_namespace(const config *cfg, const program *prog)
 {
     char err[1024];
     buf notes = {0};
-    store *st = store_open(cfg->redis_url, cfg->key_prefix, cfg->dedupe_retention_ms, cfg->ledger_max, err,
-                           sizeof(err));
+    store *st = store_open_readonly(cfg->redis_url, cfg->key_prefix, err, sizeof(err));
     if (!st) {
         fprintf(stderr, "fidelio check: %s\n", err);
         return EXIT_RUNTIME;

@@ -365,6 +365,44 @@ int profile_decode(profile *p, const program *prog, const void *data, size_t len
     return 0;
 }
 
+int profile_stage_refs(const void *data, size_t len, buf *out)
+{
+    reader r = {.p = data, .end = (const uint8_t *)data + len};
+    char s1[EVENT_ID_MAX + 1], s2[EVENT_ID_MAX + 1];
+    if (len < 2 || memcmp(data, "FP", 2) != 0)
+        return -1;
+    r.p += 2;
+    int64_t version = get_varint(&r);
+    if (version < 1 || version > PROFILE_ENCODING_VERSION) /* the stages come before what later versions added */
+        return -1;
+    get_str(&r, s1, sizeof(s1)); /* customer_id */
+    for (int i = 0; i < 3; i++)  /* first_event_at, last_event_at, events */
+        get_varint(&r);
+    int64_t ntypes = get_varint(&r);
+    if (ntypes != EVENT_TYPE_COUNT)
+        return -1;
+    for (int i = 0; i < EVENT_TYPE_COUNT + 3; i++) /* counts, purchase_cents, refunded_cents, flags */
+        get_varint(&r);
+    get_str(&r, s1, sizeof(s1)); /* referred_by */
+    for (int i = 0; i < 5; i++)  /* referrals_converted, balance, lifetime_earned, redeemed, reversed */
+        get_varint(&r);
+    for (int q = 0; q < QUADRANT_COUNT; q++)
+        get_double(&r);
+    get_varint(&r); /* scores_at */
+    int64_t n = get_varint(&r);
+    if (r.bad || n < 0 || n > 1000)
+        return -1;
+    for (int64_t i = 0; i < n; i++) {
+        get_str(&r, s1, sizeof(s1));
+        get_str(&r, s2, sizeof(s2));
+        if (r.bad)
+            return -1;
+        if (buf_printf(out, "%s:%s\n", s1, s2) != 0)
+            return -2;
+    }
+    return 0;
+}
+
 const char *profile_persona(const profile *p)
 {
     int best = -1;

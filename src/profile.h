@@ -97,6 +97,11 @@ int profile_encode(const profile *p, const program *prog, buf *out);
  * truncated input; p must be freed either way. */
 int profile_decode(profile *p, const program *prog, const void *data, size_t len, char *err, size_t errlen);
 
+/* Append "ladder:stage\n" for each stage stored in an encoding, whatever the
+ * program (names as stored). 0, -1 when the encoding is corrupt, -2 when
+ * memory runs out. */
+int profile_stage_refs(const void *data, size_t len, buf *out);
+
 /* Sum of the parked credits' points. */
 int64_t profile_parked_points(const profile *p);
 

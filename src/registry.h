@@ -21,7 +21,9 @@ typedef enum registry_result {
  * the namespace may hold (neither a stage, nor a renamed_from, nor retired);
  * warn (a line in notes) when the namespace last ran the same version with
  * another digest. With record (only `fidelio run`), an accepted program is
- * recorded as the namespace's. Read-only without record. */
+ * recorded as the namespace's. Read-only without record. A namespace that
+ * has profiles but no registry yet (written before this release) has its
+ * profiles read for their stages (a note says so). */
 registry_result registry_check(store *st, const program *prog, bool record, buf *notes, char *err, size_t errlen);
 
 #endif

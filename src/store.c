@@ -658,6 +658,10 @@ int store_registry_write(store *s, const char *version, const char *digest, cons
                          size_t errlen)
 {
     char k[120];
+    if (s->readonly) {
+        snprintf(err, errlen, "store opened read-only");
+        return -1;
+    }
     if (ensure_connected(s, err, errlen) != 0)
         return -1;
     size_t n = 0;
@@ -776,6 +780,46 @@ int store_aggregates_add(store *s, const char *const *pairs, size_t n, char *err
         freeReplyObject(r);
     }
     return rc;
+}
+
+int store_scan_profiles(store *s, store_profile_fn fn, void *opaque, long long *n, char *err, size_t errlen)
+{
+    char pattern[160], cursor[32] = "0";
+    *n = 0;
+    if (ensure_connected(s, err, errlen) != 0)
+        return -1;
+    snprintf(pattern, sizeof(pattern), "%s{*}:p", s->prefix);
+    do {
+        redisReply *r = redisCommand(s->c, "SCAN %s MATCH %s COUNT 1000", cursor, pattern);
+        if (command_ok(s, r, "SCAN", err, errlen))
+            return -1;
+        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+        const redisReply *keys = r->element[1];
+        for (size_t i = 0; i < keys->elements; i++) {
+            const char *argv[] = {"HGET", keys->element[i]->str, "p"};
+            size_t lens[] = {4, keys->element[i]->len, 1};
+            redisAppendCommandArgv(s->c, 3, argv, lens);
+        }
+        int rc = 0;
+        for (size_t i = 0; i < keys->elements; i++) {
+            redisReply *v;
+            if (get_reply(s, &v, err, errlen) != 0) {
+                freeReplyObject(r);
+                return -1;
+            }
+            if (rc == 0 && v->type == REDIS_REPLY_STRING) {
+                (*n)++;
+                rc = fn(opaque, v->str, v->len);
+            }
+            freeReplyObject(v);
+        }
+        freeReplyObject(r);
+        if (rc != 0) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+    } while (strcmp(cursor, "0") != 0);
+    return 0;
 }
 
 void store_profile_free(store_profile *p) { buf_free(&p->encoding); }

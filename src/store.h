@@ -28,7 +28,9 @@
  *                                   their renamed_from names; nothing is ever removed). A
  *                                   program that can read one of them back neither as a stage
  *                                   nor through renamed_from, and does not list it in
- *                                   retired_stages, is refused by `run` and `check --namespace`
+ *                                   retired_stages, is refused by `run` and `check --namespace`.
+ *                                   A namespace without <prefix>program (its profiles predate
+ *                                   the registry) has its profiles scanned for their stages once
  *   <prefix>aggregates       HASH   the report's counters (fields in report.h), incremented by
  *                                   the apply script in the same atomic apply; "complete" is
  *                                   set when the namespace is created. (Not slot-bound: with
@@ -210,6 +212,11 @@ int store_aggregates(store *s, buf *out, size_t *n, char *err, size_t errlen);
 /* Add n (field, delta) pairs to the aggregates hash (one pipelined round
  * trip of HINCRBY), for counts kept outside the apply (the DLQ's). */
 int store_aggregates_add(store *s, const char *const *pairs, size_t n, char *err, size_t errlen);
+/* Called with each stored profile encoding; non-zero stops the scan. */
+typedef int (*store_profile_fn)(void *opaque, const char *data, size_t len);
+/* Every profile of the namespace (SCAN, pipelined HGET; reads only), *n
+ * counting them. For a namespace whose registry predates its profiles. */
+int store_scan_profiles(store *s, store_profile_fn fn, void *opaque, long long *n, char *err, size_t errlen);
 
 void store_profile_free(store_profile *p);
 void store_seen_free(store_seen *s);

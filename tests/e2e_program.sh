@@ -85,6 +85,10 @@ pass "case 9: rr's first own event released the parked 250 (reward emitted, bala
 # ---- case 10: the registry, and a renamed stage
 [ "$(profile_field g tier)" = gold ] || fail "g is $(profile_field g tier), want gold"
 "${RC[@]}" SISMEMBER fidelio:stages tier:gold | grep -q 1 || fail "registry lacks tier:gold"
+"${RC[@]}" HGET fidelio:program version | grep -q 2026.11-default || fail "registry lacks the program version"
+pass "case 10: run recorded its program and stages in the namespace's registry"
+# A namespace from before the registry: its profiles are read for their stages.
+"${RC[@]}" DEL fidelio:program fidelio:stages >/dev/null
 reg_before=$("${RC[@]}" SMEMBERS fidelio:stages | sort; "${RC[@]}" HGETALL fidelio:program)
 sed -e 's/name: gold,/name: oro,/' -e 's/^version: .*/version: "oro-1"/' "$SOURCE_DIR/config/rules.yaml" >"$WORK/oro.yaml"
 sed -e 's/name: gold,/name: oro, renamed_from: gold,/' -e 's/^version: .*/version: "oro-2"/' \
@@ -96,9 +100,11 @@ rc=$?
 set -e
 [ "$rc" -eq 2 ] && grep -q "would orphan 1 stage(s) stored in this namespace: tier:gold" "$WORK/check1.err" \
     || fail "check --namespace of oro.yaml: exit $rc: $(cat "$WORK/check1.err")"
+grep -q "no program registry yet: its 7 profile(s) were read for their stages" "$WORK/check1.err" \
+    || fail "no note of the scan: $(cat "$WORK/check1.err")"
 reg_after=$("${RC[@]}" SMEMBERS fidelio:stages | sort; "${RC[@]}" HGETALL fidelio:program)
 [ "$reg_before" = "$reg_after" ] || fail "check --namespace wrote the registry"
-pass "case 10: check --namespace refuses the renamed program (exit 2, names tier:gold) and writes nothing"
+pass "case 10: check --namespace refuses the renamed program (exit 2, names tier:gold, found in the profiles of a namespace without registry) and writes nothing"
 
 ev g-3 g PURCHASE 2026-10-10T10:00:00Z '{"order_id":"g-o2","amount_cents":10000,"currency":"EUR"}' >"$WORK/c.jsonl"
 # shellcheck disable=SC2046
@@ -122,6 +128,14 @@ tier=$("$FIDELIO" profile $(fid_opts) -r "$WORK/oro2.yaml" g 2>/dev/null | pytho
     && fail "a tier stage change was emitted for g-3"
 "${RC[@]}" SISMEMBER fidelio:stages tier:oro | grep -q 1 || fail "registry lacks tier:oro"
 pass "case 10: with renamed_from: gold it runs; g reads as oro, earns x1.50, no tier change emitted"
+set +e
+# shellcheck disable=SC2046
+"$FIDELIO" check $(fid_opts) --namespace >"$WORK/check4.out" 2>"$WORK/check4.err"
+rc=$?
+set -e
+[ "$rc" -eq 2 ] && grep -q "stored in this namespace: tier:oro" "$WORK/check4.err" \
+    || fail "the default program (no oro) after oro2: exit $rc: $(cat "$WORK/check4.err")"
+pass "case 10: the registry now holds tier:oro: going back to the program without it is refused"
 
 # ---- case 11: digest in outputs; same version, other content: a warning
 digest=$("$FIDELIO" check -r "$WORK/oro2.yaml" | sed -n 's/.*digest \(sha256:[0-9a-f]*\).*/\1/p')
