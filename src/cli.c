@@ -12,11 +12,27 @@
 extern char **environ;
 
 volatile sig_atomic_t cli_stop = 0;
+volatile sig_atomic_t cli_hup = 0;
 
 static void on_signal(int sig)
 {
     (void)sig;
     cli_stop = 1;
+}
+
+static void on_hup(int sig)
+{
+    (void)sig;
+    cli_hup = 1;
+}
+
+void cli_install_hup(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_hup;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGHUP, &sa, NULL);
 }
 
 void cli_install_signals(void)

@@ -59,6 +59,10 @@ void cli_program_free(struct program *prog);
 /* Set by SIGINT/SIGTERM handlers installed with cli_install_signals(). */
 extern volatile sig_atomic_t cli_stop;
 void cli_install_signals(void);
+/* Set by SIGHUP once cli_install_hup() ran (`run` only: a service must not
+ * die of a reload request; the pipeline reloads the rule program and clears it). */
+extern volatile sig_atomic_t cli_hup;
+void cli_install_hup(void);
 
 int cmd_check(int argc, char **argv);
 int cmd_produce(int argc, char **argv);

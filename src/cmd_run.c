@@ -1,5 +1,6 @@
 /* cmd_run.c - `fidelio run`: the streaming pipeline. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <librdkafka/rdkafka.h>
@@ -58,6 +59,61 @@ static int check_namespace(const config *cfg, const program *prog)
     return rr == REGISTRY_REFUSED ? EXIT_USAGE : EXIT_RUNTIME;
 }
 
+/* What a SIGHUP reload needs, and every program loaded since the start:
+ * none is freed before exit (the HTTP thread may still be reading one). */
+typedef struct run_reload {
+    const config *cfg;
+    const char *rules;          /* -r, or NULL: rules.path */
+    report_source *rs;          /* its program follows the pipeline's */
+    program **loaded;           /* owned */
+    size_t nloaded;
+} run_reload;
+
+/* Load the rule program again and check it against the namespace like at
+ * start-up (an orphaning program is refused); see pipeline_reload_fn. */
+static const program *reload_rules(void *ctx, char *err, size_t errlen)
+{
+    run_reload *r = ctx;
+    char resolved[4096];
+    const char *path = r->rules;
+    if (!path && config_rules_path(r->cfg, resolved, sizeof(resolved)) != 0) {
+        snprintf(err, errlen, "rules.path is too long");
+        return NULL;
+    }
+    if (!path)
+        path = resolved;
+    program **grown = realloc(r->loaded, (r->nloaded + 1) * sizeof(*grown));
+    program *prog = malloc(sizeof(*prog));
+    if (grown)
+        r->loaded = grown;
+    if (!grown || !prog) {
+        free(prog);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (program_load(prog, path, err, errlen) != 0) {
+        cli_program_free(prog);
+        return NULL;
+    }
+    buf notes = {0};
+    store *st = store_open(r->cfg->redis_url, r->cfg->key_prefix, r->cfg->dedupe_retention_ms, r->cfg->ledger_max,
+                           err, errlen);
+    registry_result rr = st ? registry_check(st, prog, true, &notes, err, errlen) : REGISTRY_ERROR;
+    store_close(st);
+    for (char *line = notes.data, *nl; line && (nl = strchr(line, '\n')); line = nl + 1) {
+        *nl = '\0';
+        log_warn("%s", line);
+    }
+    buf_free(&notes);
+    if (rr != REGISTRY_OK) {
+        cli_program_free(prog);
+        return NULL;
+    }
+    r->loaded[r->nloaded++] = prog;
+    __atomic_store_n(&r->rs->prog, prog, __ATOMIC_RELEASE);
+    return prog;
+}
+
 int cmd_run(int argc, char **argv)
 {
     static const struct option longopts[] = {CLI_COMMON_LONGOPTS,
@@ -90,11 +146,15 @@ int cmd_run(int argc, char **argv)
     if ((rc = cli_load_program(&cfg, rules, &prog)) != EXIT_OK)
         goto out_cfg;
     cli_install_signals();
+    cli_install_hup();
     pipeline_stats st;
     char err[1024];
     if ((rc = check_namespace(&cfg, prog)) != EXIT_OK)
         goto out_prog;
     report_source rs = {.redis_url = cfg.redis_url, .key_prefix = cfg.key_prefix, .prog = prog};
+    run_reload rl = {.cfg = &cfg, .rules = rules, .rs = &rs};
+    opts.reload = reload_rules;
+    opts.reload_ctx = &rl;
     http_server *http = NULL;
     metrics_process_start(FIDELIO_VERSION, rd_kafka_version_str());
     if (cfg.http_port > 0) {
@@ -115,6 +175,9 @@ int cmd_run(int argc, char **argv)
     }
     http_stop(http);
     report_source_close(&rs);
+    for (size_t i = 0; i < rl.nloaded; i++)
+        cli_program_free(rl.loaded[i]);
+    free(rl.loaded);
 out_prog:
     cli_program_free(prog);
 out_cfg:

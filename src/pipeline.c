@@ -967,6 +967,33 @@ static void teardown(pipeline *pl)
 
 /* ---- the loop ------------------------------------------------------------------------ */
 
+/* SIGHUP: between batches, swap in a newly loaded rule program; a refused
+ * one leaves the running program in place. Profiles are re-read from Redis
+ * for every batch, so nothing decided under the old program stays in memory. */
+static void reload_program(pipeline *pl, const pipeline_opts *opts)
+{
+    if (!cli_hup)
+        return;
+    cli_hup = 0;
+    if (!opts->reload) {
+        log_warn("SIGHUP received: this process cannot reload its rule program; still running %s",
+                 pl->prog->version);
+        return;
+    }
+    char err[1024];
+    const program *next = opts->reload(opts->reload_ctx, err, sizeof(err));
+    if (!next) {
+        log_error("SIGHUP: rule program reload refused, still running %s (%s): %s", pl->prog->version,
+                  pl->prog->digest, err);
+        return;
+    }
+    log_info("SIGHUP: rule program reloaded from %s: %s (%s), was %s (%s); it applies from the next batch",
+             next->source, next->version, next->digest, pl->prog->version, pl->prog->digest);
+    metrics_clear(M_PROGRAM_INFO);
+    metrics_set(M_PROGRAM_INFO, 1, next->version, next->digest);
+    pl->prog = next;
+}
+
 /* Wait out a Redis outage: pause consumption, reconnect with backoff while
  * serving rebalances, resume. Returns when Redis answers or on stop. */
 static void wait_for_redis(pipeline *pl)
@@ -1012,6 +1039,7 @@ int pipeline_run(const config *cfg, const program *prog, const pipeline_opts *op
     double last_report = now_s();
     while (!cli_stop && !pl.fatal) {
         metrics_heartbeat();
+        reload_program(&pl, opts);
         /* fill a batch: up to batch_size messages or batch_linger_ms */
         double deadline = now_s() + cfg->batch_linger_ms / 1000.0;
         while (pl.nitems < pl.cap && !cli_stop) {

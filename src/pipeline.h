@@ -17,9 +17,16 @@
 #include "config.h"
 #include "program.h"
 
+/* Load the rule program again (SIGHUP). Returns the new program (the caller
+ * of pipeline_run keeps ownership of every program it hands out) or NULL
+ * with err when it is refused: unreadable, invalid, or orphaning stored stages. */
+typedef const program *(*pipeline_reload_fn)(void *ctx, char *err, size_t errlen);
+
 typedef struct pipeline_opts {
     bool until_idle;        /* return once every assigned partition is at its end and nothing is in flight */
     int idle_grace_ms;      /* how long "at the end" must last (credits may still be on their way) */
+    pipeline_reload_fn reload; /* on SIGHUP (cli_hup), between batches; NULL: SIGHUP is only logged */
+    void *reload_ctx;
 } pipeline_opts;
 
 typedef struct pipeline_stats {

@@ -492,7 +492,9 @@ int report_source_json(void *ctx, buf *out, char *err, size_t errlen)
     report_source *rs = ctx;
     if (!rs->store && !(rs->store = store_open_readonly(rs->redis_url, rs->key_prefix, err, errlen)))
         return -1;
-    int rc = report_json(rs->store, rs->prog, rs->key_prefix, out, err, errlen);
+    /* the program may be swapped by a reload on the main thread (cmd_run.c) */
+    const program *prog = __atomic_load_n(&rs->prog, __ATOMIC_ACQUIRE);
+    int rc = report_json(rs->store, prog, rs->key_prefix, out, err, errlen);
     if (rc != 0) {
         store_close(rs->store); /* a fresh connection next time */
         rs->store = NULL;

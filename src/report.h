@@ -94,7 +94,7 @@ int report_text(struct store *s, const program *prog, const char *key_prefix, bu
 typedef struct report_source {
     const char *redis_url;      /* borrowed */
     const char *key_prefix;     /* borrowed */
-    const program *prog;        /* borrowed */
+    const program *prog;        /* borrowed; swapped atomically by a reload (__atomic_store_n) */
     struct store *store;        /* owned; NULL until first use or after an error */
 } report_source;
 
