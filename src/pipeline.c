@@ -84,6 +84,14 @@ typedef struct pipeline {
     char err[1024];
 } pipeline;
 
+/* The wall clock in epoch ms: bounds event times (never decides a rule). */
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static double now_s(void)
 {
     struct timespec ts;
@@ -214,10 +222,17 @@ static void decode_item(pipeline *pl, item *it)
     }
     event_err e = codec_decode_avro(pl->codec, s, m->payload, m->len, it->rec, why, sizeof(why));
     if (e == EVENT_OK && !credit) {
+        /* Event time is bounded by a time the producer does not control: the
+         * broker's LogAppendTime where the topic has it (in the log: the same
+         * on replay), else the earlier of the producer's CreateTime and this
+         * instance's clock (issue 7 case 7: a CreateTime in year 9999 would
+         * let an event in 9999 through). */
         rd_kafka_timestamp_type_t tt;
-        int64_t ts = rd_kafka_message_timestamp(m, &tt);
+        int64_t ts = rd_kafka_message_timestamp(m, &tt), bound = wall_ms();
+        if (ts > 0 && (tt == RD_KAFKA_TIMESTAMP_LOG_APPEND_TIME || ts < bound))
+            bound = ts;
         event_limits lim = {.max_clock_skew_ms = pl->cfg->max_clock_skew_ms};
-        e = touchpoint_validate(&it->rec->tp, &lim, ts > 0 ? ts : 0, why, sizeof(why));
+        e = touchpoint_validate(&it->rec->tp, &lim, bound, why, sizeof(why));
     }
     if (e == EVENT_OK && credit)
         e = event_check_customer_id(it->rec->credit.customer_id, "customer_id", why, sizeof(why));
@@ -542,7 +557,7 @@ static void trim_batch(pipeline *pl)
     for (int c = 0; c < pl->ncusts; c++)
         ids[c] = pl->custs[c].id;
     double t0 = now_s();
-    if (store_trim(pl->store, ids, (size_t)pl->ncusts, &trimmed, err, sizeof(err)) != 0)
+    if (store_trim(pl->store, ids, (size_t)pl->ncusts, wall_ms(), &trimmed, err, sizeof(err)) != 0)
         log_warn("trimming dedupe records failed (%s); a later batch will", err);
     else
         metrics_observe(M_REDIS_RTT, now_s() - t0, "trim");

@@ -39,35 +39,91 @@ static const char apply_script[] =
     "local tf = tonumber(cur[3] or '0')\n"
     "if not credit and at < tf then return {3, string.format('%.0f', tf)} end\n"
     "if not credit and at > hw then hw = at end\n"
-    "redis.call('HSET', KEYS[1], 'v', v + 1, 'p', ARGV[3], 'hw', string.format('%.0f', hw))\n"
+    /* all or nothing: everything that can fail is computed or checked before
+     * the first write (Redis keeps the writes a failing script made). The
+     * keys read above have their types checked by those reads; an ACL
+     * denial and a wrong type are refused here; OOM is checked by Redis on
+     * the first write. */
+    "local hws = string.format('%.0f', hw)\n"
     "local record = '\\2' .. ARGV[8] .. ARGV[4]\n"
+    "local max = tonumber(ARGV[7])\n"
+    "local nl = tonumber(ARGV[9])\n"
+    "local writes = {{'HSET', KEYS[1], 'v', '1', 'p', '', 'hw', '0'}}\n"
+    "if credit then\n"
+    "  writes[#writes + 1] = {'HSET', KEYS[5], ARGV[1], ''}\n"
+    "else\n"
+    "  writes[#writes + 1] = {'HSET', KEYS[2], ARGV[1], ''}\n"
+    "  writes[#writes + 1] = {'ZADD', KEYS[3], '0', ARGV[1]}\n"
+    "end\n"
+    "if nl > 0 then\n"
+    "  writes[#writes + 1] = {'RPUSH', KEYS[4], ''}\n"
+    "  writes[#writes + 1] = {'LTRIM', KEYS[4], '0', '-1'}\n"
+    "end\n"
+    "if #ARGV >= 10 + nl then\n" /* the aggregates: HINCRBY fails on a non-integer or an overflow */
+    "  writes[#writes + 1] = {'HINCRBY', KEYS[6], 'x', '1'}\n"
+    "  for i = 10 + nl, #ARGV, 2 do\n"
+    "    local n = redis.call('HGET', KEYS[6], ARGV[i])\n"
+    "    local sum = tonumber(n or '0') and tonumber(n or '0') + tonumber(ARGV[i + 1])\n"
+    "    if (n and not string.match(n, '^%-?%d+$')) or not sum or math.abs(sum) >= 9e18 then\n"
+    "      return redis.error_reply('ERR fidelio apply: ' .. KEYS[6] .. ' field ' .. ARGV[i] .. "
+    "' would not be an integer; nothing was written')\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "local want = {ZADD = 'zset', RPUSH = 'list', HINCRBY = 'hash'}\n"
+    "for _, w in ipairs(writes) do\n"
+    "  if redis.acl_check_cmd and not redis.acl_check_cmd(unpack(w)) then\n"
+    "    return redis.error_reply('NOPERM fidelio apply: this Redis user may not run ' .. w[1] .. ' on ' .. w[2] .. "
+    "'; nothing was written')\n"
+    "  end\n"
+    "  local t = want[w[1]] and redis.call('TYPE', w[2]).ok\n"
+    "  if t and t ~= 'none' and t ~= want[w[1]] then\n"
+    "    return redis.error_reply('WRONGTYPE fidelio apply: ' .. w[2] .. ' is a ' .. t .. ', not a ' .. want[w[1]] .. "
+    "'; nothing was written')\n"
+    "  end\n"
+    "end\n"
+    "redis.call('HSET', KEYS[1], 'v', v + 1, 'p', ARGV[3], 'hw', hws)\n"
     "if credit then\n"
     "  redis.call('HSET', KEYS[5], ARGV[1], record)\n"
     "else\n"
     "  redis.call('HSET', KEYS[2], ARGV[1], record)\n"
     "  redis.call('ZADD', KEYS[3], at, ARGV[1])\n"
     "end\n"
-    "local nl = tonumber(ARGV[9])\n"
-    "for i = 10, 9 + nl do redis.call('RPUSH', KEYS[4], ARGV[i]) end\n"
-    "local max = tonumber(ARGV[7])\n"
-    "if max > 0 and nl > 0 then redis.call('LTRIM', KEYS[4], -max, -1) end\n"
+    "if nl > 0 then\n"
+    "  redis.call('RPUSH', KEYS[4], unpack(ARGV, 10, 9 + nl))\n"
+    "  if max > 0 then redis.call('LTRIM', KEYS[4], -max, -1) end\n"
+    "end\n"
     "for i = 10 + nl, #ARGV, 2 do redis.call('HINCRBY', KEYS[6], ARGV[i], ARGV[i + 1]) end\n"
     "return {0, tostring(v + 1)}\n";
 
-/* The trim: drop dedupe records older than hw - retention (at most 1000 per
- * call) and raise the trim horizon tf to that cutoff. */
+/* The trim: drop dedupe records older than min(hw, now) - retention (at
+ * most 1000 per call) and raise the trim horizon tf to that cutoff. now is
+ * the caller's wall clock: an event time in the future (a forged or wrong
+ * clock) cannot push tf past now - retention and lock the customer out. */
 static const char trim_script[] =
     "local cur = redis.call('HMGET', KEYS[1], 'hw', 'tf')\n"
     "if not cur[1] then return 0 end\n"
-    "local cutoff = tonumber(cur[1]) - tonumber(ARGV[1])\n"
+    "local cutoff = math.min(tonumber(cur[1]), tonumber(ARGV[2])) - tonumber(ARGV[1])\n"
     "local old = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', '(' .. string.format('%.0f', cutoff), "
     "'LIMIT', 0, 1000)\n"
     "if #old == 0 then return 0 end\n"
-    "redis.call('HDEL', KEYS[2], unpack(old))\n"
-    "redis.call('ZREM', KEYS[3], unpack(old))\n"
+    /* all or nothing, as the apply; and tf is raised before any record goes */
+    "local t = redis.call('TYPE', KEYS[2]).ok\n"
+    "if t ~= 'hash' and t ~= 'none' then\n"
+    "  return redis.error_reply('WRONGTYPE fidelio trim: ' .. KEYS[2] .. ' is a ' .. t .. '; nothing was written')\n"
+    "end\n"
+    "local writes = {{'HSET', KEYS[1], 'tf', '0'}, {'HDEL', KEYS[2], 'x'}, {'ZREM', KEYS[3], 'x'}}\n"
+    "for _, w in ipairs(writes) do\n"
+    "  if redis.acl_check_cmd and not redis.acl_check_cmd(unpack(w)) then\n"
+    "    return redis.error_reply('NOPERM fidelio trim: this Redis user may not run ' .. w[1] .. ' on ' .. w[2] .. "
+    "'; nothing was written')\n"
+    "  end\n"
+    "end\n"
     "if cutoff > tonumber(cur[2] or '0') then\n"
     "  redis.call('HSET', KEYS[1], 'tf', string.format('%.0f', cutoff))\n"
     "end\n"
+    "redis.call('HDEL', KEYS[2], unpack(old))\n"
+    "redis.call('ZREM', KEYS[3], unpack(old))\n"
     "return #old\n";
 
 struct store {
@@ -541,6 +597,7 @@ int store_apply(store *s, store_apply_req *reqs, size_t n, char *err, size_t err
 typedef struct trim_ctx {
     const char *const *ids;
     char retention[24];
+    char now[24];
     long long trimmed;
 } trim_ctx;
 
@@ -551,8 +608,8 @@ static int trim_append(store *s, size_t i, void *vctx)
     key(s, t->ids[i], 'p', kp, sizeof(kp));
     key(s, t->ids[i], 'd', kd, sizeof(kd));
     key(s, t->ids[i], 't', kt, sizeof(kt));
-    const char *argv[] = {"EVALSHA", s->trim_sha, "3", kp, kd, kt, t->retention};
-    return redisAppendCommandArgv(s->c, 7, argv, NULL) == REDIS_OK ? 0 : -1;
+    const char *argv[] = {"EVALSHA", s->trim_sha, "3", kp, kd, kt, t->retention, t->now};
+    return redisAppendCommandArgv(s->c, 8, argv, NULL) == REDIS_OK ? 0 : -1;
 }
 
 static int trim_reply(const redisReply *r, size_t i, void *vctx, char *err, size_t errlen)
@@ -566,10 +623,12 @@ static int trim_reply(const redisReply *r, size_t i, void *vctx, char *err, size
     return 0;
 }
 
-int store_trim(store *s, const char *const *customer_ids, size_t n, long long *trimmed, char *err, size_t errlen)
+int store_trim(store *s, const char *const *customer_ids, size_t n, int64_t now_ms, long long *trimmed, char *err,
+               size_t errlen)
 {
     trim_ctx t = {.ids = customer_ids};
     snprintf(t.retention, sizeof(t.retention), "%lld", (long long)s->retention_ms);
+    snprintf(t.now, sizeof(t.now), "%lld", (long long)now_ms);
     int rc = eval_pipelined(s, n, trim_append, trim_reply, &t, "trim", err, errlen);
     *trimmed = t.trimmed;
     return rc;

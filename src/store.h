@@ -41,6 +41,16 @@
  * allkeys-* policy; noeviction (the one to use) and volatile-* are accepted.
  *
  * THE APPLY (one Lua script, EVALSHA with NOSCRIPT recovery), all or nothing:
+ * Redis keeps the writes of a script that fails halfway, so every check that
+ * can fail comes before the first write: key types (the reads below check
+ * theirs; TYPE for :t and :l), and on Redis >= 7 redis.acl_check_cmd for every
+ * write (HSET :p/:d/:c, ZADD :t, RPUSH/LTRIM :l). A failure returns an error
+ * reply "NOPERM fidelio apply: ..." or "WRONGTYPE fidelio apply: ...; nothing
+ * was written" (store_apply returns -1 with it); OOM is refused by Redis at
+ * the first write, before anything changed. The trim does the same (HSET :p,
+ * HDEL :d, ZREM :t) and raises tf before it removes any record.
+ * Commands the scripts run: HGET, HMGET, TYPE, HSET, ZADD, RPUSH, LTRIM,
+ * ZRANGEBYSCORE, HDEL, ZREM (and the connection: INFO, SCRIPT LOAD, EVALSHA).
  *   1. the id is in :d (a credit's: in :c)
  *      with the same content digest        -> DUPLICATE, returns the recorded outputs
  *      with another digest                 -> CONFLICT (a reused id: nothing written)
@@ -53,8 +63,10 @@
  *
  * THE TRIM (a second script, store_trim), run by the pipeline only after the
  * batch's offsets are committed, for the customers of that batch: drop the
- * dedupe records of touchpoints older than hw - pipeline.dedupe_retention_ms
- * (event time) and raise tf to that cutoff. A record is therefore never
+ * dedupe records of touchpoints older than min(hw, now) -
+ * pipeline.dedupe_retention_ms (event time; now is the wall clock, so one
+ * event dated in the future cannot push tf ahead of real time and make every
+ * later event of the customer "too old") and raise tf to that cutoff. A record is therefore never
  * removed before its event's outputs were delivered and its offset committed:
  * a batch redelivered after a crash always finds its records, however much
  * event time it spans (a backfill).
@@ -174,11 +186,13 @@ int store_fetch(store *s, store_profile *profiles, size_t nprofiles, store_seen 
  * (some may have applied: a retry finds them as DUPLICATE). */
 int store_apply(store *s, store_apply_req *reqs, size_t n, char *err, size_t errlen);
 
-/* Trim the dedupe records of these customers (see THE TRIM). Call only after
+/* Trim the dedupe records of these customers (see THE TRIM); now_ms is the
+ * wall clock (epoch ms), the cap of the trim horizon. Call only after
  * the offsets of every event they were written for are committed. *trimmed
  * counts the records removed. Returns 0 or -1 with err (nothing lost: the
  * records stay until a later trim). */
-int store_trim(store *s, const char *const *customer_ids, size_t n, long long *trimmed, char *err, size_t errlen);
+int store_trim(store *s, const char *const *customer_ids, size_t n, int64_t now_ms, long long *trimmed, char *err,
+               size_t errlen);
 
 /* The newest n ledger entries of a customer (JSON lines), oldest first. */
 int store_ledger(store *s, const char *customer_id, long n, buf *out, char *err, size_t errlen);

@@ -6,6 +6,7 @@
  * and the profiles equal its profiles. In-process mock cluster (its Produce
  * error injection) and a real redis-server. */
 #include <stdarg.h>
+#include <time.h>
 
 #include "cli.h"
 #include "kafka.h"
@@ -178,6 +179,80 @@ START_TEST(no_output_lost_when_kafka_fails_after_redis_applied)
 }
 END_TEST
 
+/* Produce one APP_USE of customer at event time `at` with the Kafka message
+ * timestamp msg_ts (CreateTime, chosen by the producer). */
+static void produce_at(rd_kafka_t *p, const config *cfg, codec *cd, const char *id, const char *customer, int64_t at,
+                       int64_t msg_ts)
+{
+    char err[512];
+    codec_record r = {.schema = SCHEMA_TOUCHPOINT};
+    sample_touchpoint(&r.tp, EVENT_APP_USE, 0);
+    snprintf(r.tp.event_id, sizeof(r.tp.event_id), "%s", id);
+    snprintf(r.tp.customer_id, sizeof(r.tp.customer_id), "%s", customer);
+    strcpy(r.tp.channel, "app");
+    r.tp.occurred_at = at;
+    buf b = {0};
+    ck_assert_int_eq(codec_encode_avro(cd, SCHEMA_TOUCHPOINT, &r, &b, err, sizeof(err)), EVENT_OK);
+    ck_assert_int_eq(rd_kafka_producev(p, RD_KAFKA_V_TOPIC(cfg->topic_touchpoints),
+                                       RD_KAFKA_V_KEY(customer, strlen(customer)), RD_KAFKA_V_VALUE(b.data, b.len),
+                                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_TIMESTAMP(msg_ts),
+                                       RD_KAFKA_V_END),
+                     RD_KAFKA_RESP_ERR_NO_ERROR);
+    ck_assert_int_eq(rd_kafka_flush(p, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+    buf_free(&b);
+    codec_record_free(&r);
+}
+
+/* Issue 7 case 7: an event dated in year 9999 in a message whose (producer
+ * chosen) timestamp is also in 9999 is refused (occurred_at_in_future): the
+ * bound is the instance's clock, not the producer's; the customer's later
+ * events are applied, not locked out as older_than_dedupe_window. */
+START_TEST(forged_future_timestamp_refused)
+{
+    char err[1024];
+    config cfg;
+    program prog;
+    ck_assert(config_load(&cfg, NULL, NULL, 0, NULL, err, sizeof(err)) == 0);
+    ck_assert_msg(program_load(&prog, NULL, err, sizeof(err)) == 0, "%s", err);
+    rd_kafka_mock_cluster_t *mc;
+    rd_kafka_t *mock = kafka_mock_start(&cfg, 1, 2, &mc, err, sizeof(err));
+    ck_assert_msg(mock != NULL, "%s", err);
+    set(&cfg, "kafka.bootstrap.servers", rd_kafka_mock_cluster_bootstraps(mc));
+    set(&cfg, "redis.url", redis_url);
+    set(&cfg, "redis.key_prefix", "future:");
+    set(&cfg, "consumer.group", "future");
+    set(&cfg, "kafka.session.timeout.ms", "6000");
+    set(&cfg, "kafka.heartbeat.interval.ms", "500");
+    kafka_delivery dr = {0};
+    rd_kafka_t *p = kafka_producer_new(&cfg, &dr, err, sizeof(err));
+    ck_assert_ptr_nonnull(p);
+    codec *cd = codec_new(1 << 20, err, sizeof(err));
+    ck_assert_ptr_nonnull(cd);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    const int64_t day = INT64_C(86400000), now_ms = (int64_t)now.tv_sec * 1000;
+    const int64_t y9999 = INT64_C(253370764800000);
+    produce_at(p, &cfg, cd, "own-1", "cust-f", now_ms - 40 * day, now_ms - 40 * day);
+    produce_at(p, &cfg, cd, "forged", "cust-f", y9999, y9999);
+    pipeline_opts opts = {.until_idle = true, .idle_grace_ms = 1000};
+    pipeline_stats st;
+    ck_assert_msg(pipeline_run(&cfg, &prog, &opts, &st, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(st.touchpoints, 1);
+    ck_assert_int_eq(st.dlq, 1);
+    /* the customer's next events (after the trim of that batch) are applied */
+    produce_at(p, &cfg, cd, "own-2", "cust-f", now_ms - 2 * day, now_ms - 2 * day);
+    ck_assert_msg(pipeline_run(&cfg, &prog, &opts, &st, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(st.touchpoints, 1);
+    ck_assert_int_eq(st.dlq, 0);
+    codec_free(cd);
+    rd_kafka_destroy(p);
+    rd_kafka_mock_cluster_destroy(mc);
+    rd_kafka_destroy(mock);
+    program_free(&prog);
+    config_free(&cfg);
+}
+END_TEST
+
 Suite *pipeline_suite(void)
 {
     redis_fixture_start();
@@ -185,6 +260,7 @@ Suite *pipeline_suite(void)
     TCase *tc = tcase_create("pipeline");
     tcase_set_timeout(tc, 240);
     tcase_add_test(tc, no_output_lost_when_kafka_fails_after_redis_applied);
+    tcase_add_test(tc, forged_future_timestamp_refused);
     suite_add_tcase(su, tc);
     return su;
 }

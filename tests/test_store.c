@@ -113,12 +113,15 @@ START_TEST(fencing_stale_version)
 }
 END_TEST
 
+/* The wall clock the trims see: far ahead of the tests' event times. */
+static int64_t trim_now = T0 + 3650 * DAY;
+
 /* Trim what the store was told is committed, never in the apply itself. */
 static long long trim(const char *cust)
 {
     long long n;
     const char *ids[] = {cust};
-    ck_assert_msg(store_trim(s, ids, 1, &n, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_msg(store_trim(s, ids, 1, trim_now, &n, err, sizeof(err)) == 0, "%s", err);
     return n;
 }
 
@@ -282,6 +285,110 @@ START_TEST(known_id_other_content_is_a_conflict)
 }
 END_TEST
 
+/* Issue 7 case 7: one event dated in year 9999 must not lock the customer
+ * out: the trim horizon never passes the wall clock minus the retention. */
+START_TEST(future_event_cannot_lock_out)
+{
+    const int64_t y9999 = INT64_C(253370764800000); /* 9999-01-01 */
+    ck_assert_int_eq(apply("c12", "own-1", T0, 0, "P1", "O1", NULL, NULL), STORE_APPLIED);
+    ck_assert_int_eq(apply("c12", "forged", y9999, 1, "P2", "O2", NULL, NULL), STORE_APPLIED);
+    trim_now = T0 + 40 * DAY; /* the wall clock */
+    ck_assert_int_eq(trim("c12"), 1);
+    ck_assert_int_le(p_field("c12", "tf"), trim_now - 30 * DAY);
+    /* the customer's next real events are applied */
+    ck_assert_int_eq(apply("c12", "own-2", T0 + 39 * DAY, 2, "P3", "O3", NULL, NULL), STORE_APPLIED);
+    ck_assert_int_eq(trim("c12"), 0);
+    ck_assert_int_eq(apply("c12", "own-3", T0 + 40 * DAY, 3, "P4", "O4", NULL, NULL), STORE_APPLIED);
+}
+END_TEST
+
+/* Issue 8 case 3: the apply and the trim scripts are all or nothing. What
+ * can fail inside them (a wrong key type, a command the ACL denies) is
+ * checked before the first write: the call fails with the Redis error and
+ * nothing at all is written. */
+static int try_apply(const char *cust, const char *id, int64_t at, int64_t version)
+{
+    buf p = {0}, o = {0};
+    buf_puts(&p, "P");
+    buf_puts(&o, "O");
+    const char *ledger[] = {"{\"entry\":1}"};
+    store_apply_req q = {.customer_id = cust, .id = id, .occurred_at = at, .expected_version = version,
+                         .profile = &p, .outputs = &o, .ledger = ledger, .nledger = 1};
+    int rc = store_apply(s, &q, 1, err, sizeof(err));
+    store_apply_req_free(&q);
+    buf_free(&p);
+    buf_free(&o);
+    return rc;
+}
+
+static long long raw_int(const char *fmt, const char *cust, const char *arg)
+{
+    redisReply *r = redis_raw(fmt, prefix, cust, arg);
+    ck_assert_ptr_nonnull(r);
+    long long v = r->integer;
+    freeReplyObject(r);
+    return v;
+}
+
+static void acl(const char *rule)
+{
+    redisReply *r = redis_raw("ACL SETUSER default %s", rule);
+    ck_assert_msg(r && r->type == REDIS_REPLY_STATUS, "ACL SETUSER default %s", rule);
+    freeReplyObject(r);
+}
+
+START_TEST(apply_all_or_nothing)
+{
+    ck_assert_int_eq(apply("c13", "e1", T0, 0, "P1", "O1", NULL, NULL), STORE_APPLIED);
+    /* the ledger key holds a string: RPUSH would fail after the profile was written */
+    redisReply *r = redis_raw("SET %s{c13}:l not-a-list", prefix);
+    freeReplyObject(r);
+    ck_assert_int_eq(try_apply("c13", "e2", T0 + 1, 1), -1);
+    ck_assert_int_eq(p_field("c13", "v"), 1);
+    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:d %s", "c13", "e2"), 0);
+    ck_assert_int_eq(raw_int("ZCARD %s{%s}:t%s", "c13", ""), 1);
+    ck_assert_msg(strstr(err, "WRONGTYPE") && strstr(err, "nothing was written"), "error: %s", err);
+    r = redis_raw("DEL %s{c13}:l", prefix);
+    freeReplyObject(r);
+    /* a Redis user that may not RPUSH: refused before anything is written */
+    acl("-rpush");
+    int rc = try_apply("c13", "e3", T0 + 2, 1);
+    acl("+@all");
+    ck_assert_int_eq(rc, -1);
+    ck_assert_int_eq(p_field("c13", "v"), 1);
+    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:d %s", "c13", "e3"), 0);
+    ck_assert_int_eq(raw_int("ZCARD %s{%s}:t%s", "c13", ""), 1);
+    ck_assert_msg(strstr(err, "NOPERM") && strstr(err, "RPUSH") && strstr(err, "nothing was written"), "error: %s",
+                  err);
+    /* allowed again: applied */
+    ck_assert_int_eq(try_apply("c13", "e3", T0 + 2, 1), 0);
+    ck_assert_int_eq(p_field("c13", "v"), 2);
+}
+END_TEST
+
+START_TEST(trim_all_or_nothing)
+{
+    ck_assert_int_eq(apply("c14", "old", T0, 0, "P1", "O1", NULL, NULL), STORE_APPLIED);
+    ck_assert_int_eq(apply("c14", "new", T0 + 31 * DAY, 1, "P2", "O2", NULL, NULL), STORE_APPLIED);
+    /* ZREM denied: removing the record from :d without raising tf would let
+     * the old event apply twice */
+    acl("-zrem");
+    long long n;
+    const char *ids[] = {"c14"};
+    int rc = store_trim(s, ids, 1, trim_now, &n, err, sizeof(err));
+    acl("+@all");
+    ck_assert_int_eq(rc, -1);
+    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:d %s", "c14", "old"), 1);
+    ck_assert_int_eq(p_field("c14", "tf"), -1);
+    ck_assert_msg(strstr(err, "NOPERM") && strstr(err, "nothing was written"), "error: %s", err);
+    buf rec = {0};
+    ck_assert_int_eq(apply("c14", "old", T0, 2, "P-x", "O-x", NULL, &rec), STORE_DUPLICATE);
+    buf_free(&rec);
+    ck_assert_int_eq(trim("c14"), 1);
+    ck_assert_int_eq(apply("c14", "old", T0, 2, "P-x", "O-x", NULL, NULL), STORE_TOO_OLD);
+}
+END_TEST
+
 START_TEST(noscript_recovery)
 {
     redisReply *r = redis_raw("SCRIPT FLUSH");
@@ -402,6 +509,9 @@ Suite *store_suite(void)
     tcase_add_test(tc, credit_never_moves_the_horizon);
     tcase_add_test(tc, layout_1_upgraded);
     tcase_add_test(tc, known_id_other_content_is_a_conflict);
+    tcase_add_test(tc, future_event_cannot_lock_out);
+    tcase_add_test(tc, apply_all_or_nothing);
+    tcase_add_test(tc, trim_all_or_nothing);
     tcase_add_test(tc, noscript_recovery);
     tcase_add_test(tc, ledger_bounded_and_ordered);
     tcase_add_test(tc, keys_share_a_hash_slot);
