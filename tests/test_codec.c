@@ -181,7 +181,6 @@ START_TEST(credit_namespace_and_signature)
     ck_assert_int_eq(codec_encode_json(SCHEMA_CREDIT, rec, &out), EVENT_OK);
     ck_assert_int_eq(codec_decode_json(SCHEMA_CREDIT, out.data, out.len, back, err, sizeof(err)), EVENT_OK);
     ck_assert_mem_eq(cr, &back->credit, sizeof(*cr));
-    buf_free(&out);
 
     ck_assert_int_eq(credit_verify(cr, "fidelio:", key, why, sizeof(why)), CREDIT_OK);
     ck_assert_int_eq(credit_verify(cr, "whatif:", key, why, sizeof(why)), CREDIT_FOREIGN_NAMESPACE);
@@ -201,6 +200,14 @@ START_TEST(credit_namespace_and_signature)
     /* without a key nothing is signed */
     ck_assert_int_eq(credit_sign(&altered, "fidelio:", ""), 0);
     ck_assert_str_eq(altered.signature, "");
+    /* a credit of an older fidelio (no namespace, no signature: the same bytes
+     * without the two trailing empty strings) does not decode: it goes to the DLQ */
+    credit_sign(cr, "", "");
+    buf_reset(&out);
+    ck_assert_int_eq(codec_encode_avro(c, SCHEMA_CREDIT, rec, &out, err, sizeof(err)), EVENT_OK);
+    ck_assert(out.len > 2 && out.data[out.len - 1] == 0 && out.data[out.len - 2] == 0);
+    ck_assert_int_ne(codec_decode_avro(c, SCHEMA_CREDIT, out.data, out.len - 2, back, err, sizeof(err)), EVENT_OK);
+    buf_free(&out);
 }
 END_TEST
 
