@@ -41,16 +41,6 @@
  * allkeys-* policy; noeviction (the one to use) and volatile-* are accepted.
  *
  * THE APPLY (one Lua script, EVALSHA with NOSCRIPT recovery), all or nothing:
- * Redis keeps the writes of a script that fails halfway, so every check that
- * can fail comes before the first write: key types (the reads below check
- * theirs; TYPE for :t and :l), and on Redis >= 7 redis.acl_check_cmd for every
- * write (HSET :p/:d/:c, ZADD :t, RPUSH/LTRIM :l). A failure returns an error
- * reply "NOPERM fidelio apply: ..." or "WRONGTYPE fidelio apply: ...; nothing
- * was written" (store_apply returns -1 with it); OOM is refused by Redis at
- * the first write, before anything changed. The trim does the same (HSET :p,
- * HDEL :d, ZREM :t) and raises tf before it removes any record.
- * Commands the scripts run: HGET, HMGET, TYPE, HSET, ZADD, RPUSH, LTRIM,
- * ZRANGEBYSCORE, HDEL, ZREM (and the connection: INFO, SCRIPT LOAD, EVALSHA).
  *   1. the id is in :d (a credit's: in :c)
  *      with the same content digest        -> DUPLICATE, returns the recorded outputs
  *      with another digest                 -> CONFLICT (a reused id: nothing written)
@@ -60,16 +50,29 @@
  *   4. otherwise: write :p (v+1, profile, hw), record the outputs in :d and
  *      :t (a credit: in :c only), append the ledger, add the report's deltas
  *      to <prefix>aggregates.
+ * Redis keeps the writes of a script that fails halfway, so everything that
+ * can fail is checked before the first write: key types (the reads check
+ * theirs; TYPE for :t, :l and aggregates), that each aggregate field stays an
+ * integer, and on Redis >= 7 redis.acl_check_cmd for every write (HSET
+ * :p/:d/:c, ZADD :t, RPUSH/LTRIM :l, HINCRBY aggregates). A failure is an
+ * error reply "NOPERM|WRONGTYPE|ERR fidelio apply: ...; nothing was written"
+ * (store_apply returns -1 with it); OOM is refused by Redis at the first
+ * write, before anything changed.
+ * Commands the scripts run: HGET, HMGET, TYPE, HSET, ZADD, RPUSH, LTRIM,
+ * HINCRBY, ZRANGEBYSCORE, HDEL, ZREM (and the connection: INFO, SCRIPT LOAD,
+ * EVALSHA).
  *
  * THE TRIM (a second script, store_trim), run by the pipeline only after the
  * batch's offsets are committed, for the customers of that batch: drop the
  * dedupe records of touchpoints older than min(hw, now) -
  * pipeline.dedupe_retention_ms (event time; now is the wall clock, so one
  * event dated in the future cannot push tf ahead of real time and make every
- * later event of the customer "too old") and raise tf to that cutoff. A record is therefore never
- * removed before its event's outputs were delivered and its offset committed:
- * a batch redelivered after a crash always finds its records, however much
- * event time it spans (a backfill).
+ * later event of the customer "too old") and raise tf to that cutoff. A
+ * record is therefore never removed before its event's outputs were delivered
+ * and its offset committed: a batch redelivered after a crash always finds its
+ * records, however much event time it spans (a backfill). All or nothing like
+ * the apply (TYPE of :d, ACL of HSET :p, HDEL :d, ZREM :t checked first), and
+ * tf is raised before any record is removed.
  *
  * Past the retention: a touchpoint older than tf is refused (TOO_OLD -> the
  * DLQ, error older_than_dedupe_window) rather than risk applying it twice;

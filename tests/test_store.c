@@ -366,6 +366,31 @@ START_TEST(apply_all_or_nothing)
 }
 END_TEST
 
+/* The report's aggregate counter that HINCRBY could not add to (not an
+ * integer) is refused before anything is written. */
+START_TEST(apply_aggregates_checked_first)
+{
+    redisReply *r = redis_raw("HSET %saggregates broken not-a-number", prefix);
+    freeReplyObject(r);
+    buf p = {0}, o = {0};
+    buf_puts(&p, "P");
+    buf_puts(&o, "O");
+    const char *agg[] = {"events", "1", "broken", "1"};
+    store_apply_req q = {.customer_id = "c15", .id = "e1", .occurred_at = T0, .profile = &p, .outputs = &o,
+                         .agg = agg, .nagg = 2};
+    ck_assert_int_eq(store_apply(s, &q, 1, err, sizeof(err)), -1);
+    ck_assert_int_eq(p_field("c15", "v"), -1);
+    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:d %s", "c15", "e1"), 0);
+    ck_assert_msg(strstr(err, "broken") && strstr(err, "nothing was written"), "error: %s", err);
+    r = redis_raw("HGET %saggregates events", prefix);
+    ck_assert_int_ne(r->type, REDIS_REPLY_STRING);
+    freeReplyObject(r);
+    store_apply_req_free(&q);
+    buf_free(&p);
+    buf_free(&o);
+}
+END_TEST
+
 START_TEST(trim_all_or_nothing)
 {
     ck_assert_int_eq(apply("c14", "old", T0, 0, "P1", "O1", NULL, NULL), STORE_APPLIED);
@@ -511,6 +536,7 @@ Suite *store_suite(void)
     tcase_add_test(tc, known_id_other_content_is_a_conflict);
     tcase_add_test(tc, future_event_cannot_lock_out);
     tcase_add_test(tc, apply_all_or_nothing);
+    tcase_add_test(tc, apply_aggregates_checked_first);
     tcase_add_test(tc, trim_all_or_nothing);
     tcase_add_test(tc, noscript_recovery);
     tcase_add_test(tc, ledger_bounded_and_ordered);
