@@ -148,7 +148,8 @@ profiles_of() { "${RCLI[@]}" --scan --pattern "$1*:p" | wc -l; }
 fid_opts() {
     echo "-b $BOOT ${KOPTS[*]} --set redis.url=$REDIS_URL --set consumer.group=bench-$1 --set redis.key_prefix=bench-$1:" \
         "--set topics.rewards=bench-$1-rewards --set topics.stage_changes=bench-$1-stage-changes" \
-        "--set topics.dlq=bench-$1-dlq --set topics.credits=bench-$1-credits --set log.level=info"
+        "--set topics.dlq=bench-$1-dlq --set topics.credits=bench-$1-credits --set log.level=info" \
+        "--set http.port=0"  # no HTTP server: port 9464 may be taken on a shared machine
 }
 
 # log_span LOG: seconds from the first partition assignment to the "stopped" line.
