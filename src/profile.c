@@ -55,7 +55,7 @@ int profile_copy(profile *dst, const profile *src)
 
 int64_t profile_parked_points(const profile *p)
 {
-    int64_t sum = 0; /* at most PROFILE_MAX_PARKED x EVENT_MAX_POINTS: no overflow */
+    int64_t sum = 0; /* at most 31 x EVENT_MAX_POINTS + EVENT_MAX_TOTAL (profile_decode checks): no overflow */
     for (int i = 0; i < p->nparked; i++)
         sum += p->parked[i].points;
     return sum;
@@ -141,7 +141,7 @@ int profile_encode(const profile *p, const program *prog, buf *out)
             const parked_credit *c = &p->parked[i];
             rc |= put_str(out, c->credit_id) || put_str(out, c->rule_id) || put_str(out, c->source_event_id) ||
                   put_str(out, c->reason) || put_str(out, c->program_version) || put_varint(out, c->points) ||
-                  put_varint(out, c->occurred_at) || put_varint(out, c->referral ? 1 : 0);
+                  put_varint(out, c->occurred_at) || put_varint(out, c->referrals);
         }
     }
     return rc ? -1 : 0;
@@ -345,8 +345,11 @@ int profile_decode(profile *p, const program *prog, const void *data, size_t len
             get_str(&r, c->program_version, sizeof(c->program_version));
             c->points = get_varint(&r);
             c->occurred_at = get_varint(&r);
-            c->referral = get_varint(&r) != 0;
-            if (c->points < 1 || c->points > EVENT_MAX_POINTS)
+            c->referrals = get_varint(&r);
+            if (c->referrals < 0)
+                r.bad = 1;
+            /* the last entry may hold credits merged past PROFILE_MAX_PARKED */
+            if (c->points < 1 || c->points > (i == PROFILE_MAX_PARKED - 1 ? EVENT_MAX_TOTAL : EVENT_MAX_POINTS))
                 r.bad = 1;
             p->nparked++;
         }

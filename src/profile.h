@@ -57,7 +57,9 @@ typedef struct parked_credit {
     char program_version[EVENT_ID_MAX + 1];
     int64_t points;                         /* 1..EVENT_MAX_POINTS */
     int64_t occurred_at;                    /* the source event's time */
-    bool referral;                          /* counts as a converted referral on release */
+    int64_t referrals;                      /* converted referrals it counts on release (0 or 1;
+                                               more in the last entry, where credits past
+                                               PROFILE_MAX_PARKED are merged) */
 } parked_credit;
 
 typedef struct profile {

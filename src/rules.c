@@ -20,7 +20,6 @@ const char *engine_status_name(engine_status s)
     case ENGINE_REFUND_EXCEEDS_ORDER: return "refund_exceeds_order";
     case ENGINE_OVERFLOW: return "total_overflow";
     case ENGINE_BAD_CREDIT: return "credit_points_out_of_range";
-    case ENGINE_PARKED_FULL: return "parked_credits_full";
     case ENGINE_EVENT_ID_CONFLICT: return "event_id_conflict";
     case ENGINE_NO_MEMORY: return "no_memory";
     }
@@ -401,8 +400,8 @@ static bool credit_to_balance(const program *prog, profile *p, const parked_cred
         return false;
     p->balance = balance;
     p->lifetime_earned = lifetime;
-    if (cr->referral && p->referrals_converted < INT64_MAX)
-        p->referrals_converted++;
+    if (!add_total(&p->referrals_converted, cr->referrals))
+        p->referrals_converted = EVENT_MAX_TOTAL; /* a count: saturates */
     reward_event *rw = &out->rewards[out->nrewards++];
     memcpy(rw->reward_id, cr->credit_id, sizeof(rw->reward_id));
     memcpy(rw->customer_id, p->customer_id, sizeof(rw->customer_id));
@@ -646,8 +645,20 @@ engine_status rules_apply_credit(const program *prog, profile *p, const credit_e
         return ENGINE_BAD_CREDIT;
     if (p->events == 0) {
         /* no own event yet: parked, not spendable (a referred_by naming nobody mints nothing) */
-        if (p->nparked == PROFILE_MAX_PARKED)
-            return ENGINE_PARKED_FULL;
+        if (p->nparked == PROFILE_MAX_PARKED) {
+            /* full: merged into the last entry, released as one reward (nothing is lost) */
+            parked_credit *last = &p->parked[p->nparked - 1];
+            int64_t points = last->points;
+            if (!add_total(&points, cr->points))
+                return ENGINE_OVERFLOW;
+            last->points = points;
+            last->referrals += cr->referral ? 1 : 0;
+            char reason[EVENT_TEXT_MAX + 1];
+            snprintf(reason, sizeof(reason), "Credits received before the first own event, merged: %lld points",
+                     (long long)points);
+            memcpy(last->reason, reason, sizeof(reason));
+            return ENGINE_OK;
+        }
         if (p->nparked == p->parked_cap) {
             int cap = p->parked_cap ? p->parked_cap * 2 : 2;
             parked_credit *a = realloc(p->parked, (size_t)cap * sizeof(*a));
@@ -664,7 +675,7 @@ engine_status rules_apply_credit(const program *prog, profile *p, const credit_e
         memcpy(pc->program_version, cr->program_version, sizeof(pc->program_version));
         pc->points = cr->points;
         pc->occurred_at = cr->occurred_at;
-        pc->referral = cr->referral;
+        pc->referrals = cr->referral ? 1 : 0;
         return ENGINE_OK;
     }
     parked_credit pc;
@@ -675,7 +686,7 @@ engine_status rules_apply_credit(const program *prog, profile *p, const credit_e
     memcpy(pc.program_version, cr->program_version, sizeof(pc.program_version));
     pc.points = cr->points;
     pc.occurred_at = cr->occurred_at;
-    pc.referral = cr->referral;
+    pc.referrals = cr->referral ? 1 : 0;
     if (!credit_to_balance(prog, p, &pc, out))
         return ENGINE_OVERFLOW;
     evaluate_ladders(prog, p, cr->source_event_id, cr->occurred_at, out);

@@ -30,8 +30,6 @@ typedef enum engine_status {
     ENGINE_OVERFLOW,             /* a total would leave its range (EVENT_MAX_TOTAL), or one award
                                     would exceed EVENT_MAX_POINTS: refused, nothing changed */
     ENGINE_BAD_CREDIT,           /* a credit's points are not in 1..EVENT_MAX_POINTS */
-    ENGINE_PARKED_FULL,          /* a credit to a customer with no own events, who holds
-                                    PROFILE_MAX_PARKED parked credits already */
     ENGINE_EVENT_ID_CONFLICT,    /* (sim_apply only) a known (customer, event_id) with other content:
                                     refused, as the pipeline's dedupe sends it to the DLQ */
     ENGINE_NO_MEMORY,            /* not the event's fault: retry later */
@@ -53,7 +51,8 @@ engine_status rules_apply_event(const program *prog, profile *p, const touchpoin
  * gets it parked instead: kept in the profile, not spendable, no output;
  * the customer's first own touchpoint releases every parked credit (their
  * rewards, with the credit ids as reward ids, come first among that event's
- * outputs). ENGINE_BAD_CREDIT, ENGINE_OVERFLOW, ENGINE_PARKED_FULL and
+ * outputs). Past PROFILE_MAX_PARKED, a credit is merged into the last parked one
+ * (released as one reward). ENGINE_BAD_CREDIT, ENGINE_OVERFLOW and
  * ENGINE_NO_MEMORY leave p and out unchanged. */
 engine_status rules_apply_credit(const program *prog, profile *p, const credit_event *cr, engine_output *out);
 

@@ -565,6 +565,54 @@ START_TEST(stored_totals_out_of_range_refused)
 }
 END_TEST
 
+/* issue 7 case 9: credits to a customer with no own event are parked, never
+ * refused: past PROFILE_MAX_PARKED they merge into the last parked entry;
+ * the first own event releases every point and every converted referral. */
+START_TEST(parked_credits_never_refused)
+{
+    ck_assert(program_load(&prog, NULL, err, sizeof(err)) == 0);
+    profile p;
+    profile_init(&p, "ref");
+    engine_output *out = malloc(sizeof(*out));
+    credit_event cr;
+    memset(&cr, 0, sizeof(cr));
+    snprintf(cr.customer_id, sizeof(cr.customer_id), "ref");
+    snprintf(cr.rule_id, sizeof(cr.rule_id), "referral-referrer");
+    cr.points = 250;
+    cr.referral = true;
+    for (int i = 0; i < 40; i++) {
+        snprintf(cr.credit_id, sizeof(cr.credit_id), "rw-%d", i);
+        snprintf(cr.source_event_id, sizeof(cr.source_event_id), "inv-%d", i);
+        ck_assert_int_eq(rules_apply_credit(&prog, &p, &cr, out), ENGINE_OK);
+        ck_assert_int_eq(out->nrewards, 0);
+    }
+    ck_assert_int_eq(p.balance, 0);
+    ck_assert_int_eq(p.nparked, PROFILE_MAX_PARKED);
+    ck_assert_int_eq(profile_parked_points(&p), 40 * 250);
+    /* the stored form keeps them */
+    buf enc = {0};
+    profile q;
+    ck_assert_int_eq(profile_encode(&p, &prog, &enc), 0);
+    ck_assert_msg(profile_decode(&q, &prog, enc.data, enc.len, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(profile_parked_points(&q), 40 * 250);
+    touchpoint ev;
+    memset(&ev, 0, sizeof(ev));
+    sample_touchpoint(&ev, EVENT_APP_USE, 0);
+    ck_assert_int_eq(rules_apply_event(&prog, &q, &ev, out, err, sizeof(err)), ENGINE_OK);
+    ck_assert_int_eq(q.nparked, 0);
+    ck_assert_int_eq(q.balance, 40 * 250 + 10);
+    ck_assert_int_eq(q.referrals_converted, 40);
+    ck_assert_str_eq(out->rewards[0].reward_id, "rw-0");
+    ck_assert_int_eq(out->rewards[PROFILE_MAX_PARKED - 1].points, 9 * 250);
+    ck_assert_int_eq(out->rewards[PROFILE_MAX_PARKED].points, 10); /* then the event's own award */
+    profile_free(&q);
+    profile_free(&p);
+    touchpoint_free(&ev);
+    buf_free(&enc);
+    free(out);
+}
+END_TEST
+
 Suite *program_suite(void)
 {
     Suite *s = suite_create("program");
@@ -580,6 +628,7 @@ Suite *program_suite(void)
     tcase_add_test(tc, refund_reason_keeps_currency);
     tcase_add_test(tc, totals_never_wrap);
     tcase_add_test(tc, stored_totals_out_of_range_refused);
+    tcase_add_test(tc, parked_credits_never_refused);
     tcase_add_test(tc, renamed_and_orphaned_stages);
     tcase_add_test(tc, program_digest_follows_content);
     suite_add_tcase(s, tc);
