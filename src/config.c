@@ -10,7 +10,7 @@
 #include <string.h>
 #include "yamlutil.h"
 
-typedef enum setting_type { SET_STRING, SET_INT } setting_type;
+typedef enum setting_type { SET_STRING, SET_INT, SET_BOOL } setting_type;
 
 typedef int (*setting_check)(const char *value, char *err, size_t errlen);
 
@@ -144,6 +144,7 @@ static int check_log_level(const char *v, char *err, size_t errlen)
 
 #define S(name, field, def, check, doc) {name, SET_STRING, offsetof(config, field), def, 0, 0, check, doc}
 #define I(name, field, def, min, max, doc) {name, SET_INT, offsetof(config, field), def, min, max, NULL, doc}
+#define B(name, field, def, doc) {name, SET_BOOL, offsetof(config, field), def, 0, 1, NULL, doc}
 
 static const setting settings[] = {
     S("topics.touchpoints", topic_touchpoints, "touchpoints", check_topic, "input topic of TouchpointEvent"),
@@ -161,6 +162,8 @@ static const setting settings[] = {
     I("pipeline.batch_linger_ms", batch_linger_ms, "50", 0, 60000, "longest wait to fill a batch"),
     I("pipeline.dedupe_retention_ms", dedupe_retention_ms, "2592000000", 3600000, INT64_C(31536000000) * 10,
       "how long (event time) dedupe records are kept"),
+    B("pipeline.exactly_once", exactly_once, "false",
+      "outputs and input offsets in one Kafka transaction per batch (a real broker; read_committed subscribers)"),
     I("pipeline.ledger_max", ledger_max, "10000", 0, 100000000, "ledger entries kept per customer in Redis; 0 = all"),
     I("pipeline.report_aggregates", report_aggregates, "1", 0, 1,
       "1: each apply keeps the report's counters (fidelio report, the control room); 0: off, faster"),
@@ -237,7 +240,13 @@ int config_set(config *cfg, const char *key, const char *value, const char *orig
         snprintf(err, errlen, "%s: unknown key '%s'", origin, key);
         return -1;
     }
-    if (s->type == SET_INT) {
+    if (s->type == SET_BOOL) {
+        if (strcmp(value, "true") && strcmp(value, "false")) {
+            snprintf(err, errlen, "%s: key '%s': '%s' is not true or false", origin, key, value);
+            return -1;
+        }
+        *int_slot(cfg, s) = strcmp(value, "true") == 0;
+    } else if (s->type == SET_INT) {
         char *end;
         errno = 0;
         long long x = strtoll(value, &end, 10);
@@ -459,7 +468,9 @@ int config_dump(const config *cfg, buf *out)
     for (size_t i = 0; i < NSETTINGS; i++) {
         const setting *s = &settings[i];
         char val[600];
-        if (s->type == SET_INT)
+        if (s->type == SET_BOOL)
+            snprintf(val, sizeof(val), "%s", *(int64_t *)((char *)cfg + s->offset) ? "true" : "false");
+        else if (s->type == SET_INT)
             snprintf(val, sizeof(val), "%lld", (long long)*(int64_t *)((char *)cfg + s->offset));
         else if (strcmp(s->name, "redis.url") == 0)
             mask_url(*(char **)((char *)cfg + s->offset), val, sizeof(val));

@@ -39,6 +39,7 @@ typedef struct config {
     int64_t batch_size;        /* messages per pipeline batch */
     int64_t batch_linger_ms;   /* longest wait to fill a batch */
     int64_t dedupe_retention_ms; /* how long (event time) dedupe records are kept */
+    int64_t exactly_once;      /* bool: one Kafka transaction per batch (outputs + input offsets) */
     int64_t ledger_max;        /* ledger entries kept per customer in Redis; 0 = all */
     int64_t report_aggregates; /* 1: applies keep the report's aggregates (report.h); 0: off */
     int64_t http_port;         /* metrics/health/control-room port; 0 disables */

@@ -43,7 +43,7 @@ int kafka_check_config(const config *cfg, char *err, size_t errlen)
     return 0;
 }
 
-static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+void kafka_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     (void)rk;
     kafka_delivery *dr = opaque;
@@ -70,7 +70,7 @@ rd_kafka_t *kafka_producer_new(const config *cfg, kafka_delivery *dr, char *err,
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
-    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_conf_set_dr_msg_cb(conf, kafka_on_delivery);
     rd_kafka_conf_set_opaque(conf, dr);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
     if (!rk) {
@@ -137,4 +137,62 @@ rd_kafka_t *kafka_mock_start(const config *cfg, int brokers, int partitions, rd_
         }
     }
     return rk;
+}
+
+int kafka_check_topics(rd_kafka_t *rk, const char *const *topics, const char *const *keys, size_t n, int timeout_ms,
+                       char *err, size_t errlen)
+{
+    for (size_t i = 0; i < n; i++) {
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topics[i], NULL);
+        if (!rkt) {
+            snprintf(err, errlen, "topic '%s' (%s): %s", topics[i], keys[i], rd_kafka_err2str(rd_kafka_last_error()));
+            return -1;
+        }
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms);
+        rd_kafka_topic_destroy(rkt);
+        if (e) {
+            snprintf(err, errlen,
+                     "no metadata of topic '%s' from the Kafka cluster within %d s: %s (check "
+                     "kafka.bootstrap.servers and the security settings; librdkafka's errors are logged above)",
+                     topics[i], timeout_ms / 1000, rd_kafka_err2str(e));
+            return -1;
+        }
+        rd_kafka_resp_err_t te = md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+        int parts = md->topic_cnt == 1 ? md->topics[0].partition_cnt : 0;
+        rd_kafka_metadata_destroy(md);
+        if (te == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) {
+            snprintf(err, errlen,
+                     "topic '%s' (%s): not authorized: the principal needs an ACL for it (README: ACLs)", topics[i],
+                     keys[i]);
+            return -1;
+        }
+        if (te == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || (!te && parts == 0)) {
+            snprintf(err, errlen,
+                     "topic '%s' (%s) does not exist on the Kafka cluster: fidelio creates no topics; create it "
+                     "first (README: topics)",
+                     topics[i], keys[i]);
+            return -1;
+        }
+        if (te) {
+            snprintf(err, errlen, "topic '%s' (%s): %s", topics[i], keys[i], rd_kafka_err2str(te));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+bool kafka_err_is_access(rd_kafka_resp_err_t e)
+{
+    switch (e) {
+    case RD_KAFKA_RESP_ERR__AUTHENTICATION:
+    case RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED:
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
+        return true;
+    default:
+        return false;
+    }
 }

@@ -3,6 +3,8 @@
 #ifndef FIDELIO_KAFKA_H
 #define FIDELIO_KAFKA_H
 
+#include <stdbool.h>
+
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
@@ -26,6 +28,19 @@ int kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, ch
 
 /* An idempotent (acks=all) producer whose delivery reports update *dr. */
 rd_kafka_t *kafka_producer_new(const config *cfg, kafka_delivery *dr, char *err, size_t errlen);
+
+/* The delivery report callback behind kafka_delivery (opaque: the kafka_delivery). */
+void kafka_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
+
+/* Check that each of the n topics exists and may be described, asking the
+ * cluster through rk; keys[i] names the setting of topics[i] in messages.
+ * Returns 0, or -1 with err saying which topic and what to do. */
+int kafka_check_topics(rd_kafka_t *rk, const char *const *topics, const char *const *keys, size_t n, int timeout_ms,
+                       char *err, size_t errlen);
+
+/* Whether e says the client may not do what it asked (authentication or an ACL):
+ * an error that waiting does not cure. */
+bool kafka_err_is_access(rd_kafka_resp_err_t e);
 
 /* Produce one message, waiting (serving delivery reports) while the local queue is full. */
 rd_kafka_resp_err_t kafka_produce(rd_kafka_t *rk, const char *topic, const void *key, size_t keylen,

@@ -12,6 +12,7 @@
 #include "codec.h"
 #include "credit_auth.h"
 #include "digest.h"
+#include "emitter.h"
 #include "kafka.h"
 #include "log.h"
 #include "metrics.h"
@@ -57,8 +58,10 @@ typedef struct pipeline {
     const config *cfg;
     const program *prog;
     pipeline_stats *st;
-    rd_kafka_t *consumer, *producer;
-    kafka_delivery dr;
+    rd_kafka_t *consumer;
+    emitter em;                   /* producer of the batch's messages, commit of its offsets */
+    bool committed;               /* the last batch's offsets were committed */
+    double commit_s;              /* seconds the last batch spent in emitter_commit (acks + offsets) */
     codec *codec;
     store *store;
     item *items;                  /* the batch */
@@ -91,6 +94,8 @@ static int64_t wall_ms(void)
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
+
+static eof_mark *eof_find(pipeline *pl, const char *topic, int32_t partition, bool add);
 
 static double now_s(void)
 {
@@ -468,7 +473,7 @@ static int produce_item(pipeline *pl, item *it)
         rd_kafka_header_add(h, "source_topic", -1, rd_kafka_topic_name(m->rkt), -1);
         rd_kafka_header_add(h, "source_partition", -1, part, -1);
         rd_kafka_header_add(h, "source_offset", -1, off, -1);
-        rd_kafka_resp_err_t e = kafka_produce(pl->producer, pl->cfg->topic_dlq, m->key, m->key_len, m->payload,
+        rd_kafka_resp_err_t e = kafka_produce(pl->em.producer, pl->cfg->topic_dlq, m->key, m->key_len, m->payload,
                                               m->len, h);
         if (e) {
             rd_kafka_headers_destroy(h);
@@ -487,7 +492,7 @@ static int produce_item(pipeline *pl, item *it)
         p += kl;
         if (get_len(&p, end, &vl) != 0)
             goto corrupt;
-        rd_kafka_resp_err_t e = kafka_produce(pl->producer, output_topic(pl, kind), k, kl, p, vl, NULL);
+        rd_kafka_resp_err_t e = kafka_produce(pl->em.producer, output_topic(pl, kind), k, kl, p, vl, NULL);
         if (e) {
             snprintf(pl->err, sizeof(pl->err), "produce to %s: %s", output_topic(pl, kind), rd_kafka_err2str(e));
             return -1;
@@ -503,46 +508,99 @@ corrupt:
     return -1;
 }
 
-/* Produce the batch's outputs and wait for every acknowledgement; retried a
- * few times (same bytes, same ids). Returns 0 or -1 (never commit then). */
-static int emit(pipeline *pl)
-{
-    for (int attempt = 1; attempt <= 3; attempt++) {
-        long long failed_before = pl->dr.failed;
-        int rc = 0;
-        for (int i = 0; i < pl->nitems && rc == 0; i++)
-            rc = produce_item(pl, &pl->items[i]);
-        metrics_set(M_PRODUCER_QUEUE, rd_kafka_outq_len(pl->producer));
-        rd_kafka_resp_err_t fe = rd_kafka_flush(pl->producer, 60000);
-        if (rc == 0 && !fe && pl->dr.failed == failed_before)
-            return 0;
-        log_error("delivering the batch's outputs failed (attempt %d of 3): %s", attempt,
-                  rc ? pl->err : fe ? rd_kafka_err2str(fe) : pl->dr.last_error);
-        sleep((unsigned)attempt);
-    }
-    snprintf(pl->err, sizeof(pl->err), "outputs could not be delivered: %s", pl->dr.last_error);
-    return -1;
-}
-
-static int commit_batch(pipeline *pl)
+/* The batch's input offsets to commit (next offset to read, per partition);
+ * the caller destroys the list. NULL when out of memory. */
+static rd_kafka_topic_partition_list_t *batch_offsets(const pipeline *pl, bool first)
 {
     rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_new(16);
+    if (!offs)
+        return NULL;
     for (int i = 0; i < pl->nitems; i++) {
         rd_kafka_message_t *m = pl->items[i].msg;
         rd_kafka_topic_partition_t *tp =
             rd_kafka_topic_partition_list_find(offs, rd_kafka_topic_name(m->rkt), m->partition);
-        if (!tp)
+        if (!tp) {
             tp = rd_kafka_topic_partition_list_add(offs, rd_kafka_topic_name(m->rkt), m->partition);
-        if (m->offset + 1 > tp->offset)
-            tp->offset = m->offset + 1;
+            tp->offset = first ? m->offset : m->offset + 1;
+        }
+        if (first ? m->offset < tp->offset : m->offset + 1 > tp->offset)
+            tp->offset = first ? m->offset : m->offset + 1;
     }
-    rd_kafka_resp_err_t e = rd_kafka_commit(pl->consumer, offs, 0);
-    rd_kafka_topic_partition_list_destroy(offs);
-    if (e) { /* e.g. during a rebalance: the next owner gets these again and dedupes them */
-        log_warn("offset commit failed: %s (the batch will be redelivered and deduplicated)", rd_kafka_err2str(e));
+    return offs;
+}
+
+/* Produce the batch's messages and commit them with its offsets (emitter.h);
+ * a failed delivery or produce call is retried a few times (same bytes, same
+ * ids). Returns 0 delivered (pl->committed says whether the offsets were
+ * committed), 1 transaction aborted: the batch must be processed again, -1
+ * fatal (pl->err; never commit then). */
+static int emit(pipeline *pl)
+{
+    rd_kafka_topic_partition_list_t *offs = batch_offsets(pl, false);
+    char why[512];
+    int rc = -1;
+    if (!offs) {
+        snprintf(pl->err, sizeof(pl->err), "out of memory");
         return -1;
     }
-    return 0;
+    pl->committed = false;
+    for (int attempt = 1; attempt <= 3; attempt++) {
+        int prc = emitter_begin(&pl->em, why, sizeof(why));
+        if (prc != 0)
+            snprintf(pl->err, sizeof(pl->err), "%s", why);
+        for (int i = 0; i < pl->nitems && prc == 0; i++)
+            prc = produce_item(pl, &pl->items[i]);
+        if (prc != 0) {
+            emitter_abort(&pl->em);
+            log_error("producing the batch's outputs failed (attempt %d of 3): %s", attempt, pl->err);
+            sleep((unsigned)attempt);
+            continue;
+        }
+        metrics_set(M_PRODUCER_QUEUE, rd_kafka_outq_len(pl->em.producer));
+        double c0 = now_s();
+        emit_result r = emitter_commit(&pl->em, offs, why, sizeof(why));
+        pl->commit_s = now_s() - c0;
+        if (r == EMIT_COMMITTED || r == EMIT_UNCOMMITTED) {
+            pl->committed = r == EMIT_COMMITTED;
+            rc = 0;
+            break;
+        }
+        if (r == EMIT_FATAL) {
+            snprintf(pl->err, sizeof(pl->err), "%s", why);
+            break;
+        }
+        if (pl->em.transactional) { /* aborted: nothing of it is visible */
+            rc = 1;
+            break;
+        }
+        log_error("delivering the batch's outputs failed (attempt %d of 3): %s", attempt, why);
+        snprintf(pl->err, sizeof(pl->err), "outputs could not be delivered: %s", why);
+        sleep((unsigned)attempt);
+    }
+    rd_kafka_topic_partition_list_destroy(offs);
+    return rc;
+}
+
+/* After an aborted transaction: seek the batch's partitions back to its first
+ * messages, so it is read and decided again (Redis finds its events applied
+ * and returns their recorded outputs for the next transaction). A partition
+ * no longer assigned is left to its new owner. */
+static void rewind_batch(pipeline *pl)
+{
+    rd_kafka_topic_partition_list_t *offs = batch_offsets(pl, true);
+    if (!offs)
+        return;
+    rd_kafka_error_t *e = rd_kafka_seek_partitions(pl->consumer, offs, 10000);
+    if (e) {
+        log_warn("rewinding the aborted batch: %s", rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    }
+    for (int i = 0; i < offs->cnt; i++) {
+        eof_mark *m = eof_find(pl, offs->elems[i].topic, offs->elems[i].partition, false);
+        if (m)
+            m->at_end = false;
+    }
+    rd_kafka_topic_partition_list_destroy(offs);
 }
 
 /* After a commit: trim the dedupe records of the batch's customers. A
@@ -624,14 +682,19 @@ static int process_batch(pipeline *pl)
     if (drc != 0)
         return 1;
     double t1 = now_s();
-    if (emit(pl) != 0)
+    int erc = emit(pl);
+    if (erc < 0)
         return -1;
+    if (erc > 0) {
+        rewind_batch(pl);
+        clear_batch(pl);
+        pl->st->aborted++;
+        return 0;
+    }
     double t2 = now_s();
-    bool committed = commit_batch(pl) == 0;
-    double t3 = now_s();
-    if (committed)
+    if (pl->committed)
         trim_batch(pl);
-    pipeline_batch_metrics(pl, t1 - t0, t2 - t1, t3 - t2, committed);
+    pipeline_batch_metrics(pl, t1 - t0, t2 - t1 - pl->commit_s, pl->commit_s, pl->committed);
     long long dlq = 0, dup = 0, tp = 0, cr = 0;
     buf why = {0};
     const item *first_bad = NULL;
@@ -876,8 +939,6 @@ static int setup(pipeline *pl, char *err, size_t errlen)
         return -1;
     if (!cfg->report_aggregates && store_aggregates_incomplete(pl->store, err, errlen) != 0)
         return -1;
-    if (!(pl->producer = kafka_producer_new(cfg, &pl->dr, err, errlen)))
-        return -1;
     rd_kafka_conf_t *conf = kafka_conf_new(cfg, err, errlen);
     if (!conf)
         return -1;
@@ -911,6 +972,15 @@ static int setup(pipeline *pl, char *err, size_t errlen)
         return -1;
     }
     rd_kafka_poll_set_consumer(pl->consumer);
+    /* Fidelio creates no topics: a missing one is an error now, not a silent wait */
+    const char *topics_in_use[] = {cfg->topic_touchpoints, cfg->topic_credits, cfg->topic_rewards,
+                                   cfg->topic_stage_changes, cfg->topic_dlq};
+    const char *topic_keys[] = {"topics.touchpoints", "topics.credits", "topics.rewards", "topics.stage_changes",
+                                "topics.dlq"};
+    if (kafka_check_topics(pl->consumer, topics_in_use, topic_keys, 5, 30000, err, errlen) != 0)
+        return -1;
+    if (emitter_open(&pl->em, cfg, pl->consumer, err, errlen) != 0)
+        return -1;
     rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(2);
     rd_kafka_topic_partition_list_add(topics, cfg->topic_touchpoints, RD_KAFKA_PARTITION_UA);
     rd_kafka_topic_partition_list_add(topics, cfg->topic_credits, RD_KAFKA_PARTITION_UA);
@@ -940,10 +1010,7 @@ static void teardown(pipeline *pl)
         rd_kafka_destroy(pl->consumer);
     }
     clear_batch(pl);
-    if (pl->producer) {
-        rd_kafka_flush(pl->producer, 10000);
-        rd_kafka_destroy(pl->producer);
-    }
+    emitter_close(&pl->em);
     store_close(pl->store);
     codec_free(pl->codec);
     for (int i = 0; pl->items && i < pl->cap; i++) {
@@ -1073,6 +1140,12 @@ int pipeline_run(const config *cfg, const program *prog, const pipeline_opts *op
                 continue;
             }
             if (m->err) {
+                if (kafka_err_is_access(m->err)) { /* waiting cannot help: say so and stop */
+                    snprintf(err, errlen, "consumer: %s (the principal lacks an ACL or its credentials are wrong; "
+                             "README: ACLs)", rd_kafka_message_errstr(m));
+                    rd_kafka_message_destroy(m);
+                    goto out;
+                }
                 log_warn("consumer: %s", rd_kafka_message_errstr(m));
                 rd_kafka_message_destroy(m);
                 continue;
@@ -1125,7 +1198,10 @@ int pipeline_run(const config *cfg, const program *prog, const pipeline_opts *op
     rc = 0;
 out:
     teardown(&pl);
-    log_info("stopped: %lld touchpoints, %lld credits, %lld duplicates, %lld to the DLQ, %lld outputs in %lld batches",
-             st->touchpoints, st->credits, st->duplicates, st->dlq, st->outputs, st->batches);
+    log_info("stopped: %lld touchpoints, %lld credits, %lld duplicates, %lld to the DLQ, %lld outputs in %lld batches%s",
+             st->touchpoints, st->credits, st->duplicates, st->dlq, st->outputs, st->batches,
+             cfg->exactly_once ? " (exactly-once)" : "");
+    if (st->aborted)
+        log_info("%lld transactions aborted and their batches processed again", st->aborted);
     return rc;
 }

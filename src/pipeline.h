@@ -38,6 +38,7 @@ typedef struct pipeline_stats {
     long long batches;
     long long fenced;        /* applies refused by the version check and recomputed */
     long long redis_pauses;  /* times processing paused because Redis was unreachable */
+    long long aborted;       /* exactly-once: transactions aborted (their batches processed again) */
 } pipeline_stats;
 
 /* Run until SIGINT/SIGTERM (cli_stop), or until idle with opts->until_idle.

@@ -22,6 +22,7 @@ for i in 1 2 3; do
     wait_until 300 "$target outputs" outputs_at_least "$target"
     kill -KILL "$RUN_PID"
     wait "$RUN_PID" 2>/dev/null || true
+    mid_stream "kill #$i"
     pass "kill -9 #$i at $(outputs_total) messages on the output topics (this run added $(( $(outputs_total) - start )))"
 done
 # shellcheck disable=SC2046

@@ -15,11 +15,13 @@ B=$RUN_PID
 wait_until 60 "both instances assigned" grep -q "assigned" "$WORK/b.log"
 wait_until 300 "a third of the outputs" outputs_at_least $((EXPECTED_IDS / 3))
 stop_run "$A" 30
+mid_stream "the SIGTERM of a"
 grep -q "revoked" "$WORK/a.log" || fail "a: no revoke logged"
 pass "instance a stopped with SIGTERM mid-stream (exit 0, partitions handed over)"
 wait_until 300 "two thirds of the outputs" outputs_at_least $((EXPECTED_IDS * 2 / 3))
 kill -KILL "$B"
 wait "$B" 2>/dev/null || true
+mid_stream "the SIGKILL of b"
 pass "instance b killed with SIGKILL at $(outputs_total) output messages"
 # shellcheck disable=SC2046
 "$FIDELIO" run $(fid_opts) --until-idle >"$WORK/c.log" 2>&1 || fail "c: $(tail -5 "$WORK/c.log")"

@@ -14,12 +14,14 @@ start_run a --set pipeline.batch_size=100
 A=$RUN_PID
 wait_until 300 "a's first outputs" outputs_at_least $((EXPECTED_IDS / 6))
 kill -STOP "$A"
+mid_stream "the SIGSTOP of a"
 frozen_at=$(outputs_total)
 start_run b --set pipeline.batch_size=100
 B=$RUN_PID
 # b gets the partitions once a's session (6 s) expires, and makes progress
 wait_until 120 "b's progress while a is frozen" outputs_at_least $((frozen_at + EXPECTED_IDS / 4))
 pass "a frozen at $frozen_at output messages; b took over and reached $(outputs_total)"
+mid_stream "the take-over by b"
 kill -CONT "$A"
 sleep 8
 kill -0 "$A" 2>/dev/null || fail "a died after SIGCONT: $(tail -3 "$WORK/a.log")"

@@ -159,7 +159,7 @@ wait_until() {
     local end=$((SECONDS + limit))
     until "$@"; do
         [ "$SECONDS" -lt "$end" ] || fail "timed out after ${limit}s waiting for $what"
-        sleep 0.5
+        sleep 0.25
     done
 }
 
@@ -204,8 +204,21 @@ if bad or extra:
 PY
 }
 
-# outputs_at_least N: rewards + stage-changes hold at least N messages.
-outputs_total() { echo $(( $(count rewards) + $(count stage-changes) )); }
+# end_offsets TOPIC...: the sum of the topics' partition end offsets, asked of
+# the broker without reading a message: the number of messages written (with
+# transactions, commit/abort markers count too). Fast enough to poll.
+end_offsets() {
+    local t parts=() n
+    for t in "$@"; do
+        n=$(kcat -b "$BOOTSTRAP" -L -t "$t" 2>/dev/null | grep -c '^    partition ') || true
+        [ "$n" -gt 0 ] || fail "topic $t has no partitions"
+        for p in $(seq 0 $((n - 1))); do parts+=(-t "$t:$p:-1"); done
+    done
+    kcat -b "$BOOTSTRAP" -Q "${parts[@]}" 2>/dev/null | awk '{s += $NF} END {print s + 0}'
+}
+
+# outputs_total: messages written to rewards + stage-changes; outputs_at_least N.
+outputs_total() { end_offsets rewards stage-changes; }
 outputs_at_least() { [ "$(outputs_total)" -ge "$1" ]; }
 
 # prepare_stream N CUSTOMERS: generate N events (gen_events.py), compute the
@@ -230,6 +243,14 @@ check_final() {
     extra=$(comm -13 "$WORK/expected.ids" "$WORK/ids.now" | wc -l)
     [ "$missing" -eq 0 ] && [ "$extra" -eq 0 ] || fail "$missing expected output ids missing, $extra unexpected"
     same_profiles "$WORK/expected.profiles" || fail "profiles differ from simulate's"
+}
+
+# mid_stream WHAT: fail unless outputs are still missing (WHAT happened before
+# the stream was processed): a fault injected after the end would test nothing.
+mid_stream() {
+    local n
+    n=$(outputs_total)
+    [ "$n" -lt "$EXPECTED_IDS" ] || fail "$1 came after the whole stream was processed ($n outputs)"
 }
 
 # unique_outputs_at_least N: N distinct output ids are on the topics.

@@ -16,6 +16,7 @@ PACKAGES=(
   default-jdk-headless maven                            # the real Apache Kafka broker of the 'kafka' suite
   clang libclang-rt-14-dev                              # libFuzzer harnesses (tests/fuzz)
   prometheus chromium                                   # a real scraper and a real browser in the tests
+  python3-confluent-kafka                               # independent client watching transactions (tests/kafka/txn_probe.py)
 )
 
 SUDO=""

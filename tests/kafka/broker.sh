@@ -149,7 +149,7 @@ EOF
 kafka_start_node() {
     local dir=$1 n=$2 node="$1/node$2"
     # shellcheck disable=SC2086
-    setsid java $KAFKA_HEAP -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
+    java $KAFKA_HEAP -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
         -Dlog4j2.configurationFile="$KAFKA_TOOLS_DIR/log4j2-broker.properties" \
         -Dkafka.logs.dir="$node" \
         -cp "$KAFKA_LIBS/*" kafka.Kafka "$node/server.properties" \
@@ -284,7 +284,7 @@ kafka_start() {
     fi
     for n in $(seq "$nodes"); do
         _kafka_write_config "$dir" "$n" "$nodes" "$sasl" "$tls" "${users[*]}"
-        _kafka_java kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/node$n/server.properties" \
+        _kafka_java kafka.tools.StorageTool format --cluster-id="$cluster_id" -c "$dir/node$n/server.properties" \
             "${scram[@]}" >"$dir/node$n/format.log" 2>&1 \
             || { _kafka_err "format failed: $(tail -5 "$dir/node$n/format.log")"; return 1; }
     done
