@@ -208,13 +208,21 @@ PY
 # the broker without reading a message: the number of messages written (with
 # transactions, commit/abort markers count too). Fast enough to poll.
 end_offsets() {
-    local t parts=() n
-    for t in "$@"; do
-        n=$(kcat -b "$BOOTSTRAP" -L -t "$t" 2>/dev/null | grep -c '^    partition ') || true
-        [ "$n" -gt 0 ] || fail "topic $t has no partitions"
-        for p in $(seq 0 $((n - 1))); do parts+=(-t "$t:$p:-1"); done
+    local t p parts=() n out
+    for _ in $(seq 120); do   # a leader may be moving (broker restarts): ask again
+        parts=()
+        for t in "$@"; do
+            n=$(kcat -b "$BOOTSTRAP" -L -t "$t" 2>/dev/null | grep -c '^    partition ') || true
+            for p in $(seq 0 $((n - 1))); do parts+=(-t "$t:$p:-1"); done
+        done
+        if [ ${#parts[@]} -gt 0 ] && out=$(kcat -b "$BOOTSTRAP" -Q "${parts[@]}" 2>/dev/null) \
+            && [ "$(grep -c ' offset ' <<<"$out")" -eq $((${#parts[@]} / 2)) ]; then
+            awk '{s += $NF} END {print s + 0}' <<<"$out"
+            return 0
+        fi
+        sleep 0.5
     done
-    kcat -b "$BOOTSTRAP" -Q "${parts[@]}" 2>/dev/null | awk '{s += $NF} END {print s + 0}'
+    fail "no end offsets of $* from the broker for 60 s"
 }
 
 # outputs_total: messages written to rewards + stage-changes; outputs_at_least N.

@@ -25,12 +25,14 @@
 #   broker.sh acl DIR ARGS...            org.apache.kafka.tools.AclCommand as admin (--sasl)
 #   broker.sh stop DIR                   stop every node (SIGTERM, then SIGKILL after 30 s)
 #   broker.sh stop-node DIR N / start-node DIR N    stop / restart node N (1-based)
+#   broker.sh kill-node DIR N            SIGKILL node N (a crash: no controlled shutdown)
 #   broker.sh tool DIR CLASS ARGS...     any Kafka tool class with --bootstrap-server
 #                                        and (with --sasl) the admin client config added
 #
 # Sourced (`source tests/kafka/broker.sh`): the same as functions kafka_jars,
 # kafka_start, kafka_topics, kafka_acl, kafka_stop, kafka_stop_node,
-# kafka_start_node, kafka_tool; kafka_start sets KAFKA_BOOTSTRAP.
+# kafka_start_node, kafka_kill_node, kafka_wait_ready DIR [SECONDS], kafka_tool;
+# kafka_start sets KAFKA_BOOTSTRAP.
 #
 # Files in DIR: bootstrap (host:port,...), nodeN/{server.properties,data,pid,broker.log},
 # nodes (count), protocol (security.protocol of the client listener),
@@ -117,6 +119,9 @@ num.io.threads=2
 background.threads=2
 num.replica.fetchers=1
 unclean.leader.election.enable=false
+replica.lag.time.max.ms=5000
+broker.heartbeat.interval.ms=1000
+broker.session.timeout.ms=4000
 controlled.shutdown.enable=true
 EOF
     if [ "$sasl" = 1 ]; then
@@ -155,6 +160,7 @@ kafka_start_node() {
         -cp "$KAFKA_LIBS/*" kafka.Kafka "$node/server.properties" \
         >>"$node/broker.log" 2>&1 </dev/null &
     echo $! >"$node/pid"
+    disown $! 2>/dev/null || true  # no "Killed" notice from the shell when a test kills it
 }
 
 # kafka_stop_node DIR N: SIGTERM node N, SIGKILL after 30 s; waits until it is gone.
@@ -169,6 +175,16 @@ kafka_stop_node() {
     done
     kill -KILL "$pid" 2>/dev/null || true
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    rm -f "$node/pid"
+}
+
+# kafka_kill_node DIR N: SIGKILL node N and wait until it is gone.
+kafka_kill_node() {
+    local node="$1/node$2" pid
+    [ -f "$node/pid" ] || return 0
+    pid=$(cat "$node/pid")
+    kill -KILL "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     rm -f "$node/pid"
 }
 
@@ -332,6 +348,7 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
         stop) [ $# -eq 1 ] || { _kafka_err "usage: stop DIR"; exit 2; }; kafka_stop "$1" ;;
         stop-node) kafka_stop_node "$1" "$2" ;;
         start-node) kafka_start_node "$1" "$2" && kafka_wait_ready "$1" 180 ;;
+        kill-node) kafka_kill_node "$1" "$2" ;;
         topics) kafka_topics "$@" ;;
         acl) kafka_acl "$@" ;;
         tool) kafka_tool "$@" ;;
