@@ -183,6 +183,7 @@ static emit_result commit_txn(emitter *em, rd_kafka_topic_partition_list_t *offs
     if (rd_kafka_error_is_fatal(e)) {
         log_warn("transaction failed for good (%s): replacing the producer; the batch will be processed again",
                  rd_kafka_error_string(e));
+        snprintf(em->last_abort, sizeof(em->last_abort), "%s", rd_kafka_error_string(e));
         rd_kafka_error_destroy(e);
         if (restart_producer(em, err, errlen) != 0)
             return EMIT_FATAL;
@@ -199,6 +200,7 @@ static emit_result commit_txn(emitter *em, rd_kafka_topic_partition_list_t *offs
     /* abortable: e.g. fenced by the group generation after losing partitions,
      * or a message that could not be delivered */
     log_warn("transaction aborted (%s): the batch will be processed again", rd_kafka_error_string(e));
+    snprintf(em->last_abort, sizeof(em->last_abort), "%s", rd_kafka_error_string(e));
     rd_kafka_error_destroy(e);
     emitter_abort(em);
     return EMIT_ABORTED;

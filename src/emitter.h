@@ -41,6 +41,7 @@ typedef struct emitter {
     char txn_id[256];           /* transactional.id in use */
     long long aborted;          /* transactions aborted so far */
     long long restarts;         /* producers replaced after a fatal (fenced) error */
+    char last_abort[512];       /* why the last transaction was aborted */
 } emitter;
 
 /* Open the producer for cfg; with pipeline.exactly_once a transactional one

@@ -139,8 +139,30 @@ rd_kafka_t *kafka_mock_start(const config *cfg, int brokers, int partitions, rd_
     return rk;
 }
 
+/* Serve rk's queue (its error callback may fill note); an access error
+ * (authentication, ACL) fills err. */
+static int access_error(rd_kafka_t *rk, const kafka_errnote *note, char *err, size_t errlen)
+{
+    rd_kafka_message_t *m;
+    while ((m = rd_kafka_consumer_poll(rk, 0))) {
+        if (m->err && kafka_err_is_access(m->err) && !note->code) {
+            snprintf(err, errlen, "%s (wrong credentials or security settings, or a missing ACL; README: ACLs)",
+                     rd_kafka_message_errstr(m));
+            rd_kafka_message_destroy(m);
+            return -1;
+        }
+        rd_kafka_message_destroy(m);
+    }
+    if (note->code) {
+        snprintf(err, errlen, "%s (wrong credentials or security settings, or a missing ACL; README: ACLs)",
+                 note->text);
+        return -1;
+    }
+    return 0;
+}
+
 int kafka_check_topics(rd_kafka_t *rk, const char *const *topics, const char *const *keys, size_t n, int timeout_ms,
-                       char *err, size_t errlen)
+                       const kafka_errnote *note, char *err, size_t errlen)
 {
     for (size_t i = 0; i < n; i++) {
         rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topics[i], NULL);
@@ -149,7 +171,17 @@ int kafka_check_topics(rd_kafka_t *rk, const char *const *topics, const char *co
             return -1;
         }
         const struct rd_kafka_metadata *md = NULL;
-        rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms);
+        rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR__TIMED_OUT;
+        /* ask in slices, so a failed login is reported at once rather than after the timeout */
+        for (int waited = 0; waited < timeout_ms; waited += 2000) {
+            e = rd_kafka_metadata(rk, 0, rkt, &md, 2000);
+            if (e != RD_KAFKA_RESP_ERR__TIMED_OUT && e != RD_KAFKA_RESP_ERR__TRANSPORT)
+                break;
+            if (access_error(rk, note, err, errlen) != 0) {
+                rd_kafka_topic_destroy(rkt);
+                return -1;
+            }
+        }
         rd_kafka_topic_destroy(rkt);
         if (e) {
             snprintf(err, errlen,

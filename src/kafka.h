@@ -17,6 +17,13 @@ typedef struct kafka_delivery {
     char last_error[256]; /* text of the last failure */
 } kafka_delivery;
 
+/* The last access error (authentication, ACL) a client reported through its
+ * error callback; code 0 while there is none. */
+typedef struct kafka_errnote {
+    rd_kafka_resp_err_t code;
+    char text[512];
+} kafka_errnote;
+
 /* Check every kafka.* key against librdkafka, naming its origin on error. */
 int kafka_check_config(const config *cfg, char *err, size_t errlen);
 
@@ -33,10 +40,12 @@ rd_kafka_t *kafka_producer_new(const config *cfg, kafka_delivery *dr, char *err,
 void kafka_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
 
 /* Check that each of the n topics exists and may be described, asking the
- * cluster through rk; keys[i] names the setting of topics[i] in messages.
+ * cluster through rk (a consumer not yet subscribed: it is polled between
+ * tries, so its error callback can fill note and a failed login stops the
+ * check at once); keys[i] names the setting of topics[i] in messages.
  * Returns 0, or -1 with err saying which topic and what to do. */
 int kafka_check_topics(rd_kafka_t *rk, const char *const *topics, const char *const *keys, size_t n, int timeout_ms,
-                       char *err, size_t errlen);
+                       const kafka_errnote *note, char *err, size_t errlen);
 
 /* Whether e says the client may not do what it asked (authentication or an ACL):
  * an error that waiting does not cure. */

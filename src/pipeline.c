@@ -62,6 +62,8 @@ typedef struct pipeline {
     emitter em;                   /* producer of the batch's messages, commit of its offsets */
     bool committed;               /* the last batch's offsets were committed */
     double commit_s;              /* seconds the last batch spent in emitter_commit (acks + offsets) */
+    int aborts_in_row;            /* exactly-once: consecutive aborted transactions */
+    kafka_errnote access;         /* an authentication/ACL error the consumer reported */
     codec *codec;
     store *store;
     item *items;                  /* the batch */
@@ -689,8 +691,17 @@ static int process_batch(pipeline *pl)
         rewind_batch(pl);
         clear_batch(pl);
         pl->st->aborted++;
+        /* a fenced zombie aborts once, then serves its rebalance; a batch that
+         * aborts again and again (a missing ACL, a broken cluster) must stop */
+        if (++pl->aborts_in_row >= 5) {
+            snprintf(pl->err, sizeof(pl->err), "%d transactions in a row were aborted; the last: %.900s",
+                     pl->aborts_in_row, pl->em.last_abort);
+            return -1;
+        }
+        sleep(1);
         return 0;
     }
+    pl->aborts_in_row = 0;
     double t2 = now_s();
     if (pl->committed)
         trim_batch(pl);
@@ -893,6 +904,20 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
     count_assigned(rk);
 }
 
+/* The consumer's error callback: access errors (authentication, ACLs) are
+ * kept for the loop, which stops on them; others are logged (librdkafka retries). */
+static void on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    (void)rk;
+    pipeline *pl = opaque;
+    if (kafka_err_is_access((rd_kafka_resp_err_t)err)) {
+        pl->access.code = (rd_kafka_resp_err_t)err;
+        snprintf(pl->access.text, sizeof(pl->access.text), "%s", reason);
+        return;
+    }
+    log_warn("kafka: %s", reason);
+}
+
 /* Whether the configuration sets kafka.<key>. */
 static bool user_set(const config *cfg, const char *key)
 {
@@ -964,6 +989,7 @@ static int setup(pipeline *pl, char *err, size_t errlen)
     }
     rd_kafka_conf_set_stats_cb(conf, on_stats);
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    rd_kafka_conf_set_error_cb(conf, on_kafka_error);
     rd_kafka_conf_set_opaque(conf, pl);
     pl->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof(why));
     if (!pl->consumer) {
@@ -977,7 +1003,7 @@ static int setup(pipeline *pl, char *err, size_t errlen)
                                    cfg->topic_stage_changes, cfg->topic_dlq};
     const char *topic_keys[] = {"topics.touchpoints", "topics.credits", "topics.rewards", "topics.stage_changes",
                                 "topics.dlq"};
-    if (kafka_check_topics(pl->consumer, topics_in_use, topic_keys, 5, 30000, err, errlen) != 0)
+    if (kafka_check_topics(pl->consumer, topics_in_use, topic_keys, 5, 30000, &pl->access, err, errlen) != 0)
         return -1;
     if (emitter_open(&pl->em, cfg, pl->consumer, err, errlen) != 0)
         return -1;
@@ -1127,6 +1153,13 @@ int pipeline_run(const config *cfg, const program *prog, const pipeline_opts *op
         while (pl.nitems < pl.cap && !cli_stop) {
             int wait = (int)((deadline - now_s()) * 1000);
             rd_kafka_message_t *m = rd_kafka_consumer_poll(pl.consumer, wait > 0 ? wait : 0);
+            if (pl.access.code) { /* a failed login or a missing ACL: waiting cannot help */
+                if (m)
+                    rd_kafka_message_destroy(m);
+                snprintf(err, errlen, "kafka: %s (wrong credentials or security settings, or a missing ACL; "
+                         "README: ACLs)", pl.access.text);
+                goto out;
+            }
             if (!m) {
                 if (wait <= 0)
                     break;

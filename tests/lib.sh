@@ -75,6 +75,18 @@ start_kafka() {
     KAFKA_DIR="$WORK/kafka"
     kafka_start "$KAFKA_DIR" "${opts[@]}" >/dev/null || fail "the Kafka broker did not start"
     BOOTSTRAP=$(cat "$KAFKA_DIR/bootstrap")
+    if [ "$(cat "$KAFKA_DIR/protocol")" != PLAINTEXT ]; then
+        # every kcat and fidelio command of the test acts as the admin unless it
+        # says otherwise (the command line wins over the environment)
+        export KCAT_CONFIG="$KAFKA_DIR/kcat.conf"
+        export FIDELIO_KAFKA_SECURITY_PROTOCOL
+        FIDELIO_KAFKA_SECURITY_PROTOCOL=$(cat "$KAFKA_DIR/protocol")
+        if [ "${FIDELIO_KAFKA_SECURITY_PROTOCOL#SASL}" != "$FIDELIO_KAFKA_SECURITY_PROTOCOL" ]; then
+            export FIDELIO_KAFKA_SASL_MECHANISMS=PLAIN
+            export FIDELIO_KAFKA_SASL_USERNAME=admin FIDELIO_KAFKA_SASL_PASSWORD=admin-secret
+        fi
+        [ -f "$KAFKA_DIR/tls/ca.pem" ] && export FIDELIO_KAFKA_SSL_CA_LOCATION="$KAFKA_DIR/tls/ca.pem"
+    fi
     kafka_topics "$KAFKA_DIR" touchpoints:"$parts" fidelio-credits:"$parts" rewards:"$parts" \
         stage-changes:"$parts" touchpoints-dlq:"$parts" || fail "could not create the topics"
 }
