@@ -70,6 +70,9 @@ rd_kafka_t *kafka_producer_new(const config *cfg, kafka_delivery *dr, char *err,
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
+    /* a plain producer: kafka.transactional.id belongs to run's exactly-once
+     * emitter; kept here it would make every produce call fail */
+    kafka_conf_set(conf, "transactional.id", NULL, err, errlen);
     rd_kafka_conf_set_dr_msg_cb(conf, kafka_on_delivery);
     rd_kafka_conf_set_opaque(conf, dr);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));

@@ -22,6 +22,18 @@ if [ "$BROKER" != kafka ]; then
     grep -q "pipeline.exactly_once needs a real Kafka broker: this is librdkafka's mock cluster" "$WORK/refused.log" \
         || fail "no clear refusal: $(tail -2 "$WORK/refused.log")"
     pass "the mock broker refuses pipeline.exactly_once with a message saying why (exit 1)"
+    # kafka.transactional.id left in a configuration (for the exactly-once runs)
+    # must not break producing without transactions
+    TXN=(--set kafka.transactional.id=fidelio-left-over)
+    # shellcheck disable=SC2046
+    head -40 "$SOURCE_DIR/seeds/demo.jsonl" | "$FIDELIO" produce -q $(fid_opts) "${TXN[@]}" -t touchpoints \
+        || fail "produce with kafka.transactional.id set failed"
+    # shellcheck disable=SC2046
+    "$FIDELIO" run $(fid_opts) "${TXN[@]}" --until-idle >"$WORK/alo.log" 2>&1 \
+        || fail "run with kafka.transactional.id set exited $?: $(tail -2 "$WORK/alo.log")"
+    want=$(head -40 "$SOURCE_DIR/seeds/demo.jsonl" | "$FIDELIO" simulate 2>/dev/null | wc -l)
+    [ "$(outputs_total)" -eq "$want" ] || fail "$(outputs_total) outputs, want $want"
+    pass "with kafka.transactional.id set and exactly_once off, produce and run work without transactions"
     done_ok
     exit 0
 fi

@@ -100,4 +100,18 @@ set -e
 grep -q "stored profile of cust-0001: not a profile encoding" "$WORK/run4.log" || fail "no clear message: $(tail -3 "$WORK/run4.log")"
 [ "$(redis-cli -s "${REDIS_URL#unix://}" HGET 'fidelio:{cust-0001}:p' p)" = garbage ] || fail "the corrupt profile was overwritten"
 pass "an unreadable stored profile stops fidelio run with exit 1 and a message naming the customer"
+
+if [ "$BROKER" = kafka ]; then  # the mock creates any topic asked for; a real cluster need not
+    set +e
+    # shellcheck disable=SC2046
+    timeout 60 "$FIDELIO" run $(fid_opts) --set topics.rewards=no-such-rewards --until-idle >"$WORK/run5.log" 2>&1
+    rc=$?
+    set -e
+    [ "$rc" -eq 1 ] || fail "run with a missing output topic exited $rc, want 1 at once"
+    grep -q "topic 'no-such-rewards' (topics.rewards) does not exist on the Kafka cluster: fidelio creates no topics" \
+        "$WORK/run5.log" || fail "no clear message: $(tail -2 "$WORK/run5.log")"
+    kcat -b "$BOOTSTRAP" -L -t no-such-rewards 2>/dev/null | grep -q "Broker: Unknown topic" \
+        || fail "the missing topic was created"
+    pass "a topic that does not exist: exit 1 naming it and its setting; nothing created"
+fi
 done_ok

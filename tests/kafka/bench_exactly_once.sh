@@ -44,7 +44,8 @@ echo "$N events over $C customers on Kafka $KAFKA_VERSION (6 partitions), batch 
 run_once() {
     "$FIDELIO" run -b "$B" --set redis.url="unix://$WORK/redis/r.sock" --set redis.key_prefix="$1:" \
         --set consumer.group="$1" --set pipeline.batch_size="$BATCH" --set pipeline.exactly_once="$2" \
-        --set kafka.transactional.id="bench-$1" --until-idle >"$WORK/$1.log" 2>&1
+        --set kafka.transactional.id="bench-$1" --until-idle >"$WORK/$1.log" 2>&1 \
+        || { echo "fidelio run $1 failed: $(tail -3 "$WORK/$1.log")" >&2; return 1; }
     python3 - "$WORK/$1.log" "$N" <<'PY'
 import re, sys
 from datetime import datetime
