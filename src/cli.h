@@ -76,6 +76,7 @@ int cmd_ledger(int argc, char **argv);
 int cmd_encode(int argc, char **argv);
 int cmd_gen(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+int cmd_diff(int argc, char **argv);
 int cmd_dashboard(int argc, char **argv);
 
 #endif

@@ -15,6 +15,7 @@ static const struct {
     {"run", cmd_run, "the streaming pipeline: touchpoints -> Redis profiles -> rewards and stage changes"},
     {"profile", cmd_profile, "a customer's profile from Redis as JSON"},
     {"ledger", cmd_ledger, "a customer's recent balance changes from Redis"},
+    {"diff", cmd_diff, "the customers whose profiles differ between two namespaces (what-if, rebuild check)"},
     {"report", cmd_report, "the programme's figures of a namespace: funnel, ladders, personas, points"},
     {"dashboard", cmd_dashboard, "serve the control room of a namespace over HTTP"},
     {"check", cmd_check, "validate the configuration and print it, secrets masked"},

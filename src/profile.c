@@ -424,7 +424,7 @@ static json_t *time_or_null(int64_t ms)
     return json_string(iso);
 }
 
-int profile_to_json(const profile *p, const program *prog, buf *out)
+json_t *profile_json(const profile *p, const program *prog)
 {
     json_t *o = json_object(), *counts = json_object(), *stages = json_object(), *scores = json_object();
     int bad = !o || !counts || !stages || !scores;
@@ -433,7 +433,7 @@ int profile_to_json(const profile *p, const program *prog, buf *out)
         json_decref(counts);
         json_decref(stages);
         json_decref(scores);
-        return -1;
+        return NULL;
     }
     bad |= json_object_set_new(o, "customer_id", json_string(p->customer_id));
     bad |= json_object_set_new(o, "balance", json_integer(p->balance));
@@ -469,7 +469,17 @@ int profile_to_json(const profile *p, const program *prog, buf *out)
     bad |= json_object_set_new(o, "orders_on_record", json_integer(p->norders));
     bad |= json_object_set_new(o, "first_event_at", time_or_null(p->first_event_at));
     bad |= json_object_set_new(o, "last_event_at", time_or_null(p->last_event_at));
-    char *text = bad ? NULL : json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
+    if (bad) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+int profile_to_json(const profile *p, const program *prog, buf *out)
+{
+    json_t *o = profile_json(p, prog);
+    char *text = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12)) : NULL;
     json_decref(o);
     if (!text)
         return -1;

@@ -111,5 +111,9 @@ int64_t profile_parked_points(const profile *p);
 const char *profile_persona(const profile *p);
 /* Append the profile as one JSON object (what `fidelio profile` prints). */
 int profile_to_json(const profile *p, const program *prog, buf *out);
+/* The same object as a jansson value (the caller's: json_decref), NULL when
+ * memory runs out. `fidelio diff` compares these. */
+struct json_t;
+struct json_t *profile_json(const profile *p, const program *prog);
 
 #endif
