@@ -208,7 +208,7 @@ static int compare(const char *id, json_t *a, json_t *b, const side *sides, summ
     }
     sum->listed++;
     if (as_json) {
-        json_t *line = json_pack("{sssOsO}", "customer_id", id, "only_in",
+        json_t *line = json_pack("{sssosO}", "customer_id", id, "only_in",
                                  a && b ? json_null() : json_string(sides[a ? 0 : 1].name), "fields", fields);
         char *t = line ? json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12)) : NULL;
         json_decref(line);
