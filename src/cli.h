@@ -77,6 +77,7 @@ int cmd_encode(int argc, char **argv);
 int cmd_gen(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
+int cmd_offsets(int argc, char **argv);
 int cmd_dashboard(int argc, char **argv);
 
 #endif
