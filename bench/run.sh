@@ -144,7 +144,8 @@ TCK=$(getconf CLK_TCK)
 used_memory() { "${RCLI[@]}" info memory | sed -n 's/^used_memory:\([0-9]*\).*/\1/p'; }
 profiles_of() { "${RCLI[@]}" --scan --pattern "$1*:p" | wc -l; }
 
-# fid_opts RUN: settings of one fidelio run: its group, namespace and topics.
+# fid_opts RUN: settings of one fidelio run: its group, namespace and topics (and no
+# HTTP server: runs overlap, and a developer's instance may hold the port).
 fid_opts() {
     echo "-b $BOOT ${KOPTS[*]} --set redis.url=$REDIS_URL --set consumer.group=bench-$1 --set redis.key_prefix=bench-$1:" \
         "--set topics.rewards=bench-$1-rewards --set topics.stage_changes=bench-$1-stage-changes" \
@@ -232,6 +233,7 @@ NAIVE_PID=$!
 PIDS+=("$NAIVE_PID")
 for _ in $(seq 600); do grep -q " assigned " "$WORK/naive.log" && break; sleep 0.1; done
 sleep "$NAIVE_S"
+kill -0 "$NAIVE_PID" 2>/dev/null || die "the naive run ended early: $(tail -3 "$WORK/naive.log")"
 kill -TERM "$NAIVE_PID"
 wait "$NAIVE_PID" || die "the naive run did not stop cleanly: $(tail -3 "$WORK/naive.log")"
 NAIVE_RATE=$(echo "$(applied "$WORK/naive.log") $(log_span "$WORK/naive.log")" | awk '{print ($2 > 0 ? $1 / $2 : 0)}')
