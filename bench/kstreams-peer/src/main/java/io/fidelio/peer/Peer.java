@@ -267,9 +267,18 @@ public final class Peer {
         });
         long start = System.nanoTime();
         streams.start();
-        long last = start;
+        long last = start, progressAt = start, seen = 0;
         while (processed.get() < expect) {
             Thread.sleep(50);
+            long now = System.nanoTime(), n = processed.get();
+            if (n != seen) {
+                seen = n;
+                progressAt = now;
+            } else if (now - progressAt > 120_000_000_000L) {
+                System.err.println("peer: no progress for 120 s after " + n + " of " + expect + " events; giving up");
+                streams.close(Duration.ofSeconds(10));
+                System.exit(1);
+            }
             KafkaStreams.State st = streams.state();
             if (st == KafkaStreams.State.ERROR || st == KafkaStreams.State.NOT_RUNNING
                     || st == KafkaStreams.State.PENDING_SHUTDOWN) {
