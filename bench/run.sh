@@ -287,20 +287,23 @@ if [ "$PEER" = 1 ]; then
     note "8/8 the Kafka Streams peer (exactly_once_v2, RocksDB) on bench-touchpoints"
     bash "$ROOT/bench/kstreams-peer/run-peer.sh" --bootstrap "$BOOT" --input bench-touchpoints \
         --rewards peer-rewards --stage-changes peer-stage-changes --expect "$EVENTS" --state-dir "$WORK/peer-state" \
-        >"$WORK/peer.out" 2>"$WORK/peer.log" || die "peer: $(tail -5 "$WORK/peer.log")"
+        >"$WORK/peer.out" 2>"$WORK/peer.log" || note "the peer FAILED: $(grep -v WARN "$WORK/peer.log" | tail -3)"
     PEER_RATE=$(sed -n 's/.* rate=\([0-9]*\).*/\1/p' "$WORK/peer.out")
+fi
+if [ -n "$PEER_RATE" ]; then
     # Every 10th customer (all with --quick): each reward and tier change of the peer
     # equals `fidelio simulate` with the same program core over the same events.
     every=10
     [ "$QUICK" = 1 ] && every=1
+    PEER_CHECK=FAILED
     note "checking the peer against fidelio simulate -r bench/kstreams-peer/core-rules.yaml (every ${every}th customer)"
     "$FIDELIO" gen --customers "$CUSTOMERS" --events "$EVENTS" --seed 1 --end "$END" -q -o "$WORK/events.jsonl"
     "$FIDELIO" simulate -r bench/kstreams-peer/core-rules.yaml "$WORK/events.jsonl" >"$WORK/core.sim" 2>"$WORK/core.sim.log"
     "$FIDELIO" consume -b "$BOOT" -t peer-rewards --schema reward -e >"$WORK/peer.rewards" 2>>"$WORK/peer.log"
     "$FIDELIO" consume -b "$BOOT" -t peer-stage-changes --schema stage-change -e >"$WORK/peer.stages" 2>>"$WORK/peer.log"
     python3 bench/kstreams-peer/verify.py "$WORK/core.sim" "$WORK/peer.rewards" "$WORK/peer.stages" "$every" \
-        >"$WORK/verify.out" 2>"$WORK/verify.log" || die "the peer disagrees with fidelio simulate: $(cat "$WORK/verify.log")"
-    PEER_CHECK="$(sed -n 's/customers=\([0-9]*\) rewards=\([0-9]*\) stage_changes=\([0-9]*\).*/\1 customers, \2 rewards, \3 tier changes/p' "$WORK/verify.out") equal to fidelio simulate's"
+        >"$WORK/verify.out" 2>"$WORK/verify.log" || note "the peer DISAGREES with fidelio simulate: $(cat "$WORK/verify.log")"
+    if [ -s "$WORK/verify.out" ]; then PEER_CHECK="$(sed -n 's/customers=\([0-9]*\) rewards=\([0-9]*\) stage_changes=\([0-9]*\).*/\1 customers, \2 rewards, \3 tier changes/p' "$WORK/verify.out") equal to fidelio simulate's"; fi
 fi
 
 # The table.

@@ -62,7 +62,17 @@ public final class Peer {
         }
     }
 
-    /** One customer's state, as stored in RocksDB (41 bytes). */
+    /** A new record with every field that has a default set to it (fields added
+     *  to the contract later, such as program_digest, keep working). */
+    static GenericRecord withDefaults(Schema s) {
+        GenericRecord r = new GenericData.Record(s);
+        for (Schema.Field f : s.getFields())
+            if (f.hasDefaultValue())
+                r.put(f.pos(), GenericData.get().getDefaultValue(f));
+        return r;
+    }
+
+    /** One customer's state, as stored in RocksDB (33 bytes). */
     static final class State {
         boolean welcomed;
         long balance, lifetime;
@@ -133,7 +143,7 @@ public final class Peer {
                           long ts) {
             s.balance += points;
             s.lifetime += points;
-            GenericRecord r = new GenericData.Record(reward);
+            GenericRecord r = withDefaults(reward);
             r.put("reward_id", eventId + ":" + rule);
             r.put("customer_id", customer);
             r.put("kind", new GenericData.EnumSymbol(reward.getField("kind").schema(), "EARN"));
@@ -196,7 +206,7 @@ public final class Peer {
             }
             int tier = s.lifetime >= TIER_AT[2] ? 2 : s.lifetime >= TIER_AT[1] ? 1 : 0;
             if (tier > s.tier) {
-                GenericRecord c = new GenericData.Record(stage);
+                GenericRecord c = withDefaults(stage);
                 c.put("change_id", eventId + ":tier");
                 c.put("customer_id", customer);
                 c.put("ladder", "tier");
