@@ -113,7 +113,7 @@ static int inspect(int argc, char **argv, int is_ledger)
     if (!is_ledger && (rc = cli_load_program(&cfg, rules, &prog)) != EXIT_OK)
         goto out_cfg;
     rc = EXIT_RUNTIME;
-    store *s = store_open(cfg.redis_url, cfg.key_prefix, cfg.dedupe_retention_ms, cfg.ledger_max, err, sizeof(err));
+    store *s = store_open_readonly(cfg.redis_url, cfg.key_prefix, err, sizeof(err));
     if (!s) {
         fprintf(stderr, "fidelio: %s\n", err);
         goto out_prog;

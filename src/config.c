@@ -52,14 +52,16 @@ static int check_nonempty(const char *v, char *err, size_t errlen)
 static int check_redis_url(const char *v, char *err, size_t errlen)
 {
     if (strncmp(v, "unix://", 7) == 0) {
-        if (v[7] != '/') {
-            snprintf(err, errlen, "unix:// takes an absolute socket path, e.g. unix:///run/redis.sock");
+        const char *at = strrchr(v + 7, '@'), *path = at ? at + 1 : v + 7;
+        if (*path != '/') {
+            snprintf(err, errlen, "unix:// takes an absolute socket path, e.g. unix:///run/redis.sock "
+                                  "or unix://user:password@/run/redis.sock");
             return -1;
         }
         return 0;
     }
     if (strncmp(v, "redis://", 8) != 0) {
-        snprintf(err, errlen, "expected redis://[:password@]host[:port][/db] or unix:///path");
+        snprintf(err, errlen, "expected redis://[[user]:password@]host[:port][/db] or unix://[[user]:password@]/path");
         return -1;
     }
     const char *host = v + 8;
@@ -442,24 +444,52 @@ void config_free(config *cfg)
     cfg->kafka_count = cfg->kafka_cap = 0;
 }
 
+/* Whether one dotted component of a key names a secret. */
+static int secret_component(const char *c, size_t n)
+{
+    static const char *const words[] = {"password", "secret", "token", "credential", "private", "jaas", NULL};
+    char low[128];
+    if (n >= sizeof(low))
+        n = sizeof(low) - 1;
+    for (size_t i = 0; i < n; i++)
+        low[i] = (char)tolower((unsigned char)c[i]);
+    low[n] = '\0';
+    for (const char *const *w = words; *w; w++)
+        if (strstr(low, *w))
+            return 1;
+    if (!strcmp(low, "key"))
+        return 1;
+    return n > 4 && (!strcmp(low + n - 4, "_key") || !strcmp(low + n - 4, "-key"));
+}
+
 int config_is_secret(const char *key)
 {
-    static const char *const words[] = {"password", "secret", "sasl.jaas", "ssl.key", "private", "token", "hmac_key", NULL};
-    for (const char *const *w = words; *w; w++)
-        if (strstr(key, *w))
+    if (strstr(key, "oauthbearer.config"))
+        return 1;
+    for (const char *p = key; *p;) {
+        size_t n = strcspn(p, ".");
+        if (secret_component(p, n))
             return 1;
+        p += n;
+        if (*p)
+            p++;
+    }
     return 0;
 }
 
-/* Mask the password of a redis:// URL. */
-static void mask_url(const char *url, char *out, size_t outlen)
+void config_mask_url(const char *url, char *out, size_t outlen)
 {
-    const char *at = strrchr(url, '@');
-    if (strncmp(url, "redis://", 8) != 0 || !at) {
+    size_t scheme = !strncmp(url, "redis://", 8) ? 8 : !strncmp(url, "unix://", 7) ? 7 : 0;
+    const char *at = scheme ? strrchr(url + scheme, '@') : NULL;
+    if (!at) {
         snprintf(out, outlen, "%s", url);
         return;
     }
-    snprintf(out, outlen, "redis://***%s", at);
+    const char *colon = memchr(url + scheme, ':', (size_t)(at - url - scheme));
+    if (colon) /* user:password@ -> user:***@ */
+        snprintf(out, outlen, "%.*s:***%s", (int)(colon - url), url, at);
+    else /* password@ */
+        snprintf(out, outlen, "%.*s***%s", (int)scheme, url, at);
 }
 
 int config_dump(const config *cfg, buf *out)
@@ -473,7 +503,7 @@ int config_dump(const config *cfg, buf *out)
         else if (s->type == SET_INT)
             snprintf(val, sizeof(val), "%lld", (long long)*(int64_t *)((char *)cfg + s->offset));
         else if (strcmp(s->name, "redis.url") == 0)
-            mask_url(*(char **)((char *)cfg + s->offset), val, sizeof(val));
+            config_mask_url(*(char **)((char *)cfg + s->offset), val, sizeof(val));
         else if (config_is_secret(s->name) && **(char **)((char *)cfg + s->offset))
             snprintf(val, sizeof(val), "\"***\"");
         else

@@ -75,8 +75,16 @@ void config_clear_kafka(config *cfg);
  * value's origin as a comment. */
 int config_dump(const config *cfg, buf *out);
 
-/* Whether a key names a secret (passwords, SASL/SSL keys). */
+/* Whether a key names a secret, by a rule rather than a list (so a new
+ * setting is covered the day it is added): a dotted component that contains
+ * "password", "secret", "token", "credential", "private" or "jaas", or that
+ * is "key" or ends in "_key" / "-key" / ".key" (an HMAC key, ssl.key.pem),
+ * and sasl.oauthbearer.config (it can hold clientSecret=). */
 int config_is_secret(const char *key);
+
+/* url with its user info's password replaced by "***" (redis:// and unix://);
+ * the user name is kept. Always NUL-terminated. */
+void config_mask_url(const char *url, char *out, size_t outlen);
 
 /* Path of the rule program, resolved against the config file's directory;
  * an empty result means the built-in default program.

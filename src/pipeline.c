@@ -300,10 +300,23 @@ static void group_by_customer(pipeline *pl)
     }
 }
 
+/* Keep a failed store call's message for the log or the exit: -2 (stop)
+ * for a permanent error, -1 (wait for Redis and retry) for a transient one. */
+static int redis_failed(pipeline *pl, int rc, const char *err)
+{
+    if (rc == STORE_PERMANENT) {
+        snprintf(pl->err, sizeof(pl->err), "redis failed permanently (retrying cannot help): %.900s", err);
+        return -2;
+    }
+    snprintf(pl->err, sizeof(pl->err), "%s", err);
+    return -1;
+}
+
 /* Decide every item of the batch against Redis. Returns 0; -1 when Redis
- * failed (retry the whole batch later: nothing is lost, applies are
- * idempotent); -2 when retrying cannot help (a stored profile this build
- * cannot read, out of memory): stop without committing. */
+ * failed transiently (retry the whole batch later: nothing is lost, applies
+ * are idempotent); -2 when retrying cannot help (a permanent Redis error such
+ * as NOPERM, OOM or READONLY, a stored profile this build cannot read, out of
+ * memory): stop without committing. */
 static int decide(pipeline *pl)
 {
     char err[1024];
@@ -331,10 +344,9 @@ static int decide(pipeline *pl)
         if (np == 0)
             return 0;
         double t0 = now_s();
-        if (store_fetch(pl->store, pl->fetch_p, (size_t)np, pl->fetch_s, (size_t)ns, err, sizeof(err)) != 0) {
-            snprintf(pl->err, sizeof(pl->err), "%s", err);
-            return -1;
-        }
+        int src = store_fetch(pl->store, pl->fetch_p, (size_t)np, pl->fetch_s, (size_t)ns, err, sizeof(err));
+        if (src != 0)
+            return redis_failed(pl, src, err);
         metrics_observe(M_REDIS_RTT, now_s() - t0, "fetch");
         /* run the engine per customer, in order, on the stored profile */
         int nreq = 0, si = 0;
@@ -411,10 +423,9 @@ static int decide(pipeline *pl)
         if (nreq == 0)
             continue;
         t0 = now_s();
-        if (store_apply(pl->store, pl->reqs, (size_t)nreq, err, sizeof(err)) != 0) {
-            snprintf(pl->err, sizeof(pl->err), "%s", err);
-            return -1;
-        }
+        int arc = store_apply(pl->store, pl->reqs, (size_t)nreq, err, sizeof(err));
+        if (arc != 0)
+            return redis_failed(pl, arc, err);
         metrics_observe(M_REDIS_RTT, now_s() - t0, "apply");
         int fenced = 0;
         for (int r = 0; r < nreq; r++) {
@@ -606,21 +617,28 @@ static void rewind_batch(pipeline *pl)
 }
 
 /* After a commit: trim the dedupe records of the batch's customers. A
- * failure costs nothing but memory (a later batch trims them). */
-static void trim_batch(pipeline *pl)
+ * transient failure costs nothing but memory (a later batch trims them);
+ * a permanent one (NOPERM, a script error) would never heal: -1. */
+static int trim_batch(pipeline *pl)
 {
     const char **ids = pl->trim_ids;
     char err[512];
     long long trimmed;
     if (pl->ncusts == 0)
-        return;
+        return 0;
     for (int c = 0; c < pl->ncusts; c++)
         ids[c] = pl->custs[c].id;
     double t0 = now_s();
-    if (store_trim(pl->store, ids, (size_t)pl->ncusts, wall_ms(), &trimmed, err, sizeof(err)) != 0)
+    int rc = store_trim(pl->store, ids, (size_t)pl->ncusts, wall_ms(), &trimmed, err, sizeof(err));
+    if (rc == STORE_PERMANENT) {
+        snprintf(pl->err, sizeof(pl->err), "redis failed permanently (retrying cannot help): %s", err);
+        return -1;
+    }
+    if (rc != 0)
         log_warn("trimming dedupe records failed (%s); a later batch will", err);
     else
         metrics_observe(M_REDIS_RTT, now_s() - t0, "trim");
+    return 0;
 }
 
 static void clear_batch(pipeline *pl)
@@ -703,8 +721,10 @@ static int process_batch(pipeline *pl)
     }
     pl->aborts_in_row = 0;
     double t2 = now_s();
-    if (pl->committed)
-        trim_batch(pl);
+    if (pl->committed && trim_batch(pl) != 0) {
+        clear_batch(pl); /* committed: nothing of it is left to do */
+        return -1;
+    }
     pipeline_batch_metrics(pl, t1 - t0, t2 - t1 - pl->commit_s, pl->commit_s, pl->committed);
     long long dlq = 0, dup = 0, tp = 0, cr = 0;
     buf why = {0};
@@ -1024,8 +1044,10 @@ static int setup(pipeline *pl, char *err, size_t errlen)
                  "write to that topic can grant points; set FIDELIO_CREDITS_HMAC_KEY (the same key on every "
                  "instance of namespace '%s') in production",
                  cfg->topic_credits, cfg->key_prefix);
+    char shown[512];
+    config_mask_url(cfg->redis_url, shown, sizeof(shown));
     log_info("consuming %s and %s as group '%s'; state in %s (prefix '%s'); rule program %s", cfg->topic_touchpoints,
-             cfg->topic_credits, cfg->consumer_group, cfg->redis_url, cfg->key_prefix, pl->prog->version);
+             cfg->topic_credits, cfg->consumer_group, shown, cfg->key_prefix, pl->prog->version);
     return 0;
 }
 
@@ -1103,8 +1125,9 @@ static void reload_program(pipeline *pl, const pipeline_opts *opts)
 }
 
 /* Wait out a Redis outage: pause consumption, reconnect with backoff while
- * serving rebalances, resume. Returns when Redis answers or on stop. */
-static void wait_for_redis(pipeline *pl)
+ * serving rebalances, resume. Returns 0 when Redis answers or on stop, -1
+ * when reconnecting fails permanently (pl->err says why). */
+static int wait_for_redis(pipeline *pl)
 {
     int backoff_ms = 100;
     char err[1024];
@@ -1125,8 +1148,13 @@ static void wait_for_redis(pipeline *pl)
                 rd_kafka_message_destroy(m);
             }
         }
-        if (store_reconnect(pl->store, err, sizeof(err)) == 0)
+        int rc = store_reconnect(pl->store, err, sizeof(err));
+        if (rc == 0)
             break;
+        if (rc == STORE_PERMANENT) {
+            redis_failed(pl, rc, err);
+            return -1;
+        }
         if (backoff_ms < 5000)
             backoff_ms *= 2;
     }
@@ -1134,6 +1162,7 @@ static void wait_for_redis(pipeline *pl)
     metrics_set(M_REDIS_UP, cli_stop ? 0 : 1);
     if (!cli_stop)
         log_info("redis is back after %.1f s: resuming", now_s() - since);
+    return 0;
 }
 
 int pipeline_run(const config *cfg, const program *prog, const pipeline_opts *opts, pipeline_stats *st, char *err,
@@ -1192,7 +1221,10 @@ int pipeline_run(const config *cfg, const program *prog, const pipeline_opts *op
             goto out;
         }
         if (prc > 0) {
-            wait_for_redis(&pl);
+            if (wait_for_redis(&pl) != 0) {
+                snprintf(err, errlen, "%s", pl.err);
+                goto out;
+            }
             continue;
         }
         if (now_s() - last_report >= 10) {

@@ -1,7 +1,10 @@
 /* store.c - Redis access through hiredis: pipelined fetches and the apply script. */
 #include "store.h"
 
+#include "config.h"
+
 #include <hiredis/hiredis.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,27 +131,55 @@ static const char trim_script[] =
 
 struct store {
     redisContext *c;
+    bool readonly;       /* a tool's connection: no script, no layout marker, no write */
     char url[512];
     char prefix[80];
     int64_t retention_ms;
     int64_t ledger_max;
-    bool readonly;       /* report/dashboard: no scripts, no writes */
     char sha[41];        /* of apply_script */
     char trim_sha[41];   /* of trim_script */
 };
 
 /* ---- connection ------------------------------------------------------------------- */
 
+/* Whether a Redis error reply may go away by itself (retry later) rather
+ * than need someone to act (permissions, memory, a replica, a script bug):
+ * LOADING (restart, dataset loading), TRYAGAIN / CLUSTERDOWN / MASTERDOWN
+ * (failover in progress), BUSY (another script runs; it ends or is killed).
+ * Everything else, known or not, is permanent: NOPERM, NOAUTH, WRONGPASS,
+ * OOM, READONLY, ERR (script errors), WRONGTYPE, NOSCRIPT after a reload... */
+static bool transient_reply(const char *msg)
+{
+    static const char *const codes[] = {"LOADING", "TRYAGAIN", "BUSY", "MASTERDOWN", "CLUSTERDOWN", NULL};
+    size_t n = strcspn(msg, " ");
+    for (const char *const *c = codes; *c; c++)
+        if (strlen(*c) == n && !strncmp(msg, *c, n))
+            return true;
+    return false;
+}
+
+/* The return code for a failed call: a lost connection or a transient reply
+ * is STORE_TRANSIENT, anything else STORE_PERMANENT. */
+static int reply_class(const redisReply *r)
+{
+    if (!r || r->type != REDIS_REPLY_ERROR || transient_reply(r->str ? r->str : ""))
+        return STORE_TRANSIENT;
+    return STORE_PERMANENT;
+}
+
+/* 0 if r is a reply and not an error; else frees r, names what failed in err
+ * and returns STORE_TRANSIENT or STORE_PERMANENT. */
 static int command_ok(store *s, redisReply *r, const char *what, char *err, size_t errlen)
 {
     if (!r) {
         snprintf(err, errlen, "redis %s: %s", what, s->c->errstr[0] ? s->c->errstr : "connection lost");
-        return -1;
+        return STORE_TRANSIENT;
     }
     if (r->type == REDIS_REPLY_ERROR) {
+        int rc = reply_class(r);
         snprintf(err, errlen, "redis %s: %s", what, r->str);
         freeReplyObject(r);
-        return -1;
+        return rc;
     }
     return 0;
 }
@@ -160,8 +191,9 @@ static int load_scripts(store *s, char *err, size_t errlen)
     char *shas[] = {s->sha, s->trim_sha};
     for (int i = 0; i < 2; i++) {
         redisReply *r = redisCommand(s->c, "SCRIPT LOAD %s", texts[i]);
-        if (command_ok(s, r, "SCRIPT LOAD", err, errlen))
-            return -1;
+        int rc = command_ok(s, r, "SCRIPT LOAD", err, errlen);
+        if (rc)
+            return rc;
         snprintf(shas[i], sizeof(s->sha), "%s", r->str ? r->str : "");
         freeReplyObject(r);
     }
@@ -185,8 +217,9 @@ static int check_eviction_policy(store *s, char *err, size_t errlen)
                  "redis INFO memory: %s (fidelio reads maxmemory_policy with INFO at start-up to make sure Redis "
                  "never evicts its keys: allow the INFO command)",
                  r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        int rc = r->type == REDIS_REPLY_ERROR ? reply_class(r) : STORE_PERMANENT; /* NOPERM: permanent */
         freeReplyObject(r);
-        return -1;
+        return rc;
     }
     const char *p = strstr(r->str, "maxmemory_policy:");
     char policy[64] = "";
@@ -208,15 +241,36 @@ static int check_eviction_policy(store *s, char *err, size_t errlen)
     return -1;
 }
 
+/* Split the user info of a URL ("user:password@", ":password@" or
+ * "password@" before the host or the socket path) into user and password.
+ * Returns where the rest of the URL starts. */
+static const char *split_userinfo(const char *u, char *user, size_t ulen, char *password, size_t plen)
+{
+    user[0] = password[0] = '\0';
+    const char *at = strrchr(u, '@');
+    if (!at)
+        return u;
+    const char *colon = memchr(u, ':', (size_t)(at - u));
+    if (colon) {
+        snprintf(user, ulen, "%.*s", (int)(colon - u), u);
+        snprintf(password, plen, "%.*s", (int)(at - colon - 1), colon + 1);
+    } else {
+        snprintf(password, plen, "%.*s", (int)(at - u), u);
+    }
+    return at + 1;
+}
+
+/* Connect, authenticate (AUTH [user] password), select the database, load
+ * the scripts and check the layout marker (a tool only reads it). */
 static int connect_url(store *s, char *err, size_t errlen)
 {
     struct timeval tv = {2, 0};
-    char host[256] = "127.0.0.1", password[256] = "";
-    int port = 6379, db = 0;
-    const char *u = s->url;
-    if (!strncmp(u, "unix://", 7)) {
+    char host[256] = "127.0.0.1", user[256], password[256], shown[512];
+    int port = 6379, db = 0, rc;
+    config_mask_url(s->url, shown, sizeof(shown));
+    if (!strncmp(s->url, "unix://", 7)) {
         char path[400];
-        snprintf(path, sizeof(path), "%s", u + 7);
+        snprintf(path, sizeof(path), "%s", split_userinfo(s->url + 7, user, sizeof(user), password, sizeof(password)));
         char *q = strchr(path, '?');
         if (q) {
             *q = '\0';
@@ -225,13 +279,7 @@ static int connect_url(store *s, char *err, size_t errlen)
         }
         s->c = redisConnectUnixWithTimeout(path, tv);
     } else {
-        const char *h = u + 8, *at = strrchr(h, '@');
-        if (at) {
-            const char *colon = memchr(h, ':', (size_t)(at - h));
-            const char *pw = colon ? colon + 1 : h;
-            snprintf(password, sizeof(password), "%.*s", (int)(at - pw), pw);
-            h = at + 1;
-        }
+        const char *h = split_userinfo(s->url + 8, user, sizeof(user), password, sizeof(password));
         size_t hl = strcspn(h, ":/");
         if (hl)
             snprintf(host, sizeof(host), "%.*s", (int)hl, h);
@@ -243,84 +291,81 @@ static int connect_url(store *s, char *err, size_t errlen)
         s->c = redisConnectWithTimeout(host, port, tv);
     }
     if (!s->c || s->c->err) {
-        snprintf(err, errlen, "redis %s: %s", s->url, s->c ? s->c->errstr : "out of memory");
+        snprintf(err, errlen, "redis %s: %s", shown, s->c ? s->c->errstr : "out of memory");
         if (s->c)
             redisFree(s->c);
         s->c = NULL;
-        return -1;
+        return STORE_TRANSIENT;
     }
     struct timeval cmd_tv = {5, 0};
     redisSetTimeout(s->c, cmd_tv);
     redisReply *r;
     if (password[0]) {
-        r = redisCommand(s->c, "AUTH %s", password);
-        if (command_ok(s, r, "AUTH", err, errlen))
-            return -1;
+        r = user[0] ? redisCommand(s->c, "AUTH %s %s", user, password) : redisCommand(s->c, "AUTH %s", password);
+        /* the reply names no secret; say which user, never the password */
+        char what[800];
+        snprintf(what, sizeof(what), "AUTH as %s at %s", user[0] ? user : "default", shown);
+        if ((rc = command_ok(s, r, what, err, errlen)))
+            return rc;
         freeReplyObject(r);
     }
     if (db) {
         r = redisCommand(s->c, "SELECT %d", db);
-        if (command_ok(s, r, "SELECT", err, errlen))
-            return -1;
+        if ((rc = command_ok(s, r, "SELECT", err, errlen)))
+            return rc;
         freeReplyObject(r);
     }
-    if (check_eviction_policy(s, err, errlen) != 0) {
+    if ((rc = check_eviction_policy(s, err, errlen)) != 0) {
         redisFree(s->c); /* not usable: the next call connects (and checks) again */
         s->c = NULL;
-        return -1;
+        return rc; /* an evicting policy is -1 (transient): it can be fixed at run time */
     }
-    if (s->readonly) { /* report, dashboard: read what is there, write nothing */
-        r = redisCommand(s->c, "GET %slayout", s->prefix);
-        if (command_ok(s, r, "GET layout", err, errlen))
-            return -1;
-        int ok = r->type == REDIS_REPLY_NIL ||
-                 (r->type == REDIS_REPLY_STRING && (atoi(r->str) == STORE_LAYOUT_VERSION || !strcmp(r->str, "1")));
-        if (!ok)
-            snprintf(err, errlen, "redis key %slayout is %s; this fidelio reads layout %d", s->prefix,
-                     r->type == REDIS_REPLY_STRING ? r->str : "not a string", STORE_LAYOUT_VERSION);
+    if (!s->readonly) {
+        if ((rc = load_scripts(s, err, errlen)))
+            return rc;
+        /* the layout marker: set if absent, refuse another layout */
+        r = redisCommand(s->c, "SET %slayout %d NX", s->prefix, STORE_LAYOUT_VERSION);
+        if ((rc = command_ok(s, r, "SET (layout marker)", err, errlen)))
+            return rc;
+        bool created = r->type == REDIS_REPLY_STATUS;
         freeReplyObject(r);
-        return ok ? 0 : -1;
-    }
-    if (load_scripts(s, err, errlen) != 0)
-        return -1;
-    /* the layout marker: set if absent, upgrade layout 1 (see store.h), refuse another layout */
-    r = redisCommand(s->c, "SET %slayout %d NX", s->prefix, STORE_LAYOUT_VERSION);
-    if (command_ok(s, r, "SET layout", err, errlen))
-        return -1;
-    bool created = r->type == REDIS_REPLY_STATUS;
-    freeReplyObject(r);
-    /* a new namespace keeps its report aggregates from the first event on */
-    if (created) {
-        r = redisCommand(s->c, "HSETNX %saggregates complete 1", s->prefix);
-        if (command_ok(s, r, "HSETNX aggregates", err, errlen))
-            return -1;
-        freeReplyObject(r);
+        /* a new namespace keeps its report aggregates from the first event on */
+        if (created) {
+            r = redisCommand(s->c, "HSETNX %saggregates complete 1", s->prefix);
+            if ((rc = command_ok(s, r, "HSETNX (aggregates)", err, errlen)))
+                return rc;
+            freeReplyObject(r);
+        }
     }
     r = redisCommand(s->c, "GET %slayout", s->prefix);
-    if (command_ok(s, r, "GET layout", err, errlen))
-        return -1;
+    if ((rc = command_ok(s, r, "GET (layout marker)", err, errlen)))
+        return rc;
+    /* layout 1 is upgraded in place by run (see store.h); a tool reads it as it is */
     if (r->type == REDIS_REPLY_STRING && !strcmp(r->str, "1")) {
         freeReplyObject(r);
+        if (s->readonly)
+            return 0;
         r = redisCommand(s->c, "SET %slayout %d", s->prefix, STORE_LAYOUT_VERSION);
-        if (command_ok(s, r, "SET layout", err, errlen))
-            return -1;
+        if ((rc = command_ok(s, r, "SET (layout marker)", err, errlen)))
+            return rc;
         freeReplyObject(r);
         log_info("redis namespace '%s' upgraded from layout 1 to %d (see src/store.h)", s->prefix,
                  STORE_LAYOUT_VERSION);
         return 0;
     }
-    if (r->type != REDIS_REPLY_STRING || atoi(r->str) != STORE_LAYOUT_VERSION) {
+    bool absent = r->type == REDIS_REPLY_NIL && s->readonly; /* nothing written yet: nothing to read either */
+    if (!absent && (r->type != REDIS_REPLY_STRING || atoi(r->str) != STORE_LAYOUT_VERSION)) {
         snprintf(err, errlen, "redis key %slayout is %s; this fidelio uses layout %d", s->prefix,
                  r->type == REDIS_REPLY_STRING ? r->str : "not a string", STORE_LAYOUT_VERSION);
         freeReplyObject(r);
-        return -1;
+        return STORE_PERMANENT;
     }
     freeReplyObject(r);
     return 0;
 }
 
-store *store_open(const char *url, const char *prefix, int64_t retention_ms, int64_t ledger_max, char *err,
-                  size_t errlen)
+static store *open_store(const char *url, const char *prefix, bool readonly, int64_t retention_ms,
+                         int64_t ledger_max, char *err, size_t errlen)
 {
     store *s = calloc(1, sizeof(*s));
     if (!s) {
@@ -329,6 +374,7 @@ store *store_open(const char *url, const char *prefix, int64_t retention_ms, int
     }
     snprintf(s->url, sizeof(s->url), "%s", url);
     snprintf(s->prefix, sizeof(s->prefix), "%s", prefix);
+    s->readonly = readonly;
     s->retention_ms = retention_ms;
     s->ledger_max = ledger_max;
     if (connect_url(s, err, errlen) != 0) {
@@ -338,21 +384,15 @@ store *store_open(const char *url, const char *prefix, int64_t retention_ms, int
     return s;
 }
 
+store *store_open(const char *url, const char *prefix, int64_t retention_ms, int64_t ledger_max, char *err,
+                  size_t errlen)
+{
+    return open_store(url, prefix, false, retention_ms, ledger_max, err, errlen);
+}
+
 store *store_open_readonly(const char *url, const char *prefix, char *err, size_t errlen)
 {
-    store *s = calloc(1, sizeof(*s));
-    if (!s) {
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    snprintf(s->url, sizeof(s->url), "%s", url);
-    snprintf(s->prefix, sizeof(s->prefix), "%s", prefix);
-    s->readonly = true;
-    if (connect_url(s, err, errlen) != 0) {
-        store_close(s);
-        return NULL;
-    }
-    return s;
+    return open_store(url, prefix, true, 0, 0, err, errlen);
 }
 
 void store_close(store *s)
@@ -379,11 +419,11 @@ static void key(const store *s, const char *customer_id, char suffix, char *out,
     snprintf(out, len, "%s{%s}:%c", s->prefix, customer_id, suffix);
 }
 
-static int get_reply(store *s, redisReply **r, char *err, size_t errlen)
+static int get_reply(store *s, redisReply **r, const char *what, char *err, size_t errlen)
 {
     if (redisGetReply(s->c, (void **)r) != REDIS_OK || !*r) {
-        snprintf(err, errlen, "redis: %s", s->c->errstr[0] ? s->c->errstr : "connection lost");
-        return -1;
+        snprintf(err, errlen, "redis %s: %s", what, s->c->errstr[0] ? s->c->errstr : "connection lost");
+        return STORE_TRANSIENT;
     }
     return 0;
 }
@@ -407,8 +447,9 @@ int store_fetch(store *s, store_profile *profiles, size_t nprofiles, store_seen 
                 size_t errlen)
 {
     char k[EVENT_KEY_MAX];
-    if (ensure_connected(s, err, errlen) != 0)
-        return -1;
+    int crc0 = ensure_connected(s, err, errlen);
+    if (crc0)
+        return crc0;
     for (size_t i = 0; i < nprofiles; i++) {
         key(s, profiles[i].customer_id, 'p', k, sizeof(k));
         const char *argv[] = {"HMGET", k, "v", "p"};
@@ -427,19 +468,22 @@ int store_fetch(store *s, store_profile *profiles, size_t nprofiles, store_seen 
     int rc = 0;
     for (size_t i = 0; i < nprofiles; i++) {
         redisReply *r;
-        if (get_reply(s, &r, err, errlen) != 0)
-            return -1;
+        const char *what = "HMGET (fetch profile)";
+        if (get_reply(s, &r, what, err, errlen) != 0)
+            return STORE_TRANSIENT;
         store_profile *p = &profiles[i];
         buf_reset(&p->encoding);
         if (r->type == REDIS_REPLY_ERROR) {
-            snprintf(err, errlen, "redis fetch: %s", r->str);
-            rc = -1;
+            int cls = reply_class(r);
+            snprintf(err, errlen, "redis %s: %s", what, r->str);
+            if (rc == 0 || cls == STORE_PERMANENT)
+                rc = cls;
         } else {
             p->exists = r->elements == 2 && r->element[1]->type == REDIS_REPLY_STRING;
             p->version = r->elements == 2 && r->element[0]->type == REDIS_REPLY_STRING ? atoll(r->element[0]->str) : 0;
             if (p->exists && buf_append(&p->encoding, r->element[1]->str, r->element[1]->len) != 0) {
                 snprintf(err, errlen, "out of memory");
-                rc = -1;
+                rc = STORE_PERMANENT;
             }
         }
         freeReplyObject(r);
@@ -450,11 +494,14 @@ int store_fetch(store *s, store_profile *profiles, size_t nprofiles, store_seen 
         d->seen = d->conflict = false;
         for (int n = d->credit ? 2 : 1; n > 0; n--) { /* a credit: :c, then layout 1's :d */
             redisReply *r;
-            if (get_reply(s, &r, err, errlen) != 0)
-                return -1;
+            const char *what = "HGET (fetch dedupe record)";
+            if (get_reply(s, &r, what, err, errlen) != 0)
+                return STORE_TRANSIENT;
             if (r->type == REDIS_REPLY_ERROR) {
-                snprintf(err, errlen, "redis fetch: %s", r->str);
-                rc = -1;
+                int cls = reply_class(r);
+                snprintf(err, errlen, "redis %s: %s", what, r->str);
+                if (rc == 0 || cls == STORE_PERMANENT)
+                    rc = cls;
             } else if (!d->seen && r->type == REDIS_REPLY_STRING && !(n == 1 && d->credit && tagged(r))) {
                 /* (a tagged record in :d under a credit's id is a touchpoint's, not layout 1's credit) */
                 d->seen = true;
@@ -467,7 +514,7 @@ int store_fetch(store *s, store_profile *profiles, size_t nprofiles, store_seen 
                 }
                 if (!d->conflict && buf_append(&d->recorded, out, len) != 0) {
                     snprintf(err, errlen, "out of memory");
-                    rc = -1;
+                    rc = STORE_PERMANENT;
                 }
             }
             freeReplyObject(r);
@@ -535,35 +582,47 @@ typedef int (*script_reply)(const redisReply *r, size_t i, void *ctx, char *err,
 static int eval_pipelined(store *s, size_t n, script_append append, script_reply handle, void *ctx,
                           const char *what, char *err, size_t errlen)
 {
-    if (ensure_connected(s, err, errlen) != 0)
-        return -1;
+    int rc = ensure_connected(s, err, errlen);
+    if (rc)
+        return rc;
+    if (s->readonly) {
+        snprintf(err, errlen, "redis EVALSHA (%s): this connection is read-only", what);
+        return STORE_PERMANENT;
+    }
+    char cmd[64];
+    snprintf(cmd, sizeof(cmd), "EVALSHA (%s)", what);
     for (int attempt = 0; attempt < 2; attempt++) {
         for (size_t i = 0; i < n; i++)
             if (append(s, i, ctx) != 0) {
                 snprintf(err, errlen, "out of memory");
-                return -1;
+                return STORE_PERMANENT;
             }
-        int noscript = 0, rc = 0;
+        int noscript = 0;
+        rc = 0;
         for (size_t i = 0; i < n; i++) {
             redisReply *r;
-            if (get_reply(s, &r, err, errlen) != 0)
-                return -1;
+            if (get_reply(s, &r, cmd, err, errlen) != 0)
+                return STORE_TRANSIENT;
             if (r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "NOSCRIPT", 8))
                 noscript = 1;
             else if (r->type == REDIS_REPLY_ERROR) {
-                snprintf(err, errlen, "redis %s: %s", what, r->str);
-                rc = -1;
+                int cls = reply_class(r);
+                /* keep the first error's text, and permanent over transient */
+                if (rc == 0 || (cls == STORE_PERMANENT && rc != STORE_PERMANENT)) {
+                    snprintf(err, errlen, "redis %s: %s", cmd, r->str);
+                    rc = cls;
+                }
             } else if (handle(r, i, ctx, err, errlen) != 0)
-                rc = -1;
+                rc = STORE_PERMANENT;
             freeReplyObject(r);
         }
         if (rc != 0 || !noscript)
             return rc;
-        if (load_scripts(s, err, errlen) != 0)
-            return -1;
+        if ((rc = load_scripts(s, err, errlen)))
+            return rc;
     }
-    snprintf(err, errlen, "redis %s: script missing after reload", what);
-    return -1;
+    snprintf(err, errlen, "redis %s: NOSCRIPT: the script is missing again right after SCRIPT LOAD", cmd);
+    return STORE_PERMANENT;
 }
 
 static int apply_append(store *s, size_t i, void *ctx) { return append_apply(s, &((store_apply_req *)ctx)[i]); }
@@ -639,12 +698,14 @@ int store_trim(store *s, const char *const *customer_ids, size_t n, int64_t now_
 int store_ledger(store *s, const char *customer_id, long n, buf *out, char *err, size_t errlen)
 {
     char k[EVENT_KEY_MAX];
-    if (ensure_connected(s, err, errlen) != 0)
-        return -1;
+    int crc0 = ensure_connected(s, err, errlen);
+    if (crc0)
+        return crc0;
     key(s, customer_id, 'l', k, sizeof(k));
     redisReply *r = redisCommand(s->c, "LRANGE %s %ld -1", k, -n);
-    if (command_ok(s, r, "LRANGE", err, errlen))
-        return -1;
+    int crc = command_ok(s, r, "LRANGE", err, errlen);
+    if (crc)
+        return crc;
     int rc = 0;
     for (size_t i = 0; i < r->elements; i++)
         rc |= buf_append(out, r->element[i]->str, r->element[i]->len) || buf_puts(out, "\n");
@@ -655,15 +716,17 @@ int store_ledger(store *s, const char *customer_id, long n, buf *out, char *err,
 int store_customers(store *s, buf *out, char *err, size_t errlen)
 {
     char pattern[160];
-    if (ensure_connected(s, err, errlen) != 0)
-        return -1;
+    int crc0 = ensure_connected(s, err, errlen);
+    if (crc0)
+        return crc0;
     snprintf(pattern, sizeof(pattern), "%s{*}:p", s->prefix);
     char cursor[32] = "0";
     size_t plen = strlen(s->prefix) + 1;
     do {
         redisReply *r = redisCommand(s->c, "SCAN %s MATCH %s COUNT 1000", cursor, pattern);
-        if (command_ok(s, r, "SCAN", err, errlen))
-            return -1;
+        int crc = command_ok(s, r, "SCAN", err, errlen);
+        if (crc)
+            return crc;
         snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
         for (size_t i = 0; i < r->element[1]->elements; i++) {
             const redisReply *k = r->element[1]->element[i];
@@ -830,11 +893,13 @@ int store_aggregates_add(store *s, const char *const *pairs, size_t n, char *err
     int rc = 0;
     for (size_t i = 0; i < n; i++) {
         redisReply *r;
-        if (get_reply(s, &r, err, errlen) != 0)
-            return -1;
+        if (get_reply(s, &r, "HINCRBY (aggregates)", err, errlen) != 0)
+            return STORE_TRANSIENT;
         if (r->type == REDIS_REPLY_ERROR) {
-            snprintf(err, errlen, "redis HINCRBY aggregates: %s", r->str);
-            rc = -1;
+            int cls = reply_class(r);
+            snprintf(err, errlen, "redis HINCRBY (aggregates): %s", r->str);
+            if (rc == 0 || cls == STORE_PERMANENT)
+                rc = cls;
         }
         freeReplyObject(r);
     }

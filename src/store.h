@@ -18,8 +18,10 @@
  *                                   never trimmed (see CREDITS)
  *   <prefix>{<customer>}:l   LIST   ledger: one JSON RewardEvent per balance change,
  *                                   oldest first, the newest pipeline.ledger_max kept
- *   <prefix>layout           STRING "2": written on first use; "1" is upgraded (below);
- *                                   another value stops fidelio
+ *   <prefix>layout           STRING "2": written on first use by `run`; "1" is upgraded (below);
+ *                                   another value stops fidelio. Read-only tools
+ *                                   (store_open_readonly) only read it and write nothing, so
+ *                                   they also work on a read-only replica.
  *   <prefix>program          HASH   version, digest: the rule program the namespace last ran
  *                                   (written by `fidelio run` at start-up; read by `check
  *                                   --namespace`). Same version with another digest: a warning
@@ -126,6 +128,16 @@ typedef struct store_registry {
 
 typedef struct store store;
 
+/* What a failed call returns (0 is success). A transient failure may go
+ * away by itself: the connection was lost, or Redis answered LOADING,
+ * TRYAGAIN, BUSY, MASTERDOWN or CLUSTERDOWN; retry later. A permanent one
+ * needs someone to act: NOPERM (ACL), NOAUTH/WRONGPASS, OOM (maxmemory),
+ * READONLY (a replica), a script error, NOSCRIPT right after SCRIPT LOAD,
+ * an unknown error, a wrong layout; retrying cannot help. err names the
+ * command and quotes Redis' reply; it never holds a password. */
+#define STORE_TRANSIENT (-1)
+#define STORE_PERMANENT (-2)
+
 typedef enum store_status {
     STORE_APPLIED,
     STORE_DUPLICATE,
@@ -172,21 +184,28 @@ typedef struct store_apply_req {
     buf recorded;                 /* recorded outputs (DUPLICATE); owned */
 } store_apply_req;
 
-/* Connect to url (redis://[:password@]host[:port][/db] or unix:///path[?db=N]),
+/* Connect to url (redis://[[user]:password@]host[:port][/db] or
+ * unix://[[user]:password@]/path[?db=N]; with a user, AUTH user password),
  * check the layout version and load the apply script. NULL with err on failure. */
 store *store_open(const char *url, const char *prefix, int64_t retention_ms, int64_t ledger_max, char *err,
                   size_t errlen);
+/* The same for a tool that only reads (profile, ledger, report, the
+ * dashboard): loads no script and writes nothing, not even the layout marker
+ * (a namespace without one reads as empty, another layout is an error);
+ * works on a read-only replica. store_apply and store_trim refuse it. */
+store *store_open_readonly(const char *url, const char *prefix, char *err, size_t errlen);
 void store_close(store *s);
-/* Drop the connection and make a new one (after an error). 0 or -1 with err. */
+/* Drop the connection and make a new one (after an error). 0, or
+ * STORE_TRANSIENT / STORE_PERMANENT with err. */
 int store_reconnect(store *s, char *err, size_t errlen);
 
 /* Fetch profiles and dedupe records in one pipelined round trip.
- * Returns 0, or -1 with err when Redis failed (nothing is half-done: retry). */
+ * Returns 0, or STORE_TRANSIENT / STORE_PERMANENT with err (nothing is half-done). */
 int store_fetch(store *s, store_profile *profiles, size_t nprofiles, store_seen *seen, size_t nseen, char *err,
                 size_t errlen);
 /* Run the apply script for each request, pipelined, in order.
- * Returns 0 (each req has its status), or -1 with err when Redis failed
- * (some may have applied: a retry finds them as DUPLICATE). */
+ * Returns 0 (each req has its status), or STORE_TRANSIENT / STORE_PERMANENT
+ * with err (some may have applied: a retry finds them as DUPLICATE). */
 int store_apply(store *s, store_apply_req *reqs, size_t n, char *err, size_t errlen);
 
 /* Trim the dedupe records of these customers (see THE TRIM); now_ms is the
@@ -212,10 +231,6 @@ int store_registry_read(store *s, store_registry *reg, char *err, size_t errlen)
 int store_registry_write(store *s, const char *version, const char *digest, const buf *stage_refs, char *err,
                          size_t errlen);
 void store_registry_free(store_registry *reg);
-/* Open for reading only (`fidelio report`, the dashboard): no script is
- * loaded and nothing is written; a namespace without a layout marker reads
- * as empty, another layout is an error. */
-store *store_open_readonly(const char *url, const char *prefix, char *err, size_t errlen);
 
 /* Mark the aggregates as no longer complete (pipeline.report_aggregates=0:
  * applies stop counting, so the report must say its figures are partial). */

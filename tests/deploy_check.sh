@@ -61,7 +61,7 @@ pass "docker-compose.yml: Kafka KRaft, Redis AOF, topics, fidelio, seeds, Promet
 # the Grafana dashboard uses only metrics fidelio exports
 start_redis
 DP=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$FIDELIO" dashboard --set redis.url="$REDIS_URL" --port "$DP" >"$WORK/dashboard.log" 2>&1 &
+"$FIDELIO" dashboard --set redis.url="$REDIS_URL_RO" --port "$DP" >"$WORK/dashboard.log" 2>&1 &
 PIDS+=($!)
 scrape() { python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' \
     "http://127.0.0.1:$DP/metrics" >"$WORK/metrics.txt" 2>/dev/null; }

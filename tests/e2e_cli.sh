@@ -21,7 +21,7 @@ expect() {
 says() { grep -qF -- "$2" "$1" || fail "$(basename "$1") lacks '$2': $(head -5 "$1")"; }
 
 start_redis
-R="--set redis.url=$REDIS_URL"
+R="--set redis.url=$REDIS_URL_RO"
 
 # -- unknown customers: profile and ledger agree (exit 1, and say so)
 expect 1 "profile of an unknown customer" -- "$FIDELIO" profile $R nobody

@@ -66,17 +66,17 @@ pass "fidelio run serves /healthz and /readyz (partitions assigned, Redis up) an
 # ---- the report equals what the stored profiles and the output topics say ----------
 check_report() { # $1: report JSON file
     # shellcheck disable=SC2046
-    "$FIDELIO" profile $(fid_opts) --all >"$WORK/profiles.jsonl" 2>/dev/null || fail "profile --all"
+    "$FIDELIO" profile $(fid_ro_opts) --all >"$WORK/profiles.jsonl" 2>/dev/null || fail "profile --all"
     { "$FIDELIO" consume -b "$BOOTSTRAP" -t rewards -e; } 2>/dev/null >"$WORK/rewards.jsonl"
     "$FIDELIO" consume -b "$BOOTSTRAP" -t touchpoints-dlq -e 2>/dev/null >"$WORK/dlq.jsonl"
     python3 "$SOURCE_DIR/tests/report_recount.py" "$1" "$WORK/profiles.jsonl" "$WORK/rewards.jsonl" "$WORK/dlq.jsonl"
 }
 # shellcheck disable=SC2046
-"$FIDELIO" report --json $(fid_opts) >"$WORK/report1.json" || fail "report --json"
+"$FIDELIO" report --json $(fid_ro_opts) >"$WORK/report1.json" || fail "report --json"
 check_report "$WORK/report1.json" || fail "the report differs from the stored profiles and the output topics"
 pass "report --json equals the figures recomputed from 50 profiles and the rewards/DLQ topics"
 # shellcheck disable=SC2046
-"$FIDELIO" report $(fid_opts) >"$WORK/report1.txt" || fail "report"
+"$FIDELIO" report $(fid_ro_opts) >"$WORK/report1.txt" || fail "report"
 grep -q "outstanding (liability)" "$WORK/report1.txt" && grep -q "^ladder lifecycle" "$WORK/report1.txt" \
     || fail "text report: $(head -5 "$WORK/report1.txt")"
 
@@ -176,7 +176,7 @@ CHROME=(chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first
 timeout 120 "${CHROME[@]}" --virtual-time-budget=8000 --dump-dom "http://127.0.0.1:$HP/" >"$WORK/dom.html" \
     2>"$WORK/chrome.log" || fail "chromium --dump-dom failed: $(tail -3 "$WORK/chrome.log")"
 # shellcheck disable=SC2046
-"$FIDELIO" report --json $(fid_opts) >"$WORK/report2.json" || fail "report --json"
+"$FIDELIO" report --json $(fid_ro_opts) >"$WORK/report2.json" || fail "report --json"
 python3 - "$WORK/dom.html" "$WORK/report2.json" <<'PY' || fail "the page's figures differ from report --json"
 import json, sys
 from html.parser import HTMLParser
@@ -230,7 +230,7 @@ wait_until 120 "the replay to see its duplicates" grep -q "redelivered events fo
 sleep 3
 stop_run "$RUN_PID" 30
 # shellcheck disable=SC2046
-"$FIDELIO" report --json $(fid_opts) >"$WORK/report3.json" || fail "report --json"
+"$FIDELIO" report --json $(fid_ro_opts) >"$WORK/report3.json" || fail "report --json"
 # The bad messages are dead-lettered again (the DLQ topic holds them twice, and
 # so does the report); every other figure stays.
 python3 - "$WORK/report1.json" "$WORK/report3.json" <<'PY' || fail "the report changed when every event was redelivered"
@@ -258,7 +258,7 @@ pass "pipeline.report_aggregates=0: the namespace's report is marked incomplete"
 
 # ---- fidelio dashboard ----------------------------------------------------------------
 # shellcheck disable=SC2046
-"$FIDELIO" dashboard $(fid_opts) --port "$DP" >"$WORK/dashboard.log" 2>&1 &
+"$FIDELIO" dashboard $(fid_ro_opts) --port "$DP" >"$WORK/dashboard.log" 2>&1 &
 DASH=$!
 PIDS+=("$DASH")
 wait_until 30 "dashboard /readyz" answers_ok "http://127.0.0.1:$DP/readyz"

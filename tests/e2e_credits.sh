@@ -51,7 +51,7 @@ cat "$WORK/first.jsonl" "$WORK/second.jsonl" >"$WORK/all.jsonl"
 grep -q "stopped: 7 touchpoints, 2 credits, 0 duplicates, 0 to the DLQ" "$WORK/run1.log" \
     || fail "run1: $(grep -E 'stopped|DLQ' "$WORK/run1.log")"
 # shellcheck disable=SC2046
-"$FIDELIO" profile $(fid_opts) ref-1 | grep -q '"referrals_converted":1' || fail "ref-1 did not get its credit"
+"$FIDELIO" profile $(fid_ro_opts) ref-1 | grep -q '"referrals_converted":1' || fail "ref-1 did not get its credit"
 pass "a credit older than the referrer's trim horizon (a backfill) is applied, not refused"
 
 # shellcheck disable=SC2046

@@ -52,13 +52,13 @@ same_profiles "$WORK/expected.profiles" || fail "the conflicting event changed t
 pass "the same event_id with other content goes to the DLQ as event_id_conflict; a true redelivery is a duplicate"
 
 # Issue 7 case 14: a Redis that may evict fidelio's keys is refused at start-up.
-redis-cli -s "${REDIS_URL#unix://}" CONFIG SET maxmemory-policy allkeys-lru >/dev/null
+redis-cli -s "$REDIS_SOCK" CONFIG SET maxmemory-policy allkeys-lru >/dev/null
 set +e
 # shellcheck disable=SC2046
 "$FIDELIO" run $(fid_opts) --until-idle >"$WORK/run3.log" 2>&1
 rc=$?
 set -e
-redis-cli -s "${REDIS_URL#unix://}" CONFIG SET maxmemory-policy noeviction >/dev/null
+redis-cli -s "$REDIS_SOCK" CONFIG SET maxmemory-policy noeviction >/dev/null
 [ "$rc" -eq 1 ] || fail "run on an allkeys-lru Redis exited $rc, want 1"
 grep -q "maxmemory-policy is allkeys-lru.*set maxmemory-policy noeviction" "$WORK/run3.log" \
     || fail "no clear message: $(tail -2 "$WORK/run3.log")"

@@ -49,7 +49,7 @@ sort "$G/demo-outputs.jsonl" | diff -q - "$WORK/outputs" >/dev/null || fail "out
 same_profiles "$G/demo-profiles.jsonl" || fail "profiles differ from simulate's"
 pass "outputs ($want, by id and content) and the 50 profiles equal fidelio simulate's"
 
-"$FIDELIO" ledger $(fid_opts) cust-0033 -n 3 >"$WORK/ledger"
+"$FIDELIO" ledger $(fid_opts) --set "redis.url=$REDIS_URL_RO" cust-0033 -n 3 >"$WORK/ledger"
 [ "$(grep -c '"kind":"REVERSAL"' "$WORK/ledger")" -eq 3 ] || fail "ledger of cust-0033: $(cat "$WORK/ledger")"
 grep -q '"reason":"Refund of ord-00056: 900.50 EUR at x1.50 as earned: -1350 points"' "$WORK/ledger" || fail "ledger reason"
 pass "fidelio ledger shows the last balance changes with rule ids and reasons"
@@ -88,7 +88,7 @@ pass "all batches redelivered to a new group: $dups duplicates, $dlq older than 
 
 # A stored profile this build cannot read stops the run (exit 1, nothing committed) instead of
 # retrying forever or overwriting it.
-redis-cli -s "${REDIS_URL#unix://}" HSET 'fidelio:{cust-0001}:p' p garbage >/dev/null
+redis-cli -s "$REDIS_SOCK" HSET 'fidelio:{cust-0001}:p' p garbage >/dev/null
 printf '%s\n' '{"event_id":"late-1","customer_id":"cust-0001","type":"APP_USE","channel":"app","occurred_at":"2026-11-01T00:00:00Z","payload":{"session_seconds":5}}' \
     | "$FIDELIO" produce -q $(fid_opts) -t touchpoints || fail "produce"
 set +e
@@ -98,7 +98,7 @@ rc=$?
 set -e
 [ "$rc" -eq 1 ] || fail "run over a corrupt profile exited $rc, want 1"
 grep -q "stored profile of cust-0001: not a profile encoding" "$WORK/run4.log" || fail "no clear message: $(tail -3 "$WORK/run4.log")"
-[ "$(redis-cli -s "${REDIS_URL#unix://}" HGET 'fidelio:{cust-0001}:p' p)" = garbage ] || fail "the corrupt profile was overwritten"
+[ "$(redis-cli -s "$REDIS_SOCK" HGET 'fidelio:{cust-0001}:p' p)" = garbage ] || fail "the corrupt profile was overwritten"
 pass "an unreadable stored profile stops fidelio run with exit 1 and a message naming the customer"
 
 if [ "$BROKER" = kafka ]; then  # the mock creates any topic asked for; a real cluster need not

@@ -15,7 +15,7 @@ require redis-server redis-cli python3
 
 start_dev_kafka --partitions 4
 start_redis
-RC=(redis-cli -s "${REDIS_URL#unix://}")
+RC=(redis-cli -s "$REDIS_SOCK")
 RUN=(--set pipeline.batch_size=1000 --set pipeline.batch_linger_ms=500)
 ev() { # id customer type time [payload-json]
     printf '{"event_id":"%s","customer_id":"%s","type":"%s","channel":"web","occurred_at":"%s"%s}\n' \
@@ -32,7 +32,7 @@ run_idle() { # name [args...]: run --until-idle, exit status in RUN_RC
 }
 profile_field() { # customer field
     # shellcheck disable=SC2046
-    "$FIDELIO" profile $(fid_opts) "$1" 2>/dev/null | python3 -c "import json,sys; print(json.load(sys.stdin)['$2'])"
+    "$FIDELIO" profile $(fid_ro_opts) "$1" 2>/dev/null | python3 -c "import json,sys; print(json.load(sys.stdin)['$2'])"
 }
 
 # ---- first stream: shared event ids, a gold customer, referrals to customers with no events
@@ -95,7 +95,7 @@ sed -e 's/name: gold,/name: oro, renamed_from: gold,/' -e 's/^version: .*/versio
     "$SOURCE_DIR/config/rules.yaml" >"$WORK/oro2.yaml"
 set +e
 # shellcheck disable=SC2046
-"$FIDELIO" check $(fid_opts) -r "$WORK/oro.yaml" --namespace >"$WORK/check1.out" 2>"$WORK/check1.err"
+"$FIDELIO" check $(fid_ro_opts) -r "$WORK/oro.yaml" --namespace >"$WORK/check1.out" 2>"$WORK/check1.err"
 rc=$?
 set -e
 [ "$rc" -eq 2 ] && grep -q "would orphan 1 stage(s) stored in this namespace: tier:gold" "$WORK/check1.err" \
@@ -115,12 +115,12 @@ run_idle run3 -r "$WORK/oro.yaml"
 pass "case 10: run refuses the renamed program at start-up (exit 2, names tier:gold); g untouched"
 
 # shellcheck disable=SC2046
-"$FIDELIO" check $(fid_opts) -r "$WORK/oro2.yaml" --namespace >"$WORK/check2.out" 2>&1 || fail "check oro2: $(cat "$WORK/check2.out")"
+"$FIDELIO" check $(fid_ro_opts) -r "$WORK/oro2.yaml" --namespace >"$WORK/check2.out" 2>&1 || fail "check oro2: $(cat "$WORK/check2.out")"
 stages_before=$(count stage-changes)
 run_idle run4 -r "$WORK/oro2.yaml"
 [ "$RUN_RC" -eq 0 ] || fail "run4 exited $RUN_RC: $(tail -3 "$WORK/run4.log")"
 # shellcheck disable=SC2046
-tier=$("$FIDELIO" profile $(fid_opts) -r "$WORK/oro2.yaml" g 2>/dev/null | python3 -c "import json,sys; print(json.load(sys.stdin)['tier'])")
+tier=$("$FIDELIO" profile $(fid_ro_opts) -r "$WORK/oro2.yaml" g 2>/dev/null | python3 -c "import json,sys; print(json.load(sys.stdin)['tier'])")
 [ "$tier" = oro ] || fail "g reads as tier $tier under oro2.yaml"
 "$FIDELIO" consume -b "$BOOTSTRAP" -t rewards -e 2>/dev/null | grep '"source_event_id":"g-3"' | grep -q '"rule_id":"purchase","points":150' \
     || fail "g's purchase did not earn at x1.50: $("$FIDELIO" consume -b "$BOOTSTRAP" -t rewards -e 2>/dev/null | grep g-3)"
@@ -146,7 +146,7 @@ pass "case 11: outputs carry program_digest, the digest check prints"
 sed -e 's/award: 100$/award: 101/' "$WORK/oro2.yaml" >"$WORK/oro2-edited.yaml"
 cmp -s "$WORK/oro2.yaml" "$WORK/oro2-edited.yaml" && fail "the edit did not apply"
 # shellcheck disable=SC2046
-"$FIDELIO" check $(fid_opts) -r "$WORK/oro2-edited.yaml" --namespace >"$WORK/check3.out" 2>"$WORK/check3.err" || fail "check edited"
+"$FIDELIO" check $(fid_ro_opts) -r "$WORK/oro2-edited.yaml" --namespace >"$WORK/check3.out" 2>"$WORK/check3.err" || fail "check edited"
 grep -q "warning: this namespace last ran rule program version oro-2 with digest $digest" "$WORK/check3.err" \
     || fail "check does not warn: $(cat "$WORK/check3.err")"
 run_idle run5 -r "$WORK/oro2-edited.yaml"

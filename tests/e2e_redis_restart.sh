@@ -18,8 +18,7 @@ sleep 3
 kill -0 "$RUN" 2>/dev/null || fail "fidelio run exited while Redis was down: $(tail -3 "$WORK/run.log")"
 [ "$(outputs_total)" -eq "$n1" ] || fail "outputs were produced while Redis was down"
 pass "Redis killed: fidelio run paused (log line), produced nothing, kept running"
-redis-server --port 0 --unixsocket "$WORK/redis/redis.sock" --dir "$WORK/redis" --save "" --appendonly yes \
-    --appendfsync always --logfile "$WORK/redis/redis.log" &
+redis-server "${REDIS_ARGS[@]}" &
 PIDS+=("$!")
 wait_until 30 "the resume" grep -q "redis is back" "$WORK/run.log"
 pass "Redis restarted from its AOF: $(grep -o 'redis is back after [0-9.]* s' "$WORK/run.log")"

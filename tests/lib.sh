@@ -128,19 +128,38 @@ for l in sorted(out):
 PY
 }
 
+# acl_line ROLE USER PASSWORD PREFIX: an ACL file line for USER with the
+# rules of ROLE in deploy/redis-acl.conf (<prefix> filled in).
+acl_line() {
+    local rules
+    rules=$(sed -n "s/^$1: //p" "$SOURCE_DIR/deploy/redis-acl.conf")
+    [ -n "$rules" ] || fail "deploy/redis-acl.conf has no role $1"
+    echo "user $2 on >$3 ${rules//<prefix>/$4}"
+}
+
 # start_redis [aof]: a private redis-server on a unix socket under $WORK/redis;
-# sets REDIS_URL, REDIS_PID. With "aof": appendonly, fsync on every write.
+# sets REDIS_URL, REDIS_URL_RO, REDIS_SOCK, REDIS_PID and REDIS_ARGS (to
+# restart the same server). With "aof": appendonly, fsync on every write.
+# Fidelio connects as the least-privilege users of deploy/redis-acl.conf for
+# the default prefix "fidelio:" (an ACL file, so a restart keeps them):
+# REDIS_URL is the "run" user, REDIS_URL_RO the "tools" user (profile,
+# ledger). The default user stays open on the socket for the test's own
+# redis-cli pokes.
 start_redis() {
     mkdir -p "$WORK/redis"
     local persist=(--save "" --appendonly no)
     [ "${1:-}" = aof ] && persist=(--save "" --appendonly yes --appendfsync always)
-    redis-server --port 0 --unixsocket "$WORK/redis/redis.sock" --dir "$WORK/redis" "${persist[@]}" \
-        --logfile "$WORK/redis/redis.log" &
+    REDIS_SOCK="$WORK/redis/redis.sock"
+    { acl_line run fidelio e2e-run-pw fidelio:; acl_line tools fidelio-ro e2e-tools-pw fidelio:; } >"$WORK/redis/users.acl"
+    REDIS_ARGS=(--port 0 --unixsocket "$REDIS_SOCK" --dir "$WORK/redis" "${persist[@]}"
+        --aclfile "$WORK/redis/users.acl" --logfile "$WORK/redis/redis.log")
+    redis-server "${REDIS_ARGS[@]}" &
     REDIS_PID=$!
     PIDS+=("$REDIS_PID")
-    REDIS_URL="unix://$WORK/redis/redis.sock"
+    REDIS_URL="unix://fidelio:e2e-run-pw@$REDIS_SOCK"
+    REDIS_URL_RO="unix://fidelio-ro:e2e-tools-pw@$REDIS_SOCK"
     for _ in $(seq 100); do
-        redis-cli -s "$WORK/redis/redis.sock" ping >/dev/null 2>&1 && return 0
+        redis-cli -s "$REDIS_SOCK" ping >/dev/null 2>&1 && return 0
         sleep 0.05
     done
     fail "redis-server did not start: $(tail -5 "$WORK/redis/redis.log")"
@@ -151,6 +170,10 @@ start_redis() {
 fid_opts() {
     echo "-b $BOOTSTRAP --set redis.url=$REDIS_URL --set kafka.session.timeout.ms=6000 --set kafka.heartbeat.interval.ms=500 --set log.level=info"
 }
+
+# fid_ro_opts: fid_opts for the read-only tools (profile, ledger, report,
+# dashboard, check --namespace): Redis as the "tools" ACL user.
+fid_ro_opts() { echo "$(fid_opts) --set redis.url=$REDIS_URL_RO"; }
 
 # count TOPIC: messages in a topic.
 count() { kcat -b "$BOOTSTRAP" -C -t "$1" -e -q -f 'x\n' 2>/dev/null | wc -l; }
@@ -201,7 +224,7 @@ stop_run() {
 # same_profiles EXPECTED.jsonl: Redis profiles of the customers in EXPECTED equal it.
 same_profiles() {
     # shellcheck disable=SC2046
-    "$FIDELIO" profile $(fid_opts) --all 2>/dev/null >"$WORK/profiles.now" || true
+    "$FIDELIO" profile $(fid_ro_opts) --all 2>/dev/null >"$WORK/profiles.now" || true
     python3 - "$1" "$WORK/profiles.now" <<'PY'
 import json, sys
 want = {json.loads(l)["customer_id"]: l.strip() for l in open(sys.argv[1])}

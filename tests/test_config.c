@@ -182,9 +182,42 @@ START_TEST(secrets_masked)
     ck_assert_int_eq(config_dump(&cfg, &out), 0);
     ck_assert_ptr_null(strstr(out.data, "hunter2"));
     ck_assert_ptr_null(strstr(out.data, "s3cret"));
-    ck_assert_ptr_nonnull(strstr(out.data, "redis://***@db:6380/1"));
+    ck_assert_ptr_nonnull(strstr(out.data, "redis://:***@db:6380/1"));
     ck_assert_ptr_nonnull(strstr(out.data, "bob"));
     buf_free(&out);
+}
+END_TEST
+
+START_TEST(secrets_masked_by_rule)
+{
+    /* a named ACL user keeps its name, loses its password; every secret-looking
+     * key is masked by the rule, including ones no list names */
+    char *sets[] = {"redis.url=unix://fidelio:pw-unix-1@/run/redis.sock",
+                    "kafka.sasl.oauthbearer.config=clientId=app clientSecret=oauth-sec-2 scope=x",
+                    "kafka.ssl.key.password=keypw-3",
+                    "kafka.ssl.key.pem=pem-4",
+                    "kafka.sasl.jaas.config=jaas-5",
+                    "kafka.ssl.keystore.password=ks-6",
+                    "kafka.some.future_secret=fs-7",
+                    "kafka.credits.hmac_key=hk-8",
+                    "kafka.client.id=visible-client"};
+    ck_assert_int_eq(config_load(&cfg, NULL, sets, 9, NULL, err, sizeof(err)), 0);
+    buf out = {0};
+    ck_assert_int_eq(config_dump(&cfg, &out), 0);
+    const char *secrets[] = {"pw-unix-1", "oauth-sec-2", "keypw-3", "pem-4", "jaas-5", "ks-6", "fs-7", "hk-8"};
+    for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++)
+        ck_assert_msg(!strstr(out.data, secrets[i]), "%s printed:\n%s", secrets[i], out.data);
+    ck_assert_ptr_nonnull(strstr(out.data, "unix://fidelio:***@/run/redis.sock"));
+    ck_assert_ptr_nonnull(strstr(out.data, "visible-client"));
+    ck_assert_ptr_nonnull(strstr(out.data, "redis.key_prefix: \"fidelio:\""));
+    buf_free(&out);
+    /* the rule itself, on names no setting has yet */
+    ck_assert(config_is_secret("credits.hmac_key"));
+    ck_assert(config_is_secret("credits.key"));
+    ck_assert(config_is_secret("x.api-key"));
+    ck_assert(config_is_secret("x.accessToken"));
+    ck_assert(!config_is_secret("redis.key_prefix"));
+    ck_assert(!config_is_secret("topics.credits"));
 }
 END_TEST
 
@@ -194,6 +227,7 @@ Suite *config_suite(void)
     TCase *tc = tcase_create("config");
     tcase_add_checked_fixture(tc, NULL, teardown);
     tcase_add_test(tc, defaults);
+    tcase_add_test(tc, secrets_masked_by_rule);
     tcase_add_test(tc, shipped_file_loads);
     tcase_add_test(tc, shipped_file_documents_every_setting);
     tcase_add_test(tc, precedence_file_set_env);

@@ -12,16 +12,24 @@
 static store *s;
 static char err[1024];
 static int prefix_no;
-static char prefix[32];
+static char prefix[48];
 
 static void setup(void)
 {
-    snprintf(prefix, sizeof(prefix), "t%d:", ++prefix_no + getpid() % 1000 * 100);
+    snprintf(prefix, sizeof(prefix), REDIS_FIXTURE_PREFIX "t%d:", ++prefix_no + getpid() % 1000 * 100);
     s = store_open(redis_url, prefix, 30 * DAY, 3, err, sizeof(err));
     ck_assert_msg(s != NULL, "%s", err);
 }
 
 static void teardown(void) { store_close(s); }
+
+/* A read-only connection as the tools ACL user (profile, ledger). */
+static store *tools_store(void)
+{
+    store *ro = store_open_readonly(redis_url_ro, prefix, err, sizeof(err));
+    ck_assert_msg(ro != NULL, "%s", err);
+    return ro;
+}
 
 /* Apply id for cust with a profile text and outputs text. */
 static store_status apply_kind(bool credit, const char *cust, const char *id, int64_t at, int64_t version,
@@ -205,13 +213,13 @@ END_TEST
  * still deduplicate. */
 START_TEST(layout_1_upgraded)
 {
-    redisReply *r = redis_raw("SET v1ns:layout 1");
+    redisReply *r = redis_raw("SET " REDIS_FIXTURE_PREFIX "v1ns:layout 1");
     freeReplyObject(r);
-    r = redis_raw("HSET v1ns:{r3}:d rw-old O-old");
+    r = redis_raw("HSET " REDIS_FIXTURE_PREFIX "v1ns:{r3}:d rw-old O-old");
     freeReplyObject(r);
-    store *o = store_open(redis_url, "v1ns:", 30 * DAY, 0, err, sizeof(err));
+    store *o = store_open(redis_url, REDIS_FIXTURE_PREFIX "v1ns:", 30 * DAY, 0, err, sizeof(err));
     ck_assert_msg(o != NULL, "%s", err);
-    r = redis_raw("GET v1ns:layout");
+    r = redis_raw("GET " REDIS_FIXTURE_PREFIX "v1ns:layout");
     ck_assert_str_eq(r->str, "2");
     freeReplyObject(r);
     store_seen d = {.customer_id = "r3", .id = "rw-old", .credit = true};
@@ -435,13 +443,15 @@ START_TEST(ledger_bounded_and_ordered)
         ck_assert_int_eq(apply("c5", id, T0 + i, v, "P", "O", &v, NULL), STORE_APPLIED);
     }
     buf out = {0};
-    ck_assert(store_ledger(s, "c5", 10, &out, err, sizeof(err)) == 0);
+    store *ro = tools_store();
+    ck_assert_msg(store_ledger(ro, "c5", 10, &out, err, sizeof(err)) == 0, "%s", err);
     /* 6 entries written, ledger_max = 3 kept, oldest first */
     ck_assert_str_eq(out.data, "{\"entry\":2}\n{\"entry\":1}\n{\"entry\":2}\n");
     buf_reset(&out);
-    ck_assert(store_ledger(s, "c5", 1, &out, err, sizeof(err)) == 0);
+    ck_assert(store_ledger(ro, "c5", 1, &out, err, sizeof(err)) == 0);
     ck_assert_str_eq(out.data, "{\"entry\":2}\n");
     buf_free(&out);
+    store_close(ro);
 }
 END_TEST
 
@@ -463,17 +473,19 @@ START_TEST(keys_share_a_hash_slot)
         freeReplyObject(sl);
     }
     buf ids = {0};
-    ck_assert(store_customers(s, &ids, err, sizeof(err)) == 0);
+    store *ro = tools_store();
+    ck_assert_msg(store_customers(ro, &ids, err, sizeof(err)) == 0, "%s", err);
     ck_assert_ptr_nonnull(strstr(ids.data, "c6\n"));
     buf_free(&ids);
+    store_close(ro);
 }
 END_TEST
 
 START_TEST(layout_mismatch_refused)
 {
-    redisReply *r = redis_raw("SET other:layout 3");
+    redisReply *r = redis_raw("SET " REDIS_FIXTURE_PREFIX "other:layout 3");
     freeReplyObject(r);
-    store *o = store_open(redis_url, "other:", DAY, 0, err, sizeof(err));
+    store *o = store_open(redis_url, REDIS_FIXTURE_PREFIX "other:", DAY, 0, err, sizeof(err));
     ck_assert_ptr_null(o);
     ck_assert_ptr_nonnull(strstr(err, "layout is 3"));
 }
@@ -492,7 +504,7 @@ START_TEST(evicting_redis_refused)
     const char *evicting[] = {"allkeys-lru", "allkeys-lfu", "allkeys-random"};
     for (int i = 0; i < 3; i++) {
         set_policy(evicting[i]);
-        store *o = store_open(redis_url, "evict:", DAY, 0, err, sizeof(err));
+        store *o = store_open(redis_url, REDIS_FIXTURE_PREFIX "evict:", DAY, 0, err, sizeof(err));
         set_policy("noeviction");
         ck_assert_msg(o == NULL, "fidelio started on a Redis with maxmemory-policy %s", evicting[i]);
         ck_assert_msg(strstr(err, evicting[i]) && strstr(err, "maxmemory-policy noeviction"), "message: %s", err);
@@ -504,7 +516,7 @@ START_TEST(evicting_redis_refused)
     ck_assert_int_eq(rc, -1);
     /* keys without a TTL are never evicted by volatile-* policies */
     set_policy("volatile-lru");
-    store *o = store_open(redis_url, "evict:", DAY, 0, err, sizeof(err));
+    store *o = store_open(redis_url, REDIS_FIXTURE_PREFIX "evict:", DAY, 0, err, sizeof(err));
     set_policy("noeviction");
     ck_assert_msg(o != NULL, "%s", err);
     store_close(o);
@@ -517,6 +529,131 @@ START_TEST(unreachable_redis_named)
     store *o = store_open("unix:///nonexistent/redis.sock", "x:", DAY, 0, err, sizeof(err));
     ck_assert_ptr_null(o);
     ck_assert_ptr_nonnull(strstr(err, "unix:///nonexistent/redis.sock"));
+}
+END_TEST
+
+/* One apply on store st; returns store_apply's code (err filled). */
+static int try_apply(store *st, const char *cust, const char *id)
+{
+    buf p = {0}, o = {0};
+    buf_puts(&p, "P");
+    buf_puts(&o, "O");
+    store_apply_req q = {.customer_id = cust, .id = id, .occurred_at = T0, .profile = &p, .outputs = &o};
+    int rc = store_apply(st, &q, 1, err, sizeof(err));
+    store_apply_req_free(&q);
+    buf_free(&p);
+    buf_free(&o);
+    return rc;
+}
+
+/* redis_raw that must succeed. */
+#define RAW_OK(...)                                                                                                   \
+    do {                                                                                                              \
+        redisReply *r_ = redis_raw(__VA_ARGS__);                                                                      \
+        ck_assert_msg(r_ && r_->type != REDIS_REPLY_ERROR, "%s", r_ ? r_->str : "no reply");                         \
+        freeReplyObject(r_);                                                                                          \
+    } while (0)
+
+START_TEST(named_acl_user_authenticates)
+{
+    /* the fixture's url is unix://fidelio:PW@/path: the store authenticates as
+     * that user (AUTH user password), which CLIENT LIST shows */
+    redisReply *r = redis_raw("CLIENT LIST");
+    ck_assert_ptr_nonnull(r);
+    ck_assert_msg(strstr(r->str, "user=fidelio "), "no client authenticated as fidelio:\n%s", r->str);
+    freeReplyObject(r);
+    /* a wrong password is a permanent error naming the user, never the password */
+    char url[200];
+    snprintf(url, sizeof(url), "unix://fidelio:Wrong-Secret-42@%s", redis_sock);
+    store *o = store_open(url, prefix, DAY, 0, err, sizeof(err));
+    ck_assert_ptr_null(o);
+    ck_assert_msg(strstr(err, "WRONGPASS") && strstr(err, "AUTH as fidelio"), "%s", err);
+    ck_assert_msg(!strstr(err, "Wrong-Secret-42"), "password printed: %s", err);
+    /* an unreachable server: the URL is named, its password masked */
+    o = store_open("redis://fidelio:Other-Secret-7@127.0.0.1:1/0", prefix, DAY, 0, err, sizeof(err));
+    ck_assert_ptr_null(o);
+    ck_assert_msg(strstr(err, "redis://fidelio:***@127.0.0.1:1/0") && !strstr(err, "Other-Secret-7"), "%s", err);
+}
+END_TEST
+
+START_TEST(noperm_is_permanent)
+{
+    RAW_OK("ACL SETUSER noeval reset on >pw ~* +@all -evalsha");
+    char url[200];
+    snprintf(url, sizeof(url), "unix://noeval:pw@%s", redis_sock);
+    store *o = store_open(url, prefix, DAY, 0, err, sizeof(err));
+    ck_assert_msg(o != NULL, "%s", err);
+    ck_assert_int_eq(try_apply(o, "c7", "e1"), STORE_PERMANENT);
+    ck_assert_msg(strstr(err, "EVALSHA (apply)") && strstr(err, "NOPERM"), "%s", err);
+    store_close(o);
+}
+END_TEST
+
+START_TEST(oom_is_permanent)
+{
+    RAW_OK("CONFIG SET maxmemory 1");
+    int rc = try_apply(s, "c8", "e1");
+    RAW_OK("CONFIG SET maxmemory 0");
+    ck_assert_int_eq(rc, STORE_PERMANENT);
+    ck_assert_msg(strstr(err, "EVALSHA (apply)") && strstr(err, "OOM"), "%s", err);
+}
+END_TEST
+
+START_TEST(readonly_replica_is_permanent)
+{
+    /* a replica of a master that does not answer keeps its data, read-only */
+    RAW_OK("REPLICAOF 127.0.0.1 1");
+    int rc = try_apply(s, "c9", "e1");
+    char apply_err[1024];
+    snprintf(apply_err, sizeof(apply_err), "%s", err);
+    int rrc = store_reconnect(s, err, sizeof(err));
+    RAW_OK("REPLICAOF NO ONE");
+    ck_assert_int_eq(rc, STORE_PERMANENT);
+    ck_assert_msg(strstr(apply_err, "EVALSHA (apply)") && strstr(apply_err, "READONLY"), "%s", apply_err);
+    ck_assert_int_eq(rrc, STORE_PERMANENT); /* the layout marker cannot be written either */
+    ck_assert_msg(strstr(err, "READONLY"), "%s", err);
+}
+END_TEST
+
+START_TEST(busy_is_transient)
+{
+    RAW_OK("CONFIG SET busy-reply-threshold 100");
+    pid_t child = fork();
+    if (child == 0) { /* a script that keeps the server busy for 2 s, then ends */
+        redisReply *r = redis_raw("EVAL %s 0", "local t = redis.call('TIME') "
+                                               "while true do local n = redis.call('TIME') "
+                                               "if n[1] - t[1] >= 2 then break end end return 1");
+        _exit(r && r->type == REDIS_REPLY_INTEGER ? 0 : 1);
+    }
+    usleep(600000);
+    store_profile p = {.customer_id = "c10"};
+    int rc = store_fetch(s, &p, 1, NULL, 0, err, sizeof(err));
+    int status;
+    waitpid(child, &status, 0);
+    RAW_OK("CONFIG SET busy-reply-threshold 5000");
+    ck_assert_int_eq(rc, STORE_TRANSIENT);
+    ck_assert_msg(strstr(err, "BUSY"), "%s", err);
+    /* once the script ended, the same connection works again */
+    ck_assert_int_eq(store_fetch(s, &p, 1, NULL, 0, err, sizeof(err)), 0);
+    store_profile_free(&p);
+}
+END_TEST
+
+START_TEST(readonly_tools_write_nothing)
+{
+    char fresh[64];
+    snprintf(fresh, sizeof(fresh), "%sfresh:", prefix);
+    redisReply *before = redis_raw("DBSIZE");
+    store *ro = store_open_readonly(redis_url_ro, fresh, err, sizeof(err));
+    ck_assert_msg(ro != NULL, "%s", err);
+    redisReply *after = redis_raw("DBSIZE"), *marker = redis_raw("EXISTS %slayout", fresh);
+    ck_assert_int_eq(after->integer, before->integer);
+    ck_assert_int_eq(marker->integer, 0);
+    freeReplyObject(before);
+    freeReplyObject(after);
+    freeReplyObject(marker);
+    ck_assert_int_eq(try_apply(ro, "c11", "e1"), STORE_PERMANENT);
+    store_close(ro);
 }
 END_TEST
 
@@ -544,6 +681,12 @@ Suite *store_suite(void)
     tcase_add_test(tc, layout_mismatch_refused);
     tcase_add_test(tc, evicting_redis_refused);
     tcase_add_test(tc, unreachable_redis_named);
+    tcase_add_test(tc, named_acl_user_authenticates);
+    tcase_add_test(tc, noperm_is_permanent);
+    tcase_add_test(tc, oom_is_permanent);
+    tcase_add_test(tc, readonly_replica_is_permanent);
+    tcase_add_test(tc, busy_is_transient);
+    tcase_add_test(tc, readonly_tools_write_nothing);
     suite_add_tcase(su, tc);
     return su;
 }
