@@ -42,6 +42,7 @@ typedef struct config {
     int64_t exactly_once;      /* bool: one Kafka transaction per batch (outputs + input offsets) */
     int64_t ledger_max;        /* ledger entries kept per customer in Redis; 0 = all */
     int64_t report_aggregates; /* 1: applies keep the report's aggregates (report.h); 0: off */
+    int64_t assign_timeout_ms; /* run --until-idle: longest wait without any partition assigned */
     int64_t http_port;         /* metrics/health/control-room port; 0 disables */
     char *http_bind;           /* address it listens on */
     int64_t liveness_timeout_ms; /* /healthz fails when the loop is quieter than this */

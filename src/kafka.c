@@ -16,6 +16,16 @@ int kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, ch
     return 0;
 }
 
+/* librdkafka's own log lines (syslog levels) go through Fidelio's logger,
+ * never as raw "%3|..." lines on stderr. Called from librdkafka's threads. */
+static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *line)
+{
+    log_level l = level <= 3 ? LOG_ERROR : level == 4 ? LOG_WARN : level <= 6 ? LOG_INFO : LOG_DEBUG;
+    log_write(l, "librdkafka", 0, "%s %s: %s", rk ? rd_kafka_name(rk) : "kafka", fac, line);
+}
+
+void kafka_conf_route_logs(rd_kafka_conf_t *conf) { rd_kafka_conf_set_log_cb(conf, on_log); }
+
 rd_kafka_conf_t *kafka_conf_new(const config *cfg, char *err, size_t errlen)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -24,6 +34,7 @@ rd_kafka_conf_t *kafka_conf_new(const config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    kafka_conf_route_logs(conf);
     for (size_t i = 0; i < cfg->kafka_count; i++) {
         if (rd_kafka_conf_set(conf, cfg->kafka[i].key, cfg->kafka[i].value, why, sizeof(why)) != RD_KAFKA_CONF_OK) {
             snprintf(err, errlen, "%s: key 'kafka.%s': %s", cfg->kafka[i].origin.where, cfg->kafka[i].key, why);
@@ -58,6 +69,16 @@ void kafka_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque
     }
 }
 
+/* Errors of the client itself (brokers down, authentication): kept for the
+ * messages that explain a failure (librdkafka logs them too). Served by poll/flush. */
+static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    kafka_delivery *dr = opaque;
+    if (dr)
+        snprintf(dr->client_error, sizeof(dr->client_error), "%s", reason);
+    log_debug("%s: %s: %s", rd_kafka_name(rk), rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
 rd_kafka_t *kafka_producer_new(const config *cfg, kafka_delivery *dr, char *err, size_t errlen)
 {
     rd_kafka_conf_t *conf = kafka_conf_new(cfg, err, errlen);
@@ -74,6 +95,7 @@ rd_kafka_t *kafka_producer_new(const config *cfg, kafka_delivery *dr, char *err,
      * emitter; kept here it would make every produce call fail */
     kafka_conf_set(conf, "transactional.id", NULL, err, errlen);
     rd_kafka_conf_set_dr_msg_cb(conf, kafka_on_delivery);
+    rd_kafka_conf_set_error_cb(conf, on_error);
     rd_kafka_conf_set_opaque(conf, dr);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
     if (!rk) {
@@ -112,6 +134,7 @@ rd_kafka_t *kafka_mock_start(const config *cfg, int brokers, int partitions, rd_
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    kafka_conf_route_logs(conf);
     if (kafka_conf_set(conf, "log_level", "3", err, errlen)) {
         rd_kafka_conf_destroy(conf);
         return NULL;

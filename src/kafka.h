@@ -15,6 +15,7 @@ typedef struct kafka_delivery {
     long long delivered;  /* acknowledged by the broker */
     long long failed;     /* permanently failed */
     char last_error[256]; /* text of the last failure */
+    char client_error[256]; /* the client's last error (error_cb: broker down, auth...) */
 } kafka_delivery;
 
 /* The last access error (authentication, ACL) a client reported through its
@@ -29,6 +30,9 @@ int kafka_check_config(const config *cfg, char *err, size_t errlen);
 
 /* A new conf holding cfg's kafka.* keys. The caller owns it (until rd_kafka_new takes it). */
 rd_kafka_conf_t *kafka_conf_new(const config *cfg, char *err, size_t errlen);
+
+/* Send librdkafka's log lines through log.h (kafka_conf_new does it). */
+void kafka_conf_route_logs(rd_kafka_conf_t *conf);
 
 /* Set one property; fills err naming the key on failure. */
 int kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *err, size_t errlen);

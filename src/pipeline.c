@@ -85,6 +85,9 @@ typedef struct pipeline {
     eof_mark *eofs;               /* for until_idle */
     int neofs, eofcap;
     double idle_since;
+    double unassigned_since;      /* when the assignment was last seen empty; 0 while assigned */
+    double last_assign_check;
+    char client_error[256];       /* the consumer's last error (error_cb), for messages */
     int fatal;                    /* a delivery failed for good */
     char err[1024];
 } pipeline;
@@ -930,12 +933,40 @@ static void on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *op
 {
     (void)rk;
     pipeline *pl = opaque;
+    snprintf(pl->client_error, sizeof(pl->client_error), "%s", reason); /* explains an assignment timeout */
     if (kafka_err_is_access((rd_kafka_resp_err_t)err)) {
         pl->access.code = (rd_kafka_resp_err_t)err;
         snprintf(pl->access.text, sizeof(pl->access.text), "%s", reason);
         return;
     }
     log_warn("kafka: %s", reason);
+}
+
+/* With --until-idle: -1 (pl->err set) once no partition has been assigned
+ * for pipeline.assign_timeout_ms; checked about once a second. */
+static int check_assigned(pipeline *pl)
+{
+    double now = now_s();
+    if (now - pl->last_assign_check < 1.0)
+        return 0;
+    pl->last_assign_check = now;
+    rd_kafka_topic_partition_list_t *a = NULL;
+    bool assigned = rd_kafka_assignment(pl->consumer, &a) == 0 && a && a->cnt > 0;
+    if (a)
+        rd_kafka_topic_partition_list_destroy(a);
+    if (assigned) {
+        pl->unassigned_since = 0;
+        return 0;
+    }
+    if (pl->unassigned_since == 0)
+        pl->unassigned_since = now;
+    if ((now - pl->unassigned_since) * 1000 < (double)pl->cfg->assign_timeout_ms)
+        return 0;
+    snprintf(pl->err, sizeof(pl->err),
+             "no partition of %s assigned for %.0f s (pipeline.assign_timeout_ms); last Kafka error: %s",
+             pl->cfg->topic_touchpoints, now - pl->unassigned_since,
+             pl->client_error[0] ? pl->client_error : "none (is the topic there? another member may hold every partition)");
+    return -1;
 }
 
 /* Whether the configuration sets kafka.<key>. */
@@ -1168,7 +1199,7 @@ static int wait_for_redis(pipeline *pl)
 int pipeline_run(const config *cfg, const program *prog, const pipeline_opts *opts, pipeline_stats *st, char *err,
                  size_t errlen)
 {
-    pipeline pl = {.cfg = cfg, .prog = prog, .st = st};
+    pipeline pl = {.cfg = cfg, .prog = prog, .st = st, .unassigned_since = now_s()};
     memset(st, 0, sizeof(*st));
     int rc = -1;
     if (setup(&pl, err, errlen) != 0)
@@ -1231,6 +1262,10 @@ int pipeline_run(const config *cfg, const program *prog, const pipeline_opts *op
             last_report = now_s();
             log_info("processed %lld touchpoints, %lld credits, %lld duplicates, %lld to the DLQ, %lld outputs",
                      st->touchpoints, st->credits, st->duplicates, st->dlq, st->outputs);
+        }
+        if (opts->until_idle && check_assigned(&pl) != 0) {
+            snprintf(err, errlen, "%s", pl.err);
+            goto out;
         }
         if (opts->until_idle && pl.nitems == 0 && all_at_end(&pl)) {
             if (pl.idle_since == 0)

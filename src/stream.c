@@ -110,8 +110,13 @@ int stream_producer_close(stream_producer *p, long long *sent, long long *failed
     if (p->rk) {
         rd_kafka_resp_err_t fe = rd_kafka_flush(p->rk, 30000);
         if (fe) {
-            snprintf(err, errlen, "%d messages still unacknowledged after 30 s: %s", rd_kafka_outq_len(p->rk),
-                     rd_kafka_err2str(fe));
+            /* still unacknowledged (a broker down): give them up, so each one
+             * gets its delivery report and is counted as failed */
+            int left = rd_kafka_outq_len(p->rk);
+            rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+            rd_kafka_flush(p->rk, 5000);
+            snprintf(err, errlen, "%d messages unacknowledged after 30 s (%s); Kafka: %s", left, rd_kafka_err2str(fe),
+                     p->dr.client_error[0] ? p->dr.client_error : p->dr.last_error);
             rc = -1;
         } else if (p->dr.failed) {
             snprintf(err, errlen, "%lld deliveries failed, last: %s", p->dr.failed, p->dr.last_error);
