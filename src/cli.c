@@ -120,7 +120,7 @@ int cli_load_config(cli_common *cc, config *cfg)
         sets[j++] = cc->sets[i];
     int rc = config_load(cfg, path, sets, n, environ, err, sizeof(err));
     free(sets);
-    if (rc != 0 || kafka_check_config(cfg, err, sizeof(err)) != 0) {
+    if (rc != 0 || kafka_check_config(cfg, err, sizeof(err)) != 0 || kafka_check_limits(cfg, err, sizeof(err)) != 0) {
         fprintf(stderr, "fidelio: configuration error: %s\n", err);
         return EXIT_USAGE;
     }

@@ -2,6 +2,7 @@
 #include "kafka.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
@@ -43,6 +44,52 @@ rd_kafka_conf_t *kafka_conf_new(const config *cfg, char *err, size_t errlen)
         }
     }
     return conf;
+}
+
+/* One numeric property of conf, or -1. */
+static long long conf_number(const rd_kafka_conf_t *conf, const char *key)
+{
+    char v[64];
+    size_t n = sizeof(v);
+    if (rd_kafka_conf_get(conf, key, v, &n) != RD_KAFKA_CONF_OK)
+        return -1;
+    return atoll(v);
+}
+
+long long kafka_max_message_bytes(const config *cfg)
+{
+    char err[512];
+    rd_kafka_conf_t *conf = kafka_conf_new(cfg, err, sizeof(err));
+    if (!conf)
+        return -1;
+    long long n = conf_number(conf, "message.max.bytes");
+    rd_kafka_conf_destroy(conf);
+    return n;
+}
+
+int kafka_check_limits(const config *cfg, char *err, size_t errlen)
+{
+    rd_kafka_conf_t *conf = kafka_conf_new(cfg, err, errlen);
+    if (!conf)
+        return -1;
+    long long produce_max = conf_number(conf, "message.max.bytes");
+    long long receive_max = conf_number(conf, "receive.message.max.bytes");
+    rd_kafka_conf_destroy(conf);
+    if (produce_max < KAFKA_MIN_RECORD_BYTES) {
+        snprintf(err, errlen,
+                 "kafka.message.max.bytes is %lld; it must be at least %d: an output or a DLQ record (headers up to "
+                 "~1 KB, then the rejected message's key and value, cut to fit) must fit in one message",
+                 produce_max, KAFKA_MIN_RECORD_BYTES);
+        return -1;
+    }
+    if (receive_max < cfg->max_message_bytes + 512) {
+        snprintf(err, errlen,
+                 "kafka.receive.message.max.bytes is %lld; it must be at least limits.max_message_bytes (%lld) + "
+                 "512, or a message the limit accepts could not be fetched",
+                 receive_max, (long long)cfg->max_message_bytes);
+        return -1;
+    }
+    return 0;
 }
 
 int kafka_check_config(const config *cfg, char *err, size_t errlen)

@@ -28,6 +28,19 @@ typedef struct kafka_errnote {
 /* Check every kafka.* key against librdkafka, naming its origin on error. */
 int kafka_check_config(const config *cfg, char *err, size_t errlen);
 
+/* The smallest kafka.message.max.bytes accepted (see kafka_check_limits). */
+#define KAFKA_MIN_RECORD_BYTES 4096
+
+/* Check that the size limits agree: the producer's message.max.bytes holds
+ * an output or a DLQ record (at least KAFKA_MIN_RECORD_BYTES; a DLQ record's
+ * value is cut to fit), and receive.message.max.bytes can fetch the largest
+ * message limits.max_message_bytes accepts. -1 with err naming the keys. */
+int kafka_check_limits(const config *cfg, char *err, size_t errlen);
+
+/* The producer's effective message.max.bytes (librdkafka default unless
+ * kafka.message.max.bytes is set), or -1. */
+long long kafka_max_message_bytes(const config *cfg);
+
 /* A new conf holding cfg's kafka.* keys. The caller owns it (until rd_kafka_new takes it). */
 rd_kafka_conf_t *kafka_conf_new(const config *cfg, char *err, size_t errlen);
 

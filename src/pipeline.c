@@ -89,6 +89,7 @@ typedef struct pipeline {
     double last_assign_check;
     char client_error[256];       /* the consumer's last error (error_cb), for messages */
     int fatal;                    /* a delivery failed for good */
+    long long max_record_bytes;   /* the producer's message.max.bytes: a DLQ record is cut to fit it */
     char err[1024];
 } pipeline;
 
@@ -476,28 +477,60 @@ static const char *output_topic(const pipeline *pl, char kind)
     return kind == 'r' ? pl->cfg->topic_rewards : kind == 's' ? pl->cfg->topic_stage_changes : pl->cfg->topic_credits;
 }
 
+/* Bytes a DLQ record keeps free of key and value for its headers and the
+ * record's own framing (the headers' text is counted on top). */
+#define DLQ_RECORD_OVERHEAD 512
+
+/* Produce the DLQ record of a rejected message: its original key and value,
+ * headers naming the error and the source (topic, partition, offset), and
+ * dlq_id "<topic>/<partition>/<offset>": the same on every retry or
+ * redelivery, so subscribers can dedupe. The record always fits the
+ * producer's message.max.bytes: if it would not, the value (then the key) is
+ * cut and value_truncated / key_truncated give the original length; the
+ * source coordinates say where to fetch the original. */
+static int produce_dlq(pipeline *pl, item *it)
+{
+    rd_kafka_message_t *m = it->msg;
+    const char *topic = rd_kafka_topic_name(m->rkt);
+    char part[16], off[24], id[300], vorig[24], korig[24];
+    snprintf(part, sizeof(part), "%d", (int)m->partition);
+    snprintf(off, sizeof(off), "%lld", (long long)m->offset);
+    snprintf(id, sizeof(id), "%s/%s/%s", topic, part, off);
+    const char *names[] = {"error", "error_detail", "source_topic", "source_partition", "source_offset", "dlq_id"};
+    const char *values[] = {it->dlq_error, it->dlq_detail, topic, part, off, id};
+    size_t overhead = DLQ_RECORD_OVERHEAD + 2 * (sizeof("value_truncated") + sizeof(vorig));
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        overhead += strlen(names[i]) + strlen(values[i]) + 8;
+    size_t room = (size_t)pl->max_record_bytes > overhead ? (size_t)pl->max_record_bytes - overhead : 0;
+    size_t klen = m->key_len, vlen = m->len;
+    rd_kafka_headers_t *h = rd_kafka_headers_new(8);
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        rd_kafka_header_add(h, names[i], -1, values[i], -1);
+    if (klen > room / 2 && klen + vlen > room) { /* a huge key: keep half the room for it */
+        klen = room / 2;
+        snprintf(korig, sizeof(korig), "%zu", m->key_len);
+        rd_kafka_header_add(h, "key_truncated", -1, korig, -1);
+    }
+    if (klen + vlen > room) {
+        vlen = room - klen;
+        snprintf(vorig, sizeof(vorig), "%zu", m->len);
+        rd_kafka_header_add(h, "value_truncated", -1, vorig, -1);
+    }
+    rd_kafka_resp_err_t e = kafka_produce(pl->em.producer, pl->cfg->topic_dlq, m->key, klen, m->payload, vlen, h);
+    if (e) {
+        rd_kafka_headers_destroy(h);
+        snprintf(pl->err, sizeof(pl->err), "produce to %s (DLQ record of %s): %s", pl->cfg->topic_dlq, id,
+                 rd_kafka_err2str(e));
+        return -1;
+    }
+    return 0;
+}
+
 static int produce_item(pipeline *pl, item *it)
 {
     rd_kafka_message_t *m = it->msg;
-    if (it->kind == ITEM_DLQ) {
-        char part[16], off[24];
-        snprintf(part, sizeof(part), "%d", (int)m->partition);
-        snprintf(off, sizeof(off), "%lld", (long long)m->offset);
-        rd_kafka_headers_t *h = rd_kafka_headers_new(5);
-        rd_kafka_header_add(h, "error", -1, it->dlq_error, -1);
-        rd_kafka_header_add(h, "error_detail", -1, it->dlq_detail, -1);
-        rd_kafka_header_add(h, "source_topic", -1, rd_kafka_topic_name(m->rkt), -1);
-        rd_kafka_header_add(h, "source_partition", -1, part, -1);
-        rd_kafka_header_add(h, "source_offset", -1, off, -1);
-        rd_kafka_resp_err_t e = kafka_produce(pl->em.producer, pl->cfg->topic_dlq, m->key, m->key_len, m->payload,
-                                              m->len, h);
-        if (e) {
-            rd_kafka_headers_destroy(h);
-            snprintf(pl->err, sizeof(pl->err), "produce to %s: %s", pl->cfg->topic_dlq, rd_kafka_err2str(e));
-            return -1;
-        }
-        return 0;
-    }
+    if (it->kind == ITEM_DLQ)
+        return produce_dlq(pl, it);
     const uint8_t *p = (const uint8_t *)it->outputs.data, *end = p + it->outputs.len;
     while (p < end) {
         char kind = (char)*p++;
@@ -1015,6 +1048,10 @@ static int setup(pipeline *pl, char *err, size_t errlen)
         return -1;
     if (!cfg->report_aggregates && store_aggregates_incomplete(pl->store, err, errlen) != 0)
         return -1;
+    if ((pl->max_record_bytes = kafka_max_message_bytes(cfg)) < 0) {
+        snprintf(err, errlen, "kafka.message.max.bytes: cannot be read");
+        return -1;
+    }
     rd_kafka_conf_t *conf = kafka_conf_new(cfg, err, errlen);
     if (!conf)
         return -1;

@@ -222,10 +222,18 @@ int stream_dlq_json(const rd_kafka_message_t *m, buf *out)
     json_t *o = json_object();
     if (!o)
         return -1;
-    static const char *const names[] = {"error", "error_detail", "source_topic", "source_partition", "source_offset"};
+    static const char *const names[] = {"error",         "error_detail", "source_topic", "source_partition",
+                                        "source_offset", "dlq_id"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         char v[1024];
         json_object_set_new(o, names[i], header_str(h, names[i], v, sizeof(v)) == 0 ? json_string(v) : json_null());
+    }
+    /* only on a record that was cut to fit: the original lengths */
+    static const char *const cut[] = {"key_truncated", "value_truncated"};
+    for (size_t i = 0; i < 2; i++) {
+        char v[64];
+        if (header_str(h, cut[i], v, sizeof(v)) == 0)
+            json_object_set_new(o, cut[i], json_integer(atoll(v)));
     }
     json_object_set_new(o, "key", m->key ? json_stringn(m->key, m->key_len) : json_null());
     json_object_set_new(o, "value_base64", m->payload ? base64_json(m->payload, m->len) : json_null());

@@ -102,6 +102,7 @@ START_TEST(no_output_lost_when_kafka_fails_after_redis_applied)
     int rc = pipeline_run(&cfg, &prog, &opts, &st, err, sizeof(err));
     ck_assert_msg(rc == -1, "the run succeeded although no output could be delivered");
     ck_assert_msg(strstr(err, "could not be delivered") != NULL, "error: %s", err);
+    ck_assert_msg(strstr(err, "Topic authorization failed") != NULL, "the cause is not named: %s", err);
 
     /* nothing was committed: a restart reads every event again */
     rd_kafka_conf_t *conf = kafka_conf_new(&cfg, err, sizeof(err));
