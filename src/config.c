@@ -449,7 +449,7 @@ void config_free(config *cfg)
 /* Whether one dotted component of a key names a secret. */
 static int secret_component(const char *c, size_t n)
 {
-    static const char *const words[] = {"password", "secret", "token", "credential", "private", "jaas", NULL};
+    static const char *const words[] = {"password", "secret", "token", "credential", "private", "jaas", "hmac", NULL};
     char low[128];
     if (n >= sizeof(low))
         n = sizeof(low) - 1;

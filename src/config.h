@@ -78,7 +78,7 @@ int config_dump(const config *cfg, buf *out);
 
 /* Whether a key names a secret, by a rule rather than a list (so a new
  * setting is covered the day it is added): a dotted component that contains
- * "password", "secret", "token", "credential", "private" or "jaas", or that
+ * "password", "secret", "token", "credential", "private", "jaas" or "hmac", or that
  * is "key" or ends in "_key" / "-key" / ".key" (an HMAC key, ssl.key.pem),
  * and sasl.oauthbearer.config (it can hold clientSecret=). */
 int config_is_secret(const char *key);

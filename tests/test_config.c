@@ -214,6 +214,7 @@ START_TEST(secrets_masked_by_rule)
     /* the rule itself, on names no setting has yet */
     ck_assert(config_is_secret("credits.hmac_key"));
     ck_assert(config_is_secret("credits.key"));
+    ck_assert(config_is_secret("credits.hmac"));
     ck_assert(config_is_secret("x.api-key"));
     ck_assert(config_is_secret("x.accessToken"));
     ck_assert(!config_is_secret("redis.key_prefix"));
