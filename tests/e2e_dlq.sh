@@ -10,6 +10,15 @@
 source "$(dirname "$0")/lib.sh"
 require kcat redis-server redis-cli python3
 
+# the size limits are checked against each other at start-up (exit 2, naming the keys)
+for bad in kafka.message.max.bytes=2000 kafka.receive.message.max.bytes=1000000; do
+    rc=0
+    "$FIDELIO" check --set "$bad" >"$WORK/limits.out" 2>&1 || rc=$?
+    [ "$rc" -eq 2 ] && grep -q "configuration error: ${bad%%=*} is " "$WORK/limits.out" \
+        || fail "check --set $bad: exit $rc: $(tail -1 "$WORK/limits.out")"
+done
+pass "inconsistent size limits are refused at start-up with exit 2 naming the key"
+
 start_dev_kafka --partitions 2
 start_redis
 python3 - "$WORK" <<'PY'
