@@ -64,6 +64,11 @@ step profile-unreachable 1 "$FIDELIO" profile "${C[@]}" --set "redis.url=redis:/
 step ledger 0 "$FIDELIO" ledger "${C[@]}" --set "redis.url=$TOOLS_URL" cust-0001
 step ledger-wrongpw 1 "$FIDELIO" ledger "${C[@]}" --set "redis.url=unix://fidelio-ro:x$S_TOOLS@$REDIS_SOCK" cust-0001
 step ledger-unreachable 1 "$FIDELIO" ledger "${C[@]}" --set "redis.url=redis://fidelio-ro:$S_TOOLS@127.0.0.1:1/0" cust-0001
+step report 0 "$FIDELIO" report "${C[@]}" --set "redis.url=$TOOLS_URL"
+step report-wrongpw 1 "$FIDELIO" report "${C[@]}" --set "redis.url=unix://fidelio-ro:x$S_TOOLS@$REDIS_SOCK"
+step report-unreachable 1 "$FIDELIO" report "${C[@]}" --set "redis.url=redis://fidelio-ro:$S_TOOLS@127.0.0.1:1/0"
+step check-namespace 0 "$FIDELIO" check "${C[@]}" --set "redis.url=$TOOLS_URL" --namespace
+step check-namespace-unreachable 1 "$FIDELIO" check "${C[@]}" --set "redis.url=redis://fidelio-ro:$S_TOOLS@127.0.0.1:1/0" --namespace
 step simulate 0 "$FIDELIO" simulate "${C[@]}" "$SOURCE_DIR/seeds/demo.jsonl"
 printf 'rules: [\n' >"$WORK/bad-rules.yaml"
 step simulate-bad 2 "$FIDELIO" simulate "${C[@]}" -r "$WORK/bad-rules.yaml" "$SOURCE_DIR/seeds/demo.jsonl"
@@ -73,6 +78,15 @@ step gen-kafka 0 "$FIDELIO" gen "${C[@]}" "${K[@]}" -n 20 -m 50 -t gen-topic
 step demo 0 "$FIDELIO" demo
 step version 0 "$FIDELIO" version
 step help 0 "$FIDELIO" help
+# the dashboard and dev-kafka run until stopped
+DPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$FIDELIO" dashboard "${C[@]}" --set "redis.url=$TOOLS_URL" --port "$DPORT" >"$OUT/dashboard.out" 2>&1 &
+DB=$!
+PIDS+=("$DB")
+wait_until 30 "the dashboard" python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$DPORT/api/report')"
+kill -TERM "$DB"
+wait "$DB" || fail "dashboard exited $?"
+n=$((n + 1))
 # dev-kafka runs until stopped
 "$FIDELIO" dev-kafka "${C[@]}" --bootstrap-file "$WORK/dk.bootstrap" >"$OUT/dev-kafka.out" 2>&1 &
 DK=$!
