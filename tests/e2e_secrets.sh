@@ -2,7 +2,7 @@
 # No secret ever reaches an output. Every command runs with known secrets in
 # the configuration file, the environment and --set (the Redis password in
 # redis.url, kafka.sasl.password, kafka.sasl.oauthbearer.config with a
-# clientSecret, kafka.ssl.key.password; kafka.ssl.keystore.password from FIDELIO_KAFKA_SSL_KEYSTORE_PASSWORD) at log level
+# clientSecret, kafka.ssl.key.password, credits.hmac_key; kafka.ssl.keystore.password from FIDELIO_KAFKA_SSL_KEYSTORE_PASSWORD) at log level
 # debug, on its successful path and on failing ones (wrong Redis password,
 # unreachable Redis, bad input, bad program); then stdout and stderr of all of
 # them are searched for every secret.
@@ -12,8 +12,8 @@ require kcat redis-server redis-cli python3
 start_dev_kafka --partitions 2
 start_redis
 S_RUN=Sec-RunPw-7f3a S_TOOLS=Sec-ToolsPw-9c1d S_SASL=Sec-Sasl-52be S_OAUTH=Sec-Oauth-e04c S_SSL=Sec-SslKey-3d9a
-S_ENV=Sec-Env-81f2
-SECRETS=("$S_RUN" "$S_TOOLS" "$S_SASL" "$S_OAUTH" "$S_SSL" "$S_ENV")
+S_ENV=Sec-Env-81f2 S_HMAC=Sec-Hmac-c4d5e6f7a8b9
+SECRETS=("$S_RUN" "$S_TOOLS" "$S_SASL" "$S_OAUTH" "$S_SSL" "$S_ENV" "$S_HMAC")
 redis-cli -s "$REDIS_SOCK" ACL SETUSER fidelio ">$S_RUN" >/dev/null
 redis-cli -s "$REDIS_SOCK" ACL SETUSER fidelio-ro ">$S_TOOLS" >/dev/null
 RUN_URL="unix://fidelio:$S_RUN@$REDIS_SOCK"
@@ -25,6 +25,8 @@ kafka:
   sasl.password: "$S_SASL"
   sasl.oauthbearer.config: "principal=fidelio clientId=app clientSecret=$S_OAUTH scope=events"
   ssl.key.password: "$S_SSL"
+credits:
+  hmac_key: "$S_HMAC"
 log:
   level: debug
 YAML
