@@ -19,6 +19,7 @@ source "$(dirname "$0")/lib.sh"
 require redis-server redis-cli python3
 
 start_dev_kafka --partitions 3
+REDIS_PREFIXES="fidelio: whatif:" # the what-if below runs in its own namespace
 start_redis
 # the namespace's key, from the environment as in production
 export FIDELIO_CREDITS_HMAC_KEY=0123456789abcdef0123456789abcdef

@@ -128,20 +128,23 @@ for l in sorted(out):
 PY
 }
 
-# acl_line ROLE USER PASSWORD PREFIX: an ACL file line for USER with the
-# rules of ROLE in deploy/redis-acl.conf (<prefix> filled in).
+# acl_line ROLE USER PASSWORD "PREFIX...": an ACL file line for USER with the
+# rules of ROLE in deploy/redis-acl.conf, its key pattern ~<prefix>* given
+# once per prefix (a test that also runs a what-if namespace grants both).
 acl_line() {
-    local rules
+    local rules keys="" p
     rules=$(sed -n "s/^$1: //p" "$SOURCE_DIR/deploy/redis-acl.conf")
     [ -n "$rules" ] || fail "deploy/redis-acl.conf has no role $1"
-    echo "user $2 on >$3 ${rules//<prefix>/$4}"
+    for p in $4; do keys="$keys ~$p*"; done
+    echo "user $2 on >$3 ${rules//\~<prefix>\*/${keys# }}"
 }
 
 # start_redis [aof]: a private redis-server on a unix socket under $WORK/redis;
 # sets REDIS_URL, REDIS_URL_RO, REDIS_SOCK, REDIS_PID and REDIS_ARGS (to
 # restart the same server). With "aof": appendonly, fsync on every write.
 # Fidelio connects as the least-privilege users of deploy/redis-acl.conf for
-# the default prefix "fidelio:" (an ACL file, so a restart keeps them):
+# the key prefixes in $REDIS_PREFIXES (default "fidelio:"; an ACL file, so a
+# restart keeps them):
 # REDIS_URL is the "run" user, REDIS_URL_RO the "tools" user (profile,
 # ledger). The default user stays open on the socket for the test's own
 # redis-cli pokes.
@@ -150,7 +153,8 @@ start_redis() {
     local persist=(--save "" --appendonly no)
     [ "${1:-}" = aof ] && persist=(--save "" --appendonly yes --appendfsync always)
     REDIS_SOCK="$WORK/redis/redis.sock"
-    { acl_line run fidelio e2e-run-pw fidelio:; acl_line tools fidelio-ro e2e-tools-pw fidelio:; } >"$WORK/redis/users.acl"
+    local prefixes=${REDIS_PREFIXES:-fidelio:}
+    { acl_line run fidelio e2e-run-pw "$prefixes"; acl_line tools fidelio-ro e2e-tools-pw "$prefixes"; } >"$WORK/redis/users.acl"
     REDIS_ARGS=(--port 0 --unixsocket "$REDIS_SOCK" --dir "$WORK/redis" "${persist[@]}"
         --aclfile "$WORK/redis/users.acl" --logfile "$WORK/redis/redis.log")
     redis-server "${REDIS_ARGS[@]}" &
