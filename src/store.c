@@ -915,8 +915,9 @@ int store_scan_profiles(store *s, store_profile_fn fn, void *opaque, long long *
     snprintf(pattern, sizeof(pattern), "%s{*}:p", s->prefix);
     do {
         redisReply *r = redisCommand(s->c, "SCAN %s MATCH %s COUNT 1000", cursor, pattern);
-        if (command_ok(s, r, "SCAN", err, errlen))
-            return -1;
+        int crc = command_ok(s, r, "SCAN", err, errlen);
+        if (crc)
+            return crc;
         snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
         const redisReply *keys = r->element[1];
         for (size_t i = 0; i < keys->elements; i++) {
@@ -927,9 +928,9 @@ int store_scan_profiles(store *s, store_profile_fn fn, void *opaque, long long *
         int rc = 0;
         for (size_t i = 0; i < keys->elements; i++) {
             redisReply *v;
-            if (get_reply(s, &v, err, errlen) != 0) {
+            if (get_reply(s, &v, "HGET (profile)", err, errlen) != 0) {
                 freeReplyObject(r);
-                return -1;
+                return STORE_TRANSIENT;
             }
             if (rc == 0 && v->type == REDIS_REPLY_STRING) {
                 (*n)++;
