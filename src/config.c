@@ -166,8 +166,9 @@ static const setting settings[] = {
       "how long (event time) dedupe records are kept"),
     B("pipeline.exactly_once", exactly_once, "false",
       "outputs and input offsets in one Kafka transaction per batch (a real broker; read_committed subscribers)"),
-    I("pipeline.assign_timeout_ms", assign_timeout_ms, "60000", 1000, 86400000,
-      "run --until-idle exits 1 after this long without a partition (broker unreachable, topic missing)"),
+    I("pipeline.assign_timeout_ms", assign_timeout_ms, "30000", 1000, 86400000,
+      "run exits 1 when the topics' metadata has not come after this long (broker unreachable); with "
+      "--until-idle also after this long without a partition assigned"),
     I("pipeline.ledger_max", ledger_max, "10000", 0, 100000000, "ledger entries kept per customer in Redis; 0 = all"),
     I("pipeline.report_aggregates", report_aggregates, "1", 0, 1,
       "1: each apply keeps the report's counters (fidelio report, the control room); 0: off, faster"),

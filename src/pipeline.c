@@ -1091,7 +1091,9 @@ static int setup(pipeline *pl, char *err, size_t errlen)
                                    cfg->topic_stage_changes, cfg->topic_dlq};
     const char *topic_keys[] = {"topics.touchpoints", "topics.credits", "topics.rewards", "topics.stage_changes",
                                 "topics.dlq"};
-    if (kafka_check_topics(pl->consumer, topics_in_use, topic_keys, 5, 30000, &pl->access, err, errlen) != 0)
+    /* bounded by pipeline.assign_timeout_ms: a dead broker stops run here */
+    if (kafka_check_topics(pl->consumer, topics_in_use, topic_keys, 5, (int)cfg->assign_timeout_ms, &pl->access, err,
+                           errlen) != 0)
         return -1;
     if (emitter_open(&pl->em, cfg, pl->consumer, err, errlen) != 0)
         return -1;
