@@ -220,7 +220,7 @@ START_TEST(forged_future_timestamp_refused)
     ck_assert_msg(mock != NULL, "%s", err);
     set(&cfg, "kafka.bootstrap.servers", rd_kafka_mock_cluster_bootstraps(mc));
     set(&cfg, "redis.url", redis_url);
-    set(&cfg, "redis.key_prefix", "future:");
+    set(&cfg, "redis.key_prefix", REDIS_FIXTURE_PREFIX "future:"); /* inside the ACL user's keys */
     set(&cfg, "consumer.group", "future");
     set(&cfg, "kafka.session.timeout.ms", "6000");
     set(&cfg, "kafka.heartbeat.interval.ms", "500");
