@@ -15,8 +15,9 @@ source "$(dirname "$0")/lib.sh"
 require redis-server redis-cli python3
 
 start_dev_kafka --partitions 4
+REDIS_PREFIXES="live: rebuild: whatif:" # the ACL users may touch the three namespaces
 start_redis
-RC=(redis-cli -s "${REDIS_URL#unix://}")
+RC=(redis-cli -s "$REDIS_SOCK")
 
 {
     cat "$SOURCE_DIR/seeds/demo.jsonl"
@@ -48,7 +49,7 @@ run_ns whatif -r "$WORK/rules150.yaml"
 diff_ns() { # args...: fidelio diff, exit status in DIFF_RC
     set +e
     # shellcheck disable=SC2046
-    "$FIDELIO" diff --set redis.url="$REDIS_URL" "$@" >"$WORK/diff.out" 2>"$WORK/diff.err"
+    "$FIDELIO" diff --set redis.url="$REDIS_URL_RO" "$@" >"$WORK/diff.out" 2>"$WORK/diff.err"
     DIFF_RC=$?
     set -e
 }
@@ -65,7 +66,7 @@ pass "diff live rebuild (the same program): 0 of $n_live customers differ, exit 
 
 for ns in live whatif; do
     # shellcheck disable=SC2046
-    "$FIDELIO" profile --set redis.url="$REDIS_URL" --set redis.key_prefix="$ns:" --all >"$WORK/profiles.$ns" \
+    "$FIDELIO" profile --set redis.url="$REDIS_URL_RO" --set redis.key_prefix="$ns:" --all >"$WORK/profiles.$ns" \
         || fail "profile --all $ns"
 done
 diff_ns --namespace live --namespace whatif --json -r "$SOURCE_DIR/config/rules.yaml" -r "$WORK/rules150.yaml"
