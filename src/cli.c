@@ -107,6 +107,7 @@ int cli_load_config(cli_common *cc, config *cfg)
     /* -b is applied as the first --set, so an explicit --set still wins. */
     size_t n = cc->nsets + (cc->brokers_set ? 1 : 0) + (cc->log_format_set ? 1 : 0);
     char **sets = calloc(n ? n : 1, sizeof(*sets));
+    memset(cfg, 0, sizeof(*cfg));
     if (!sets) {
         fprintf(stderr, "fidelio: out of memory\n");
         return EXIT_USAGE;
@@ -171,4 +172,18 @@ void cli_program_free(program *prog)
         return;
     program_free(prog);
     free(prog);
+}
+
+int cli_setup(cli_common *cc, const char *cmd, int argc, char **argv, const char *rules, config *cfg,
+              struct program **prog)
+{
+    if (optind < argc) {
+        fprintf(stderr, "fidelio %s: unexpected argument '%s'\n", cmd, argv[optind]);
+        return EXIT_USAGE;
+    }
+    int rc = cli_load_config(cc, cfg);
+    if (rc == EXIT_OK && (!prog || (rc = cli_load_program(cfg, rules, prog)) == EXIT_OK))
+        return EXIT_OK;
+    config_free(cfg);
+    return rc;
 }

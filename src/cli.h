@@ -55,6 +55,13 @@ struct program;
  * success *out is the caller's (cli_program_free). */
 int cli_load_program(const config *cfg, const char *path, struct program **out);
 void cli_program_free(struct program *prog);
+/* After a subcommand's options: refuse a leftover argument, load the
+ * configuration and, when prog is not NULL, the rule program (rules or the
+ * configured/built-in one). On EXIT_OK cfg and *prog are the caller's; on
+ * failure the error is printed, nothing is left to free and the exit code
+ * (EXIT_USAGE) is returned. */
+int cli_setup(cli_common *cc, const char *cmd, int argc, char **argv, const char *rules, config *cfg,
+              struct program **prog);
 
 /* Set by SIGINT/SIGTERM handlers installed with cli_install_signals(). */
 extern volatile sig_atomic_t cli_stop;

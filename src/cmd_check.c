@@ -68,14 +68,8 @@ int cmd_check(int argc, char **argv)
         if (cli_default_opt(&cc, opt, optarg, help) != 0)
             goto out_cc;
     }
-    if (optind < argc) {
-        fprintf(stderr, "fidelio check: unexpected argument '%s'\n", argv[optind]);
+    if ((rc = cli_setup(&cc, "check", argc, argv, rules, &cfg, &prog)) != EXIT_OK)
         goto out_cc;
-    }
-    if ((rc = cli_load_config(&cc, &cfg)) != EXIT_OK)
-        goto out_cfg;
-    if ((rc = cli_load_program(&cfg, rules, &prog)) != EXIT_OK)
-        goto out_cfg;
     buf out = {0};
     if (config_dump(&cfg, &out) != 0 || program_summary(prog, &out) != 0) {
         fprintf(stderr, "fidelio check: out of memory\n");
@@ -88,7 +82,6 @@ int cmd_check(int argc, char **argv)
     }
     buf_free(&out);
     cli_program_free(prog);
-out_cfg:
     config_free(&cfg);
 out_cc:
     cli_common_free(&cc);

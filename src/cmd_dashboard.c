@@ -50,14 +50,8 @@ int cmd_dashboard(int argc, char **argv)
                 goto out_cc;
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "fidelio dashboard: unexpected argument '%s'\n", argv[optind]);
+    if ((rc = cli_setup(&cc, "dashboard", argc, argv, rules, &cfg, &prog)) != EXIT_OK)
         goto out_cc;
-    }
-    if ((rc = cli_load_config(&cc, &cfg)) != EXIT_OK)
-        goto out_cfg;
-    if ((rc = cli_load_program(&cfg, rules, &prog)) != EXIT_OK)
-        goto out_cfg;
     if (cfg.http_port == 0) {
         fprintf(stderr, "fidelio dashboard: http.port is 0: nothing to serve on\n");
         rc = EXIT_USAGE;
@@ -102,7 +96,6 @@ int cmd_dashboard(int argc, char **argv)
     rc = EXIT_OK;
 out_prog:
     cli_program_free(prog);
-out_cfg:
     config_free(&cfg);
 out_cc:
     cli_common_free(&cc);

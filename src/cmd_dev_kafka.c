@@ -92,12 +92,8 @@ int cmd_dev_kafka(int argc, char **argv)
                 goto out_cc;
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "fidelio dev-kafka: unexpected argument '%s'\n", argv[optind]);
+    if ((rc = cli_setup(&cc, "dev-kafka", argc, argv, NULL, &cfg, NULL)) != EXIT_OK)
         goto out_cc;
-    }
-    if ((rc = cli_load_config(&cc, &cfg)) != EXIT_OK)
-        goto out_cfg;
     rc = EXIT_USAGE;
     int *counts = calloc(ntopics ? ntopics : 1, sizeof(*counts));
     if (!counts)

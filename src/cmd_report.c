@@ -40,14 +40,8 @@ int cmd_report(int argc, char **argv)
                 goto out_cc;
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "fidelio report: unexpected argument '%s'\n", argv[optind]);
+    if ((rc = cli_setup(&cc, "report", argc, argv, rules, &cfg, &prog)) != EXIT_OK)
         goto out_cc;
-    }
-    if ((rc = cli_load_config(&cc, &cfg)) != EXIT_OK)
-        goto out_cfg;
-    if ((rc = cli_load_program(&cfg, rules, &prog)) != EXIT_OK)
-        goto out_cfg;
     char err[1024];
     store *s = store_open_readonly(cfg.redis_url, cfg.key_prefix, err, sizeof(err));
     buf out = {0};
@@ -62,7 +56,6 @@ int cmd_report(int argc, char **argv)
     buf_free(&out);
     store_close(s);
     cli_program_free(prog);
-out_cfg:
     config_free(&cfg);
 out_cc:
     cli_common_free(&cc);

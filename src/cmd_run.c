@@ -137,14 +137,8 @@ int cmd_run(int argc, char **argv)
                 goto out_cc;
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "fidelio run: unexpected argument '%s'\n", argv[optind]);
+    if ((rc = cli_setup(&cc, "run", argc, argv, rules, &cfg, &prog)) != EXIT_OK)
         goto out_cc;
-    }
-    if ((rc = cli_load_config(&cc, &cfg)) != EXIT_OK)
-        goto out_cfg;
-    if ((rc = cli_load_program(&cfg, rules, &prog)) != EXIT_OK)
-        goto out_cfg;
     cli_install_signals();
     cli_install_hup();
     pipeline_stats st;
@@ -180,7 +174,6 @@ int cmd_run(int argc, char **argv)
     free(rl.loaded);
 out_prog:
     cli_program_free(prog);
-out_cfg:
     config_free(&cfg);
 out_cc:
     cli_common_free(&cc);
