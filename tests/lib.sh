@@ -20,8 +20,15 @@ KAFKA_DIR=""
 
 cleanup() {
     [ -n "$KAFKA_DIR" ] && kafka_stop "$KAFKA_DIR"
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    # TERM then CONT: a process a test froze with SIGSTOP sees the TERM only
+    # once thawed (else the wait below never returns and the suite hangs).
+    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; kill -CONT "$p" 2>/dev/null || true; done
+    # Whatever has not stopped after 30 s is killed: cleanup never hangs.
+    ( sleep 30; for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done ) &
+    local killer=$!
     for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    kill "$killer" 2>/dev/null || true
+    wait "$killer" 2>/dev/null || true
     rm -rf "$WORK"
 }
 trap cleanup EXIT
