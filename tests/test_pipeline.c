@@ -78,8 +78,11 @@ START_TEST(no_output_lost_when_kafka_fails_after_redis_applied)
     ck_assert_msg(mock != NULL, "%s", err);
     set(&cfg, "kafka.bootstrap.servers", rd_kafka_mock_cluster_bootstraps(mc));
     set(&cfg, "redis.url", redis_url);
-    set(&cfg, "pipeline.batch_size", "1000");
-    set(&cfg, "pipeline.batch_linger_ms", "1000");
+    /* one batch holds all 317 events however slowly they arrive (a loaded
+     * machine): the first run applies every event in Redis before it fails
+     * to deliver, which is what this test is about */
+    set(&cfg, "pipeline.batch_size", "317");
+    set(&cfg, "pipeline.batch_linger_ms", "10000");
     set(&cfg, "kafka.message.timeout.ms", "5000");
     set(&cfg, "kafka.session.timeout.ms", "6000"); /* the mock rebalances quickly only so (DESIGN.md) */
     set(&cfg, "kafka.heartbeat.interval.ms", "500");
