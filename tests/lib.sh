@@ -24,7 +24,9 @@ cleanup() {
     # once thawed (else the wait below never returns and the suite hangs).
     for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; kill -CONT "$p" 2>/dev/null || true; done
     # Whatever has not stopped after 30 s is killed: cleanup never hangs.
-    ( sleep 30; for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done ) &
+    # (its output goes to /dev/null: a leftover sleep must not hold the test's
+    # stdout open, or the runner waits for it)
+    ( sleep 30; for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done ) >/dev/null 2>&1 </dev/null &
     local killer=$!
     for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
     kill "$killer" 2>/dev/null || true
