@@ -34,22 +34,9 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "clock.h"
 #include "codec.h"
 #include "store.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static volatile sig_atomic_t stop;
 static void on_signal(int sig)
@@ -109,7 +96,7 @@ static int cmd_consume(int argc, char **argv)
         return 2;
     }
     char group[64], why[512];
-    snprintf(group, sizeof(group), "fidelio-bench-%ld-%lld", (long)getpid(), (long long)wall_ms());
+    snprintf(group, sizeof(group), "fidelio-bench-%ld-%lld", (long)getpid(), (long long)clock_wall_ms());
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     if (conf_set(conf, "bootstrap.servers", brokers) || conf_set(conf, "group.id", group) ||
         conf_set(conf, "auto.offset.reset", "earliest") || conf_set(conf, "enable.auto.commit", "false") ||
@@ -133,12 +120,12 @@ static int cmd_consume(int argc, char **argv)
         rd_kafka_destroy(rk);
         return 1;
     }
-    double t_start = now_s(), t_first = 0, t_last = 0;
+    double t_start = clock_mono_s(), t_first = 0, t_last = 0;
     long long n = 0, bytes = 0;
     while (!stop && n < want) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
         if (!m) {
-            if (now_s() - (t_last ? t_last : t_start) > 60) {
+            if (clock_mono_s() - (t_last ? t_last : t_start) > 60) {
                 fprintf(stderr, "fidelio-bench: no message for 60 s after %lld of %lld\n", n, want);
                 break;
             }
@@ -146,10 +133,10 @@ static int cmd_consume(int argc, char **argv)
         }
         if (!m->err) {
             if (!n)
-                t_first = now_s();
+                t_first = clock_mono_s();
             n++;
             bytes += (long long)m->len;
-            t_last = now_s();
+            t_last = clock_mono_s();
         } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
             fprintf(stderr, "fidelio-bench: consume: %s\n", rd_kafka_message_errstr(m));
         }
@@ -216,7 +203,7 @@ static int cmd_redis_apply(int argc, char **argv)
     ledger_entry[300] = 0;
     int64_t base = INT64_C(1767225600000);
     long long done = 0, bad = 0;
-    double t0 = now_s();
+    double t0 = clock_mono_s();
     while (done < n && !stop) {
         int k = (int)(n - done < depth ? n - done : depth);
         for (int j = 0; j < k; j++) {
@@ -240,7 +227,7 @@ static int cmd_redis_apply(int argc, char **argv)
         }
         done += k;
     }
-    double sec = now_s() - t0;
+    double sec = clock_mono_s() - t0;
     fprintf(stderr, "redis-apply: %lld applies (depth %d, %lld customers) in %.2f s, %lld not applied\n", done, depth,
             customers, sec, bad);
     printf("applies=%lld seconds=%.3f rate=%.0f not_applied=%lld\n", done, sec, sec > 0 ? done / sec : 0.0, bad);
@@ -417,13 +404,13 @@ static int cmd_latency(int argc, char **argv)
         fprintf(stderr, "fidelio-bench: warm-up message to %s: %s\n", warmup, rd_kafka_err2str(we));
         goto out;
     }
-    double t0 = now_s(), last_out = 0;
+    double t0 = clock_mono_s(), last_out = 0;
     long long next = 0, outputs = 0, unmatched = 0;
     while (!stop) {
-        double t = now_s();
+        double t = clock_mono_s();
         while (next < total && t0 + (double)next / rate <= t) {
-            sent_ms[next] = wall_ms();
-            sent_s[next] = now_s() - t0;
+            sent_ms[next] = clock_wall_ms();
+            sent_s[next] = clock_mono_s() - t0;
             rd_kafka_resp_err_t e = rd_kafka_producev(
                 prod, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(keys[next], strlen(keys[next])),
                 RD_KAFKA_V_VALUE(msgs[next].data, msgs[next].len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
@@ -455,12 +442,12 @@ static int cmd_latency(int argc, char **argv)
                     }
                 }
                 outputs++;
-                last_out = now_s();
+                last_out = clock_mono_s();
             }
             rd_kafka_message_destroy(m);
         }
         /* Done when everything is sent and no output came for 5 s. */
-        if (next == total && now_s() - (last_out > t0 + seconds ? last_out : t0 + seconds) > 5)
+        if (next == total && clock_mono_s() - (last_out > t0 + seconds ? last_out : t0 + seconds) > 5)
             break;
     }
     rd_kafka_flush(prod, 10000);

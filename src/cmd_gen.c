@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "clock.h"
 #include "codec.h"
 #include "event.h"
 #include "stream.h"
@@ -365,13 +366,6 @@ static int gen_event(gen *g, touchpoint *ev, long long seq)
     return 0;
 }
 
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static int parse_ll(const char *s, long long min, long long max, long long *out)
 {
     char *end;
@@ -403,7 +397,7 @@ static int gen_run(gen *g, const config *cfg, const char *topic, FILE *out, cons
     buf json = {0};
     char why[512], cerr[512];
     int rc = -1, have_producer = 0;
-    double start = mono_s(), last = start;
+    double start = clock_mono_s(), last = start;
     event_limits lim = {.max_clock_skew_ms = cfg->max_clock_skew_ms};
     if (!rec) {
         snprintf(err, errlen, "out of memory");
@@ -448,8 +442,8 @@ static int gen_run(gen *g, const config *cfg, const char *topic, FILE *out, cons
                 goto out;
             }
         }
-        if (progress && (i & 4095) == 0 && mono_s() - last >= 2.0) {
-            last = mono_s();
+        if (progress && (i & 4095) == 0 && clock_mono_s() - last >= 2.0) {
+            last = clock_mono_s();
             fprintf(stderr, "gen: %lld events\n", i);
         }
     }
@@ -471,7 +465,7 @@ out:
         }
     }
     if (progress && rc == 0) {
-        double s = mono_s() - start;
+        double s = clock_mono_s() - start;
         fprintf(stderr, "gen: %lld events to %s in %.2f s (%.0f events/s); %lld customers signed up, %lld referred;",
                 g->o.events, topic ? topic : out_name, s, s > 0 ? g->o.events / s : 0.0, g->nsigned, g->referrals);
         for (int t = 0; t < EVENT_TYPE_COUNT; t++)

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "clock.h"
 #include "kafka.h"
 #include "timeutil.h"
 
@@ -31,13 +32,6 @@ static const char help[] =
     "  -t, --topic TOPIC     topic (default: topics.touchpoints)\n"
     "      --reset-to WHERE  beginning, or a timestamp (ISO-8601 or epoch ms)\n"
     "      --execute         commit the new offsets (default: only show them)\n" CLI_COMMON_HELP;
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* The group's state and member count (ListGroups + DescribeGroups through
  * rd_kafka_list_groups: DescribeConsumerGroups of librdkafka 2.0.2 leaks a
@@ -173,7 +167,7 @@ static int offsets(const config *cfg, const char *group, const char *topic, cons
         fprintf(stderr, "fidelio offsets: %s\n", err);
         goto out;
     }
-    int64_t cutoff = now_ms() - cfg->dedupe_retention_ms;
+    int64_t cutoff = clock_wall_ms() - cfg->dedupe_retention_ms;
     if (offsets_at(rk, horizon, cutoff, high, err, sizeof(err)) != 0) {
         fprintf(stderr, "fidelio offsets: %s\n", err);
         goto out;

@@ -1,6 +1,8 @@
 /* metrics.c - a small thread-safe registry rendered in the Prometheus text format. */
 #include "metrics.h"
 
+#include "clock.h"
+
 #include <jansson.h>
 #include <math.h>
 #include <pthread.h>
@@ -101,13 +103,6 @@ static series *table[M_COUNT];
 static int nseries[M_COUNT], capseries[M_COUNT];
 static double last_beat;         /* CLOCK_MONOTONIC seconds, 0 = never */
 static bool expect_partitions;
-
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static double wall_s(void)
 {
@@ -332,7 +327,7 @@ void metrics_heartbeat(void)
 {
     double wall = wall_s();
     pthread_mutex_lock(&lock);
-    last_beat = mono_s();
+    last_beat = clock_mono_s();
     series *s = find(M_LAST_LOOP, (const char *const[MAX_LABELS]){0});
     if (s)
         s->value = wall;
@@ -351,7 +346,7 @@ bool metrics_alive(long long timeout_ms, double *age_s)
     pthread_mutex_lock(&lock);
     double beat = last_beat;
     pthread_mutex_unlock(&lock);
-    double age = beat > 0 ? mono_s() - beat : -1;
+    double age = beat > 0 ? clock_mono_s() - beat : -1;
     if (age_s)
         *age_s = age;
     return beat > 0 && age * 1000 <= (double)timeout_ms;

@@ -9,6 +9,7 @@
 #include <xxhash.h>
 
 #include "cli.h"
+#include "clock.h"
 #include "codec.h"
 #include "credit_auth.h"
 #include "digest.h"
@@ -93,22 +94,7 @@ typedef struct pipeline {
     char err[1024];
 } pipeline;
 
-/* The wall clock in epoch ms: bounds event times (never decides a rule). */
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static eof_mark *eof_find(pipeline *pl, const char *topic, int32_t partition, bool add);
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 /* ---- recorded outputs: ([kind][varint key len][key][varint len][avro])* ---- */
 
@@ -239,7 +225,7 @@ static void decode_item(pipeline *pl, item *it)
          * instance's clock (issue 7 case 7: a CreateTime in year 9999 would
          * let an event in 9999 through). */
         rd_kafka_timestamp_type_t tt;
-        int64_t ts = rd_kafka_message_timestamp(m, &tt), bound = wall_ms();
+        int64_t ts = rd_kafka_message_timestamp(m, &tt), bound = clock_wall_ms();
         if (ts > 0 && (tt == RD_KAFKA_TIMESTAMP_LOG_APPEND_TIME || ts < bound))
             bound = ts;
         event_limits lim = {.max_clock_skew_ms = pl->cfg->max_clock_skew_ms};
@@ -347,11 +333,11 @@ static int decide(pipeline *pl)
         }
         if (np == 0)
             return 0;
-        double t0 = now_s();
+        double t0 = clock_mono_s();
         int src = store_fetch(pl->store, pl->fetch_p, (size_t)np, pl->fetch_s, (size_t)ns, err, sizeof(err));
         if (src != 0)
             return redis_failed(pl, src, err);
-        metrics_observe(M_REDIS_RTT, now_s() - t0, "fetch");
+        metrics_observe(M_REDIS_RTT, clock_mono_s() - t0, "fetch");
         /* run the engine per customer, in order, on the stored profile */
         int nreq = 0, si = 0;
         for (int k = 0; k < np; k++) {
@@ -426,11 +412,11 @@ static int decide(pipeline *pl)
         }
         if (nreq == 0)
             continue;
-        t0 = now_s();
+        t0 = clock_mono_s();
         int arc = store_apply(pl->store, pl->reqs, (size_t)nreq, err, sizeof(err));
         if (arc != 0)
             return redis_failed(pl, arc, err);
-        metrics_observe(M_REDIS_RTT, now_s() - t0, "apply");
+        metrics_observe(M_REDIS_RTT, clock_mono_s() - t0, "apply");
         int fenced = 0;
         for (int r = 0; r < nreq; r++) {
             item *it = &pl->items[pl->req_item[r]];
@@ -606,9 +592,9 @@ static int emit(pipeline *pl)
             continue;
         }
         metrics_set(M_PRODUCER_QUEUE, rd_kafka_outq_len(pl->em.producer));
-        double c0 = now_s();
+        double c0 = clock_mono_s();
         emit_result r = emitter_commit(&pl->em, offs, why, sizeof(why));
-        pl->commit_s = now_s() - c0;
+        pl->commit_s = clock_mono_s() - c0;
         if (r == EMIT_COMMITTED || r == EMIT_UNCOMMITTED) {
             pl->committed = r == EMIT_COMMITTED;
             rc = 0;
@@ -664,8 +650,8 @@ static int trim_batch(pipeline *pl)
         return 0;
     for (int c = 0; c < pl->ncusts; c++)
         ids[c] = pl->custs[c].id;
-    double t0 = now_s();
-    int rc = store_trim(pl->store, ids, (size_t)pl->ncusts, wall_ms(), &trimmed, err, sizeof(err));
+    double t0 = clock_mono_s();
+    int rc = store_trim(pl->store, ids, (size_t)pl->ncusts, clock_wall_ms(), &trimmed, err, sizeof(err));
     if (rc == STORE_PERMANENT) {
         snprintf(pl->err, sizeof(pl->err), "redis failed permanently (retrying cannot help): %s", err);
         return -1;
@@ -673,7 +659,7 @@ static int trim_batch(pipeline *pl)
     if (rc != 0)
         log_warn("trimming dedupe records failed (%s); a later batch will", err);
     else
-        metrics_observe(M_REDIS_RTT, now_s() - t0, "trim");
+        metrics_observe(M_REDIS_RTT, clock_mono_s() - t0, "trim");
     return 0;
 }
 
@@ -730,14 +716,14 @@ static int process_batch(pipeline *pl)
         decode_item(pl, it);
     }
     group_by_customer(pl);
-    double t0 = now_s();
+    double t0 = clock_mono_s();
     int drc = decide(pl);
     metrics_set(M_REDIS_UP, drc == -1 ? 0 : 1);
     if (drc == -2)
         return -1;
     if (drc != 0)
         return 1;
-    double t1 = now_s();
+    double t1 = clock_mono_s();
     int erc = emit(pl);
     if (erc < 0)
         return -1;
@@ -756,7 +742,7 @@ static int process_batch(pipeline *pl)
         return 0;
     }
     pl->aborts_in_row = 0;
-    double t2 = now_s();
+    double t2 = clock_mono_s();
     if (pl->committed && trim_batch(pl) != 0) {
         clear_batch(pl); /* committed: nothing of it is left to do */
         return -1;
@@ -979,7 +965,7 @@ static void on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *op
  * for pipeline.assign_timeout_ms; checked about once a second. */
 static int check_assigned(pipeline *pl)
 {
-    double now = now_s();
+    double now = clock_mono_s();
     if (now - pl->last_assign_check < 1.0)
         return 0;
     pl->last_assign_check = now;
@@ -1205,7 +1191,7 @@ static int wait_for_redis(pipeline *pl)
     metrics_add(M_REDIS_PAUSES, 1);
     log_warn("redis unavailable (%s): pausing consumption, %d message(s) held for retry", pl->err, pl->nitems);
     set_paused(pl, true);
-    double since = now_s();
+    double since = clock_mono_s();
     while (!cli_stop) {
         metrics_heartbeat();
         rd_kafka_message_t *m = rd_kafka_consumer_poll(pl->consumer, backoff_ms);
@@ -1231,26 +1217,26 @@ static int wait_for_redis(pipeline *pl)
     set_paused(pl, false);
     metrics_set(M_REDIS_UP, cli_stop ? 0 : 1);
     if (!cli_stop)
-        log_info("redis is back after %.1f s: resuming", now_s() - since);
+        log_info("redis is back after %.1f s: resuming", clock_mono_s() - since);
     return 0;
 }
 
 int pipeline_run(const config *cfg, const program *prog, const pipeline_opts *opts, pipeline_stats *st, char *err,
                  size_t errlen)
 {
-    pipeline pl = {.cfg = cfg, .prog = prog, .st = st, .unassigned_since = now_s()};
+    pipeline pl = {.cfg = cfg, .prog = prog, .st = st, .unassigned_since = clock_mono_s()};
     memset(st, 0, sizeof(*st));
     int rc = -1;
     if (setup(&pl, err, errlen) != 0)
         goto out;
-    double last_report = now_s();
+    double last_report = clock_mono_s();
     while (!cli_stop && !pl.fatal) {
         metrics_heartbeat();
         reload_program(&pl, opts);
         /* fill a batch: up to batch_size messages or batch_linger_ms */
-        double deadline = now_s() + cfg->batch_linger_ms / 1000.0;
+        double deadline = clock_mono_s() + cfg->batch_linger_ms / 1000.0;
         while (pl.nitems < pl.cap && !cli_stop) {
-            int wait = (int)((deadline - now_s()) * 1000);
+            int wait = (int)((deadline - clock_mono_s()) * 1000);
             rd_kafka_message_t *m = rd_kafka_consumer_poll(pl.consumer, wait > 0 ? wait : 0);
             if (pl.access.code) { /* a failed login or a missing ACL: waiting cannot help */
                 if (m)
@@ -1297,8 +1283,8 @@ int pipeline_run(const config *cfg, const program *prog, const pipeline_opts *op
             }
             continue;
         }
-        if (now_s() - last_report >= 10) {
-            last_report = now_s();
+        if (clock_mono_s() - last_report >= 10) {
+            last_report = clock_mono_s();
             log_info("processed %lld touchpoints, %lld credits, %lld duplicates, %lld to the DLQ, %lld outputs",
                      st->touchpoints, st->credits, st->duplicates, st->dlq, st->outputs);
         }
@@ -1308,8 +1294,8 @@ int pipeline_run(const config *cfg, const program *prog, const pipeline_opts *op
         }
         if (opts->until_idle && pl.nitems == 0 && all_at_end(&pl)) {
             if (pl.idle_since == 0)
-                pl.idle_since = now_s();
-            else if ((now_s() - pl.idle_since) * 1000 >= opts->idle_grace_ms)
+                pl.idle_since = clock_mono_s();
+            else if ((clock_mono_s() - pl.idle_since) * 1000 >= opts->idle_grace_ms)
                 break;
         } else {
             pl.idle_since = 0;

@@ -10,23 +10,10 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "clock.h"
 #include "event.h"
 #include "kafka.h"
 #include "log.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 int stream_topic_schema(const config *cfg, const char *topic, int *is_dlq)
 {
@@ -81,7 +68,7 @@ int stream_producer_send(stream_producer *p, const codec_record *rec, event_err 
                          char *err, size_t errlen)
 {
     event_limits lim = {.max_clock_skew_ms = p->cfg->max_clock_skew_ms};
-    event_err e = p->schema == SCHEMA_TOUCHPOINT ? touchpoint_validate(&rec->tp, &lim, wall_ms(), why, whylen)
+    event_err e = p->schema == SCHEMA_TOUCHPOINT ? touchpoint_validate(&rec->tp, &lim, clock_wall_ms(), why, whylen)
                                                  : validate_output(rec, why, whylen);
     if (e == EVENT_OK)
         e = codec_encode_avro(p->codec, p->schema, rec, &p->avro, why, whylen);
@@ -141,7 +128,7 @@ int produce_stream(const config *cfg, FILE *in, const produce_opts *o, produce_s
     char why[512], cerr[512];
     int rc = -1;
     memset(st, 0, sizeof(*st));
-    double start = now_s(), last_progress = start;
+    double start = clock_mono_s(), last_progress = start;
     if (stream_producer_open(&p, cfg, o->topic, o->schema, err, errlen) != 0)
         return -1;
     codec_record *rec = calloc(1, sizeof(*rec));
@@ -168,8 +155,8 @@ int produce_stream(const config *cfg, FILE *in, const produce_opts *o, produce_s
             }
             continue;
         }
-        if (o->progress && now_s() - last_progress >= 2.0) {
-            last_progress = now_s();
+        if (o->progress && clock_mono_s() - last_progress >= 2.0) {
+            last_progress = clock_mono_s();
             fprintf(stderr, "produce: %lld lines, %lld acknowledged, %lld rejected\n", st->lines, p.dr.delivered,
                     st->rejected);
         }
@@ -184,7 +171,7 @@ out:
         snprintf(err, errlen, "%s", cerr);
         rc = -1;
     }
-    st->seconds = now_s() - start;
+    st->seconds = clock_mono_s() - start;
     if (rec)
         codec_record_free(rec);
     free(rec);
