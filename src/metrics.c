@@ -144,52 +144,53 @@ static void labels_of(metric_id id, va_list ap, const char **values)
         values[l] = va_arg(ap, const char *);
 }
 
-void metrics_add(metric_id id, double v, ...)
+enum update_op { OP_ADD, OP_SET, OP_OBSERVE };
+
+/* The one place a series changes: find (or make) it under the lock and add
+ * to it, set it, or observe v into its histogram buckets. */
+static void update(metric_id id, enum update_op op, double v, const char **values)
 {
-    const char *values[MAX_LABELS] = {0};
-    va_list ap;
-    va_start(ap, v);
-    labels_of(id, ap, values);
-    va_end(ap);
+    const family *f = &families[id];
     pthread_mutex_lock(&lock);
     series *s = find(id, values);
-    if (s)
+    if (s && op == OP_SET) {
+        s->value = v;
+    } else if (s) {
         s->value += v;
+        if (op == OP_OBSERVE) {
+            s->count++;
+            for (int b = 0; b < f->nbounds; b++)
+                if (v <= f->bounds[b])
+                    s->buckets[b]++; /* cumulative, as the format wants */
+        }
+    }
     pthread_mutex_unlock(&lock);
+}
+
+/* The public setters: the label values follow v, one per label of the family. */
+#define UPDATE_WITH_LABELS(op)                                                                                         \
+    do {                                                                                                               \
+        const char *values[MAX_LABELS] = {0};                                                                          \
+        va_list ap;                                                                                                    \
+        va_start(ap, v);                                                                                               \
+        labels_of(id, ap, values);                                                                                     \
+        va_end(ap);                                                                                                    \
+        update(id, op, v, values);                                                                                     \
+    } while (0)
+
+void metrics_add(metric_id id, double v, ...)
+{
+    UPDATE_WITH_LABELS(OP_ADD);
 }
 
 void metrics_set(metric_id id, double v, ...)
 {
-    const char *values[MAX_LABELS] = {0};
-    va_list ap;
-    va_start(ap, v);
-    labels_of(id, ap, values);
-    va_end(ap);
-    pthread_mutex_lock(&lock);
-    series *s = find(id, values);
-    if (s)
-        s->value = v;
-    pthread_mutex_unlock(&lock);
+    UPDATE_WITH_LABELS(OP_SET);
 }
 
 void metrics_observe(metric_id id, double v, ...)
 {
-    const char *values[MAX_LABELS] = {0};
-    va_list ap;
-    va_start(ap, v);
-    labels_of(id, ap, values);
-    va_end(ap);
-    const family *f = &families[id];
-    pthread_mutex_lock(&lock);
-    series *s = find(id, values);
-    if (s) {
-        s->value += v;
-        s->count++;
-        for (int b = 0; b < f->nbounds; b++)
-            if (v <= f->bounds[b])
-                s->buckets[b]++; /* cumulative, as the format wants */
-    }
-    pthread_mutex_unlock(&lock);
+    UPDATE_WITH_LABELS(OP_OBSERVE);
 }
 
 void metrics_clear(metric_id id)
