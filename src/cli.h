@@ -85,6 +85,7 @@ int cmd_gen(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
 int cmd_offsets(int argc, char **argv);
+int cmd_replay(int argc, char **argv);
 int cmd_dashboard(int argc, char **argv);
 
 #endif

@@ -16,6 +16,7 @@ static const struct {
     {"profile", cmd_profile, "a customer's profile from Redis as JSON"},
     {"ledger", cmd_ledger, "a customer's recent balance changes from Redis"},
     {"diff", cmd_diff, "the customers whose profiles differ between two namespaces (what-if, rebuild check)"},
+    {"replay", cmd_replay, "replay the touchpoints topic into a namespace of its own: rebuild, backfill, what-if"},
     {"offsets", cmd_offsets, "show or reset the committed offsets of an inactive consumer group (reprocessing)"},
     {"report", cmd_report, "the programme's figures of a namespace: funnel, ladders, personas, points"},
     {"dashboard", cmd_dashboard, "serve the control room of a namespace over HTTP"},

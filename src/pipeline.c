@@ -42,7 +42,16 @@ typedef struct item {
     const char *ledger_ptrs[ENGINE_MAX_REWARDS];
     int nledger;
     report_deltas agg;            /* the report's deltas of this apply */
+    int64_t pos;                  /* order in the batch: message i at i * ITEM_POS_STEP, an in-process
+                                     credit right after the item that earned it */
+    item_kind orig_kind;          /* the kind before a decision made it ITEM_DLQ (a dropped round resets it) */
+    bool synthetic;               /* an in-process credit (opts->credits_in_process): no message of its own */
+    int parent;                   /* synthetic: the item whose event earned it */
+    bool spawned;                 /* its credits became synthetic items (in-process mode) */
 } item;
+
+/* Room between two messages' positions for the credits the first one earns. */
+#define ITEM_POS_STEP 64
 
 typedef struct customer {
     const char *id;               /* points into its first item's record */
@@ -57,6 +66,10 @@ typedef struct eof_mark {
 
 typedef struct pipeline {
     const config *cfg;
+    const pipeline_opts *opts;
+    int nsynth;                   /* in-process credits of the batch, at items[cap ...] */
+    int synthcap;                 /* room for them (0 unless opts->credits_in_process) */
+    int ccap;                     /* cap + synthcap: customers and items the batch may hold */
     const program *prog;
     pipeline_stats *st;
     rd_kafka_t *consumer;
@@ -256,7 +269,7 @@ static void decode_item(pipeline *pl, item *it)
 
 static int customer_slot(pipeline *pl, const char *id)
 {
-    size_t n = (size_t)pl->cap * 2, i = (size_t)XXH3_64bits(id, strlen(id)) % n;
+    size_t n = (size_t)pl->ccap * 2, i = (size_t)XXH3_64bits(id, strlen(id)) % n;
     while (pl->slots[i] >= 0) {
         if (!strcmp(pl->custs[pl->slots[i]].id, id))
             return pl->slots[i];
@@ -272,12 +285,17 @@ static int customer_slot(pipeline *pl, const char *id)
 static void group_by_customer(pipeline *pl)
 {
     pl->ncusts = 0;
-    for (int i = 0; i < pl->cap * 2; i++)
+    pl->nsynth = 0;
+    for (int i = 0; i < pl->ccap * 2; i++)
         pl->slots[i] = -1;
     for (int i = 0; i < pl->nitems; i++) {
         item *it = &pl->items[i];
         it->cust = -1;
         it->next = -1;
+        it->pos = (int64_t)i * ITEM_POS_STEP;
+        it->orig_kind = it->kind;
+        it->synthetic = it->spawned = false;
+        it->parent = -1;
         if (it->kind == ITEM_DLQ)
             continue;
         int c = customer_slot(pl, codec_record_key(it->rec));
@@ -302,6 +320,160 @@ static int redis_failed(pipeline *pl, int rc, const char *err)
     return -1;
 }
 
+/* ---- in-process credits (opts->credits_in_process) --------------------------------
+ *
+ * One process owns every partition (`fidelio replay`): a referral credit is
+ * applied to the referrer right after the event that earned it, as `simulate`
+ * does, instead of travelling through topics.credits. The batch is decided in
+ * rounds; a round applies every item up to a cut and nothing after it. The
+ * cut is the first item whose credit goes to a customer with a later item in
+ * the batch: that credit must be applied before those items, so they wait for
+ * the next round. After each round, the credits of the items applied (or
+ * found applied: a resumed replay re-reads them from the recorded outputs)
+ * become items of their beneficiaries, placed right after the item that
+ * earned them; the next round applies them. Every round applies at least the
+ * item at the cut, so the rounds end. A credit keeps its dedupe record in the
+ * referrer's :c like any credit: re-spawned after a crash, it is found applied. */
+
+/* The slot of customer id in this batch, or -1. */
+static int customer_find(const pipeline *pl, const char *id)
+{
+    size_t n = (size_t)pl->ccap * 2, i = (size_t)XXH3_64bits(id, strlen(id)) % n;
+    while (pl->slots[i] >= 0) {
+        if (!strcmp(pl->custs[pl->slots[i]].id, id))
+            return pl->slots[i];
+        i = (i + 1) % n;
+    }
+    return -1;
+}
+
+/* Calls fn for each credit (kind 'c') among it's recorded outputs with the
+ * beneficiary (the output's key) and the Avro bytes; stops at a non-zero
+ * return and returns it; -1 if the record is corrupt. */
+typedef int (*credit_output_fn)(pipeline *pl, int idx, const char *beneficiary, const uint8_t *avro, size_t len,
+                                int nth);
+static int each_credit_output(pipeline *pl, int idx, credit_output_fn fn)
+{
+    const item *it = &pl->items[idx];
+    const uint8_t *p = (const uint8_t *)it->outputs.data, *end = p + it->outputs.len;
+    int nth = 0;
+    while (p < end) {
+        char kind = (char)*p++;
+        size_t kl, vl;
+        if (get_len(&p, end, &kl) != 0)
+            return -1;
+        const uint8_t *k = p;
+        p += kl;
+        if (get_len(&p, end, &vl) != 0)
+            return -1;
+        if (kind == 'c') {
+            char id[EVENT_ID_MAX + 1];
+            snprintf(id, sizeof(id), "%.*s", (int)(kl < EVENT_ID_MAX ? kl : EVENT_ID_MAX), (const char *)k);
+            int rc = fn(pl, idx, id, p, vl, ++nth);
+            if (rc)
+                return rc;
+        }
+        p += vl;
+    }
+    return 0;
+}
+
+/* 1 when the beneficiary has an item after item idx in this batch. */
+static int has_later_item(pipeline *pl, int idx, const char *beneficiary, const uint8_t *avro, size_t len, int nth)
+{
+    (void)avro;
+    (void)len;
+    (void)nth;
+    int c = customer_find(pl, beneficiary);
+    for (int j = c >= 0 ? pl->custs[c].head : -1; j >= 0; j = pl->items[j].next)
+        if (pl->items[j].pos > pl->items[idx].pos)
+            return 1;
+    return 0;
+}
+
+/* Make one credit earned by item idx an item of its beneficiary, right after idx. */
+static int spawn_credit(pipeline *pl, int idx, const char *beneficiary, const uint8_t *avro, size_t len, int nth)
+{
+    char why[512];
+    (void)beneficiary;
+    if (pl->nsynth == pl->synthcap) {
+        snprintf(pl->err, sizeof(pl->err),
+                 "more than %d referral credits in one batch: lower pipeline.batch_size", pl->synthcap);
+        return -2;
+    }
+    int ci = pl->cap + pl->nsynth;
+    item *c = &pl->items[ci];
+    c->msg = NULL;
+    c->kind = c->orig_kind = ITEM_CREDIT;
+    c->synthetic = true;
+    c->parent = idx;
+    c->spawned = c->done = c->duplicate = false;
+    c->pos = pl->items[idx].pos + nth;
+    c->next = -1;
+    buf_reset(&c->outputs);
+    if (codec_decode_avro(pl->codec, SCHEMA_CREDIT, avro, len, c->rec, why, sizeof(why)) != EVENT_OK) {
+        snprintf(pl->err, sizeof(pl->err), "a recorded credit of %s cannot be read: %s",
+                 codec_record_key(pl->items[idx].rec), why);
+        return -2;
+    }
+    pl->nsynth++;
+    digest_credit(&c->rec->credit, c->digest);
+    if (event_check_customer_id(c->rec->credit.customer_id, "customer_id", why, sizeof(why)) != EVENT_OK) {
+        c->cust = -1;
+        set_dlq(c, "invalid_customer_id", why);
+        return 0;
+    }
+    int cu = customer_slot(pl, c->rec->credit.customer_id);
+    c->cust = cu;
+    int prev = -1, j = pl->custs[cu].head;
+    while (j >= 0 && pl->items[j].pos < c->pos) {
+        prev = j;
+        j = pl->items[j].next;
+    }
+    c->next = j;
+    if (prev < 0)
+        pl->custs[cu].head = ci;
+    else
+        pl->items[prev].next = ci;
+    if (j < 0)
+        pl->custs[cu].tail = ci;
+    return 0;
+}
+
+/* After a round: items after the cut were not applied; undo their decisions. */
+static void undo_after_cut(pipeline *pl, int64_t cut)
+{
+    for (int c = 0; c < pl->ncusts; c++)
+        for (int i = pl->custs[c].head; i >= 0; i = pl->items[i].next) {
+            item *it = &pl->items[i];
+            if (it->pos > cut && it->done) {
+                it->done = it->duplicate = false;
+                it->kind = it->orig_kind;
+            }
+        }
+}
+
+/* After a round: the credits of the items now decided become items. */
+static int spawn_decided(pipeline *pl)
+{
+    int n = pl->nitems + pl->nsynth; /* spawned items are credits: they earn none */
+    for (int k = 0; k < n; k++) {
+        int i = k < pl->nitems ? k : pl->cap + (k - pl->nitems);
+        item *it = &pl->items[i];
+        if (!it->done || it->spawned || it->kind == ITEM_DLQ || it->synthetic)
+            continue;
+        it->spawned = true;
+        int rc = each_credit_output(pl, i, spawn_credit);
+        if (rc == -1) {
+            snprintf(pl->err, sizeof(pl->err), "recorded outputs of %s are corrupt", codec_record_key(it->rec));
+            return -2;
+        }
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
 /* Decide every item of the batch against Redis. Returns 0; -1 when Redis
  * failed transiently (retry the whole batch later: nothing is lost, applies
  * are idempotent); -2 when retrying cannot help (a permanent Redis error such
@@ -310,7 +482,10 @@ static int redis_failed(pipeline *pl, int rc, const char *err)
 static int decide(pipeline *pl)
 {
     char err[1024];
-    for (int round = 0; round < 20; round++) {
+    bool inproc = pl->opts->credits_in_process;
+    int max_rounds = inproc ? 20 + 2 * pl->ccap : 20; /* in-process: a round per cut at most */
+    for (int round = 0; round < max_rounds; round++) {
+        int64_t cut = INT64_MAX; /* in-process: apply nothing after it this round */
         /* customers with undecided items */
         int np = 0, ns = 0;
         int *pcust = pl->pending;
@@ -369,6 +544,8 @@ static int decide(pipeline *pl)
                         return -2;
                     }
                     it->done = it->duplicate = true;
+                    if (inproc && it->pos < cut && each_credit_output(pl, i, has_later_item) == 1)
+                        cut = it->pos;
                     continue;
                 }
                 report_before before;
@@ -408,10 +585,31 @@ static int decide(pipeline *pl)
                 q->agg = it->agg.argv;
                 q->nagg = pl->cfg->report_aggregates ? it->agg.n : 0;
                 pl->req_item[nreq++] = i;
+                if (inproc && pl->out->ncredits && it->pos < cut && each_credit_output(pl, i, has_later_item) == 1)
+                    cut = it->pos;
             }
         }
-        if (nreq == 0)
+        if (cut != INT64_MAX) { /* keep the applies up to the cut (swapped: each request owns its buffers) */
+            int kept = 0;
+            for (int r = 0; r < nreq; r++) {
+                if (pl->items[pl->req_item[r]].pos > cut)
+                    continue;
+                store_apply_req tmp = pl->reqs[kept];
+                pl->reqs[kept] = pl->reqs[r];
+                pl->reqs[r] = tmp;
+                pl->req_item[kept++] = pl->req_item[r];
+            }
+            nreq = kept;
+            undo_after_cut(pl, cut);
+        }
+        if (nreq == 0) {
+            if (inproc) {
+                int sprc = spawn_decided(pl);
+                if (sprc)
+                    return sprc;
+            }
             continue;
+        }
         t0 = clock_mono_s();
         int arc = store_apply(pl->store, pl->reqs, (size_t)nreq, err, sizeof(err));
         if (arc != 0)
@@ -451,6 +649,11 @@ static int decide(pipeline *pl)
             metrics_add(M_APPLY_FENCED, fenced);
             log_info("%d applies fenced by a newer profile version; recomputing them", fenced);
         }
+        if (inproc) {
+            int sprc = spawn_decided(pl);
+            if (sprc)
+                return sprc;
+        }
     }
     snprintf(pl->err, sizeof(pl->err), "profiles kept changing under this instance (20 rounds of fencing)");
     return -1;
@@ -476,6 +679,25 @@ static const char *output_topic(const pipeline *pl, char kind)
  * source coordinates say where to fetch the original. */
 static int produce_dlq(pipeline *pl, item *it)
 {
+    if (it->synthetic) { /* an in-process credit: its Avro under the coordinates of the event that earned it */
+        char why[256];
+        rd_kafka_message_t *src = pl->items[it->parent].msg;
+        pl->enc->credit = it->rec->credit;
+        pl->enc->schema = SCHEMA_CREDIT;
+        if (codec_encode_avro(pl->codec, SCHEMA_CREDIT, pl->enc, &pl->scratch, why, sizeof(why)) != EVENT_OK) {
+            snprintf(pl->err, sizeof(pl->err), "encoding a refused credit for the DLQ: %s", why);
+            return -1;
+        }
+        rd_kafka_message_t fake = *src;
+        fake.key = (void *)it->rec->credit.customer_id;
+        fake.key_len = strlen(it->rec->credit.customer_id);
+        fake.payload = pl->scratch.data;
+        fake.len = pl->scratch.len;
+        item tmp = *it;
+        tmp.synthetic = false;
+        tmp.msg = &fake;
+        return produce_dlq(pl, &tmp);
+    }
     rd_kafka_message_t *m = it->msg;
     const char *topic = rd_kafka_topic_name(m->rkt);
     char part[16], off[24], id[300], vorig[24], korig[24];
@@ -514,9 +736,10 @@ static int produce_dlq(pipeline *pl, item *it)
 
 static int produce_item(pipeline *pl, item *it)
 {
-    rd_kafka_message_t *m = it->msg;
+    rd_kafka_message_t *m = it->synthetic ? pl->items[it->parent].msg : it->msg;
+    bool dry = pl->opts->no_outputs;
     if (it->kind == ITEM_DLQ)
-        return produce_dlq(pl, it);
+        return dry ? 0 : produce_dlq(pl, it);
     const uint8_t *p = (const uint8_t *)it->outputs.data, *end = p + it->outputs.len;
     while (p < end) {
         char kind = (char)*p++;
@@ -527,7 +750,12 @@ static int produce_item(pipeline *pl, item *it)
         p += kl;
         if (get_len(&p, end, &vl) != 0)
             goto corrupt;
-        rd_kafka_resp_err_t e = kafka_produce(pl->em.producer, output_topic(pl, kind), k, kl, p, vl, NULL);
+        if (kind == 'c' && pl->opts->credits_in_process) { /* applied here, in the batch */
+            p += vl;
+            continue;
+        }
+        rd_kafka_resp_err_t e = dry ? RD_KAFKA_RESP_ERR_NO_ERROR
+                                    : kafka_produce(pl->em.producer, output_topic(pl, kind), k, kl, p, vl, NULL);
         if (e) {
             snprintf(pl->err, sizeof(pl->err), "produce to %s: %s", output_topic(pl, kind), rd_kafka_err2str(e));
             return -1;
@@ -585,6 +813,8 @@ static int emit(pipeline *pl)
             snprintf(pl->err, sizeof(pl->err), "%s", why);
         for (int i = 0; i < pl->nitems && prc == 0; i++)
             prc = produce_item(pl, &pl->items[i]);
+        for (int i = 0; i < pl->nsynth && prc == 0; i++)
+            prc = produce_item(pl, &pl->items[pl->cap + i]);
         if (prc != 0) {
             emitter_abort(&pl->em);
             log_error("producing the batch's outputs failed (attempt %d of 3): %s", attempt, pl->err);
@@ -593,7 +823,21 @@ static int emit(pipeline *pl)
         }
         metrics_set(M_PRODUCER_QUEUE, rd_kafka_outq_len(pl->em.producer));
         double c0 = clock_mono_s();
-        emit_result r = emitter_commit(&pl->em, offs, why, sizeof(why));
+        emit_result r;
+        if (pl->opts->source) { /* assign mode: acknowledge, then the source keeps the progress (no group) */
+            rd_kafka_topic_partition_list_t *none = rd_kafka_topic_partition_list_new(1);
+            r = none ? emitter_commit(&pl->em, none, why, sizeof(why)) : EMIT_FATAL;
+            if (none)
+                rd_kafka_topic_partition_list_destroy(none);
+            else
+                snprintf(why, sizeof(why), "out of memory");
+            if (r == EMIT_COMMITTED && pl->opts->source->commit(pl->opts->source->ctx, offs, why, sizeof(why)) != 0) {
+                log_warn("keeping the progress failed: %s (the batch will be read again and deduplicated)", why);
+                r = EMIT_UNCOMMITTED;
+            }
+        } else {
+            r = emitter_commit(&pl->em, offs, why, sizeof(why));
+        }
         pl->commit_s = clock_mono_s() - c0;
         if (r == EMIT_COMMITTED || r == EMIT_UNCOMMITTED) {
             pl->committed = r == EMIT_COMMITTED;
@@ -670,6 +914,7 @@ static void clear_batch(pipeline *pl)
         pl->items[i].msg = NULL;
     }
     pl->nitems = 0;
+    pl->nsynth = 0;
 }
 
 /* Metrics and report counts of a finished batch: what was consumed, applied
@@ -687,6 +932,15 @@ static void pipeline_batch_metrics(pipeline *pl, double apply_s, double produce_
         cr += credit;
         if (it->kind == ITEM_DLQ)
             report_dlq_note(&dlq, credit ? "credit" : "touchpoint", it->dlq_error);
+        else if (it->duplicate)
+            metrics_add(M_EVENTS_DUPLICATE, 1);
+        else
+            report_deltas_to_metrics(&it->agg);
+    }
+    for (int i = 0; i < pl->nsynth; i++) { /* in-process credits */
+        item *it = &pl->items[pl->cap + i];
+        if (it->kind == ITEM_DLQ)
+            report_dlq_note(&dlq, "credit", it->dlq_error);
         else if (it->duplicate)
             metrics_add(M_EVENTS_DUPLICATE, 1);
         else
@@ -773,6 +1027,12 @@ static int process_batch(pipeline *pl)
             tp++;
         }
     }
+    for (int i = 0; i < pl->nsynth; i++) { /* in-process credits */
+        item *it = &pl->items[pl->cap + i];
+        dlq += it->kind == ITEM_DLQ;
+        dup += it->kind != ITEM_DLQ && it->duplicate;
+        cr += it->kind != ITEM_DLQ && !it->duplicate;
+    }
     /* one line per batch, not per event: a flood of bad input does not flood the log */
     if (first_bad)
         log_warn("batch of %d: %lld to the DLQ (%s); first: %s [%d] offset %lld: %s", pl->nitems, dlq,
@@ -784,10 +1044,13 @@ static int process_batch(pipeline *pl)
     pl->st->duplicates += dup;
     pl->st->dlq += dlq;
     pl->st->batches++;
+    pl->st->consumed += pl->nitems;
     if (dup)
         log_info("batch of %d: %lld redelivered events found applied; their recorded outputs were re-emitted",
                  pl->nitems, dup);
     clear_batch(pl);
+    if (pl->opts->source && pl->opts->source->batch_done)
+        pl->opts->source->batch_done(pl->opts->source->ctx, pl->st);
     return 0;
 }
 
@@ -1005,15 +1268,18 @@ static int setup(pipeline *pl, char *err, size_t errlen)
     char why[512];
     int cap = (int)cfg->batch_size;
     pl->cap = cap;
-    pl->items = calloc((size_t)cap, sizeof(*pl->items));
-    pl->custs = calloc((size_t)cap, sizeof(*pl->custs));
-    pl->slots = calloc((size_t)cap * 2, sizeof(*pl->slots));
-    pl->fetch_p = calloc((size_t)cap, sizeof(*pl->fetch_p));
-    pl->fetch_s = calloc((size_t)cap, sizeof(*pl->fetch_s));
-    pl->reqs = calloc((size_t)cap, sizeof(*pl->reqs));
-    pl->req_item = calloc((size_t)cap, sizeof(*pl->req_item));
-    pl->pending = calloc((size_t)cap, sizeof(*pl->pending));
-    pl->trim_ids = calloc((size_t)cap, sizeof(*pl->trim_ids));
+    /* in-process credits live after the batch's messages: room for two per message */
+    pl->synthcap = pl->opts->credits_in_process ? 2 * cap : 0;
+    int ccap = pl->ccap = cap + pl->synthcap;
+    pl->items = calloc((size_t)ccap, sizeof(*pl->items));
+    pl->custs = calloc((size_t)ccap, sizeof(*pl->custs));
+    pl->slots = calloc((size_t)ccap * 2, sizeof(*pl->slots));
+    pl->fetch_p = calloc((size_t)ccap, sizeof(*pl->fetch_p));
+    pl->fetch_s = calloc((size_t)ccap, sizeof(*pl->fetch_s));
+    pl->reqs = calloc((size_t)ccap, sizeof(*pl->reqs));
+    pl->req_item = calloc((size_t)ccap, sizeof(*pl->req_item));
+    pl->pending = calloc((size_t)ccap, sizeof(*pl->pending));
+    pl->trim_ids = calloc((size_t)ccap, sizeof(*pl->trim_ids));
     pl->out = malloc(sizeof(*pl->out));
     pl->enc = calloc(1, sizeof(*pl->enc));
     if (!pl->items || !pl->custs || !pl->slots || !pl->fetch_p || !pl->fetch_s || !pl->reqs || !pl->req_item ||
@@ -1021,7 +1287,7 @@ static int setup(pipeline *pl, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    for (int i = 0; i < cap; i++)
+    for (int i = 0; i < ccap; i++)
         if (!(pl->items[i].rec = calloc(1, sizeof(codec_record)))) {
             snprintf(err, errlen, "out of memory");
             return -1;
@@ -1041,7 +1307,10 @@ static int setup(pipeline *pl, char *err, size_t errlen)
     rd_kafka_conf_t *conf = kafka_conf_new(cfg, err, errlen);
     if (!conf)
         return -1;
-    if (kafka_conf_set(conf, "group.id", cfg->consumer_group, err, errlen) ||
+    /* assign mode: the source's group.id, never joined nor committed on (pipeline.h) */
+    if (kafka_conf_set(conf, "group.id", pl->opts->source ? pl->opts->source->group_id : cfg->consumer_group, err,
+                       errlen) ||
+        (pl->opts->source && kafka_conf_set(conf, "enable.auto.offset.store", "false", err, errlen)) ||
         kafka_conf_set(conf, "enable.auto.commit", "false", err, errlen) ||
         kafka_conf_set(conf, "enable.partition.eof", "true", err, errlen)) {
         rd_kafka_conf_destroy(conf);
@@ -1073,16 +1342,25 @@ static int setup(pipeline *pl, char *err, size_t errlen)
     }
     rd_kafka_poll_set_consumer(pl->consumer);
     /* Fidelio creates no topics: a missing one is an error now, not a silent wait */
-    const char *topics_in_use[] = {cfg->topic_touchpoints, cfg->topic_credits, cfg->topic_rewards,
-                                   cfg->topic_stage_changes, cfg->topic_dlq};
-    const char *topic_keys[] = {"topics.touchpoints", "topics.credits", "topics.rewards", "topics.stage_changes",
-                                "topics.dlq"};
+    const char *topics_in_use[] = {cfg->topic_touchpoints, cfg->topic_rewards, cfg->topic_stage_changes,
+                                   cfg->topic_dlq, cfg->topic_credits};
+    const char *topic_keys[] = {"topics.touchpoints", "topics.rewards", "topics.stage_changes", "topics.dlq",
+                                "topics.credits"};
+    /* the topics this process reads or writes: no outputs, no output topics; in-process credits, no credits topic */
+    size_t ntopics = pl->opts->no_outputs ? 1 : pl->opts->credits_in_process ? 4 : 5;
     /* bounded by pipeline.assign_timeout_ms: a dead broker stops run here */
-    if (kafka_check_topics(pl->consumer, topics_in_use, topic_keys, 5, (int)cfg->assign_timeout_ms, &pl->access, err,
-                           errlen) != 0)
+    if (kafka_check_topics(pl->consumer, topics_in_use, topic_keys, ntopics, (int)cfg->assign_timeout_ms, &pl->access,
+                           err, errlen) != 0)
         return -1;
     if (emitter_open(&pl->em, cfg, pl->consumer, err, errlen) != 0)
         return -1;
+    if (pl->opts->source) {
+        if (pl->opts->source->start(pl->opts->source->ctx, pl->consumer, err, errlen) != 0)
+            return -1;
+        metrics_set(M_PROGRAM_INFO, 1, pl->prog->version, pl->prog->digest);
+        metrics_set(M_REDIS_UP, 1);
+        return 0;
+    }
     rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(2);
     rd_kafka_topic_partition_list_add(topics, cfg->topic_touchpoints, RD_KAFKA_PARTITION_UA);
     rd_kafka_topic_partition_list_add(topics, cfg->topic_credits, RD_KAFKA_PARTITION_UA);
@@ -1109,6 +1387,8 @@ static int setup(pipeline *pl, char *err, size_t errlen)
 
 static void teardown(pipeline *pl)
 {
+    if (pl->consumer && pl->opts->source && pl->opts->source->stop)
+        pl->opts->source->stop(pl->opts->source->ctx);
     if (pl->consumer) {
         rd_kafka_consumer_close(pl->consumer);
         rd_kafka_destroy(pl->consumer);
@@ -1117,7 +1397,7 @@ static void teardown(pipeline *pl)
     emitter_close(&pl->em);
     store_close(pl->store);
     codec_free(pl->codec);
-    for (int i = 0; pl->items && i < pl->cap; i++) {
+    for (int i = 0; pl->items && i < pl->ccap; i++) {
         if (pl->items[i].rec) {
             codec_record_free(pl->items[i].rec);
             free(pl->items[i].rec);
@@ -1127,11 +1407,11 @@ static void teardown(pipeline *pl)
         buf_free(&pl->items[i].ledger);
         report_deltas_free(&pl->items[i].agg);
     }
-    for (int i = 0; pl->fetch_p && i < pl->cap; i++)
+    for (int i = 0; pl->fetch_p && i < pl->ccap; i++)
         store_profile_free(&pl->fetch_p[i]);
-    for (int i = 0; pl->fetch_s && i < pl->cap; i++)
+    for (int i = 0; pl->fetch_s && i < pl->ccap; i++)
         store_seen_free(&pl->fetch_s[i]);
-    for (int i = 0; pl->reqs && i < pl->cap; i++)
+    for (int i = 0; pl->reqs && i < pl->ccap; i++)
         store_apply_req_free(&pl->reqs[i]);
     profile_free(&pl->prof);
     if (pl->enc)
@@ -1224,7 +1504,8 @@ static int wait_for_redis(pipeline *pl)
 int pipeline_run(const config *cfg, const program *prog, const pipeline_opts *opts, pipeline_stats *st, char *err,
                  size_t errlen)
 {
-    pipeline pl = {.cfg = cfg, .prog = prog, .st = st, .unassigned_since = clock_mono_s()};
+    pipeline pl = {.cfg = cfg, .opts = opts, .prog = prog, .st = st, .unassigned_since = clock_mono_s()};
+    bool source_done = false;
     memset(st, 0, sizeof(*st));
     int rc = -1;
     if (setup(&pl, err, errlen) != 0)
@@ -1237,7 +1518,10 @@ int pipeline_run(const config *cfg, const program *prog, const pipeline_opts *op
         double deadline = clock_mono_s() + cfg->batch_linger_ms / 1000.0;
         while (pl.nitems < pl.cap && !cli_stop) {
             int wait = (int)((deadline - clock_mono_s()) * 1000);
-            rd_kafka_message_t *m = rd_kafka_consumer_poll(pl.consumer, wait > 0 ? wait : 0);
+            rd_kafka_message_t *m = opts->source ? opts->source->next(opts->source->ctx, wait > 0 ? wait : 0, &source_done)
+                                                 : rd_kafka_consumer_poll(pl.consumer, wait > 0 ? wait : 0);
+            if (!m && source_done)
+                break;
             if (pl.access.code) { /* a failed login or a missing ACL: waiting cannot help */
                 if (m)
                     rd_kafka_message_destroy(m);
@@ -1287,6 +1571,11 @@ int pipeline_run(const config *cfg, const program *prog, const pipeline_opts *op
             last_report = clock_mono_s();
             log_info("processed %lld touchpoints, %lld credits, %lld duplicates, %lld to the DLQ, %lld outputs",
                      st->touchpoints, st->credits, st->duplicates, st->dlq, st->outputs);
+        }
+        if (opts->source) {
+            if (source_done && pl.nitems == 0)
+                break;
+            continue;
         }
         if (opts->until_idle && check_assigned(&pl) != 0) {
             snprintf(err, errlen, "%s", pl.err);

@@ -14,6 +14,8 @@
 
 #include <stdbool.h>
 
+#include <librdkafka/rdkafka.h>
+
 #include "config.h"
 #include "program.h"
 
@@ -22,14 +24,47 @@
  * with err when it is refused: unreadable, invalid, or orphaning stored stages. */
 typedef const program *(*pipeline_reload_fn)(void *ctx, char *err, size_t errlen);
 
+struct pipeline_stats;
+
+/* Assign mode (`fidelio replay`): instead of joining consumer.group, the
+ * pipeline reads what a source hands it from assigned partitions, with no
+ * offset commit ever; the source keeps its own progress. All callbacks get ctx. */
+typedef struct pipeline_source {
+    /* group.id of the consumer (librdkafka's consumer cannot assign without
+     * one); never joined (no subscribe) and never committed on (no commit,
+     * enable.auto.commit and enable.auto.offset.store off). Not the live group. */
+    const char *group_id;
+    /* Assign the partitions to the consumer. 0, or -1 with err. */
+    int (*start)(void *ctx, rd_kafka_t *consumer, char *err, size_t errlen);
+    /* The next message in the source's order (the caller destroys it), or
+     * NULL after about timeout_ms; *done becomes true once everything the
+     * source has to give was handed out. */
+    rd_kafka_message_t *(*next)(void *ctx, int timeout_ms, bool *done);
+    /* After a batch's applies and the acknowledgement of its outputs: the
+     * next offset to read of each partition in the batch (the progress to
+     * keep). 0, or -1 with err (the batch then counts as uncommitted). */
+    int (*commit)(void *ctx, const rd_kafka_topic_partition_list_t *next, char *err, size_t errlen);
+    /* Before the consumer is closed: release every message still held; may be NULL. */
+    void (*stop)(void *ctx);
+    /* After each batch (progress display); may be NULL. */
+    void (*batch_done)(void *ctx, const struct pipeline_stats *st);
+    void *ctx;
+} pipeline_source;
+
 typedef struct pipeline_opts {
     bool until_idle;        /* return once every assigned partition is at its end and nothing is in flight */
     int idle_grace_ms;      /* how long "at the end" must last (credits may still be on their way) */
     pipeline_reload_fn reload; /* on SIGHUP (cli_hup), between batches; NULL: SIGHUP is only logged */
     void *reload_ctx;
+    const pipeline_source *source; /* NULL: consumer-group mode (`run`); else assign mode (above) */
+    bool credits_in_process;  /* one process owns every partition: a referral credit is applied right
+                                 after the event that earned it, in this batch (as `simulate` does),
+                                 never produced to topics.credits; the credits topic is not read */
+    bool no_outputs;          /* produce nothing (rewards, stage changes, DLQ records are counted only) */
 } pipeline_opts;
 
 typedef struct pipeline_stats {
+    long long consumed;      /* input messages whose batch finished (touchpoints and credits) */
     long long touchpoints;   /* applied */
     long long credits;       /* applied */
     long long duplicates;    /* redelivered: recorded outputs re-emitted */

@@ -947,6 +947,81 @@ int store_scan_profiles(store *s, store_profile_fn fn, void *opaque, long long *
     return 0;
 }
 
+int store_namespace_keys(store *s, bool wipe, long long *n, char *err, size_t errlen)
+{
+    char pattern[200], cursor[32] = "0";
+    size_t k = 0;
+    *n = 0;
+    if (wipe && s->readonly) {
+        snprintf(err, errlen, "a read-only store cannot wipe");
+        return STORE_PERMANENT;
+    }
+    if (ensure_connected(s, err, errlen) != 0)
+        return STORE_TRANSIENT;
+    for (const char *p = s->prefix; *p && k + 3 < sizeof(pattern); p++) { /* the prefix, glob characters escaped */
+        if (strchr("*?[]\\", *p))
+            pattern[k++] = '\\';
+        pattern[k++] = *p;
+    }
+    pattern[k++] = '*';
+    pattern[k] = '\0';
+    do {
+        redisReply *r = redisCommand(s->c, "SCAN %s MATCH %s COUNT 1000", cursor, pattern);
+        int crc = command_ok(s, r, "SCAN", err, errlen);
+        if (crc)
+            return crc;
+        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+        const redisReply *keys = r->element[1];
+        *n += (long long)keys->elements;
+        for (size_t i = 0; wipe && i < keys->elements; i++) {
+            redisReply *d = redisCommand(s->c, "UNLINK %b", keys->element[i]->str, keys->element[i]->len);
+            int drc = command_ok(s, d, "UNLINK", err, errlen);
+            if (drc) {
+                freeReplyObject(r);
+                return drc;
+            }
+            freeReplyObject(d);
+        }
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
+    return 0;
+}
+
+int store_meta_get(store *s, const char *name, buf *out, bool *found, char *err, size_t errlen)
+{
+    *found = false;
+    buf_reset(out);
+    if (ensure_connected(s, err, errlen) != 0)
+        return STORE_TRANSIENT;
+    redisReply *r = redisCommand(s->c, "GET %s%s", s->prefix, name);
+    int rc = command_ok(s, r, "GET", err, errlen);
+    if (rc)
+        return rc;
+    if (r->type == REDIS_REPLY_STRING) {
+        *found = true;
+        if (buf_append(out, r->str, r->len) != 0 || buf_append(out, "", 1) != 0) {
+            freeReplyObject(r);
+            snprintf(err, errlen, "out of memory");
+            return STORE_PERMANENT;
+        }
+        out->len--; /* NUL-terminated, not counted */
+    }
+    freeReplyObject(r);
+    return 0;
+}
+
+int store_meta_set(store *s, const char *name, const char *value, size_t len, char *err, size_t errlen)
+{
+    if (ensure_connected(s, err, errlen) != 0)
+        return STORE_TRANSIENT;
+    redisReply *r = redisCommand(s->c, "SET %s%s %b", s->prefix, name, value, len);
+    int rc = command_ok(s, r, "SET", err, errlen);
+    if (rc)
+        return rc;
+    freeReplyObject(r);
+    return 0;
+}
+
 void store_profile_free(store_profile *p) { buf_free(&p->encoding); }
 void store_seen_free(store_seen *s) { buf_free(&s->recorded); }
 void store_apply_req_free(store_apply_req *r) { buf_free(&r->recorded); }

@@ -250,6 +250,15 @@ typedef int (*store_profile_fn)(void *opaque, const char *data, size_t len);
  * counting them. For a namespace whose registry predates its profiles. */
 int store_scan_profiles(store *s, store_profile_fn fn, void *opaque, long long *n, char *err, size_t errlen);
 
+/* Count the keys under the namespace's prefix (SCAN MATCH <prefix>*: every
+ * key the namespace holds, whatever its layout); with wipe, also UNLINK each
+ * batch of them as it goes (`fidelio replay --wipe`; refused on a read-only
+ * store). *n: keys found. 0, or a store error code with err. */
+int store_namespace_keys(store *s, bool wipe, long long *n, char *err, size_t errlen);
+/* <prefix><name>, a plain string key of the namespace's own (a replay's progress):
+ * read into out (*found false when absent), or written in one SET. */
+int store_meta_get(store *s, const char *name, buf *out, bool *found, char *err, size_t errlen);
+int store_meta_set(store *s, const char *name, const char *value, size_t len, char *err, size_t errlen);
 void store_profile_free(store_profile *p);
 void store_seen_free(store_seen *s);
 void store_apply_req_free(store_apply_req *r);

@@ -1,0 +1,296 @@
+#!/usr/bin/env bash
+# `fidelio replay` (issue 11), real processes: `fidelio dev-kafka`, redis-server,
+# `fidelio run`. A generated stream (REPLAY_EVENTS events, default 100,000, over
+# REPLAY_CUSTOMERS customers, default 6,000 (over 5,000 of them active): every event type, referrals) is
+# run live (`run --until-idle`, namespace fidelio:), then:
+#  - replay --from beginning --namespace rebuild: its profiles are byte-identical
+#    to `simulate` over the same events in replay's order (the partitions merged
+#    by message timestamp, then partition: computed here from kcat's view of the
+#    topic), referrals included; and equal to live for every customer that got
+#    no referral credit (live applies credits when they come back through the
+#    credits topic, so a referrer's own events may interleave): the test prints
+#    how many customers differ and checks each of them is a referrer
+#  - replay -r (welcome 150) --namespace whatif: equal to `simulate` with that
+#    program; `diff rebuild whatif` lists exactly the customers and fields a
+#    field-by-field comparison of both simulations finds
+#  - the live namespace (every key, by DUMP), the live topics (end offsets) and
+#    the live group's committed offsets are the same after every replay
+#  - a replay killed with SIGKILL mid-way and resumed (--resume) ends with the
+#    profiles, ledgers and report counters of the uninterrupted rebuild
+#  - --follow picks up events produced after it caught up
+#  - refusals, exit 2: the live namespace, a non-empty target; --wipe prints
+#    the count of keys it deletes
+# The replays connect as a Redis user of role `replay` granted only the replay
+# namespaces (deploy/redis-acl.conf): they cannot even read the live keys.
+source "$(dirname "$0")/lib.sh"
+require redis-server redis-cli python3 kcat
+
+EVENTS=${REPLAY_EVENTS:-100000}
+CUSTOMERS=${REPLAY_CUSTOMERS:-6000}
+PARTS=8 # the mock keeps ~5 MB per partition: 100,000 events need several
+start_dev_kafka --partitions "$PARTS"
+start_redis
+RC=(redis-cli -s "$REDIS_SOCK")
+# the replay user: role replay, the replay namespaces only
+read -r -a acl <<<"$(acl_line replay fidelio-replay e2e-replay-pw "rebuild: whatif: killed: follow:" | sed 's/^user //')"
+"${RC[@]}" ACL SETUSER "${acl[@]}" >/dev/null || fail "ACL SETUSER fidelio-replay"
+RU="unix://fidelio-replay:e2e-replay-pw@$REDIS_SOCK"
+RU_RO="unix://fidelio-replay:e2e-replay-pw@$REDIS_SOCK"
+
+"$FIDELIO" gen -q --customers "$CUSTOMERS" --events "$EVENTS" --seed 11 --referrals 0.3 -o "$WORK/events.jsonl" \
+    || fail "gen"
+python3 - "$WORK/events.jsonl" <<'PY' || fail "the generated stream lacks an event type or referrals"
+import json, sys
+types, referred = set(), 0
+for l in open(sys.argv[1]):
+    e = json.loads(l)
+    types.add(e["type"])
+    referred += e["type"] == "SIGNUP" and bool((e.get("payload") or {}).get("referred_by"))
+print(f"event types: {sorted(types)}; {referred} signups through a referral")
+assert len(types) == 9 and referred > 0, (types, referred)
+PY
+grep -q '"referred_by"' "$WORK/events.jsonl" || fail "no referral signups"
+# shellcheck disable=SC2046
+"$FIDELIO" produce -q $(fid_opts) -t touchpoints "$WORK/events.jsonl" || fail "produce"
+
+t0=$(date +%s.%N)
+# shellcheck disable=SC2046
+"$FIDELIO" run $(fid_opts) --until-idle >"$WORK/run.log" 2>&1 || fail "run exited $?: $(tail -3 "$WORK/run.log")"
+t_run=$(echo "$(date +%s.%N) - $t0" | bc)
+applied=$(sed -n 's/.*stopped: \([0-9]*\) touchpoints.*/\1/p' "$WORK/run.log" | tail -1)
+[ "$applied" -ge $((EVENTS * 9 / 10)) ] || fail "live applied only $applied of $EVENTS"
+echo "live run: $applied touchpoints applied in ${t_run} s"
+
+# --- what must not change: live keys, live topics, the live group ------------------------
+live_keys() { # every live key and its DUMP, sorted
+    "${RC[@]}" --scan --pattern 'fidelio:*' | sort >"$WORK/keys"
+    sed 's/^/DUMP /' "$WORK/keys" | "${RC[@]}" | paste "$WORK/keys" - | sha256sum | cut -c1-16
+    wc -l <"$WORK/keys"
+}
+topic_ends() { # end offset of each partition of the live topics
+    for t in touchpoints rewards stage-changes fidelio-credits touchpoints-dlq; do
+        kcat -b "$BOOTSTRAP" -C -t "$t" -e -q -f '%p %o\n' 2>/dev/null \
+            | awk -v t="$t" '{ if ($2 + 1 > e[$1]) e[$1] = $2 + 1 } END { for (p in e) print t, p, e[p] }' | sort
+    done
+}
+group_offsets() { # the live group's committed offsets (`fidelio offsets` shows them; commits nothing)
+    # shellcheck disable=SC2046
+    "$FIDELIO" offsets $(fid_opts) --reset-to beginning 2>/dev/null | grep -v '^#' | awk '{print $1, $2}'
+}
+live_keys >"$WORK/live.before"
+topic_ends >"$WORK/topics.before"
+group_offsets >"$WORK/group.before"
+[ "$(tail -1 "$WORK/live.before")" -gt "$CUSTOMERS" ] || fail "live holds only $(tail -1 "$WORK/live.before") keys"
+[ -s "$WORK/group.before" ] && grep -q '[1-9]' "$WORK/group.before" || fail "no committed offsets: $(cat "$WORK/group.before")"
+grep -q '^rewards ' "$WORK/topics.before" || fail "no rewards on the live topic"
+
+replay() { # args...: fidelio replay as the replay user; exit status in REPLAY_RC
+    set +e
+    # shellcheck disable=SC2046
+    "$FIDELIO" replay $(fid_opts) --set redis.url="$RU" "$@" >"$WORK/replay.out" 2>"$WORK/replay.err"
+    REPLAY_RC=$?
+    set -e
+}
+profiles() { # namespace -> profile --all (the live one as the tools user: the replay user may not read it)
+    local url=$RU_RO
+    [ "$1" = fidelio ] && url=$REDIS_URL_RO
+    # shellcheck disable=SC2046
+    "$FIDELIO" profile $(fid_opts) --set redis.url="$url" --set redis.key_prefix="$1:" --all
+}
+
+# --- the replay order, from an independent client: kcat's partition, offset, timestamp -----
+kcat -b "$BOOTSTRAP" -C -t touchpoints -e -q -f '%p\t%o\t%T\t%k\n' >"$WORK/tp.meta" 2>/dev/null
+python3 - "$WORK/events.jsonl" "$WORK/tp.meta" >"$WORK/ordered.jsonl" <<'PY'
+# Each customer's events keep their file order in their partition; replay merges
+# the partitions by (message timestamp, partition): heapq.merge does the same
+# (each input sorted by offset, the least head first).
+import heapq, json, sys
+from collections import defaultdict, deque
+by_key = defaultdict(deque)
+for line in open(sys.argv[1]):
+    by_key[json.loads(line)["customer_id"]].append(line)
+parts = defaultdict(list)
+for l in open(sys.argv[2]):
+    p, o, ts, k = l.rstrip("\n").split("\t")
+    parts[int(p)].append((int(o), int(ts), k))
+streams = []
+for p, msgs in parts.items():
+    msgs.sort()
+    streams.append([(ts, p, by_key[k].popleft()) for o, ts, k in msgs])
+assert not any(by_key.values()), "every produced event is on the topic"
+for ts, p, line in heapq.merge(*streams):
+    sys.stdout.write(line)
+PY
+[ "$(wc -l <"$WORK/ordered.jsonl")" -eq "$EVENTS" ] || fail "ordered stream: $(wc -l <"$WORK/ordered.jsonl") lines"
+"$FIDELIO" simulate --profiles "$WORK/sim.profiles" "$WORK/ordered.jsonl" >/dev/null 2>"$WORK/sim.err" \
+    || fail "simulate: $(tail -3 "$WORK/sim.err")"
+
+# --- rebuild: byte-identical to simulate ---------------------------------------------------
+t0=$(date +%s.%N)
+replay --from beginning --namespace rebuild --report "$WORK/rebuild.json"
+t_replay=$(echo "$(date +%s.%N) - $t0" | bc)
+[ "$REPLAY_RC" -eq 0 ] || fail "replay rebuild exited $REPLAY_RC: $(tail -5 "$WORK/replay.err")"
+head -1 "$WORK/replay.out"
+grep -q "^# replay into namespace rebuild: $EVENTS events read" "$WORK/replay.out" || fail "report: $(head -1 "$WORK/replay.out")"
+echo "replay rebuild: ${t_replay} s, live run: ${t_run} s (replay/run time ratio $(echo "scale=2; $t_replay / $t_run" | bc))"
+profiles rebuild >"$WORK/rebuild.profiles"
+[ "$(wc -l <"$WORK/rebuild.profiles")" -ge $((CUSTOMERS * 8 / 10)) ] || fail "rebuild has $(wc -l <"$WORK/rebuild.profiles") profiles"
+cmp -s "$WORK/rebuild.profiles" "$WORK/sim.profiles" \
+    || fail "rebuild differs from simulate: $(diff "$WORK/rebuild.profiles" "$WORK/sim.profiles" | head -4)"
+pass "replay --from beginning --namespace rebuild: $(wc -l <"$WORK/rebuild.profiles") profiles byte-identical to simulate over the same $EVENTS events in replay order"
+python3 - "$WORK/rebuild.json" "$EVENTS" <<'PY' || fail "--report JSON"
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert j["replay"]["events"] == int(sys.argv[2]), j["replay"]
+assert j["replay"]["credits"] > 0, j["replay"]
+assert j["report"], j
+PY
+pass "--report FILE: JSON with the replay's counts ($(python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['replay']; print(r['touchpoints'], 'touchpoints,', r['credits'], 'credits')" "$WORK/rebuild.json")) and the namespace's report"
+
+# --- equal to live but for the referrers whose credits interleave ------------------------------
+profiles fidelio >"$WORK/live.profiles"
+python3 - "$WORK/live.profiles" "$WORK/rebuild.profiles" "$WORK/events.jsonl" <<'PY' || fail "rebuild vs live"
+import json, sys
+a = {json.loads(l)["customer_id"]: l for l in open(sys.argv[1])}
+b = {json.loads(l)["customer_id"]: l for l in open(sys.argv[2])}
+assert set(a) == set(b), (len(a), len(b))
+referrers = set()
+for l in open(sys.argv[3]):
+    e = json.loads(l)
+    r = (e.get("payload") or {}).get("referred_by") if e["type"] == "SIGNUP" else None
+    if r:
+        referrers.add(r)
+differ = {c for c in a if a[c] != b[c]}
+bad = differ - referrers
+assert not bad, f"{len(bad)} customers with no referral credit differ: {sorted(bad)[:5]}"
+print(f"{len(differ)} of {len(a)} customers differ from live, all of them referrers ({len(referrers)} referrers): "
+      f"their credits came through the credits topic live and interleaved with their own events")
+PY
+pass "rebuild equals live for every customer that received no referral credit"
+
+# --- what-if: welcome 150 --------------------------------------------------------------------
+sed 's/^    award: 100$/    award: 150/' "$SOURCE_DIR/config/rules.yaml" >"$WORK/rules150.yaml"
+grep -A4 -- '- id: welcome' "$WORK/rules150.yaml" | grep -q 'award: 150' || fail "the what-if program is not welcome 150"
+replay --namespace whatif -r "$WORK/rules150.yaml"
+[ "$REPLAY_RC" -eq 0 ] || fail "replay whatif exited $REPLAY_RC: $(tail -5 "$WORK/replay.err")"
+grep -q "outputs (counted, not produced)" "$WORK/replay.out" || fail "what-if outputs: $(head -1 "$WORK/replay.out")"
+"$FIDELIO" simulate -r "$WORK/rules150.yaml" --profiles "$WORK/sim150.profiles" "$WORK/ordered.jsonl" >/dev/null 2>&1 \
+    || fail "simulate 150"
+profiles whatif >"$WORK/whatif.profiles"
+cmp -s "$WORK/whatif.profiles" "$WORK/sim150.profiles" || fail "whatif differs from simulate -r rules150"
+set +e
+# shellcheck disable=SC2046
+"$FIDELIO" diff $(fid_opts) --set redis.url="$RU_RO" --namespace rebuild --namespace whatif --json \
+    -r "$SOURCE_DIR/config/rules.yaml" -r "$WORK/rules150.yaml" >"$WORK/diff.out" 2>"$WORK/diff.err"
+drc=$?
+set -e
+[ "$drc" -eq 1 ] || fail "diff rebuild whatif: exit $drc: $(cat "$WORK/diff.err")"
+python3 - "$WORK/sim.profiles" "$WORK/sim150.profiles" "$WORK/diff.out" <<'PY' || fail "diff rebuild whatif is not the expected one"
+import json, sys
+def flat(p):
+    out = {}
+    for k, v in p.items():
+        if k == "customer_id":
+            continue
+        if isinstance(v, dict):
+            out.update({f"{k}.{k2}": v2 for k2, v2 in v.items()})
+        else:
+            out[k] = v
+    return out
+a = {json.loads(l)["customer_id"]: json.loads(l) for l in open(sys.argv[1])}
+b = {json.loads(l)["customer_id"]: json.loads(l) for l in open(sys.argv[2])}
+want = {}
+for c in a:
+    fa, fb = flat(a[c]), flat(b[c])
+    d = {k: [fa[k], fb[k]] for k in fa if fa[k] != fb[k]}
+    if d:
+        want[c] = d
+lines = [json.loads(l) for l in open(sys.argv[3])]
+got = {l["customer_id"]: l["fields"] for l in lines[:-1]}
+assert set(got) == set(want), f"missing {sorted(set(want) - set(got))[:5]}, extra {sorted(set(got) - set(want))[:5]}"
+for c in want:
+    assert got[c] == want[c], f"{c}: want {want[c]} got {got[c]}"
+signed = {c for c in a if a[c]["counts"].get("SIGNUP", 0) >= 1}
+assert set(want) <= signed and len(want) > 0.9 * len(signed), (len(want), len(signed))
+print(f"{len(want)} customers differ ({len(signed)} signed up), fields as simulate says")
+PY
+pass "what-if (welcome 150): equal to simulate with that program; diff rebuild whatif lists exactly the expected customers and fields"
+
+# --- refusals ----------------------------------------------------------------------------------
+replay --namespace fidelio
+[ "$REPLAY_RC" -eq 2 ] && grep -q "is the live one" "$WORK/replay.err" || fail "live namespace: exit $REPLAY_RC: $(cat "$WORK/replay.err")"
+replay --namespace rebuild
+[ "$REPLAY_RC" -eq 2 ] && grep -q "namespace 'rebuild:' is not empty ([0-9]* keys): --resume" "$WORK/replay.err" \
+    || fail "non-empty target: exit $REPLAY_RC: $(cat "$WORK/replay.err")"
+pass "refused with exit 2: the live namespace, a non-empty target"
+
+# --- kill -9 and --resume ------------------------------------------------------------------------
+# small batches: the kill falls mid-way
+# shellcheck disable=SC2046
+"$FIDELIO" replay $(fid_opts) --set redis.url="$RU" --set pipeline.batch_size=200 --namespace killed \
+    >"$WORK/killed.out" 2>"$WORK/killed.err" &
+KPID=$!
+PIDS+=("$KPID")
+kept() { "${RC[@]}" get killed:replay | awk '$1 == "p" { s += $3 - 0 } END { print s + 0 }'; }
+for _ in $(seq 600); do
+    [ "$(kept)" -ge $((EVENTS / 4)) ] && break
+    kill -0 "$KPID" 2>/dev/null || break
+    sleep 0.1
+done
+kill -KILL "$KPID" 2>/dev/null || fail "the replay to kill had already exited: $(tail -3 "$WORK/killed.err")"
+wait "$KPID" 2>/dev/null || true
+at_kill=$(kept)
+[ "$at_kill" -lt "$EVENTS" ] && [ "$at_kill" -gt 0 ] || fail "killed at $at_kill of $EVENTS events"
+replay --namespace killed --resume
+[ "$REPLAY_RC" -eq 0 ] || fail "--resume exited $REPLAY_RC: $(tail -5 "$WORK/replay.err")"
+head -1 "$WORK/replay.out"
+profiles killed >"$WORK/killed.profiles"
+cmp -s "$WORK/killed.profiles" "$WORK/rebuild.profiles" || fail "killed+resumed differs from rebuild: $(diff "$WORK/killed.profiles" "$WORK/rebuild.profiles" | head -4)"
+agg() { "${RC[@]}" hgetall "$1:aggregates" | paste - - | sort; }
+[ "$(agg killed)" = "$(agg rebuild)" ] || fail "report counters differ: $(diff <(agg killed) <(agg rebuild) | head -4)"
+for c in $(head -c 100000 "$WORK/rebuild.profiles" | grep -o '"customer_id":"[^"]*"' | cut -d'"' -f4 | head -50); do
+    [ "$("${RC[@]}" lrange "killed:{$c}:l" 0 -1)" = "$("${RC[@]}" lrange "rebuild:{$c}:l" 0 -1)" ] || fail "ledger of $c differs"
+done
+pass "replay killed (SIGKILL) after $at_kill of $EVENTS events and resumed: profiles, report counters and ledgers equal the uninterrupted rebuild's"
+
+# from the end of every partition: nothing to replay, only the wipe
+ends=$(grep '^touchpoints ' "$WORK/topics.before" | awk '{printf "%s%s:%s", sep, $2, $3; sep=","}')
+replay --namespace killed --wipe --from "$ends"
+[ "$REPLAY_RC" -eq 0 ] && grep -q "deleting the [0-9]* keys of namespace 'killed:'" "$WORK/replay.err" \
+    || fail "--wipe: exit $REPLAY_RC: $(cat "$WORK/replay.err")"
+[ "$("${RC[@]}" --scan --pattern 'killed:{*' | wc -l)" -eq 0 ] || fail "--wipe left customer keys"
+pass "--wipe prints the count of keys it deletes and deletes them ($(grep -o 'deleting the [0-9]* keys' "$WORK/replay.err"))"
+
+# --- --follow -------------------------------------------------------------------------------------
+# shellcheck disable=SC2046
+"$FIDELIO" replay $(fid_opts) --set redis.url="$RU" --namespace follow --follow >"$WORK/follow.out" 2>"$WORK/follow.err" &
+FPID=$!
+PIDS+=("$FPID")
+for _ in $(seq 1200); do
+    [ "$("${RC[@]}" get follow:replay | awk '$1 == "p" { s += $3 } END { print s + 0 }')" -ge "$EVENTS" ] && break
+    kill -0 "$FPID" 2>/dev/null || fail "replay --follow exited: $(tail -3 "$WORK/follow.err")"
+    sleep 0.1
+done
+printf '{"event_id":"late-1","customer_id":"late-cust","type":"SIGNUP","channel":"web","occurred_at":"%s"}\n' \
+    "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$WORK/late.jsonl"
+# shellcheck disable=SC2046
+"$FIDELIO" produce -q $(fid_opts) -t touchpoints "$WORK/late.jsonl" || fail "produce late"
+for _ in $(seq 300); do
+    "${RC[@]}" exists 'follow:{late-cust}:p' | grep -q 1 && break
+    sleep 0.1
+done
+"${RC[@]}" exists 'follow:{late-cust}:p' | grep -q 1 || fail "--follow did not pick up the late event: $(tail -3 "$WORK/follow.err")"
+kill -TERM "$FPID"
+wait "$FPID" || fail "replay --follow exited $? on SIGTERM"
+pass "--follow caught up, then applied an event produced afterwards; SIGTERM: exit 0"
+
+# --- nothing of the live namespace, topics or group changed -----------------------------------------
+live_keys >"$WORK/live.after"
+topic_ends | grep -v '^touchpoints ' >"$WORK/topics.after"
+grep -v '^touchpoints ' "$WORK/topics.before" >"$WORK/topics.before.out"
+group_offsets >"$WORK/group.after"
+cmp -s "$WORK/live.before" "$WORK/live.after" || fail "live keys changed: $(cat "$WORK/live.before" "$WORK/live.after")"
+cmp -s "$WORK/topics.before.out" "$WORK/topics.after" || fail "live topics changed: $(diff "$WORK/topics.before.out" "$WORK/topics.after")"
+cmp -s "$WORK/group.before" "$WORK/group.after" || fail "live group offsets changed: $(diff "$WORK/group.before" "$WORK/group.after")"
+pass "after every replay: the $(tail -1 "$WORK/live.after") live keys (DUMP), the live output topics' end offsets and the live group's committed offsets are unchanged"
+done_ok
