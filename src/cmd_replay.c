@@ -271,10 +271,12 @@ static int progress_text(const replay *r, buf *out)
     return rc;
 }
 
-static int write_progress(replay *r, char *err, size_t errlen)
+static int write_progress(replay *r, const char *const *dlq_pairs, size_t n, char *err, size_t errlen)
 {
     buf text = {0};
-    int rc = progress_text(r, &text) != 0 ? -1 : store_meta_set(r->st, "replay", text.data, text.len, err, errlen);
+    int rc = progress_text(r, &text) != 0 ? -1
+                                           : store_meta_set(r->st, "replay", text.data, text.len, dlq_pairs, n, err,
+                                                            errlen);
     if (rc == -1 && !text.data)
         snprintf(err, errlen, "out of memory");
     buf_free(&text);
@@ -282,10 +284,11 @@ static int write_progress(replay *r, char *err, size_t errlen)
 }
 
 /* pipeline_source.commit: the batch is applied and its outputs acknowledged:
- * keep its next offsets in <prefix>replay (one SET). Written after the
- * applies, so a replay killed in between reads the batch again on --resume
+ * keep its next offsets in <prefix>replay and add its DLQ counts to the
+ * report, in one MULTI/EXEC. Written after the applies, so a replay killed in between reads the batch again on --resume
  * and finds its events applied (dedupe records): nothing lost, nothing twice. */
-static int src_commit(void *ctx, const rd_kafka_topic_partition_list_t *next, char *err, size_t errlen)
+static int src_commit(void *ctx, const rd_kafka_topic_partition_list_t *next, const char *const *dlq_pairs, size_t n,
+                      char *err, size_t errlen)
 {
     replay *r = ctx;
     for (int i = 0; i < next->cnt; i++) {
@@ -293,7 +296,7 @@ static int src_commit(void *ctx, const rd_kafka_topic_partition_list_t *next, ch
         if (p && !strcmp(next->elems[i].topic, r->cfg->topic_touchpoints) && next->elems[i].offset > p->kept)
             p->kept = next->elems[i].offset;
     }
-    return write_progress(r, err, errlen);
+    return write_progress(r, dlq_pairs, n, err, errlen);
 }
 
 /* pipeline_source.batch_done: a progress line on a terminal, about once a second. */
@@ -735,7 +738,7 @@ int cmd_replay(int argc, char **argv)
         rc = reg == REGISTRY_REFUSED ? EXIT_USAGE : EXIT_RUNTIME;
         goto out_store;
     }
-    if (write_progress(&r, err, sizeof(err)) != 0) {
+    if (write_progress(&r, NULL, 0, err, sizeof(err)) != 0) {
         fprintf(stderr, "fidelio replay: keeping the progress: %s\n", err);
         rc = EXIT_RUNTIME;
         goto out_store;

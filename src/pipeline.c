@@ -831,7 +831,16 @@ static int emit(pipeline *pl)
                 rd_kafka_topic_partition_list_destroy(none);
             else
                 snprintf(why, sizeof(why), "out of memory");
-            if (r == EMIT_COMMITTED && pl->opts->source->commit(pl->opts->source->ctx, offs, why, sizeof(why)) != 0) {
+            report_dlq dlq = {0};
+            for (int k = 0; k < pl->nitems + pl->nsynth; k++) {
+                const item *it = &pl->items[k < pl->nitems ? k : pl->cap + (k - pl->nitems)];
+                if (it->kind == ITEM_DLQ)
+                    report_dlq_count(&dlq, it->dlq_error);
+            }
+            report_dlq_fields f;
+            report_dlq_pairs(&dlq, &f);
+            if (r == EMIT_COMMITTED &&
+                pl->opts->source->commit(pl->opts->source->ctx, offs, f.pairs, f.n, why, sizeof(why)) != 0) {
                 log_warn("keeping the progress failed: %s (the batch will be read again and deduplicated)", why);
                 r = EMIT_UNCOMMITTED;
             }
@@ -954,7 +963,8 @@ static void pipeline_batch_metrics(pipeline *pl, double apply_s, double produce_
     metrics_observe(M_PRODUCE_SECONDS, produce_s);
     metrics_observe(M_COMMIT_SECONDS, commit_s);
     char err[512];
-    if (committed && report_dlq_flush(&dlq, pl->store, err, sizeof(err)) != 0)
+    /* (assign mode: the source wrote them with its progress) */
+    if (committed && !pl->opts->source && report_dlq_flush(&dlq, pl->store, err, sizeof(err)) != 0)
         log_warn("counting the batch's DLQ reasons for the report failed: %s", err);
 }
 
@@ -1474,7 +1484,12 @@ static int wait_for_redis(pipeline *pl)
     double since = clock_mono_s();
     while (!cli_stop) {
         metrics_heartbeat();
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(pl->consumer, backoff_ms);
+        /* assign mode: the source alone takes messages from the consumer (its order, its progress) */
+        rd_kafka_message_t *m = NULL;
+        if (pl->opts->source)
+            usleep((useconds_t)backoff_ms * 1000);
+        else
+            m = rd_kafka_consumer_poll(pl->consumer, backoff_ms);
         if (m) /* a partition assigned during the outage: keep its message for the retry */
         {
             if (!m->err && pl->nitems < pl->cap) {

@@ -42,8 +42,12 @@ typedef struct pipeline_source {
     rd_kafka_message_t *(*next)(void *ctx, int timeout_ms, bool *done);
     /* After a batch's applies and the acknowledgement of its outputs: the
      * next offset to read of each partition in the batch (the progress to
-     * keep). 0, or -1 with err (the batch then counts as uncommitted). */
-    int (*commit)(void *ctx, const rd_kafka_topic_partition_list_t *next, char *err, size_t errlen);
+     * keep) and the batch's DLQ counts for the report (dlq_pairs: n field /
+     * count pairs of <prefix>aggregates), to be written in one atomic step
+     * with the progress, so a resumed replay counts each DLQ item once.
+     * 0, or -1 with err (the batch then counts as uncommitted). */
+    int (*commit)(void *ctx, const rd_kafka_topic_partition_list_t *next, const char *const *dlq_pairs, size_t n,
+                  char *err, size_t errlen);
     /* Before the consumer is closed: release every message still held; may be NULL. */
     void (*stop)(void *ctx);
     /* After each batch (progress display); may be NULL. */

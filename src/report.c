@@ -115,6 +115,11 @@ void report_dlq_note(report_dlq *d, const char *input, const char *reason)
     metrics_add(M_EVENTS_DLQ, 1, input, reason);
     if (!strcmp(reason, "event_id_conflict"))
         metrics_add(M_EVENTS_CONFLICT, 1);
+    report_dlq_count(d, reason);
+}
+
+void report_dlq_count(report_dlq *d, const char *reason)
+{
     for (int i = 0; i < d->count; i++)
         if (!strcmp(d->reason[i], reason)) {
             d->n[i]++;
@@ -126,17 +131,22 @@ void report_dlq_note(report_dlq *d, const char *input, const char *reason)
     d->n[d->count++] = 1;
 }
 
+void report_dlq_pairs(const report_dlq *d, report_dlq_fields *f)
+{
+    for (int i = 0; i < d->count; i++) {
+        snprintf(f->fields[i], sizeof(f->fields[i]), "dlq|%s", d->reason[i]);
+        snprintf(f->counts[i], sizeof(f->counts[i]), "%lld", d->n[i]);
+        f->pairs[2 * i] = f->fields[i];
+        f->pairs[2 * i + 1] = f->counts[i];
+    }
+    f->n = (size_t)d->count;
+}
+
 int report_dlq_flush(const report_dlq *d, store *s, char *err, size_t errlen)
 {
-    char fields[REPORT_DLQ_REASONS][80], counts[REPORT_DLQ_REASONS][24];
-    const char *pairs[2 * REPORT_DLQ_REASONS];
-    for (int i = 0; i < d->count; i++) {
-        snprintf(fields[i], sizeof(fields[i]), "dlq|%s", d->reason[i]);
-        snprintf(counts[i], sizeof(counts[i]), "%lld", d->n[i]);
-        pairs[2 * i] = fields[i];
-        pairs[2 * i + 1] = counts[i];
-    }
-    return store_aggregates_add(s, pairs, (size_t)d->count, err, errlen);
+    report_dlq_fields f;
+    report_dlq_pairs(d, &f);
+    return store_aggregates_add(s, f.pairs, f.n, err, errlen);
 }
 
 /* ---- the report ------------------------------------------------------------------ */

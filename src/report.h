@@ -79,6 +79,16 @@ typedef struct report_dlq {
 /* Count one input (touchpoint or credit) sent to the DLQ for reason: the
  * metrics at once, the report on report_dlq_flush. */
 void report_dlq_note(report_dlq *d, const char *input, const char *reason);
+/* The noted counts as field/count pairs of the aggregates hash. */
+typedef struct report_dlq_fields {
+    char fields[REPORT_DLQ_REASONS][80];
+    char counts[REPORT_DLQ_REASONS][24];
+    const char *pairs[2 * REPORT_DLQ_REASONS]; /* field, count, ... into the arrays above */
+    size_t n;                                  /* pairs */
+} report_dlq_fields;
+void report_dlq_pairs(const report_dlq *d, report_dlq_fields *f);
+/* Count one for the report only (no metrics). */
+void report_dlq_count(report_dlq *d, const char *reason);
 /* Add the noted counts to the namespace's aggregates (after the commit). */
 int report_dlq_flush(const report_dlq *d, struct store *s, char *err, size_t errlen);
 

@@ -1010,16 +1010,38 @@ int store_meta_get(store *s, const char *name, buf *out, bool *found, char *err,
     return 0;
 }
 
-int store_meta_set(store *s, const char *name, const char *value, size_t len, char *err, size_t errlen)
+int store_meta_set(store *s, const char *name, const char *value, size_t len, const char *const *agg_pairs, size_t n,
+                   char *err, size_t errlen)
 {
     if (ensure_connected(s, err, errlen) != 0)
         return STORE_TRANSIENT;
-    redisReply *r = redisCommand(s->c, "SET %s%s %b", s->prefix, name, value, len);
-    int rc = command_ok(s, r, "SET", err, errlen);
-    if (rc)
-        return rc;
-    freeReplyObject(r);
-    return 0;
+    redisAppendCommand(s->c, "MULTI");
+    for (size_t i = 0; i < n; i++)
+        redisAppendCommand(s->c, "HINCRBY %saggregates %s %s", s->prefix, agg_pairs[2 * i], agg_pairs[2 * i + 1]);
+    redisAppendCommand(s->c, "SET %s%s %b", s->prefix, name, value, len);
+    redisAppendCommand(s->c, "EXEC");
+    int rc = 0;
+    for (size_t i = 0; i < n + 3; i++) { /* read every reply, keep the first error */
+        redisReply *r;
+        if (get_reply(s, &r, "MULTI/EXEC (progress)", err, errlen) != 0)
+            return STORE_TRANSIENT;
+        if (rc == 0 && r->type == REDIS_REPLY_ERROR) {
+            rc = reply_class(r);
+            snprintf(err, errlen, "redis MULTI/EXEC (progress): %s", r->str);
+        } else if (rc == 0 && i == n + 2) { /* EXEC: nil if aborted, else the replies */
+            for (size_t k = 0; r->type == REDIS_REPLY_ARRAY && k < r->elements; k++)
+                if (r->element[k]->type == REDIS_REPLY_ERROR && rc == 0) {
+                    rc = reply_class(r->element[k]);
+                    snprintf(err, errlen, "redis MULTI/EXEC (progress): %s", r->element[k]->str);
+                }
+            if (r->type != REDIS_REPLY_ARRAY && rc == 0) {
+                rc = STORE_TRANSIENT;
+                snprintf(err, errlen, "redis MULTI/EXEC (progress): the transaction was aborted");
+            }
+        }
+        freeReplyObject(r);
+    }
+    return rc;
 }
 
 void store_profile_free(store_profile *p) { buf_free(&p->encoding); }

@@ -258,7 +258,10 @@ int store_namespace_keys(store *s, bool wipe, long long *n, char *err, size_t er
 /* <prefix><name>, a plain string key of the namespace's own (a replay's progress):
  * read into out (*found false when absent), or written in one SET. */
 int store_meta_get(store *s, const char *name, buf *out, bool *found, char *err, size_t errlen);
-int store_meta_set(store *s, const char *name, const char *value, size_t len, char *err, size_t errlen);
+/* The SET is one MULTI/EXEC with HINCRBY of the n field/count pairs of
+ * <prefix>aggregates (agg_pairs; n may be 0). */
+int store_meta_set(store *s, const char *name, const char *value, size_t len, const char *const *agg_pairs, size_t n,
+                   char *err, size_t errlen);
 void store_profile_free(store_profile *p);
 void store_seen_free(store_seen *s);
 void store_apply_req_free(store_apply_req *r);

@@ -62,7 +62,7 @@ says "$WORK/out" "usage: fidelio version"
 expect 2 "version extra" -- "$FIDELIO" version extra
 expect 0 "version" -- "$FIDELIO" version
 says "$WORK/out" "fidelio 0."
-for c in run produce consume offsets; do
+for c in run produce consume offsets replay; do
     expect 0 "$c --help" -- "$FIDELIO" $c --help
     says "$WORK/out" "-b, --brokers"
 done
@@ -75,7 +75,7 @@ head -1 "$WORK/out" | grep -qF -- "--all" || fail "profile's usage line omits --
 expect 0 "demo --help" -- "$FIDELIO" demo --help
 grep -qE -- "^ +--keep +[a-z]" "$WORK/out" || fail "demo --help does not describe --keep"
 # every long option a usage line names is described below it
-for c in run profile ledger simulate check produce consume encode dev-kafka demo diff offsets; do
+for c in run profile ledger simulate check produce consume encode dev-kafka demo diff offsets replay; do
     "$FIDELIO" $c --help >"$WORK/help"
     for o in $(grep -oE -- "--[a-z][a-z-]+" "$WORK/help" | sort -u); do
         grep -qE -- "^ +(-[a-zA-Z], )?$o( |$)" "$WORK/help" || fail "$c --help names $o without describing it"

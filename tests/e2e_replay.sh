@@ -32,7 +32,7 @@ start_dev_kafka --partitions "$PARTS"
 start_redis
 RC=(redis-cli -s "$REDIS_SOCK")
 # the replay user: role replay, the replay namespaces only
-read -r -a acl <<<"$(acl_line replay fidelio-replay e2e-replay-pw "rebuild: whatif: killed: follow:" | sed 's/^user //')"
+read -r -a acl <<<"$(acl_line replay fidelio-replay e2e-replay-pw "rebuild: whatif: killed: tail: follow:" | sed 's/^user //')"
 "${RC[@]}" ACL SETUSER "${acl[@]}" >/dev/null || fail "ACL SETUSER fidelio-replay"
 RU="unix://fidelio-replay:e2e-replay-pw@$REDIS_SOCK"
 RU_RO="unix://fidelio-replay:e2e-replay-pw@$REDIS_SOCK"
@@ -225,33 +225,50 @@ replay --namespace rebuild
 pass "refused with exit 2: the live namespace, a non-empty target"
 
 # --- kill -9 and --resume ------------------------------------------------------------------------
+# on the last ~40% of the topic (--from PARTITION:OFFSET,...: lean under ASan), against an
+# uninterrupted replay of the same range
+from_at() { # fraction (percent) -> PARTITION:OFFSET,... at that share of each partition
+    grep '^touchpoints ' "$WORK/topics.before" | awk -v f="$1" '{printf "%s%s:%d", sep, $2, $3 * f / 100; sep=","}'
+}
+TAIL=$(from_at 60)
+TAIL_EVENTS=$(grep '^touchpoints ' "$WORK/topics.before" | awk '{ s += $3 - int($3 * 60 / 100) } END { print s }')
+replay --namespace tail --from "$TAIL"
+[ "$REPLAY_RC" -eq 0 ] || fail "replay tail exited $REPLAY_RC: $(tail -5 "$WORK/replay.err")"
+grep -q "^# replay into namespace tail: $TAIL_EVENTS events read" "$WORK/replay.out" || fail "tail: $(head -1 "$WORK/replay.out")"
 # small batches: the kill falls mid-way
 # shellcheck disable=SC2046
 "$FIDELIO" replay $(fid_opts) --set redis.url="$RU" --set pipeline.batch_size=200 --namespace killed \
-    >"$WORK/killed.out" 2>"$WORK/killed.err" &
+    --from "$TAIL" >"$WORK/killed.out" 2>"$WORK/killed.err" &
 KPID=$!
 PIDS+=("$KPID")
-kept() { "${RC[@]}" get killed:replay | awk '$1 == "p" { s += $3 - 0 } END { print s + 0 }'; }
+kept() { # events the killed replay kept as done
+    "${RC[@]}" get killed:replay | awk -v from="$TAIL" 'BEGIN { n = split(from, a, ","); for (i = 1; i <= n; i++) { split(a[i], b, ":"); s -= b[2] } }
+        $1 == "p" { s += $3 } END { print s + 0 }'
+}
 for _ in $(seq 600); do
-    [ "$(kept)" -ge $((EVENTS / 4)) ] && break
+    [ "$(kept)" -ge $((TAIL_EVENTS / 4)) ] && break
     kill -0 "$KPID" 2>/dev/null || break
     sleep 0.1
 done
 kill -KILL "$KPID" 2>/dev/null || fail "the replay to kill had already exited: $(tail -3 "$WORK/killed.err")"
 wait "$KPID" 2>/dev/null || true
 at_kill=$(kept)
-[ "$at_kill" -lt "$EVENTS" ] && [ "$at_kill" -gt 0 ] || fail "killed at $at_kill of $EVENTS events"
+[ "$at_kill" -lt "$TAIL_EVENTS" ] && [ "$at_kill" -gt 0 ] || fail "killed at $at_kill of $TAIL_EVENTS events"
 replay --namespace killed --resume
 [ "$REPLAY_RC" -eq 0 ] || fail "--resume exited $REPLAY_RC: $(tail -5 "$WORK/replay.err")"
 head -1 "$WORK/replay.out"
+grep -q "found applied already" "$WORK/replay.out" || fail "resume report: $(head -1 "$WORK/replay.out")"
 profiles killed >"$WORK/killed.profiles"
-cmp -s "$WORK/killed.profiles" "$WORK/rebuild.profiles" || fail "killed+resumed differs from rebuild: $(diff "$WORK/killed.profiles" "$WORK/rebuild.profiles" | head -4)"
+profiles tail >"$WORK/tail.profiles"
+cmp -s "$WORK/killed.profiles" "$WORK/tail.profiles" || fail "killed+resumed differs from the uninterrupted replay: $(diff "$WORK/killed.profiles" "$WORK/tail.profiles" | head -4)"
 agg() { "${RC[@]}" hgetall "$1:aggregates" | paste - - | sort; }
-[ "$(agg killed)" = "$(agg rebuild)" ] || fail "report counters differ: $(diff <(agg killed) <(agg rebuild) | head -4)"
-for c in $(head -c 100000 "$WORK/rebuild.profiles" | grep -o '"customer_id":"[^"]*"' | cut -d'"' -f4 | head -50); do
-    [ "$("${RC[@]}" lrange "killed:{$c}:l" 0 -1)" = "$("${RC[@]}" lrange "rebuild:{$c}:l" 0 -1)" ] || fail "ledger of $c differs"
+[ "$(agg killed)" = "$(agg tail)" ] || fail "report counters differ: $(diff <(agg killed) <(agg tail) | head -4)"
+n=0
+for c in $(grep -o '"customer_id":"[^"]*"' "$WORK/tail.profiles" | cut -d'"' -f4); do
+    [ "$("${RC[@]}" lrange "killed:{$c}:l" 0 -1)" = "$("${RC[@]}" lrange "tail:{$c}:l" 0 -1)" ] || fail "ledger of $c differs"
+    n=$((n + 1))
 done
-pass "replay killed (SIGKILL) after $at_kill of $EVENTS events and resumed: profiles, report counters and ledgers equal the uninterrupted rebuild's"
+pass "replay of $TAIL_EVENTS events killed (SIGKILL) after $at_kill and resumed: profiles, report counters and the $n ledgers equal an uninterrupted replay's"
 
 # from the end of every partition: nothing to replay, only the wipe
 ends=$(grep '^touchpoints ' "$WORK/topics.before" | awk '{printf "%s%s:%s", sep, $2, $3; sep=","}')
@@ -263,7 +280,9 @@ pass "--wipe prints the count of keys it deletes and deletes them ($(grep -o 'de
 
 # --- --follow -------------------------------------------------------------------------------------
 # shellcheck disable=SC2046
-"$FIDELIO" replay $(fid_opts) --set redis.url="$RU" --namespace follow --follow >"$WORK/follow.out" 2>"$WORK/follow.err" &
+# from the last ~5% of each partition: it catches up, then follows
+"$FIDELIO" replay $(fid_opts) --set redis.url="$RU" --namespace follow --follow --from "$(from_at 95)" \
+    >"$WORK/follow.out" 2>"$WORK/follow.err" &
 FPID=$!
 PIDS+=("$FPID")
 for _ in $(seq 1200); do
