@@ -24,6 +24,8 @@
 # namespaces (deploy/redis-acl.conf): they cannot even read the live keys.
 source "$(dirname "$0")/lib.sh"
 require redis-server redis-cli python3 kcat
+# where the time goes: every step says when it ended (seconds since the start)
+step() { echo "[${SECONDS}s] $*"; }
 
 EVENTS=${REPLAY_EVENTS:-100000}
 CUSTOMERS=${REPLAY_CUSTOMERS:-6000}
@@ -39,6 +41,7 @@ RU_RO="unix://fidelio-replay:e2e-replay-pw@$REDIS_SOCK"
 
 "$FIDELIO" gen -q --customers "$CUSTOMERS" --events "$EVENTS" --seed 11 --referrals 0.3 -o "$WORK/events.jsonl" \
     || fail "gen"
+step "gen: $EVENTS events"
 python3 - "$WORK/events.jsonl" <<'PY' || fail "the generated stream lacks an event type or referrals"
 import json, sys
 types, referred = set(), 0
@@ -52,6 +55,7 @@ PY
 grep -q '"referred_by"' "$WORK/events.jsonl" || fail "no referral signups"
 # shellcheck disable=SC2046
 "$FIDELIO" produce -q $(fid_opts) -t touchpoints "$WORK/events.jsonl" || fail "produce"
+step "produced"
 
 t0=$(date +%s.%N)
 # shellcheck disable=SC2046
@@ -59,7 +63,7 @@ t0=$(date +%s.%N)
 t_run=$(echo "$(date +%s.%N) - $t0" | bc)
 applied=$(sed -n 's/.*stopped: \([0-9]*\) touchpoints.*/\1/p' "$WORK/run.log" | tail -1)
 [ "$applied" -ge $((EVENTS * 9 / 10)) ] || fail "live applied only $applied of $EVENTS"
-echo "live run: $applied touchpoints applied in ${t_run} s"
+step "live run: $applied touchpoints applied in ${t_run} s"
 
 # --- what must not change: live keys, live topics, the live group ------------------------
 live_keys() { # every live key and its DUMP, sorted
@@ -83,6 +87,7 @@ group_offsets >"$WORK/group.before"
 [ "$(tail -1 "$WORK/live.before")" -gt "$CUSTOMERS" ] || fail "live holds only $(tail -1 "$WORK/live.before") keys"
 [ -s "$WORK/group.before" ] && grep -q '[1-9]' "$WORK/group.before" || fail "no committed offsets: $(cat "$WORK/group.before")"
 grep -q '^rewards ' "$WORK/topics.before" || fail "no rewards on the live topic"
+step "live keys, topics and group offsets recorded"
 
 replay() { # args...: fidelio replay as the replay user; exit status in REPLAY_RC
     set +e
@@ -124,15 +129,16 @@ PY
 [ "$(wc -l <"$WORK/ordered.jsonl")" -eq "$EVENTS" ] || fail "ordered stream: $(wc -l <"$WORK/ordered.jsonl") lines"
 "$FIDELIO" simulate --profiles "$WORK/sim.profiles" "$WORK/ordered.jsonl" >/dev/null 2>"$WORK/sim.err" \
     || fail "simulate: $(tail -3 "$WORK/sim.err")"
+step "replay order computed from kcat's view of the topic; simulate done"
 
 # --- rebuild: byte-identical to simulate ---------------------------------------------------
 t0=$(date +%s.%N)
 replay --from beginning --namespace rebuild --report "$WORK/rebuild.json"
 t_replay=$(echo "$(date +%s.%N) - $t0" | bc)
 [ "$REPLAY_RC" -eq 0 ] || fail "replay rebuild exited $REPLAY_RC: $(tail -5 "$WORK/replay.err")"
-head -1 "$WORK/replay.out"
+step "$(head -1 "$WORK/replay.out")"
 grep -q "^# replay into namespace rebuild: $EVENTS events read" "$WORK/replay.out" || fail "report: $(head -1 "$WORK/replay.out")"
-echo "replay rebuild: ${t_replay} s, live run: ${t_run} s (replay/run time ratio $(echo "scale=2; $t_replay / $t_run" | bc))"
+step "replay rebuild: ${t_replay} s, live run: ${t_run} s (replay/run time ratio $(echo "scale=2; $t_replay / $t_run" | bc))"
 profiles rebuild >"$WORK/rebuild.profiles"
 [ "$(wc -l <"$WORK/rebuild.profiles")" -ge $((CUSTOMERS * 8 / 10)) ] || fail "rebuild has $(wc -l <"$WORK/rebuild.profiles") profiles"
 cmp -s "$WORK/rebuild.profiles" "$WORK/sim.profiles" \
@@ -174,6 +180,7 @@ grep -A4 -- '- id: welcome' "$WORK/rules150.yaml" | grep -q 'award: 150' || fail
 replay --namespace whatif -r "$WORK/rules150.yaml"
 [ "$REPLAY_RC" -eq 0 ] || fail "replay whatif exited $REPLAY_RC: $(tail -5 "$WORK/replay.err")"
 grep -q "outputs (counted, not produced)" "$WORK/replay.out" || fail "what-if outputs: $(head -1 "$WORK/replay.out")"
+step "replay whatif: $(head -1 "$WORK/replay.out")"
 "$FIDELIO" simulate -r "$WORK/rules150.yaml" --profiles "$WORK/sim150.profiles" "$WORK/ordered.jsonl" >/dev/null 2>&1 \
     || fail "simulate 150"
 profiles whatif >"$WORK/whatif.profiles"
@@ -235,6 +242,7 @@ TAIL_EVENTS=$(grep '^touchpoints ' "$WORK/topics.before" | awk '{ s += $3 - int(
 replay --namespace tail --from "$TAIL"
 [ "$REPLAY_RC" -eq 0 ] || fail "replay tail exited $REPLAY_RC: $(tail -5 "$WORK/replay.err")"
 grep -q "^# replay into namespace tail: $TAIL_EVENTS events read" "$WORK/replay.out" || fail "tail: $(head -1 "$WORK/replay.out")"
+step "replay tail: $(head -1 "$WORK/replay.out")"
 # small batches: the kill falls mid-way
 # shellcheck disable=SC2046
 "$FIDELIO" replay $(fid_opts) --set redis.url="$RU" --set pipeline.batch_size=200 --namespace killed \
@@ -256,8 +264,8 @@ at_kill=$(kept)
 [ "$at_kill" -lt "$TAIL_EVENTS" ] && [ "$at_kill" -gt 0 ] || fail "killed at $at_kill of $TAIL_EVENTS events"
 replay --namespace killed --resume
 [ "$REPLAY_RC" -eq 0 ] || fail "--resume exited $REPLAY_RC: $(tail -5 "$WORK/replay.err")"
-head -1 "$WORK/replay.out"
 grep -q "found applied already" "$WORK/replay.out" || fail "resume report: $(head -1 "$WORK/replay.out")"
+step "killed at $at_kill, resumed: $(head -1 "$WORK/replay.out")"
 profiles killed >"$WORK/killed.profiles"
 profiles tail >"$WORK/tail.profiles"
 cmp -s "$WORK/killed.profiles" "$WORK/tail.profiles" || fail "killed+resumed differs from the uninterrupted replay: $(diff "$WORK/killed.profiles" "$WORK/tail.profiles" | head -4)"
@@ -299,6 +307,7 @@ for _ in $(seq 300); do
     sleep 0.1
 done
 "${RC[@]}" exists 'follow:{late-cust}:p' | grep -q 1 || fail "--follow did not pick up the late event: $(tail -3 "$WORK/follow.err")"
+step "replay --follow caught up and applied the late event"
 kill -TERM "$FPID"
 wait "$FPID" || fail "replay --follow exited $? on SIGTERM"
 pass "--follow caught up, then applied an event produced afterwards; SIGTERM: exit 0"
