@@ -60,9 +60,15 @@ replay_rate() { # namespace outputs -> events/s from the replay's report line
     "$F" replay "${O[@]}" --namespace "$1" --outputs "$2" >"$W/replay-$1.out" 2>"$W/replay-$1.log"
     sed -n 's/.*events read in [0-9.]* s (\([0-9]*\) events\/s).*/\1/p' "$W/replay-$1.out"
 }
+batches() { sed -n 's/.*stopped: .* in \([0-9]*\) batches.*/\1/p' "$1" | tail -1; }
+rounds() { sed -n 's/.* batches, \([0-9]*\) rounds$/\1/p' "$1"; }
 topics_rate=$(replay_rate topics topics)
 none_rate=$(replay_rate none none)
-printf '%-44s %12s %8s\n' "on $EVENTS events, $CUSTOMERS customers, $PARTITIONS partitions" "events/s" "vs run"
-printf '%-44s %12s %8s\n' "fidelio run --until-idle ($run_tp applied)" "$run_rate" "1.00"
-printf '%-44s %12s %8s\n' "fidelio replay --outputs topics" "$topics_rate" "$(python3 -c "print(f'{$topics_rate / $run_rate:.2f}')")"
-printf '%-44s %12s %8s\n' "fidelio replay --outputs none" "$none_rate" "$(python3 -c "print(f'{$none_rate / $run_rate:.2f}')")"
+printf '%-44s %12s %8s %8s\n' "on $EVENTS events, $CUSTOMERS customers, $PARTITIONS partitions" "events/s" "vs run" "batches"
+printf '%-44s %12s %8s %8s\n' "fidelio run --until-idle ($run_tp applied)" "$run_rate" "1.00" "$(batches "$W/run.log")"
+printf '%-44s %12s %8s %8s\n' "fidelio replay --outputs topics" "$topics_rate" \
+    "$(python3 -c "print(f'{$topics_rate / $run_rate:.2f}')")" "$(batches "$W/replay-topics.log")"
+printf '%-44s %12s %8s %8s\n' "fidelio replay --outputs none" "$none_rate" \
+    "$(python3 -c "print(f'{$none_rate / $run_rate:.2f}')")" "$(batches "$W/replay-none.log")"
+echo "decide rounds (fetch + apply round trips): replay --outputs topics $(rounds "$W/replay-topics.out"), --outputs none $(rounds "$W/replay-none.out"); run: one per batch"
+uptime

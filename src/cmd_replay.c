@@ -533,10 +533,11 @@ static int final_report(replay *r, const pipeline_stats *st, const char *report_
     buf text = {0}, json = {0};
     int rc = 0;
     printf("# replay into namespace %.*s: %lld events read in %.1f s (%.0f events/s): %lld touchpoints and %lld "
-           "credits applied, %lld found applied already, %lld to the DLQ, %lld outputs (%s)\n",
+           "credits applied, %lld found applied already, %lld to the DLQ, %lld outputs (%s); %lld batches, %lld "
+           "rounds\n",
            (int)strlen(r->cfg->key_prefix) - 1, r->cfg->key_prefix, st->consumed, secs, secs > 0 ? (double)st->consumed / secs : 0, st->touchpoints,
            st->credits, st->duplicates, st->dlq, st->outputs,
-           !strcmp(r->outputs, "none") ? "counted, not produced" : "produced");
+           !strcmp(r->outputs, "none") ? "counted, not produced" : "produced", st->batches, st->rounds);
     if (report_text(r->st, r->prog, r->cfg->key_prefix, &text, err, sizeof(err)) != 0) {
         log_error("report: %s", err);
         rc = -1;

@@ -486,6 +486,7 @@ static int decide(pipeline *pl)
     int max_rounds = inproc ? 20 + 2 * pl->ccap : 20; /* in-process: a round per cut at most */
     for (int round = 0; round < max_rounds; round++) {
         int64_t cut = INT64_MAX; /* in-process: apply nothing after it this round */
+        pl->st->rounds++;
         /* customers with undecided items */
         int np = 0, ns = 0;
         int *pcust = pl->pending;

@@ -75,6 +75,8 @@ typedef struct pipeline_stats {
     long long dlq;           /* sent to the DLQ */
     long long outputs;       /* messages produced (rewards, stage changes, credits) */
     long long batches;
+    long long rounds;        /* decide rounds (fetch + apply round trips): one per batch unless fenced or,
+                                with in-process credits, cut (pipeline.c) */
     long long fenced;        /* applies refused by the version check and recomputed */
     long long redis_pauses;  /* times processing paused because Redis was unreachable */
     long long aborted;       /* exactly-once: transactions aborted (their batches processed again) */
