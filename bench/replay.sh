@@ -3,7 +3,10 @@
 # run, one table of rates and ratios (issue 11: replay within 10% of run). Not a
 # test: nothing here asserts a time.
 #
-#   bench/replay.sh [--events M] [--customers N] [--partitions P] [--build DIR]
+#   bench/replay.sh [--events M] [--customers N] [--partitions P] [--build DIR] [--set K=V]...
+#
+#   --set K=V   a setting for run and both replays (e.g. the mock's ack-delay
+#               workaround kafka.max.in.flight.requests.per.connection=1, PERF-NOTES)
 #
 # On one `fidelio dev-kafka` and one redis-server (AOF everysec), release build:
 #   1. `fidelio gen` writes the events to the touchpoints topic.
@@ -16,13 +19,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-EVENTS=200000 CUSTOMERS=20000 PARTITIONS=16 BUILD=build
+EVENTS=200000 CUSTOMERS=20000 PARTITIONS=16 BUILD=build SETS=()
 while [ $# -gt 0 ]; do
     case "$1" in
     --events) EVENTS=$2; shift ;;
     --customers) CUSTOMERS=$2; shift ;;
     --partitions) PARTITIONS=$2; shift ;;
     --build) BUILD=$2; shift ;;
+    --set) SETS+=(--set "$2"); shift ;;
     *) echo "bench/replay.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -43,7 +47,7 @@ redis-server --port 0 --unixsocket "$W/redis.sock" --dir "$W" --save "" --append
     --appendfsync everysec --logfile "$W/redis.log" &
 PIDS+=($!)
 until [ -s "$W/bootstrap" ] && redis-cli -s "$W/redis.sock" ping >/dev/null 2>&1; do sleep 0.1; done
-O=(-b "$(cat "$W/bootstrap")" --set "redis.url=unix://$W/redis.sock" --set http.port=0)
+O=(-b "$(cat "$W/bootstrap")" --set "redis.url=unix://$W/redis.sock" --set http.port=0 "${SETS[@]}")
 "$F" gen -q "${O[@]}" --customers "$CUSTOMERS" --events "$EVENTS" --seed 5 -t touchpoints
 
 ms() { # an ISO-8601 log time -> epoch ms

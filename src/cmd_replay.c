@@ -238,6 +238,7 @@ static int src_start(void *ctx, rd_kafka_t *rk, char *err, size_t errlen)
 {
     replay *r = ctx;
     r->rk = rk;
+    r->t0 = clock_mono_s(); /* the rate counts from here, as run's from its assignment */
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(r->nparts);
     if (!l) {
         snprintf(err, errlen, "out of memory");
@@ -765,7 +766,7 @@ int cmd_replay(int argc, char **argv)
                            .batch_done = src_batch_done, .ctx = &r};
     pipeline_opts opts = {.source = &src, .credits_in_process = true, .no_outputs = !strcmp(outputs, "none")};
     pipeline_stats st;
-    r.t0 = clock_mono_s();
+    r.t0 = clock_mono_s(); /* reset by src_start, once the pipeline is set up */
     int prc = pipeline_run(&cfg, prog, &opts, &st, err, sizeof(err));
     double secs = clock_mono_s() - r.t0;
     if (r.tty)

@@ -48,6 +48,7 @@ typedef struct item {
     bool synthetic;               /* an in-process credit (opts->credits_in_process): no message of its own */
     int parent;                   /* synthetic: the item whose event earned it */
     bool spawned;                 /* its credits became synthetic items (in-process mode) */
+    bool in_round;                /* undecided when the current round began */
 } item;
 
 /* Room between two messages' positions for the credits the first one earns. */
@@ -56,6 +57,8 @@ typedef struct item {
 typedef struct customer {
     const char *id;               /* points into its first item's record */
     int head, tail;               /* its items, in batch order */
+    int64_t hold;                 /* in-process credits: this round applies none of its items after it */
+    char referrer[EVENT_ID_MAX + 1]; /* its referred_by after this round's decisions ("": none) */
 } customer;
 
 typedef struct eof_mark {
@@ -325,14 +328,19 @@ static int redis_failed(pipeline *pl, int rc, const char *err)
  * One process owns every partition (`fidelio replay`): a referral credit is
  * applied to the referrer right after the event that earned it, as `simulate`
  * does, instead of travelling through topics.credits. The batch is decided in
- * rounds; a round applies every item up to a cut and nothing after it. The
- * cut is the first item whose credit goes to a customer with a later item in
- * the batch: that credit must be applied before those items, so they wait for
- * the next round. After each round, the credits of the items applied (or
- * found applied: a resumed replay re-reads them from the recorded outputs)
- * become items of their beneficiaries, placed right after the item that
- * earned them; the next round applies them. Every round applies at least the
- * item at the cut, so the rounds end. A credit keeps its dedupe record in the
+ * rounds. A round computes every pending item; an item whose credit goes to a
+ * customer R with a later item in the batch puts R on hold at that item: none
+ * of R's items after it is applied this round (the credit must come first).
+ * A customer X on hold may earn its referrer S credits when its held items are
+ * decided again (credits only ever go to the referrer, and a credit received
+ * may change what X's next events earn), so S is put on hold at X's first held
+ * item too, if S has later items; and so on to a fixed point. After the
+ * round's apply, the credits of the items applied (or found applied: a resumed
+ * replay re-reads them from the recorded outputs) become items of their
+ * referrers, placed right after the item that earned them; the next round
+ * decides them and the held items. The earliest pending item of the batch is
+ * never held (a hold comes from an earlier pending item), so every round
+ * applies it and the rounds end. A credit keeps its dedupe record in the
  * referrer's :c like any credit: re-spawned after a crash, it is found applied. */
 
 /* The slot of customer id in this batch, or -1. */
@@ -378,17 +386,45 @@ static int each_credit_output(pipeline *pl, int idx, credit_output_fn fn)
     return 0;
 }
 
-/* 1 when the beneficiary has an item after item idx in this batch. */
-static int has_later_item(pipeline *pl, int idx, const char *beneficiary, const uint8_t *avro, size_t len, int nth)
+/* Put customer c on hold at pos if it has an item after pos. Returns 1 if its hold moved. */
+static int hold_at(pipeline *pl, int c, int64_t pos)
+{
+    if (c < 0 || pl->custs[c].hold <= pos)
+        return 0;
+    for (int j = pl->custs[c].head; j >= 0; j = pl->items[j].next)
+        if (pl->items[j].pos > pos) {
+            pl->custs[c].hold = pos;
+            return 1;
+        }
+    return 0;
+}
+
+/* A credit of item idx: its beneficiary waits for it if it has later items. */
+static int hold_beneficiary(pipeline *pl, int idx, const char *beneficiary, const uint8_t *avro, size_t len, int nth)
 {
     (void)avro;
     (void)len;
     (void)nth;
-    int c = customer_find(pl, beneficiary);
-    for (int j = c >= 0 ? pl->custs[c].head : -1; j >= 0; j = pl->items[j].next)
-        if (pl->items[j].pos > pl->items[idx].pos)
-            return 1;
+    hold_at(pl, customer_find(pl, beneficiary), pl->items[idx].pos);
     return 0;
+}
+
+/* Holds spread to referrers (see above), to a fixed point. */
+static void spread_holds(pipeline *pl)
+{
+    for (bool moved = true; moved;) {
+        moved = false;
+        for (int c = 0; c < pl->ncusts; c++) {
+            customer *x = &pl->custs[c];
+            if (x->hold == INT64_MAX || !x->referrer[0])
+                continue;
+            int j = x->head;
+            while (j >= 0 && pl->items[j].pos <= x->hold)
+                j = pl->items[j].next;
+            if (j >= 0 && hold_at(pl, customer_find(pl, x->referrer), pl->items[j].pos))
+                moved = true;
+        }
+    }
 }
 
 /* Make one credit earned by item idx an item of its beneficiary, right after idx. */
@@ -440,13 +476,13 @@ static int spawn_credit(pipeline *pl, int idx, const char *beneficiary, const ui
     return 0;
 }
 
-/* After a round: items after the cut were not applied; undo their decisions. */
-static void undo_after_cut(pipeline *pl, int64_t cut)
+/* After a round: held items were not applied; undo their decisions. */
+static void undo_held(pipeline *pl)
 {
     for (int c = 0; c < pl->ncusts; c++)
         for (int i = pl->custs[c].head; i >= 0; i = pl->items[i].next) {
             item *it = &pl->items[i];
-            if (it->pos > cut && it->done) {
+            if (it->pos > pl->custs[c].hold && it->done && it->in_round) {
                 it->done = it->duplicate = false;
                 it->kind = it->orig_kind;
             }
@@ -483,9 +519,15 @@ static int decide(pipeline *pl)
 {
     char err[1024];
     bool inproc = pl->opts->credits_in_process;
-    int max_rounds = inproc ? 20 + 2 * pl->ccap : 20; /* in-process: a round per cut at most */
+    int max_rounds = inproc ? 20 + 2 * pl->ccap : 20; /* in-process: each round applies the earliest pending item */
     for (int round = 0; round < max_rounds; round++) {
-        int64_t cut = INT64_MAX; /* in-process: apply nothing after it this round */
+        bool held = false; /* in-process: some customer is on hold this round */
+        for (int c = 0; c < pl->ncusts; c++) {
+            pl->custs[c].hold = INT64_MAX;
+            pl->custs[c].referrer[0] = '\0';
+            for (int i = pl->custs[c].head; i >= 0; i = pl->items[i].next)
+                pl->items[i].in_round = !pl->items[i].done;
+        }
         pl->st->rounds++;
         /* customers with undecided items */
         int np = 0, ns = 0;
@@ -545,8 +587,8 @@ static int decide(pipeline *pl)
                         return -2;
                     }
                     it->done = it->duplicate = true;
-                    if (inproc && it->pos < cut && each_credit_output(pl, i, has_later_item) == 1)
-                        cut = it->pos;
+                    if (inproc)
+                        each_credit_output(pl, i, hold_beneficiary);
                     continue;
                 }
                 report_before before;
@@ -586,14 +628,22 @@ static int decide(pipeline *pl)
                 q->agg = it->agg.argv;
                 q->nagg = pl->cfg->report_aggregates ? it->agg.n : 0;
                 pl->req_item[nreq++] = i;
-                if (inproc && pl->out->ncredits && it->pos < cut && each_credit_output(pl, i, has_later_item) == 1)
-                    cut = it->pos;
+                if (inproc && pl->out->ncredits)
+                    each_credit_output(pl, i, hold_beneficiary);
             }
+            if (inproc && pl->prof.has_referred_by)
+                memcpy(cu->referrer, pl->prof.referred_by, sizeof(cu->referrer));
         }
-        if (cut != INT64_MAX) { /* keep the applies up to the cut (swapped: each request owns its buffers) */
+        if (inproc) {
+            spread_holds(pl);
+            for (int c = 0; c < pl->ncusts && !held; c++)
+                held = pl->custs[c].hold != INT64_MAX;
+        }
+        if (held) { /* drop the applies of held items (swapped: each request owns its buffers) */
             int kept = 0;
             for (int r = 0; r < nreq; r++) {
-                if (pl->items[pl->req_item[r]].pos > cut)
+                const item *rit = &pl->items[pl->req_item[r]];
+                if (rit->pos > pl->custs[rit->cust].hold)
                     continue;
                 store_apply_req tmp = pl->reqs[kept];
                 pl->reqs[kept] = pl->reqs[r];
@@ -601,7 +651,7 @@ static int decide(pipeline *pl)
                 pl->req_item[kept++] = pl->req_item[r];
             }
             nreq = kept;
-            undo_after_cut(pl, cut);
+            undo_held(pl);
         }
         if (nreq == 0) {
             if (inproc) {
