@@ -18,7 +18,8 @@
 #  - a replay killed with SIGKILL mid-way and resumed (--resume) ends with the
 #    profiles, ledgers and report counters of the uninterrupted rebuild
 #  - --follow picks up events produced after it caught up
-#  - refusals, exit 2: the live namespace, a non-empty target; --wipe prints
+#  - refusals, exit 2: the live namespace, a non-empty target, --resume with
+#    another program; --wipe prints
 #    the count of keys it deletes
 # The replays connect as a Redis user of role `replay` granted only the replay
 # namespaces (deploy/redis-acl.conf): they cannot even read the live keys.
@@ -280,6 +281,11 @@ ledgers tail >"$WORK/tail.ledgers"
 cmp -s "$WORK/killed.ledgers" "$WORK/tail.ledgers" || fail "ledgers differ: $(diff "$WORK/killed.ledgers" "$WORK/tail.ledgers" | head -3)"
 pass "replay of $TAIL_EVENTS events killed (SIGKILL) after $at_kill and resumed: profiles, report counters and the $n ledgers equal an uninterrupted replay's"
 step "compared"
+
+replay --namespace killed --resume -r "$WORK/rules150.yaml"
+[ "$REPLAY_RC" -eq 2 ] && grep -q "was replayed with rule program .*give the same -r" "$WORK/replay.err" \
+    || fail "--resume with another program: exit $REPLAY_RC: $(cat "$WORK/replay.err")"
+pass "--resume with another rule program is refused (exit 2)"
 
 # from the end of every partition: nothing to replay, only the wipe
 ends=$(grep '^touchpoints ' "$WORK/topics.before" | awk '{printf "%s%s:%s", sep, $2, $3; sep=","}')
