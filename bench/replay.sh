@@ -65,7 +65,7 @@ replay_rate() { # namespace outputs -> events/s from the replay's report line
     sed -n 's/.*events read in [0-9.]* s (\([0-9]*\) events\/s).*/\1/p' "$W/replay-$1.out"
 }
 batches() { sed -n 's/.*stopped: .* in \([0-9]*\) batches.*/\1/p' "$1" | tail -1; }
-rounds() { sed -n 's/.* batches, \([0-9]*\) rounds$/\1/p' "$1"; }
+rounds() { sed -n 's/.* batches, \([0-9]*\) rounds; \([0-9.]*\) s waiting.*/\1 rounds, \2 s waiting for the merge/p' "$1"; }
 topics_rate=$(replay_rate topics topics)
 none_rate=$(replay_rate none none)
 printf '%-44s %12s %8s %8s\n' "on $EVENTS events, $CUSTOMERS customers, $PARTITIONS partitions" "events/s" "vs run" "batches"

@@ -84,6 +84,8 @@ typedef struct replay {
     bool tty;                   /* progress lines on stderr */
     double t0, last_show;
     long long total;            /* events to read (bounded replays) */
+    double held_s;              /* seconds the merge waited with a message in hand for another
+                                   partition's next fetch (the price of the deterministic order) */
     char err[512];
 } replay;
 
@@ -216,8 +218,11 @@ static rd_kafka_message_t *src_next(void *ctx, int timeout_ms, bool *done)
         int wait = (int)((deadline - clock_mono_s()) * 1000);
         if (wait <= 0)
             return NULL;
+        double w0 = clock_mono_s();
         if ((m = rd_kafka_consumer_poll(r->rk, wait < 100 ? wait : 100)))
             take(r, m);
+        if (best) /* held back by a partition with nothing fetched yet */
+            r->held_s += clock_mono_s() - w0;
     }
 }
 
@@ -535,10 +540,10 @@ static int final_report(replay *r, const pipeline_stats *st, const char *report_
     int rc = 0;
     printf("# replay into namespace %.*s: %lld events read in %.1f s (%.0f events/s): %lld touchpoints and %lld "
            "credits applied, %lld found applied already, %lld to the DLQ, %lld outputs (%s); %lld batches, %lld "
-           "rounds\n",
+           "rounds; %.1f s waiting for a partition's next fetch to keep the order\n",
            (int)strlen(r->cfg->key_prefix) - 1, r->cfg->key_prefix, st->consumed, secs, secs > 0 ? (double)st->consumed / secs : 0, st->touchpoints,
            st->credits, st->duplicates, st->dlq, st->outputs,
-           !strcmp(r->outputs, "none") ? "counted, not produced" : "produced", st->batches, st->rounds);
+           !strcmp(r->outputs, "none") ? "counted, not produced" : "produced", st->batches, st->rounds, r->held_s);
     if (report_text(r->st, r->prog, r->cfg->key_prefix, &text, err, sizeof(err)) != 0) {
         log_error("report: %s", err);
         rc = -1;
