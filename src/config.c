@@ -162,6 +162,11 @@ static const setting settings[] = {
       "how far occurred_at may be after the message timestamp"),
     I("pipeline.batch_size", batch_size, "500", 1, 100000, "messages per batch"),
     I("pipeline.batch_linger_ms", batch_linger_ms, "50", 0, 60000, "longest wait to fill a batch"),
+    I("pipeline.batch_max_bytes", batch_max_bytes, "4194304", 1024, INT64_C(1) << 30,
+      "a batch ends once its messages' keys and values hold this many bytes"),
+    I("pipeline.max_in_flight_batches", max_in_flight_batches, "8", 1, 1024,
+      "batches whose outputs may await acknowledgement while the next ones are decided and applied "
+      "(at-least-once; exactly-once commits each batch's transaction before the next)"),
     I("pipeline.dedupe_retention_ms", dedupe_retention_ms, "2592000000", 3600000, INT64_C(31536000000) * 10,
       "how long (event time) dedupe records are kept"),
     B("pipeline.exactly_once", exactly_once, "false",

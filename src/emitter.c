@@ -1,12 +1,16 @@
 /* emitter.c - the producer of a batch's messages and the commit of its
- * offsets: flush + consumer commit (at-least-once), or one Kafka transaction
- * per batch (exactly-once). See emitter.h. */
+ * offsets: batches in flight committed in order as their acknowledgements
+ * come (at-least-once), or one Kafka transaction per batch (exactly-once).
+ * See emitter.h. */
 #include "emitter.h"
 
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 
 /* How long one transactional call may take before it counts as failed. */
@@ -85,13 +89,51 @@ static rd_kafka_t *txn_producer_new(emitter *em, char *err, size_t errlen)
     return rk; /* conf is now owned by rk */
 }
 
-int emitter_open(emitter *em, const config *cfg, rd_kafka_t *consumer, char *err, size_t errlen)
+/* The in-flight batch tagged seq, or NULL (dropped already, or exactly-once). */
+static emit_batch *batch_of(emitter *em, unsigned long long seq)
+{
+    if (seq < em->head_seq || seq - em->head_seq >= (unsigned long long)em->count)
+        return NULL;
+    return &em->ring[(em->head + (int)(seq - em->head_seq)) % em->ring_cap];
+}
+
+/* A delivery report of a tagged message (served by rd_kafka_poll on the
+ * pipeline's thread). */
+static void on_msg(void *ctx, void *tag, rd_kafka_resp_err_t err)
+{
+    emitter *em = ctx;
+    emit_batch *b = batch_of(em, (unsigned long long)(uintptr_t)tag);
+    if (!b)
+        return; /* a batch dropped after a failure: it will be produced again */
+    if (err) {
+        b->failed++;
+        if (!em->fail_error[0])
+            snprintf(em->fail_error, sizeof(em->fail_error), "%s", em->dr.last_error);
+    } else {
+        b->acked++;
+    }
+}
+
+int emitter_open(emitter *em, const config *cfg, rd_kafka_t *consumer, emitter_done_fn done, void *done_ctx,
+                 char *err, size_t errlen)
 {
     memset(em, 0, sizeof(*em));
     em->cfg = cfg;
     em->consumer = consumer;
+    em->done = done;
+    em->done_ctx = done_ctx;
     em->transactional = cfg->exactly_once != 0;
     if (!em->transactional) {
+        em->ring_cap = (int)cfg->max_in_flight_batches;
+        em->ring = calloc((size_t)em->ring_cap, sizeof(*em->ring));
+        em->commit_q = rd_kafka_queue_new(consumer);
+        if (!em->ring || !em->commit_q) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        em->next_seq = em->head_seq = 1;
+        em->dr.on_msg = on_msg;
+        em->dr.ctx = em;
         em->producer = kafka_producer_new(cfg, &em->dr, err, errlen);
         return em->producer ? 0 : -1;
     }
@@ -110,10 +152,25 @@ int emitter_open(emitter *em, const config *cfg, rd_kafka_t *consumer, char *err
     return 0;
 }
 
+bool emitter_has_room(const emitter *em) { return em->transactional || em->count < em->ring_cap; }
+
+int emitter_in_flight(const emitter *em) { return em->count; }
+
 int emitter_begin(emitter *em, char *err, size_t errlen)
 {
-    if (!em->transactional)
+    if (!em->transactional) {
+        if (em->count >= em->ring_cap) {
+            snprintf(err, errlen, "no room for another batch in flight");
+            return -1;
+        }
+        emit_batch *b = &em->ring[(em->head + em->count) % em->ring_cap];
+        memset(b, 0, sizeof(*b));
+        b->seq = em->next_seq++;
+        if (em->count == 0)
+            em->head_seq = b->seq;
+        em->count++;
         return 0;
+    }
     rd_kafka_error_t *e = rd_kafka_begin_transaction(em->producer);
     if (e) {
         take_error(e, "begin_transaction", err, errlen);
@@ -210,6 +267,7 @@ emit_result emitter_commit(emitter *em, rd_kafka_topic_partition_list_t *offsets
 {
     if (em->transactional)
         return commit_txn(em, offsets, err, errlen);
+    /* at-least-once, not pipelined (assign mode): every acknowledgement, then the offsets */
     long long failed_before = em->dr.failed;
     rd_kafka_resp_err_t fe = rd_kafka_flush(em->producer, 60000);
     if (fe || em->dr.failed != failed_before) {
@@ -226,14 +284,244 @@ emit_result emitter_commit(emitter *em, rd_kafka_topic_partition_list_t *offsets
     return EMIT_COMMITTED;
 }
 
+/* ---- at-least-once: batches in flight ------------------------------------------ */
+
+rd_kafka_resp_err_t emitter_produce(emitter *em, const char *topic, const void *key, size_t keylen,
+                                    const void *value, size_t len, rd_kafka_headers_t *hdrs)
+{
+    emit_batch *b = NULL;
+    if (!em->transactional && em->count > 0) {
+        b = &em->ring[(em->head + em->count - 1) % em->ring_cap];
+        if (b->sealed)
+            b = NULL;
+    }
+    rd_kafka_resp_err_t e =
+        kafka_produce(em->producer, topic, key, keylen, value, len, hdrs, b ? (void *)(uintptr_t)b->seq : NULL);
+    if (!e && b)
+        b->produced++;
+    return e;
+}
+
+emit_result emitter_end(emitter *em, rd_kafka_topic_partition_list_t *offsets,
+                        rd_kafka_topic_partition_list_t *first, void *user)
+{
+    emit_batch *b = &em->ring[(em->head + em->count - 1) % em->ring_cap];
+    b->offsets = offsets;
+    b->first = first;
+    b->user = user;
+    b->sealed = true;
+    return EMIT_PENDING;
+}
+
+static bool complete(const emit_batch *b) { return b->sealed && !b->failed && b->acked == b->produced; }
+
+static void batch_free(emit_batch *b)
+{
+    if (b->offsets)
+        rd_kafka_topic_partition_list_destroy(b->offsets);
+    if (b->first)
+        rd_kafka_topic_partition_list_destroy(b->first);
+    b->offsets = b->first = NULL;
+}
+
+/* Drop the batch at the head of the ring; its user goes back to done. */
+static void pop_head(emitter *em, bool committed)
+{
+    emit_batch *b = &em->ring[em->head];
+    void *user = b->user;
+    batch_free(b);
+    em->head = (em->head + 1) % em->ring_cap;
+    em->count--;
+    em->head_seq++;
+    if (committed)
+        em->committed_batches++;
+    if (user && em->done)
+        em->done(em->done_ctx, user, committed);
+}
+
+/* The users of the batches one asynchronous commit covers. */
+typedef struct commit_group {
+    emitter *em;
+    int n;
+    void *users[];
+} commit_group;
+
+/* The result of an asynchronous commit (served from em->commit_q). */
+static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *offsets,
+                      void *opaque)
+{
+    (void)rk;
+    (void)offsets;
+    commit_group *g = opaque;
+    emitter *em = g->em;
+    em->commits_pending--;
+    if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) /* e.g. during a rebalance: the next owner gets these again and dedupes them */
+        log_warn("offset commit failed: %s (its batches will be redelivered and deduplicated)",
+                 rd_kafka_err2str(err));
+    else
+        em->committed_batches += g->n;
+    for (int i = 0; i < g->n; i++)
+        if (g->users[i] && em->done)
+            em->done(em->done_ctx, g->users[i], err == 0);
+    free(g);
+}
+
+/* Commit the complete batches at the head of the ring as one list of
+ * offsets (the later batch's offset of a partition wins: offsets only grow),
+ * asynchronously or not. Returns -1 when a batch in flight has failed. */
+static int commit_heads(emitter *em, bool async)
+{
+    int k = 0, failed = 0;
+    for (int i = 0; i < em->count; i++) {
+        const emit_batch *b = &em->ring[(em->head + i) % em->ring_cap];
+        failed |= b->failed > 0;
+        if (k == i && complete(b))
+            k++;
+    }
+    if (failed)
+        return -1;
+    if (k == 0)
+        return 0;
+    rd_kafka_topic_partition_list_t *merged = rd_kafka_topic_partition_list_new(16);
+    commit_group *g = malloc(sizeof(*g) + (size_t)k * sizeof(void *));
+    if (!merged || !g) {
+        if (merged)
+            rd_kafka_topic_partition_list_destroy(merged);
+        free(g);
+        return 0; /* out of memory: try again at the next poll */
+    }
+    g->em = em;
+    g->n = 0;
+    for (int i = 0; i < k; i++) {
+        const rd_kafka_topic_partition_list_t *o = em->ring[(em->head + i) % em->ring_cap].offsets;
+        for (int j = 0; o && j < o->cnt; j++) {
+            rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_find(merged, o->elems[j].topic,
+                                                                                o->elems[j].partition);
+            if (!tp)
+                tp = rd_kafka_topic_partition_list_add(merged, o->elems[j].topic, o->elems[j].partition);
+            if (o->elems[j].offset > tp->offset || tp->offset < 0)
+                tp->offset = o->elems[j].offset;
+        }
+    }
+    /* the batches leave the ring now; their users wait for the commit's result */
+    for (int i = 0; i < k; i++) {
+        emit_batch *b = &em->ring[em->head];
+        g->users[g->n++] = b->user;
+        b->user = NULL;
+        pop_head(em, false);
+    }
+    rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (merged->cnt == 0) {
+        e = RD_KAFKA_RESP_ERR__NO_OFFSET; /* every partition was lost: nothing of ours to commit */
+    } else if (async) {
+        e = rd_kafka_commit_queue(em->consumer, merged, em->commit_q, on_commit, g);
+        if (!e) {
+            em->commits_pending++;
+            g = NULL; /* on_commit frees it */
+        }
+    } else {
+        e = rd_kafka_commit(em->consumer, merged, 0);
+    }
+    rd_kafka_topic_partition_list_destroy(merged);
+    if (g) { /* synchronous, or refused at once */
+        em->commits_pending++;
+        on_commit(em->consumer, e, NULL, g);
+    }
+    return 0;
+}
+
+int emitter_poll(emitter *em, int timeout_ms)
+{
+    if (em->transactional)
+        return 0;
+    rd_kafka_poll(em->producer, timeout_ms);
+    if (em->commits_pending > 0)
+        rd_kafka_queue_poll_callback(em->commit_q, 0);
+    return commit_heads(em, true);
+}
+
+int emitter_drain(emitter *em, int timeout_ms)
+{
+    if (em->transactional)
+        return 0;
+    double deadline = clock_mono_s() + timeout_ms / 1000.0;
+    for (;;) {
+        rd_kafka_poll(em->producer, 0);
+        if (commit_heads(em, false) != 0)
+            return -1;
+        if (em->count == 0)
+            break;
+        if (clock_mono_s() >= deadline) {
+            snprintf(em->fail_error, sizeof(em->fail_error),
+                     "%d batch(es) of outputs not acknowledged within %d ms", em->count, timeout_ms);
+            return -1;
+        }
+        rd_kafka_poll(em->producer, 50);
+    }
+    /* results of earlier asynchronous commits (bounded: the coordinator answers or times out) */
+    for (int i = 0; em->commits_pending > 0 && i < 200; i++)
+        rd_kafka_queue_poll_callback(em->commit_q, 50);
+    return 0;
+}
+
+void emitter_discard(emitter *em, int timeout_ms, rd_kafka_topic_partition_list_t *first)
+{
+    if (em->transactional)
+        return;
+    if (em->count > 0)
+        rd_kafka_flush(em->producer, timeout_ms);
+    while (em->count > 0) {
+        const rd_kafka_topic_partition_list_t *f = em->ring[em->head].first;
+        for (int j = 0; f && first && j < f->cnt; j++)
+            if (!rd_kafka_topic_partition_list_find(first, f->elems[j].topic, f->elems[j].partition))
+                rd_kafka_topic_partition_list_add(first, f->elems[j].topic, f->elems[j].partition)->offset =
+                    f->elems[j].offset;
+        pop_head(em, false);
+    }
+    em->head_seq = em->next_seq;
+    em->fail_error[0] = '\0';
+}
+
+void emitter_fail(emitter *em, const char *why)
+{
+    if (em->transactional || em->count == 0)
+        return;
+    em->ring[(em->head + em->count - 1) % em->ring_cap].failed++;
+    if (!em->fail_error[0])
+        snprintf(em->fail_error, sizeof(em->fail_error), "%s", why);
+}
+
+void emitter_forget(emitter *em, const rd_kafka_topic_partition_list_t *parts)
+{
+    for (int i = 0; i < em->count; i++) {
+        emit_batch *b = &em->ring[(em->head + i) % em->ring_cap];
+        for (int j = 0; j < parts->cnt; j++) {
+            if (b->offsets)
+                rd_kafka_topic_partition_list_del(b->offsets, parts->elems[j].topic, parts->elems[j].partition);
+            if (b->first)
+                rd_kafka_topic_partition_list_del(b->first, parts->elems[j].topic, parts->elems[j].partition);
+        }
+    }
+}
+
 void emitter_close(emitter *em)
 {
-    if (!em->producer)
-        return;
-    if (em->in_txn)
-        emitter_abort(em);
-    else if (!em->transactional)
-        rd_kafka_flush(em->producer, 10000);
-    rd_kafka_destroy(em->producer);
+    if (em->producer) {
+        if (em->in_txn)
+            emitter_abort(em);
+        else if (!em->transactional)
+            rd_kafka_flush(em->producer, 10000);
+    }
+    while (em->count > 0 && em->ring)
+        pop_head(em, false);
+    for (int i = 0; em->commit_q && em->commits_pending > 0 && i < 100; i++)
+        rd_kafka_queue_poll_callback(em->commit_q, 50);
+    if (em->producer)
+        rd_kafka_destroy(em->producer);
     em->producer = NULL;
+    if (em->commit_q)
+        rd_kafka_queue_destroy(em->commit_q);
+    em->commit_q = NULL;
+    free(em->ring);
+    em->ring = NULL;
 }

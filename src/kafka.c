@@ -114,6 +114,8 @@ void kafka_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque
     } else {
         dr->delivered++;
     }
+    if (dr->on_msg && m->_private)
+        dr->on_msg(dr->ctx, m->_private, m->err);
 }
 
 /* Errors of the client itself (brokers down, authentication): kept for the
@@ -154,18 +156,18 @@ rd_kafka_t *kafka_producer_new(const config *cfg, kafka_delivery *dr, char *err,
 }
 
 rd_kafka_resp_err_t kafka_produce(rd_kafka_t *rk, const char *topic, const void *key, size_t keylen,
-                                  const void *value, size_t len, rd_kafka_headers_t *hdrs)
+                                  const void *value, size_t len, rd_kafka_headers_t *hdrs, void *tag)
 {
     for (;;) {
         rd_kafka_resp_err_t e;
         if (hdrs)
             e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, keylen),
                                   RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                  RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+                                  RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(tag), RD_KAFKA_V_END);
         else
             e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, keylen),
                                   RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                  RD_KAFKA_V_END);
+                                  RD_KAFKA_V_OPAQUE(tag), RD_KAFKA_V_END);
         if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
             return e;
         rd_kafka_poll(rk, 100);

@@ -16,6 +16,10 @@ typedef struct kafka_delivery {
     long long failed;     /* permanently failed */
     char last_error[256]; /* text of the last failure */
     char client_error[256]; /* the client's last error (error_cb: broker down, auth...) */
+    /* called for every report of a message produced with a non-NULL opaque
+     * (kafka_produce's tag), after the counts above; NULL: none */
+    void (*on_msg)(void *ctx, void *tag, rd_kafka_resp_err_t err);
+    void *ctx;            /* on_msg's first argument */
 } kafka_delivery;
 
 /* The last access error (authentication, ACL) a client reported through its
@@ -68,9 +72,11 @@ int kafka_check_topics(rd_kafka_t *rk, const char *const *topics, const char *co
  * an error that waiting does not cure. */
 bool kafka_err_is_access(rd_kafka_resp_err_t e);
 
-/* Produce one message, waiting (serving delivery reports) while the local queue is full. */
+/* Produce one message, waiting (serving delivery reports) while the local
+ * queue is full; tag (may be NULL) comes back in the delivery report
+ * (kafka_delivery.on_msg). */
 rd_kafka_resp_err_t kafka_produce(rd_kafka_t *rk, const char *topic, const void *key, size_t keylen,
-                                  const void *value, size_t len, rd_kafka_headers_t *hdrs);
+                                  const void *value, size_t len, rd_kafka_headers_t *hdrs, void *tag);
 
 /* Start librdkafka's in-process mock cluster with brokers brokers; creates
  * the topics of cfg with partitions each (none when partitions <= 0: the

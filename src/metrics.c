@@ -43,7 +43,7 @@ static const double batch_bounds[] = {1, 10, 50, 100, 250, 500, 1000, 2500, 5000
 #define NB(a) (int)(sizeof(a) / sizeof(a[0]))
 
 static const family families[M_COUNT] = {
-    [M_EVENTS_CONSUMED] = {"fidelio_events_consumed_total", COUNTER, "Input messages taken into batches.", 1,
+    [M_EVENTS_CONSUMED] = {"fidelio_events_consumed_total", COUNTER, "Input messages processed, counted once their batch is committed.", 1,
                            {"topic"}, NULL, 0},
     [M_EVENTS_APPLIED] = {"fidelio_events_applied_total", COUNTER,
                           "Events applied to Redis, by touchpoint type (CREDIT for credits).", 1, {"type"}, NULL, 0},

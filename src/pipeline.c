@@ -61,6 +61,17 @@ typedef struct customer {
     char referrer[EVENT_ID_MAX + 1]; /* its referred_by after this round's decisions ("": none) */
 } customer;
 
+/* What a batch leaves for after its commit (emitter_done_fn's user): its
+ * customers, whose dedupe records may then be trimmed, and its DLQ counts
+ * for the report. One allocation; owned by the emitter while in flight. */
+typedef struct batch_tail {
+    double handed_at;             /* clock_mono_s() when its outputs were produced */
+    report_dlq dlq;
+    long long touchpoints, credits; /* consumed, counted in the metrics once committed */
+    size_t ncust;
+    const char **ids;             /* ncust customer ids, into the same allocation */
+} batch_tail;
+
 typedef struct eof_mark {
     char topic[256];
     int32_t partition;
@@ -77,8 +88,14 @@ typedef struct pipeline {
     pipeline_stats *st;
     rd_kafka_t *consumer;
     emitter em;                   /* producer of the batch's messages, commit of its offsets */
-    bool committed;               /* the last batch's offsets were committed */
-    double commit_s;              /* seconds the last batch spent in emitter_commit (acks + offsets) */
+    bool committed;               /* exactly-once: the last batch's transaction committed */
+    double commit_s;              /* exactly-once: seconds the last batch spent in emitter_commit */
+    int delivery_failures;        /* at-least-once: failed deliveries since the last committed batch */
+    char delivery_error[512];     /* the last one's cause */
+    size_t batch_bytes;           /* keys and values of the batch being filled */
+    long long batch_outputs;      /* outputs produced for the batch (one metrics update per batch) */
+    int64_t batch_now_ms;         /* the wall clock when the batch was decoded (bounds event time) */
+    double spent[4];              /* seconds since the last report: filling, deciding, producing, committing */
     int aborts_in_row;            /* exactly-once: consecutive aborted transactions */
     kafka_errnote access;         /* an authentication/ACL error the consumer reported */
     codec *codec;
@@ -241,7 +258,7 @@ static void decode_item(pipeline *pl, item *it)
          * instance's clock (issue 7 case 7: a CreateTime in year 9999 would
          * let an event in 9999 through). */
         rd_kafka_timestamp_type_t tt;
-        int64_t ts = rd_kafka_message_timestamp(m, &tt), bound = clock_wall_ms();
+        int64_t ts = rd_kafka_message_timestamp(m, &tt), bound = pl->batch_now_ms;
         if (ts > 0 && (tt == RD_KAFKA_TIMESTAMP_LOG_APPEND_TIME || ts < bound))
             bound = ts;
         event_limits lim = {.max_clock_skew_ms = pl->cfg->max_clock_skew_ms};
@@ -775,7 +792,7 @@ static int produce_dlq(pipeline *pl, item *it)
         snprintf(vorig, sizeof(vorig), "%zu", m->len);
         rd_kafka_header_add(h, "value_truncated", -1, vorig, -1);
     }
-    rd_kafka_resp_err_t e = kafka_produce(pl->em.producer, pl->cfg->topic_dlq, m->key, klen, m->payload, vlen, h);
+    rd_kafka_resp_err_t e = emitter_produce(&pl->em, pl->cfg->topic_dlq, m->key, klen, m->payload, vlen, h);
     if (e) {
         rd_kafka_headers_destroy(h);
         snprintf(pl->err, sizeof(pl->err), "produce to %s (DLQ record of %s): %s", pl->cfg->topic_dlq, id,
@@ -806,13 +823,13 @@ static int produce_item(pipeline *pl, item *it)
             continue;
         }
         rd_kafka_resp_err_t e = dry ? RD_KAFKA_RESP_ERR_NO_ERROR
-                                    : kafka_produce(pl->em.producer, output_topic(pl, kind), k, kl, p, vl, NULL);
+                                    : emitter_produce(&pl->em, output_topic(pl, kind), k, kl, p, vl, NULL);
         if (e) {
             snprintf(pl->err, sizeof(pl->err), "produce to %s: %s", output_topic(pl, kind), rd_kafka_err2str(e));
             return -1;
         }
         pl->st->outputs++;
-        metrics_add(M_OUTPUTS, 1);
+        pl->batch_outputs++;
         p += vl;
     }
     return 0;
@@ -843,12 +860,14 @@ static rd_kafka_topic_partition_list_t *batch_offsets(const pipeline *pl, bool f
     return offs;
 }
 
-/* Produce the batch's messages and commit them with its offsets (emitter.h);
- * a failed delivery or produce call is retried a few times (same bytes, same
- * ids). Returns 0 delivered (pl->committed says whether the offsets were
- * committed), 1 transaction aborted: the batch must be processed again, -1
- * fatal (pl->err; never commit then). */
-static int emit(pipeline *pl)
+/* Not pipelined: exactly-once (one transaction per batch) and assign mode
+ * (the source keeps the progress). Produce the batch's messages and commit
+ * them with its offsets (emitter.h) before the next batch; a failed delivery
+ * or produce call is retried a few times (same bytes, same ids). Returns 0
+ * delivered (pl->committed says whether the offsets were committed), 1
+ * transaction aborted: the batch must be processed again, -1 fatal (pl->err;
+ * never commit then). */
+static int emit_sync(pipeline *pl)
 {
     rd_kafka_topic_partition_list_t *offs = batch_offsets(pl, false);
     char why[512];
@@ -859,13 +878,16 @@ static int emit(pipeline *pl)
     }
     pl->committed = false;
     for (int attempt = 1; attempt <= 3; attempt++) {
-        int prc = emitter_begin(&pl->em, why, sizeof(why));
+        /* a transaction; at-least-once here is not pipelined: no batch in flight to open */
+        int prc = pl->em.transactional ? emitter_begin(&pl->em, why, sizeof(why)) : 0;
         if (prc != 0)
             snprintf(pl->err, sizeof(pl->err), "%s", why);
+        pl->batch_outputs = 0;
         for (int i = 0; i < pl->nitems && prc == 0; i++)
             prc = produce_item(pl, &pl->items[i]);
         for (int i = 0; i < pl->nsynth && prc == 0; i++)
             prc = produce_item(pl, &pl->items[pl->cap + i]);
+        metrics_add(M_OUTPUTS, (double)pl->batch_outputs);
         if (prc != 0) {
             emitter_abort(&pl->em);
             log_error("producing the batch's outputs failed (attempt %d of 3): %s", attempt, pl->err);
@@ -920,6 +942,102 @@ static int emit(pipeline *pl)
     return rc;
 }
 
+/* At-least-once: produce the batch's messages and hand the batch to the
+ * emitter, which commits its offsets once they and every earlier batch's
+ * are acknowledged; tail comes back through on_batch_done. Waits first while
+ * pipeline.max_in_flight_batches are in flight. Returns 0 handed over, 1 a
+ * delivery or produce call failed (recover_delivery; tail is freed), -1 out
+ * of memory. */
+static int emit_async(pipeline *pl, batch_tail *tail)
+{
+    char why[512];
+    while (!emitter_has_room(&pl->em)) {
+        metrics_heartbeat();
+        if (emitter_poll(&pl->em, 100) != 0) {
+            free(tail);
+            return 1;
+        }
+    }
+    rd_kafka_topic_partition_list_t *offs = batch_offsets(pl, false), *first = batch_offsets(pl, true);
+    if (!offs || !first || emitter_begin(&pl->em, why, sizeof(why)) != 0) {
+        if (offs)
+            rd_kafka_topic_partition_list_destroy(offs);
+        if (first)
+            rd_kafka_topic_partition_list_destroy(first);
+        free(tail);
+        snprintf(pl->err, sizeof(pl->err), "out of memory");
+        return -1;
+    }
+    int prc = 0;
+    pl->batch_outputs = 0;
+    for (int i = 0; i < pl->nitems && prc == 0; i++)
+        prc = produce_item(pl, &pl->items[i]);
+    for (int i = 0; i < pl->nsynth && prc == 0; i++)
+        prc = produce_item(pl, &pl->items[pl->cap + i]);
+    metrics_add(M_OUTPUTS, (double)pl->batch_outputs);
+    tail->handed_at = clock_mono_s();
+    emitter_end(&pl->em, offs, first, tail);
+    metrics_set(M_PRODUCER_QUEUE, rd_kafka_outq_len(pl->em.producer));
+    if (prc != 0) { /* a produce call refused: as a failed delivery, never committed */
+        emitter_fail(&pl->em, pl->err);
+        return 1;
+    }
+    return 0;
+}
+
+static void clear_batch(pipeline *pl);
+static eof_mark *eof_find(pipeline *pl, const char *topic, int32_t partition, bool add);
+
+/* At-least-once, after a failed delivery (or produce call): nothing is
+ * committed past it. Every batch in flight is dropped uncommitted and the
+ * consumer is sought back to the first offset of the oldest of them on each
+ * partition (with the batch in hand), so they are read and decided again:
+ * Redis finds their events applied and returns the recorded outputs, which
+ * are produced again (same bytes, same ids). The third failure in a row
+ * stops the run (-1, pl->err) uncommitted, as a crash would. */
+static int recover_delivery(pipeline *pl)
+{
+    snprintf(pl->delivery_error, sizeof(pl->delivery_error), "%s",
+             pl->em.fail_error[0] ? pl->em.fail_error : pl->em.dr.last_error);
+    int attempt = ++pl->delivery_failures;
+    if (attempt >= 3)
+        log_error("delivering outputs failed (attempt %d of 3): %s", attempt, pl->delivery_error);
+    else
+        log_error("delivering outputs failed (attempt %d of 3): %s; the %d uncommitted batch(es) are read again",
+                  attempt, pl->delivery_error, emitter_in_flight(&pl->em) + (pl->nitems > 0));
+    rd_kafka_topic_partition_list_t *first = rd_kafka_topic_partition_list_new(16);
+    emitter_discard(&pl->em, 60000, first);
+    for (int i = 0; first && i < pl->nitems; i++) { /* the batch in hand, where no earlier one started */
+        rd_kafka_message_t *m = pl->items[i].msg;
+        rd_kafka_topic_partition_t *tp =
+            rd_kafka_topic_partition_list_find(first, rd_kafka_topic_name(m->rkt), m->partition);
+        if (!tp) /* a partition's items are in offset order: its first is the oldest */
+            rd_kafka_topic_partition_list_add(first, rd_kafka_topic_name(m->rkt), m->partition)->offset = m->offset;
+    }
+    clear_batch(pl);
+    if (attempt >= 3 || !first) {
+        snprintf(pl->err, sizeof(pl->err), "outputs could not be delivered: %s", pl->delivery_error);
+        if (first)
+            rd_kafka_topic_partition_list_destroy(first);
+        return -1;
+    }
+    if (first->cnt > 0) {
+        rd_kafka_error_t *e = rd_kafka_seek_partitions(pl->consumer, first, 10000);
+        if (e) { /* a partition no longer assigned is left to its new owner */
+            log_warn("reading the uncommitted batches again: %s", rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+        }
+        for (int i = 0; i < first->cnt; i++) {
+            eof_mark *m = eof_find(pl, first->elems[i].topic, first->elems[i].partition, false);
+            if (m)
+                m->at_end = false;
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(first);
+    sleep((unsigned)attempt);
+    return 0;
+}
+
 /* After an aborted transaction: seek the batch's partitions back to its first
  * messages, so it is read and decided again (Redis finds its events applied
  * and returns their recorded outputs for the next transaction). A partition
@@ -945,17 +1063,14 @@ static void rewind_batch(pipeline *pl)
 /* After a commit: trim the dedupe records of the batch's customers. A
  * transient failure costs nothing but memory (a later batch trims them);
  * a permanent one (NOPERM, a script error) would never heal: -1. */
-static int trim_batch(pipeline *pl)
+static int trim_batch(pipeline *pl, const char *const *ids, size_t n)
 {
-    const char **ids = pl->trim_ids;
     char err[512];
     long long trimmed;
-    if (pl->ncusts == 0)
+    if (n == 0)
         return 0;
-    for (int c = 0; c < pl->ncusts; c++)
-        ids[c] = pl->custs[c].id;
     double t0 = clock_mono_s();
-    int rc = store_trim(pl->store, ids, (size_t)pl->ncusts, clock_wall_ms(), &trimmed, err, sizeof(err));
+    int rc = store_trim(pl->store, ids, n, clock_wall_ms(), &trimmed, err, sizeof(err));
     if (rc == STORE_PERMANENT) {
         snprintf(pl->err, sizeof(pl->err), "redis failed permanently (retrying cannot help): %s", err);
         return -1;
@@ -975,23 +1090,24 @@ static void clear_batch(pipeline *pl)
     }
     pl->nitems = 0;
     pl->nsynth = 0;
+    pl->batch_bytes = 0;
 }
 
-/* Metrics and report counts of a finished batch: what was consumed, applied
- * (its deltas), re-emitted and dead-lettered, and how long each step took.
- * DLQ counts go to the report only once the batch is committed (a
- * redelivered batch would count them again). */
-static void pipeline_batch_metrics(pipeline *pl, double apply_s, double produce_s, double commit_s, bool committed)
+/* Metrics and report counts of a decided batch: what was consumed, applied
+ * (its deltas), re-emitted and dead-lettered, and how long deciding took.
+ * DLQ counts are noted in dlq: they go to the report only once the batch is
+ * committed (a redelivered batch would count them again). */
+static void pipeline_batch_metrics(pipeline *pl, double apply_s, batch_tail *tail)
 {
     long long tp = 0, cr = 0;
-    report_dlq dlq = {0};
+    report_dlq *dlq = &tail->dlq;
     for (int i = 0; i < pl->nitems; i++) {
         item *it = &pl->items[i];
         bool credit = !strcmp(rd_kafka_topic_name(it->msg->rkt), pl->cfg->topic_credits);
         tp += !credit;
         cr += credit;
         if (it->kind == ITEM_DLQ)
-            report_dlq_note(&dlq, credit ? "credit" : "touchpoint", it->dlq_error);
+            report_dlq_note(dlq, credit ? "credit" : "touchpoint", it->dlq_error);
         else if (it->duplicate)
             metrics_add(M_EVENTS_DUPLICATE, 1);
         else
@@ -1000,31 +1116,76 @@ static void pipeline_batch_metrics(pipeline *pl, double apply_s, double produce_
     for (int i = 0; i < pl->nsynth; i++) { /* in-process credits */
         item *it = &pl->items[pl->cap + i];
         if (it->kind == ITEM_DLQ)
-            report_dlq_note(&dlq, "credit", it->dlq_error);
+            report_dlq_note(dlq, "credit", it->dlq_error);
         else if (it->duplicate)
             metrics_add(M_EVENTS_DUPLICATE, 1);
         else
             report_deltas_to_metrics(&it->agg);
     }
-    metrics_add(M_EVENTS_CONSUMED, (double)tp, pl->cfg->topic_touchpoints);
-    metrics_add(M_EVENTS_CONSUMED, (double)cr, pl->cfg->topic_credits);
+    tail->touchpoints = tp;
+    tail->credits = cr;
     metrics_add(M_BATCHES, 1);
     metrics_observe(M_BATCH_SIZE, pl->nitems);
     metrics_observe(M_APPLY_SECONDS, apply_s);
-    metrics_observe(M_PRODUCE_SECONDS, produce_s);
-    metrics_observe(M_COMMIT_SECONDS, commit_s);
-    char err[512];
-    /* (assign mode: the source wrote them with its progress) */
-    if (committed && !pl->opts->source && report_dlq_flush(&dlq, pl->store, err, sizeof(err)) != 0)
-        log_warn("counting the batch's DLQ reasons for the report failed: %s", err);
 }
 
-/* Decide, emit and commit the batch. Returns 0 done, 1 Redis unavailable
- * (batch kept for a retry), -1 fatal (delivery failed, unreadable state). */
+/* The tail of the decided batch: a copy of its customer ids (the batch's
+ * records are reused at once). NULL when out of memory. */
+static batch_tail *batch_tail_new(const pipeline *pl)
+{
+    size_t bytes = 0;
+    for (int c = 0; c < pl->ncusts; c++)
+        bytes += strlen(pl->custs[c].id) + 1;
+    batch_tail *t = malloc(sizeof(*t) + (size_t)pl->ncusts * sizeof(char *) + bytes);
+    if (!t)
+        return NULL;
+    memset(t, 0, sizeof(*t));
+    t->ids = (const char **)(t + 1);
+    char *p = (char *)(t->ids + pl->ncusts);
+    for (int c = 0; c < pl->ncusts; c++) {
+        size_t n = strlen(pl->custs[c].id) + 1;
+        memcpy(p, pl->custs[c].id, n);
+        t->ids[t->ncust++] = p;
+        p += n;
+    }
+    return t;
+}
+
+/* A batch's offsets were committed (its dedupe records may be trimmed, its
+ * DLQ counts reported), or it was dropped uncommitted (it will be read again
+ * or by the next owner). Frees the tail. */
+static void on_batch_done(void *ctx, void *user, bool committed)
+{
+    pipeline *pl = ctx;
+    batch_tail *t = user;
+    if (committed) {
+        char err[512];
+        pl->delivery_failures = 0;
+        metrics_observe(M_COMMIT_SECONDS, clock_mono_s() - t->handed_at);
+        if (trim_batch(pl, t->ids, t->ncust) != 0)
+            pl->fatal = 1;
+        /* (assign mode: the source wrote them with its progress) */
+        if (!pl->opts->source && report_dlq_flush(&t->dlq, pl->store, err, sizeof(err)) != 0)
+            log_warn("counting the batch's DLQ reasons for the report failed: %s", err);
+        /* after the report's counts: whoever sees the input consumed sees the report complete */
+        metrics_add(M_EVENTS_CONSUMED, (double)t->touchpoints, pl->cfg->topic_touchpoints);
+        metrics_add(M_EVENTS_CONSUMED, (double)t->credits, pl->cfg->topic_credits);
+    }
+    free(t);
+}
+
+static int rewind_after_abort(pipeline *pl);
+static void log_batch(pipeline *pl);
+
+/* Decide the batch, apply it in Redis and hand its outputs over (at-least-
+ * once: committed later, in order, once acknowledged; exactly-once: its
+ * transaction committed). Returns 0 done, 1 Redis unavailable (batch kept for
+ * a retry), -1 fatal (delivery failed for good, unreadable state). */
 static int process_batch(pipeline *pl)
 {
     if (pl->nitems == 0)
         return 0;
+    pl->batch_now_ms = clock_wall_ms();
     for (int i = 0; i < pl->nitems; i++) {
         item *it = &pl->items[i];
         it->done = it->duplicate = false;
@@ -1039,10 +1200,47 @@ static int process_batch(pipeline *pl)
     if (drc != 0)
         return 1;
     double t1 = clock_mono_s();
-    int erc = emit(pl);
-    if (erc < 0)
+    batch_tail *tail = batch_tail_new(pl);
+    if (!tail) {
+        snprintf(pl->err, sizeof(pl->err), "out of memory");
         return -1;
-    if (erc > 0) {
+    }
+    pipeline_batch_metrics(pl, t1 - t0, tail);
+    log_batch(pl); /* counts what Redis applied, whatever becomes of the outputs */
+    if (!pl->em.transactional && !pl->opts->source) {
+        int erc = emit_async(pl, tail);
+        metrics_observe(M_PRODUCE_SECONDS, clock_mono_s() - t1);
+        pl->spent[1] += t1 - t0;
+        pl->spent[2] += clock_mono_s() - t1;
+        if (erc < 0)
+            return -1;
+        if (erc > 0)
+            return recover_delivery(pl) != 0 ? -1 : 0;
+    } else {
+        int erc = emit_sync(pl);
+        if (erc == 0)
+            metrics_observe(M_PRODUCE_SECONDS, clock_mono_s() - t1 - pl->commit_s);
+        tail->handed_at = clock_mono_s() - pl->commit_s;
+        if (erc != 0)
+            free(tail);
+        else
+            on_batch_done(pl, tail, pl->committed); /* trims, reports the DLQ counts */
+        if (erc < 0)
+            return -1;
+        if (erc > 0)
+            return rewind_after_abort(pl);
+        pl->aborts_in_row = 0;
+    }
+    clear_batch(pl);
+    if (pl->opts->source && pl->opts->source->batch_done)
+        pl->opts->source->batch_done(pl->opts->source->ctx, pl->st);
+    return pl->fatal ? -1 : 0;
+}
+
+/* Exactly-once, after an aborted transaction: read the batch again. */
+static int rewind_after_abort(pipeline *pl)
+{
+    {
         rewind_batch(pl);
         clear_batch(pl);
         pl->st->aborted++;
@@ -1056,13 +1254,12 @@ static int process_batch(pipeline *pl)
         sleep(1);
         return 0;
     }
-    pl->aborts_in_row = 0;
-    double t2 = clock_mono_s();
-    if (pl->committed && trim_batch(pl) != 0) {
-        clear_batch(pl); /* committed: nothing of it is left to do */
-        return -1;
-    }
-    pipeline_batch_metrics(pl, t1 - t0, t2 - t1 - pl->commit_s, pl->commit_s, pl->committed);
+}
+
+/* Log and count a decided batch: one line per batch, not per event, so a
+ * flood of bad input does not flood the log. */
+static void log_batch(pipeline *pl)
+{
     long long dlq = 0, dup = 0, tp = 0, cr = 0;
     buf why = {0};
     const item *first_bad = NULL;
@@ -1109,10 +1306,6 @@ static int process_batch(pipeline *pl)
     if (dup)
         log_info("batch of %d: %lld redelivered events found applied; their recorded outputs were re-emitted",
                  pl->nitems, dup);
-    clear_batch(pl);
-    if (pl->opts->source && pl->opts->source->batch_done)
-        pl->opts->source->batch_done(pl->opts->source->ctx, pl->st);
-    return 0;
 }
 
 /* ---- Redis outages ------------------------------------------------------------- */
@@ -1246,10 +1439,18 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
         /* someone else owns them now: drop in-flight work, commit nothing */
         log_warn("assignment lost: dropping in-flight messages of %d partition(s) uncommitted", parts->cnt);
         drop_partitions(pl, parts);
+        emitter_forget(&pl->em, parts);
     } else {
         log_parts("revoked", parts);
-        /* finish the in-flight batch and commit before letting go */
+        /* finish the batch in hand, wait for every batch in flight to be
+         * acknowledged and commit them before letting go */
         int rc = pl->paused ? 1 : process_batch(pl);
+        if (rc >= 0 && emitter_drain(&pl->em, 60000) != 0) {
+            log_warn("outputs in flight were not all acknowledged before the revoke (%s): the revoked "
+                     "partitions' uncommitted batches go to the next owner",
+                     pl->em.fail_error);
+            emitter_forget(&pl->em, parts); /* the rest is read again (recover_delivery) */
+        }
         if (rc != 0) {
             log_warn("could not finish the in-flight batch before the revoke (%s); its messages go to the next owner",
                      pl->err);
@@ -1385,6 +1586,24 @@ static int setup(pipeline *pl, char *err, size_t errlen)
         rd_kafka_conf_destroy(conf);
         return -1;
     }
+    /* A bounded prefetch, so memory follows the batch, not the topic: librdkafka's
+     * defaults keep up to 100,000 messages per partition and 64 MB of payload
+     * (counting neither its ~0.5 KB of bookkeeping per message nor the fetch
+     * buffers they pin): with small events that held most of a topic (271-331 MB
+     * RSS). An empty fetch waits at most fetch.wait.max.ms on a broker that
+     * does not answer as soon as data comes (the mock): latency. */
+    static const char *const consumer_defaults[][2] = {
+        {"queued.max.messages.kbytes", "8192"},
+        {"queued.min.messages", "20000"},
+        {"fetch.max.bytes", "8388608"},
+        {"fetch.wait.max.ms", "100"},
+    };
+    for (size_t i = 0; i < sizeof(consumer_defaults) / sizeof(consumer_defaults[0]); i++)
+        if (!user_set(cfg, consumer_defaults[i][0]) &&
+            kafka_conf_set(conf, consumer_defaults[i][0], consumer_defaults[i][1], err, errlen)) {
+            rd_kafka_conf_destroy(conf);
+            return -1;
+        }
     /* the consumer lag comes from librdkafka's statistics */
     if (!user_set(cfg, "statistics.interval.ms") &&
         kafka_conf_set(conf, "statistics.interval.ms", "5000", err, errlen)) {
@@ -1413,7 +1632,7 @@ static int setup(pipeline *pl, char *err, size_t errlen)
     if (kafka_check_topics(pl->consumer, topics_in_use, topic_keys, ntopics, (int)cfg->assign_timeout_ms, &pl->access,
                            err, errlen) != 0)
         return -1;
-    if (emitter_open(&pl->em, cfg, pl->consumer, err, errlen) != 0)
+    if (emitter_open(&pl->em, cfg, pl->consumer, on_batch_done, pl, err, errlen) != 0)
         return -1;
     if (pl->opts->source) {
         if (pl->opts->source->start(pl->opts->source->ctx, pl->consumer, err, errlen) != 0)
@@ -1450,12 +1669,12 @@ static void teardown(pipeline *pl)
 {
     if (pl->consumer && pl->opts->source && pl->opts->source->stop)
         pl->opts->source->stop(pl->opts->source->ctx);
-    if (pl->consumer) {
+    if (pl->consumer) /* a revoke may still finish a batch: the emitter stays open */
         rd_kafka_consumer_close(pl->consumer);
-        rd_kafka_destroy(pl->consumer);
-    }
     clear_batch(pl);
-    emitter_close(&pl->em);
+    emitter_close(&pl->em); /* before the consumer: its commit queue holds a reference */
+    if (pl->consumer)
+        rd_kafka_destroy(pl->consumer);
     store_close(pl->store);
     codec_free(pl->codec);
     for (int i = 0; pl->items && i < pl->ccap; i++) {
@@ -1535,6 +1754,7 @@ static int wait_for_redis(pipeline *pl)
     double since = clock_mono_s();
     while (!cli_stop) {
         metrics_heartbeat();
+        emitter_poll(&pl->em, 0); /* batches in flight still commit; a failure is handled after */
         /* assign mode: the source alone takes messages from the consumer (its order, its progress) */
         rd_kafka_message_t *m = NULL;
         if (pl->opts->source)
@@ -1579,10 +1799,17 @@ int pipeline_run(const config *cfg, const program *prog, const pipeline_opts *op
     double last_report = clock_mono_s();
     while (!cli_stop && !pl.fatal) {
         metrics_heartbeat();
+        /* acknowledgements of the batches in flight: commit the complete ones, in order */
+        double p0 = clock_mono_s();
+        if (emitter_poll(&pl.em, 0) != 0 && recover_delivery(&pl) != 0) {
+            snprintf(err, errlen, "%s", pl.err);
+            goto out;
+        }
+        pl.spent[3] += clock_mono_s() - p0;
         reload_program(&pl, opts);
-        /* fill a batch: up to batch_size messages or batch_linger_ms */
-        double deadline = clock_mono_s() + cfg->batch_linger_ms / 1000.0;
-        while (pl.nitems < pl.cap && !cli_stop) {
+        /* fill a batch: up to batch_size messages, batch_max_bytes or batch_linger_ms */
+        double fill0 = clock_mono_s(), deadline = fill0 + cfg->batch_linger_ms / 1000.0;
+        while (pl.nitems < pl.cap && pl.batch_bytes < (size_t)cfg->batch_max_bytes && !cli_stop) {
             int wait = (int)((deadline - clock_mono_s()) * 1000);
             rd_kafka_message_t *m = opts->source ? opts->source->next(opts->source->ctx, wait > 0 ? wait : 0, &source_done)
                                                  : rd_kafka_consumer_poll(pl.consumer, wait > 0 ? wait : 0);
@@ -1619,8 +1846,10 @@ int pipeline_run(const config *cfg, const program *prog, const pipeline_opts *op
                 continue;
             }
             mark_activity(&pl, m);
+            pl.batch_bytes += m->len + m->key_len;
             pl.items[pl.nitems++].msg = m;
         }
+        pl.spent[0] += clock_mono_s() - fill0;
         int prc = process_batch(&pl);
         if (prc < 0) {
             snprintf(err, errlen, "%s", pl.err);
@@ -1637,6 +1866,10 @@ int pipeline_run(const config *cfg, const program *prog, const pipeline_opts *op
             last_report = clock_mono_s();
             log_info("processed %lld touchpoints, %lld credits, %lld duplicates, %lld to the DLQ, %lld outputs",
                      st->touchpoints, st->credits, st->duplicates, st->dlq, st->outputs);
+            log_debug("seconds spent since the last report: filling batches %.2f, deciding and applying %.2f, "
+                      "producing %.2f, acknowledgements and commits (with trims) %.2f; %d batch(es) in flight",
+                      pl.spent[0], pl.spent[1], pl.spent[2], pl.spent[3], emitter_in_flight(&pl.em));
+            memset(pl.spent, 0, sizeof(pl.spent));
         }
         if (opts->source) {
             if (source_done && pl.nitems == 0)
@@ -1647,7 +1880,7 @@ int pipeline_run(const config *cfg, const program *prog, const pipeline_opts *op
             snprintf(err, errlen, "%s", pl.err);
             goto out;
         }
-        if (opts->until_idle && pl.nitems == 0 && all_at_end(&pl)) {
+        if (opts->until_idle && pl.nitems == 0 && emitter_in_flight(&pl.em) == 0 && all_at_end(&pl)) {
             if (pl.idle_since == 0)
                 pl.idle_since = clock_mono_s();
             else if ((clock_mono_s() - pl.idle_since) * 1000 >= opts->idle_grace_ms)
@@ -1675,6 +1908,19 @@ int pipeline_run(const config *cfg, const program *prog, const pipeline_opts *op
     }
     if (pl.nitems)
         log_warn("stopping with %d message(s) unprocessed and uncommitted: they will be redelivered", pl.nitems);
+    /* every batch in flight acknowledged and committed, or the stop fails */
+    if (!pl.fatal && emitter_drain(&pl.em, 60000) != 0) {
+        snprintf(err, errlen, "outputs could not be delivered: %s", pl.em.fail_error);
+        goto out;
+    }
+    if (pl.delivery_failures) {
+        snprintf(err, errlen, "outputs could not be delivered: %s", pl.delivery_error);
+        goto out;
+    }
+    if (pl.fatal) {
+        snprintf(err, errlen, "%s", pl.err);
+        goto out;
+    }
     rc = 0;
 out:
     teardown(&pl);

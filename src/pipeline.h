@@ -2,13 +2,16 @@
  * events and credits into profile updates in Redis and output events in
  * Kafka, with effects exactly once (docs/design.md invariants 1-7).
  *
- * One batch at a time: poll up to pipeline.batch_size messages (or
- * pipeline.batch_linger_ms) -> decode and validate (bad -> DLQ) -> group by
- * customer -> fetch profiles and dedupe records (one pipelined round trip) ->
- * run the engine -> apply each event with the store's fenced, idempotent
- * script (one pipelined round trip) -> produce every output and wait for all
- * acknowledgements -> commit the batch's offsets. A redelivered event finds
- * its dedupe record and re-emits the recorded outputs, byte for byte. */
+ * Per batch: poll up to pipeline.batch_size messages (or
+ * pipeline.batch_max_bytes, or pipeline.batch_linger_ms) -> decode and
+ * validate (bad -> DLQ) -> group by customer -> fetch profiles and dedupe
+ * records (one pipelined round trip) -> run the engine -> apply each event
+ * with the store's fenced, idempotent script (one pipelined round trip) ->
+ * produce every output. Batches are pipelined: the next batch is read and
+ * applied while the outputs of earlier ones await acknowledgement, and the
+ * offsets are committed in order, a batch's once its outputs and every earlier
+ * batch's are acknowledged (emitter.h). A redelivered event finds its dedupe
+ * record and re-emits the recorded outputs, byte for byte. */
 #ifndef FIDELIO_PIPELINE_H
 #define FIDELIO_PIPELINE_H
 

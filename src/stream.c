@@ -82,7 +82,7 @@ int stream_producer_send(stream_producer *p, const codec_record *rec, event_err 
         return 1;
     }
     const char *key = codec_record_key(rec);
-    rd_kafka_resp_err_t ke = kafka_produce(p->rk, p->topic, key, strlen(key), p->avro.data, p->avro.len, NULL);
+    rd_kafka_resp_err_t ke = kafka_produce(p->rk, p->topic, key, strlen(key), p->avro.data, p->avro.len, NULL, NULL);
     if (ke) {
         snprintf(err, errlen, "produce to %s: %s", p->topic, rd_kafka_err2str(ke));
         return -1;

@@ -66,6 +66,60 @@ static void set(config *cfg, const char *k, const char *v)
     ck_assert_msg(config_set(cfg, k, v, "test", err, sizeof(err)) == 0, "%s", err);
 }
 
+/* The output topics hold exactly simulate's outputs over the seeds (ids; if
+ * once, each exactly once) and the profiles in Redis equal its profiles:
+ * nothing lost, nothing applied twice. */
+static void expect_simulate(const config *cfg, const program *prog, bool once)
+{
+    char err[1024];
+    FILE *in;
+    sim *s = sim_new(prog);
+    ck_assert_ptr_nonnull(s);
+    in = fopen(SEEDS, "r");
+    long long invalid;
+    ck_assert_msg(sim_apply_jsonl(s, in, SEEDS, NULL, NULL, &invalid, err, sizeof(err)) == 0, "%s", err);
+    fclose(in);
+    ck_assert_int_eq(invalid, 0);
+    ck_assert_int_eq(sim_get_stats(s)->rejected, 0);
+    buf want = {0};
+    collected got = {0};
+    consume_stats cs;
+    consume_opts co = {.offset = RD_KAFKA_OFFSET_BEGINNING, .exit_at_end = 1};
+    co.topic = cfg->topic_rewards;
+    co.schema = SCHEMA_REWARD;
+    ck_assert(consume_stream(cfg, &co, collect, &got, &cs, err, sizeof(err)) == 0);
+    co.topic = cfg->topic_stage_changes;
+    co.schema = SCHEMA_STAGE_CHANGE;
+    ck_assert(consume_stream(cfg, &co, collect, &got, &cs, err, sizeof(err)) == 0);
+    size_t distinct;
+    char *ids = distinct_sorted(got.ids.data, &distinct);
+    const sim_stats *ss = sim_get_stats(s);
+    ck_assert_int_eq((long long)distinct, ss->rewards + ss->stage_changes);
+    if (once)
+        ck_assert_int_eq(got.n, (long long)distinct); /* nothing reached the topics in the failed run */
+    free(ids);
+    buf_free(&got.ids);
+
+    store *stor = store_open(cfg->redis_url, cfg->key_prefix, cfg->dedupe_retention_ms, 0, err, sizeof(err));
+    ck_assert_ptr_nonnull(stor);
+    size_t np;
+    const profile **all = sim_profiles(s, &np);
+    ck_assert_int_eq(np, 50);
+    for (size_t i = 0; i < np; i++) {
+        store_profile sp = {.customer_id = all[i]->customer_id};
+        ck_assert(store_fetch(stor, &sp, 1, NULL, 0, err, sizeof(err)) == 0);
+        buf_reset(&want);
+        ck_assert(profile_encode(all[i], prog, &want) == 0);
+        ck_assert_msg(sp.exists && sp.encoding.len == want.len && !memcmp(sp.encoding.data, want.data, want.len),
+                      "profile of %s differs from simulate's", all[i]->customer_id);
+        store_profile_free(&sp);
+    }
+    free(all);
+    buf_free(&want);
+    store_close(stor);
+    sim_free(s);
+}
+
 START_TEST(no_output_lost_when_kafka_fails_after_redis_applied)
 {
     char err[1024];
@@ -131,51 +185,157 @@ START_TEST(no_output_lost_when_kafka_fails_after_redis_applied)
     ck_assert_int_eq(st.touchpoints, 0);
     ck_assert_int_ge(st.duplicates, 317);
 
-    /* the topics hold exactly simulate's outputs (ids), the profiles equal simulate's */
-    sim *s = sim_new(&prog);
-    ck_assert_ptr_nonnull(s);
-    in = fopen(SEEDS, "r");
-    long long invalid;
-    ck_assert_msg(sim_apply_jsonl(s, in, SEEDS, NULL, NULL, &invalid, err, sizeof(err)) == 0, "%s", err);
-    fclose(in);
-    ck_assert_int_eq(invalid, 0);
-    ck_assert_int_eq(sim_get_stats(s)->rejected, 0);
-    buf want = {0};
-    collected got = {0};
-    consume_stats cs;
-    consume_opts co = {.offset = RD_KAFKA_OFFSET_BEGINNING, .exit_at_end = 1};
-    co.topic = cfg.topic_rewards;
-    co.schema = SCHEMA_REWARD;
-    ck_assert(consume_stream(&cfg, &co, collect, &got, &cs, err, sizeof(err)) == 0);
-    co.topic = cfg.topic_stage_changes;
-    co.schema = SCHEMA_STAGE_CHANGE;
-    ck_assert(consume_stream(&cfg, &co, collect, &got, &cs, err, sizeof(err)) == 0);
-    size_t distinct;
-    char *ids = distinct_sorted(got.ids.data, &distinct);
-    const sim_stats *ss = sim_get_stats(s);
-    ck_assert_int_eq((long long)distinct, ss->rewards + ss->stage_changes);
-    ck_assert_int_eq(got.n, (long long)distinct); /* nothing reached the topics in the failed run */
-    free(ids);
-    buf_free(&got.ids);
+    expect_simulate(&cfg, &prog, true);
+    rd_kafka_mock_cluster_destroy(mc);
+    rd_kafka_destroy(mock);
+    program_free(&prog);
+    config_free(&cfg);
+}
+END_TEST
 
-    store *stor = store_open(cfg.redis_url, cfg.key_prefix, cfg.dedupe_retention_ms, 0, err, sizeof(err));
-    ck_assert_ptr_nonnull(stor);
-    size_t np;
-    const profile **all = sim_profiles(s, &np);
-    ck_assert_int_eq(np, 50);
-    for (size_t i = 0; i < np; i++) {
-        store_profile sp = {.customer_id = all[i]->customer_id};
-        ck_assert(store_fetch(stor, &sp, 1, NULL, 0, err, sizeof(err)) == 0);
-        buf_reset(&want);
-        ck_assert(profile_encode(all[i], &prog, &want) == 0);
-        ck_assert_msg(sp.exists && sp.encoding.len == want.len && !memcmp(sp.encoding.data, want.data, want.len),
-                      "profile of %s differs from simulate's", all[i]->customer_id);
-        store_profile_free(&sp);
-    }
-    free(all);
-    buf_free(&want);
-    store_close(stor);
-    sim_free(s);
+/* Issue 10, pipelined batches: a batch's outputs in flight do not hold up
+ * the next batches (read, decided and applied meanwhile), and no offset is
+ * committed past an unacknowledged output, neither that batch's nor a later
+ * batch's whose outputs were acknowledged. The DLQ topic has no leader, so
+ * the batch holding the one bad message cannot be delivered while the
+ * batches after it deliver their rewards; the run stops after three failed
+ * deliveries, as a crash would, with later batches applied in Redis and
+ * uncommitted. The next run (Kafka healthy) finds them applied, re-emits
+ * their recorded outputs: nothing lost, nothing applied twice. */
+START_TEST(no_commit_past_an_unacknowledged_batch)
+{
+    char err[1024];
+    config cfg;
+    program prog;
+    ck_assert(config_load(&cfg, NULL, NULL, 0, NULL, err, sizeof(err)) == 0);
+    ck_assert_msg(program_load(&prog, NULL, err, sizeof(err)) == 0, "%s", err);
+    rd_kafka_mock_cluster_t *mc;
+    rd_kafka_t *mock = kafka_mock_start(&cfg, 1, 1, &mc, err, sizeof(err));
+    ck_assert_msg(mock != NULL, "%s", err);
+    set(&cfg, "kafka.bootstrap.servers", rd_kafka_mock_cluster_bootstraps(mc));
+    set(&cfg, "redis.url", redis_url);
+    set(&cfg, "redis.key_prefix", REDIS_FIXTURE_PREFIX "overlap:");
+    set(&cfg, "consumer.group", "overlap");
+    set(&cfg, "pipeline.batch_size", "10");
+    set(&cfg, "pipeline.batch_linger_ms", "5000"); /* full batches however slowly messages come */
+    set(&cfg, "kafka.message.timeout.ms", "3000");
+    set(&cfg, "kafka.session.timeout.ms", "6000");
+    set(&cfg, "kafka.heartbeat.interval.ms", "500");
+
+    /* seeds 1-100, one message that is not Avro (offset 100: a DLQ record), seeds 101-317 */
+    FILE *in = fopen(SEEDS, "r");
+    ck_assert_ptr_nonnull(in);
+    buf head = {0}, rest = {0};
+    char line[8192];
+    for (int n = 0; fgets(line, sizeof(line), in); n++)
+        buf_puts(n < 100 ? &head : &rest, line);
+    fclose(in);
+    produce_opts po = {.topic = cfg.topic_touchpoints, .schema = SCHEMA_TOUCHPOINT, .input_name = SEEDS};
+    produce_stats ps;
+    FILE *part = fmemopen(head.data, head.len, "r");
+    ck_assert_msg(produce_stream(&cfg, part, &po, &ps, err, sizeof(err)) == 0, "%s", err);
+    fclose(part);
+    ck_assert_int_eq(ps.sent, 100);
+    kafka_delivery dr = {0};
+    rd_kafka_t *p = kafka_producer_new(&cfg, &dr, err, sizeof(err));
+    ck_assert_ptr_nonnull(p);
+    ck_assert_int_eq(kafka_produce(p, cfg.topic_touchpoints, "bad", 3, "not avro", 8, NULL, NULL), 0);
+    ck_assert_int_eq(rd_kafka_flush(p, 10000), 0);
+    ck_assert_int_eq(dr.delivered, 1);
+    rd_kafka_destroy(p);
+    part = fmemopen(rest.data, rest.len, "r");
+    ck_assert_msg(produce_stream(&cfg, part, &po, &ps, err, sizeof(err)) == 0, "%s", err);
+    fclose(part);
+    ck_assert_int_eq(ps.sent, 217);
+    buf_free(&head);
+    buf_free(&rest);
+
+    /* the DLQ cannot take anything: the batch at offset 100 stays unacknowledged */
+    ck_assert_int_eq(rd_kafka_mock_partition_set_leader(mc, cfg.topic_dlq, 0, -1), 0);
+    pipeline_opts opts = {.until_idle = true, .idle_grace_ms = 1000};
+    pipeline_stats st;
+    int rc = pipeline_run(&cfg, &prog, &opts, &st, err, sizeof(err));
+    ck_assert_msg(rc == -1, "the run succeeded although a batch could not be delivered");
+    ck_assert_msg(strstr(err, "could not be delivered") != NULL, "error: %s", err);
+    /* the batches after the stuck one were decided and applied meanwhile */
+    ck_assert_msg(st.touchpoints >= 130, "only %lld events applied: the batches after the one in flight waited",
+                  st.touchpoints);
+
+    /* committed: the batches before the bad message, none after it */
+    rd_kafka_conf_t *conf = kafka_conf_new(&cfg, err, sizeof(err));
+    ck_assert_ptr_nonnull(conf);
+    ck_assert(kafka_conf_set(conf, "group.id", cfg.consumer_group, err, sizeof(err)) == 0);
+    rd_kafka_t *c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+    ck_assert_ptr_nonnull(c);
+    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(parts, cfg.topic_touchpoints, 0);
+    ck_assert_int_eq(rd_kafka_committed(c, parts, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+    long long committed = parts->elems[0].offset;
+    ck_assert_msg(committed <= 100, "committed at %lld, past the unacknowledged DLQ record at offset 100", committed);
+    ck_assert_msg(committed >= 10, "committed at %lld: the acknowledged batches before it were not committed",
+                  committed);
+    rd_kafka_topic_partition_list_destroy(parts);
+    rd_kafka_consumer_close(c);
+    rd_kafka_destroy(c);
+
+    /* Kafka healthy again: the next run completes; nothing lost, nothing applied twice */
+    ck_assert_int_eq(rd_kafka_mock_partition_set_leader(mc, cfg.topic_dlq, 0, 1), 0);
+    long long applied_before = st.touchpoints;
+    rc = pipeline_run(&cfg, &prog, &opts, &st, err, sizeof(err));
+    ck_assert_msg(rc == 0, "second run: %s", err);
+    ck_assert_int_eq(st.dlq, 1);
+    ck_assert_int_eq(applied_before + st.touchpoints, 317);
+    ck_assert_int_ge(st.duplicates, applied_before - committed);
+    expect_simulate(&cfg, &prog, false);
+    rd_kafka_mock_cluster_destroy(mc);
+    rd_kafka_destroy(mock);
+    program_free(&prog);
+    config_free(&cfg);
+}
+END_TEST
+
+/* Issue 10: a batch also ends at pipeline.batch_max_bytes (memory follows
+ * the batch's bytes, not only its count): 200 events (25 bytes or more each)
+ * with room for 500 messages but 1 KiB make at least 5 batches (one, and one
+ * of credits, without the limit), every event applied. */
+START_TEST(batch_ends_at_max_bytes)
+{
+    char err[1024];
+    config cfg;
+    program prog;
+    ck_assert(config_load(&cfg, NULL, NULL, 0, NULL, err, sizeof(err)) == 0);
+    ck_assert_msg(program_load(&prog, NULL, err, sizeof(err)) == 0, "%s", err);
+    rd_kafka_mock_cluster_t *mc;
+    rd_kafka_t *mock = kafka_mock_start(&cfg, 1, 1, &mc, err, sizeof(err));
+    ck_assert_msg(mock != NULL, "%s", err);
+    set(&cfg, "kafka.bootstrap.servers", rd_kafka_mock_cluster_bootstraps(mc));
+    set(&cfg, "redis.url", redis_url);
+    set(&cfg, "redis.key_prefix", REDIS_FIXTURE_PREFIX "bytes:");
+    set(&cfg, "consumer.group", "bytes");
+    set(&cfg, "pipeline.batch_size", "500");
+    set(&cfg, "pipeline.batch_linger_ms", "5000");
+    set(&cfg, "pipeline.batch_max_bytes", "1024");
+    set(&cfg, "kafka.session.timeout.ms", "6000");
+    set(&cfg, "kafka.heartbeat.interval.ms", "500");
+    FILE *in = fopen(SEEDS, "r");
+    ck_assert_ptr_nonnull(in);
+    buf head = {0};
+    char line[8192];
+    for (int n = 0; n < 200 && fgets(line, sizeof(line), in); n++)
+        buf_puts(&head, line);
+    fclose(in);
+    produce_opts po = {.topic = cfg.topic_touchpoints, .schema = SCHEMA_TOUCHPOINT, .input_name = SEEDS};
+    produce_stats ps;
+    FILE *part = fmemopen(head.data, head.len, "r");
+    ck_assert_msg(produce_stream(&cfg, part, &po, &ps, err, sizeof(err)) == 0, "%s", err);
+    fclose(part);
+    buf_free(&head);
+    ck_assert_int_eq(ps.sent, 200);
+    pipeline_opts opts = {.until_idle = true, .idle_grace_ms = 1000};
+    pipeline_stats st;
+    ck_assert_msg(pipeline_run(&cfg, &prog, &opts, &st, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(st.touchpoints + st.duplicates, 200);
+    ck_assert_msg(st.batches >= 5, "%lld batches: pipeline.batch_max_bytes did not end them", st.batches);
     rd_kafka_mock_cluster_destroy(mc);
     rd_kafka_destroy(mock);
     program_free(&prog);
@@ -265,6 +425,8 @@ Suite *pipeline_suite(void)
     tcase_set_timeout(tc, 240);
     tcase_add_test(tc, no_output_lost_when_kafka_fails_after_redis_applied);
     tcase_add_test(tc, forged_future_timestamp_refused);
+    tcase_add_test(tc, no_commit_past_an_unacknowledged_batch);
+    tcase_add_test(tc, batch_ends_at_max_bytes);
     suite_add_tcase(su, tc);
     return su;
 }
