@@ -38,8 +38,9 @@ typedef struct item {
     char dlq_detail[300];
     buf outputs;                  /* recorded outputs to produce */
     buf profile;                  /* prepared profile encoding */
-    buf ledger;                   /* prepared ledger entries, NUL-separated */
+    buf ledger;                   /* prepared ledger entries: the rewards' Avro bytes, back to back */
     const char *ledger_ptrs[ENGINE_MAX_REWARDS];
+    size_t ledger_lens[ENGINE_MAX_REWARDS];
     int nledger;
     report_deltas agg;            /* the report's deltas of this apply */
     int64_t pos;                  /* order in the batch: message i at i * ITEM_POS_STEP, an in-process
@@ -62,15 +63,24 @@ typedef struct customer {
 } customer;
 
 /* What a batch leaves for after its commit (emitter_done_fn's user): its
- * customers, whose dedupe records may then be trimmed, and its DLQ counts
- * for the report. One allocation; owned by the emitter while in flight. */
+ * offsets, which the store is told are committed (store_committed: the
+ * outputs kept for them may then go), and its DLQ counts for the report.
+ * Owned by the emitter while in flight; batch_tail_free releases it. */
 typedef struct batch_tail {
     double handed_at;             /* clock_mono_s() when its outputs were produced */
     report_dlq dlq;
     long long touchpoints, credits; /* consumed, counted in the metrics once committed */
-    size_t ncust;
-    const char **ids;             /* ncust customer ids, into the same allocation */
+    rd_kafka_topic_partition_list_t *offs; /* the batch's next offsets per partition; owned */
 } batch_tail;
+
+static void batch_tail_free(batch_tail *t)
+{
+    if (!t)
+        return;
+    if (t->offs)
+        rd_kafka_topic_partition_list_destroy(t->offs);
+    free(t);
+}
 
 typedef struct eof_mark {
     char topic[256];
@@ -114,7 +124,6 @@ typedef struct pipeline {
     store_apply_req *reqs;        /* per item */
     int *req_item;                /* per apply request: its item */
     int *pending;                 /* customers with undecided items, this round */
-    const char **trim_ids;        /* per customer, for store_trim */
     bool paused;                  /* Redis unreachable: consumption paused */
     eof_mark *eofs;               /* for until_idle */
     int neofs, eofcap;
@@ -174,7 +183,9 @@ static int add_output(pipeline *pl, buf *blob, char kind, codec_schema s)
                : 0;
 }
 
-/* Encode the engine's outputs and ledger entries into it. */
+/* Encode the engine's outputs and ledger entries into it. A ledger entry
+ * is the reward exactly as encoded for Kafka (store.h: `fidelio ledger`
+ * decodes it): nothing is formatted twice. */
 static int record_outputs(pipeline *pl, item *it)
 {
     const engine_output *o = pl->out;
@@ -185,10 +196,9 @@ static int record_outputs(pipeline *pl, item *it)
         pl->enc->reward = o->rewards[i];
         if (add_output(pl, &it->outputs, 'r', SCHEMA_REWARD))
             return -1;
-        pl->enc->schema = SCHEMA_REWARD;
-        if (codec_encode_json(SCHEMA_REWARD, pl->enc, &it->ledger) != EVENT_OK || buf_append(&it->ledger, "", 1))
+        if (buf_append(&it->ledger, pl->scratch.data, pl->scratch.len))
             return -1;
-        it->nledger++;
+        it->ledger_lens[it->nledger++] = pl->scratch.len;
     }
     for (int i = 0; i < o->nstages; i++) {
         pl->enc->stage = o->stages[i];
@@ -207,7 +217,7 @@ static int record_outputs(pipeline *pl, item *it)
     const char *p = it->ledger.data;
     for (int i = 0; i < it->nledger; i++) {
         it->ledger_ptrs[i] = p;
-        p += strlen(p) + 1;
+        p += it->ledger_lens[i];
     }
     return 0;
 }
@@ -640,7 +650,13 @@ static int decide(pipeline *pl)
                 q->expected_version = version++;
                 q->profile = &it->profile;
                 q->outputs = &it->outputs;
+                /* where it was read (an in-process credit: where the event that earned it was) */
+                const rd_kafka_message_t *src = it->synthetic ? pl->items[it->parent].msg : it->msg;
+                q->source_credits = strcmp(rd_kafka_topic_name(src->rkt), pl->cfg->topic_credits) == 0;
+                q->partition = src->partition;
+                q->offset = src->offset;
                 q->ledger = it->ledger_ptrs;
+                q->ledger_len = it->ledger_lens;
                 q->nledger = it->nledger;
                 q->agg = it->agg.argv;
                 q->nagg = pl->cfg->report_aggregates ? it->agg.n : 0;
@@ -709,6 +725,8 @@ static int decide(pipeline *pl)
                 break;
             case STORE_CONFLICT:
                 set_conflict(it);
+                break;
+            case STORE_NOT_APPLIED: /* another event of its customer was not new: decided again */
                 break;
             }
         }
@@ -954,7 +972,7 @@ static int emit_async(pipeline *pl, batch_tail *tail)
     while (!emitter_has_room(&pl->em)) {
         metrics_heartbeat();
         if (emitter_poll(&pl->em, 100) != 0) {
-            free(tail);
+            batch_tail_free(tail);
             return 1;
         }
     }
@@ -964,7 +982,7 @@ static int emit_async(pipeline *pl, batch_tail *tail)
             rd_kafka_topic_partition_list_destroy(offs);
         if (first)
             rd_kafka_topic_partition_list_destroy(first);
-        free(tail);
+        batch_tail_free(tail);
         snprintf(pl->err, sizeof(pl->err), "out of memory");
         return -1;
     }
@@ -1060,25 +1078,15 @@ static void rewind_batch(pipeline *pl)
     rd_kafka_topic_partition_list_destroy(offs);
 }
 
-/* After a commit: trim the dedupe records of the batch's customers. A
- * transient failure costs nothing but memory (a later batch trims them);
- * a permanent one (NOPERM, a script error) would never heal: -1. */
-static int trim_batch(pipeline *pl, const char *const *ids, size_t n)
+/* After a commit: tell the store which offsets are committed (offs: the
+ * batch's next offsets), so the next apply of each customer drops the outputs
+ * recorded for them and may trim their dedupe records (store.h, layout 3: no
+ * round trip of its own). */
+static int trim_batch(pipeline *pl, const rd_kafka_topic_partition_list_t *offs)
 {
-    char err[512];
-    long long trimmed;
-    if (n == 0)
-        return 0;
-    double t0 = clock_mono_s();
-    int rc = store_trim(pl->store, ids, n, clock_wall_ms(), &trimmed, err, sizeof(err));
-    if (rc == STORE_PERMANENT) {
-        snprintf(pl->err, sizeof(pl->err), "redis failed permanently (retrying cannot help): %s", err);
-        return -1;
-    }
-    if (rc != 0)
-        log_warn("trimming dedupe records failed (%s); a later batch will", err);
-    else
-        metrics_observe(M_REDIS_RTT, clock_mono_s() - t0, "trim");
+    for (int i = 0; offs && i < offs->cnt; i++)
+        store_committed(pl->store, strcmp(offs->elems[i].topic, pl->cfg->topic_credits) == 0,
+                        offs->elems[i].partition, offs->elems[i].offset);
     return 0;
 }
 
@@ -1129,24 +1137,16 @@ static void pipeline_batch_metrics(pipeline *pl, double apply_s, batch_tail *tai
     metrics_observe(M_APPLY_SECONDS, apply_s);
 }
 
-/* The tail of the decided batch: a copy of its customer ids (the batch's
- * records are reused at once). NULL when out of memory. */
+/* The tail of the decided batch: a copy of its offsets (the batch's records
+ * are reused at once). NULL when out of memory. */
 static batch_tail *batch_tail_new(const pipeline *pl)
 {
-    size_t bytes = 0;
-    for (int c = 0; c < pl->ncusts; c++)
-        bytes += strlen(pl->custs[c].id) + 1;
-    batch_tail *t = malloc(sizeof(*t) + (size_t)pl->ncusts * sizeof(char *) + bytes);
+    batch_tail *t = calloc(1, sizeof(*t));
     if (!t)
         return NULL;
-    memset(t, 0, sizeof(*t));
-    t->ids = (const char **)(t + 1);
-    char *p = (char *)(t->ids + pl->ncusts);
-    for (int c = 0; c < pl->ncusts; c++) {
-        size_t n = strlen(pl->custs[c].id) + 1;
-        memcpy(p, pl->custs[c].id, n);
-        t->ids[t->ncust++] = p;
-        p += n;
+    if (!(t->offs = batch_offsets(pl, false))) {
+        free(t);
+        return NULL;
     }
     return t;
 }
@@ -1162,7 +1162,7 @@ static void on_batch_done(void *ctx, void *user, bool committed)
         char err[512];
         pl->delivery_failures = 0;
         metrics_observe(M_COMMIT_SECONDS, clock_mono_s() - t->handed_at);
-        if (trim_batch(pl, t->ids, t->ncust) != 0)
+        if (trim_batch(pl, t->offs) != 0)
             pl->fatal = 1;
         /* (assign mode: the source wrote them with its progress) */
         if (!pl->opts->source && report_dlq_flush(&t->dlq, pl->store, err, sizeof(err)) != 0)
@@ -1171,7 +1171,7 @@ static void on_batch_done(void *ctx, void *user, bool committed)
         metrics_add(M_EVENTS_CONSUMED, (double)t->touchpoints, pl->cfg->topic_touchpoints);
         metrics_add(M_EVENTS_CONSUMED, (double)t->credits, pl->cfg->topic_credits);
     }
-    free(t);
+    batch_tail_free(t);
 }
 
 static int rewind_after_abort(pipeline *pl);
@@ -1222,9 +1222,9 @@ static int process_batch(pipeline *pl)
             metrics_observe(M_PRODUCE_SECONDS, clock_mono_s() - t1 - pl->commit_s);
         tail->handed_at = clock_mono_s() - pl->commit_s;
         if (erc != 0)
-            free(tail);
+            batch_tail_free(tail);
         else
-            on_batch_done(pl, tail, pl->committed); /* trims, reports the DLQ counts */
+            on_batch_done(pl, tail, pl->committed); /* tells the store, reports the DLQ counts */
         if (erc < 0)
             return -1;
         if (erc > 0)
@@ -1541,11 +1541,10 @@ static int setup(pipeline *pl, char *err, size_t errlen)
     pl->reqs = calloc((size_t)ccap, sizeof(*pl->reqs));
     pl->req_item = calloc((size_t)ccap, sizeof(*pl->req_item));
     pl->pending = calloc((size_t)ccap, sizeof(*pl->pending));
-    pl->trim_ids = calloc((size_t)ccap, sizeof(*pl->trim_ids));
     pl->out = malloc(sizeof(*pl->out));
     pl->enc = calloc(1, sizeof(*pl->enc));
     if (!pl->items || !pl->custs || !pl->slots || !pl->fetch_p || !pl->fetch_s || !pl->reqs || !pl->req_item ||
-        !pl->pending || !pl->trim_ids || !pl->out || !pl->enc) {
+        !pl->pending || !pl->out || !pl->enc) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -1706,7 +1705,6 @@ static void teardown(pipeline *pl)
     free(pl->reqs);
     free(pl->req_item);
     free(pl->pending);
-    free(pl->trim_ids);
     free(pl->eofs);
     buf_free(&pl->scratch);
 }

@@ -4,130 +4,287 @@
 #include "config.h"
 
 #include <hiredis/hiredis.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
+#include "codec.h"
 #include "log.h"
 
-/* The apply (see store.h). Dedupe records are never trimmed here: that is
- * store_trim's job, once the batch that wrote them is committed.
- * KEYS: p d t l c aggregates. ARGV: id, expected version, profile, outputs,
- * event time, kind ('t' touchpoint, 'c' credit), ledger_max, content digest,
- * number of ledger entries, the ledger entries, then the report's (field,
- * delta) pairs, added to the namespace's aggregates only when the apply takes
- * effect (report.h). A record is "\2" + digest + outputs (layout 1: the outputs
- * alone, no digest to compare). A credit is deduplicated in :c (never
- * trimmed) and neither checked against nor moves the customer's own
- * timeline (hw, tf): it carries another customer's event time (DESIGN.md
- * invariant 6). */
+/* The apply of layout 3 (see store.h): one call applies a chunk of
+ * customers, each with all of its events of the batch, and folds in what
+ * layout 2 did in a second script after the commit: the recorded outputs of
+ * committed events are dropped and dedupe records past the retention
+ * trimmed. All or nothing for the whole call: every read (which checks its
+ * key's type), TYPE of the keys only written, the aggregates' integer fields
+ * and redis.acl_check_cmd of every write run before the first write.
+ * KEYS: aggregates, then per customer p d t l c.
+ * ARGV: retention, now (wall clock, ms), ledger_max, customers, n committed
+ * sources, n (source, next uncommitted offset) pairs; then per customer:
+ * mode ('a' apply, 'x' only drop every recorded output and trim: store_trim),
+ * expected version, profile, events, aggregate pairs; per event: id, kind
+ * ('t' touchpoint, 'c' credit), content digest, event time, source
+ * ("t<partition>", "c<partition>" or ""), offset, outputs, ledger entries,
+ * the entries; then the customer's summed (field, delta) pairs.
+ * Returns per customer {records trimmed, then per event: status, version |
+ * recorded outputs | trim horizon}. */
 static const char apply_script[] =
-    "local credit = ARGV[6] == 'c'\n"
-    "local rec = redis.call('HGET', credit and KEYS[5] or KEYS[2], ARGV[1])\n"
-    "if not rec and credit then\n" /* layout 1 kept credits in :d, untagged */
-    "  rec = redis.call('HGET', KEYS[2], ARGV[1])\n"
-    "  if rec and string.byte(rec, 1) == 2 then rec = nil end\n"
+    "local retention, now, lmax = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+    "local ncust, ncommit = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
+    "local committed = {}\n"
+    "local a = 6\n"
+    "for i = 1, ncommit do\n"
+    "  committed[ARGV[a]] = tonumber(ARGV[a + 1])\n"
+    "  a = a + 2\n"
     "end\n"
-    "if rec then\n"
-    "  if string.byte(rec, 1) ~= 2 then return {1, rec} end\n"
-    "  if string.sub(rec, 2, 17) ~= ARGV[8] then return {4, ''} end\n"
-    "  return {1, string.sub(rec, 18)}\n"
+    "local function fail(code, what)\n"
+    "  return redis.error_reply(code .. ' fidelio apply: ' .. what .. '; nothing was written')\n"
     "end\n"
-    "local cur = redis.call('HMGET', KEYS[1], 'v', 'hw', 'tf')\n"
-    "local v = tonumber(cur[1] or '0')\n"
-    "if v ~= tonumber(ARGV[2]) then return {2, tostring(v)} end\n"
-    "local at = tonumber(ARGV[5])\n"
-    "local hw = tonumber(cur[2] or '0')\n"
-    "local tf = tonumber(cur[3] or '0')\n"
-    "if not credit and at < tf then return {3, string.format('%.0f', tf)} end\n"
-    "if not credit and at > hw then hw = at end\n"
-    /* all or nothing: everything that can fail is computed or checked before
-     * the first write (Redis keeps the writes a failing script made). The
-     * keys read above have their types checked by those reads; an ACL
-     * denial and a wrong type are refused here; OOM is checked by Redis on
-     * the first write. */
-    "local hws = string.format('%.0f', hw)\n"
-    "local record = '\\2' .. ARGV[8] .. ARGV[4]\n"
-    "local max = tonumber(ARGV[7])\n"
-    "local nl = tonumber(ARGV[9])\n"
-    "local writes = {{'HSET', KEYS[1], 'v', '1', 'p', '', 'hw', '0'}}\n"
-    "if credit then\n"
-    "  writes[#writes + 1] = {'HSET', KEYS[5], ARGV[1], ''}\n"
-    "else\n"
-    "  writes[#writes + 1] = {'HSET', KEYS[2], ARGV[1], ''}\n"
-    "  writes[#writes + 1] = {'ZADD', KEYS[3], '0', ARGV[1]}\n"
+    "-- unpack() takes at most ~8000 values: long lists go in slices\n"
+    "local function sliced(cmd, key, list)\n"
+    "  local out = {}\n"
+    "  for i = 1, #list, 1000 do\n"
+    "    local r = redis.call(cmd, key, unpack(list, i, math.min(i + 999, #list)))\n"
+    "    if type(r) == 'table' then for _, x in ipairs(r) do out[#out + 1] = x end end\n"
+    "  end\n"
+    "  return out\n"
     "end\n"
-    "if nl > 0 then\n"
-    "  writes[#writes + 1] = {'RPUSH', KEYS[4], ''}\n"
-    "  writes[#writes + 1] = {'LTRIM', KEYS[4], '0', '-1'}\n"
+    "local function rd(...)\n"
+    "  local r = redis.pcall(...)\n"
+    "  if type(r) == 'table' and r.err then return nil, r.err end\n"
+    "  return r\n"
     "end\n"
-    "if #ARGV >= 10 + nl then\n" /* the aggregates: HINCRBY fails on a non-integer or an overflow */
-    "  writes[#writes + 1] = {'HINCRBY', KEYS[6], 'x', '1'}\n"
-    "  for i = 10 + nl, #ARGV, 2 do\n"
-    "    local n = redis.call('HGET', KEYS[6], ARGV[i])\n"
-    "    local sum = tonumber(n or '0') and tonumber(n or '0') + tonumber(ARGV[i + 1])\n"
-    "    if (n and not string.match(n, '^%-?%d+$')) or not sum or math.abs(sum) >= 9e18 then\n"
-    "      return redis.error_reply('ERR fidelio apply: ' .. KEYS[6] .. ' field ' .. ARGV[i] .. "
-    "' would not be an integer; nothing was written')\n"
+    "local plans, out, writes = {}, {}, {}\n"
+    "local agg, aggf = {}, {}\n"
+    "for j = 1, ncust do\n"
+    "  local k = 1 + 5 * (j - 1)\n"
+    "  local kp, kd, kt, kl, kc = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5]\n"
+    "  local mode, ever, prof = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2]\n"
+    "  local nev, nagg = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])\n"
+    "  a = a + 5\n"
+    "  local evs, tids, cids = {}, {}, {}\n"
+    "  for e = 1, nev do\n"
+    "    local ev = {id = ARGV[a], credit = ARGV[a + 1] == 'c', dig = ARGV[a + 2], at = tonumber(ARGV[a + 3]), ats = ARGV[a + 3],\n"
+    "                so = ARGV[a + 4] .. '/' .. ARGV[a + 5], outs = ARGV[a + 6], nl = tonumber(ARGV[a + 7]), l0 = a + 8}\n"
+    "    ev.f = (ev.credit and 'c' or 't') .. ev.id\n"
+    "    if ev.credit then cids[#cids + 1] = ev.id else tids[#tids + 1] = ev.id end\n"
+    "    a = a + 8 + ev.nl\n"
+    "    evs[e] = ev\n"
+    "  end\n"
+    "  local ag0 = a\n"
+    "  a = a + 2 * nagg\n"
+    "  local res = {0}\n"
+    "  out[j] = res\n"
+    "  local cur, e1 = rd('HMGET', kp, 'v', 'hw', 'tf', 'po')\n"
+    "  if not cur then return fail('WRONGTYPE', e1) end\n"
+    "  local v = tonumber(cur[1] or '0')\n"
+    "  -- the pending list: events whose outputs are kept (field 'o' .. kind .. id of :p) until\n"
+    "  -- their batch is committed: kind, \"<source>/<offset>\", NUL, id, NUL\n"
+    "  local keep, keepl, drop, po = {}, {}, {}, cur[4] or ''\n"
+    "  local i = 1\n"
+    "  while i < #po do\n"
+    "    local z1 = string.find(po, '\\0', i + 1, true)\n"
+    "    local z2 = string.find(po, '\\0', z1 + 1, true)\n"
+    "    local kind, so, id = string.sub(po, i, i), string.sub(po, i + 1, z1 - 1), string.sub(po, z1 + 1, z2 - 1)\n"
+    "    local src, off = string.match(so, '^(%w*)/(%-?%d+)$')\n"
+    "    local c = src and committed[src]\n"
+    "    if mode == 'x' or (c and tonumber(off) < c) then drop[#drop + 1] = 'o' .. kind .. id\n"
+    "    else keep[kind .. id] = true; keepl[#keepl + 1] = string.sub(po, i, z2) end\n"
+    "    i = z2 + 1\n"
+    "  end\n"
+    "  -- each event: known (DUPLICATE with its kept outputs, CONFLICT), also within the call\n"
+    "  local recs, recc = {}, {}\n"
+    "  if #tids > 0 then\n"
+    "    local r, e2 = rd('HMGET', kd, unpack(tids))\n"
+    "    if not r then return fail('WRONGTYPE', e2) end\n"
+    "    recs = r\n"
+    "  end\n"
+    "  if #cids > 0 then\n"
+    "    local r, e3 = rd('HMGET', kc, unpack(cids))\n"
+    "    if not r then return fail('WRONGTYPE', e3) end\n"
+    "    local r1, e4 = rd('HMGET', kd, unpack(cids))\n"
+    "    if not r1 then return fail('WRONGTYPE', e4) end\n"
+    "    for n = 1, #cids do\n"
+    "      local l1 = r1[n]\n"
+    "      if not r[n] and l1 and string.byte(l1, 1) ~= 2 and string.byte(l1, 1) ~= 3 then r[n] = l1 end\n"
+    "    end\n"
+    "    recc = r\n"
+    "  end\n"
+    "  local seen, incall, nt, nc, kept = {}, {}, 0, 0, {}\n"
+    "  for _, ev in ipairs(evs) do\n"
+    "    local rec\n"
+    "    if ev.credit then nc = nc + 1; rec = recc[nc] else nt = nt + 1; rec = recs[nt] end\n"
+    "    local st, x = 0, ''\n"
+    "    if rec then\n"
+    "      local tag = string.byte(rec, 1)\n"
+    "      if (tag == 3 and #rec == 17) or (tag == 2 and #rec > 16) then\n"
+    "        if string.sub(rec, 2, 17) ~= ev.dig then st = 4\n"
+    "        else\n"
+    "          st = 1\n"
+    "          if tag == 2 then x = string.sub(rec, 18)\n"
+    "          elseif keep[ev.f] then kept[#kept + 1] = ev end\n"
+    "        end\n"
+    "      else st, x = 1, rec end\n"
+    "    elseif seen[ev.f] then\n"
+    "      st = seen[ev.f] == ev.dig and 1 or 4\n"
+    "    end\n"
+    "    seen[ev.f] = ev.dig\n"
+    "    incall[ev.f] = true\n"
+    "    ev.st, ev.x = st, x\n"
+    "  end\n"
+    "  if #kept > 0 then -- redeliveries before the commit: their kept outputs\n"
+    "    local fs = {}\n"
+    "    for n, ev in ipairs(kept) do fs[n] = 'o' .. ev.f end\n"
+    "    local r = redis.call('HMGET', kp, unpack(fs))\n"
+    "    for n, ev in ipairs(kept) do ev.x = r[n] or '' end\n"
+    "  end\n"
+    "  if mode == 'a' and v ~= ever then\n"
+    "    for _, ev in ipairs(evs) do\n"
+    "      if ev.st ~= 0 then res[#res + 1] = ev.st; res[#res + 1] = ev.x\n"
+    "      else res[#res + 1] = 2; res[#res + 1] = string.format('%.0f', v) end\n"
+    "    end\n"
+    "  else\n"
+    "    local hw, tf = tonumber(cur[2] or '0'), tonumber(cur[3] or '0')\n"
+    "    local old, ntf = {}, tf\n"
+    "    if cur[2] then\n"
+    "      local cutoff = math.min(hw, now) - retention\n"
+    "      local cand, e5 = rd('ZRANGEBYSCORE', kt, '-inf', '(' .. string.format('%.0f', cutoff), 'LIMIT', 0, 1000)\n"
+    "      if not cand then return fail('WRONGTYPE', e5) end\n"
+    "      for _, id in ipairs(cand) do\n"
+    "        if not keep['t' .. id] and not incall['t' .. id] then old[#old + 1] = id end\n"
+    "      end\n"
+    "      if #old > 0 and cutoff > tf then ntf = cutoff end\n"
+    "    end\n"
+    "    local dev, nhw = false, hw\n"
+    "    for _, ev in ipairs(evs) do\n"
+    "      if ev.st == 0 and not ev.credit and ev.at < ntf then ev.st, ev.x = 3, string.format('%.0f', ntf) end\n"
+    "      if ev.st ~= 0 then dev = true end\n"
+    "      if not ev.credit and ev.at > nhw then nhw = ev.at end\n"
+    "    end\n"
+    "    if dev then\n"
+    "      for _, ev in ipairs(evs) do\n"
+    "        if ev.st ~= 0 then res[#res + 1] = ev.st; res[#res + 1] = ev.x\n"
+    "        else res[#res + 1] = 5; res[#res + 1] = string.format('%.0f', v) end\n"
+    "      end\n"
+    "    else\n"
+    "      local pl = {kp = kp, kd = kd, kt = kt, kl = kl, kc = kc, drop = drop, keepl = keepl, old = old, ntf = ntf,\n"
+    "                  tf = tf, v = v, hw = nhw, evs = evs, prof = prof, apply = mode == 'a' and nev > 0, res = res,\n"
+    "                  po = po, nt = nt, nc = nc}\n"
+    "      plans[#plans + 1] = pl\n"
+    "      local w0 = #writes\n"
+    "      local wd, wc = pl.apply and nt > 0, pl.apply and nc > 0\n"
+    "      if pl.apply or ntf > tf or #drop > 0 then writes[#writes + 1] = {'HSET', kp, 'v', '1'} end\n"
+    "      if #drop > 0 then writes[#writes + 1] = {'HDEL', kp, 'x'} end\n"
+    "      if #old > 0 then\n"
+    "        writes[#writes + 1] = {'HDEL', kd, 'x'}\n"
+    "        writes[#writes + 1] = {'ZREM', kt, 'x'}\n"
+    "      end\n"
+    "      if wd then writes[#writes + 1] = {'HSET', kd, 'x', 'x'} end\n"
+    "      if nt > 0 and pl.apply then writes[#writes + 1] = {'ZADD', kt, '0', 'x'} end\n"
+    "      if wc then writes[#writes + 1] = {'HSET', kc, 'x', 'x'} end\n"
+    "      if pl.apply then\n"
+    "        local nl = 0\n"
+    "        for _, ev in ipairs(evs) do nl = nl + ev.nl end\n"
+    "        if nl > 0 then\n"
+    "          local t = redis.call('TYPE', kl).ok\n"
+    "          if t ~= 'none' and t ~= 'list' then return fail('WRONGTYPE', kl .. ' is a ' .. t .. ', not a list') end\n"
+    "          writes[#writes + 1] = {'RPUSH', kl, 'x'}\n"
+    "          writes[#writes + 1] = {'LTRIM', kl, '0', '-1'}\n"
+    "        end\n"
+    "        for i = ag0, ag0 + 2 * nagg - 1, 2 do\n"
+    "          local f, d = ARGV[i], tonumber(ARGV[i + 1])\n"
+    "          local g = agg[f]\n"
+    "          if not g then g = {sum = 0, raw = {}}; agg[f] = g; aggf[#aggf + 1] = f end\n"
+    "          g.sum = g.sum + d\n"
+    "          g.raw[#g.raw + 1] = ARGV[i + 1]\n"
+    "          if math.abs(d) >= 2^52 or math.abs(g.sum) >= 2^52 then g.big = true end\n"
+    "        end\n"
+    "      end\n"
+    "      -- the one key written but not read above (:d, :c and :p are): :t of a new customer\n"
+    "      if nt > 0 and pl.apply and not cur[2] then\n"
+    "        local t = redis.call('TYPE', kt).ok\n"
+    "        if t ~= 'none' and t ~= 'zset' then return fail('WRONGTYPE', kt .. ' is a ' .. t .. ', not a zset') end\n"
+    "      end\n"
     "    end\n"
     "  end\n"
     "end\n"
-    "local want = {ZADD = 'zset', RPUSH = 'list', HINCRBY = 'hash'}\n"
-    "for _, w in ipairs(writes) do\n"
-    "  if redis.acl_check_cmd and not redis.acl_check_cmd(unpack(w)) then\n"
-    "    return redis.error_reply('NOPERM fidelio apply: this Redis user may not run ' .. w[1] .. ' on ' .. w[2] .. "
-    "'; nothing was written')\n"
+    "if #aggf > 0 then\n"
+    "  writes[#writes + 1] = {'HINCRBY', KEYS[1], 'x', '1'}\n"
+    "  local t = redis.call('TYPE', KEYS[1]).ok\n"
+    "  if t ~= 'none' and t ~= 'hash' then return fail('WRONGTYPE', KEYS[1] .. ' is a ' .. t .. ', not a hash') end\n"
+    "  local cur = sliced('HMGET', KEYS[1], aggf)\n"
+    "  for i, f in ipairs(aggf) do\n"
+    "    local n = cur[i]\n"
+    "    local sum = tonumber(n or '0') and tonumber(n or '0') + agg[f].sum\n"
+    "    if (n and not string.match(n, '^%-?%d+$')) or not sum or math.abs(sum) >= 9e18 then\n"
+    "      return fail('ERR', KEYS[1] .. ' field ' .. f .. ' would not be an integer')\n"
+    "    end\n"
     "  end\n"
-    "  local t = want[w[1]] and redis.call('TYPE', w[2]).ok\n"
-    "  if t and t ~= 'none' and t ~= want[w[1]] then\n"
-    "    return redis.error_reply('WRONGTYPE fidelio apply: ' .. w[2] .. ' is a ' .. t .. ', not a ' .. want[w[1]] .. "
-    "'; nothing was written')\n"
+    "end\n"
+    "if redis.acl_check_cmd then\n"
+    "  for _, w in ipairs(writes) do\n"
+    "    if not redis.acl_check_cmd(unpack(w)) then\n"
+    "      return fail('NOPERM', 'this Redis user may not run ' .. w[1] .. ' on ' .. w[2])\n"
+    "    end\n"
     "  end\n"
     "end\n"
-    "redis.call('HSET', KEYS[1], 'v', v + 1, 'p', ARGV[3], 'hw', hws)\n"
-    "if credit then\n"
-    "  redis.call('HSET', KEYS[5], ARGV[1], record)\n"
-    "else\n"
-    "  redis.call('HSET', KEYS[2], ARGV[1], record)\n"
-    "  redis.call('ZADD', KEYS[3], at, ARGV[1])\n"
+    "-- the profile first: Redis checks OOM only until a script's first write, and a\n"
+    "-- delete (HDEL, ZREM) passes it; so OOM refuses the call before anything changed\n"
+    "for _, pl in ipairs(plans) do\n"
+    "  local ph = {}\n"
+    "  if pl.apply then\n"
+    "    local po = {}\n"
+    "    for _, p in ipairs(pl.keepl) do po[#po + 1] = p end\n"
+    "    ph = {'v', string.format('%.0f', pl.v + #pl.evs), 'p', pl.prof, 'hw', string.format('%.0f', pl.hw)}\n"
+    "    for _, ev in ipairs(pl.evs) do\n"
+    "      po[#po + 1] = (ev.credit and 'c' or 't') .. ev.so .. '\\0' .. ev.id .. '\\0'\n"
+    "      ph[#ph + 1] = 'o' .. ev.f; ph[#ph + 1] = ev.outs\n"
+    "    end\n"
+    "    ph[#ph + 1] = 'po'; ph[#ph + 1] = table.concat(po)\n"
+    "  elseif #pl.drop > 0 then\n"
+    "    ph = {'po', table.concat(pl.keepl)}\n"
+    "  end\n"
+    "  if pl.ntf > pl.tf then ph[#ph + 1] = 'tf'; ph[#ph + 1] = string.format('%.0f', pl.ntf) end\n"
+    "  if #ph > 0 then redis.call('HSET', pl.kp, unpack(ph)) end\n"
     "end\n"
-    "if nl > 0 then\n"
-    "  redis.call('RPUSH', KEYS[4], unpack(ARGV, 10, 9 + nl))\n"
-    "  if max > 0 then redis.call('LTRIM', KEYS[4], -max, -1) end\n"
+    "for _, pl in ipairs(plans) do\n"
+    "  if #pl.old > 0 then\n"
+    "    redis.call('HDEL', pl.kd, unpack(pl.old))\n"
+    "    redis.call('ZREM', pl.kt, unpack(pl.old))\n"
+    "  end\n"
+    "  pl.res[1] = #pl.old\n"
+    "  if #pl.drop > 0 then sliced('HDEL', pl.kp, pl.drop) end\n"
+    "  local hd, hc, zt, lg = {}, {}, {}, {}\n"
+    "  if pl.apply then\n"
+    "    for e, ev in ipairs(pl.evs) do\n"
+    "      local h = ev.credit and hc or hd\n"
+    "      h[#h + 1] = ev.id; h[#h + 1] = '\\3' .. ev.dig\n"
+    "      if not ev.credit then zt[#zt + 1] = ev.ats; zt[#zt + 1] = ev.id end\n"
+    "      for i = ev.l0, ev.l0 + ev.nl - 1 do lg[#lg + 1] = ARGV[i] end\n"
+    "      pl.res[#pl.res + 1] = 0; pl.res[#pl.res + 1] = string.format('%.0f', pl.v + e)\n"
+    "    end\n"
+    "  end\n"
+    "  if #hd > 0 then redis.call('HSET', pl.kd, unpack(hd)) end\n"
+    "  if #hc > 0 then redis.call('HSET', pl.kc, unpack(hc)) end\n"
+    "  if #zt > 0 then redis.call('ZADD', pl.kt, unpack(zt)) end\n"
+    "  if #lg > 0 then\n"
+    "    local len = redis.call('RPUSH', pl.kl, unpack(lg))\n"
+    "    if lmax > 0 and len > lmax then redis.call('LTRIM', pl.kl, -lmax, -1) end\n"
+    "  end\n"
     "end\n"
-    "for i = 10 + nl, #ARGV, 2 do redis.call('HINCRBY', KEYS[6], ARGV[i], ARGV[i + 1]) end\n"
-    "return {0, tostring(v + 1)}\n";
+    "for _, f in ipairs(aggf) do\n"
+    "  local g = agg[f]\n"
+    "  if g.big then\n"
+    "    for _, d in ipairs(g.raw) do redis.call('HINCRBY', KEYS[1], f, d) end\n"
+    "  else\n"
+    "    redis.call('HINCRBY', KEYS[1], f, string.format('%.0f', g.sum))\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
 
-/* The trim: drop dedupe records older than min(hw, now) - retention (at
- * most 1000 per call) and raise the trim horizon tf to that cutoff. now is
- * the caller's wall clock: an event time in the future (a forged or wrong
- * clock) cannot push tf past now - retention and lock the customer out. */
-static const char trim_script[] =
-    "local cur = redis.call('HMGET', KEYS[1], 'hw', 'tf')\n"
-    "if not cur[1] then return 0 end\n"
-    "local cutoff = math.min(tonumber(cur[1]), tonumber(ARGV[2])) - tonumber(ARGV[1])\n"
-    "local old = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', '(' .. string.format('%.0f', cutoff), "
-    "'LIMIT', 0, 1000)\n"
-    "if #old == 0 then return 0 end\n"
-    /* all or nothing, as the apply; and tf is raised before any record goes */
-    "local t = redis.call('TYPE', KEYS[2]).ok\n"
-    "if t ~= 'hash' and t ~= 'none' then\n"
-    "  return redis.error_reply('WRONGTYPE fidelio trim: ' .. KEYS[2] .. ' is a ' .. t .. '; nothing was written')\n"
-    "end\n"
-    "local writes = {{'HSET', KEYS[1], 'tf', '0'}, {'HDEL', KEYS[2], 'x'}, {'ZREM', KEYS[3], 'x'}}\n"
-    "for _, w in ipairs(writes) do\n"
-    "  if redis.acl_check_cmd and not redis.acl_check_cmd(unpack(w)) then\n"
-    "    return redis.error_reply('NOPERM fidelio trim: this Redis user may not run ' .. w[1] .. ' on ' .. w[2] .. "
-    "'; nothing was written')\n"
-    "  end\n"
-    "end\n"
-    "if cutoff > tonumber(cur[2] or '0') then\n"
-    "  redis.call('HSET', KEYS[1], 'tf', string.format('%.0f', cutoff))\n"
-    "end\n"
-    "redis.call('HDEL', KEYS[2], unpack(old))\n"
-    "redis.call('ZREM', KEYS[3], unpack(old))\n"
-    "return #old\n";
 
 struct store {
     redisContext *c;
@@ -137,7 +294,10 @@ struct store {
     int64_t retention_ms;
     int64_t ledger_max;
     char sha[41];        /* of apply_script */
-    char trim_sha[41];   /* of trim_script */
+    store_source *committed; /* what the caller said is committed (store_committed) */
+    size_t ncommitted, capcommitted;
+    struct codec *codec; /* decodes ledger entries (store_ledger); created on first use */
+    int64_t now_ms;      /* the wall clock the apply's trim uses; 0: the real one (store_set_now) */
 };
 
 /* ---- connection ------------------------------------------------------------------- */
@@ -184,12 +344,12 @@ static int command_ok(store *s, redisReply *r, const char *what, char *err, size
     return 0;
 }
 
-/* Load both scripts (again after a restart or SCRIPT FLUSH) and keep their SHAs. */
+/* Load the script (again after a restart or SCRIPT FLUSH) and keep its SHA. */
 static int load_scripts(store *s, char *err, size_t errlen)
 {
-    const char *texts[] = {apply_script, trim_script};
-    char *shas[] = {s->sha, s->trim_sha};
-    for (int i = 0; i < 2; i++) {
+    const char *texts[] = {apply_script};
+    char *shas[] = {s->sha};
+    for (int i = 0; i < 1; i++) {
         redisReply *r = redisCommand(s->c, "SCRIPT LOAD %s", texts[i]);
         int rc = command_ok(s, r, "SCRIPT LOAD", err, errlen);
         if (rc)
@@ -340,8 +500,9 @@ static int connect_url(store *s, char *err, size_t errlen)
     r = redisCommand(s->c, "GET %slayout", s->prefix);
     if ((rc = command_ok(s, r, "GET (layout marker)", err, errlen)))
         return rc;
-    /* layout 1 is upgraded in place by run (see store.h); a tool reads it as it is */
-    if (r->type == REDIS_REPLY_STRING && !strcmp(r->str, "1")) {
+    /* layouts 1 and 2 are upgraded in place by run (see store.h); a tool reads them as they are */
+    if (r->type == REDIS_REPLY_STRING && (!strcmp(r->str, "1") || !strcmp(r->str, "2"))) {
+        int from = atoi(r->str);
         freeReplyObject(r);
         if (s->readonly)
             return 0;
@@ -349,7 +510,7 @@ static int connect_url(store *s, char *err, size_t errlen)
         if ((rc = command_ok(s, r, "SET (layout marker)", err, errlen)))
             return rc;
         freeReplyObject(r);
-        log_info("redis namespace '%s' upgraded from layout 1 to %d (see src/store.h)", s->prefix,
+        log_info("redis namespace '%s' upgraded from layout %d to %d (see src/store.h)", s->prefix, from,
                  STORE_LAYOUT_VERSION);
         return 0;
     }
@@ -401,6 +562,8 @@ void store_close(store *s)
         return;
     if (s->c)
         redisFree(s->c);
+    codec_free(s->codec);
+    free(s->committed);
     free(s);
 }
 
@@ -440,8 +603,28 @@ static int ensure_connected(store *s, char *err, size_t errlen)
 /* The digest of a request that gives none (tools, tests). */
 static const uint8_t no_digest[STORE_DIGEST_LEN];
 
-/* Whether a dedupe record carries a content digest (layout 2). */
-static bool tagged(const redisReply *r) { return r->len > STORE_DIGEST_LEN && r->str[0] == 2; }
+/* Whether a dedupe record carries a content digest: layout 3's "\3" +
+ * digest, layout 2's "\2" + digest + outputs (layout 1's are the outputs
+ * alone). */
+static int record_tag(const char *str, size_t len)
+{
+    if (len == 1 + STORE_DIGEST_LEN && str[0] == 3)
+        return 3;
+    if (len > STORE_DIGEST_LEN && str[0] == 2)
+        return 2;
+    return 0;
+}
+
+/* Note a failed reply's error in err/rc, keeping the first text and a
+ * permanent class over a transient one. */
+static void note_error(const redisReply *r, const char *what, int *rc, char *err, size_t errlen)
+{
+    int cls = reply_class(r);
+    if (*rc == 0 || (cls == STORE_PERMANENT && *rc != STORE_PERMANENT)) {
+        snprintf(err, errlen, "redis %s: %s", what, r->str);
+        *rc = cls;
+    }
+}
 
 int store_fetch(store *s, store_profile *profiles, size_t nprofiles, store_seen *seen, size_t nseen, char *err,
                 size_t errlen)
@@ -474,10 +657,7 @@ int store_fetch(store *s, store_profile *profiles, size_t nprofiles, store_seen 
         store_profile *p = &profiles[i];
         buf_reset(&p->encoding);
         if (r->type == REDIS_REPLY_ERROR) {
-            int cls = reply_class(r);
-            snprintf(err, errlen, "redis %s: %s", what, r->str);
-            if (rc == 0 || cls == STORE_PERMANENT)
-                rc = cls;
+            note_error(r, what, &rc, err, errlen);
         } else {
             p->exists = r->elements == 2 && r->element[1]->type == REDIS_REPLY_STRING;
             p->version = r->elements == 2 && r->element[0]->type == REDIS_REPLY_STRING ? atoll(r->element[0]->str) : 0;
@@ -488,30 +668,32 @@ int store_fetch(store *s, store_profile *profiles, size_t nprofiles, store_seen 
         }
         freeReplyObject(r);
     }
+    size_t nkept = 0; /* layout-3 records found: their outputs, if still kept, are in :p */
     for (size_t i = 0; i < nseen; i++) {
         store_seen *d = &seen[i];
         buf_reset(&d->recorded);
-        d->seen = d->conflict = false;
+        d->seen = d->conflict = d->kept = false;
         for (int n = d->credit ? 2 : 1; n > 0; n--) { /* a credit: :c, then layout 1's :d */
             redisReply *r;
             const char *what = "HGET (fetch dedupe record)";
             if (get_reply(s, &r, what, err, errlen) != 0)
                 return STORE_TRANSIENT;
             if (r->type == REDIS_REPLY_ERROR) {
-                int cls = reply_class(r);
-                snprintf(err, errlen, "redis %s: %s", what, r->str);
-                if (rc == 0 || cls == STORE_PERMANENT)
-                    rc = cls;
-            } else if (!d->seen && r->type == REDIS_REPLY_STRING && !(n == 1 && d->credit && tagged(r))) {
+                note_error(r, what, &rc, err, errlen);
+            } else if (!d->seen && r->type == REDIS_REPLY_STRING &&
+                       !(n == 1 && d->credit && record_tag(r->str, r->len))) {
                 /* (a tagged record in :d under a credit's id is a touchpoint's, not layout 1's credit) */
                 d->seen = true;
+                int tag = record_tag(r->str, r->len);
                 const char *out = r->str;
                 size_t len = r->len;
-                if (tagged(r)) { /* "\2" + digest + outputs */
+                if (tag) {
                     d->conflict = memcmp(r->str + 1, d->digest ? d->digest : no_digest, STORE_DIGEST_LEN) != 0;
                     out += 1 + STORE_DIGEST_LEN;
                     len -= 1 + STORE_DIGEST_LEN;
                 }
+                d->kept = tag == 3 && !d->conflict;
+                nkept += d->kept;
                 if (!d->conflict && buf_append(&d->recorded, out, len) != 0) {
                     snprintf(err, errlen, "out of memory");
                     rc = STORE_PERMANENT;
@@ -520,62 +702,42 @@ int store_fetch(store *s, store_profile *profiles, size_t nprofiles, store_seen 
             freeReplyObject(r);
         }
     }
+    if (rc != 0 || nkept == 0)
+        return rc;
+    /* redeliveries (rare): a second round trip for their outputs, kept until committed */
+    char f[EVENT_ID_MAX + 3];
+    for (size_t i = 0; i < nseen; i++) {
+        if (!seen[i].kept)
+            continue;
+        key(s, seen[i].customer_id, 'p', k, sizeof(k));
+        snprintf(f, sizeof(f), "o%c%s", seen[i].credit ? 'c' : 't', seen[i].id);
+        const char *argv[] = {"HGET", k, f};
+        redisAppendCommandArgv(s->c, 3, argv, NULL);
+    }
+    for (size_t i = 0; i < nseen; i++) {
+        if (!seen[i].kept)
+            continue;
+        redisReply *r;
+        const char *what = "HGET (fetch recorded outputs)";
+        if (get_reply(s, &r, what, err, errlen) != 0)
+            return STORE_TRANSIENT;
+        if (r->type == REDIS_REPLY_ERROR)
+            note_error(r, what, &rc, err, errlen);
+        else if (r->type == REDIS_REPLY_STRING && buf_append(&seen[i].recorded, r->str, r->len) != 0) {
+            snprintf(err, errlen, "out of memory");
+            rc = STORE_PERMANENT;
+        }
+        freeReplyObject(r);
+    }
     return rc;
 }
 
 /* ---- apply ---------------------------------------------------------------------- */
 
-static int append_apply(store *s, store_apply_req *q)
-{
-    char kp[EVENT_KEY_MAX], kd[EVENT_KEY_MAX], kt[EVENT_KEY_MAX], kl[EVENT_KEY_MAX], kc[EVENT_KEY_MAX],
-        ka[EVENT_KEY_MAX], ver[24], at[24], lmax[24], nl[24];
-    key(s, q->customer_id, 'p', kp, sizeof(kp));
-    key(s, q->customer_id, 'd', kd, sizeof(kd));
-    key(s, q->customer_id, 't', kt, sizeof(kt));
-    key(s, q->customer_id, 'l', kl, sizeof(kl));
-    key(s, q->customer_id, 'c', kc, sizeof(kc));
-    snprintf(ver, sizeof(ver), "%lld", (long long)q->expected_version);
-    snprintf(at, sizeof(at), "%lld", (long long)q->occurred_at);
-    snprintf(lmax, sizeof(lmax), "%lld", (long long)s->ledger_max);
-    snprintf(ka, sizeof(ka), "%saggregates", s->prefix);
-    snprintf(nl, sizeof(nl), "%d", q->nledger);
-    enum { NFIXED = 18 };
-    int argc = NFIXED + q->nledger + 2 * q->nagg;
-    const char **argv = malloc((size_t)argc * sizeof(*argv));
-    size_t *lens = malloc((size_t)argc * sizeof(*lens));
-    if (!argv || !lens) {
-        free(argv);
-        free(lens);
-        return -1;
-    }
-    const char *fixed[NFIXED] = {"EVALSHA", s->sha, "6", kp, kd, kt, kl, kc, ka, q->id, ver, q->profile->data,
-                                 q->outputs->data, at, q->credit ? "c" : "t", lmax,
-                                 (const char *)(q->digest ? q->digest : no_digest), nl};
-    for (int i = 0; i < NFIXED; i++) {
-        argv[i] = fixed[i] ? fixed[i] : "";
-        lens[i] = strlen(argv[i]);
-    }
-    lens[11] = q->profile->len;
-    lens[12] = q->outputs->len;
-    lens[16] = STORE_DIGEST_LEN;
-    for (int i = 0; i < q->nledger; i++) {
-        argv[NFIXED + i] = q->ledger[i];
-        lens[NFIXED + i] = strlen(q->ledger[i]);
-    }
-    for (int i = 0; i < 2 * q->nagg; i++) {
-        argv[NFIXED + q->nledger + i] = q->agg[i];
-        lens[NFIXED + q->nledger + i] = strlen(q->agg[i]);
-    }
-    int rc = redisAppendCommandArgv(s->c, argc, argv, lens) == REDIS_OK ? 0 : -1;
-    free(argv);
-    free(lens);
-    return rc;
-}
-
 /* Pipeline n script calls: append(i) queues call i, handle(i) reads its
  * reply. A NOSCRIPT reply (cache flushed by a restart or SCRIPT FLUSH) means
- * that call did not run: the scripts are loaded again and every call is
- * repeated, which the scripts make harmless (an apply comes back DUPLICATE). */
+ * that call did not run: the script is loaded again and those calls, and
+ * only those, are repeated (the others ran). */
 typedef int (*script_append)(store *s, size_t i, void *ctx);
 typedef int (*script_reply)(const redisReply *r, size_t i, void *ctx, char *err, size_t errlen);
 
@@ -591,20 +753,31 @@ static int eval_pipelined(store *s, size_t n, script_append append, script_reply
     }
     char cmd[64];
     snprintf(cmd, sizeof(cmd), "EVALSHA (%s)", what);
+    bool *redo = calloc(n ? n : 1, sizeof(*redo)); /* the calls that met NOSCRIPT: sent again */
+    if (!redo) {
+        snprintf(err, errlen, "out of memory");
+        return STORE_PERMANENT;
+    }
     for (int attempt = 0; attempt < 2; attempt++) {
         for (size_t i = 0; i < n; i++)
-            if (append(s, i, ctx) != 0) {
+            if (!(attempt && !redo[i]) && append(s, i, ctx) != 0) {
                 snprintf(err, errlen, "out of memory");
+                free(redo);
                 return STORE_PERMANENT;
             }
         int noscript = 0;
         rc = 0;
         for (size_t i = 0; i < n; i++) {
             redisReply *r;
-            if (get_reply(s, &r, cmd, err, errlen) != 0)
+            if (attempt && !redo[i])
+                continue;
+            redo[i] = false;
+            if (get_reply(s, &r, cmd, err, errlen) != 0) {
+                free(redo);
                 return STORE_TRANSIENT;
+            }
             if (r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "NOSCRIPT", 8))
-                noscript = 1;
+                noscript = redo[i] = true;
             else if (r->type == REDIS_REPLY_ERROR) {
                 int cls = reply_class(r);
                 /* keep the first error's text, and permanent over transient */
@@ -616,80 +789,399 @@ static int eval_pipelined(store *s, size_t n, script_append append, script_reply
                 rc = STORE_PERMANENT;
             freeReplyObject(r);
         }
-        if (rc != 0 || !noscript)
+        if (rc != 0 || !noscript || (rc = load_scripts(s, err, errlen)) != 0) {
+            free(redo);
             return rc;
-        if ((rc = load_scripts(s, err, errlen)))
-            return rc;
+        }
     }
+    free(redo);
     snprintf(err, errlen, "redis %s: NOSCRIPT: the script is missing again right after SCRIPT LOAD", cmd);
     return STORE_PERMANENT;
 }
 
-static int apply_append(store *s, size_t i, void *ctx) { return append_apply(s, &((store_apply_req *)ctx)[i]); }
 
-static int apply_reply(const redisReply *r, size_t i, void *ctx, char *err, size_t errlen)
+/* Customers and events per script call: the Lua call's overhead is paid per
+ * chunk; a chunk stays small enough not to hold Redis for long. */
+#define CHUNK_CUSTOMERS 64
+#define CHUNK_EVENTS 512
+
+/* One customer's summed report delta (summed in C over its events). */
+typedef struct agg_sum {
+    const char *field;   /* borrowed from a request */
+    long long sum;
+    char text[24];
+} agg_sum;
+
+/* One script call: parts [first, first + ncust) of the requests (a part is
+ * one customer's consecutive requests, or store_trim's customer index). */
+typedef struct apply_call {
+    size_t first;
+    size_t ncust;
+} apply_call;
+
+/* Events and ledger entries of one part at most: Lua's unpack() takes at
+ * most ~8000 values; a customer with more events in a batch is applied in
+ * consecutive parts, each in its own call (in order: the pipelined calls
+ * run one after the other, each part computed from the version the previous
+ * one leaves). */
+#define PART_EVENTS 128
+#define PART_LEDGER 2048
+
+typedef struct apply_ctx {
+    store_apply_req *reqs;
+    size_t *bounds;      /* part p is requests [bounds[p], bounds[p + 1]) */
+    apply_call *calls;
+    bool trim_only;      /* store_trim: customers without events, every output dropped */
+    const char *const *ids; /* store_trim's customers (one request-less customer per index) */
+    char now[24];
+    long long trimmed;
+} apply_ctx;
+
+static void source_name(bool credit, int32_t partition, char *out, size_t len)
 {
-    store_apply_req *q = &((store_apply_req *)ctx)[i];
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
-        snprintf(err, errlen, "redis apply: unexpected reply type %d", r->type);
-        return -1;
+    if (partition < 0)
+        out[0] = '\0';
+    else
+        snprintf(out, len, "%c%d", credit ? 'c' : 't', (int)partition);
+}
+
+void store_committed(store *s, bool credit, int32_t partition, int64_t next_offset)
+{
+    char name[16];
+    source_name(credit, partition, name, sizeof(name));
+    if (!name[0])
+        return;
+    for (size_t i = 0; i < s->ncommitted; i++)
+        if (!strcmp(s->committed[i].name, name)) {
+            if (next_offset > s->committed[i].next_offset)
+                s->committed[i].next_offset = next_offset;
+            return;
+        }
+    if (s->ncommitted == s->capcommitted) {
+        size_t cap = s->capcommitted ? 2 * s->capcommitted : 16;
+        store_source *n = realloc(s->committed, cap * sizeof(*n));
+        if (!n)
+            return; /* forgetting a commit only keeps outputs longer */
+        s->committed = n;
+        s->capcommitted = cap;
     }
-    q->status = (store_status)r->element[0]->integer;
-    const redisReply *v = r->element[1];
-    if (q->status != STORE_DUPLICATE) {
-        q->version = v->str ? atoll(v->str) : 0;
+    store_source *c = &s->committed[s->ncommitted++];
+    snprintf(c->name, sizeof(c->name), "%s", name);
+    c->next_offset = next_offset;
+}
+
+/* Growable argv of one EVALSHA: pointers to the strings and their lengths;
+ * numbers are formatted into text (offsets recorded, pointers fixed at the end). */
+typedef struct argvec {
+    const char **v;
+    size_t *len;
+    size_t *textoff;     /* (size_t)-1 for a pointer argument, else its offset in text */
+    size_t n, cap;
+    buf text;
+    int oom;
+} argvec;
+
+static void arg(argvec *a, const char *p, size_t len)
+{
+    if (a->oom)
+        return;
+    if (a->n == a->cap) {
+        size_t cap = a->cap ? 2 * a->cap : 256;
+        const char **v = realloc(a->v, cap * sizeof(*v));
+        if (v)
+            a->v = v;
+        size_t *l = realloc(a->len, cap * sizeof(*l));
+        if (l)
+            a->len = l;
+        size_t *t = realloc(a->textoff, cap * sizeof(*t));
+        if (t)
+            a->textoff = t;
+        if (!v || !l || !t) {
+            a->oom = 1;
+            return;
+        }
+        a->cap = cap;
+    }
+    a->v[a->n] = p ? p : "";
+    a->len[a->n] = p ? len : 0;
+    a->textoff[a->n++] = (size_t)-1;
+}
+
+static void arg_s(argvec *a, const char *p) { arg(a, p, p ? strlen(p) : 0); }
+
+/* An argument formatted into the vector's own text. */
+static void arg_f(argvec *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void arg_f(argvec *a, const char *fmt, ...)
+{
+    char tmp[512]; /* a key: prefix (< 80) + customer id (<= EVENT_ID_MAX) + 4 */
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    size_t off = a->text.len;
+    if (k < 0 || (size_t)k >= sizeof(tmp) || buf_append(&a->text, tmp, (size_t)k) != 0 ||
+        buf_append(&a->text, "", 1) != 0) {
+        a->oom = 1;
+        return;
+    }
+    arg(a, NULL, 0);
+    if (!a->oom) {
+        a->textoff[a->n - 1] = off;
+        a->len[a->n - 1] = (size_t)k;
+    }
+}
+
+static void argvec_free(argvec *a)
+{
+    free(a->v);
+    free(a->len);
+    free(a->textoff);
+    buf_free(&a->text);
+}
+
+/* Sum the report deltas of requests [b, e) (one customer) by field. */
+static int sum_aggregates(const store_apply_req *reqs, size_t b, size_t e, agg_sum **out, size_t *n)
+{
+    size_t cap = 0;
+    *n = 0;
+    for (size_t i = b; i < e; i++)
+        cap += (size_t)reqs[i].nagg;
+    if (!cap)
         return 0;
-    }
-    buf_reset(&q->recorded);
-    if (buf_append(&q->recorded, v->str, v->len) != 0) {
-        snprintf(err, errlen, "out of memory");
+    agg_sum *v = calloc(cap, sizeof(*v));
+    if (!v)
         return -1;
+    for (size_t i = b; i < e; i++)
+        for (int j = 0; j < reqs[i].nagg; j++) {
+            const char *f = reqs[i].agg[2 * j];
+            long long d = atoll(reqs[i].agg[2 * j + 1]);
+            size_t k = 0;
+            while (k < *n && (strcmp(v[k].field, f) != 0 || __builtin_add_overflow(v[k].sum, d, &(long long){0})))
+                k++;
+            if (k == *n) {
+                v[k].field = f;
+                v[k].sum = 0;
+                (*n)++;
+            }
+            v[k].sum += d; /* an overflowing sum starts a second pair: the script adds both */
+        }
+    for (size_t k = 0; k < *n; k++)
+        snprintf(v[k].text, sizeof(v[k].text), "%lld", v[k].sum);
+    *out = v;
+    return 0;
+}
+
+/* Queue script call i: its customers' keys and events (see apply_script). */
+static int append_call(store *s, size_t ci, void *vctx)
+{
+    apply_ctx *x = vctx;
+    const apply_call *c = &x->calls[ci];
+    argvec a = {0};
+    agg_sum **sums = calloc(c->ncust ? c->ncust : 1, sizeof(*sums));
+    size_t *nsums = calloc(c->ncust ? c->ncust : 1, sizeof(*nsums));
+    int rc = -1;
+    if (!sums || !nsums)
+        goto out;
+    arg_s(&a, "EVALSHA");
+    arg_s(&a, s->sha);
+    arg_f(&a, "%zu", 1 + 5 * c->ncust);
+    arg_f(&a, "%saggregates", s->prefix);
+    /* the keys, customer by customer */
+    for (size_t k = 0; k < c->ncust; k++) {
+        const char *cust = x->trim_only ? x->ids[c->first + k] : x->reqs[x->bounds[c->first + k]].customer_id;
+        static const char suffix[] = "pdtlc";
+        for (int j = 0; j < 5; j++)
+            arg_f(&a, "%s{%s}:%c", s->prefix, cust, suffix[j]);
+    }
+    arg_f(&a, "%lld", (long long)s->retention_ms);
+    arg_s(&a, x->now);
+    arg_f(&a, "%lld", (long long)s->ledger_max);
+    arg_f(&a, "%zu", c->ncust);
+    arg_f(&a, "%zu", s->ncommitted);
+    for (size_t i = 0; i < s->ncommitted; i++) {
+        arg_s(&a, s->committed[i].name);
+        arg_f(&a, "%lld", (long long)s->committed[i].next_offset);
+    }
+    for (size_t k = 0; k < c->ncust; k++) {
+        if (x->trim_only) {
+            arg_s(&a, "x");
+            arg_s(&a, "");
+            arg_s(&a, "");
+            arg_s(&a, "0");
+            arg_s(&a, "0");
+            continue;
+        }
+        size_t b = x->bounds[c->first + k], i = x->bounds[c->first + k + 1];
+        const store_apply_req *last = &x->reqs[i - 1];
+        if (sum_aggregates(x->reqs, b, i, &sums[k], &nsums[k]) != 0)
+            goto out;
+        arg_s(&a, "a");
+        arg_f(&a, "%lld", (long long)x->reqs[b].expected_version);
+        arg(&a, last->profile ? last->profile->data : "", last->profile ? last->profile->len : 0);
+        arg_f(&a, "%zu", i - b);
+        arg_f(&a, "%zu", nsums[k]);
+        for (size_t e = b; e < i; e++) {
+            const store_apply_req *q = &x->reqs[e];
+            char src[16];
+            source_name(q->source_credits, q->partition, src, sizeof(src));
+            arg_s(&a, q->id);
+            arg_s(&a, q->credit ? "c" : "t");
+            arg(&a, (const char *)(q->digest ? q->digest : no_digest), STORE_DIGEST_LEN);
+            arg_f(&a, "%lld", (long long)q->occurred_at);
+            arg_f(&a, "%s", src);
+            arg_f(&a, "%lld", src[0] ? (long long)q->offset : -1LL);
+            arg(&a, q->outputs ? q->outputs->data : "", q->outputs ? q->outputs->len : 0);
+            arg_f(&a, "%d", q->nledger);
+            for (int l = 0; l < q->nledger; l++)
+                arg(&a, q->ledger[l], q->ledger_len ? q->ledger_len[l] : strlen(q->ledger[l]));
+        }
+        for (size_t j = 0; j < nsums[k]; j++) {
+            arg_s(&a, sums[k][j].field);
+            arg_s(&a, sums[k][j].text);
+        }
+    }
+    if (a.oom)
+        goto out;
+    for (size_t i = 0; i < a.n; i++)
+        if (a.textoff[i] != (size_t)-1)
+            a.v[i] = a.text.data + a.textoff[i];
+    rc = redisAppendCommandArgv(s->c, (int)a.n, a.v, a.len) == REDIS_OK ? 0 : -1;
+out:
+    for (size_t k = 0; sums && k < c->ncust; k++)
+        free(sums[k]);
+    free(sums);
+    free(nsums);
+    argvec_free(&a);
+    return rc;
+}
+
+/* Read script call i's reply into its requests' statuses. */
+static int call_reply(const redisReply *r, size_t ci, void *vctx, char *err, size_t errlen)
+{
+    apply_ctx *x = vctx;
+    const apply_call *c = &x->calls[ci];
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != c->ncust) {
+        snprintf(err, errlen, "redis apply: unexpected reply (type %d, %zu elements)", r->type,
+                 r->type == REDIS_REPLY_ARRAY ? r->elements : 0);
+        return -1;
+    }
+    for (size_t k = 0; k < c->ncust; k++) {
+        const redisReply *cr = r->element[k];
+        if (cr->type != REDIS_REPLY_ARRAY || cr->elements < 1) {
+            snprintf(err, errlen, "redis apply: unexpected reply for customer %zu", k);
+            return -1;
+        }
+        x->trimmed += cr->element[0]->integer;
+        if (x->trim_only)
+            continue;
+        size_t nev = (cr->elements - 1) / 2, i = x->bounds[c->first + k];
+        if (nev != x->bounds[c->first + k + 1] - i) {
+            snprintf(err, errlen, "redis apply: %zu statuses for %zu events", nev, x->bounds[c->first + k + 1] - i);
+            return -1;
+        }
+        for (size_t e = 0; e < nev; e++, i++) {
+            store_apply_req *q = &x->reqs[i];
+            const redisReply *st = cr->element[1 + 2 * e], *v = cr->element[2 + 2 * e];
+            q->status = (store_status)st->integer;
+            buf_reset(&q->recorded);
+            if (q->status == STORE_DUPLICATE) {
+                if (buf_append(&q->recorded, v->str ? v->str : "", v->str ? v->len : 0) != 0) {
+                    snprintf(err, errlen, "out of memory");
+                    return -1;
+                }
+            } else {
+                q->version = v->str ? atoll(v->str) : 0;
+            }
+        }
     }
     return 0;
+}
+
+/* Split requests into parts (a customer's consecutive requests, at most
+ * PART_EVENTS events and PART_LEDGER ledger entries) and the parts into
+ * script calls (CHUNK_CUSTOMERS parts, CHUNK_EVENTS events; a part followed
+ * by another part of the same customer ends its call). store_trim: n
+ * customers, one part each, no requests. Returns the calls; *bounds the
+ * parts' limits (n + 1 at most); NULL when out of memory. */
+static apply_call *plan_calls(const store_apply_req *reqs, size_t n, bool trim_only, size_t **bounds,
+                              size_t *ncalls)
+{
+    apply_call *calls = calloc(n ? n : 1, sizeof(*calls));
+    size_t *pb = calloc(n + 1, sizeof(*pb));
+    if (!calls || !pb) {
+        free(calls);
+        free(pb);
+        return NULL;
+    }
+    size_t nparts = 0;
+    bool *cont = calloc(n ? n : 1, sizeof(*cont)); /* part p is followed by more of its customer */
+    if (!cont) {
+        free(calls);
+        free(pb);
+        return NULL;
+    }
+    for (size_t i = 0; i < n;) {
+        pb[nparts] = i;
+        size_t b = i++, ledger = trim_only ? 0 : (size_t)reqs[b].nledger;
+        while (!trim_only && i < n && !strcmp(reqs[i].customer_id, reqs[b].customer_id) && i - b < PART_EVENTS &&
+               ledger + (size_t)reqs[i].nledger <= PART_LEDGER)
+            ledger += (size_t)reqs[i++].nledger;
+        cont[nparts++] = !trim_only && i < n && !strcmp(reqs[i].customer_id, reqs[b].customer_id);
+    }
+    pb[nparts] = n;
+    *ncalls = 0;
+    for (size_t p = 0; p < nparts;) {
+        apply_call *c = &calls[(*ncalls)++];
+        c->first = p;
+        size_t events = 0;
+        while (p < nparts && c->ncust < CHUNK_CUSTOMERS && events < CHUNK_EVENTS) {
+            events += pb[p + 1] - pb[p];
+            c->ncust++;
+            if (cont[p++])
+                break;
+        }
+    }
+    free(cont);
+    *bounds = pb;
+    return calls;
 }
 
 int store_apply(store *s, store_apply_req *reqs, size_t n, char *err, size_t errlen)
 {
-    return eval_pipelined(s, n, apply_append, apply_reply, reqs, "apply", err, errlen);
-}
-
-typedef struct trim_ctx {
-    const char *const *ids;
-    char retention[24];
-    char now[24];
-    long long trimmed;
-} trim_ctx;
-
-static int trim_append(store *s, size_t i, void *vctx)
-{
-    trim_ctx *t = vctx;
-    char kp[EVENT_KEY_MAX], kd[EVENT_KEY_MAX], kt[EVENT_KEY_MAX];
-    key(s, t->ids[i], 'p', kp, sizeof(kp));
-    key(s, t->ids[i], 'd', kd, sizeof(kd));
-    key(s, t->ids[i], 't', kt, sizeof(kt));
-    const char *argv[] = {"EVALSHA", s->trim_sha, "3", kp, kd, kt, t->retention, t->now};
-    return redisAppendCommandArgv(s->c, 8, argv, NULL) == REDIS_OK ? 0 : -1;
-}
-
-static int trim_reply(const redisReply *r, size_t i, void *vctx, char *err, size_t errlen)
-{
-    (void)i;
-    if (r->type != REDIS_REPLY_INTEGER) {
-        snprintf(err, errlen, "redis trim: unexpected reply type %d", r->type);
-        return -1;
+    size_t ncalls;
+    if (n == 0)
+        return 0;
+    apply_ctx x = {.reqs = reqs};
+    if (!(x.calls = plan_calls(reqs, n, false, &x.bounds, &ncalls))) {
+        snprintf(err, errlen, "out of memory");
+        return STORE_PERMANENT;
     }
-    ((trim_ctx *)vctx)->trimmed += r->integer;
-    return 0;
+    snprintf(x.now, sizeof(x.now), "%lld", (long long)(s->now_ms ? s->now_ms : clock_wall_ms()));
+    int rc = eval_pipelined(s, ncalls, append_call, call_reply, &x, "apply", err, errlen);
+    free(x.calls);
+    free(x.bounds);
+    return rc;
 }
+
+void store_set_now(store *s, int64_t now_ms) { s->now_ms = now_ms; }
 
 int store_trim(store *s, const char *const *customer_ids, size_t n, int64_t now_ms, long long *trimmed, char *err,
                size_t errlen)
 {
-    trim_ctx t = {.ids = customer_ids};
-    snprintf(t.retention, sizeof(t.retention), "%lld", (long long)s->retention_ms);
-    snprintf(t.now, sizeof(t.now), "%lld", (long long)now_ms);
-    int rc = eval_pipelined(s, n, trim_append, trim_reply, &t, "trim", err, errlen);
-    *trimmed = t.trimmed;
+    size_t ncalls;
+    *trimmed = 0;
+    if (n == 0)
+        return 0;
+    apply_ctx x = {.trim_only = true, .ids = customer_ids};
+    if (!(x.calls = plan_calls(NULL, n, true, &x.bounds, &ncalls))) {
+        snprintf(err, errlen, "out of memory");
+        return STORE_PERMANENT;
+    }
+    snprintf(x.now, sizeof(x.now), "%lld", (long long)now_ms);
+    int rc = eval_pipelined(s, ncalls, append_call, call_reply, &x, "trim", err, errlen);
+    *trimmed = x.trimmed;
+    free(x.calls);
+    free(x.bounds);
     return rc;
 }
 
@@ -697,18 +1189,38 @@ int store_trim(store *s, const char *const *customer_ids, size_t n, int64_t now_
 
 int store_ledger(store *s, const char *customer_id, long n, buf *out, char *err, size_t errlen)
 {
-    char k[EVENT_KEY_MAX];
+    char k[EVENT_KEY_MAX], why[256];
     int crc0 = ensure_connected(s, err, errlen);
     if (crc0)
         return crc0;
+    if (!s->codec && !(s->codec = codec_new(SIZE_MAX, why, sizeof(why)))) {
+        snprintf(err, errlen, "ledger decoder: %s", why);
+        return STORE_PERMANENT;
+    }
     key(s, customer_id, 'l', k, sizeof(k));
     redisReply *r = redisCommand(s->c, "LRANGE %s %ld -1", k, -n);
     int crc = command_ok(s, r, "LRANGE", err, errlen);
     if (crc)
         return crc;
     int rc = 0;
-    for (size_t i = 0; i < r->elements; i++)
-        rc |= buf_append(out, r->element[i]->str, r->element[i]->len) || buf_puts(out, "\n");
+    codec_record rec = {0};
+    for (size_t i = 0; i < r->elements && rc == 0; i++) {
+        const redisReply *e = r->element[i];
+        if (e->len > 0 && e->str[0] == '{') { /* layout 2 kept JSON (an Avro RewardEvent never starts so) */
+            rc = buf_append(out, e->str, e->len) || buf_puts(out, "\n") ? STORE_PERMANENT : 0;
+            if (rc)
+                snprintf(err, errlen, "out of memory");
+            continue;
+        }
+        if (codec_decode_avro(s->codec, SCHEMA_REWARD, e->str, e->len, &rec, why, sizeof(why)) != EVENT_OK) {
+            snprintf(err, errlen, "ledger entry %zu of %s is not a RewardEvent: %s", i + 1, k, why);
+            rc = STORE_PERMANENT;
+        } else if (codec_encode_json(SCHEMA_REWARD, &rec, out) != EVENT_OK || buf_puts(out, "\n")) {
+            snprintf(err, errlen, "out of memory");
+            rc = STORE_PERMANENT;
+        }
+        codec_record_free(&rec);
+    }
     freeReplyObject(r);
     return rc;
 }

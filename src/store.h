@@ -1,25 +1,34 @@
 /* store.h - Fidelio's state in Redis: atomic, idempotent, fenced applies.
  *
- * REDIS LAYOUT, version 2 (STORE_LAYOUT_VERSION). Every key of a customer
+ * REDIS LAYOUT, version 3 (STORE_LAYOUT_VERSION). Every key of a customer
  * carries the customer id as a hash tag, so all of them live in one hash
  * slot (Redis Cluster) and one Lua script may touch them atomically:
  *
- *   <prefix>{<customer>}:p   HASH   v      version: +1 on every apply (the fencing token)
+ *   <prefix>{<customer>}:p   HASH   v      version: +1 per applied event (the fencing token)
  *                                   p      profile encoding (profile.h, versioned)
  *                                   hw     high-water event time of the customer's own
  *                                          touchpoints (epoch ms); credits never move it
  *                                   tf     trim horizon: dedupe records of touchpoints
  *                                          before it may have been removed
- *   <prefix>{<customer>}:d   HASH   <event id> -> dedupe record: "\x02", the content
- *                                   digest of the touchpoint (16 bytes, digest.h),
- *                                   then the outputs recorded when it was applied
+ *                                   o<k><id> the recorded outputs (the exact Kafka keys and Avro
+ *                                          bytes) of an event whose batch may not be committed
+ *                                          yet; <k> is t (touchpoint) or c (credit), <id> its id
+ *                                   po     the list of those: per event its kind (t, c), its
+ *                                          source ("t<partition>" of the touchpoints topic,
+ *                                          "c<partition>" of the credits topic, "" unknown:
+ *                                          tools, tests), "/", its offset, NUL, its id, NUL.
+ *                                          Dropped once committed (THE APPLY, step 1)
+ *   <prefix>{<customer>}:d   HASH   <event id> -> dedupe record: "\x03" + the content digest
+ *                                   of the touchpoint (16 bytes, digest.h): 17 bytes, no outputs
+ *                                   (small values keep the hash a compact listpack)
  *   <prefix>{<customer>}:t   ZSET   the same ids scored by event time, to trim :d
  *   <prefix>{<customer>}:c   HASH   <credit id> -> dedupe record of the credit (as in :d);
  *                                   never trimmed (see CREDITS)
- *   <prefix>{<customer>}:l   LIST   ledger: one JSON RewardEvent per balance change,
- *                                   oldest first, the newest pipeline.ledger_max kept
- *   <prefix>layout           STRING "2": written on first use by `run`; "1" is upgraded (below);
- *                                   another value stops fidelio. Read-only tools
+ *   <prefix>{<customer>}:l   LIST   ledger: one RewardEvent per balance change, the Avro bytes
+ *                                   published to Kafka (`fidelio ledger` decodes them), oldest
+ *                                   first, the newest pipeline.ledger_max kept
+ *   <prefix>layout           STRING "3": written on first use by `run`; "1" and "2" are upgraded
+ *                                   (below); another value stops fidelio. Read-only tools
  *                                   (store_open_readonly) only read it and write nothing, so
  *                                   they also work on a read-only replica.
  *   <prefix>program          HASH   version, digest: the rule program the namespace last ran
@@ -42,47 +51,94 @@
  * reconnection) reads maxmemory_policy with INFO memory and refuses any
  * allkeys-* policy; noeviction (the one to use) and volatile-* are accepted.
  *
- * THE APPLY (one Lua script, EVALSHA with NOSCRIPT recovery), all or nothing:
- *   1. the id is in :d (a credit's: in :c)
- *      with the same content digest        -> DUPLICATE, returns the recorded outputs
- *      with another digest                 -> CONFLICT (a reused id: nothing written)
- *   2. :p's v differs from the version the
- *      caller computed from                -> FENCED (another instance wrote since)
- *   3. a touchpoint older than tf          -> TOO_OLD (its dedupe record may be gone)
- *   4. otherwise: write :p (v+1, profile, hw), record the outputs in :d and
- *      :t (a credit: in :c only), append the ledger, add the report's deltas
- *      to <prefix>aggregates.
- * Redis keeps the writes of a script that fails halfway, so everything that
- * can fail is checked before the first write: key types (the reads check
- * theirs; TYPE for :t, :l and aggregates), that each aggregate field stays an
- * integer, and on Redis >= 7 redis.acl_check_cmd for every write (HSET
- * :p/:d/:c, ZADD :t, RPUSH/LTRIM :l, HINCRBY aggregates). A failure is an
- * error reply "NOPERM|WRONGTYPE|ERR fidelio apply: ...; nothing was written"
- * (store_apply returns -1 with it); OOM is refused by Redis at the first
- * write, before anything changed.
- * Commands the scripts run: HGET, HMGET, TYPE, HSET, ZADD, RPUSH, LTRIM,
- * HINCRBY, ZRANGEBYSCORE, HDEL, ZREM (and the connection: INFO, SCRIPT LOAD,
- * EVALSHA).
+ * THE APPLY (one Lua script, EVALSHA with NOSCRIPT recovery). store_apply
+ * takes the batch's events, a customer's consecutive and in order, and sends
+ * one script call per chunk of up to 64 customers (512 events): the calls are
+ * pipelined, Lua's call overhead is paid per chunk. Every key of the chunk is
+ * declared in KEYS (standalone Redis allows a script to touch many slots;
+ * Redis Cluster would need one call per hash slot: chunks grouped by
+ * CLUSTER KEYSLOT, and the aggregates as one hash per slot). For each
+ * customer of the call, all of its events at once:
+ *   1. drop the recorded outputs (:p o<k><id>, po) of events below the
+ *      committed offsets the pipeline gave (store_committed); trim: the dedupe records of
+ *      touchpoints older than min(hw, now) - pipeline.dedupe_retention_ms
+ *      (event time; now is the wall clock, so one event dated in the future
+ *      cannot push tf ahead of real time and make every later event of the
+ *      customer "too old"), except those whose outputs are still kept (not
+ *      committed) and those of this call, go (at most 1000 per call), and tf
+ *      rises to that cutoff;
+ *   2. each event's id is in :d (a credit's: in :c), or earlier in this call,
+ *      with the same content digest          -> DUPLICATE, with its outputs if
+ *                                                still kept, else none
+ *      with another digest                   -> CONFLICT (a reused id)
+ *   3. :p's v differs from the version the
+ *      caller computed from                  -> FENCED (another instance wrote since)
+ *   4. a touchpoint older than tf            -> TOO_OLD (its dedupe record may be gone)
+ *   5. all events new: write :p (v + n, the last event's profile, hw, the
+ *      outputs and po), the records in :d and :t (credits: :c), append the
+ *      ledger (LTRIM only when RPUSH says it grew past ledger_max), add the
+ *      report's deltas.
+ * (A customer with more than 128 events or 2048 ledger entries in one batch
+ * is applied in consecutive parts, each in its own call, in order: Lua's
+ * unpack takes at most ~8000 values. Each part is atomic; a part that does
+ * not apply leaves the next ones FENCED, decided again.)
+ * A customer is all or nothing: if one of its events is DUPLICATE, CONFLICT
+ * or TOO_OLD (or the customer FENCED), nothing of it is written (nor step 1)
+ * and its other events come back NOT_APPLIED (FENCED): the pipeline decides
+ * them again on the stored state. The other customers of the chunk apply.
+ * The report's deltas are summed per customer in C and per call in the
+ * script (over the customers that applied): one HINCRBY per field and call
+ * (a delta or a sum of 2^52 or more is added pair by pair: Lua's numbers are
+ * doubles). The whole call is all or nothing: Redis keeps the writes of a
+ * script that fails halfway, so everything that can fail is checked, for
+ * every customer of the chunk, before the first write: key types (the reads
+ * check theirs; TYPE for :l and a new customer's :t), that each aggregate
+ * field stays an integer, and on Redis >= 7 redis.acl_check_cmd for every
+ * write (HSET :p/:d/:c, HDEL :p/:d, ZADD/ZREM :t, RPUSH/LTRIM :l, HINCRBY
+ * aggregates).
+ * A failure is an error reply "NOPERM|WRONGTYPE|ERR fidelio apply: ...;
+ * nothing was written" (store_apply returns STORE_PERMANENT with it); OOM is
+ * refused by Redis at the first write, before anything changed: Redis checks
+ * OOM only until a script's first write and lets deletes through, so the
+ * script writes the profiles (HSET :p) before it drops or trims anything.
+ * Commands the script runs: HMGET, ZRANGEBYSCORE, TYPE, HSET, HDEL, ZADD,
+ * ZREM, RPUSH, LTRIM, HINCRBY; store_fetch: HMGET, HGET (and the connection: INFO, SCRIPT
+ * LOAD, EVALSHA).
  *
- * THE TRIM (a second script, store_trim), run by the pipeline only after the
- * batch's offsets are committed, for the customers of that batch: drop the
- * dedupe records of touchpoints older than min(hw, now) -
- * pipeline.dedupe_retention_ms (event time; now is the wall clock, so one
- * event dated in the future cannot push tf ahead of real time and make every
- * later event of the customer "too old") and raise tf to that cutoff. A
- * record is therefore never removed before its event's outputs were delivered
- * and its offset committed: a batch redelivered after a crash always finds its
- * records, however much event time it spans (a backfill). All or nothing like
- * the apply (TYPE of :d, ACL of HSET :p, HDEL :d, ZREM :t checked first), and
- * tf is raised before any record is removed.
+ * OUTPUTS AFTER THE COMMIT. What the retention needs to tell a redelivery
+ * from a new event is the id and the digest (17 bytes in :d); the outputs
+ * are kept in :p (o<k><id>, listed in po, which the apply reads with the
+ * HMGET of :p it does anyway) only until their batch is committed
+ * (DESIGN.md invariant 3): an
+ * event redelivered before that re-emits them byte for byte. The pipeline
+ * calls store_committed after each offset commit (no round trip); the
+ * customer's next apply drops what is below. A redelivery of an event whose
+ * outputs were dropped is still a DUPLICATE (no effect) and re-emits
+ * nothing: its outputs were acknowledged by Kafka before its offsets were
+ * committed, so subscribers have them (with the same deterministic ids).
+ * Outputs still kept (the customer had no apply since, or this process has
+ * not committed past them: a restart starts with an empty table) are
+ * re-emitted as before. So a customer keeps, at rest, the outputs of its last
+ * batch; store_trim drops them (tools, tests).
+ *
+ * THE TRIM is step 1 of the apply (layout 2 ran it as a second script per
+ * customer after each commit): a record is never removed before its event's
+ * offset is committed (its outputs no longer kept), so a batch redelivered
+ * after a crash always finds its records, however much event time it spans
+ * (a backfill). tf is raised in the same atomic call as the records go. A
+ * customer with no later apply keeps its records past the retention (a
+ * redelivery then still finds them: a duplicate rather than TOO_OLD).
+ * store_trim runs step 1 alone for given customers, dropping all their
+ * outputs (everything applied is declared committed).
  *
  * Past the retention: a touchpoint older than tf is refused (TOO_OLD -> the
  * DLQ, error older_than_dedupe_window) rather than risk applying it twice;
  * above tf no record was ever removed, so a missing record means a new event.
  * Raising the retention later does not bring trimmed records back (tf stays).
  * Consequence: replaying a topic into the namespace that already holds it
- * re-emits the recorded outputs of events within the window and sends older
- * ones to the DLQ; replay history into a fresh redis.key_prefix instead.
+ * finds the events within the window (duplicates, re-emitting outputs still
+ * kept) and sends older trimmed ones to the DLQ; replay history into a fresh
+ * redis.key_prefix instead.
  *
  * CREDITS (a referrer's reward, DESIGN.md invariant 6) carry another
  * customer's event time, so they stay outside the customer's own timeline:
@@ -91,16 +147,25 @@
  * are not trimmed: a duplicate credit can come whenever its source re-emits
  * it (the source's own redelivery or replay, however late in the referrer's
  * time), and the referrer cannot see the source's horizon. Cost: one record
- * (its outputs, ~300 bytes) per credit received, for the life of the profile.
+ * of 17 bytes (plus the id) per credit received, for the life of the profile;
+ * its outputs go like a touchpoint's.
  *
+ * LAYOUT 2 namespaces are upgraded in place on the first start of this
+ * version (the marker becomes "3"; a layout-2 fidelio then refuses the
+ * namespace). Nothing is rewritten: a layout-2 record ("\x02" + digest +
+ * outputs) still deduplicates, conflicts and re-emits its outputs, and is
+ * trimmed by event time like any record; layout-2 ledger entries (JSON, which
+ * an Avro RewardEvent never starts with: its first byte would be a negative
+ * string length) are printed as they are. New records and entries are
+ * written in the layout-3 form. Upgrade after a clean stop (SIGTERM: the last
+ * batch committed): a layout-2 record carries no source offset, so one left
+ * by an uncommitted layout-2 batch counts as committed for the trim (it still
+ * deduplicates while younger than the retention).
  * LAYOUT 1 namespaces (records without a digest, credits in :d) are upgraded
- * in place on the first start of this version: the marker becomes "2" (a
- * layout-1 fidelio then refuses the namespace, which it could not read).
- * Their records stay: one without the "\x02" tag has no digest to compare and
- * counts as a redelivery, as under layout 1; a credit is looked up in :c,
- * then among layout 1's untagged records in :d (those are still trimmed by
- * event time, as they were under layout 1). New records are written in the
- * layout-2 form. */
+ * the same way: one without a tag has no digest to compare and counts as a
+ * redelivery, as under layout 1; a credit is looked up in :c, then among
+ * layout 1's untagged records in :d (those are still trimmed by event time,
+ * as they were under layout 1). */
 #ifndef FIDELIO_STORE_H
 #define FIDELIO_STORE_H
 
@@ -113,7 +178,7 @@
 /* Room for a key: prefix, braces, customer id, suffix. */
 #define EVENT_KEY_MAX (64 + EVENT_ID_MAX + 8)
 
-#define STORE_LAYOUT_VERSION 2
+#define STORE_LAYOUT_VERSION 3
 /* Bytes of a content digest (digest.h). */
 #define STORE_DIGEST_LEN 16
 
@@ -144,7 +209,16 @@ typedef enum store_status {
     STORE_FENCED,
     STORE_TOO_OLD,
     STORE_CONFLICT,   /* the id is known with another content digest: not a redelivery */
+    STORE_NOT_APPLIED, /* another event of the customer's call was not new (DUPLICATE, CONFLICT,
+                        * TOO_OLD): nothing of the customer was written; decide it again */
 } store_status;
+
+/* A source of events (a partition of the touchpoints or credits topic) and
+ * the first offset of it not yet committed (see store_committed). */
+typedef struct store_source {
+    char name[16];               /* "t<partition>" or "c<partition>" */
+    int64_t next_offset;
+} store_source;
 
 /* One customer's stored state, as fetched. */
 typedef struct store_profile {
@@ -162,26 +236,37 @@ typedef struct store_seen {
     const uint8_t *digest;    /* content digest of the event, STORE_DIGEST_LEN bytes; borrowed */
     bool seen;                /* the id is known */
     bool conflict;            /* ... with another digest (recorded stays empty) */
+    bool kept;                /* a layout-3 record: recorded holds its outputs if still kept */
     buf recorded;             /* recorded outputs when seen; owned */
 } store_seen;
 
-/* One apply. Inputs are borrowed; results filled by store_apply. */
+/* One event's apply. Inputs are borrowed; results filled by store_apply.
+ * The requests of one customer must be consecutive, in the customer's order:
+ * store_apply sends them as one apply (see THE APPLY). */
 typedef struct store_apply_req {
     const char *customer_id;
     const char *id;               /* dedupe id */
     bool credit;                  /* a credit: deduplicated in :c, outside the customer's timeline */
     const uint8_t *digest;        /* content digest, STORE_DIGEST_LEN bytes, kept with the record */
     int64_t occurred_at;
-    int64_t expected_version;     /* the version the new profile was computed from */
-    const buf *profile;           /* new profile encoding */
+    int64_t expected_version;     /* the version the new profile was computed from (the
+                                   * customer's first request's counts; the others' are not read) */
+    const buf *profile;           /* new profile encoding (the customer's last request's is written) */
     const buf *outputs;           /* outputs to record */
-    const char *const *ledger;    /* JSON ledger entries */
+    bool source_credits;          /* partition and offset are of the credits topic (else of the
+                                   * touchpoints topic: also an in-process credit, by its event's) */
+    int32_t partition;            /* where the event was read; -1 none (tools, tests: its outputs
+                                   * are kept until store_trim) */
+    int64_t offset;               /* and its offset */
+    const char *const *ledger;    /* ledger entries: Avro RewardEvents (or any bytes; tests) */
+    const size_t *ledger_len;     /* their lengths; NULL: NUL-terminated strings */
     int nledger;
     const char *const *agg;       /* report aggregates: nagg (field, delta) pairs, added when applied */
     int nagg;
     store_status status;          /* result */
     int64_t version;              /* new version (APPLIED) or the current one (FENCED) */
-    buf recorded;                 /* recorded outputs (DUPLICATE); owned */
+    buf recorded;                 /* recorded outputs (DUPLICATE; empty once its batch was
+                                   * committed and the outputs dropped); owned */
 } store_apply_req;
 
 /* Connect to url (redis://[[user]:password@]host[:port][/db] or
@@ -203,20 +288,36 @@ int store_reconnect(store *s, char *err, size_t errlen);
  * Returns 0, or STORE_TRANSIENT / STORE_PERMANENT with err (nothing is half-done). */
 int store_fetch(store *s, store_profile *profiles, size_t nprofiles, store_seen *seen, size_t nseen, char *err,
                 size_t errlen);
-/* Run the apply script for each request, pipelined, in order.
- * Returns 0 (each req has its status), or STORE_TRANSIENT / STORE_PERMANENT
- * with err (some may have applied: a retry finds them as DUPLICATE). */
+/* Apply the requests (THE APPLY): one script call per chunk of customers,
+ * the calls pipelined. Returns 0 (each req has its status), or
+ * STORE_TRANSIENT / STORE_PERMANENT with err (some chunks may have applied:
+ * a retry finds their events applied). */
 int store_apply(store *s, store_apply_req *reqs, size_t n, char *err, size_t errlen);
 
-/* Trim the dedupe records of these customers (see THE TRIM); now_ms is the
- * wall clock (epoch ms), the cap of the trim horizon. Call only after
- * the offsets of every event they were written for are committed. *trimmed
- * counts the records removed. Returns 0 or -1 with err (nothing lost: the
- * records stay until a later trim). */
+/* Tell the store that every event of partition `partition` of the
+ * touchpoints topic (credit: of the credits topic) below next_offset is
+ * committed (its outputs delivered): the next apply of a customer drops the
+ * outputs recorded for those events and may trim their dedupe records. Call
+ * it after each successful offset commit, with the committed offsets (never
+ * with offsets still in flight). Costs no round trip; the table lives as long
+ * as the store (a restarted process starts empty: outputs of earlier runs are
+ * dropped once this one commits past them). */
+void store_committed(store *s, bool credit, int32_t partition, int64_t next_offset);
+
+/* Everything applied so far for these customers is committed: drop all their
+ * recorded outputs and trim their dedupe records (the apply's trim, alone).
+ * For tools and tests; the pipeline uses store_committed. now_ms is the wall
+ * clock (epoch ms), the cap of the trim horizon. *trimmed counts the records
+ * removed. Returns 0 or STORE_TRANSIENT / STORE_PERMANENT with err. */
 int store_trim(store *s, const char *const *customer_ids, size_t n, int64_t now_ms, long long *trimmed, char *err,
                size_t errlen);
 
-/* The newest n ledger entries of a customer (JSON lines), oldest first. */
+/* For tests: the wall clock (epoch ms) store_apply's trim caps the horizon
+ * with; 0 (the default) reads the real clock. */
+void store_set_now(store *s, int64_t now_ms);
+
+/* The newest n ledger entries of a customer as JSON lines, oldest first
+ * (layout 3's Avro RewardEvents decoded; layout 2's JSON as stored). */
 int store_ledger(store *s, const char *customer_id, long n, buf *out, char *err, size_t errlen);
 
 /* Every customer id with a profile (SCAN; for tools and tests). Each id is

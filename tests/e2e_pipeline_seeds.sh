@@ -70,8 +70,10 @@ pass "the same event published twice: no effect, its recorded outputs re-emitted
 
 # Every batch redelivered: a new consumer group reads everything again. Within
 # each customer's 30 days of event time the records are found (duplicates, their
-# outputs re-emitted); older touchpoints cannot be deduplicated any more and are
-# refused (older_than_dedupe_window), never applied twice; credits are always found.
+# outputs re-emitted while still kept); older touchpoints are found too as long as
+# the customer had no apply since (layout 3 trims inside a customer's next apply),
+# else they cannot be deduplicated any more and are refused
+# (older_than_dedupe_window); never applied twice; credits are always found.
 dlq_before=$(count touchpoints-dlq)
 # shellcheck disable=SC2046
 "$FIDELIO" run $(fid_opts) "${RUN_OPTS[@]}" --set consumer.group=replay --until-idle >"$WORK/run3.log" 2>&1 \
@@ -79,9 +81,9 @@ dlq_before=$(count touchpoints-dlq)
 line=$(grep -o "stopped: [0-9]* touchpoints, [0-9]* credits, [0-9]* duplicates, [0-9]* to the DLQ" "$WORK/run3.log")
 read -r applied credits dups dlq <<<"$(echo "$line" | grep -o '[0-9]\+' | tr '\n' ' ')"
 [ "$applied" -eq 0 ] && [ "$credits" -eq 0 ] || fail "the replay applied events again: $line"
-[ $((dups + dlq)) -ge 319 ] && [ "$dlq" -gt 0 ] || fail "replay: $line"
-errors=$("$FIDELIO" consume -b "$BOOTSTRAP" -t touchpoints-dlq -o "$dlq_before" -e 2>/dev/null | grep -o '"error":"[a-z_]*"' | sort -u)
-[ "$errors" = '"error":"older_than_dedupe_window"' ] || fail "replay DLQ errors: $errors"
+[ $((dups + dlq)) -ge 319 ] || fail "replay: $line"
+errors=$("$FIDELIO" consume -b "$BOOTSTRAP" -t touchpoints-dlq -o "$dlq_before" -e 2>/dev/null | { grep -o '"error":"[a-z_]*"' || true; } | sort -u)
+[ "$dlq" -eq 0 ] || [ "$errors" = '"error":"older_than_dedupe_window"' ] || fail "replay DLQ errors: $errors"
 output_ids | diff -q - "$WORK/ids.want" >/dev/null || fail "the replay produced new output ids"
 same_profiles "$G/demo-profiles.jsonl" || fail "the replay changed profiles"
 pass "all batches redelivered to a new group: $dups duplicates, $dlq older than the window refused, no effect, same ids"

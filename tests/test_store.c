@@ -3,6 +3,7 @@
  * trim horizon, NOSCRIPT recovery, ledger bounds, layout check. */
 #include <stdarg.h>
 
+#include "codec.h"
 #include "redis_fixture.h"
 #include "store.h"
 #include "test_common.h"
@@ -182,11 +183,12 @@ START_TEST(credit_older_than_trim_horizon_applied)
     ck_assert_int_eq(trim("r1"), 0);
     buf rec = {0};
     ck_assert_int_eq(apply_credit("r1", "rw-credit-1", T0, 3, "P-x", "O-x", NULL, &rec), STORE_DUPLICATE);
-    ck_assert_str_eq(rec.data, "O-credit");
+    /* (layout 3: its outputs were dropped by that trim, which says it is committed) */
+    ck_assert_uint_eq(rec.len, 0);
     store_seen d = {.customer_id = "r1", .id = "rw-credit-1", .credit = true};
     ck_assert(store_fetch(s, NULL, 0, &d, 1, err, sizeof(err)) == 0);
-    ck_assert(d.seen);
-    ck_assert_str_eq(d.recorded.data, "O-credit");
+    ck_assert(d.seen && !d.conflict);
+    ck_assert_uint_eq(d.recorded.len, 0);
     store_seen_free(&d);
     /* a touchpoint with the credit's id is another event (own keyspace) */
     ck_assert_int_eq(apply("r1", "rw-credit-1", T0 + 81 * DAY, 3, "P4", "O4", NULL, NULL), STORE_APPLIED);
@@ -220,7 +222,7 @@ START_TEST(layout_1_upgraded)
     store *o = store_open(redis_url, REDIS_FIXTURE_PREFIX "v1ns:", 30 * DAY, 0, err, sizeof(err));
     ck_assert_msg(o != NULL, "%s", err);
     r = redis_raw("GET " REDIS_FIXTURE_PREFIX "v1ns:layout");
-    ck_assert_str_eq(r->str, "2");
+    ck_assert_str_eq(r->str, "3");
     freeReplyObject(r);
     store_seen d = {.customer_id = "r3", .id = "rw-old", .credit = true};
     ck_assert(store_fetch(o, NULL, 0, &d, 1, err, sizeof(err)) == 0);
@@ -301,6 +303,7 @@ START_TEST(future_event_cannot_lock_out)
     ck_assert_int_eq(apply("c12", "own-1", T0, 0, "P1", "O1", NULL, NULL), STORE_APPLIED);
     ck_assert_int_eq(apply("c12", "forged", y9999, 1, "P2", "O2", NULL, NULL), STORE_APPLIED);
     trim_now = T0 + 40 * DAY; /* the wall clock */
+    store_set_now(s, trim_now);
     ck_assert_int_eq(trim("c12"), 1);
     ck_assert_int_le(p_field("c12", "tf"), trim_now - 30 * DAY);
     /* the customer's next real events are applied */
@@ -484,11 +487,11 @@ END_TEST
 
 START_TEST(layout_mismatch_refused)
 {
-    redisReply *r = redis_raw("SET " REDIS_FIXTURE_PREFIX "other:layout 3");
+    redisReply *r = redis_raw("SET " REDIS_FIXTURE_PREFIX "other:layout 4");
     freeReplyObject(r);
     store *o = store_open(redis_url, REDIS_FIXTURE_PREFIX "other:", DAY, 0, err, sizeof(err));
     ck_assert_ptr_null(o);
-    ck_assert_ptr_nonnull(strstr(err, "layout is 3"));
+    ck_assert_ptr_nonnull(strstr(err, "layout is 4"));
 }
 END_TEST
 
@@ -658,6 +661,424 @@ START_TEST(readonly_tools_write_nothing)
 }
 END_TEST
 
+/* ---- layout 3: one apply per customer, chunks of customers, kept outputs ---- */
+
+/* A request of a multi-event, multi-customer call (profile and outputs are
+ * the texts given; source partition 3 at offset off, or none when off < 0). */
+typedef struct v3ev {
+    const char *cust, *id, *prof, *outs, *digest;
+    int64_t at, version, off;
+} v3ev;
+
+static store_status v3_status[16];
+static int64_t v3_version[16];
+static char v3_recorded[16][64];
+
+/* Apply n requests in ONE store_apply call; statuses in v3_status. */
+static void apply_many(const v3ev *ev, int n)
+{
+    store_apply_req q[16] = {{0}};
+    buf p[16] = {{0}}, o[16] = {{0}};
+    for (int i = 0; i < n; i++) {
+        buf_puts(&p[i], ev[i].prof);
+        buf_puts(&o[i], ev[i].outs);
+        q[i] = (store_apply_req){.customer_id = ev[i].cust, .id = ev[i].id, .occurred_at = ev[i].at,
+                                 .expected_version = ev[i].version, .profile = &p[i], .outputs = &o[i],
+                                 .digest = (const uint8_t *)ev[i].digest, .partition = ev[i].off < 0 ? -1 : 3,
+                                 .offset = ev[i].off};
+    }
+    ck_assert_msg(store_apply(s, q, (size_t)n, err, sizeof(err)) == 0, "%s", err);
+    for (int i = 0; i < n; i++) {
+        v3_status[i] = q[i].status;
+        v3_version[i] = q[i].version;
+        snprintf(v3_recorded[i], sizeof(v3_recorded[i]), "%.*s", (int)q[i].recorded.len,
+                 q[i].recorded.data ? q[i].recorded.data : "");
+        store_apply_req_free(&q[i]);
+        buf_free(&p[i]);
+        buf_free(&o[i]);
+    }
+}
+
+static const char DA[] = "AAAAAAAAAAAAAAAA", DB[] = "BBBBBBBBBBBBBBBB";
+
+/* One call, three customers: the middle one computed from a stale version
+ * is FENCED and keeps its state; the others apply, the last one with two
+ * events (one version step per event). */
+START_TEST(chunk_with_a_fenced_customer)
+{
+    ck_assert_int_eq(apply("k2", "e0", T0, 0, "P-k2", "O", NULL, NULL), STORE_APPLIED);
+    v3ev ev[] = {{"k1", "e1", "P-k1", "O-k1", DA, T0, 0, 10},
+                 {"k2", "e1", "P-zombie", "O-zombie", DA, T0 + 1, 0, 11},
+                 {"k3", "e1", "P-k3a", "O-k3a", DA, T0, 0, 12},
+                 {"k3", "e2", "P-k3b", "O-k3b", DB, T0 + 1, 1, 13}};
+    apply_many(ev, 4);
+    ck_assert_int_eq(v3_status[0], STORE_APPLIED);
+    ck_assert_int_eq(v3_version[0], 1);
+    ck_assert_int_eq(v3_status[1], STORE_FENCED);
+    ck_assert_int_eq(v3_version[1], 1);
+    ck_assert_int_eq(v3_status[2], STORE_APPLIED);
+    ck_assert_int_eq(v3_status[3], STORE_APPLIED);
+    ck_assert_int_eq(v3_version[3], 2);
+    store_profile p = {0};
+    fetch("k2", &p);
+    ck_assert_str_eq(p.encoding.data, "P-k2");
+    store_profile_free(&p);
+    fetch("k3", &p);
+    ck_assert_str_eq(p.encoding.data, "P-k3b"); /* the last event's profile */
+    ck_assert_int_eq(p.version, 2);
+    store_profile_free(&p);
+    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:d %s", "k2", "e1"), 0);
+    /* both events of k3 recorded, each with its own outputs */
+    store_seen d[] = {{.customer_id = "k3", .id = "e1", .digest = (const uint8_t *)DA},
+                      {.customer_id = "k3", .id = "e2", .digest = (const uint8_t *)DB}};
+    ck_assert(store_fetch(s, NULL, 0, d, 2, err, sizeof(err)) == 0);
+    ck_assert(d[0].seen && d[1].seen);
+    ck_assert_str_eq(d[0].recorded.data, "O-k3a");
+    ck_assert_str_eq(d[1].recorded.data, "O-k3b");
+    store_seen_free(&d[0]);
+    store_seen_free(&d[1]);
+}
+END_TEST
+
+/* A customer's call is all or nothing: one event that is not new (a
+ * duplicate, a conflict, an id twice in the call, too old) writes nothing of
+ * the customer; that event gets its status, the others NOT_APPLIED. */
+START_TEST(customer_call_all_or_nothing)
+{
+    v3ev first[] = {{"m1", "e1", "P1", "O-e1", DA, T0, 0, 1}};
+    apply_many(first, 1);
+    ck_assert_int_eq(v3_status[0], STORE_APPLIED);
+    v3ev dup[] = {{"m1", "e2", "P2", "O-e2", DA, T0 + 1, 1, 2}, {"m1", "e1", "P3", "O-x", DA, T0, 2, 1}};
+    apply_many(dup, 2);
+    ck_assert_int_eq(v3_status[0], STORE_NOT_APPLIED);
+    ck_assert_int_eq(v3_status[1], STORE_DUPLICATE);
+    ck_assert_str_eq(v3_recorded[1], "O-e1");
+    ck_assert_int_eq(p_field("m1", "v"), 1);
+    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:d %s", "m1", "e2"), 0);
+    v3ev conflict[] = {{"m1", "e2", "P2", "O-e2", DA, T0 + 1, 1, 2}, {"m1", "e1", "P3", "O-x", DB, T0, 2, 3}};
+    apply_many(conflict, 2);
+    ck_assert_int_eq(v3_status[0], STORE_NOT_APPLIED);
+    ck_assert_int_eq(v3_status[1], STORE_CONFLICT);
+    v3ev twice[] = {{"m1", "e3", "P2", "O-e3", DA, T0 + 1, 1, 4}, {"m1", "e3", "P3", "O-e3", DA, T0 + 1, 2, 5},
+                    {"m1", "e4", "P4", "O-e4", DA, T0 + 1, 3, 6}, {"m1", "e4", "P5", "O-e4'", DB, T0 + 1, 4, 7}};
+    apply_many(twice, 4);
+    ck_assert_int_eq(v3_status[0], STORE_NOT_APPLIED);
+    ck_assert_int_eq(v3_status[1], STORE_DUPLICATE);
+    ck_assert_int_eq(v3_status[2], STORE_NOT_APPLIED);
+    ck_assert_int_eq(v3_status[3], STORE_CONFLICT);
+    ck_assert_int_eq(p_field("m1", "v"), 1);
+    /* decided again without them: applied */
+    v3ev again[] = {{"m1", "e2", "P2", "O-e2", DA, T0 + 1, 1, 2}, {"m1", "e3", "P3", "O-e3", DA, T0 + 1, 2, 4}};
+    apply_many(again, 2);
+    ck_assert_int_eq(v3_status[0], STORE_APPLIED);
+    ck_assert_int_eq(v3_status[1], STORE_APPLIED);
+    ck_assert_int_eq(p_field("m1", "v"), 3);
+}
+END_TEST
+
+/* Outputs are kept until their batch is committed, then dropped by the
+ * customer's next apply; the digest stays (a redelivery is still a
+ * duplicate, a reuse still a conflict), and re-emits nothing. */
+START_TEST(outputs_dropped_after_commit)
+{
+    v3ev b1[] = {{"o1", "e1", "P1", "O-e1", DA, T0, 0, 10}};
+    apply_many(b1, 1);
+    /* the batch is redelivered before its commit: its outputs come back */
+    v3ev re[] = {{"o1", "e1", "P1", "O-e1", DA, T0, 0, 10}};
+    apply_many(re, 1);
+    ck_assert_int_eq(v3_status[0], STORE_DUPLICATE);
+    ck_assert_str_eq(v3_recorded[0], "O-e1");
+    store_committed(s, false, 3, 10); /* offset 10 itself not committed yet */
+    v3ev b2[] = {{"o1", "e2", "P2", "O-e2", DA, T0 + 1, 1, 11}};
+    apply_many(b2, 1);
+    ck_assert_int_eq(v3_status[0], STORE_APPLIED);
+    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", "o1", "ote1"), 1); /* outputs kept */
+    store_committed(s, false, 3, 11); /* now it is; the apply of the next batch drops it */
+    store_committed(s, false, 5, 99); /* (another partition's commit changes nothing here) */
+    v3ev b3[] = {{"o1", "e3", "P3", "O-e3", DA, T0 + 2, 2, 12}};
+    apply_many(b3, 1);
+    ck_assert_int_eq(v3_status[0], STORE_APPLIED);
+    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", "o1", "ote1"), 0);
+    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", "o1", "ote2"), 1);
+    ck_assert_int_eq(raw_int("HSTRLEN %s{%s}:d %s", "o1", "e1"), 1 + STORE_DIGEST_LEN); /* the digest alone */
+    store_seen d[] = {{.customer_id = "o1", .id = "e1", .digest = (const uint8_t *)DA},
+                      {.customer_id = "o1", .id = "e1", .digest = (const uint8_t *)DB},
+                      {.customer_id = "o1", .id = "e2", .digest = (const uint8_t *)DA}};
+    ck_assert(store_fetch(s, NULL, 0, d, 3, err, sizeof(err)) == 0);
+    ck_assert(d[0].seen && !d[0].conflict);
+    ck_assert_uint_eq(d[0].recorded.len, 0);
+    ck_assert(d[1].seen && d[1].conflict);
+    ck_assert(d[2].seen && !d[2].conflict);
+    ck_assert_str_eq(d[2].recorded.data, "O-e2");
+    for (int i = 0; i < 3; i++)
+        store_seen_free(&d[i]);
+    v3ev late[] = {{"o1", "e1", "P-x", "O-x", DA, T0, 3, 10}};
+    apply_many(late, 1);
+    ck_assert_int_eq(v3_status[0], STORE_DUPLICATE);
+    ck_assert_str_eq(v3_recorded[0], "");
+    /* a dedupe record is the digest alone: 1 tag byte + 16 */
+    redisReply *r = redis_raw("HSTRLEN %s{o1}:d e1", prefix);
+    ck_assert_int_eq(r->integer, 1 + STORE_DIGEST_LEN);
+    freeReplyObject(r);
+}
+END_TEST
+
+/* The trim is part of the apply: records past the retention go once their
+ * events are committed, never before (a backfill batch spanning more than the
+ * retention, redelivered, finds them all), and never a record of the call. */
+START_TEST(trim_folded_into_the_apply)
+{
+    store_set_now(s, T0 + 3650 * DAY);
+    /* one uncommitted batch spanning 60 days */
+    v3ev b1[] = {{"f1", "aug", "P1", "O-aug", DA, T0, 0, 100}, {"f1", "oct", "P2", "O-oct", DA, T0 + 60 * DAY, 1, 101}};
+    apply_many(b1, 2);
+    ck_assert_int_eq(v3_status[1], STORE_APPLIED);
+    /* the next batch of the customer, still nothing committed: aug stays */
+    v3ev b2[] = {{"f1", "nov", "P3", "O-nov", DA, T0 + 61 * DAY, 2, 102}};
+    apply_many(b2, 1);
+    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:d %s", "f1", "aug"), 1);
+    ck_assert_int_eq(p_field("f1", "tf"), -1);
+    v3ev re[] = {{"f1", "aug", "P-x", "O-x", DA, T0, 3, 100}};
+    apply_many(re, 1);
+    ck_assert_int_eq(v3_status[0], STORE_DUPLICATE);
+    ck_assert_str_eq(v3_recorded[0], "O-aug");
+    /* committed up to oct (not nov): the next apply trims aug, not the rest */
+    store_committed(s, false, 3, 102);
+    v3ev b3[] = {{"f1", "dec", "P4", "O-dec", DA, T0 + 62 * DAY, 3, 103}};
+    apply_many(b3, 1);
+    ck_assert_int_eq(v3_status[0], STORE_APPLIED);
+    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:d %s", "f1", "aug"), 0);
+    ck_assert_int_eq(raw_int("ZCARD %s{%s}:t%s", "f1", ""), 3);
+    ck_assert_int_eq(p_field("f1", "tf"), T0 + 31 * DAY);
+    v3ev old[] = {{"f1", "aug", "P-x", "O-x", DA, T0, 4, 100}};
+    apply_many(old, 1);
+    ck_assert_int_eq(v3_status[0], STORE_TOO_OLD);
+    store_set_now(s, 0);
+}
+END_TEST
+
+/* The report's deltas: summed per customer in C, per call in the script,
+ * counted only for customers that applied. */
+START_TEST(aggregates_summed_per_call)
+{
+    ck_assert_int_eq(apply("g2", "e0", T0, 0, "P", "O", NULL, NULL), STORE_APPLIED);
+    const char *a1[] = {"events|PURCHASE", "1", "points|issued", "100"};
+    const char *a2[] = {"events|PURCHASE", "1", "points|issued", "250", "customers", "1"};
+    const char *a3[] = {"events|PURCHASE", "1", "points|issued", "7000"};
+    buf p = {0}, o = {0};
+    buf_puts(&p, "P");
+    buf_puts(&o, "O");
+    store_apply_req q[] = {
+        {.customer_id = "g1", .id = "e1", .occurred_at = T0, .profile = &p, .outputs = &o, .agg = a1, .nagg = 2},
+        {.customer_id = "g1", .id = "e2", .occurred_at = T0, .expected_version = 1, .profile = &p, .outputs = &o,
+         .agg = a2, .nagg = 3},
+        {.customer_id = "g2", .id = "e1", .occurred_at = T0, .profile = &p, .outputs = &o, .agg = a3, .nagg = 2},
+        {.customer_id = "g3", .id = "e1", .occurred_at = T0, .profile = &p, .outputs = &o, .agg = a1, .nagg = 2}};
+    ck_assert_msg(store_apply(s, q, 4, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(q[2].status, STORE_FENCED);
+    redisReply *r = redis_raw("HMGET %saggregates events|PURCHASE points|issued customers", prefix);
+    ck_assert_str_eq(r->element[0]->str, "3");
+    ck_assert_str_eq(r->element[1]->str, "450");
+    ck_assert_str_eq(r->element[2]->str, "1");
+    freeReplyObject(r);
+    for (int i = 0; i < 4; i++)
+        store_apply_req_free(&q[i]);
+    buf_free(&p);
+    buf_free(&o);
+}
+END_TEST
+
+/* A ledger entry is the RewardEvent as encoded for Kafka; `fidelio ledger`
+ * (store_ledger) prints it as the JSON line. */
+START_TEST(ledger_entries_are_avro_decoded_for_display)
+{
+    codec *c = codec_new(SIZE_MAX, err, sizeof(err));
+    ck_assert_ptr_nonnull(c);
+    codec_record rec = {.schema = SCHEMA_REWARD};
+    snprintf(rec.reward.reward_id, sizeof(rec.reward.reward_id), "rw-1");
+    snprintf(rec.reward.customer_id, sizeof(rec.reward.customer_id), "l1");
+    rec.reward.kind = REWARD_EARN;
+    snprintf(rec.reward.rule_id, sizeof(rec.reward.rule_id), "purchase");
+    rec.reward.points = 150;
+    rec.reward.balance_after = 150;
+    snprintf(rec.reward.source_event_id, sizeof(rec.reward.source_event_id), "e1");
+    rec.reward.occurred_at = T0;
+    snprintf(rec.reward.reason, sizeof(rec.reward.reason), "Purchase of 100.00 EUR");
+    snprintf(rec.reward.program_version, sizeof(rec.reward.program_version), "1");
+    buf avro = {0}, want = {0}, p = {0}, o = {0}, out = {0};
+    ck_assert(codec_encode_avro(c, SCHEMA_REWARD, &rec, &avro, err, sizeof(err)) == EVENT_OK);
+    ck_assert(codec_encode_json(SCHEMA_REWARD, &rec, &want) == EVENT_OK);
+    buf_puts(&want, "\n");
+    buf_puts(&p, "P");
+    buf_puts(&o, "O");
+    const char *ledger[] = {avro.data};
+    size_t lens[] = {avro.len};
+    store_apply_req q = {.customer_id = "l1", .id = "e1", .occurred_at = T0, .profile = &p, .outputs = &o,
+                         .ledger = ledger, .ledger_len = lens, .nledger = 1};
+    ck_assert_msg(store_apply(s, &q, 1, err, sizeof(err)) == 0, "%s", err);
+    redisReply *r = redis_raw("LINDEX %s{l1}:l 0", prefix);
+    ck_assert_uint_eq(r->len, avro.len); /* stored as the Avro bytes, not JSON */
+    ck_assert(!memcmp(r->str, avro.data, avro.len));
+    freeReplyObject(r);
+    store *ro = tools_store();
+    ck_assert_msg(store_ledger(ro, "l1", 10, &out, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_str_eq(out.data, want.data);
+    /* an entry that is neither JSON nor a RewardEvent is an error, not garbage */
+    RAW_OK("RPUSH %s{l1}:l \x01\x02", prefix);
+    buf_reset(&out);
+    ck_assert_int_ne(store_ledger(ro, "l1", 10, &out, err, sizeof(err)), 0);
+    ck_assert_msg(strstr(err, "not a RewardEvent"), "%s", err);
+    store_close(ro);
+    store_apply_req_free(&q);
+    buf_free(&avro);
+    buf_free(&want);
+    buf_free(&p);
+    buf_free(&o);
+    buf_free(&out);
+    codec_free(c);
+}
+END_TEST
+
+/* A namespace written by layout 2 is upgraded in place on the first start:
+ * its records (digest + outputs) still deduplicate and re-emit, a reused id
+ * is still a conflict, its JSON ledger entries still print, its trim goes on. */
+START_TEST(layout_2_upgraded)
+{
+    const char *ns = REDIS_FIXTURE_PREFIX "v2ns:";
+    RAW_OK("SET %slayout 2", ns);
+    RAW_OK("HSET %s{u1}:p v 1 p P-v2 hw %lld", ns, (long long)T0);
+    RAW_OK("HSET %s{u1}:d e1 %b", ns, "\x02" "AAAAAAAAAAAAAAAA" "O-v2", (size_t)21);
+    RAW_OK("ZADD %s{u1}:t %lld e1", ns, (long long)T0);
+    RAW_OK("RPUSH %s{u1}:l {\"reward_id\":\"rw-v2\"}", ns);
+    RAW_OK("HSET %s{u1}:c rw-c %b", ns, "\x02" "BBBBBBBBBBBBBBBB" "O-credit", (size_t)25);
+    store *o = store_open(redis_url, ns, 30 * DAY, 0, err, sizeof(err));
+    ck_assert_msg(o != NULL, "%s", err);
+    redisReply *r = redis_raw("GET %slayout", ns);
+    ck_assert_str_eq(r->str, "3");
+    freeReplyObject(r);
+    store *saved = s;
+    s = o;
+    buf rec = {0};
+    ck_assert_int_eq(apply_digest("u1", "e1", 1, DA, &rec), STORE_DUPLICATE);
+    ck_assert_str_eq(rec.data, "O-v2");
+    ck_assert_int_eq(apply_digest("u1", "e1", 1, DB, &rec), STORE_CONFLICT);
+    store_seen d = {.customer_id = "u1", .id = "rw-c", .credit = true, .digest = (const uint8_t *)DB};
+    ck_assert(store_fetch(s, NULL, 0, &d, 1, err, sizeof(err)) == 0);
+    ck_assert(d.seen && !d.conflict);
+    ck_assert_str_eq(d.recorded.data, "O-credit");
+    store_seen_free(&d);
+    /* new events are written in the layout-3 form; the v2 record is trimmed once old */
+    store_set_now(s, T0 + 3650 * DAY);
+    ck_assert_int_eq(apply_digest("u1", "e2", 1, DA, NULL), STORE_APPLIED);
+    v3ev late[] = {{"u1", "e3", "P3", "O-e3", DA, T0 + 40 * DAY, 2, 1}};
+    apply_many(late, 1);
+    ck_assert_int_eq(v3_status[0], STORE_APPLIED);
+    ck_assert_int_eq(trim("u1"), 2); /* e1 (layout 2) and e2 past 30 days, once committed */
+    r = redis_raw("HSTRLEN %s{u1}:d e3", ns);
+    ck_assert_int_eq(r->integer, 1 + STORE_DIGEST_LEN);
+    freeReplyObject(r);
+    s = saved;
+    store *ro = store_open_readonly(redis_url_ro, ns, err, sizeof(err));
+    ck_assert_msg(ro != NULL, "%s", err);
+    buf out = {0};
+    ck_assert_msg(store_ledger(ro, "u1", 10, &out, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_str_eq(out.data, "{\"reward_id\":\"rw-v2\"}\n");
+    buf_free(&out);
+    buf_free(&rec);
+    store_close(ro);
+    store_close(o);
+}
+END_TEST
+
+/* Redis checks OOM at a script's first write only, and lets a delete
+ * through: the apply writes the profile first, so an OOM refuses the whole
+ * call, even when it has committed outputs to drop (nothing is written). */
+START_TEST(oom_refused_before_dropping_outputs)
+{
+    v3ev b1[] = {{"oo1", "e1", "P1", "O-e1", DA, T0, 0, 1}};
+    apply_many(b1, 1);
+    store_committed(s, false, 3, 2);
+    buf p = {0}, o = {0};
+    buf_puts(&p, "P2");
+    buf_puts(&o, "O-e2");
+    store_apply_req q = {.customer_id = "oo1", .id = "e2", .occurred_at = T0 + 1, .expected_version = 1,
+                         .profile = &p, .outputs = &o, .partition = 3, .offset = 2};
+    RAW_OK("CONFIG SET maxmemory 1");
+    int rc = store_apply(s, &q, 1, err, sizeof(err));
+    RAW_OK("CONFIG SET maxmemory 0");
+    ck_assert_int_eq(rc, STORE_PERMANENT);
+    ck_assert_msg(strstr(err, "OOM"), "%s", err);
+    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", "oo1", "ote1"), 1);
+    ck_assert_int_eq(p_field("oo1", "v"), 1);
+    store_apply_req_free(&q);
+    buf_free(&p);
+    buf_free(&o);
+}
+END_TEST
+
+/* A customer with thousands of events in one batch (a backfill with a big
+ * pipeline.batch_size): applied in parts of its own calls, in order, since
+ * one Lua call cannot unpack that many values. */
+START_TEST(customer_with_thousands_of_events)
+{
+    enum { N = 5000 };
+    store_apply_req *q = calloc(N + 1, sizeof(*q));
+    char(*ids)[16] = calloc(N, sizeof(*ids));
+    ck_assert(q && ids);
+    buf p = {0}, o = {0};
+    buf_puts(&p, "P");
+    buf_puts(&o, "O");
+    const char *ledger[] = {"{\"entry\":1}"};
+    for (int i = 0; i < N; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "e%d", i);
+        q[i] = (store_apply_req){.customer_id = "big", .id = ids[i], .occurred_at = T0 + i, .expected_version = i,
+                                 .profile = &p, .outputs = &o, .partition = 3, .offset = i, .ledger = ledger,
+                                 .nledger = 1};
+    }
+    q[N] = (store_apply_req){.customer_id = "small", .id = "e0", .occurred_at = T0, .profile = &p, .outputs = &o};
+    ck_assert_msg(store_apply(s, q, N + 1, err, sizeof(err)) == 0, "%s", err);
+    for (int i = 0; i <= N; i++)
+        ck_assert_msg(q[i].status == STORE_APPLIED, "event %d: status %d", i, q[i].status);
+    ck_assert_int_eq(q[N - 1].version, N);
+    ck_assert_int_eq(p_field("big", "v"), N);
+    ck_assert_int_eq(raw_int("ZCARD %s{%s}:t%s", "big", ""), N);
+    for (int i = 0; i <= N; i++)
+        store_apply_req_free(&q[i]);
+    free(q);
+    free(ids);
+    buf_free(&p);
+    buf_free(&o);
+}
+END_TEST
+
+/* A credit's outputs are kept by the position it was read at in the
+ * credits topic: a commit of the touchpoints topic's partition of the same
+ * number does not drop them; the credits topic's does. */
+START_TEST(credit_outputs_dropped_by_the_credits_commit)
+{
+    buf p = {0}, o = {0};
+    buf_puts(&p, "P");
+    buf_puts(&o, "O-credit");
+    store_apply_req q = {.customer_id = "cr1", .id = "rw-1", .credit = true, .occurred_at = T0, .profile = &p,
+                         .outputs = &o, .source_credits = true, .partition = 1, .offset = 5};
+    ck_assert_msg(store_apply(s, &q, 1, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(q.status, STORE_APPLIED);
+    store_apply_req_free(&q);
+    store_committed(s, false, 1, 99);
+    v3ev b2[] = {{"cr1", "e1", "P2", "O-e1", DA, T0 + 1, 1, 10}};
+    apply_many(b2, 1);
+    ck_assert_int_eq(v3_status[0], STORE_APPLIED);
+    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", "cr1", "ocrw-1"), 1);
+    store_committed(s, true, 1, 6);
+    v3ev b3[] = {{"cr1", "e2", "P3", "O-e2", DA, T0 + 2, 2, 11}};
+    apply_many(b3, 1);
+    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", "cr1", "ocrw-1"), 0);
+    ck_assert_int_eq(raw_int("HSTRLEN %s{%s}:c %s", "cr1", "rw-1"), 1 + STORE_DIGEST_LEN);
+    buf_free(&p);
+    buf_free(&o);
+}
+END_TEST
+
 Suite *store_suite(void)
 {
     redis_fixture_start();
@@ -688,6 +1109,16 @@ Suite *store_suite(void)
     tcase_add_test(tc, readonly_replica_is_permanent);
     tcase_add_test(tc, busy_is_transient);
     tcase_add_test(tc, readonly_tools_write_nothing);
+    tcase_add_test(tc, chunk_with_a_fenced_customer);
+    tcase_add_test(tc, customer_call_all_or_nothing);
+    tcase_add_test(tc, outputs_dropped_after_commit);
+    tcase_add_test(tc, trim_folded_into_the_apply);
+    tcase_add_test(tc, aggregates_summed_per_call);
+    tcase_add_test(tc, ledger_entries_are_avro_decoded_for_display);
+    tcase_add_test(tc, layout_2_upgraded);
+    tcase_add_test(tc, oom_refused_before_dropping_outputs);
+    tcase_add_test(tc, customer_with_thousands_of_events);
+    tcase_add_test(tc, credit_outputs_dropped_by_the_credits_commit);
     suite_add_tcase(su, tc);
     return su;
 }
