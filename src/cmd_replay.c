@@ -368,7 +368,11 @@ static int resolve_ranges(replay *r, const char *from, const char *to, char *err
     int rc = -1;
     const char *topic = r->cfg->topic_touchpoints;
     int64_t from_t = -1, to_t = -1;
-    if (strcmp(from, "beginning") != 0 && !strchr(from, ':') && (from_t = parse_time(from)) < 0) {
+    /* a time first: an ISO-8601 time holds ':' too (it is not PARTITION:OFFSET) */
+    if (strcmp(from, "beginning") != 0)
+        from_t = parse_time(from);
+    bool from_offsets = strcmp(from, "beginning") != 0 && from_t < 0 && strchr(from, ':');
+    if (strcmp(from, "beginning") != 0 && from_t < 0 && !from_offsets) {
         snprintf(err, errlen, "--from '%s': beginning, an ISO-8601 time, epoch ms or PARTITION:OFFSET,...", from);
         return -2;
     }
@@ -439,7 +443,7 @@ static int resolve_ranges(replay *r, const char *from, const char *to, char *err
                 p->stop = o;
         }
     }
-    if (strchr(from, ':')) { /* PARTITION:OFFSET,... */
+    if (from_offsets) { /* PARTITION:OFFSET,... */
         char *copy = strdup(from), *save = NULL;
         if (!copy) {
             snprintf(err, errlen, "out of memory");
