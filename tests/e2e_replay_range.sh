@@ -8,7 +8,8 @@
 #  1. (real broker only: the mock cluster ignores producer timestamps)
 #     --from ISO(T1) --to EPOCH_MS(T2) and --from EPOCH_MS(T1) --to ISO(T2)
 #     replay exactly group B, --to ISO(T1) exactly group A: the events read
-#     are counted and the profiles equal `simulate` over exactly those events
+#     are counted and the profiles equal `simulate` over exactly those events;
+#     --from 0:OFFSET (both brokers) exactly group C
 #  2. --outputs topics: the output ids on <topic>-NAME equal simulate's; the
 #     live topics' end offsets do not move (on the mock: the whole stream)
 #  3. the live namespace: refused without --into-live (exit 2, the message
@@ -34,7 +35,7 @@ else
 fi
 start_redis
 RC=(redis-cli -s "$REDIS_SOCK")
-read -r -a acl <<<"$(acl_line replay fidelio-replay e2e-replay-pw "rangea: rangeb: rangeb2: fidelio:" | sed 's/^user //')"
+read -r -a acl <<<"$(acl_line replay fidelio-replay e2e-replay-pw "rangea: rangeb: rangeb2: rangec: fidelio:" | sed 's/^user //')"
 "${RC[@]}" ACL SETUSER "${acl[@]}" >/dev/null || fail "ACL SETUSER fidelio-replay"
 RU="unix://fidelio-replay:e2e-replay-pw@$REDIS_SOCK"
 
@@ -48,7 +49,8 @@ iso() { date -u -d "@$(($1 / 1000))" +%Y-%m-%dT%H:%M:%SZ; }
     -o "$WORK/events.jsonl" || fail "gen"
 head -n "$NA" "$WORK/events.jsonl" >"$WORK/a.jsonl"
 sed -n "$((NA + 1)),$((NA + NB))p" "$WORK/events.jsonl" >"$WORK/b.jsonl"
-for g in a b events; do
+tail -n "$NC" "$WORK/events.jsonl" >"$WORK/c.jsonl"
+for g in a b c events; do
     "$FIDELIO" simulate --profiles "$WORK/$g.sim" "$WORK/$g.jsonl" >"$WORK/$g.out" 2>"$WORK/$g.err" || fail "simulate $g"
     ids_of "$WORK/$g.out" >"$WORK/$g.ids"
 done
@@ -136,6 +138,13 @@ if [ "$BROKER" = kafka ]; then
     same_as rangea "$WORK/a.sim" "--to $(iso "$T1")"
     pass "replay --to $(iso "$T1"): exactly group A ($NA events)"
 fi
+
+# an offset: PARTITION:OFFSET (group C: on either broker)
+replay --from "0:$((NA + NB))" --namespace rangec
+[ "$REPLAY_RC" -eq 0 ] || fail "replay rangec exited $REPLAY_RC: $(tail -3 "$WORK/replay.err")"
+[ "$(read_events)" = "$NC" ] || fail "--from 0:$((NA + NB)): $(read_events) events read, want $NC"
+same_as rangec "$WORK/c.sim" "--from 0:$((NA + NB))"
+pass "replay --from 0:$((NA + NB)): exactly group C ($NC events)"
 
 # --- 3: the live namespace -------------------------------------------------------------------
 replay --namespace fidelio
