@@ -1004,7 +1004,24 @@ static int emit_async(pipeline *pl, batch_tail *tail)
 }
 
 static void clear_batch(pipeline *pl);
-static eof_mark *eof_find(pipeline *pl, const char *topic, int32_t partition, bool add);
+
+/* Seek the consumer back to these offsets (messages to read again) and
+ * forget that their partitions were at their end. A partition no longer
+ * assigned is left to its new owner: the seek's error is only logged, after
+ * what (the caller's step). */
+static void seek_back(pipeline *pl, const rd_kafka_topic_partition_list_t *offs, const char *what)
+{
+    rd_kafka_error_t *e = rd_kafka_seek_partitions(pl->consumer, (rd_kafka_topic_partition_list_t *)offs, 10000);
+    if (e) {
+        log_warn("%s: %s", what, rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    }
+    for (int i = 0; i < offs->cnt; i++) {
+        eof_mark *m = eof_find(pl, offs->elems[i].topic, offs->elems[i].partition, false);
+        if (m)
+            m->at_end = false;
+    }
+}
 
 /* At-least-once, after a failed delivery (or produce call): nothing is
  * committed past it. Every batch in flight is dropped uncommitted and the
@@ -1039,18 +1056,8 @@ static int recover_delivery(pipeline *pl)
             rd_kafka_topic_partition_list_destroy(first);
         return -1;
     }
-    if (first->cnt > 0) {
-        rd_kafka_error_t *e = rd_kafka_seek_partitions(pl->consumer, first, 10000);
-        if (e) { /* a partition no longer assigned is left to its new owner */
-            log_warn("reading the uncommitted batches again: %s", rd_kafka_error_string(e));
-            rd_kafka_error_destroy(e);
-        }
-        for (int i = 0; i < first->cnt; i++) {
-            eof_mark *m = eof_find(pl, first->elems[i].topic, first->elems[i].partition, false);
-            if (m)
-                m->at_end = false;
-        }
-    }
+    if (first->cnt > 0)
+        seek_back(pl, first, "reading the uncommitted batches again");
     rd_kafka_topic_partition_list_destroy(first);
     sleep((unsigned)attempt);
     return 0;
@@ -1065,16 +1072,7 @@ static void rewind_batch(pipeline *pl)
     rd_kafka_topic_partition_list_t *offs = batch_offsets(pl, true);
     if (!offs)
         return;
-    rd_kafka_error_t *e = rd_kafka_seek_partitions(pl->consumer, offs, 10000);
-    if (e) {
-        log_warn("rewinding the aborted batch: %s", rd_kafka_error_string(e));
-        rd_kafka_error_destroy(e);
-    }
-    for (int i = 0; i < offs->cnt; i++) {
-        eof_mark *m = eof_find(pl, offs->elems[i].topic, offs->elems[i].partition, false);
-        if (m)
-            m->at_end = false;
-    }
+    seek_back(pl, offs, "rewinding the aborted batch");
     rd_kafka_topic_partition_list_destroy(offs);
 }
 

@@ -1225,6 +1225,44 @@ int store_ledger(store *s, const char *customer_id, long n, buf *out, char *err,
     return rc;
 }
 
+/* Called with each page of SCAN's keys; 0 goes on, anything else stops the
+ * scan and is returned (err set by the callback). */
+typedef int (*scan_page_fn)(store *s, const redisReply *keys, void *opaque, char *err, size_t errlen);
+
+/* SCAN the keys matching pattern, a page (COUNT 1000) at a time. The caller
+ * has connected. 0, a command_ok code, or what page returned. */
+static int scan_keys(store *s, const char *pattern, scan_page_fn page, void *opaque, char *err, size_t errlen)
+{
+    char cursor[32] = "0";
+    do {
+        redisReply *r = redisCommand(s->c, "SCAN %s MATCH %s COUNT 1000", cursor, pattern);
+        int crc = command_ok(s, r, "SCAN", err, errlen);
+        if (crc)
+            return crc;
+        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+        int rc = page(s, r->element[1], opaque, err, errlen);
+        freeReplyObject(r);
+        if (rc)
+            return rc;
+    } while (strcmp(cursor, "0") != 0);
+    return 0;
+}
+
+static int customers_page(store *s, const redisReply *keys, void *opaque, char *err, size_t errlen)
+{
+    buf *out = opaque;
+    size_t plen = strlen(s->prefix) + 1;
+    for (size_t i = 0; i < keys->elements; i++) {
+        const redisReply *k = keys->element[i];
+        if (k->len > plen + 3 && /* prefix { id }:p */
+            (buf_append(out, k->str + plen, k->len - plen - 3) || buf_puts(out, "\n"))) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int store_customers(store *s, buf *out, char *err, size_t errlen)
 {
     char pattern[160];
@@ -1232,26 +1270,7 @@ int store_customers(store *s, buf *out, char *err, size_t errlen)
     if (crc0)
         return crc0;
     snprintf(pattern, sizeof(pattern), "%s{*}:p", s->prefix);
-    char cursor[32] = "0";
-    size_t plen = strlen(s->prefix) + 1;
-    do {
-        redisReply *r = redisCommand(s->c, "SCAN %s MATCH %s COUNT 1000", cursor, pattern);
-        int crc = command_ok(s, r, "SCAN", err, errlen);
-        if (crc)
-            return crc;
-        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
-        for (size_t i = 0; i < r->element[1]->elements; i++) {
-            const redisReply *k = r->element[1]->element[i];
-            if (k->len > plen + 3 && /* prefix { id }:p */
-                (buf_append(out, k->str + plen, k->len - plen - 3) || buf_puts(out, "\n"))) {
-                freeReplyObject(r);
-                snprintf(err, errlen, "out of memory");
-                return -1;
-            }
-        }
-        freeReplyObject(r);
-    } while (strcmp(cursor, "0") != 0);
-    return 0;
+    return scan_keys(s, pattern, customers_page, out, err, errlen);
 }
 
 /* ---- the namespace's program registry (see store.h) ---------------------------- */
@@ -1418,50 +1437,74 @@ int store_aggregates_add(store *s, const char *const *pairs, size_t n, char *err
     return rc;
 }
 
+struct profiles_scan {
+    store_profile_fn fn;
+    void *opaque;
+    long long *n;
+};
+
+/* One pipelined HGET per key of the page; every reply is read even after fn
+ * failed, so the connection stays in step. */
+static int profiles_page(store *s, const redisReply *keys, void *opaque, char *err, size_t errlen)
+{
+    struct profiles_scan *ps = opaque;
+    for (size_t i = 0; i < keys->elements; i++) {
+        const char *argv[] = {"HGET", keys->element[i]->str, "p"};
+        size_t lens[] = {4, keys->element[i]->len, 1};
+        redisAppendCommandArgv(s->c, 3, argv, lens);
+    }
+    int rc = 0;
+    for (size_t i = 0; i < keys->elements; i++) {
+        redisReply *v;
+        if (get_reply(s, &v, "HGET (profile)", err, errlen) != 0)
+            return STORE_TRANSIENT;
+        if (rc == 0 && v->type == REDIS_REPLY_STRING) {
+            (*ps->n)++;
+            rc = ps->fn(ps->opaque, v->str, v->len);
+        }
+        freeReplyObject(v);
+    }
+    if (rc != 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
 int store_scan_profiles(store *s, store_profile_fn fn, void *opaque, long long *n, char *err, size_t errlen)
 {
-    char pattern[160], cursor[32] = "0";
+    char pattern[160];
+    struct profiles_scan ps = {fn, opaque, n};
     *n = 0;
     if (ensure_connected(s, err, errlen) != 0)
         return -1;
     snprintf(pattern, sizeof(pattern), "%s{*}:p", s->prefix);
-    do {
-        redisReply *r = redisCommand(s->c, "SCAN %s MATCH %s COUNT 1000", cursor, pattern);
-        int crc = command_ok(s, r, "SCAN", err, errlen);
-        if (crc)
-            return crc;
-        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
-        const redisReply *keys = r->element[1];
-        for (size_t i = 0; i < keys->elements; i++) {
-            const char *argv[] = {"HGET", keys->element[i]->str, "p"};
-            size_t lens[] = {4, keys->element[i]->len, 1};
-            redisAppendCommandArgv(s->c, 3, argv, lens);
-        }
-        int rc = 0;
-        for (size_t i = 0; i < keys->elements; i++) {
-            redisReply *v;
-            if (get_reply(s, &v, "HGET (profile)", err, errlen) != 0) {
-                freeReplyObject(r);
-                return STORE_TRANSIENT;
-            }
-            if (rc == 0 && v->type == REDIS_REPLY_STRING) {
-                (*n)++;
-                rc = fn(opaque, v->str, v->len);
-            }
-            freeReplyObject(v);
-        }
-        freeReplyObject(r);
-        if (rc != 0) {
-            snprintf(err, errlen, "out of memory");
-            return -1;
-        }
-    } while (strcmp(cursor, "0") != 0);
+    return scan_keys(s, pattern, profiles_page, &ps, err, errlen);
+}
+
+struct keys_count {
+    bool wipe;
+    long long *n;
+};
+
+/* Count the page's keys and, when wiping, UNLINK each. */
+static int namespace_keys_page(store *s, const redisReply *keys, void *opaque, char *err, size_t errlen)
+{
+    struct keys_count *kc = opaque;
+    *kc->n += (long long)keys->elements;
+    for (size_t i = 0; kc->wipe && i < keys->elements; i++) {
+        redisReply *d = redisCommand(s->c, "UNLINK %b", keys->element[i]->str, keys->element[i]->len);
+        int drc = command_ok(s, d, "UNLINK", err, errlen);
+        if (drc)
+            return drc;
+        freeReplyObject(d);
+    }
     return 0;
 }
 
 int store_namespace_keys(store *s, bool wipe, long long *n, char *err, size_t errlen)
 {
-    char pattern[200], cursor[32] = "0";
+    char pattern[200];
     size_t k = 0;
     *n = 0;
     if (wipe && s->readonly) {
@@ -1477,26 +1520,8 @@ int store_namespace_keys(store *s, bool wipe, long long *n, char *err, size_t er
     }
     pattern[k++] = '*';
     pattern[k] = '\0';
-    do {
-        redisReply *r = redisCommand(s->c, "SCAN %s MATCH %s COUNT 1000", cursor, pattern);
-        int crc = command_ok(s, r, "SCAN", err, errlen);
-        if (crc)
-            return crc;
-        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
-        const redisReply *keys = r->element[1];
-        *n += (long long)keys->elements;
-        for (size_t i = 0; wipe && i < keys->elements; i++) {
-            redisReply *d = redisCommand(s->c, "UNLINK %b", keys->element[i]->str, keys->element[i]->len);
-            int drc = command_ok(s, d, "UNLINK", err, errlen);
-            if (drc) {
-                freeReplyObject(r);
-                return drc;
-            }
-            freeReplyObject(d);
-        }
-        freeReplyObject(r);
-    } while (strcmp(cursor, "0") != 0);
-    return 0;
+    struct keys_count kc = {wipe, n};
+    return scan_keys(s, pattern, namespace_keys_page, &kc, err, errlen);
 }
 
 int store_meta_get(store *s, const char *name, buf *out, bool *found, char *err, size_t errlen)
