@@ -71,35 +71,15 @@ for ns in live whatif; do
 done
 diff_ns --namespace live --namespace whatif --json -r "$SOURCE_DIR/config/rules.yaml" -r "$WORK/rules150.yaml"
 [ "$DIFF_RC" -eq 1 ] && [ ! -s "$WORK/diff.err" ] || fail "live vs whatif: exit $DIFF_RC: $(cat "$WORK/diff.err")"
-python3 - "$WORK/profiles.live" "$WORK/profiles.whatif" "$WORK/diff.out" <<'PY' || fail "diff live whatif is not the expected one"
-import json, sys
-def flat(p):
-    out = {}
-    for k, v in p.items():
-        if k == "customer_id":
-            continue
-        if isinstance(v, dict):
-            out.update({f"{k}.{k2}": v2 for k2, v2 in v.items()})
-        else:
-            out[k] = v
-    return out
-a = {json.loads(l)["customer_id"]: json.loads(l) for l in open(sys.argv[1])}
-b = {json.loads(l)["customer_id"]: json.loads(l) for l in open(sys.argv[2])}
+python3 - "$WORK/profiles.live" "$WORK/profiles.whatif" "$WORK/diff.out" "$SOURCE_DIR/tests" <<'PY' || fail "diff live whatif is not the expected one"
+import sys
+sys.path.insert(0, sys.argv[4])
+from expected_diff import profiles, expected, check
+a, b = profiles(sys.argv[1]), profiles(sys.argv[2])
 assert set(a) == set(b), "the same events make the same customers"
-want = {}
-for c in a:
-    fa, fb = flat(a[c]), flat(b[c])
-    d = {k: [fa[k], fb[k]] for k in fa if fa[k] != fb[k]}
-    if d:
-        want[c] = d
-lines = [json.loads(l) for l in open(sys.argv[3])]
-summary = lines[-1]["summary"]
-got = {l["customer_id"]: l["fields"] for l in lines[:-1]}
-assert all(l["only_in"] is None for l in lines[:-1])
-missing, extra = set(want) - set(got), set(got) - set(want)
-assert not missing and not extra, f"missing {sorted(missing)[:5]}, extra {sorted(extra)[:5]}"
-for c in want:
-    assert got[c] == want[c], f"{c}: want {want[c]}\n got {got[c]}"
+want = expected(a, b)
+lines, summary = check(want, sys.argv[3])
+assert all(l["only_in"] is None for l in lines)
 signed = {c for c in a if a[c]["counts"]["SIGNUP"] >= 1}
 assert set(want) == signed, f"{len(want)} differ, {len(signed)} signed up"
 deltas = [b[c]["balance"] - a[c]["balance"] for c in want]
