@@ -66,6 +66,39 @@ static void set(config *cfg, const char *k, const char *v)
     ck_assert_msg(config_set(cfg, k, v, "test", err, sizeof(err)) == 0, "%s", err);
 }
 
+/* The set-up of the tests on the mock cluster: the default config and
+ * program, an in-process mock cluster of one broker with `partitions`
+ * partitions, this Redis, a group that rebalances quickly (the mock does so
+ * only with these timeouts, DESIGN.md); with a name, its own key prefix
+ * (inside the ACL user's keys) and consumer group. Returns the mock. */
+static rd_kafka_t *start_on_mock(config *cfg, program *prog, rd_kafka_mock_cluster_t **mc, int partitions,
+                                 const char *name)
+{
+    char err[1024];
+    ck_assert(config_load(cfg, NULL, NULL, 0, NULL, err, sizeof(err)) == 0);
+    ck_assert_msg(program_load(prog, NULL, err, sizeof(err)) == 0, "%s", err);
+    rd_kafka_t *mock = kafka_mock_start(cfg, 1, partitions, mc, err, sizeof(err));
+    ck_assert_msg(mock != NULL, "%s", err);
+    set(cfg, "kafka.bootstrap.servers", rd_kafka_mock_cluster_bootstraps(*mc));
+    set(cfg, "redis.url", redis_url);
+    set(cfg, "kafka.session.timeout.ms", "6000");
+    set(cfg, "kafka.heartbeat.interval.ms", "500");
+    if (name) {
+        char prefix[128];
+        snprintf(prefix, sizeof(prefix), "%s%s:", REDIS_FIXTURE_PREFIX, name);
+        set(cfg, "redis.key_prefix", prefix);
+        set(cfg, "consumer.group", name);
+    }
+    return mock;
+}
+
+static void stop_on_mock(rd_kafka_t *mock, program *prog, config *cfg)
+{
+    rd_kafka_destroy(mock);
+    program_free(prog);
+    config_free(cfg);
+}
+
 /* The output topics hold exactly simulate's outputs over the seeds (ids; if
  * once, each exactly once) and the profiles in Redis equal its profiles:
  * nothing lost, nothing applied twice. */
@@ -125,21 +158,14 @@ START_TEST(no_output_lost_when_kafka_fails_after_redis_applied)
     char err[1024];
     config cfg;
     program prog;
-    ck_assert(config_load(&cfg, NULL, NULL, 0, NULL, err, sizeof(err)) == 0);
-    ck_assert_msg(program_load(&prog, NULL, err, sizeof(err)) == 0, "%s", err);
     rd_kafka_mock_cluster_t *mc;
-    rd_kafka_t *mock = kafka_mock_start(&cfg, 1, 6, &mc, err, sizeof(err));
-    ck_assert_msg(mock != NULL, "%s", err);
-    set(&cfg, "kafka.bootstrap.servers", rd_kafka_mock_cluster_bootstraps(mc));
-    set(&cfg, "redis.url", redis_url);
+    rd_kafka_t *mock = start_on_mock(&cfg, &prog, &mc, 6, NULL);
     /* one batch holds all 317 events however slowly they arrive (a loaded
      * machine): the first run applies every event in Redis before it fails
      * to deliver, which is what this test is about */
     set(&cfg, "pipeline.batch_size", "317");
     set(&cfg, "pipeline.batch_linger_ms", "10000");
     set(&cfg, "kafka.message.timeout.ms", "5000");
-    set(&cfg, "kafka.session.timeout.ms", "6000"); /* the mock rebalances quickly only so (DESIGN.md) */
-    set(&cfg, "kafka.heartbeat.interval.ms", "500");
 
     FILE *in = fopen(SEEDS, "r");
     ck_assert_ptr_nonnull(in);
@@ -187,9 +213,7 @@ START_TEST(no_output_lost_when_kafka_fails_after_redis_applied)
 
     expect_simulate(&cfg, &prog, true);
     rd_kafka_mock_cluster_destroy(mc);
-    rd_kafka_destroy(mock);
-    program_free(&prog);
-    config_free(&cfg);
+    stop_on_mock(mock, &prog, &cfg);
 }
 END_TEST
 
@@ -207,20 +231,11 @@ START_TEST(no_commit_past_an_unacknowledged_batch)
     char err[1024];
     config cfg;
     program prog;
-    ck_assert(config_load(&cfg, NULL, NULL, 0, NULL, err, sizeof(err)) == 0);
-    ck_assert_msg(program_load(&prog, NULL, err, sizeof(err)) == 0, "%s", err);
     rd_kafka_mock_cluster_t *mc;
-    rd_kafka_t *mock = kafka_mock_start(&cfg, 1, 1, &mc, err, sizeof(err));
-    ck_assert_msg(mock != NULL, "%s", err);
-    set(&cfg, "kafka.bootstrap.servers", rd_kafka_mock_cluster_bootstraps(mc));
-    set(&cfg, "redis.url", redis_url);
-    set(&cfg, "redis.key_prefix", REDIS_FIXTURE_PREFIX "overlap:");
-    set(&cfg, "consumer.group", "overlap");
+    rd_kafka_t *mock = start_on_mock(&cfg, &prog, &mc, 1, "overlap");
     set(&cfg, "pipeline.batch_size", "10");
     set(&cfg, "pipeline.batch_linger_ms", "5000"); /* full batches however slowly messages come */
     set(&cfg, "kafka.message.timeout.ms", "3000");
-    set(&cfg, "kafka.session.timeout.ms", "6000");
-    set(&cfg, "kafka.heartbeat.interval.ms", "500");
 
     /* seeds 1-100, one message that is not Avro (offset 100: a DLQ record), seeds 101-317 */
     FILE *in = fopen(SEEDS, "r");
@@ -288,9 +303,7 @@ START_TEST(no_commit_past_an_unacknowledged_batch)
     ck_assert_int_ge(st.duplicates, applied_before - committed);
     expect_simulate(&cfg, &prog, false);
     rd_kafka_mock_cluster_destroy(mc);
-    rd_kafka_destroy(mock);
-    program_free(&prog);
-    config_free(&cfg);
+    stop_on_mock(mock, &prog, &cfg);
 }
 END_TEST
 
@@ -303,20 +316,11 @@ START_TEST(batch_ends_at_max_bytes)
     char err[1024];
     config cfg;
     program prog;
-    ck_assert(config_load(&cfg, NULL, NULL, 0, NULL, err, sizeof(err)) == 0);
-    ck_assert_msg(program_load(&prog, NULL, err, sizeof(err)) == 0, "%s", err);
     rd_kafka_mock_cluster_t *mc;
-    rd_kafka_t *mock = kafka_mock_start(&cfg, 1, 1, &mc, err, sizeof(err));
-    ck_assert_msg(mock != NULL, "%s", err);
-    set(&cfg, "kafka.bootstrap.servers", rd_kafka_mock_cluster_bootstraps(mc));
-    set(&cfg, "redis.url", redis_url);
-    set(&cfg, "redis.key_prefix", REDIS_FIXTURE_PREFIX "bytes:");
-    set(&cfg, "consumer.group", "bytes");
+    rd_kafka_t *mock = start_on_mock(&cfg, &prog, &mc, 1, "bytes");
     set(&cfg, "pipeline.batch_size", "500");
     set(&cfg, "pipeline.batch_linger_ms", "5000");
     set(&cfg, "pipeline.batch_max_bytes", "1024");
-    set(&cfg, "kafka.session.timeout.ms", "6000");
-    set(&cfg, "kafka.heartbeat.interval.ms", "500");
     FILE *in = fopen(SEEDS, "r");
     ck_assert_ptr_nonnull(in);
     buf head = {0};
@@ -337,9 +341,7 @@ START_TEST(batch_ends_at_max_bytes)
     ck_assert_int_eq(st.touchpoints + st.duplicates, 200);
     ck_assert_msg(st.batches >= 5, "%lld batches: pipeline.batch_max_bytes did not end them", st.batches);
     rd_kafka_mock_cluster_destroy(mc);
-    rd_kafka_destroy(mock);
-    program_free(&prog);
-    config_free(&cfg);
+    stop_on_mock(mock, &prog, &cfg);
 }
 END_TEST
 
@@ -376,17 +378,8 @@ START_TEST(forged_future_timestamp_refused)
     char err[1024];
     config cfg;
     program prog;
-    ck_assert(config_load(&cfg, NULL, NULL, 0, NULL, err, sizeof(err)) == 0);
-    ck_assert_msg(program_load(&prog, NULL, err, sizeof(err)) == 0, "%s", err);
     rd_kafka_mock_cluster_t *mc;
-    rd_kafka_t *mock = kafka_mock_start(&cfg, 1, 2, &mc, err, sizeof(err));
-    ck_assert_msg(mock != NULL, "%s", err);
-    set(&cfg, "kafka.bootstrap.servers", rd_kafka_mock_cluster_bootstraps(mc));
-    set(&cfg, "redis.url", redis_url);
-    set(&cfg, "redis.key_prefix", REDIS_FIXTURE_PREFIX "future:"); /* inside the ACL user's keys */
-    set(&cfg, "consumer.group", "future");
-    set(&cfg, "kafka.session.timeout.ms", "6000");
-    set(&cfg, "kafka.heartbeat.interval.ms", "500");
+    rd_kafka_t *mock = start_on_mock(&cfg, &prog, &mc, 2, "future");
     kafka_delivery dr = {0};
     rd_kafka_t *p = kafka_producer_new(&cfg, &dr, err, sizeof(err));
     ck_assert_ptr_nonnull(p);
@@ -411,9 +404,7 @@ START_TEST(forged_future_timestamp_refused)
     codec_free(cd);
     rd_kafka_destroy(p);
     rd_kafka_mock_cluster_destroy(mc);
-    rd_kafka_destroy(mock);
-    program_free(&prog);
-    config_free(&cfg);
+    stop_on_mock(mock, &prog, &cfg);
 }
 END_TEST
 
