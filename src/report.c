@@ -22,23 +22,56 @@ void report_capture(const profile *p, bool exists, report_before *b)
     b->reversed = p->reversed;
 }
 
-/* Append one "field\0delta\0" pair; zero deltas are skipped. */
-static int add(report_deltas *d, int64_t delta, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int add(report_deltas *d, int64_t delta, const char *fmt, ...)
+/* Append one "field\0delta\0" pair, the field being parts joined by '|';
+ * zero deltas are skipped. Written by hand rather than with printf: the
+ * deltas are computed for every applied event. */
+static int add_parts(report_deltas *d, int64_t delta, const char *const *parts, int nparts)
 {
     if (delta == 0)
         return 0;
     if (d->n >= REPORT_MAX_DELTAS)
         return 0; /* cannot happen: REPORT_MAX_DELTAS bounds what one apply makes */
-    char field[3 * PROGRAM_ID_MAX + 32];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(field, sizeof(field), fmt, ap);
-    va_end(ap);
-    return buf_append(&d->text, field, strlen(field) + 1) || buf_printf(&d->text, "%lld", (long long)delta) ||
-                   buf_append(&d->text, "", 1)
-               ? -1
-               : (d->n++, 0);
+    for (int i = 0; i < nparts; i++)
+        if ((i && buf_append(&d->text, "|", 1)) || buf_puts(&d->text, parts[i]))
+            return -1;
+    char num[24], *p = num + sizeof(num);
+    uint64_t u = delta < 0 ? 0 - (uint64_t)delta : (uint64_t)delta;
+    *--p = '\0';
+    do
+        *--p = (char)('0' + u % 10);
+    while (u /= 10);
+    if (delta < 0)
+        *--p = '-';
+    if (buf_append(&d->text, "", 1) || buf_append(&d->text, p, (size_t)(num + sizeof(num) - p)))
+        return -1;
+    d->val[d->n++] = delta;
+    return 0;
+}
+#define add(d, delta, ...)                                                                                            \
+    add_parts(d, delta, (const char *const[]){__VA_ARGS__},                                                           \
+              (int)(sizeof((const char *const[]){__VA_ARGS__}) / sizeof(const char *)))
+
+/* "YYYY-MM-DD" of a UTC day index into out (11 bytes). */
+static void day_text(int64_t day, char out[16])
+{
+    int64_t y;
+    unsigned m, dd;
+    time_civil_from_days(day, &y, &m, &dd);
+    if (y < 0 || y > 9999) {
+        snprintf(out, 16, "%04lld-%02u-%02u", (long long)y, m, dd);
+        return;
+    }
+    out[0] = (char)('0' + y / 1000);
+    out[1] = (char)('0' + y / 100 % 10);
+    out[2] = (char)('0' + y / 10 % 10);
+    out[3] = (char)('0' + y % 10);
+    out[4] = '-';
+    out[5] = (char)('0' + m / 10 % 10);
+    out[6] = (char)('0' + m % 10);
+    out[7] = '-';
+    out[8] = (char)('0' + dd / 10 % 10);
+    out[9] = (char)('0' + dd % 10);
+    out[10] = '\0';
 }
 
 int report_compute(const program *prog, const report_before *b, const profile *after, const engine_output *out,
@@ -46,19 +79,19 @@ int report_compute(const program *prog, const report_before *b, const profile *a
 {
     buf_reset(&d->text);
     d->n = 0;
-    int rc = add(d, 1, "events|%s", type) || add(d, b->exists ? 0 : 1, "customers");
+    int rc = add(d, 1, "events", type) || add(d, b->exists ? 0 : 1, "customers");
     const char *persona = profile_persona(after);
     if (!rc && (persona != b->persona))
-        rc = (b->persona && add(d, -1, "persona|%s", b->persona)) || (persona && add(d, 1, "persona|%s", persona));
+        rc = (b->persona && add(d, -1, "persona", b->persona)) || (persona && add(d, 1, "persona", persona));
     for (int l = 0; l < prog->nladders && !rc; l++) {
         const ladder *ld = &prog->ladders[l];
         int was = b->stage[l], now = after->stage[l];
         if (was == now)
             continue;
         if (was >= 0 && was < ld->nstages)
-            rc = add(d, -1, "stage|%s|%s", ld->id, ld->stages[was].name);
+            rc = add(d, -1, "stage", ld->id, ld->stages[was].name);
         if (!rc && now >= 0 && now < ld->nstages)
-            rc = add(d, 1, "stage|%s|%s", ld->id, ld->stages[now].name);
+            rc = add(d, 1, "stage", ld->id, ld->stages[now].name);
     }
     rc = rc || add(d, after->lifetime_earned - b->earned, "points|issued") ||
          add(d, after->redeemed - b->redeemed, "points|redeemed") ||
@@ -66,12 +99,11 @@ int report_compute(const program *prog, const report_before *b, const profile *a
     for (int i = 0; i < out->nrewards && !rc; i++) {
         const reward_event *r = &out->rewards[i];
         const char *kind = reward_kind_name(r->kind);
-        int64_t day = time_day_index(r->occurred_at), y;
-        unsigned m, dd;
-        time_civil_from_days(day, &y, &m, &dd);
-        rc = add(d, 1, "rule|%s|%s|n", r->rule_id, kind) ||
-             (r->points && add(d, r->points, "rule|%s|%s|points", r->rule_id, kind)) ||
-             (r->points && add(d, r->points, "day|%04lld-%02u-%02u|%s", (long long)y, m, dd, r->rule_id));
+        char day[16];
+        day_text(time_day_index(r->occurred_at), day);
+        rc = add(d, 1, "rule", r->rule_id, kind, "n") ||
+             (r->points && add(d, r->points, "rule", r->rule_id, kind, "points")) ||
+             (r->points && add(d, r->points, "day", day, r->rule_id));
     }
     if (rc)
         return -1;
@@ -90,19 +122,26 @@ void report_deltas_to_metrics(const report_deltas *d)
 {
     for (int i = 0; i < d->n; i++) {
         const char *f = d->argv[2 * i];
-        long long v = atoll(d->argv[2 * i + 1]);
-        char a[PROGRAM_ID_MAX + 1], k[PROGRAM_ID_MAX + 1], what[16];
+        long long v = d->val[i];
+        char a[PROGRAM_ID_MAX + 1], k[PROGRAM_ID_MAX + 1];
         if (!strncmp(f, "events|", 7)) {
             metrics_add(M_EVENTS_APPLIED, (double)v, f + 7);
         } else if (!strncmp(f, "stage|", 6) && v > 0) {
             const char *sep = strchr(f + 6, '|');
             if (sep && (size_t)(sep - (f + 6)) <= PROGRAM_ID_MAX) {
-                snprintf(a, sizeof(a), "%.*s", (int)(sep - (f + 6)), f + 6);
+                memcpy(a, f + 6, (size_t)(sep - (f + 6)));
+                a[sep - (f + 6)] = '\0';
                 metrics_add(M_STAGE_CHANGES, (double)v, a, sep + 1);
             }
-        } else if (!strncmp(f, "rule|", 5) &&
-                   sscanf(f + 5, "%64[^|]|%64[^|]|%15s", a, k, what) == 3) {
-            if (!strcmp(what, "n"))
+        } else if (!strncmp(f, "rule|", 5)) { /* rule|<rule>|<KIND>|n or ...|points */
+            const char *r = f + 5, *s1 = strchr(r, '|'), *s2 = s1 ? strchr(s1 + 1, '|') : NULL;
+            if (!s2 || s1 - r > PROGRAM_ID_MAX || s2 - (s1 + 1) > PROGRAM_ID_MAX || s1 == r || s2 == s1 + 1)
+                continue;
+            memcpy(a, r, (size_t)(s1 - r));
+            a[s1 - r] = '\0';
+            memcpy(k, s1 + 1, (size_t)(s2 - (s1 + 1)));
+            k[s2 - (s1 + 1)] = '\0';
+            if (!strcmp(s2 + 1, "n"))
                 metrics_add(M_REWARDS, (double)v, a, k);
             else
                 metrics_add(M_REWARD_POINTS, (double)(v < 0 ? -v : v), a, k);

@@ -53,6 +53,7 @@ typedef struct report_before {
 typedef struct report_deltas {
     buf text;                           /* owned */
     const char *argv[2 * REPORT_MAX_DELTAS];
+    int64_t val[REPORT_MAX_DELTAS];     /* the deltas as numbers (argv's odd strings) */
     int n;                              /* pairs */
 } report_deltas;
 

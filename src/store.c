@@ -809,7 +809,6 @@ static int eval_pipelined(store *s, size_t n, script_append append, script_reply
 typedef struct agg_sum {
     const char *field;   /* borrowed from a request */
     long long sum;
-    char text[24];
 } agg_sum;
 
 /* One script call: parts [first, first + ncust) of the requests (a part is
@@ -870,74 +869,127 @@ void store_committed(store *s, bool credit, int32_t partition, int64_t next_offs
     c->next_offset = next_offset;
 }
 
-/* Growable argv of one EVALSHA: pointers to the strings and their lengths;
- * numbers are formatted into text (offsets recorded, pointers fixed at the end). */
+/* One EVALSHA written straight in the Redis protocol (RESP): each argument
+ * is appended as "$<len>\r\n<bytes>\r\n" as it comes, and the "*<argc>\r\n"
+ * header goes into room kept in front once the count is known. hiredis then
+ * copies the command once (redisAppendFormattedCommand), where its
+ * redisAppendCommandArgv would format every argument again into a new sds. */
+#define RESP_HEAD 24
 typedef struct argvec {
-    const char **v;
-    size_t *len;
-    size_t *textoff;     /* (size_t)-1 for a pointer argument, else its offset in text */
-    size_t n, cap;
-    buf text;
+    buf text;            /* RESP_HEAD bytes of room, then the arguments */
+    size_t n;            /* arguments so far */
     int oom;
 } argvec;
+
+/* Decimal digits of v into the end of tmp (24 bytes); returns the first. */
+static char *fmt_ll(char tmp[24], long long v)
+{
+    char *p = tmp + 24;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do
+        *--p = (char)('0' + u % 10);
+    while (u /= 10);
+    if (v < 0)
+        *--p = '-';
+    return p;
+}
 
 static void arg(argvec *a, const char *p, size_t len)
 {
     if (a->oom)
         return;
-    if (a->n == a->cap) {
-        size_t cap = a->cap ? 2 * a->cap : 256;
-        const char **v = realloc(a->v, cap * sizeof(*v));
-        if (v)
-            a->v = v;
-        size_t *l = realloc(a->len, cap * sizeof(*l));
-        if (l)
-            a->len = l;
-        size_t *t = realloc(a->textoff, cap * sizeof(*t));
-        if (t)
-            a->textoff = t;
-        if (!v || !l || !t) {
+    if (!a->text.len) { /* room for the header */
+        if (buf_reserve(&a->text, 4096) != 0) {
             a->oom = 1;
             return;
         }
-        a->cap = cap;
+        memset(a->text.data, 0, RESP_HEAD);
+        a->text.len = RESP_HEAD;
     }
-    a->v[a->n] = p ? p : "";
-    a->len[a->n] = p ? len : 0;
-    a->textoff[a->n++] = (size_t)-1;
+    char tmp[24];
+    char *d = fmt_ll(tmp, (long long)len);
+    size_t dl = (size_t)(tmp + 24 - d);
+    if (buf_reserve(&a->text, len + dl + 5) != 0) {
+        a->oom = 1;
+        return;
+    }
+    char *w = a->text.data + a->text.len;
+    *w++ = '$';
+    memcpy(w, d, dl);
+    w += dl;
+    *w++ = '\r';
+    *w++ = '\n';
+    if (len)
+        memcpy(w, p, len);
+    w += len;
+    *w++ = '\r';
+    *w++ = '\n';
+    *w = '\0';
+    a->text.len = (size_t)(w - a->text.data);
+    a->n++;
 }
 
-static void arg_s(argvec *a, const char *p) { arg(a, p, p ? strlen(p) : 0); }
+static void arg_s(argvec *a, const char *p) { arg(a, p ? p : "", p ? strlen(p) : 0); }
 
-/* An argument formatted into the vector's own text. */
+/* An integer argument. */
+static void arg_ll(argvec *a, long long v)
+{
+    char tmp[24];
+    char *d = fmt_ll(tmp, v);
+    arg(a, d, (size_t)(tmp + 24 - d));
+}
+
+/* A customer's key: <prefix>{<customer_id>}:<suffix>. */
+static void arg_key(argvec *a, const char *prefix, const char *cust, char suffix)
+{
+    char k[512]; /* prefix (< 80) + customer id (<= EVENT_ID_MAX) + 4 */
+    size_t pl = strlen(prefix), cl = strlen(cust);
+    if (pl + cl + 4 > sizeof(k)) {
+        a->oom = 1;
+        return;
+    }
+    memcpy(k, prefix, pl);
+    k[pl] = '{';
+    memcpy(k + pl + 1, cust, cl);
+    k[pl + 1 + cl] = '}';
+    k[pl + 2 + cl] = ':';
+    k[pl + 3 + cl] = suffix;
+    arg(a, k, pl + cl + 4);
+}
+
+/* An argument formatted with printf. */
 static void arg_f(argvec *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void arg_f(argvec *a, const char *fmt, ...)
 {
-    char tmp[512]; /* a key: prefix (< 80) + customer id (<= EVENT_ID_MAX) + 4 */
+    char tmp[512];
     va_list ap;
     va_start(ap, fmt);
     int k = vsnprintf(tmp, sizeof(tmp), fmt, ap);
     va_end(ap);
-    size_t off = a->text.len;
-    if (k < 0 || (size_t)k >= sizeof(tmp) || buf_append(&a->text, tmp, (size_t)k) != 0 ||
-        buf_append(&a->text, "", 1) != 0) {
+    if (k < 0 || (size_t)k >= sizeof(tmp)) {
         a->oom = 1;
         return;
     }
-    arg(a, NULL, 0);
-    if (!a->oom) {
-        a->textoff[a->n - 1] = off;
-        a->len[a->n - 1] = (size_t)k;
-    }
+    arg(a, tmp, (size_t)k);
 }
 
-static void argvec_free(argvec *a)
+/* Queue the command on s's connection: 0, or -1 when memory ran out. */
+static int argvec_send(redisContext *c, argvec *a)
 {
-    free(a->v);
-    free(a->len);
-    free(a->textoff);
-    buf_free(&a->text);
+    if (a->oom || !a->n)
+        return -1;
+    char tmp[24];
+    char *d = fmt_ll(tmp, (long long)a->n);
+    size_t dl = (size_t)(tmp + 24 - d), hl = dl + 3;
+    char *h = a->text.data + RESP_HEAD - hl;
+    h[0] = '*';
+    memcpy(h + 1, d, dl);
+    h[1 + dl] = '\r';
+    h[2 + dl] = '\n';
+    return redisAppendFormattedCommand(c, h, a->text.len - (RESP_HEAD - hl)) == REDIS_OK ? 0 : -1;
 }
+
+static void argvec_free(argvec *a) { buf_free(&a->text); }
 
 /* Sum the report deltas of requests [b, e) (one customer) by field. */
 static int sum_aggregates(const store_apply_req *reqs, size_t b, size_t e, agg_sum **out, size_t *n)
@@ -965,8 +1017,6 @@ static int sum_aggregates(const store_apply_req *reqs, size_t b, size_t e, agg_s
             }
             v[k].sum += d; /* an overflowing sum starts a second pair: the script adds both */
         }
-    for (size_t k = 0; k < *n; k++)
-        snprintf(v[k].text, sizeof(v[k].text), "%lld", v[k].sum);
     *out = v;
     return 0;
 }
@@ -984,23 +1034,23 @@ static int append_call(store *s, size_t ci, void *vctx)
         goto out;
     arg_s(&a, "EVALSHA");
     arg_s(&a, s->sha);
-    arg_f(&a, "%zu", 1 + 5 * c->ncust);
+    arg_ll(&a, (long long)(1 + 5 * c->ncust));
     arg_f(&a, "%saggregates", s->prefix);
     /* the keys, customer by customer */
     for (size_t k = 0; k < c->ncust; k++) {
         const char *cust = x->trim_only ? x->ids[c->first + k] : x->reqs[x->bounds[c->first + k]].customer_id;
         static const char suffix[] = "pdtlc";
         for (int j = 0; j < 5; j++)
-            arg_f(&a, "%s{%s}:%c", s->prefix, cust, suffix[j]);
+            arg_key(&a, s->prefix, cust, suffix[j]);
     }
-    arg_f(&a, "%lld", (long long)s->retention_ms);
+    arg_ll(&a, (long long)s->retention_ms);
     arg_s(&a, x->now);
-    arg_f(&a, "%lld", (long long)s->ledger_max);
-    arg_f(&a, "%zu", c->ncust);
-    arg_f(&a, "%zu", s->ncommitted);
+    arg_ll(&a, (long long)s->ledger_max);
+    arg_ll(&a, (long long)c->ncust);
+    arg_ll(&a, (long long)s->ncommitted);
     for (size_t i = 0; i < s->ncommitted; i++) {
         arg_s(&a, s->committed[i].name);
-        arg_f(&a, "%lld", (long long)s->committed[i].next_offset);
+        arg_ll(&a, (long long)s->committed[i].next_offset);
     }
     for (size_t k = 0; k < c->ncust; k++) {
         if (x->trim_only) {
@@ -1016,10 +1066,10 @@ static int append_call(store *s, size_t ci, void *vctx)
         if (sum_aggregates(x->reqs, b, i, &sums[k], &nsums[k]) != 0)
             goto out;
         arg_s(&a, "a");
-        arg_f(&a, "%lld", (long long)x->reqs[b].expected_version);
+        arg_ll(&a, (long long)x->reqs[b].expected_version);
         arg(&a, last->profile ? last->profile->data : "", last->profile ? last->profile->len : 0);
-        arg_f(&a, "%zu", i - b);
-        arg_f(&a, "%zu", nsums[k]);
+        arg_ll(&a, (long long)(i - b));
+        arg_ll(&a, (long long)nsums[k]);
         for (size_t e = b; e < i; e++) {
             const store_apply_req *q = &x->reqs[e];
             char src[16];
@@ -1027,25 +1077,20 @@ static int append_call(store *s, size_t ci, void *vctx)
             arg_s(&a, q->id);
             arg_s(&a, q->credit ? "c" : "t");
             arg(&a, (const char *)(q->digest ? q->digest : no_digest), STORE_DIGEST_LEN);
-            arg_f(&a, "%lld", (long long)q->occurred_at);
-            arg_f(&a, "%s", src);
-            arg_f(&a, "%lld", src[0] ? (long long)q->offset : -1LL);
+            arg_ll(&a, (long long)q->occurred_at);
+            arg_s(&a, src);
+            arg_ll(&a, src[0] ? (long long)q->offset : -1LL);
             arg(&a, q->outputs ? q->outputs->data : "", q->outputs ? q->outputs->len : 0);
-            arg_f(&a, "%d", q->nledger);
+            arg_ll(&a, (long long)q->nledger);
             for (int l = 0; l < q->nledger; l++)
                 arg(&a, q->ledger[l], q->ledger_len ? q->ledger_len[l] : strlen(q->ledger[l]));
         }
         for (size_t j = 0; j < nsums[k]; j++) {
             arg_s(&a, sums[k][j].field);
-            arg_s(&a, sums[k][j].text);
+            arg_ll(&a, sums[k][j].sum);
         }
     }
-    if (a.oom)
-        goto out;
-    for (size_t i = 0; i < a.n; i++)
-        if (a.textoff[i] != (size_t)-1)
-            a.v[i] = a.text.data + a.textoff[i];
-    rc = redisAppendCommandArgv(s->c, (int)a.n, a.v, a.len) == REDIS_OK ? 0 : -1;
+    rc = argvec_send(s->c, &a);
 out:
     for (size_t k = 0; sums && k < c->ncust; k++)
         free(sums[k]);

@@ -149,6 +149,15 @@ START_TEST(report_deltas_of_an_apply)
     for (int i = 0; i < d.n; i++)
         ck_assert_str_ne(d.argv[2 * i + 1], "0");
     ck_assert_int_eq(delta(&d, "points|redeemed"), 0);
+    /* the same deltas feed the process metrics */
+    double rw = metrics_value(M_REWARDS, "welcome", "EARN"), pts = metrics_value(M_REWARD_POINTS, "welcome", "EARN"),
+           ev = metrics_value(M_EVENTS_APPLIED, "SIGNUP"),
+           st = metrics_value(M_STAGE_CHANGES, "lifecycle", prog.ladders[lc].stages[1].name);
+    report_deltas_to_metrics(&d);
+    ck_assert(metrics_value(M_REWARDS, "welcome", "EARN") == rw + 1);
+    ck_assert(metrics_value(M_REWARD_POINTS, "welcome", "EARN") == pts + 100);
+    ck_assert(metrics_value(M_EVENTS_APPLIED, "SIGNUP") == ev + 1);
+    ck_assert(metrics_value(M_STAGE_CHANGES, "lifecycle", prog.ladders[lc].stages[1].name) == st + 1);
 
     /* the next event: an existing customer moving up a stage, persona changes */
     profile next;
@@ -166,6 +175,22 @@ START_TEST(report_deltas_of_an_apply)
     ck_assert_int_eq(delta(&d, f), 1);
     ck_assert_int_eq(delta(&d, "persona|user"), -1);
     ck_assert_int_eq(delta(&d, "persona|buyer"), 1);
+    /* leaving a stage is not a stage change in the metrics; a reversal's points count positive */
+    st = metrics_value(M_STAGE_CHANGES, "lifecycle", prog.ladders[lc].stages[1].name);
+    out.nrewards = 1;
+    snprintf(out.rewards[0].rule_id, sizeof(out.rewards[0].rule_id), "purchase");
+    out.rewards[0].kind = REWARD_REVERSAL;
+    out.rewards[0].points = -40;
+    out.rewards[0].occurred_at = INT64_C(1786190400000);
+    ck_assert_int_eq(report_compute(&prog, &b, &next, &out, "REFUND", &d), 0);
+    ck_assert_int_eq(delta(&d, "rule|purchase|REVERSAL|points"), -40);
+    ck_assert_int_eq(delta(&d, "day|2026-08-08|purchase"), -40);
+    rw = metrics_value(M_REWARDS, "purchase", "REVERSAL");
+    pts = metrics_value(M_REWARD_POINTS, "purchase", "REVERSAL");
+    report_deltas_to_metrics(&d);
+    ck_assert(metrics_value(M_REWARDS, "purchase", "REVERSAL") == rw + 1);
+    ck_assert(metrics_value(M_REWARD_POINTS, "purchase", "REVERSAL") == pts + 40);
+    ck_assert(metrics_value(M_STAGE_CHANGES, "lifecycle", prog.ladders[lc].stages[1].name) == st);
     report_deltas_free(&d);
     program_free(&prog);
 }
