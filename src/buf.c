@@ -23,17 +23,6 @@ int buf_reserve(buf *b, size_t extra)
     return 0;
 }
 
-int buf_append(buf *b, const void *data, size_t len)
-{
-    if (buf_reserve(b, len) != 0)
-        return -1;
-    if (len)
-        memcpy(b->data + b->len, data, len);
-    b->len += len;
-    b->data[b->len] = '\0';
-    return 0;
-}
-
 int buf_puts(buf *b, const char *s)
 {
     return buf_append(b, s, strlen(s));

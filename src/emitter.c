@@ -198,10 +198,36 @@ void emitter_abort(emitter *em)
     em->aborted++;
 }
 
+/* Destroy the topic handles (before their producer). */
+static void drop_topics(emitter *em)
+{
+    for (int i = 0; i < em->ntopics; i++)
+        rd_kafka_topic_destroy(em->topics[i].rkt);
+    em->ntopics = 0;
+}
+
+/* The producer's handle of topic, made on first use; NULL when there is no
+ * room for another or librdkafka refuses (the caller then names the topic). */
+static rd_kafka_topic_t *topic_handle(emitter *em, const char *topic)
+{
+    for (int i = 0; i < em->ntopics; i++)
+        if (!strcmp(em->topics[i].name, topic))
+            return em->topics[i].rkt;
+    if (em->ntopics == EMITTER_TOPICS || strlen(topic) >= sizeof(em->topics[0].name))
+        return NULL;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(em->producer, topic, NULL);
+    if (!rkt)
+        return NULL;
+    snprintf(em->topics[em->ntopics].name, sizeof(em->topics[0].name), "%s", topic);
+    em->topics[em->ntopics++].rkt = rkt;
+    return rkt;
+}
+
 /* After a fatal producer error (fenced by a newer instance with the same
  * transactional.id, or a transaction that timed out): a new producer. */
 static int restart_producer(emitter *em, char *err, size_t errlen)
 {
+    drop_topics(em);
     rd_kafka_destroy(em->producer);
     em->producer = NULL;
     em->in_txn = false;
@@ -295,8 +321,10 @@ rd_kafka_resp_err_t emitter_produce(emitter *em, const char *topic, const void *
         if (b->sealed)
             b = NULL;
     }
-    rd_kafka_resp_err_t e =
-        kafka_produce(em->producer, topic, key, keylen, value, len, hdrs, b ? (void *)(uintptr_t)b->seq : NULL);
+    void *tag = b ? (void *)(uintptr_t)b->seq : NULL;
+    rd_kafka_topic_t *rkt = topic_handle(em, topic);
+    rd_kafka_resp_err_t e = rkt ? kafka_produce_rkt(em->producer, rkt, key, keylen, value, len, hdrs, tag)
+                                : kafka_produce(em->producer, topic, key, keylen, value, len, hdrs, tag);
     if (!e && b)
         b->produced++;
     return e;
@@ -516,6 +544,7 @@ void emitter_close(emitter *em)
         pop_head(em, false);
     for (int i = 0; em->commit_q && em->commits_pending > 0 && i < 100; i++)
         rd_kafka_queue_poll_callback(em->commit_q, 50);
+    drop_topics(em);
     if (em->producer)
         rd_kafka_destroy(em->producer);
     em->producer = NULL;

@@ -60,6 +60,9 @@ typedef struct emit_batch {
     void *user;                 /* handed to the done callback */
 } emit_batch;
 
+/* Topic handles an emitter keeps (a topic beyond them is produced to by name). */
+#define EMITTER_TOPICS 8
+
 typedef struct emitter {
     rd_kafka_t *producer;       /* owned; produce the batch's messages with it */
     rd_kafka_t *consumer;       /* the pipeline's consumer (group metadata, commits); not owned */
@@ -82,6 +85,11 @@ typedef struct emitter {
     int commits_pending;        /* asynchronous commits whose result has not come */
     long long committed_batches; /* batches whose offsets were committed */
     char fail_error[512];       /* why an in-flight batch failed */
+    struct {
+        char name[256];
+        rd_kafka_topic_t *rkt;  /* owned; of producer, destroyed before it */
+    } topics[EMITTER_TOPICS];   /* handles of the topics produced to (outputs, DLQ, credits) */
+    int ntopics;
 } emitter;
 
 /* Open the producer for cfg; with pipeline.exactly_once a transactional one

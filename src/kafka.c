@@ -174,6 +174,25 @@ rd_kafka_resp_err_t kafka_produce(rd_kafka_t *rk, const char *topic, const void 
     }
 }
 
+rd_kafka_resp_err_t kafka_produce_rkt(rd_kafka_t *rk, rd_kafka_topic_t *rkt, const void *key, size_t keylen,
+                                      const void *value, size_t len, rd_kafka_headers_t *hdrs, void *tag)
+{
+    for (;;) {
+        rd_kafka_resp_err_t e;
+        if (hdrs)
+            e = rd_kafka_producev(rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_KEY(key, keylen),
+                                  RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                  RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(tag), RD_KAFKA_V_END);
+        else
+            e = rd_kafka_producev(rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_KEY(key, keylen),
+                                  RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                  RD_KAFKA_V_OPAQUE(tag), RD_KAFKA_V_END);
+        if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            return e;
+        rd_kafka_poll(rk, 100);
+    }
+}
+
 rd_kafka_t *kafka_mock_start(const config *cfg, int brokers, int partitions, rd_kafka_mock_cluster_t **mcluster,
                              char *err, size_t errlen)
 {

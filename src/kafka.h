@@ -77,6 +77,11 @@ bool kafka_err_is_access(rd_kafka_resp_err_t e);
  * (kafka_delivery.on_msg). */
 rd_kafka_resp_err_t kafka_produce(rd_kafka_t *rk, const char *topic, const void *key, size_t keylen,
                                   const void *value, size_t len, rd_kafka_headers_t *hdrs, void *tag);
+/* The same through a topic handle of rk (rd_kafka_topic_new): librdkafka then
+ * skips looking the topic up by name under its handle's write lock on every
+ * message. */
+rd_kafka_resp_err_t kafka_produce_rkt(rd_kafka_t *rk, rd_kafka_topic_t *rkt, const void *key, size_t keylen,
+                                      const void *value, size_t len, rd_kafka_headers_t *hdrs, void *tag);
 
 /* Start librdkafka's in-process mock cluster with brokers brokers; creates
  * the topics of cfg with partitions each (none when partitions <= 0: the

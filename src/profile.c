@@ -82,10 +82,16 @@ static inline int put_varint(buf *b, int64_t v)
     return 0;
 }
 
-static int put_str(buf *b, const char *s)
+static inline int put_str(buf *b, const char *s)
 {
     size_t n = strlen(s);
-    return put_varint(b, (int64_t)n) || buf_append(b, s, n);
+    if (b->len + n + 11 > b->cap && buf_reserve(b, n + 10) != 0)
+        return -1;
+    put_varint(b, (int64_t)n); /* room made above */
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return 0;
 }
 
 static int put_double(buf *b, double d)
