@@ -6,28 +6,68 @@
 #define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
 #include <xxhash.h>
 
-static void put_bytes(XXH3_state_t *st, const void *p, size_t n)
+/* The bytes to hash, gathered in a buffer and hashed in one call
+ * (XXH3_128bits), the streaming state used only when they outgrow it: the
+ * same digest as streaming every field (XXH3's streaming and one-shot forms
+ * agree), without the state's reset and a call per field for every event. */
+typedef struct hasher {
+    uint8_t b[2048];
+    size_t n;              /* bytes in b */
+    bool streamed;         /* st holds earlier bytes */
+    XXH3_state_t st;
+} hasher;
+
+static void h_update(hasher *h, const void *p, size_t n)
 {
-    uint64_t len = n;
-    XXH3_128bits_update(st, &len, sizeof(len));
-    XXH3_128bits_update(st, p, n);
+    if (h->n + n <= sizeof(h->b)) {
+        memcpy(h->b + h->n, p, n);
+        h->n += n;
+        return;
+    }
+    if (!h->streamed) {
+        XXH3_INITSTATE(&h->st);
+        XXH3_128bits_reset(&h->st);
+        h->streamed = true;
+    }
+    XXH3_128bits_update(&h->st, h->b, h->n);
+    h->n = 0;
+    if (n > sizeof(h->b)) {
+        XXH3_128bits_update(&h->st, p, n);
+    } else {
+        memcpy(h->b, p, n);
+        h->n = n;
+    }
 }
 
-static void put_str(XXH3_state_t *st, const char *s) { put_bytes(st, s, strlen(s)); }
+static void put_bytes(hasher *st, const void *p, size_t n)
+{
+    uint64_t len = n;
+    h_update(st, &len, sizeof(len));
+    h_update(st, p, n);
+}
 
-static void put_i64(XXH3_state_t *st, int64_t v) { put_bytes(st, &v, sizeof(v)); }
+static void put_str(hasher *st, const char *s) { put_bytes(st, s, strlen(s)); }
+
+static void put_i64(hasher *st, int64_t v) { put_bytes(st, &v, sizeof(v)); }
 
 /* An optional string: presence, then the value. */
-static void put_opt(XXH3_state_t *st, bool has, const char *s)
+static void put_opt(hasher *st, bool has, const char *s)
 {
     put_i64(st, has);
     put_str(st, has ? s : "");
 }
 
-static void finish(XXH3_state_t *st, uint8_t out[DIGEST_LEN])
+static void finish(hasher *h, uint8_t out[DIGEST_LEN])
 {
     XXH128_canonical_t c;
-    XXH128_canonicalFromHash(&c, XXH3_128bits_digest(st));
+    XXH128_hash_t d;
+    if (h->streamed) {
+        XXH3_128bits_update(&h->st, h->b, h->n);
+        d = XXH3_128bits_digest(&h->st);
+    } else {
+        d = XXH3_128bits(h->b, h->n);
+    }
+    XXH128_canonicalFromHash(&c, d);
     memcpy(out, c.digest, DIGEST_LEN);
 }
 
@@ -47,9 +87,9 @@ int digest_touchpoint(const touchpoint *ev, uint8_t out[DIGEST_LEN])
             sorted[i] = &ev->attrs[i];
         qsort(sorted, ev->attr_count, sizeof(*sorted), cmp_attr);
     }
-    XXH3_state_t st;
-    XXH3_INITSTATE(&st);
-    XXH3_128bits_reset(&st);
+    hasher st;
+    st.n = 0;
+    st.streamed = false;
     put_str(&st, "touchpoint/1");
     put_str(&st, ev->event_id);
     put_str(&st, ev->customer_id);
@@ -98,9 +138,9 @@ int digest_touchpoint(const touchpoint *ev, uint8_t out[DIGEST_LEN])
 
 void digest_credit(const credit_event *cr, uint8_t out[DIGEST_LEN])
 {
-    XXH3_state_t st;
-    XXH3_INITSTATE(&st);
-    XXH3_128bits_reset(&st);
+    hasher st;
+    st.n = 0;
+    st.streamed = false;
     put_str(&st, "credit/1");
     put_str(&st, cr->credit_id);
     put_str(&st, cr->customer_id);

@@ -298,6 +298,7 @@ struct store {
     size_t ncommitted, capcommitted;
     struct codec *codec; /* decodes ledger entries (store_ledger); created on first use */
     int64_t now_ms;      /* the wall clock the apply's trim uses; 0: the real one (store_set_now) */
+    buf cmd;             /* the command being written (argvec), reused from call to call */
 };
 
 /* ---- connection ------------------------------------------------------------------- */
@@ -564,6 +565,7 @@ void store_close(store *s)
         redisFree(s->c);
     codec_free(s->codec);
     free(s->committed);
+    buf_free(&s->cmd);
     free(s);
 }
 
@@ -577,9 +579,156 @@ int store_reconnect(store *s, char *err, size_t errlen)
 
 /* ---- keys ----------------------------------------------------------------------- */
 
+/* One command written straight in the Redis protocol (RESP): each argument
+ * is appended as "$<len>\r\n<bytes>\r\n" as it comes, and the "*<argc>\r\n"
+ * header goes into room kept in front once the count is known. hiredis then
+ * copies the command once (redisAppendFormattedCommand), where its
+ * redisAppendCommandArgv would format every argument again into a new sds. */
+#define RESP_HEAD 24
+typedef struct argvec {
+    buf *text;           /* RESP_HEAD bytes of room, then the arguments (the store's, reused) */
+    size_t n;            /* arguments so far */
+    int oom;
+} argvec;
+
+/* Start a command in the store's command buffer. */
+static void argvec_begin(argvec *a, store *s)
+{
+    a->text = &s->cmd;
+    a->n = 0;
+    a->oom = 0;
+    if (buf_reserve(a->text, 4096) != 0) {
+        a->oom = 1;
+        return;
+    }
+    memset(a->text->data, 0, RESP_HEAD);
+    a->text->len = RESP_HEAD;
+}
+
+/* Decimal digits of v into the end of tmp (24 bytes); returns the first. */
+static char *fmt_ll(char tmp[24], long long v)
+{
+    char *p = tmp + 24;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do
+        *--p = (char)('0' + u % 10);
+    while (u /= 10);
+    if (v < 0)
+        *--p = '-';
+    return p;
+}
+
+static void arg(argvec *a, const char *p, size_t len)
+{
+    if (a->oom)
+        return;
+    char tmp[24];
+    char *d = fmt_ll(tmp, (long long)len);
+    size_t dl = (size_t)(tmp + 24 - d);
+    if (buf_reserve(a->text, len + dl + 5) != 0) {
+        a->oom = 1;
+        return;
+    }
+    char *w = a->text->data + a->text->len;
+    *w++ = '$';
+    memcpy(w, d, dl);
+    w += dl;
+    *w++ = '\r';
+    *w++ = '\n';
+    if (len)
+        memcpy(w, p, len);
+    w += len;
+    *w++ = '\r';
+    *w++ = '\n';
+    *w = '\0';
+    a->text->len = (size_t)(w - a->text->data);
+    a->n++;
+}
+
+static void arg_s(argvec *a, const char *p) { arg(a, p ? p : "", p ? strlen(p) : 0); }
+
+/* An integer argument. */
+static void arg_ll(argvec *a, long long v)
+{
+    char tmp[24];
+    char *d = fmt_ll(tmp, v);
+    arg(a, d, (size_t)(tmp + 24 - d));
+}
+
+/* A customer's key: <prefix>{<customer_id>}:<suffix>. */
+static void arg_key(argvec *a, const char *prefix, const char *cust, char suffix)
+{
+    char k[512]; /* prefix (< 80) + customer id (<= EVENT_ID_MAX) + 4 */
+    size_t pl = strlen(prefix), cl = strlen(cust);
+    if (pl + cl + 4 > sizeof(k)) {
+        a->oom = 1;
+        return;
+    }
+    memcpy(k, prefix, pl);
+    k[pl] = '{';
+    memcpy(k + pl + 1, cust, cl);
+    k[pl + 1 + cl] = '}';
+    k[pl + 2 + cl] = ':';
+    k[pl + 3 + cl] = suffix;
+    arg(a, k, pl + cl + 4);
+}
+
+/* An argument formatted with printf. */
+static void arg_f(argvec *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void arg_f(argvec *a, const char *fmt, ...)
+{
+    char tmp[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    if (k < 0 || (size_t)k >= sizeof(tmp)) {
+        a->oom = 1;
+        return;
+    }
+    arg(a, tmp, (size_t)k);
+}
+
+/* Queue the command on s's connection: 0, or -1 when memory ran out. */
+static int argvec_send(redisContext *c, argvec *a)
+{
+    if (a->oom || !a->n)
+        return -1;
+    char tmp[24];
+    char *d = fmt_ll(tmp, (long long)a->n);
+    size_t dl = (size_t)(tmp + 24 - d), hl = dl + 3;
+    char *h = a->text->data + RESP_HEAD - hl;
+    h[0] = '*';
+    memcpy(h + 1, d, dl);
+    h[1 + dl] = '\r';
+    h[2 + dl] = '\n';
+    return redisAppendFormattedCommand(c, h, a->text->len - (RESP_HEAD - hl)) == REDIS_OK ? 0 : -1;
+}
+
+/* The command of argv[0..argc) (lens[i] bytes each; NULL: NUL-terminated
+ * strings) queued on s's connection, as redisAppendCommandArgv does. */
+static int append_argv(store *s, int argc, const char *const *argv, const size_t *lens)
+{
+    argvec a;
+    argvec_begin(&a, s);
+    for (int i = 0; i < argc; i++)
+        arg(&a, argv[i], lens ? lens[i] : strlen(argv[i]));
+    return argvec_send(s->c, &a);
+}
+
 static void key(const store *s, const char *customer_id, char suffix, char *out, size_t len)
 {
-    snprintf(out, len, "%s{%s}:%c", s->prefix, customer_id, suffix);
+    size_t pl = strlen(s->prefix), cl = strlen(customer_id);
+    if (pl + cl + 5 > len) { /* cut short, as snprintf does */
+        snprintf(out, len, "%s{%s}:%c", s->prefix, customer_id, suffix);
+        return;
+    }
+    memcpy(out, s->prefix, pl);
+    out[pl] = '{';
+    memcpy(out + pl + 1, customer_id, cl);
+    memcpy(out + pl + 1 + cl, "}:", 2);
+    out[pl + cl + 3] = suffix;
+    out[pl + cl + 4] = '\0';
 }
 
 static int get_reply(store *s, redisReply **r, const char *what, char *err, size_t errlen)
@@ -636,16 +785,16 @@ int store_fetch(store *s, store_profile *profiles, size_t nprofiles, store_seen 
     for (size_t i = 0; i < nprofiles; i++) {
         key(s, profiles[i].customer_id, 'p', k, sizeof(k));
         const char *argv[] = {"HMGET", k, "v", "p"};
-        redisAppendCommandArgv(s->c, 4, argv, NULL);
+        append_argv(s, 4, argv, NULL);
     }
     for (size_t i = 0; i < nseen; i++) {
         /* a credit's record is in :c; a namespace of layout 1 kept it in :d */
         key(s, seen[i].customer_id, seen[i].credit ? 'c' : 'd', k, sizeof(k));
         const char *argv[] = {"HGET", k, seen[i].id};
-        redisAppendCommandArgv(s->c, 3, argv, NULL);
+        append_argv(s, 3, argv, NULL);
         if (seen[i].credit) {
             key(s, seen[i].customer_id, 'd', k, sizeof(k));
-            redisAppendCommandArgv(s->c, 3, argv, NULL);
+            append_argv(s, 3, argv, NULL);
         }
     }
     int rc = 0;
@@ -869,127 +1018,16 @@ void store_committed(store *s, bool credit, int32_t partition, int64_t next_offs
     c->next_offset = next_offset;
 }
 
-/* One EVALSHA written straight in the Redis protocol (RESP): each argument
- * is appended as "$<len>\r\n<bytes>\r\n" as it comes, and the "*<argc>\r\n"
- * header goes into room kept in front once the count is known. hiredis then
- * copies the command once (redisAppendFormattedCommand), where its
- * redisAppendCommandArgv would format every argument again into a new sds. */
-#define RESP_HEAD 24
-typedef struct argvec {
-    buf text;            /* RESP_HEAD bytes of room, then the arguments */
-    size_t n;            /* arguments so far */
-    int oom;
-} argvec;
-
-/* Decimal digits of v into the end of tmp (24 bytes); returns the first. */
-static char *fmt_ll(char tmp[24], long long v)
+/* The decimal integer at the start of p, as atoll reads report.c's deltas
+ * (an optional '-', digits; what follows is ignored). */
+static long long parse_ll(const char *p)
 {
-    char *p = tmp + 24;
-    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-    do
-        *--p = (char)('0' + u % 10);
-    while (u /= 10);
-    if (v < 0)
-        *--p = '-';
-    return p;
+    bool neg = *p == '-';
+    unsigned long long u = 0;
+    for (p += neg; *p >= '0' && *p <= '9'; p++)
+        u = u * 10 + (unsigned long long)(*p - '0');
+    return neg ? (long long)(0 - u) : (long long)u;
 }
-
-static void arg(argvec *a, const char *p, size_t len)
-{
-    if (a->oom)
-        return;
-    if (!a->text.len) { /* room for the header */
-        if (buf_reserve(&a->text, 4096) != 0) {
-            a->oom = 1;
-            return;
-        }
-        memset(a->text.data, 0, RESP_HEAD);
-        a->text.len = RESP_HEAD;
-    }
-    char tmp[24];
-    char *d = fmt_ll(tmp, (long long)len);
-    size_t dl = (size_t)(tmp + 24 - d);
-    if (buf_reserve(&a->text, len + dl + 5) != 0) {
-        a->oom = 1;
-        return;
-    }
-    char *w = a->text.data + a->text.len;
-    *w++ = '$';
-    memcpy(w, d, dl);
-    w += dl;
-    *w++ = '\r';
-    *w++ = '\n';
-    if (len)
-        memcpy(w, p, len);
-    w += len;
-    *w++ = '\r';
-    *w++ = '\n';
-    *w = '\0';
-    a->text.len = (size_t)(w - a->text.data);
-    a->n++;
-}
-
-static void arg_s(argvec *a, const char *p) { arg(a, p ? p : "", p ? strlen(p) : 0); }
-
-/* An integer argument. */
-static void arg_ll(argvec *a, long long v)
-{
-    char tmp[24];
-    char *d = fmt_ll(tmp, v);
-    arg(a, d, (size_t)(tmp + 24 - d));
-}
-
-/* A customer's key: <prefix>{<customer_id>}:<suffix>. */
-static void arg_key(argvec *a, const char *prefix, const char *cust, char suffix)
-{
-    char k[512]; /* prefix (< 80) + customer id (<= EVENT_ID_MAX) + 4 */
-    size_t pl = strlen(prefix), cl = strlen(cust);
-    if (pl + cl + 4 > sizeof(k)) {
-        a->oom = 1;
-        return;
-    }
-    memcpy(k, prefix, pl);
-    k[pl] = '{';
-    memcpy(k + pl + 1, cust, cl);
-    k[pl + 1 + cl] = '}';
-    k[pl + 2 + cl] = ':';
-    k[pl + 3 + cl] = suffix;
-    arg(a, k, pl + cl + 4);
-}
-
-/* An argument formatted with printf. */
-static void arg_f(argvec *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void arg_f(argvec *a, const char *fmt, ...)
-{
-    char tmp[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int k = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-    if (k < 0 || (size_t)k >= sizeof(tmp)) {
-        a->oom = 1;
-        return;
-    }
-    arg(a, tmp, (size_t)k);
-}
-
-/* Queue the command on s's connection: 0, or -1 when memory ran out. */
-static int argvec_send(redisContext *c, argvec *a)
-{
-    if (a->oom || !a->n)
-        return -1;
-    char tmp[24];
-    char *d = fmt_ll(tmp, (long long)a->n);
-    size_t dl = (size_t)(tmp + 24 - d), hl = dl + 3;
-    char *h = a->text.data + RESP_HEAD - hl;
-    h[0] = '*';
-    memcpy(h + 1, d, dl);
-    h[1 + dl] = '\r';
-    h[2 + dl] = '\n';
-    return redisAppendFormattedCommand(c, h, a->text.len - (RESP_HEAD - hl)) == REDIS_OK ? 0 : -1;
-}
-
-static void argvec_free(argvec *a) { buf_free(&a->text); }
 
 /* Sum the report deltas of requests [b, e) (one customer) by field. */
 static int sum_aggregates(const store_apply_req *reqs, size_t b, size_t e, agg_sum **out, size_t *n)
@@ -1006,7 +1044,7 @@ static int sum_aggregates(const store_apply_req *reqs, size_t b, size_t e, agg_s
     for (size_t i = b; i < e; i++)
         for (int j = 0; j < reqs[i].nagg; j++) {
             const char *f = reqs[i].agg[2 * j];
-            long long d = atoll(reqs[i].agg[2 * j + 1]);
+            long long d = parse_ll(reqs[i].agg[2 * j + 1]);
             size_t k = 0;
             while (k < *n && (strcmp(v[k].field, f) != 0 || __builtin_add_overflow(v[k].sum, d, &(long long){0})))
                 k++;
@@ -1026,7 +1064,8 @@ static int append_call(store *s, size_t ci, void *vctx)
 {
     apply_ctx *x = vctx;
     const apply_call *c = &x->calls[ci];
-    argvec a = {0};
+    argvec a;
+    argvec_begin(&a, s);
     agg_sum **sums = calloc(c->ncust ? c->ncust : 1, sizeof(*sums));
     size_t *nsums = calloc(c->ncust ? c->ncust : 1, sizeof(*nsums));
     int rc = -1;
@@ -1096,7 +1135,6 @@ out:
         free(sums[k]);
     free(sums);
     free(nsums);
-    argvec_free(&a);
     return rc;
 }
 
