@@ -14,7 +14,7 @@
 #include "codec.h"
 #include "log.h"
 
-/* The apply of layout 3 (see store.h): one call applies a chunk of
+/* The apply of layout 4 (see store.h): one call applies a chunk of
  * customers, each with all of its events of the batch, and folds in what
  * layout 2 did in a second script after the commit: the recorded outputs of
  * committed events are dropped and dedupe records past the retention
@@ -78,7 +78,7 @@ static const char apply_script[] =
     "  a = a + 2 * nagg\n"
     "  local res = {0}\n"
     "  out[j] = res\n"
-    "  local cur, e1 = rd('HMGET', kp, 'v', 'hw', 'tf', 'po')\n"
+    "  local cur, e1 = rd('HMGET', kp, 'v', 'hw', 'tf', 'po', 'tn')\n"
     "  if not cur then return fail('WRONGTYPE', e1) end\n"
     "  local v = tonumber(cur[1] or '0')\n"
     "  -- the pending list: events whose outputs are kept (field 'o' .. kind .. id of :p) until\n"
@@ -109,7 +109,8 @@ static const char apply_script[] =
     "    if not r1 then return fail('WRONGTYPE', e4) end\n"
     "    for n = 1, #cids do\n"
     "      local l1 = r1[n]\n"
-    "      if not r[n] and l1 and string.byte(l1, 1) ~= 2 and string.byte(l1, 1) ~= 3 then r[n] = l1 end\n"
+    "      local t1 = l1 and string.byte(l1, 1)\n"
+    "      if not r[n] and l1 and t1 ~= 2 and t1 ~= 3 and t1 ~= 4 then r[n] = l1 end\n"
     "    end\n"
     "    recc = r\n"
     "  end\n"
@@ -120,7 +121,7 @@ static const char apply_script[] =
     "    local st, x = 0, ''\n"
     "    if rec then\n"
     "      local tag = string.byte(rec, 1)\n"
-    "      if (tag == 3 and #rec == 17) or (tag == 2 and #rec > 16) then\n"
+    "      if (tag == 3 and #rec == 17) or (tag == 4 and #rec > 17) or (tag == 2 and #rec > 16) then\n"
     "        if string.sub(rec, 2, 17) ~= ev.dig then st = 4\n"
     "        else\n"
     "          st = 1\n"
@@ -148,13 +149,42 @@ static const char apply_script[] =
     "    end\n"
     "  else\n"
     "    local hw, tf = tonumber(cur[2] or '0'), tonumber(cur[3] or '0')\n"
-    "    local old, ntf = {}, tf\n"
+    "    -- tn: the oldest event time of the customer's records in :d (\"\": none); absent on a\n"
+    "    -- customer of layout <= 3, whose records may still be indexed by time in :t (legacy)\n"
+    "    local wasleg = cur[2] and not cur[5]\n"
+    "    local old, ntf, legacy, tn = {}, tf, wasleg, tonumber(cur[5] or '')\n"
+    "    local ntn, tnw = tn, false\n"
     "    if cur[2] then\n"
     "      local cutoff = math.min(hw, now) - retention\n"
-    "      local cand, e5 = rd('ZRANGEBYSCORE', kt, '-inf', '(' .. string.format('%.0f', cutoff), 'LIMIT', 0, 1000)\n"
-    "      if not cand then return fail('WRONGTYPE', e5) end\n"
-    "      for _, id in ipairs(cand) do\n"
-    "        if not keep['t' .. id] and not incall['t' .. id] then old[#old + 1] = id end\n"
+    "      local scan = false\n"
+    "      if legacy then\n"
+    "        local cand, e5 = rd('ZRANGEBYSCORE', kt, '-inf', '(' .. string.format('%.0f', cutoff), 'LIMIT', 0, 1000)\n"
+    "        if not cand then return fail('WRONGTYPE', e5) end\n"
+    "        for _, id in ipairs(cand) do\n"
+    "          if not keep['t' .. id] and not incall['t' .. id] then old[#old + 1] = id end\n"
+    "        end\n"
+    "        -- :t drained by this trim: the customer leaves it for good (tn from :d below)\n"
+    "        if #redis.call('ZRANGEBYSCORE', kt, '-inf', '+inf', 'LIMIT', 0, #old + 1) == #old then\n"
+    "          legacy, scan, tnw = false, true, true\n"
+    "        end\n"
+    "      elseif tn and (cutoff - tn > retention / 8 or (mode == 'x' and cutoff > tn)) then scan = true end\n"
+    "      -- rare: only once the oldest record is an eighth of the retention past it (then every\n"
+    "      -- record past it goes): one scan of :d per retention / 8 of event time at most\n"
+    "      if scan then\n"
+    "        local all, e6 = rd('HGETALL', kd)\n"
+    "        if not all then return fail('WRONGTYPE', e6) end\n"
+    "        local gone = {}\n"
+    "        for _, id in ipairs(old) do gone[id] = true end\n"
+    "        ntn, tnw = nil, true\n"
+    "        for i = 1, #all, 2 do\n"
+    "          local id, rec = all[i], all[i + 1]\n"
+    "          if string.byte(rec, 1) == 4 and not gone[id] then\n"
+    "            local t = tonumber(string.sub(rec, 18))\n"
+    "            if t and t < cutoff and #old < 1000 and not keep['t' .. id] and not incall['t' .. id] then\n"
+    "              old[#old + 1] = id\n"
+    "            elseif t and (not ntn or t < ntn) then ntn = t end\n"
+    "          end\n"
+    "        end\n"
     "      end\n"
     "      if #old > 0 and cutoff > tf then ntf = cutoff end\n"
     "    end\n"
@@ -163,6 +193,7 @@ static const char apply_script[] =
     "      if ev.st == 0 and not ev.credit and ev.at < ntf then ev.st, ev.x = 3, string.format('%.0f', ntf) end\n"
     "      if ev.st ~= 0 then dev = true end\n"
     "      if not ev.credit and ev.at > nhw then nhw = ev.at end\n"
+    "      if not legacy and not ev.credit and mode == 'a' and (not ntn or ev.at < ntn) then ntn, tnw = ev.at, true end\n"
     "    end\n"
     "    if dev then\n"
     "      for _, ev in ipairs(evs) do\n"
@@ -172,18 +203,18 @@ static const char apply_script[] =
     "    else\n"
     "      local pl = {kp = kp, kd = kd, kt = kt, kl = kl, kc = kc, drop = drop, keepl = keepl, old = old, ntf = ntf,\n"
     "                  tf = tf, v = v, hw = nhw, evs = evs, prof = prof, apply = mode == 'a' and nev > 0, res = res,\n"
-    "                  po = po, nt = nt, nc = nc}\n"
+    "                  po = po, nt = nt, nc = nc, wasleg = wasleg, tn = ntn}\n"
+    "      pl.tnw = not legacy and ((pl.apply and not cur[5]) or tnw)\n"
     "      plans[#plans + 1] = pl\n"
     "      local w0 = #writes\n"
     "      local wd, wc = pl.apply and nt > 0, pl.apply and nc > 0\n"
-    "      if pl.apply or ntf > tf or #drop > 0 then writes[#writes + 1] = {'HSET', kp, 'v', '1'} end\n"
+    "      if pl.apply or ntf > tf or #drop > 0 or pl.tnw then writes[#writes + 1] = {'HSET', kp, 'v', '1'} end\n"
     "      if #drop > 0 then writes[#writes + 1] = {'HDEL', kp, 'x'} end\n"
     "      if #old > 0 then\n"
     "        writes[#writes + 1] = {'HDEL', kd, 'x'}\n"
-    "        writes[#writes + 1] = {'ZREM', kt, 'x'}\n"
+    "        if wasleg then writes[#writes + 1] = {'ZREM', kt, 'x'} end\n"
     "      end\n"
     "      if wd then writes[#writes + 1] = {'HSET', kd, 'x', 'x'} end\n"
-    "      if nt > 0 and pl.apply then writes[#writes + 1] = {'ZADD', kt, '0', 'x'} end\n"
     "      if wc then writes[#writes + 1] = {'HSET', kc, 'x', 'x'} end\n"
     "      if pl.apply then\n"
     "        local nl = 0\n"
@@ -203,11 +234,7 @@ static const char apply_script[] =
     "          if math.abs(d) >= 2^52 or math.abs(g.sum) >= 2^52 then g.big = true end\n"
     "        end\n"
     "      end\n"
-    "      -- the one key written but not read above (:d, :c and :p are): :t of a new customer\n"
-    "      if nt > 0 and pl.apply and not cur[2] then\n"
-    "        local t = redis.call('TYPE', kt).ok\n"
-    "        if t ~= 'none' and t ~= 'zset' then return fail('WRONGTYPE', kt .. ' is a ' .. t .. ', not a zset') end\n"
-    "      end\n"
+
     "    end\n"
     "  end\n"
     "end\n"
@@ -248,28 +275,27 @@ static const char apply_script[] =
     "    ph = {'po', table.concat(pl.keepl)}\n"
     "  end\n"
     "  if pl.ntf > pl.tf then ph[#ph + 1] = 'tf'; ph[#ph + 1] = string.format('%.0f', pl.ntf) end\n"
+    "  if pl.tnw then ph[#ph + 1] = 'tn'; ph[#ph + 1] = pl.tn and string.format('%.0f', pl.tn) or '' end\n"
     "  if #ph > 0 then redis.call('HSET', pl.kp, unpack(ph)) end\n"
     "end\n"
     "for _, pl in ipairs(plans) do\n"
     "  if #pl.old > 0 then\n"
     "    redis.call('HDEL', pl.kd, unpack(pl.old))\n"
-    "    redis.call('ZREM', pl.kt, unpack(pl.old))\n"
+    "    if pl.wasleg then redis.call('ZREM', pl.kt, unpack(pl.old)) end\n"
     "  end\n"
     "  pl.res[1] = #pl.old\n"
     "  if #pl.drop > 0 then sliced('HDEL', pl.kp, pl.drop) end\n"
-    "  local hd, hc, zt, lg = {}, {}, {}, {}\n"
+    "  local hd, hc, lg = {}, {}, {}\n"
     "  if pl.apply then\n"
     "    for e, ev in ipairs(pl.evs) do\n"
     "      local h = ev.credit and hc or hd\n"
-    "      h[#h + 1] = ev.id; h[#h + 1] = '\\3' .. ev.dig\n"
-    "      if not ev.credit then zt[#zt + 1] = ev.ats; zt[#zt + 1] = ev.id end\n"
+    "      h[#h + 1] = ev.id; h[#h + 1] = ev.credit and '\\3' .. ev.dig or '\\4' .. ev.dig .. ev.ats\n"
     "      for i = ev.l0, ev.l0 + ev.nl - 1 do lg[#lg + 1] = ARGV[i] end\n"
     "      pl.res[#pl.res + 1] = 0; pl.res[#pl.res + 1] = string.format('%.0f', pl.v + e)\n"
     "    end\n"
     "  end\n"
     "  if #hd > 0 then redis.call('HSET', pl.kd, unpack(hd)) end\n"
     "  if #hc > 0 then redis.call('HSET', pl.kc, unpack(hc)) end\n"
-    "  if #zt > 0 then redis.call('ZADD', pl.kt, unpack(zt)) end\n"
     "  if #lg > 0 then\n"
     "    local len = redis.call('RPUSH', pl.kl, unpack(lg))\n"
     "    if lmax > 0 and len > lmax then redis.call('LTRIM', pl.kl, -lmax, -1) end\n"
@@ -501,8 +527,8 @@ static int connect_url(store *s, char *err, size_t errlen)
     r = redisCommand(s->c, "GET %slayout", s->prefix);
     if ((rc = command_ok(s, r, "GET (layout marker)", err, errlen)))
         return rc;
-    /* layouts 1 and 2 are upgraded in place by run (see store.h); a tool reads them as they are */
-    if (r->type == REDIS_REPLY_STRING && (!strcmp(r->str, "1") || !strcmp(r->str, "2"))) {
+    /* layouts 1 to 3 are upgraded in place by run (see store.h); a tool reads them as they are */
+    if (r->type == REDIS_REPLY_STRING && (!strcmp(r->str, "1") || !strcmp(r->str, "2") || !strcmp(r->str, "3"))) {
         int from = atoi(r->str);
         freeReplyObject(r);
         if (s->readonly)
@@ -752,13 +778,16 @@ static int ensure_connected(store *s, char *err, size_t errlen)
 /* The digest of a request that gives none (tools, tests). */
 static const uint8_t no_digest[STORE_DIGEST_LEN];
 
-/* Whether a dedupe record carries a content digest: layout 3's "\3" +
- * digest, layout 2's "\2" + digest + outputs (layout 1's are the outputs
+/* Whether a dedupe record carries a content digest: layout 4's "\4" +
+ * digest + event time (a touchpoint's), layout 3's "\3" + digest (a credit's,
+ * and touchpoints of layout 3), layout 2's "\2" + digest + outputs (layout 1's are the outputs
  * alone). */
 static int record_tag(const char *str, size_t len)
 {
     if (len == 1 + STORE_DIGEST_LEN && str[0] == 3)
         return 3;
+    if (len > 1 + STORE_DIGEST_LEN && str[0] == 4)
+        return 4;
     if (len > STORE_DIGEST_LEN && str[0] == 2)
         return 2;
     return 0;
@@ -839,9 +868,9 @@ int store_fetch(store *s, store_profile *profiles, size_t nprofiles, store_seen 
                 if (tag) {
                     d->conflict = memcmp(r->str + 1, d->digest ? d->digest : no_digest, STORE_DIGEST_LEN) != 0;
                     out += 1 + STORE_DIGEST_LEN;
-                    len -= 1 + STORE_DIGEST_LEN;
+                    len = tag == 2 ? len - (1 + STORE_DIGEST_LEN) : 0; /* 4's event time is no output */
                 }
-                d->kept = tag == 3 && !d->conflict;
+                d->kept = (tag == 3 || tag == 4) && !d->conflict;
                 nkept += d->kept;
                 if (!d->conflict && buf_append(&d->recorded, out, len) != 0) {
                     snprintf(err, errlen, "out of memory");

@@ -1,6 +1,6 @@
 /* store.h - Fidelio's state in Redis: atomic, idempotent, fenced applies.
  *
- * REDIS LAYOUT, version 3 (STORE_LAYOUT_VERSION). Every key of a customer
+ * REDIS LAYOUT, version 4 (STORE_LAYOUT_VERSION). Every key of a customer
  * carries the customer id as a hash tag, so all of them live in one hash
  * slot (Redis Cluster) and one Lua script may touch them atomically:
  *
@@ -10,6 +10,10 @@
  *                                          touchpoints (epoch ms); credits never move it
  *                                   tf     trim horizon: dedupe records of touchpoints
  *                                          before it may have been removed
+ *                                   tn     the oldest event time of the customer's records
+ *                                          in :d ("" none). Absent: a customer last written
+ *                                          by layout <= 3, whose records may still be indexed
+ *                                          in :t (LAYOUT 3 below)
  *                                   o<k><id> the recorded outputs (the exact Kafka keys and Avro
  *                                          bytes) of an event whose batch may not be committed
  *                                          yet; <k> is t (touchpoint) or c (credit), <id> its id
@@ -18,16 +22,18 @@
  *                                          "c<partition>" of the credits topic, "" unknown:
  *                                          tools, tests), "/", its offset, NUL, its id, NUL.
  *                                          Dropped once committed (THE APPLY, step 1)
- *   <prefix>{<customer>}:d   HASH   <event id> -> dedupe record: "\x03" + the content digest
- *                                   of the touchpoint (16 bytes, digest.h): 17 bytes, no outputs
- *                                   (small values keep the hash a compact listpack)
- *   <prefix>{<customer>}:t   ZSET   the same ids scored by event time, to trim :d
- *   <prefix>{<customer>}:c   HASH   <credit id> -> dedupe record of the credit (as in :d);
- *                                   never trimmed (see CREDITS)
+ *   <prefix>{<customer>}:d   HASH   <event id> -> dedupe record: "\x04" + the content digest
+ *                                   of the touchpoint (16 bytes, digest.h) + its event time
+ *                                   (epoch ms, decimal): ~30 bytes, no outputs (small values
+ *                                   keep the hash a compact listpack)
+ *   <prefix>{<customer>}:t   ZSET   layout <= 3 only: ids of :d scored by event time; no longer
+ *                                   written, emptied by the trim (LAYOUT 3 below)
+ *   <prefix>{<customer>}:c   HASH   <credit id> -> dedupe record of the credit: "\x03" + its
+ *                                   content digest (no time: never trimmed, see CREDITS)
  *   <prefix>{<customer>}:l   LIST   ledger: one RewardEvent per balance change, the Avro bytes
  *                                   published to Kafka (`fidelio ledger` decodes them), oldest
  *                                   first, the newest pipeline.ledger_max kept
- *   <prefix>layout           STRING "3": written on first use by `run`; "1" and "2" are upgraded
+ *   <prefix>layout           STRING "4": written on first use by `run`; "1", "2" and "3" are upgraded
  *                                   (below); another value stops fidelio. Read-only tools
  *                                   (store_open_readonly) only read it and write nothing, so
  *                                   they also work on a read-only replica.
@@ -61,12 +67,18 @@
  * customer of the call, all of its events at once:
  *   1. drop the recorded outputs (:p o<k><id>, po) of events below the
  *      committed offsets the pipeline gave (store_committed); trim: the dedupe records of
- *      touchpoints older than min(hw, now) - pipeline.dedupe_retention_ms
+ *      touchpoints older than the cutoff min(hw, now) - pipeline.dedupe_retention_ms
  *      (event time; now is the wall clock, so one event dated in the future
  *      cannot push tf ahead of real time and make every later event of the
  *      customer "too old"), except those whose outputs are still kept (not
  *      committed) and those of this call, go (at most 1000 per call), and tf
- *      rises to that cutoff;
+ *      rises to that cutoff. The apply looks for them (HGETALL :d, reading
+ *      each record's time) only when the oldest (tn) is more than an eighth
+ *      of the retention past the cutoff: a record lives up to 9/8 of the
+ *      retention, and a customer's :d is scanned at most once per eighth of
+ *      the retention of event time instead of an index being read and
+ *      written at every apply (layout 3's :t: ZRANGEBYSCORE + ZADD per
+ *      customer). store_trim is exact (every record past the cutoff);
  *   2. each event's id is in :d (a credit's: in :c), or earlier in this call,
  *      with the same content digest          -> DUPLICATE, with its outputs if
  *                                                still kept, else none
@@ -74,8 +86,8 @@
  *   3. :p's v differs from the version the
  *      caller computed from                  -> FENCED (another instance wrote since)
  *   4. a touchpoint older than tf            -> TOO_OLD (its dedupe record may be gone)
- *   5. all events new: write :p (v + n, the last event's profile, hw, the
- *      outputs and po), the records in :d and :t (credits: :c), append the
+ *   5. all events new: write :p (v + n, the last event's profile, hw, tn, the
+ *      outputs and po), the records in :d (credits: :c), append the
  *      ledger (LTRIM only when RPUSH says it grew past ledger_max), add the
  *      report's deltas.
  * (A customer with more than 128 events or 2048 ledger entries in one batch
@@ -92,17 +104,18 @@
  * doubles). The whole call is all or nothing: Redis keeps the writes of a
  * script that fails halfway, so everything that can fail is checked, for
  * every customer of the chunk, before the first write: key types (the reads
- * check theirs; TYPE for :l and a new customer's :t), that each aggregate
+ * check theirs; TYPE for :l), that each aggregate
  * field stays an integer, and on Redis >= 7 redis.acl_check_cmd for every
- * write (HSET :p/:d/:c, HDEL :p/:d, ZADD/ZREM :t, RPUSH/LTRIM :l, HINCRBY
+ * write (HSET :p/:d/:c, HDEL :p/:d, ZREM :t of layout 3, RPUSH/LTRIM :l, HINCRBY
  * aggregates).
  * A failure is an error reply "NOPERM|WRONGTYPE|ERR fidelio apply: ...;
  * nothing was written" (store_apply returns STORE_PERMANENT with it); OOM is
  * refused by Redis at the first write, before anything changed: Redis checks
  * OOM only until a script's first write and lets deletes through, so the
  * script writes the profiles (HSET :p) before it drops or trims anything.
- * Commands the script runs: HMGET, ZRANGEBYSCORE, TYPE, HSET, HDEL, ZADD,
- * ZREM, RPUSH, LTRIM, HINCRBY; store_fetch: HMGET, HGET (and the connection: INFO, SCRIPT
+ * Commands the script runs: HMGET, HGETALL, TYPE, HSET, HDEL, RPUSH, LTRIM,
+ * HINCRBY, and for a customer of layout 3 until its :t is empty
+ * ZRANGEBYSCORE, ZREM; store_fetch: HMGET, HGET (and the connection: INFO, SCRIPT
  * LOAD, EVALSHA).
  *
  * OUTPUTS AFTER THE COMMIT. What the retention needs to tell a redelivery
@@ -150,14 +163,21 @@
  * of 17 bytes (plus the id) per credit received, for the life of the profile;
  * its outputs go like a touchpoint's.
  *
+ * LAYOUT 3 namespaces are upgraded in place on the first start of this
+ * version (the marker becomes "4"; a layout-3 fidelio then refuses the
+ * namespace: it would read a "\x04" record as a layout-1 one). Nothing is
+ * rewritten: a customer whose :p has no tn is trimmed through its :t as
+ * before (its "\x03" records deduplicate as before) while its new records
+ * are written in the layout-4 form and not indexed in :t; the trim that
+ * empties :t sets tn (from :d) and from then on the customer is layout 4.
+ * A customer with no apply after the upgrade keeps its :t.
  * LAYOUT 2 namespaces are upgraded in place on the first start of this
- * version (the marker becomes "3"; a layout-2 fidelio then refuses the
- * namespace). Nothing is rewritten: a layout-2 record ("\x02" + digest +
+ * version or of layout 3 (the marker becomes "4"). Nothing is rewritten: a layout-2 record ("\x02" + digest +
  * outputs) still deduplicates, conflicts and re-emits its outputs, and is
- * trimmed by event time like any record; layout-2 ledger entries (JSON, which
+ * trimmed by event time through :t; layout-2 ledger entries (JSON, which
  * an Avro RewardEvent never starts with: its first byte would be a negative
  * string length) are printed as they are. New records and entries are
- * written in the layout-3 form. Upgrade after a clean stop (SIGTERM: the last
+ * written in the layout-4 form. Upgrade after a clean stop (SIGTERM: the last
  * batch committed): a layout-2 record carries no source offset, so one left
  * by an uncommitted layout-2 batch counts as committed for the trim (it still
  * deduplicates while younger than the retention).
@@ -178,7 +198,7 @@
 /* Room for a key: prefix, braces, customer id, suffix. */
 #define EVENT_KEY_MAX (64 + EVENT_ID_MAX + 8)
 
-#define STORE_LAYOUT_VERSION 3
+#define STORE_LAYOUT_VERSION 4
 /* Bytes of a content digest (digest.h). */
 #define STORE_DIGEST_LEN 16
 
@@ -236,7 +256,7 @@ typedef struct store_seen {
     const uint8_t *digest;    /* content digest of the event, STORE_DIGEST_LEN bytes; borrowed */
     bool seen;                /* the id is known */
     bool conflict;            /* ... with another digest (recorded stays empty) */
-    bool kept;                /* a layout-3 record: recorded holds its outputs if still kept */
+    bool kept;                /* a layout-3/4 record: recorded holds its outputs if still kept */
     buf recorded;             /* recorded outputs when seen; owned */
 } store_seen;
 
@@ -317,7 +337,7 @@ int store_trim(store *s, const char *const *customer_ids, size_t n, int64_t now_
 void store_set_now(store *s, int64_t now_ms);
 
 /* The newest n ledger entries of a customer as JSON lines, oldest first
- * (layout 3's Avro RewardEvents decoded; layout 2's JSON as stored). */
+ * (layouts 3-4: Avro RewardEvents decoded; layout 2's JSON as stored). */
 int store_ledger(store *s, const char *customer_id, long n, buf *out, char *err, size_t errlen);
 
 /* Every customer id with a profile (SCAN; for tools and tests). Each id is

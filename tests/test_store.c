@@ -1,6 +1,8 @@
 /* Store: the apply script against a real redis-server: atomic apply,
  * duplicates return the recorded outputs, fencing, the dedupe window and its
  * trim horizon, NOSCRIPT recovery, ledger bounds, layout check. */
+/* T0 in decimal: how a layout-4 dedupe record ends (its event time) */
+#define T0S "1767225600000"
 #include <stdarg.h>
 
 #include "codec.h"
@@ -222,7 +224,7 @@ START_TEST(layout_1_upgraded)
     store *o = store_open(redis_url, REDIS_FIXTURE_PREFIX "v1ns:", 30 * DAY, 0, err, sizeof(err));
     ck_assert_msg(o != NULL, "%s", err);
     r = redis_raw("GET " REDIS_FIXTURE_PREFIX "v1ns:layout");
-    ck_assert_str_eq(r->str, "3");
+    ck_assert_str_eq(r->str, "4");
     freeReplyObject(r);
     store_seen d = {.customer_id = "r3", .id = "rw-old", .credit = true};
     ck_assert(store_fetch(o, NULL, 0, &d, 1, err, sizeof(err)) == 0);
@@ -358,7 +360,7 @@ START_TEST(apply_all_or_nothing)
     ck_assert_int_eq(try_apply("c13", "e2", T0 + 1, 1), STORE_PERMANENT);
     ck_assert_int_eq(p_field("c13", "v"), 1);
     ck_assert_int_eq(raw_int("HEXISTS %s{%s}:d %s", "c13", "e2"), 0);
-    ck_assert_int_eq(raw_int("ZCARD %s{%s}:t%s", "c13", ""), 1);
+    ck_assert_int_eq(raw_int("HLEN %s{%s}:d%s", "c13", ""), 1);
     ck_assert_msg(strstr(err, "WRONGTYPE") && strstr(err, "nothing was written"), "error: %s", err);
     r = redis_raw("DEL %s{c13}:l", prefix);
     freeReplyObject(r);
@@ -369,7 +371,7 @@ START_TEST(apply_all_or_nothing)
     ck_assert_int_eq(rc, STORE_PERMANENT);
     ck_assert_int_eq(p_field("c13", "v"), 1);
     ck_assert_int_eq(raw_int("HEXISTS %s{%s}:d %s", "c13", "e3"), 0);
-    ck_assert_int_eq(raw_int("ZCARD %s{%s}:t%s", "c13", ""), 1);
+    ck_assert_int_eq(raw_int("HLEN %s{%s}:d%s", "c13", ""), 1);
     ck_assert_msg(strstr(err, "NOPERM") && strstr(err, "RPUSH") && strstr(err, "nothing was written"), "error: %s",
                   err);
     /* allowed again: applied */
@@ -407,13 +409,13 @@ START_TEST(trim_all_or_nothing)
 {
     ck_assert_int_eq(apply("c14", "old", T0, 0, "P1", "O1", NULL, NULL), STORE_APPLIED);
     ck_assert_int_eq(apply("c14", "new", T0 + 31 * DAY, 1, "P2", "O2", NULL, NULL), STORE_APPLIED);
-    /* ZREM denied: removing the record from :d without raising tf would let
-     * the old event apply twice */
-    acl("-zrem");
+    /* HDEL denied: the trim would fail after raising tf (or, in another
+     * order, remove the record without raising tf: the old event would apply twice) */
+    acl("-hdel");
     long long n;
     const char *ids[] = {"c14"};
     int rc = store_trim(s, ids, 1, trim_now, &n, err, sizeof(err));
-    acl("+zrem");
+    acl("+hdel");
     ck_assert_int_eq(rc, STORE_PERMANENT);
     ck_assert_int_eq(raw_int("HEXISTS %s{%s}:d %s", "c14", "old"), 1);
     ck_assert_int_eq(p_field("c14", "tf"), -1);
@@ -462,9 +464,9 @@ END_TEST
 START_TEST(keys_share_a_hash_slot)
 {
     ck_assert_int_eq(apply("c6", "e1", T0, 0, "P", "O", NULL, NULL), STORE_APPLIED);
-    const char suffix[] = {'p', 'd', 't', 'l'};
+    const char suffix[] = {'p', 'd', 'l'}; /* (layout 4 writes no :t) */
     long long slot = -1;
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 3; i++) {
         char k[128];
         snprintf(k, sizeof(k), "%s{c6}:%c", prefix, suffix[i]);
         redisReply *e = redis_raw("EXISTS %s", k), *sl = redis_raw("CLUSTER KEYSLOT %s", k);
@@ -487,11 +489,11 @@ END_TEST
 
 START_TEST(layout_mismatch_refused)
 {
-    redisReply *r = redis_raw("SET " REDIS_FIXTURE_PREFIX "other:layout 4");
+    redisReply *r = redis_raw("SET " REDIS_FIXTURE_PREFIX "other:layout 5");
     freeReplyObject(r);
     store *o = store_open(redis_url, REDIS_FIXTURE_PREFIX "other:", DAY, 0, err, sizeof(err));
     ck_assert_ptr_null(o);
-    ck_assert_ptr_nonnull(strstr(err, "layout is 4"));
+    ck_assert_ptr_nonnull(strstr(err, "layout is 5"));
 }
 END_TEST
 
@@ -800,7 +802,8 @@ START_TEST(outputs_dropped_after_commit)
     ck_assert_int_eq(v3_status[0], STORE_APPLIED);
     ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", "o1", "ote1"), 0);
     ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", "o1", "ote2"), 1);
-    ck_assert_int_eq(raw_int("HSTRLEN %s{%s}:d %s", "o1", "e1"), 1 + STORE_DIGEST_LEN); /* the digest alone */
+    /* the digest and the event time alone */
+    ck_assert_int_eq(raw_int("HSTRLEN %s{%s}:d %s", "o1", "e1"), 1 + STORE_DIGEST_LEN + (int)strlen(T0S));
     store_seen d[] = {{.customer_id = "o1", .id = "e1", .digest = (const uint8_t *)DA},
                       {.customer_id = "o1", .id = "e1", .digest = (const uint8_t *)DB},
                       {.customer_id = "o1", .id = "e2", .digest = (const uint8_t *)DA}};
@@ -816,9 +819,11 @@ START_TEST(outputs_dropped_after_commit)
     apply_many(late, 1);
     ck_assert_int_eq(v3_status[0], STORE_DUPLICATE);
     ck_assert_str_eq(v3_recorded[0], "");
-    /* a dedupe record is the digest alone: 1 tag byte + 16 */
-    redisReply *r = redis_raw("HSTRLEN %s{o1}:d e1", prefix);
-    ck_assert_int_eq(r->integer, 1 + STORE_DIGEST_LEN);
+    /* a dedupe record is the digest and the event time: 1 tag byte + 16 + the time in decimal */
+    redisReply *r = redis_raw("HGET %s{o1}:d e1", prefix);
+    ck_assert_int_eq(r->len, 1 + STORE_DIGEST_LEN + strlen(T0S));
+    ck_assert_int_eq(r->str[0], 4);
+    ck_assert_str_eq(r->str + 1 + STORE_DIGEST_LEN, T0S);
     freeReplyObject(r);
 }
 END_TEST
@@ -848,7 +853,8 @@ START_TEST(trim_folded_into_the_apply)
     apply_many(b3, 1);
     ck_assert_int_eq(v3_status[0], STORE_APPLIED);
     ck_assert_int_eq(raw_int("HEXISTS %s{%s}:d %s", "f1", "aug"), 0);
-    ck_assert_int_eq(raw_int("ZCARD %s{%s}:t%s", "f1", ""), 3);
+    ck_assert_int_eq(raw_int("HLEN %s{%s}:d%s", "f1", ""), 3);
+    ck_assert_int_eq(raw_int("EXISTS %s{%s}:t%s", "f1", ""), 0); /* layout 4 indexes no time in :t */
     ck_assert_int_eq(p_field("f1", "tf"), T0 + 31 * DAY);
     v3ev old[] = {{"f1", "aug", "P-x", "O-x", DA, T0, 4, 100}};
     apply_many(old, 1);
@@ -939,6 +945,96 @@ START_TEST(ledger_entries_are_avro_decoded_for_display)
 }
 END_TEST
 
+/* A namespace written by layout 3 is upgraded in place on the first start:
+ * a customer's records indexed by time in :t keep deduplicating and are
+ * trimmed through :t until it is empty; then the customer has no :t and its
+ * records (layout 4: the event time in the record) are trimmed through :d. */
+START_TEST(layout_3_upgraded)
+{
+    const char *ns = REDIS_FIXTURE_PREFIX "v3ns:";
+    RAW_OK("SET %slayout 3", ns);
+    RAW_OK("HSET %s{w1}:p v 2 p P-v3 hw %lld", ns, (long long)(T0 + DAY));
+    RAW_OK("HSET %s{w1}:d e1 %b e2 %b", ns, "\x03" "AAAAAAAAAAAAAAAA", (size_t)17, "\x03" "AAAAAAAAAAAAAAAA",
+           (size_t)17);
+    RAW_OK("ZADD %s{w1}:t %lld e1 %lld e2", ns, (long long)T0, (long long)(T0 + DAY));
+    store *o = store_open(redis_url, ns, 30 * DAY, 0, err, sizeof(err));
+    ck_assert_msg(o != NULL, "%s", err);
+    redisReply *r = redis_raw("GET %slayout", ns);
+    ck_assert_str_eq(r->str, "4");
+    freeReplyObject(r);
+    store *saved = s;
+    s = o;
+    char saved_prefix[sizeof(prefix)];
+    snprintf(saved_prefix, sizeof(saved_prefix), "%s", prefix);
+    snprintf(prefix, sizeof(prefix), "%s", ns); /* p_field and raw_int read this namespace */
+    store_set_now(s, T0 + 3650 * DAY);
+    buf rec = {0};
+    ck_assert_int_eq(apply_digest("w1", "e1", 2, DA, &rec), STORE_DUPLICATE);
+    ck_assert_int_eq(apply_digest("w1", "e2", 2, DB, &rec), STORE_CONFLICT);
+    /* a new event 30.5 days after e1: e1 goes through :t, e2 stays (within the retention) */
+    v3ev b1[] = {{"w1", "e3", "P3", "O-e3", DA, T0 + 30 * DAY + DAY / 2, 2, 1}};
+    apply_many(b1, 1);
+    ck_assert_int_eq(v3_status[0], STORE_APPLIED);
+    ck_assert_int_eq(trim("w1"), 1);
+    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:d %s", "w1", "e1"), 0);
+    ck_assert_int_eq(raw_int("ZCARD %s{%s}:t%s", "w1", ""), 1);
+    ck_assert_int_eq(p_field("w1", "tn"), -1); /* still indexed by :t */
+    ck_assert_int_eq(apply_digest("w1", "e2", 3, DA, &rec), STORE_DUPLICATE);
+    /* 40 days after e2: e2 leaves :t (now empty), the customer is layout 4 */
+    v3ev b2[] = {{"w1", "e4", "P4", "O-e4", DA, T0 + 41 * DAY, 3, 2}};
+    apply_many(b2, 1);
+    ck_assert_int_eq(trim("w1"), 1);
+    ck_assert_int_eq(raw_int("EXISTS %s{%s}:t%s", "w1", ""), 0);
+    ck_assert_int_eq(p_field("w1", "tn"), T0 + 30 * DAY + DAY / 2); /* e3's time: the oldest left */
+    ck_assert_int_eq(apply_digest("w1", "e2", 4, DA, &rec), STORE_TOO_OLD);
+    ck_assert_int_eq(apply_digest("w1", "e3", 4, DA, &rec), STORE_DUPLICATE);
+    /* and its layout-4 records are trimmed through :d */
+    v3ev b3[] = {{"w1", "e5", "P5", "O-e5", DA, T0 + 80 * DAY, 4, 3}};
+    apply_many(b3, 1);
+    ck_assert_int_eq(trim("w1"), 2); /* e3 and e4 */
+    ck_assert_int_eq(p_field("w1", "tn"), T0 + 80 * DAY);
+    ck_assert_int_eq(p_field("w1", "tf"), T0 + 50 * DAY);
+    ck_assert_int_eq(apply_digest("w1", "e5", 5, DB, &rec), STORE_CONFLICT);
+    buf_free(&rec);
+    snprintf(prefix, sizeof(prefix), "%s", saved_prefix);
+    s = saved;
+    store_close(o);
+}
+END_TEST
+
+/* Layout 4's apply scans :d for records past the retention only once the
+ * oldest is an eighth of the retention past it (then all of them go), not at
+ * every apply; store_trim is exact. */
+START_TEST(apply_trims_by_whole_eighths)
+{
+    store_set_now(s, T0 + 3650 * DAY);
+    v3ev b1[] = {{"h1", "e1", "P1", "O1", DA, T0, 0, 200}, {"h1", "e2", "P2", "O2", DA, T0 + DAY, 1, 201}};
+    apply_many(b1, 2);
+    ck_assert_int_eq(p_field("h1", "tn"), T0);
+    store_committed(s, false, 3, 300);
+    /* 32 days after e1: e1 is 2 days past the retention, less than 30 / 8 days: kept */
+    v3ev b2[] = {{"h1", "e3", "P3", "O3", DA, T0 + 32 * DAY, 2, 202}};
+    apply_many(b2, 1);
+    v3ev b3[] = {{"h1", "e4", "P4", "O4", DA, T0 + 32 * DAY + 1, 3, 203}};
+    apply_many(b3, 1);
+    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:d %s", "h1", "e1"), 1);
+    ck_assert_int_eq(p_field("h1", "tf"), -1);
+    /* 35 days: 5 past, more than an eighth: e1 and e2 go in one scan */
+    v3ev b4[] = {{"h1", "e5", "P5", "O5", DA, T0 + 35 * DAY, 4, 204}};
+    apply_many(b4, 1);
+    v3ev b5[] = {{"h1", "e6", "P6", "O6", DA, T0 + 35 * DAY + 1, 5, 205}};
+    apply_many(b5, 1);
+    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:d %s", "h1", "e1"), 0);
+    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:d %s", "h1", "e2"), 0);
+    ck_assert_int_eq(p_field("h1", "tf"), T0 + 5 * DAY);
+    ck_assert_int_eq(p_field("h1", "tn"), T0 + 32 * DAY);
+    v3ev re[] = {{"h1", "e2", "P-x", "O-x", DA, T0 + DAY, 6, 206}};
+    apply_many(re, 1);
+    ck_assert_int_eq(v3_status[0], STORE_TOO_OLD);
+    store_set_now(s, 0);
+}
+END_TEST
+
 /* A namespace written by layout 2 is upgraded in place on the first start:
  * its records (digest + outputs) still deduplicate and re-emit, a reused id
  * is still a conflict, its JSON ledger entries still print, its trim goes on. */
@@ -954,7 +1050,7 @@ START_TEST(layout_2_upgraded)
     store *o = store_open(redis_url, ns, 30 * DAY, 0, err, sizeof(err));
     ck_assert_msg(o != NULL, "%s", err);
     redisReply *r = redis_raw("GET %slayout", ns);
-    ck_assert_str_eq(r->str, "3");
+    ck_assert_str_eq(r->str, "4");
     freeReplyObject(r);
     store *saved = s;
     s = o;
@@ -967,7 +1063,7 @@ START_TEST(layout_2_upgraded)
     ck_assert(d.seen && !d.conflict);
     ck_assert_str_eq(d.recorded.data, "O-credit");
     store_seen_free(&d);
-    /* new events are written in the layout-3 form; the v2 record is trimmed once old */
+    /* new events are written in the layout-4 form; the v2 record is trimmed once old */
     store_set_now(s, T0 + 3650 * DAY);
     ck_assert_int_eq(apply_digest("u1", "e2", 1, DA, NULL), STORE_APPLIED);
     v3ev late[] = {{"u1", "e3", "P3", "O-e3", DA, T0 + 40 * DAY, 2, 1}};
@@ -975,8 +1071,9 @@ START_TEST(layout_2_upgraded)
     ck_assert_int_eq(v3_status[0], STORE_APPLIED);
     ck_assert_int_eq(trim("u1"), 2); /* e1 (layout 2) and e2 past 30 days, once committed */
     r = redis_raw("HSTRLEN %s{u1}:d e3", ns);
-    ck_assert_int_eq(r->integer, 1 + STORE_DIGEST_LEN);
+    ck_assert_int_eq(r->integer, 1 + STORE_DIGEST_LEN + 13); /* + its event time, 13 digits */
     freeReplyObject(r);
+    ck_assert_int_eq(raw_int("EXISTS %s{%s}:t%s", "u1", ""), 0); /* drained: the customer is layout 4 */
     s = saved;
     store *ro = store_open_readonly(redis_url_ro, ns, err, sizeof(err));
     ck_assert_msg(ro != NULL, "%s", err);
@@ -1041,7 +1138,7 @@ START_TEST(customer_with_thousands_of_events)
         ck_assert_msg(q[i].status == STORE_APPLIED, "event %d: status %d", i, q[i].status);
     ck_assert_int_eq(q[N - 1].version, N);
     ck_assert_int_eq(p_field("big", "v"), N);
-    ck_assert_int_eq(raw_int("ZCARD %s{%s}:t%s", "big", ""), N);
+    ck_assert_int_eq(raw_int("HLEN %s{%s}:d%s", "big", ""), N);
     for (int i = 0; i <= N; i++)
         store_apply_req_free(&q[i]);
     free(q);
@@ -1116,6 +1213,8 @@ Suite *store_suite(void)
     tcase_add_test(tc, aggregates_summed_per_call);
     tcase_add_test(tc, ledger_entries_are_avro_decoded_for_display);
     tcase_add_test(tc, layout_2_upgraded);
+    tcase_add_test(tc, layout_3_upgraded);
+    tcase_add_test(tc, apply_trims_by_whole_eighths);
     tcase_add_test(tc, oom_refused_before_dropping_outputs);
     tcase_add_test(tc, customer_with_thousands_of_events);
     tcase_add_test(tc, credit_outputs_dropped_by_the_credits_commit);
