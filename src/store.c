@@ -13,6 +13,7 @@
 #include "clock.h"
 #include "codec.h"
 #include "log.h"
+#include "rules.h"
 
 /* The apply of layout 4 (see store.h): one call applies a chunk of
  * customers, each with all of its events of the batch, and folds in what
@@ -325,6 +326,8 @@ struct store {
     struct codec *codec; /* decodes ledger entries (store_ledger); created on first use */
     int64_t now_ms;      /* the wall clock the apply's trim uses; 0: the real one (store_set_now) */
     buf cmd;             /* the command being written (argvec), reused from call to call */
+    struct digest_ref *refs; /* program digests known in <prefix>digests (compact ledger entries) */
+    size_t nrefs, caprefs;
 };
 
 /* ---- connection ------------------------------------------------------------------- */
@@ -592,6 +595,7 @@ void store_close(store *s)
     codec_free(s->codec);
     free(s->committed);
     buf_free(&s->cmd);
+    free(s->refs);
     free(s);
 }
 
@@ -910,6 +914,184 @@ int store_fetch(store *s, store_profile *profiles, size_t nprofiles, store_seen 
     return rc;
 }
 
+/* ---- compact ledger entries ------------------------------------------------------ */
+
+/* A ledger entry of layout 4 is the RewardEvent's Avro bytes without what the
+ * key and the namespace already say (store.h, THE LEDGER): LEDGER_COMPACT, a
+ * flags byte, then the record with the flagged strings left empty or, for the
+ * program digest, replaced by its reference in <prefix>digests. */
+#define LEDGER_COMPACT 0x01       /* never an Avro RewardEvent's first byte (odd: a negative length) */
+#define LEDGER_NO_REWARD_ID 0x01  /* reward_id is rules_reward_id(source_event_id, rule_id, customer) */
+#define LEDGER_NO_CUSTOMER 0x02   /* customer_id is the key's customer */
+#define LEDGER_DIGEST_REF 0x04    /* program_digest holds the reference of a <prefix>digests field */
+#define DIGEST_REF_LEN 16
+
+/* A program digest and its reference in <prefix>digests (ok false: the
+ * reference is another digest's: entries keep this digest in full). */
+typedef struct digest_ref {
+    char digest[EVENT_ID_MAX + 1];
+    char ref[DIGEST_REF_LEN + 1];
+    bool ok;
+} digest_ref;
+
+/* Fields of a RewardEvent in schema order (schemas/reward_event.avsc). */
+enum { RW_REWARD_ID, RW_CUSTOMER, RW_KIND, RW_RULE, RW_POINTS, RW_BALANCE, RW_SOURCE, RW_AT, RW_REASON,
+       RW_VERSION, RW_DIGEST, RW_NFIELDS };
+static const bool rw_is_string[RW_NFIELDS] = {true, true, false, true, false, false, true, false, true, true, true};
+
+/* Read an Avro long (zigzag varint) at *p; 0, or -1 if malformed. */
+static int avro_long(const unsigned char **p, const unsigned char *end, int64_t *v)
+{
+    uint64_t u = 0;
+    for (int shift = 0; *p < end && shift < 64; shift += 7) {
+        unsigned char b = *(*p)++;
+        u |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *v = (int64_t)(u >> 1) ^ -(int64_t)(u & 1);
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Split a RewardEvent's Avro bytes into its fields: f[i] points at field
+ * i's encoding (a string's: at its length), f[RW_NFIELDS] at the end; str[i]
+ * and len[i] a string's bytes. -1 unless it is exactly one RewardEvent with
+ * strings of at most EVENT_ID_MAX bytes (reason: EVENT_TEXT_MAX). */
+static int rw_split(const unsigned char *data, size_t n, const unsigned char **f, const char **str, size_t *len)
+{
+    const unsigned char *p = data, *end = data + n;
+    for (int i = 0; i < RW_NFIELDS; i++) {
+        int64_t v;
+        f[i] = p;
+        if (avro_long(&p, end, &v) != 0)
+            return -1;
+        if (rw_is_string[i]) {
+            if (v < 0 || v > (i == RW_REASON ? EVENT_TEXT_MAX : EVENT_ID_MAX) || v > end - p)
+                return -1;
+            str[i] = (const char *)p;
+            len[i] = (size_t)v;
+            p += v;
+        }
+    }
+    f[RW_NFIELDS] = p;
+    return p == end ? 0 : -1;
+}
+
+/* The reference of a digest known in <prefix>digests (registered on first
+ * sight: HSETNX, and HGET when the field exists, to tell a collision); NULL
+ * when the entry must keep the digest in full. */
+static const char *digest_ref_of(store *s, const char *digest, size_t len)
+{
+    if (s->readonly || len <= 7 + DIGEST_REF_LEN || len > EVENT_ID_MAX || memcmp(digest, "sha256:", 7) != 0)
+        return NULL;
+    for (size_t i = 0; i < s->nrefs; i++)
+        if (strlen(s->refs[i].digest) == len && !memcmp(s->refs[i].digest, digest, len))
+            return s->refs[i].ok ? s->refs[i].ref : NULL;
+    if (s->nrefs == s->caprefs) {
+        size_t cap = s->caprefs ? 2 * s->caprefs : 4;
+        digest_ref *n = realloc(s->refs, cap * sizeof(*n));
+        if (!n)
+            return NULL; /* the digest stays in full */
+        s->refs = n;
+        s->caprefs = cap;
+    }
+    digest_ref *d = &s->refs[s->nrefs];
+    snprintf(d->digest, sizeof(d->digest), "%.*s", (int)len, digest);
+    snprintf(d->ref, sizeof(d->ref), "%.*s", DIGEST_REF_LEN, digest + 7);
+    redisReply *r = redisCommand(s->c, "HSETNX %sdigests %s %b", s->prefix, d->ref, digest, len);
+    if (!r || r->type != REDIS_REPLY_INTEGER) {
+        freeReplyObject(r); /* (NULL-safe) not known: in full, and asked again next time */
+        return NULL;
+    }
+    d->ok = r->integer == 1;
+    freeReplyObject(r);
+    if (!d->ok) { /* the field exists: this digest's, or (48 bits alike) another's */
+        r = redisCommand(s->c, "HGET %sdigests %s", s->prefix, d->ref);
+        if (!r || r->type != REDIS_REPLY_STRING) {
+            freeReplyObject(r);
+            return NULL;
+        }
+        d->ok = r->len == len && !memcmp(r->str, digest, len);
+        freeReplyObject(r);
+    }
+    s->nrefs++;
+    return d->ok ? d->ref : NULL;
+}
+
+/* Append the ledger entry of customer to out: compact when entry is a
+ * RewardEvent (as the pipeline gives), as it is otherwise. 0 or -1 (out of memory). */
+static int ledger_compact(store *s, const char *customer, const char *entry, size_t n, buf *out)
+{
+    const unsigned char *f[RW_NFIELDS + 1];
+    const char *str[RW_NFIELDS] = {0};
+    size_t len[RW_NFIELDS] = {0};
+    if (n == 0 || rw_split((const unsigned char *)entry, n, f, str, len) != 0)
+        return buf_append(out, entry, n);
+    unsigned char flags = 0;
+    char rid[EVENT_ID_MAX + 1], src[EVENT_ID_MAX + 1], rule[EVENT_ID_MAX + 1];
+    memcpy(src, str[RW_SOURCE], len[RW_SOURCE]); /* (rw_split: at most EVENT_ID_MAX bytes) */
+    src[len[RW_SOURCE]] = '\0';
+    memcpy(rule, str[RW_RULE], len[RW_RULE]);
+    rule[len[RW_RULE]] = '\0';
+    bool own = len[RW_CUSTOMER] == strlen(customer) && !memcmp(str[RW_CUSTOMER], customer, len[RW_CUSTOMER]);
+    if (own)
+        flags |= LEDGER_NO_CUSTOMER;
+    rules_reward_id(src, rule, customer, rid);
+    if (own && len[RW_REWARD_ID] == strlen(rid) && !memcmp(str[RW_REWARD_ID], rid, len[RW_REWARD_ID]))
+        flags |= LEDGER_NO_REWARD_ID;
+    const char *ref = len[RW_DIGEST] ? digest_ref_of(s, str[RW_DIGEST], len[RW_DIGEST]) : NULL;
+    if (ref)
+        flags |= LEDGER_DIGEST_REF;
+    unsigned char head[2] = {LEDGER_COMPACT, flags}, zero = 0, reflen = 2 * DIGEST_REF_LEN; /* zigzag */
+    int rc = buf_append(out, head, 2);
+    for (int i = 0; i < RW_NFIELDS && rc == 0; i++) {
+        if ((i == RW_REWARD_ID && (flags & LEDGER_NO_REWARD_ID)) || (i == RW_CUSTOMER && (flags & LEDGER_NO_CUSTOMER)))
+            rc = buf_append(out, &zero, 1);
+        else if (i == RW_DIGEST && ref)
+            rc = buf_append(out, &reflen, 1) || buf_append(out, ref, DIGEST_REF_LEN);
+        else
+            rc = buf_append(out, f[i], (size_t)(f[i + 1] - f[i]));
+    }
+    return rc ? -1 : 0;
+}
+
+/* Decode a ledger entry of customer into rec: a compact one (layout 4) or
+ * an Avro RewardEvent (layout 3). EVENT_OK, or an error with why. */
+static int ledger_decode(store *s, const char *customer, const char *e, size_t n, codec_record *rec, char *why,
+                         size_t whylen)
+{
+    if (n < 2 || e[0] != LEDGER_COMPACT)
+        return codec_decode_avro(s->codec, SCHEMA_REWARD, e, n, rec, why, whylen) == EVENT_OK ? 0 : -1;
+    unsigned char flags = (unsigned char)e[1];
+    if (codec_decode_avro(s->codec, SCHEMA_REWARD, e + 2, n - 2, rec, why, whylen) != EVENT_OK)
+        return -1;
+    reward_event *rw = &rec->reward;
+    if (flags & LEDGER_NO_CUSTOMER)
+        snprintf(rw->customer_id, sizeof(rw->customer_id), "%s", customer);
+    if (flags & LEDGER_NO_REWARD_ID)
+        rules_reward_id(rw->source_event_id, rw->rule_id, customer, rw->reward_id);
+    for (size_t i = 0; (flags & LEDGER_DIGEST_REF) && i < s->nrefs; i++)
+        if (s->refs[i].ok && !strcmp(s->refs[i].ref, rw->program_digest)) {
+            snprintf(rw->program_digest, sizeof(rw->program_digest), "%s", s->refs[i].digest);
+            flags &= (unsigned char)~LEDGER_DIGEST_REF;
+        }
+    if (flags & LEDGER_DIGEST_REF) {
+        redisReply *r = redisCommand(s->c, "HGET %sdigests %s", s->prefix, rw->program_digest);
+        bool ok = r && r->type == REDIS_REPLY_STRING && r->len < sizeof(rw->program_digest);
+        if (ok)
+            snprintf(rw->program_digest, sizeof(rw->program_digest), "%s", r->str);
+        else
+            snprintf(why, whylen, "program digest reference %s is not in %sdigests%s%s", rw->program_digest,
+                     s->prefix, r && r->type == REDIS_REPLY_ERROR ? ": " : "",
+                     r && r->type == REDIS_REPLY_ERROR ? r->str : "");
+        freeReplyObject(r);
+        if (!ok)
+            return -1;
+    }
+    return 0;
+}
+
 /* ---- apply ---------------------------------------------------------------------- */
 
 /* Pipeline n script calls: append(i) queues call i, handle(i) reads its
@@ -1010,6 +1192,9 @@ typedef struct apply_ctx {
     apply_call *calls;
     bool trim_only;      /* store_trim: customers without events, every output dropped */
     const char *const *ids; /* store_trim's customers (one request-less customer per index) */
+    buf ledger;          /* every request's ledger entries as stored (compact), one after the other */
+    size_t *lstart;      /* request i's first entry: index into loff/llen */
+    size_t *loff, *llen; /* each entry's offset in ledger and its length */
     char now[24];
     long long trimmed;
 } apply_ctx;
@@ -1150,8 +1335,8 @@ static int append_call(store *s, size_t ci, void *vctx)
             arg_ll(&a, src[0] ? (long long)q->offset : -1LL);
             arg(&a, q->outputs ? q->outputs->data : "", q->outputs ? q->outputs->len : 0);
             arg_ll(&a, (long long)q->nledger);
-            for (int l = 0; l < q->nledger; l++)
-                arg(&a, q->ledger[l], q->ledger_len ? q->ledger_len[l] : strlen(q->ledger[l]));
+            for (size_t l = x->lstart[e]; l < x->lstart[e] + (size_t)q->nledger; l++)
+                arg(&a, x->ledger.data + x->loff[l], x->llen[l]);
         }
         for (size_t j = 0; j < nsums[k]; j++) {
             arg_s(&a, sums[k][j].field);
@@ -1258,6 +1443,32 @@ static apply_call *plan_calls(const store_apply_req *reqs, size_t n, bool trim_o
     return calls;
 }
 
+/* The ledger entries of the n requests as they are stored (ledger_compact). */
+static int prepare_ledger(store *s, apply_ctx *x, size_t n)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += (size_t)x->reqs[i].nledger;
+    x->lstart = calloc(n ? n : 1, sizeof(*x->lstart));
+    x->loff = calloc(total ? total : 1, sizeof(*x->loff));
+    x->llen = calloc(total ? total : 1, sizeof(*x->llen));
+    if (!x->lstart || !x->loff || !x->llen)
+        return -1;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const store_apply_req *q = &x->reqs[i];
+        x->lstart[i] = k;
+        for (int l = 0; l < q->nledger; l++, k++) {
+            size_t len = q->ledger_len ? q->ledger_len[l] : strlen(q->ledger[l]);
+            x->loff[k] = x->ledger.len;
+            if (ledger_compact(s, q->customer_id, q->ledger[l], len, &x->ledger) != 0)
+                return -1;
+            x->llen[k] = x->ledger.len - x->loff[k];
+        }
+    }
+    return 0;
+}
+
 int store_apply(store *s, store_apply_req *reqs, size_t n, char *err, size_t errlen)
 {
     size_t ncalls;
@@ -1269,9 +1480,19 @@ int store_apply(store *s, store_apply_req *reqs, size_t n, char *err, size_t err
         return STORE_PERMANENT;
     }
     snprintf(x.now, sizeof(x.now), "%lld", (long long)(s->now_ms ? s->now_ms : clock_wall_ms()));
-    int rc = eval_pipelined(s, ncalls, append_call, call_reply, &x, "apply", err, errlen);
+    int rc = ensure_connected(s, err, errlen); /* (compact entries may register a program digest) */
+    if (rc == 0 && prepare_ledger(s, &x, n) != 0) {
+        snprintf(err, errlen, "out of memory");
+        rc = STORE_PERMANENT;
+    }
+    if (rc == 0)
+        rc = eval_pipelined(s, ncalls, append_call, call_reply, &x, "apply", err, errlen);
     free(x.calls);
     free(x.bounds);
+    buf_free(&x.ledger);
+    free(x.lstart);
+    free(x.loff);
+    free(x.llen);
     return rc;
 }
 
@@ -1324,7 +1545,7 @@ int store_ledger(store *s, const char *customer_id, long n, buf *out, char *err,
                 snprintf(err, errlen, "out of memory");
             continue;
         }
-        if (codec_decode_avro(s->codec, SCHEMA_REWARD, e->str, e->len, &rec, why, sizeof(why)) != EVENT_OK) {
+        if (ledger_decode(s, customer_id, e->str, e->len, &rec, why, sizeof(why)) != 0) {
             snprintf(err, errlen, "ledger entry %zu of %s is not a RewardEvent: %s", i + 1, k, why);
             rc = STORE_PERMANENT;
         } else if (codec_encode_json(SCHEMA_REWARD, &rec, out) != EVENT_OK || buf_puts(out, "\n")) {

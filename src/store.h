@@ -30,9 +30,10 @@
  *                                   written, emptied by the trim (LAYOUT 3 below)
  *   <prefix>{<customer>}:c   HASH   <credit id> -> dedupe record of the credit: "\x03" + its
  *                                   content digest (no time: never trimmed, see CREDITS)
- *   <prefix>{<customer>}:l   LIST   ledger: one RewardEvent per balance change, the Avro bytes
- *                                   published to Kafka (`fidelio ledger` decodes them), oldest
- *                                   first, the newest pipeline.ledger_max kept
+ *   <prefix>{<customer>}:l   LIST   ledger: one entry per balance change, oldest first, the
+ *                                   newest pipeline.ledger_max kept: the RewardEvent published
+ *                                   to Kafka, compact (THE LEDGER below; `fidelio ledger`
+ *                                   decodes them)
  *   <prefix>layout           STRING "4": written on first use by `run`; "1", "2" and "3" are upgraded
  *                                   (below); another value stops fidelio. Read-only tools
  *                                   (store_open_readonly) only read it and write nothing, so
@@ -48,6 +49,10 @@
  *                                   retired_stages, is refused by `run` and `check --namespace`.
  *                                   A namespace without <prefix>program (its profiles predate
  *                                   the registry) has its profiles scanned for their stages once
+ *   <prefix>digests          HASH   <ref> -> program digest: the 16 hex digits after "sha256:"
+ *                                   of each program digest the ledger entries refer to
+ *                                   (written by store_apply, HSETNX, when a digest is first
+ *                                   seen; never removed)
  *   <prefix>aggregates       HASH   the report's counters (fields in report.h), incremented by
  *                                   the apply script in the same atomic apply; "complete" is
  *                                   set when the namespace is created. (Not slot-bound: with
@@ -117,6 +122,21 @@
  * HINCRBY, and for a customer of layout 3 until its :t is empty
  * ZRANGEBYSCORE, ZREM; store_fetch: HMGET, HGET (and the connection: INFO, SCRIPT
  * LOAD, EVALSHA).
+ *
+ * THE LEDGER. A layout-4 entry is "\x01", a flags byte, then the
+ * RewardEvent's Avro bytes (schemas/reward_event.avsc) less what the key and
+ * the namespace say: customer_id empty when it is the key's customer (flag
+ * 2), reward_id empty when it is rules_reward_id(source_event_id, rule_id,
+ * customer) (flag 1: not a credit's, whose id comes from the referred
+ * customer's event), program_digest replaced by its 16-character reference
+ * in <prefix>digests (flag 4; a digest not of the form "sha256:<hex>", or
+ * whose reference another digest took, stays in full). About 95 of a typical
+ * entry's ~200 bytes. store_ledger puts them back: `fidelio ledger` prints
+ * what was published. A layout-3 entry is the RewardEvent's Avro bytes as
+ * they are (its first byte, a string length's zigzag, is even), a layout-2
+ * one JSON ("{"); both are printed as before. store_apply leaves an entry that
+ * is not one RewardEvent as it is (tests). The entry is built in C (a scan
+ * of the Avro fields, no decoding) before the script call.
  *
  * OUTPUTS AFTER THE COMMIT. What the retention needs to tell a redelivery
  * from a new event is the id and the digest (17 bytes in :d); the outputs

@@ -7,6 +7,7 @@
 
 #include "codec.h"
 #include "redis_fixture.h"
+#include "rules.h"
 #include "store.h"
 #include "test_common.h"
 
@@ -923,9 +924,15 @@ START_TEST(ledger_entries_are_avro_decoded_for_display)
                          .ledger = ledger, .ledger_len = lens, .nledger = 1};
     ck_assert_msg(store_apply(s, &q, 1, err, sizeof(err)) == 0, "%s", err);
     redisReply *r = redis_raw("LINDEX %s{l1}:l 0", prefix);
-    ck_assert_uint_eq(r->len, avro.len); /* stored as the Avro bytes, not JSON */
-    ck_assert(!memcmp(r->str, avro.data, avro.len));
+    /* stored as the Avro bytes, not JSON (layout 4: less the customer id, the key's) */
+    ck_assert_uint_eq(r->len, 2 + avro.len - strlen("l1"));
+    ck_assert_int_eq(r->str[0], 1);
     freeReplyObject(r);
+    /* a layout-3 entry: the RewardEvent's Avro bytes as they are */
+    RAW_OK("RPUSH %s{l1}:l %b", prefix, avro.data, avro.len);
+    char *once = strdup(want.data);
+    buf_puts(&want, once);
+    free(once);
     store *ro = tools_store();
     ck_assert_msg(store_ledger(ro, "l1", 10, &out, err, sizeof(err)) == 0, "%s", err);
     ck_assert_str_eq(out.data, want.data);
@@ -937,6 +944,92 @@ START_TEST(ledger_entries_are_avro_decoded_for_display)
     store_close(ro);
     store_apply_req_free(&q);
     buf_free(&avro);
+    buf_free(&want);
+    buf_free(&p);
+    buf_free(&o);
+    buf_free(&out);
+    codec_free(c);
+}
+END_TEST
+
+/* Layout 4's ledger entry leaves out what the key and the namespace say: the
+ * customer id, a reward id derived from the entry, the program digest (a
+ * 16-character reference into <prefix>digests); `fidelio ledger` prints
+ * every entry as it was published. A credit's reward id, a digest of another
+ * form and a reference taken by another digest stay in full. */
+START_TEST(ledger_entries_compact)
+{
+    const char *dig = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    const char *other = "sha256:0123456789abcdefffffffffffffffffffffffffffffffffffffffffffffffff";
+    codec *c = codec_new(SIZE_MAX, err, sizeof(err));
+    ck_assert_ptr_nonnull(c);
+    codec_record rec[4] = {{.schema = SCHEMA_REWARD}, {.schema = SCHEMA_REWARD}, {.schema = SCHEMA_REWARD},
+                           {.schema = SCHEMA_REWARD}};
+    buf avro[4] = {{0}}, want = {0}, p = {0}, o = {0}, out = {0};
+    const char *ledger[4];
+    size_t lens[4];
+    for (int i = 0; i < 4; i++) {
+        reward_event *rw = &rec[i].reward;
+        snprintf(rw->customer_id, sizeof(rw->customer_id), "lc1");
+        rw->kind = REWARD_EARN;
+        snprintf(rw->rule_id, sizeof(rw->rule_id), "purchase");
+        rw->points = 100 + i;
+        rw->balance_after = 1000 + i;
+        snprintf(rw->source_event_id, sizeof(rw->source_event_id), "src-%d", i);
+        rw->occurred_at = T0 + i;
+        snprintf(rw->reason, sizeof(rw->reason), "Purchase %d", i);
+        snprintf(rw->program_version, sizeof(rw->program_version), "2026.%d", i);
+        rules_reward_id(rw->source_event_id, rw->rule_id, rw->customer_id, rw->reward_id);
+        snprintf(rw->program_digest, sizeof(rw->program_digest), "%s", dig);
+    }
+    snprintf(rec[1].reward.reward_id, sizeof(rec[1].reward.reward_id), "rw-credit-of-another"); /* a credit's */
+    snprintf(rec[2].reward.program_digest, sizeof(rec[2].reward.program_digest), "md5:abc");
+    snprintf(rec[3].reward.program_digest, sizeof(rec[3].reward.program_digest), "%s", other); /* same ref */
+    for (int i = 0; i < 4; i++) {
+        ck_assert(codec_encode_avro(c, SCHEMA_REWARD, &rec[i], &avro[i], err, sizeof(err)) == EVENT_OK);
+        ck_assert(codec_encode_json(SCHEMA_REWARD, &rec[i], &want) == EVENT_OK);
+        buf_puts(&want, "\n");
+        ledger[i] = avro[i].data;
+        lens[i] = avro[i].len;
+    }
+    buf_puts(&p, "P");
+    buf_puts(&o, "O");
+    store_apply_req q = {.customer_id = "lc1", .id = "e1", .occurred_at = T0, .profile = &p, .outputs = &o,
+                         .ledger = ledger, .ledger_len = lens, .nledger = 4};
+    store *all = store_open(redis_url, prefix, 30 * DAY, 0, err, sizeof(err)); /* (s keeps 3 entries) */
+    ck_assert_msg(all != NULL, "%s", err);
+    ck_assert_msg(store_apply(all, &q, 1, err, sizeof(err)) == 0, "%s", err);
+    store_close(all);
+    ck_assert_int_eq(q.status, STORE_APPLIED);
+    /* the first: 2 bytes of header; no reward id (35), no customer (3), the digest 16 of 71 */
+    redisReply *r = redis_raw("LINDEX %s{lc1}:l 0", prefix);
+    ck_assert_uint_eq(r->len, 2 + avro[0].len - 35 - 3 - ((2 + 71) - (1 + 16)));
+    freeReplyObject(r);
+    r = redis_raw("LINDEX %s{lc1}:l 1", prefix); /* the credit's reward id stays */
+    ck_assert_uint_eq(r->len, 2 + avro[1].len - 3 - ((2 + 71) - (1 + 16)));
+    freeReplyObject(r);
+    r = redis_raw("LINDEX %s{lc1}:l 3", prefix); /* its reference is the first digest's */
+    ck_assert_uint_eq(r->len, 2 + avro[3].len - 35 - 3);
+    freeReplyObject(r);
+    r = redis_raw("HGETALL %sdigests", prefix);
+    ck_assert_int_eq(r->elements, 2);
+    ck_assert_str_eq(r->element[0]->str, "0123456789abcdef");
+    ck_assert_str_eq(r->element[1]->str, dig);
+    freeReplyObject(r);
+    store *ro = tools_store();
+    ck_assert_msg(store_ledger(ro, "lc1", 10, &out, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_str_eq(out.data, want.data);
+    /* a reference missing from <prefix>digests is an error, never a wrong digest */
+    RAW_OK("DEL %sdigests", prefix);
+    store_close(ro);
+    ro = tools_store();
+    buf_reset(&out);
+    ck_assert_int_ne(store_ledger(ro, "lc1", 10, &out, err, sizeof(err)), 0);
+    ck_assert_msg(strstr(err, "0123456789abcdef"), "%s", err);
+    store_close(ro);
+    store_apply_req_free(&q);
+    for (int i = 0; i < 4; i++)
+        buf_free(&avro[i]);
     buf_free(&want);
     buf_free(&p);
     buf_free(&o);
@@ -1214,6 +1307,7 @@ Suite *store_suite(void)
     tcase_add_test(tc, ledger_entries_are_avro_decoded_for_display);
     tcase_add_test(tc, layout_2_upgraded);
     tcase_add_test(tc, layout_3_upgraded);
+    tcase_add_test(tc, ledger_entries_compact);
     tcase_add_test(tc, apply_trims_by_whole_eighths);
     tcase_add_test(tc, oom_refused_before_dropping_outputs);
     tcase_add_test(tc, customer_with_thousands_of_events);
