@@ -4,12 +4,17 @@
  * (pipeline.h: pipeline_source): its own consumer with assigned partitions and
  * no group.id, so it can never commit on the live group; its progress kept in
  * the target namespace; referral credits applied in-process, as `simulate`
- * does. README: Backfills and what-if; docs/design.md: Replay. */
+ * does. With --parallel N, N worker processes of itself (--worker K/N) share
+ * the partitions and credits go through the namespace's credits topic.
+ * README: Backfills and what-if; docs/design.md: Replay. */
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <librdkafka/rdkafka.h>
@@ -28,7 +33,7 @@
 static const char help[] =
     "usage: fidelio replay --namespace NAME [--from WHERE] [--to WHEN] [-r RULES]\n"
     "                      [--outputs none|topics] [--resume | --wipe] [--follow]\n"
-    "                      [--into-live] [--report FILE] [OPTIONS]\n\n"
+    "                      [--into-live] [--report FILE] [--parallel N] [OPTIONS]\n\n"
     "Replay the touchpoints topic (topics.touchpoints) into namespace NAME (Redis\n"
     "key prefix NAME:) with the engine, store and pipeline of `fidelio run`, read\n"
     "by one process that owns every partition: its partitions are assigned, it has\n"
@@ -55,10 +60,17 @@ static const char help[] =
     "      --follow          after catching up, keep consuming new events (until SIGTERM)\n"
     "      --into-live       allow the live namespace (and its topics) as the target\n"
     "      --report FILE     also write the final report as JSON\n"
+    "      --parallel N      N worker processes (2 to 64, at most the topic's partitions),\n"
+    "                        worker K taking the partitions P with P % N == K; referral\n"
+    "                        credits then travel through the namespace's credits topic\n"
+    "                        (<topics.credits>-NAME, created first), as in `run`: not\n"
+    "                        byte-identical to simulate for referrers (README)\n"
     "A target that holds keys is refused (exit 2) unless --resume or --wipe.\n" CLI_COMMON_HELP;
 
 /* One partition of the source: its range and the messages fetched ahead. */
 typedef struct rpart {
+    const char *topic;          /* topics.touchpoints, or (--parallel) the namespace's topics.credits */
+    bool credits;               /* a partition of the credits topic: outside the merge, handed out first */
     int32_t partition;
     int64_t start;              /* offset this run began at (progress display) */
     int64_t next;               /* next offset to hand to the pipeline */
@@ -86,6 +98,14 @@ typedef struct replay {
     long long total;            /* events to read (bounded replays) */
     double held_s;              /* seconds the merge waited with a message in hand for another
                                    partition's next fetch (the price of the deterministic order) */
+    int nworkers;               /* --parallel N: N worker processes; 0: one process, credits in-process */
+    int worker;                 /* the worker's index (--worker K/N, set by the parent); -1: not a worker */
+    bool tp_done;               /* worker: its touchpoints applied, the credits they earned acknowledged */
+    bool credits_final;         /* worker: every worker is tp_done, the ends of its credits partitions fixed */
+    double last_check;          /* worker: when it last read the others' progress */
+    long long credits_read;     /* credit messages handed to the pipeline (--parallel) */
+    const pipeline_stats *final; /* worker: its counts, written with its last progress */
+    char key[32];               /* the progress key under the prefix: replay, or replay.K for worker K */
     char err[512];
 } replay;
 
@@ -93,10 +113,10 @@ typedef struct replay {
 #define REPLAY_QUEUE_LOW 500   /* and resume it below this */
 #define REPLAY_TIMEOUT_MS 10000
 
-static rpart *find_part(replay *r, int32_t partition)
+static rpart *find_part(replay *r, const char *topic, int32_t partition)
 {
     for (int i = 0; i < r->nparts; i++)
-        if (r->parts[i].partition == partition)
+        if (r->parts[i].partition == partition && !strcmp(r->parts[i].topic, topic))
             return &r->parts[i];
     return NULL;
 }
@@ -108,7 +128,7 @@ static void pause_part(replay *r, rpart *p, bool pause)
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
     if (!l)
         return;
-    rd_kafka_topic_partition_list_add(l, r->cfg->topic_touchpoints, p->partition);
+    rd_kafka_topic_partition_list_add(l, p->topic, p->partition);
     if (pause)
         rd_kafka_pause_partitions(r->rk, l);
     else
@@ -126,8 +146,8 @@ static bool finished(const rpart *p)
 /* Take a message from the consumer into its partition's buffer. */
 static void take(replay *r, rd_kafka_message_t *m)
 {
-    rpart *p = find_part(r, m->partition);
-    if (!p || (m->rkt && strcmp(rd_kafka_topic_name(m->rkt), r->cfg->topic_touchpoints) != 0)) {
+    rpart *p = m->rkt ? find_part(r, rd_kafka_topic_name(m->rkt), m->partition) : NULL;
+    if (!p) {
         rd_kafka_message_destroy(m);
         return;
     }
@@ -172,9 +192,91 @@ static void take(replay *r, rd_kafka_message_t *m)
         pause_part(r, p, true);
 }
 
-/* pipeline_source.next: the earliest head among the partitions (message
- * timestamp, then partition number), once every unfinished partition has one
- * (with --follow, a partition at its end does not hold the others back). */
+/* Hand out the head of a partition's buffer. */
+static rd_kafka_message_t *hand_out(replay *r, rpart *p)
+{
+    rd_kafka_message_t *m = p->q[p->qhead];
+    p->qhead = (p->qhead + 1) % p->qcap;
+    p->qlen--;
+    p->next = m->offset + 1;
+    r->credits_read += p->credits;
+    if (p->paused && p->qlen < REPLAY_QUEUE_LOW && p->next < p->stop)
+        pause_part(r, p, false);
+    return m;
+}
+
+static int write_progress(replay *r, const char *const *dlq_pairs, size_t n, char *err, size_t errlen);
+
+/* Whether worker k's progress says its touchpoints are done (tp_done). */
+static bool worker_done(replay *r, int k)
+{
+    if (k == r->worker)
+        return r->tp_done;
+    char name[32], err[256];
+    snprintf(name, sizeof(name), "replay.%d", k);
+    buf b = {0};
+    bool found = false;
+    bool done = store_meta_get(r->st, name, &b, &found, err, sizeof(err)) == 0 && found && b.data &&
+                strstr(b.data, "\ntpdone 1\n") != NULL;
+    buf_free(&b);
+    return done;
+}
+
+/* --parallel, in a worker: once its touchpoints are all applied and the
+ * credits they earned acknowledged (the kept offsets reached what was handed
+ * out, up to the end of the range), say so in its progress; once every
+ * worker says so, no credit can come any more: the ends of its credits
+ * partitions are final (their high watermarks now), the range to read. */
+static void worker_check(replay *r)
+{
+    if (r->credits_final || r->follow)
+        return;
+    if (!r->tp_done) {
+        for (int i = 0; i < r->nparts; i++) {
+            const rpart *p = &r->parts[i];
+            if (!p->credits && (!finished(p) || p->kept < p->next))
+                return;
+        }
+        char err[512];
+        r->tp_done = true;
+        if (write_progress(r, NULL, 0, err, sizeof(err)) != 0) { /* said again at the next check */
+            log_warn("replay worker %d: keeping the progress: %s", r->worker, err);
+            r->tp_done = false;
+            return;
+        }
+        log_info("replay worker %d/%d: its touchpoints are applied; waiting for the other workers' credits", r->worker,
+                 r->nworkers);
+    }
+    double now = clock_mono_s();
+    if (now - r->last_check < 0.2)
+        return;
+    r->last_check = now;
+    for (int k = 0; k < r->nworkers; k++)
+        if (!worker_done(r, k))
+            return;
+    for (int i = 0; i < r->nparts; i++) {
+        rpart *p = &r->parts[i];
+        int64_t lo, hi;
+        if (!p->credits)
+            continue;
+        rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(r->rk, p->topic, p->partition, &lo, &hi, REPLAY_TIMEOUT_MS);
+        if (e) {
+            log_warn("replay worker %d: end of %s [%d]: %s (asked again)", r->worker, p->topic, (int)p->partition,
+                     rd_kafka_err2str(e));
+            return;
+        }
+        p->stop = hi > p->next ? hi : p->next;
+    }
+    r->credits_final = true;
+    log_info("replay worker %d/%d: every worker's touchpoints are applied: reading its credits to their end", r->worker,
+             r->nworkers);
+}
+
+/* pipeline_source.next: a credit first (--parallel: credits come back through
+ * the namespace's credits topic as soon as they can), else the earliest head
+ * among the touchpoint partitions (message timestamp, then partition number),
+ * once every unfinished partition has one (with --follow, a partition at its
+ * end does not hold the others back). */
 static rd_kafka_message_t *src_next(void *ctx, int timeout_ms, bool *done)
 {
     replay *r = ctx;
@@ -183,6 +285,11 @@ static rd_kafka_message_t *src_next(void *ctx, int timeout_ms, bool *done)
         rd_kafka_message_t *m;
         while ((m = rd_kafka_consumer_poll(r->rk, 0)))
             take(r, m);
+        if (r->worker >= 0)
+            worker_check(r);
+        for (int i = 0; i < r->nparts; i++)
+            if (r->parts[i].credits && r->parts[i].qlen > 0)
+                return hand_out(r, &r->parts[i]);
         rpart *best = NULL;
         int64_t best_ts = 0;
         bool blocked = false, all_done = true;
@@ -191,6 +298,8 @@ static rd_kafka_message_t *src_next(void *ctx, int timeout_ms, bool *done)
             if (finished(p))
                 continue;
             all_done = false;
+            if (p->credits)
+                continue;
             if (p->qlen == 0) {
                 if (!(r->follow && p->eof))
                     blocked = true;
@@ -206,15 +315,8 @@ static rd_kafka_message_t *src_next(void *ctx, int timeout_ms, bool *done)
             *done = true;
             return NULL;
         }
-        if (best && !blocked) {
-            m = best->q[best->qhead];
-            best->qhead = (best->qhead + 1) % best->qcap;
-            best->qlen--;
-            best->next = m->offset + 1;
-            if (best->paused && best->qlen < REPLAY_QUEUE_LOW && best->next < best->stop)
-                pause_part(r, best, false);
-            return m;
-        }
+        if (best && !blocked)
+            return hand_out(r, best);
         int wait = (int)((deadline - clock_mono_s()) * 1000);
         if (wait <= 0)
             return NULL;
@@ -250,12 +352,12 @@ static int src_start(void *ctx, rd_kafka_t *rk, char *err, size_t errlen)
         return -1;
     }
     for (int i = 0; i < r->nparts; i++)
-        rd_kafka_topic_partition_list_add(l, r->cfg->topic_touchpoints, r->parts[i].partition)->offset =
-            r->parts[i].next;
+        rd_kafka_topic_partition_list_add(l, r->parts[i].topic, r->parts[i].partition)->offset = r->parts[i].next;
     rd_kafka_resp_err_t e = rd_kafka_assign(rk, l);
     rd_kafka_topic_partition_list_destroy(l);
     if (e) {
-        snprintf(err, errlen, "assigning the partitions of %s: %s", r->cfg->topic_touchpoints, rd_kafka_err2str(e));
+        snprintf(err, errlen, "assigning the partitions of %s%s%s: %s", r->cfg->topic_touchpoints,
+                 r->worker >= 0 ? " and " : "", r->worker >= 0 ? r->cfg->topic_credits : "", rd_kafka_err2str(e));
         return -1;
     }
     for (int i = 0; i < r->nparts; i++)
@@ -265,15 +367,34 @@ static int src_start(void *ctx, rd_kafka_t *rk, char *err, size_t errlen)
 }
 
 /* The progress as text: what was replayed how, and per partition the next
- * offset of the last applied batch and the end of the range (-1: --follow). */
+ * offset of the last applied batch and the end of the range (-1: --follow).
+ * --parallel: the parent's record (key replay) says "parallel N" and gives
+ * each partition's range as it began, credits partitions ("c PARTITION
+ * OFFSET") included; each worker K keeps its own partitions' progress in
+ * replay.K, with "tpdone 1" once its touchpoints are applied and, at its
+ * end, its counts ("stats ..."). */
 static int progress_text(const replay *r, buf *out)
 {
     buf_reset(out);
     int rc = buf_printf(out, "fidelio-replay 1\ntopic %s\nprogram %s %s\noutputs %s\n", r->cfg->topic_touchpoints,
                         r->prog->version, r->prog->digest, r->outputs);
-    for (int i = 0; i < r->nparts && rc == 0; i++)
-        rc = buf_printf(out, "p %" PRId32 " %" PRId64 " %" PRId64 "\n", r->parts[i].partition, r->parts[i].kept,
-                        r->parts[i].stop == INT64_MAX ? -1 : r->parts[i].stop);
+    if (rc == 0 && r->worker >= 0)
+        rc = buf_printf(out, "worker %d %d\ntpdone %d\n", r->worker, r->nworkers, r->tp_done ? 1 : 0);
+    else if (rc == 0 && r->nworkers)
+        rc = buf_printf(out, "parallel %d\n", r->nworkers);
+    for (int i = 0; i < r->nparts && rc == 0; i++) {
+        const rpart *p = &r->parts[i];
+        if (p->credits)
+            rc = buf_printf(out, "c %" PRId32 " %" PRId64 "\n", p->partition, p->kept);
+        else
+            rc = buf_printf(out, "p %" PRId32 " %" PRId64 " %" PRId64 "\n", p->partition, p->kept,
+                            p->stop == INT64_MAX ? -1 : p->stop);
+    }
+    const pipeline_stats *st = r->final;
+    if (rc == 0 && st)
+        rc = buf_printf(out, "stats %lld %lld %lld %lld %lld %lld %lld %lld %lld %.3f\n", st->consumed, st->touchpoints,
+                        st->credits, st->duplicates, st->dlq, st->outputs, st->batches, st->rounds, r->credits_read,
+                        r->held_s);
     return rc;
 }
 
@@ -281,7 +402,7 @@ static int write_progress(replay *r, const char *const *dlq_pairs, size_t n, cha
 {
     buf text = {0};
     int rc = progress_text(r, &text) != 0 ? -1
-                                           : store_meta_set(r->st, "replay", text.data, text.len, dlq_pairs, n, err,
+                                           : store_meta_set(r->st, r->key, text.data, text.len, dlq_pairs, n, err,
                                                             errlen);
     if (rc == -1 && !text.data)
         snprintf(err, errlen, "out of memory");
@@ -298,29 +419,31 @@ static int src_commit(void *ctx, const rd_kafka_topic_partition_list_t *next, co
 {
     replay *r = ctx;
     for (int i = 0; i < next->cnt; i++) {
-        rpart *p = find_part(r, next->elems[i].partition);
-        if (p && !strcmp(next->elems[i].topic, r->cfg->topic_touchpoints) && next->elems[i].offset > p->kept)
+        rpart *p = find_part(r, next->elems[i].topic, next->elems[i].partition);
+        if (p && next->elems[i].offset > p->kept)
             p->kept = next->elems[i].offset;
     }
     return write_progress(r, dlq_pairs, n, err, errlen);
 }
 
-/* pipeline_source.batch_done: a progress line on a terminal, about once a second. */
-static void src_batch_done(void *ctx, const pipeline_stats *st)
+/* A progress line on a terminal, about once a second: consumed touchpoints
+ * of the total, the rate, the ETA, done/total per partition (p->next). */
+static void show_progress(replay *r, long long consumed)
 {
-    replay *r = ctx;
     double now = clock_mono_s();
     if (!r->tty || now - r->last_show < 1.0)
         return;
     r->last_show = now;
-    double rate = now > r->t0 ? (double)st->consumed / (now - r->t0) : 0;
-    long long left = r->total - st->consumed;
+    double rate = now > r->t0 ? (double)consumed / (now - r->t0) : 0;
+    long long left = r->total - consumed;
     char eta[32] = "-";
     if (!r->follow && rate > 0 && left >= 0)
         snprintf(eta, sizeof(eta), "%.0f s", (double)left / rate);
-    fprintf(stderr, "\rreplay: %lld/%lld events, %.0f events/s, ETA %s |", st->consumed, r->total, rate, eta);
+    fprintf(stderr, "\rreplay: %lld/%lld events, %.0f events/s, ETA %s |", consumed, r->total, rate, eta);
     for (int i = 0; i < r->nparts; i++) {
         const rpart *p = &r->parts[i];
+        if (p->credits)
+            continue;
         if (p->stop == INT64_MAX)
             fprintf(stderr, " p%d %" PRId64, (int)p->partition, p->next - p->start);
         else
@@ -328,6 +451,12 @@ static void src_batch_done(void *ctx, const pipeline_stats *st)
     }
     fputs("\033[K", stderr);
     fflush(stderr);
+}
+
+/* pipeline_source.batch_done: the progress line. */
+static void src_batch_done(void *ctx, const pipeline_stats *st)
+{
+    show_progress(ctx, st->consumed);
 }
 
 /* ---- options ----------------------------------------------------------------------- */
@@ -358,6 +487,55 @@ static bool good_name(const char *name)
             return false;
     }
     return name[0] != ':';
+}
+
+/* --parallel: the partitions of the namespace's credits topic, from their
+ * current end (what an earlier replay of the namespace left there is not this
+ * one's), after the touchpoint partitions. */
+static int add_credits_parts(replay *r, rd_kafka_t *rk, char *err, size_t errlen)
+{
+    const char *topic = r->cfg->topic_credits;
+    const rd_kafka_metadata_t *md = NULL;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    rd_kafka_resp_err_t e = rkt ? rd_kafka_metadata(rk, 0, rkt, &md, REPLAY_TIMEOUT_MS) : RD_KAFKA_RESP_ERR__FAIL;
+    int rc = -1;
+    if (e || !md || md->topic_cnt != 1 || md->topics[0].err || md->topics[0].partition_cnt <= 0) {
+        snprintf(err, errlen,
+                 "topic '%s' (the namespace's credits topic, which --parallel routes credits through): %s; create it "
+                 "first, with the partitions of %s",
+                 topic, rd_kafka_err2str(e ? e : md && md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR__FAIL),
+                 r->cfg->topic_touchpoints);
+        goto out;
+    }
+    int n = md->topics[0].partition_cnt;
+    rpart *parts = realloc(r->parts, (size_t)(r->nparts + n) * sizeof(*parts));
+    if (!parts) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    r->parts = parts;
+    for (int i = 0; i < n; i++) {
+        rpart *p = &r->parts[r->nparts];
+        int64_t lo, hi;
+        memset(p, 0, sizeof(*p));
+        p->topic = topic;
+        p->credits = true;
+        p->partition = md->topics[0].partitions[i].id;
+        if ((e = rd_kafka_query_watermark_offsets(rk, topic, p->partition, &lo, &hi, REPLAY_TIMEOUT_MS))) {
+            snprintf(err, errlen, "watermarks of %s [%d]: %s", topic, (int)p->partition, rd_kafka_err2str(e));
+            goto out;
+        }
+        p->start = hi;
+        p->stop = INT64_MAX; /* fixed once every worker's touchpoints are applied */
+        r->nparts++;
+    }
+    rc = 0;
+out:
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    if (rkt)
+        rd_kafka_topic_destroy(rkt);
+    return rc;
 }
 
 /* Resolve every partition's range with a short-lived client of no group:
@@ -407,6 +585,7 @@ static int resolve_ranges(replay *r, const char *from, const char *to, char *err
     for (int i = 0; i < r->nparts; i++) {
         rpart *p = &r->parts[i];
         int64_t lo, hi;
+        p->topic = topic;
         p->partition = md->topics[0].partitions[i].id;
         e = rd_kafka_query_watermark_offsets(rk, topic, p->partition, &lo, &hi, REPLAY_TIMEOUT_MS);
         if (e) {
@@ -428,7 +607,7 @@ static int resolve_ranges(replay *r, const char *from, const char *to, char *err
             goto out;
         }
         for (int i = 0; i < l->cnt; i++) {
-            rpart *p = find_part(r, l->elems[i].partition);
+            rpart *p = find_part(r, topic, l->elems[i].partition);
             if (l->elems[i].err) {
                 snprintf(err, errlen, "offsets for times of partition %d: %s", (int)l->elems[i].partition,
                          rd_kafka_err2str(l->elems[i].err));
@@ -453,7 +632,7 @@ static int resolve_ranges(replay *r, const char *from, const char *to, char *err
             char *colon = strchr(tok, ':'), *end1, *end2;
             long part = colon ? strtol(tok, &end1, 10) : -1;
             long long off = colon ? strtoll(colon + 1, &end2, 10) : -1;
-            rpart *p = colon && end1 == colon && !*end2 && off >= 0 ? find_part(r, (int32_t)part) : NULL;
+            rpart *p = colon && end1 == colon && !*end2 && off >= 0 ? find_part(r, topic, (int32_t)part) : NULL;
             if (!p) {
                 snprintf(err, errlen, "--from '%s': '%s' is not PARTITION:OFFSET of a partition of %s", from, tok,
                          topic);
@@ -465,6 +644,8 @@ static int resolve_ranges(replay *r, const char *from, const char *to, char *err
         }
         free(copy);
     }
+    if (r->nworkers && add_credits_parts(r, rk, err, errlen) != 0)
+        goto out;
     for (int i = 0; i < r->nparts; i++) {
         rpart *p = &r->parts[i];
         if (p->stop < p->start)
@@ -483,13 +664,12 @@ out:
     return rc;
 }
 
-/* Continue from the progress kept in the namespace: the same topic, program
- * and outputs, each partition from its kept offset to its end. -2 (usage)
- * when it does not match. */
-static int resume_ranges(replay *r, const char *text, char *err, size_t errlen)
+/* Check a progress record against this replay: the same topic, program,
+ * outputs and number of workers. 0, or -2 (usage) / -1 with err. */
+static int check_record(const replay *r, const char *text, char *err, size_t errlen)
 {
     char topic[256], version[128], digest[128], outputs[16];
-    int version_no = 0;
+    int version_no = 0, par = 0;
     if (sscanf(text, "fidelio-replay %d\ntopic %255s\nprogram %127s %127s\noutputs %15s", &version_no, topic, version,
                digest, outputs) != 5 ||
         version_no != 1) {
@@ -511,27 +691,101 @@ static int resume_ranges(replay *r, const char *text, char *err, size_t errlen)
         snprintf(err, errlen, "--resume: the namespace was replayed with --outputs %s", outputs);
         return -2;
     }
-    int n = 0;
-    for (const char *line = strstr(text, "\np "); line; line = strstr(line + 1, "\np ")) {
+    const char *pl = strstr(text, "\nparallel ");
+    if (pl && sscanf(pl, "\nparallel %d", &par) != 1)
+        par = -1;
+    if (par != r->nworkers) {
+        if (par > 0)
+            snprintf(err, errlen, "--resume: the namespace was replayed with --parallel %d: give the same --parallel", par);
+        else
+            snprintf(err, errlen, "--resume: the namespace was replayed by one process: resume it without --parallel");
+        return -2;
+    }
+    return 0;
+}
+
+/* Apply the "p PARTITION KEPT STOP" and "c PARTITION KEPT" lines of a
+ * progress record to the partitions of this replay (each must be one);
+ * with create, first add the partitions of worker r->worker (partition
+ * number modulo the number of workers) instead. Counts them in *np, *nc. */
+static int apply_lines(replay *r, const char *text, bool create, int *np, int *nc, char *err, size_t errlen)
+{
+    *np = *nc = 0;
+    for (const char *line = strchr(text, '\n'); line; line = strchr(line + 1, '\n')) {
         int part;
-        long long kept, stop;
-        if (sscanf(line, "\np %d %lld %lld", &part, &kept, &stop) != 3)
+        long long kept, stop = -1;
+        bool credits = line[1] == 'c';
+        if (credits ? sscanf(line, "\nc %d %lld", &part, &kept) != 2
+                    : sscanf(line, "\np %d %lld %lld", &part, &kept, &stop) != 3)
             continue;
-        rpart *p = find_part(r, part);
+        const char *topic = credits ? r->cfg->topic_credits : r->cfg->topic_touchpoints;
+        if (create && part % r->nworkers != r->worker)
+            continue;
+        rpart *p = find_part(r, topic, part);
+        if (!p && create) {
+            rpart *parts = realloc(r->parts, (size_t)(r->nparts + 1) * sizeof(*parts));
+            if (!parts) {
+                snprintf(err, errlen, "out of memory");
+                return -1;
+            }
+            r->parts = parts;
+            p = &r->parts[r->nparts++];
+            memset(p, 0, sizeof(*p));
+            p->topic = topic;
+            p->credits = credits;
+            p->partition = part;
+            p->stop = INT64_MAX;
+        }
         if (!p) {
             snprintf(err, errlen, "--resume: partition %d of the progress is not in %s", part, topic);
             return -1;
         }
         p->start = p->next = p->kept = kept;
-        p->stop = r->follow ? INT64_MAX : stop < 0 ? p->stop : stop;
+        if (!credits)
+            p->stop = r->follow ? INT64_MAX : stop < 0 ? p->stop : stop;
         if (p->stop < p->start)
             p->stop = p->start;
-        n++;
+        credits ? (*nc)++ : (*np)++;
     }
-    if (n != r->nparts) {
-        snprintf(err, errlen, "--resume: the progress names %d partition(s), %s has %d", n, topic, r->nparts);
+    return 0;
+}
+
+/* Continue from the progress kept in the namespace: the same topic, program,
+ * outputs and --parallel, each partition from its kept offset to its end
+ * (--parallel: the record of the ranges as they began; each worker then
+ * continues from its own progress). -2 (usage) when it does not match. */
+static int resume_ranges(replay *r, const char *text, char *err, size_t errlen)
+{
+    int rc = check_record(r, text, err, errlen), np, nc, want_p = 0, want_c = 0;
+    if (rc != 0)
+        return rc;
+    if (apply_lines(r, text, false, &np, &nc, err, errlen) != 0)
+        return -1;
+    for (int i = 0; i < r->nparts; i++)
+        r->parts[i].credits ? want_c++ : want_p++;
+    if (np != want_p || nc != want_c) {
+        snprintf(err, errlen, "--resume: the progress names %d partition(s) of %s and %d of %s, which have %d and %d", np,
+                 r->cfg->topic_touchpoints, nc, r->cfg->topic_credits, want_p, want_c);
         return -1;
     }
+    return 0;
+}
+
+/* --worker K/N: this worker's partitions, from the parent's record (the
+ * ranges as they began) and, when it ran before, its own progress. */
+static int worker_ranges(replay *r, const char *record, const char *own, char *err, size_t errlen)
+{
+    int np, nc, rc = check_record(r, record, err, errlen);
+    if (rc != 0)
+        return rc;
+    if (apply_lines(r, record, true, &np, &nc, err, errlen) != 0)
+        return -1;
+    if (np == 0 && nc == 0) {
+        snprintf(err, errlen, "worker %d of %d: no partition", r->worker, r->nworkers);
+        return -1;
+    }
+    if (own && apply_lines(r, own, false, &np, &nc, err, errlen) != 0)
+        return -1;
     return 0;
 }
 
@@ -542,12 +796,18 @@ static int final_report(replay *r, const pipeline_stats *st, const char *report_
     char err[1024];
     buf text = {0}, json = {0};
     int rc = 0;
+    long long events = st->consumed - r->credits_read; /* touchpoints read (--parallel: credits read besides) */
+    char workers[400] = "";
+    if (r->nworkers)
+        snprintf(workers, sizeof(workers), "; %d worker processes, %lld credits read back through %s", r->nworkers,
+                 r->credits_read, r->cfg->topic_credits);
     printf("# replay into namespace %.*s: %lld events read in %.1f s (%.0f events/s): %lld touchpoints and %lld "
            "credits applied, %lld found applied already, %lld to the DLQ, %lld outputs (%s); %lld batches, %lld "
-           "rounds; %.1f s waiting for a partition's next fetch to keep the order\n",
-           (int)strlen(r->cfg->key_prefix) - 1, r->cfg->key_prefix, st->consumed, secs, secs > 0 ? (double)st->consumed / secs : 0, st->touchpoints,
-           st->credits, st->duplicates, st->dlq, st->outputs,
-           !strcmp(r->outputs, "none") ? "counted, not produced" : "produced", st->batches, st->rounds, r->held_s);
+           "rounds; %.1f s waiting for a partition's next fetch to keep the order%s\n",
+           (int)strlen(r->cfg->key_prefix) - 1, r->cfg->key_prefix, events, secs, secs > 0 ? (double)events / secs : 0,
+           st->touchpoints, st->credits, st->duplicates, st->dlq, st->outputs,
+           !strcmp(r->outputs, "none") ? "counted, not produced" : "produced", st->batches, st->rounds, r->held_s,
+           workers);
     if (report_text(r->st, r->prog, r->cfg->key_prefix, &text, err, sizeof(err)) != 0) {
         log_error("report: %s", err);
         rc = -1;
@@ -562,10 +822,10 @@ static int final_report(replay *r, const pipeline_stats *st, const char *report_
         } else {
             fprintf(f,
                     "{\"replay\":{\"namespace\":\"%s\",\"events\":%lld,\"touchpoints\":%lld,\"credits\":%lld,"
-                    "\"duplicates\":%lld,\"dlq\":%lld,\"outputs\":%lld,\"outputs_mode\":\"%s\",\"seconds\":%.3f},"
-                    "\"report\":%.*s}\n",
-                    r->cfg->key_prefix, st->consumed, st->touchpoints, st->credits, st->duplicates, st->dlq,
-                    st->outputs, r->outputs, secs, (int)json.len, json.data);
+                    "\"duplicates\":%lld,\"dlq\":%lld,\"outputs\":%lld,\"outputs_mode\":\"%s\",\"seconds\":%.3f,"
+                    "\"workers\":%d,\"credits_read\":%lld},\"report\":%.*s}\n",
+                    r->cfg->key_prefix, events, st->touchpoints, st->credits, st->duplicates, st->dlq, st->outputs,
+                    r->outputs, secs, r->nworkers, r->credits_read, (int)json.len, json.data);
         }
         if (f && fclose(f) != 0) {
             log_error("--report %s: %s", report_path, strerror(errno));
@@ -574,6 +834,212 @@ static int final_report(replay *r, const pipeline_stats *st, const char *report_
     }
     buf_free(&text);
     buf_free(&json);
+    return rc;
+}
+
+/* The replay's pipeline: `run`'s, in assign mode, with this replay as its
+ * source; credits in-process in one process, through the namespace's credits
+ * topic in a worker. */
+static int replay_pipeline(replay *r, const config *cfg, const program *prog, pipeline_stats *st, char *err,
+                           size_t errlen)
+{
+    char group[200];
+    snprintf(group, sizeof(group), "fidelio-replay.%.*s", (int)strlen(cfg->key_prefix) - 1, cfg->key_prefix);
+    pipeline_source src = {.group_id = group, .start = src_start, .next = src_next, .commit = src_commit, .stop = src_stop,
+                           .batch_done = src_batch_done, .ctx = r};
+    pipeline_opts opts = {.source = &src, .credits_in_process = r->worker < 0,
+                          .no_outputs = !strcmp(r->outputs, "none")};
+    r->t0 = clock_mono_s(); /* reset by src_start, once the pipeline is set up */
+    return pipeline_run(cfg, prog, &opts, st, err, errlen) == 0 ? 0 : -1;
+}
+
+/* --worker K/N (started by the parent of --parallel N): replay this worker's
+ * partitions, from the parent's record or, when it ran before, its own
+ * progress; its counts go with its last progress, for the parent. */
+static int worker_main(replay *r, const config *cfg, const program *prog, char *err, size_t errlen)
+{
+    buf record = {0}, own = {0};
+    bool found_rec = false, found_own = false;
+    pipeline_stats st;
+    int rc = EXIT_RUNTIME;
+    if (store_meta_get(r->st, "replay", &record, &found_rec, err, errlen) != 0 ||
+        store_meta_get(r->st, r->key, &own, &found_own, err, errlen) != 0)
+        goto out;
+    if (!found_rec) {
+        snprintf(err, errlen, "namespace '%s' holds no record of a replay --parallel %d (key replay)", cfg->key_prefix,
+                 r->nworkers);
+        goto out;
+    }
+    if (worker_ranges(r, record.data, found_own ? own.data : NULL, err, errlen) != 0 ||
+        write_progress(r, NULL, 0, err, errlen) != 0)
+        goto out;
+    cli_install_signals();
+    if (replay_pipeline(r, cfg, prog, &st, err, errlen) != 0)
+        goto out;
+    r->final = &st;
+    if (write_progress(r, NULL, 0, err, errlen) != 0)
+        goto out;
+    rc = EXIT_OK;
+out:
+    buf_free(&record);
+    buf_free(&own);
+    return rc;
+}
+
+/* --parallel: each worker's counts (its last progress) summed into st; the
+ * credits they read in r->credits_read, their waits in r->held_s. */
+static int sum_workers(replay *r, pipeline_stats *st, char *err, size_t errlen)
+{
+    memset(st, 0, sizeof(*st));
+    r->credits_read = 0;
+    r->held_s = 0;
+    for (int k = 0; k < r->nworkers; k++) {
+        char name[32];
+        buf b = {0};
+        bool found = false;
+        long long v[9];
+        double held;
+        snprintf(name, sizeof(name), "replay.%d", k);
+        int rc = store_meta_get(r->st, name, &b, &found, err, errlen);
+        const char *line = found && b.data ? strstr(b.data, "\nstats ") : NULL;
+        if (rc == 0 && (!line || sscanf(line, "\nstats %lld %lld %lld %lld %lld %lld %lld %lld %lld %lf", &v[0], &v[1],
+                                        &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &held) != 10)) {
+            snprintf(err, errlen, "worker %d left no counts in %s%s", k, r->cfg->key_prefix, name);
+            rc = -1;
+        }
+        buf_free(&b);
+        if (rc != 0)
+            return -1;
+        st->consumed += v[0];
+        st->touchpoints += v[1];
+        st->credits += v[2];
+        st->duplicates += v[3];
+        st->dlq += v[4];
+        st->outputs += v[5];
+        st->batches += v[6];
+        st->rounds += v[7];
+        r->credits_read += v[8];
+        r->held_s += held;
+    }
+    return 0;
+}
+
+/* --parallel, on a terminal: the workers' progress (their kept offsets). */
+static void parent_progress(replay *r)
+{
+    if (!r->tty || clock_mono_s() - r->last_show < 1.0)
+        return;
+    long long done = 0;
+    for (int k = 0; k < r->nworkers; k++) {
+        char name[32], err[256];
+        buf b = {0};
+        bool found = false;
+        snprintf(name, sizeof(name), "replay.%d", k);
+        if (store_meta_get(r->st, name, &b, &found, err, sizeof(err)) == 0 && found && b.data)
+            for (const char *line = strstr(b.data, "\np "); line; line = strstr(line + 1, "\np ")) {
+                int part;
+                long long kept;
+                rpart *p;
+                if (sscanf(line, "\np %d %lld", &part, &kept) == 2 &&
+                    (p = find_part(r, r->cfg->topic_touchpoints, part)))
+                    p->next = kept;
+            }
+        buf_free(&b);
+    }
+    for (int i = 0; i < r->nparts; i++)
+        if (!r->parts[i].credits)
+            done += r->parts[i].next - r->parts[i].start;
+    show_progress(r, done);
+}
+
+/* --parallel N: run N worker processes (this program again, `replay --worker
+ * K/N` and the same options), each dying with this one (PR_SET_PDEATHSIG);
+ * SIGTERM/SIGINT is passed on; a worker that fails stops the others (SIGTERM:
+ * they keep their progress). 0 once every worker ended well, -1 with err. */
+static int run_workers(replay *r, int argc, char **argv, char *err, size_t errlen)
+{
+    pid_t *pids = calloc((size_t)r->nworkers, sizeof(*pids));
+    char **wargv = calloc((size_t)argc + 4, sizeof(*wargv));
+    char spec[32], why[256] = "";
+    int alive = 0, rc = -1;
+    bool stopping = false;
+    if (!pids || !wargv) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    wargv[0] = "fidelio";
+    wargv[1] = argv[0];
+    wargv[2] = "--worker";
+    wargv[3] = spec;
+    for (int i = 1; i < argc; i++)
+        wargv[3 + i] = argv[i];
+    pid_t parent = getpid();
+    r->t0 = clock_mono_s();
+    for (int k = 0; k < r->nworkers; k++) {
+        snprintf(spec, sizeof(spec), "%d/%d", k, r->nworkers);
+        fflush(stdout);
+        fflush(stderr);
+        pid_t pid = fork();
+        if (pid == 0) { /* the child: only async-signal-safe calls until exec */
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if (getppid() != parent)
+                _exit(EXIT_RUNTIME);
+            execv("/proc/self/exe", wargv);
+            _exit(127);
+        }
+        if (pid < 0) {
+            snprintf(why, sizeof(why), "starting worker %d: %s", k, strerror(errno));
+            stopping = true;
+            break;
+        }
+        pids[k] = pid;
+        alive++;
+    }
+    for (int k = 0; stopping && k < r->nworkers; k++)
+        if (pids[k] > 0)
+            kill(pids[k], SIGTERM);
+    while (alive > 0) {
+        bool reaped = false;
+        for (int k = 0; k < r->nworkers; k++) {
+            int status;
+            if (pids[k] <= 0 || waitpid(pids[k], &status, WNOHANG) != pids[k])
+                continue;
+            pids[k] = 0;
+            alive--;
+            reaped = true;
+            if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+                continue;
+            if (!why[0])
+                snprintf(why, sizeof(why), "worker %d of %d %s %d", k, r->nworkers,
+                         WIFSIGNALED(status) ? "was killed by signal" : "exited with status",
+                         WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+            if (!stopping) {
+                stopping = true;
+                for (int j = 0; j < r->nworkers; j++)
+                    if (pids[j] > 0)
+                        kill(pids[j], SIGTERM);
+            }
+        }
+        if (cli_stop && !stopping) {
+            stopping = true;
+            for (int j = 0; j < r->nworkers; j++)
+                if (pids[j] > 0)
+                    kill(pids[j], SIGTERM);
+        }
+        if (!reaped && alive > 0) {
+            parent_progress(r);
+            usleep(100000);
+        }
+    }
+    if (why[0]) {
+        snprintf(err, errlen, "%s: the other workers were stopped and kept their progress (--resume --parallel %d "
+                 "continues)", why, r->nworkers);
+        goto out;
+    }
+    rc = 0;
+out:
+    free(pids);
+    free(wargv);
     return rc;
 }
 
@@ -601,6 +1067,8 @@ int cmd_replay(int argc, char **argv)
                                              {"follow", no_argument, NULL, 'f'},
                                              {"into-live", no_argument, NULL, 'I'},
                                              {"report", required_argument, NULL, 'P'},
+                                             {"parallel", required_argument, NULL, 'J'},
+                                             {"worker", required_argument, NULL, 'K'},
                                              {0, 0, 0, 0}};
     cli_common cc = {0};
     config cfg;
@@ -608,8 +1076,10 @@ int cmd_replay(int argc, char **argv)
     const char *rules = NULL, *name = NULL, *from = "beginning", *to = "end", *outputs = "none",
                *report_path = NULL;
     bool resume = false, wipe = false, follow = false, into_live = false;
-    int opt, rc = EXIT_USAGE;
+    int opt, rc = EXIT_USAGE, nworkers = 0, worker = -1, wn = 0;
+    char *end;
     char err[1024];
+    buf progress = {0};
     optind = 1;
     while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS "r:h", longopts, NULL)) != -1) {
         switch (opt) {
@@ -624,6 +1094,20 @@ int cmd_replay(int argc, char **argv)
         case 'f': follow = true; break;
         case 'I': into_live = true; break;
         case 'P': report_path = optarg; break;
+        case 'J':
+            nworkers = (int)strtol(optarg, &end, 10);
+            if (*end || end == optarg || nworkers < 2 || nworkers > 64) {
+                fprintf(stderr, "fidelio replay: --parallel '%s': 2 to 64 worker processes (one process is the "
+                                "default)\n", optarg);
+                goto out_cc;
+            }
+            break;
+        case 'K': /* --worker K/N: a worker of --parallel N, started by its parent */
+            if (sscanf(optarg, "%d/%d", &worker, &wn) != 2 || wn < 2 || wn > 64 || worker < 0 || worker >= wn) {
+                fprintf(stderr, "fidelio replay: --worker '%s': K/N, set by replay --parallel N\n", optarg);
+                goto out_cc;
+            }
+            break;
         default:
             if (cli_default_opt(&cc, opt, optarg, help) != 0)
                 goto out_cc;
@@ -642,6 +1126,8 @@ int cmd_replay(int argc, char **argv)
         fprintf(stderr, "fidelio replay: --resume and --wipe exclude each other\n");
         goto out_cc;
     }
+    if (worker >= 0)
+        nworkers = wn;
     if (follow && strcmp(to, "end") != 0) {
         fprintf(stderr, "fidelio replay: --follow has no end: it takes no --to\n");
         goto out_cc;
@@ -684,12 +1170,26 @@ int cmd_replay(int argc, char **argv)
         if (bad)
             goto out_cfg;
     }
-    replay r = {.cfg = &cfg, .prog = prog, .follow = follow, .outputs = outputs, .tty = isatty(2)};
+    replay r = {.cfg = &cfg, .prog = prog, .follow = follow, .outputs = outputs, .tty = worker < 0 && isatty(2),
+                .nworkers = nworkers, .worker = worker};
+    if (worker >= 0)
+        snprintf(r.key, sizeof(r.key), "replay.%d", worker);
+    else
+        snprintf(r.key, sizeof(r.key), "replay");
+    if (worker >= 0) { /* the parent checked the target and keeps the record of the ranges */
+        if (!(r.st = store_open(cfg.redis_url, prefix, cfg.dedupe_retention_ms, cfg.ledger_max, err, sizeof(err)))) {
+            fprintf(stderr, "fidelio replay: %s\n", err);
+            rc = EXIT_RUNTIME;
+            goto out_cfg;
+        }
+        if ((rc = worker_main(&r, &cfg, prog, err, sizeof(err))) != EXIT_OK)
+            log_error("replay worker %d/%d: %s", worker, nworkers, err);
+        goto out_store;
+    }
     /* the target must be empty, or be resumed, or be wiped (its keys counted first) */
     store *ro = store_open_readonly(cfg.redis_url, prefix, err, sizeof(err));
     long long nkeys = 0;
     bool found = false;
-    buf progress = {0};
     if (!ro || store_namespace_keys(ro, false, &nkeys, err, sizeof(err)) != 0 ||
         store_meta_get(ro, "replay", &progress, &found, err, sizeof(err)) != 0) {
         fprintf(stderr, "fidelio replay: %s\n", err);
@@ -709,10 +1209,29 @@ int cmd_replay(int argc, char **argv)
                         "(--wipe to start over)\n", prefix, nkeys);
         goto out_progress;
     }
+    /* the ranges (and the refusals they bring) before anything is written */
+    int rrc = resolve_ranges(&r, from, to, err, sizeof(err));
+    if (rrc == 0 && resume && found)
+        rrc = resume_ranges(&r, progress.data, err, sizeof(err));
+    if (rrc != 0) {
+        fprintf(stderr, "fidelio replay: %s\n", err);
+        rc = rrc == -2 ? EXIT_USAGE : EXIT_RUNTIME;
+        goto out_store;
+    }
+    if (nworkers) {
+        int ntps = 0;
+        for (int i = 0; i < r.nparts; i++)
+            ntps += !r.parts[i].credits;
+        if (nworkers > ntps) {
+            fprintf(stderr, "fidelio replay: --parallel %d: %s has %d partitions, the most workers that can share it\n",
+                    nworkers, cfg.topic_touchpoints, ntps);
+            goto out_store;
+        }
+    }
     if (!(r.st = store_open(cfg.redis_url, prefix, cfg.dedupe_retention_ms, cfg.ledger_max, err, sizeof(err)))) {
         fprintf(stderr, "fidelio replay: %s\n", err);
         rc = EXIT_RUNTIME;
-        goto out_progress;
+        goto out_store;
     }
     if (wipe && nkeys > 0) {
         long long wiped = 0;
@@ -727,16 +1246,8 @@ int cmd_replay(int argc, char **argv)
         if (!(r.st = store_open(cfg.redis_url, prefix, cfg.dedupe_retention_ms, cfg.ledger_max, err, sizeof(err)))) {
             fprintf(stderr, "fidelio replay: %s\n", err);
             rc = EXIT_RUNTIME;
-            goto out_progress;
+            goto out_store;
         }
-    }
-    int rrc = resolve_ranges(&r, from, to, err, sizeof(err));
-    if (rrc == 0 && resume && found)
-        rrc = resume_ranges(&r, progress.data, err, sizeof(err));
-    if (rrc != 0) {
-        fprintf(stderr, "fidelio replay: %s\n", err);
-        rc = rrc == -2 ? EXIT_USAGE : EXIT_RUNTIME;
-        goto out_store;
     }
     /* the namespace records its program, as `run` does (an orphaning one is refused) */
     buf notes = {0};
@@ -754,15 +1265,20 @@ int cmd_replay(int argc, char **argv)
         rc = EXIT_RUNTIME;
         goto out_store;
     }
-    for (int i = 0; i < r.nparts; i++)
+    int ntp = 0;
+    for (int i = 0; i < r.nparts; i++) {
+        if (r.parts[i].credits)
+            continue;
+        ntp++;
         if (r.parts[i].stop != INT64_MAX)
             r.total += r.parts[i].stop - r.parts[i].start;
-    log_info("replaying %s (%d partitions, %lld events%s) into namespace '%s' with rule program %s; outputs: %s",
-             cfg.topic_touchpoints, r.nparts, r.total, follow ? ", then following" : "", prefix, prog->version,
+    }
+    log_info("replaying %s (%d partitions, %lld events%s) into namespace '%s' with rule program %s; outputs: %s%s",
+             cfg.topic_touchpoints, ntp, r.total, follow ? ", then following" : "", prefix, prog->version,
              !strcmp(outputs, "none") ? "none (counted)"
              : into_live                ? "the live topics"
-                                        : "the namespace's topics");
-    cli_install_signals();
+                                        : "the namespace's topics",
+             nworkers ? "; credits through the namespace's credits topic" : "");
     char group[200];
     snprintf(group, sizeof(group), "fidelio-replay.%s", base);
     if (!strcmp(group, cfg.consumer_group)) {
@@ -771,12 +1287,16 @@ int cmd_replay(int argc, char **argv)
         rc = EXIT_USAGE;
         goto out_store;
     }
-    pipeline_source src = {.group_id = group, .start = src_start, .next = src_next, .commit = src_commit, .stop = src_stop,
-                           .batch_done = src_batch_done, .ctx = &r};
-    pipeline_opts opts = {.source = &src, .credits_in_process = true, .no_outputs = !strcmp(outputs, "none")};
+    cli_install_signals();
     pipeline_stats st;
-    r.t0 = clock_mono_s(); /* reset by src_start, once the pipeline is set up */
-    int prc = pipeline_run(&cfg, prog, &opts, &st, err, sizeof(err));
+    int prc;
+    if (nworkers) {
+        prc = run_workers(&r, argc, argv, err, sizeof(err));
+        if (prc == 0)
+            prc = sum_workers(&r, &st, err, sizeof(err));
+    } else {
+        prc = replay_pipeline(&r, &cfg, prog, &st, err, sizeof(err));
+    }
     double secs = clock_mono_s() - r.t0;
     if (r.tty)
         fputs("\n", stderr);

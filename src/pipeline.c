@@ -840,7 +840,10 @@ static int produce_item(pipeline *pl, item *it)
             p += vl;
             continue;
         }
-        rd_kafka_resp_err_t e = dry ? RD_KAFKA_RESP_ERR_NO_ERROR
+        /* a credit is an effect, not an output: without in-process credits it travels through
+           topics.credits even when outputs are only counted (`replay --parallel --outputs none`) */
+        rd_kafka_resp_err_t e = dry && kind != 'c'
+                                    ? RD_KAFKA_RESP_ERR_NO_ERROR
                                     : emitter_produce(&pl->em, output_topic(pl, kind), k, kl, p, vl, NULL);
         if (e) {
             snprintf(pl->err, sizeof(pl->err), "produce to %s: %s", output_topic(pl, kind), rd_kafka_err2str(e));
@@ -1624,10 +1627,18 @@ static int setup(pipeline *pl, char *err, size_t errlen)
     const char *topic_keys[] = {"topics.touchpoints", "topics.rewards", "topics.stage_changes", "topics.dlq",
                                 "topics.credits"};
     /* the topics this process reads or writes: no outputs, no output topics; in-process credits, no credits topic */
-    size_t ntopics = pl->opts->no_outputs ? 1 : pl->opts->credits_in_process ? 4 : 5;
+    const char *check[5], *check_keys[5];
+    size_t ntopics = 0;
+    for (size_t i = 0; i < 5; i++) {
+        bool output = i >= 1 && i <= 3, credits = i == 4;
+        if ((output && pl->opts->no_outputs) || (credits && pl->opts->credits_in_process))
+            continue;
+        check[ntopics] = topics_in_use[i];
+        check_keys[ntopics++] = topic_keys[i];
+    }
     /* bounded by pipeline.assign_timeout_ms: a dead broker stops run here */
-    if (kafka_check_topics(pl->consumer, topics_in_use, topic_keys, ntopics, (int)cfg->assign_timeout_ms, &pl->access,
-                           err, errlen) != 0)
+    if (kafka_check_topics(pl->consumer, check, check_keys, ntopics, (int)cfg->assign_timeout_ms, &pl->access, err,
+                           errlen) != 0)
         return -1;
     if (emitter_open(&pl->em, cfg, pl->consumer, on_batch_done, pl, err, errlen) != 0)
         return -1;

@@ -67,7 +67,8 @@ typedef struct pipeline_opts {
     bool credits_in_process;  /* one process owns every partition: a referral credit is applied right
                                  after the event that earned it, in this batch (as `simulate` does),
                                  never produced to topics.credits; the credits topic is not read */
-    bool no_outputs;          /* produce nothing (rewards, stage changes, DLQ records are counted only) */
+    bool no_outputs;          /* produce no output (rewards, stage changes, DLQ records are counted only);
+                                 without credits_in_process, credits still go through topics.credits */
 } pipeline_opts;
 
 typedef struct pipeline_stats {

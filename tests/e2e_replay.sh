@@ -18,6 +18,16 @@
 #  - a replay killed with SIGKILL mid-way and resumed (--resume) ends with the
 #    profiles, ledgers and report counters of the uninterrupted rebuild
 #  - --follow picks up events produced after it caught up
+#  - --parallel 3 (three worker processes, credits through the namespace's
+#    credits topic fidelio-credits-par): every touchpoint and credit applied
+#    once (the credits topic holds exactly the rebuild's count), profiles equal
+#    the single-process rebuild and live for every customer that is not a
+#    referrer (fidelio diff against live lists only referrers: whether a credit
+#    lands before or after a referrer's own events depends on the workers'
+#    timing, as it does live); a worker killed with SIGKILL stops the others,
+#    `--resume --parallel 3` finishes: equal to the uninterrupted single-process
+#    replay for non-referrers (profiles, ledgers) and in every event and credit
+#    count
 #  - refusals, exit 2: the live namespace, a non-empty target, --resume with
 #    another program; --wipe prints
 #    the count of keys it deletes
@@ -35,7 +45,7 @@ start_dev_kafka --partitions "$PARTS"
 start_redis
 RC=(redis-cli -s "$REDIS_SOCK")
 # the replay user: role replay, the replay namespaces only
-read -r -a acl <<<"$(acl_line replay fidelio-replay e2e-replay-pw "rebuild: whatif: killed: tail: follow:" | sed 's/^user //')"
+read -r -a acl <<<"$(acl_line replay fidelio-replay e2e-replay-pw "rebuild: whatif: killed: tail: follow: par: pkilled:" | sed 's/^user //')"
 "${RC[@]}" ACL SETUSER "${acl[@]}" >/dev/null || fail "ACL SETUSER fidelio-replay"
 RU="unix://fidelio-replay:e2e-replay-pw@$REDIS_SOCK"
 RU_RO="unix://fidelio-replay:e2e-replay-pw@$REDIS_SOCK"
@@ -301,6 +311,115 @@ replay --namespace killed --wipe --from "$ends"
     || fail "--wipe: exit $REPLAY_RC: $(cat "$WORK/replay.err")"
 [ "$("${RC[@]}" --scan --pattern 'killed:{*' | wc -l)" -eq 0 ] || fail "--wipe left customer keys"
 pass "--wipe prints the count of keys it deletes and deletes them ($(grep -o 'deleting the [0-9]* keys' "$WORK/replay.err"))"
+
+# --- --parallel: worker processes, credits through the namespace's credits topic ------------------
+python3 - "$WORK/events.jsonl" >"$WORK/referrers" <<'PY'
+import json, sys
+for l in open(sys.argv[1]):
+    e = json.loads(l)
+    r = (e.get("payload") or {}).get("referred_by") if e["type"] == "SIGNUP" else None
+    if r:
+        print(r)
+PY
+sort -u -o "$WORK/referrers" "$WORK/referrers"
+# only_referrers A B WHAT: profiles in A and B are the same customers, every difference is a referrer's
+only_referrers() {
+    python3 - "$1" "$2" "$WORK/referrers" "$3" <<'PY'
+import json, sys
+a = {json.loads(l)["customer_id"]: l for l in open(sys.argv[1])}
+b = {json.loads(l)["customer_id"]: l for l in open(sys.argv[2])}
+refs = set(open(sys.argv[3]).read().split())
+assert set(a) == set(b), (len(a), len(b))
+differ = {c for c in a if a[c] != b[c]}
+bad = differ - refs
+assert not bad, f"{len(bad)} customers that are not referrers differ: {sorted(bad)[:5]}"
+print(f"{sys.argv[4]}: {len(a) - len(differ)} of {len(a)} profiles identical; {len(differ)} differ, all referrers "
+      f"({len(refs & set(a))} referrers)")
+PY
+}
+replay --namespace par --parallel 3 --report "$WORK/par.json"
+[ "$REPLAY_RC" -eq 0 ] || fail "replay --parallel 3 exited $REPLAY_RC: $(tail -5 "$WORK/replay.err")"
+step "$(head -1 "$WORK/replay.out")"
+grep -q "^# replay into namespace par: $EVENTS events read.*; 3 worker processes, [0-9]* credits read back through fidelio-credits-par$" \
+    "$WORK/replay.out" || fail "report: $(head -1 "$WORK/replay.out")"
+credits=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['replay']['credits'])" "$WORK/rebuild.json")
+python3 - "$WORK/par.json" "$EVENTS" "$credits" <<'PY' || fail "--parallel --report JSON"
+import json, sys
+r = json.load(open(sys.argv[1]))["replay"]
+events, credits = int(sys.argv[2]), int(sys.argv[3])
+assert r["workers"] == 3 and r["events"] == events and r["touchpoints"] == events, r
+assert r["credits"] == credits and r["credits_read"] == credits and r["duplicates"] == 0, (r, credits)
+PY
+[ "$(count fidelio-credits-par)" -eq "$credits" ] || fail "fidelio-credits-par holds $(count fidelio-credits-par) credits, want $credits"
+pass "replay --parallel 3: $EVENTS touchpoints and the rebuild's $credits credits applied once each, every credit through fidelio-credits-par"
+profiles par >"$WORK/par.profiles"
+only_referrers "$WORK/rebuild.profiles" "$WORK/par.profiles" "--parallel 3 against the single-process rebuild" \
+    || fail "--parallel against the rebuild"
+set +e
+# as the default user: the diff reads the live namespace and a replay namespace
+# shellcheck disable=SC2046
+"$FIDELIO" diff $(fid_opts) --set redis.url="unix://$REDIS_SOCK" --namespace fidelio --namespace par --json \
+    >"$WORK/diffpar.out" 2>"$WORK/diffpar.err"
+drc=$?
+set -e
+[ "$drc" -le 1 ] || fail "diff fidelio par: exit $drc: $(cat "$WORK/diffpar.err")"
+python3 - "$WORK/diffpar.out" "$WORK/referrers" "$drc" <<'PY' || fail "diff fidelio par lists customers that are not referrers"
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+refs = set(open(sys.argv[2]).read().split())
+listed = [l["customer_id"] for l in lines if "customer_id" in l]
+summary = lines[-1]["summary"]
+assert summary["differing"] == len(listed) and (len(listed) > 0) == (sys.argv[3] == "1"), summary
+assert summary["only_in_a"] == 0 and summary["only_in_b"] == 0, summary
+bad = set(listed) - refs
+assert not bad, f"{len(bad)} customers that are not referrers differ from live: {sorted(bad)[:5]}"
+print(f"fidelio diff fidelio par: {len(listed)} of {summary['customers']} customers differ, all referrers")
+PY
+pass "--parallel 3 equals the rebuild and live (fidelio diff) for every customer that is not a referrer"
+
+# a worker killed with SIGKILL: the others stop, --resume --parallel 3 finishes
+# shellcheck disable=SC2046
+"$FIDELIO" replay $(fid_opts) --set redis.url="$RU" --set pipeline.batch_size=200 --namespace pkilled --parallel 3 \
+    --from "$TAIL" >"$WORK/pkilled.out" 2>"$WORK/pkilled.err" &
+KPID=$!
+PIDS+=("$KPID")
+pkept() { # touchpoints the workers kept as done
+    for k in 0 1 2; do "${RC[@]}" get "pkilled:replay.$k"; done | awk -v from="$TAIL" '
+        BEGIN { n = split(from, a, ","); for (i = 1; i <= n; i++) { split(a[i], b, ":"); start[b[1]] = b[2] } }
+        $1 == "p" { s += $3 - start[$2] } END { print s + 0 }'
+}
+for _ in $(seq 600); do
+    [ "$(pkept)" -ge $((TAIL_EVENTS / 4)) ] && break
+    kill -0 "$KPID" 2>/dev/null || break
+    sleep 0.1
+done
+victim=$(pgrep -P "$KPID" | head -1)
+[ -n "$victim" ] || fail "no worker process of the --parallel replay: $(tail -3 "$WORK/pkilled.err")"
+kill -KILL "$victim"
+set +e
+wait "$KPID"
+krc=$?
+set -e
+at_kill=$(pkept)
+[ "$krc" -eq 1 ] && grep -q "worker [0-2] of 3 was killed by signal 9: the other workers were stopped" "$WORK/pkilled.err" \
+    || fail "--parallel with a killed worker: exit $krc: $(tail -3 "$WORK/pkilled.err")"
+[ "$at_kill" -lt "$TAIL_EVENTS" ] && [ "$at_kill" -gt 0 ] || fail "killed at $at_kill of $TAIL_EVENTS events"
+replay --namespace pkilled --resume
+[ "$REPLAY_RC" -eq 2 ] && grep -q "replayed with --parallel 3: give the same --parallel" "$WORK/replay.err" \
+    || fail "--resume without --parallel: exit $REPLAY_RC: $(cat "$WORK/replay.err")"
+replay --namespace pkilled --resume --parallel 3
+[ "$REPLAY_RC" -eq 0 ] || fail "--resume --parallel 3 exited $REPLAY_RC: $(tail -5 "$WORK/replay.err")"
+step "worker killed at $at_kill, resumed: $(head -1 "$WORK/replay.out")"
+profiles pkilled >"$WORK/pkilled.profiles"
+only_referrers "$WORK/tail.profiles" "$WORK/pkilled.profiles" "--parallel 3 killed and resumed against the uninterrupted single-process replay" \
+    || fail "killed+resumed --parallel against the uninterrupted replay"
+counts() { agg "$1" | grep -E '^(customers|events\|[A-Z_]*|rule\|referral-referrer\|EARN\|(n|points))	'; }
+[ "$(counts pkilled | wc -l)" -ge 9 ] || fail "event counts: $(counts pkilled)"
+[ "$(counts pkilled)" = "$(counts tail)" ] || fail "event or credit counts differ: $(diff <(counts pkilled) <(counts tail))"
+grep -vxFf "$WORK/referrers" "$WORK/tail.customers" >"$WORK/tail.nonref"
+lnr() { sed "s/.*/LRANGE $1:{&}:l 0 -1/" "$WORK/tail.nonref" | "${RC[@]}"; }
+[ "$(lnr pkilled | md5sum)" = "$(lnr tail | md5sum)" ] || fail "ledgers of non-referrers differ after the resume"
+pass "--parallel 3 with a worker killed (SIGKILL) after $at_kill of $TAIL_EVENTS: the others stop (exit 1, says why); --resume --parallel 3: every event and credit counted once as uninterrupted, profiles and the $(wc -l <"$WORK/tail.nonref") ledgers of non-referrers equal"
 
 # --- --follow -------------------------------------------------------------------------------------
 # shellcheck disable=SC2046

@@ -17,6 +17,9 @@
 #     topics): profiles and the ids on the live topics equal simulate's over
 #     the whole stream; again: refused (not empty, exit 2); --into-live --wipe:
 #     the same profiles again
+#  4. --parallel: more workers than partitions is refused (exit 2); on the real
+#     broker, a namespace whose credits topic was not created is an error
+#     naming it (exit 1), nothing created
 source "$(dirname "$0")/lib.sh"
 require redis-server redis-cli kcat
 PY=/usr/bin/python3 # the Debian python3 with python3-confluent-kafka
@@ -26,7 +29,8 @@ step() { echo "[${SECONDS}s] $*"; }
 NA=500 NB=500 NC=500
 EVENTS=$((NA + NB + NC))
 # the staging topic and the namespace's topics: created first (a real broker creates none itself)
-TOPICS=(staging:1 rewards-rangeb:1 stage-changes-rangeb:1 touchpoints-dlq-rangeb:1 fidelio-credits-rangeb:1)
+TOPICS=(staging:1 rewards-rangeb:1 stage-changes-rangeb:1 touchpoints-dlq-rangeb:1 fidelio-credits-rangeb:1
+    fidelio-credits-rangep:1)
 if [ "$BROKER" = kafka ]; then
     start_broker --partitions 1
     kafka_topics "$KAFKA_DIR" "${TOPICS[@]}" || fail "could not create the staging and namespace topics"
@@ -35,7 +39,7 @@ else
 fi
 start_redis
 RC=(redis-cli -s "$REDIS_SOCK")
-read -r -a acl <<<"$(acl_line replay fidelio-replay e2e-replay-pw "rangea: rangeb: rangeb2: rangec: fidelio:" | sed 's/^user //')"
+read -r -a acl <<<"$(acl_line replay fidelio-replay e2e-replay-pw "rangea: rangeb: rangeb2: rangec: fidelio: rangep: nocredits:" | sed 's/^user //')"
 "${RC[@]}" ACL SETUSER "${acl[@]}" >/dev/null || fail "ACL SETUSER fidelio-replay"
 RU="unix://fidelio-replay:e2e-replay-pw@$REDIS_SOCK"
 
@@ -169,5 +173,18 @@ replay --namespace fidelio --into-live --wipe
     || fail "--into-live --wipe exited $REPLAY_RC: $(tail -3 "$WORK/replay.err")"
 same_as fidelio "$WORK/events.sim" "--into-live --wipe"
 pass "--into-live, non-empty: refused (exit 2) without --wipe; with --wipe the same profiles again"
+# --- 4: --parallel -------------------------------------------------------------------------
+replay --namespace rangep --parallel 2
+[ "$REPLAY_RC" -eq 2 ] && grep -q "parallel 2: touchpoints has 1 partitions, the most workers" "$WORK/replay.err" \
+    || fail "--parallel 2 on one partition: exit $REPLAY_RC: $(cat "$WORK/replay.err")"
+[ -z "$("${RC[@]}" --scan --pattern 'rangep:*' | head -1)" ] || fail "the refused --parallel replay wrote keys"
+pass "--parallel 2 on a topic of one partition: refused (exit 2)"
+if [ "$BROKER" = kafka ]; then
+    replay --namespace nocredits --parallel 2
+    [ "$REPLAY_RC" -eq 1 ] && grep -q "topic 'fidelio-credits-nocredits' (the namespace's credits topic.*create it first" \
+        "$WORK/replay.err" || fail "--parallel without its credits topic: exit $REPLAY_RC: $(cat "$WORK/replay.err")"
+    kcat -b "$BOOTSTRAP" -L 2>/dev/null | grep -q 'fidelio-credits-nocredits' && fail "the credits topic was created"
+    pass "--parallel into a namespace whose credits topic is missing: exit 1, '$(grep -o "topic 'fidelio-credits-nocredits'[^;]*" "$WORK/replay.err")'"
+fi
 step "done"
 done_ok
