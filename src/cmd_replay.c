@@ -78,6 +78,8 @@ typedef struct rpart {
     int64_t kept;               /* next offset of the last applied batch: the progress */
     bool eof;                   /* consumed to the partition's current end */
     int64_t eof_at;             /* the end it reported */
+    int64_t log_start;          /* the partition's first offset still in the log (retention) */
+    int64_t gone;               /* offsets asked for but deleted before this replay could read them */
     bool paused;                /* fetching paused: enough buffered, or past stop */
     rd_kafka_message_t **q;     /* buffered messages in offset order; owned */
     int qhead, qlen, qcap;
@@ -206,6 +208,7 @@ static rd_kafka_message_t *hand_out(replay *r, rpart *p)
 }
 
 static int write_progress(replay *r, const char *const *dlq_pairs, size_t n, char *err, size_t errlen);
+static void note_gone(rpart *p, int64_t requested);
 
 /* Whether worker k's progress says its touchpoints are done (tp_done). */
 static bool worker_done(replay *r, int k)
@@ -345,6 +348,15 @@ static int src_start(void *ctx, rd_kafka_t *rk, char *err, size_t errlen)
 {
     replay *r = ctx;
     r->rk = rk;
+    for (int i = 0; r->worker >= 0 && i < r->nparts; i++) { /* a worker resumed after retention deleted its next offsets */
+        rpart *p = &r->parts[i];
+        int64_t lo, hi;
+        if (!p->credits &&
+            rd_kafka_query_watermark_offsets(rk, p->topic, p->partition, &lo, &hi, REPLAY_TIMEOUT_MS) == 0) {
+            p->log_start = lo;
+            note_gone(p, p->next);
+        }
+    }
     r->t0 = clock_mono_s(); /* the rate counts from here, as run's from its assignment */
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(r->nparts);
     if (!l) {
@@ -390,6 +402,9 @@ static int progress_text(const replay *r, buf *out)
             rc = buf_printf(out, "p %" PRId32 " %" PRId64 " %" PRId64 "\n", p->partition, p->kept,
                             p->stop == INT64_MAX ? -1 : p->stop);
     }
+    for (int i = 0; i < r->nparts && rc == 0 && r->worker >= 0; i++)
+        if (r->parts[i].gone)
+            rc = buf_printf(out, "g %" PRId32 " %" PRId64 "\n", r->parts[i].partition, r->parts[i].gone);
     const pipeline_stats *st = r->final;
     if (rc == 0 && st)
         rc = buf_printf(out, "stats %lld %lld %lld %lld %lld %lld %lld %lld %lld %.3f\n", st->consumed, st->touchpoints,
@@ -487,6 +502,26 @@ static bool good_name(const char *name)
             return false;
     }
     return name[0] != ':';
+}
+
+/* A touchpoint partition asked to start (requested: offset 0 for --from
+ * beginning, PARTITION:OFFSET, the kept offset of --resume) below the first
+ * offset still in its log: those offsets were deleted (retention, delete-
+ * records) and cannot be replayed. Say how many, on stderr, count them for the
+ * report, and start at the log start (the consumer would fall back to it
+ * silently). */
+static void note_gone(rpart *p, int64_t requested)
+{
+    if (p->credits || requested >= p->log_start)
+        return;
+    int64_t gone = p->log_start - requested;
+    p->gone += gone;
+    p->start = p->next = p->kept = p->log_start;
+    if (p->stop < p->start)
+        p->stop = p->start;
+    log_warn("replay: partition %d of %s: offsets %" PRId64 " to %" PRId64 " are gone (%" PRId64 " offsets deleted "
+             "by retention before this replay could read them): it starts at %" PRId64,
+             (int)p->partition, p->topic, requested, p->log_start - 1, gone, p->log_start);
 }
 
 /* --parallel: the partitions of the namespace's credits topic, from their
@@ -592,7 +627,8 @@ static int resolve_ranges(replay *r, const char *from, const char *to, char *err
             snprintf(err, errlen, "watermarks of %s [%d]: %s", topic, (int)p->partition, rd_kafka_err2str(e));
             goto out;
         }
-        p->start = lo;
+        p->log_start = lo;
+        p->start = 0; /* beginning: offset 0 (note_gone: what retention deleted) */
         p->stop = r->follow ? INT64_MAX : hi;
         rd_kafka_topic_partition_list_add(l, topic, p->partition);
     }
@@ -616,6 +652,11 @@ static int resolve_ranges(replay *r, const char *from, const char *to, char *err
             int64_t hi = 0, lo = 0;
             rd_kafka_query_watermark_offsets(rk, topic, p->partition, &lo, &hi, REPLAY_TIMEOUT_MS);
             int64_t o = l->elems[i].offset >= 0 ? l->elems[i].offset : hi; /* none at or after t: the end */
+            if (pass == 0 && o <= lo && lo > 0)
+                log_warn("replay: partition %d of %s starts at its first offset still in the log, %" PRId64
+                         ": the %" PRId64 " offsets before it were deleted (retention) and may have held messages at "
+                         "or after --from %s",
+                         (int)p->partition, topic, lo, lo, from);
             if (pass == 0)
                 p->start = o > p->start ? o : p->start;
             else
@@ -797,17 +838,32 @@ static int final_report(replay *r, const pipeline_stats *st, const char *report_
     buf text = {0}, json = {0};
     int rc = 0;
     long long events = st->consumed - r->credits_read; /* touchpoints read (--parallel: credits read besides) */
-    char workers[400] = "";
+    char workers[400] = "", gone_text[160] = "";
+    long long gone = 0;
+    int gone_parts = 0;
+    buf gone_json = {0};
+    buf_printf(&gone_json, "{");
+    for (int i = 0; i < r->nparts; i++)
+        if (r->parts[i].gone) {
+            buf_printf(&gone_json, "%s\"%d\":%" PRId64, gone_parts ? "," : "", (int)r->parts[i].partition,
+                       r->parts[i].gone);
+            gone += r->parts[i].gone;
+            gone_parts++;
+        }
+    buf_printf(&gone_json, "}");
+    if (gone)
+        snprintf(gone_text, sizeof(gone_text), "; %lld offsets of %d partition(s) were gone (deleted by retention) "
+                 "before they could be read", gone, gone_parts);
     if (r->nworkers)
         snprintf(workers, sizeof(workers), "; %d worker processes, %lld credits read back through %s", r->nworkers,
                  r->credits_read, r->cfg->topic_credits);
     printf("# replay into namespace %.*s: %lld events read in %.1f s (%.0f events/s): %lld touchpoints and %lld "
            "credits applied, %lld found applied already, %lld to the DLQ, %lld outputs (%s); %lld batches, %lld "
-           "rounds; %.1f s waiting for a partition's next fetch to keep the order%s\n",
+           "rounds; %.1f s waiting for a partition's next fetch to keep the order%s%s\n",
            (int)strlen(r->cfg->key_prefix) - 1, r->cfg->key_prefix, events, secs, secs > 0 ? (double)events / secs : 0,
            st->touchpoints, st->credits, st->duplicates, st->dlq, st->outputs,
            !strcmp(r->outputs, "none") ? "counted, not produced" : "produced", st->batches, st->rounds, r->held_s,
-           workers);
+           workers, gone_text);
     if (report_text(r->st, r->prog, r->cfg->key_prefix, &text, err, sizeof(err)) != 0) {
         log_error("report: %s", err);
         rc = -1;
@@ -823,9 +879,10 @@ static int final_report(replay *r, const pipeline_stats *st, const char *report_
             fprintf(f,
                     "{\"replay\":{\"namespace\":\"%s\",\"events\":%lld,\"touchpoints\":%lld,\"credits\":%lld,"
                     "\"duplicates\":%lld,\"dlq\":%lld,\"outputs\":%lld,\"outputs_mode\":\"%s\",\"seconds\":%.3f,"
-                    "\"workers\":%d,\"credits_read\":%lld},\"report\":%.*s}\n",
+                    "\"workers\":%d,\"credits_read\":%lld,\"gone\":%s,\"gone_total\":%lld},\"report\":%.*s}\n",
                     r->cfg->key_prefix, events, st->touchpoints, st->credits, st->duplicates, st->dlq, st->outputs,
-                    r->outputs, secs, r->nworkers, r->credits_read, (int)json.len, json.data);
+                    r->outputs, secs, r->nworkers, r->credits_read, gone_json.data ? gone_json.data : "{}", gone,
+                    (int)json.len, json.data);
         }
         if (f && fclose(f) != 0) {
             log_error("--report %s: %s", report_path, strerror(errno));
@@ -834,6 +891,7 @@ static int final_report(replay *r, const pipeline_stats *st, const char *report_
     }
     buf_free(&text);
     buf_free(&json);
+    buf_free(&gone_json);
     return rc;
 }
 
@@ -906,6 +964,13 @@ static int sum_workers(replay *r, pipeline_stats *st, char *err, size_t errlen)
                                         &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &held) != 10)) {
             snprintf(err, errlen, "worker %d left no counts in %s%s", k, r->cfg->key_prefix, name);
             rc = -1;
+        }
+        for (const char *g = rc ? NULL : strstr(b.data, "\ng "); g; g = strstr(g + 1, "\ng ")) {
+            int part;
+            long long n;
+            rpart *p;
+            if (sscanf(g, "\ng %d %lld", &part, &n) == 2 && (p = find_part(r, r->cfg->topic_touchpoints, part)))
+                p->gone += n;
         }
         buf_free(&b);
         if (rc != 0)
@@ -1213,6 +1278,9 @@ int cmd_replay(int argc, char **argv)
     int rrc = resolve_ranges(&r, from, to, err, sizeof(err));
     if (rrc == 0 && resume && found)
         rrc = resume_ranges(&r, progress.data, err, sizeof(err));
+    /* offsets asked for that retention deleted (resumed workers check their own) */
+    for (int i = 0; rrc == 0 && !(nworkers && resume && found) && i < r.nparts; i++)
+        note_gone(&r.parts[i], r.parts[i].start);
     if (rrc != 0) {
         fprintf(stderr, "fidelio replay: %s\n", err);
         rc = rrc == -2 ? EXIT_USAGE : EXIT_RUNTIME;

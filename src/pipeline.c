@@ -460,8 +460,10 @@ static int spawn_credit(pipeline *pl, int idx, const char *beneficiary, const ui
     char why[512];
     (void)beneficiary;
     if (pl->nsynth == pl->synthcap) {
+        /* only recorded outputs of another program (found applied) can hold more */
         snprintf(pl->err, sizeof(pl->err),
-                 "more than %d referral credits in one batch: lower pipeline.batch_size", pl->synthcap);
+                 "more than %d referral credits in one batch (recorded by another rule program?): lower "
+                 "pipeline.batch_size", pl->synthcap);
         return -2;
     }
     int ci = pl->cap + pl->nsynth;
@@ -1531,8 +1533,12 @@ static int setup(pipeline *pl, char *err, size_t errlen)
     char why[512];
     int cap = (int)cfg->batch_size;
     pl->cap = cap;
-    /* in-process credits live after the batch's messages: room for two per message */
-    pl->synthcap = pl->opts->credits_in_process ? 2 * cap : 0;
+    /* in-process credits live after the batch's messages: room for as many per message as one
+       event can earn, one per rule of the program that pays the referrer (at least one) */
+    int per_event = 0;
+    for (int i = 0; i < pl->prog->nrules; i++)
+        per_event += pl->prog->rules[i].to == BENEFICIARY_REFERRER;
+    pl->synthcap = pl->opts->credits_in_process ? cap * (per_event > 0 ? per_event : 1) : 0;
     int ccap = pl->ccap = cap + pl->synthcap;
     pl->items = calloc((size_t)ccap, sizeof(*pl->items));
     pl->custs = calloc((size_t)ccap, sizeof(*pl->custs));

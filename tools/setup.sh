@@ -17,6 +17,7 @@ PACKAGES=(
   clang libclang-rt-14-dev                              # libFuzzer harnesses (tests/fuzz)
   prometheus chromium                                   # a real scraper and a real browser in the tests
   python3-confluent-kafka                               # independent client watching transactions (tests/kafka/txn_probe.py)
+  bsdutils                                              # script(1): a terminal for replay's progress line (e2e_replay_range)
 )
 
 SUDO=""
