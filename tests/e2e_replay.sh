@@ -25,7 +25,8 @@
 #    referrer (fidelio diff against live lists only referrers: whether a credit
 #    lands before or after a referrer's own events depends on the workers'
 #    timing, as it does live); a worker killed with SIGKILL stops the others,
-#    `--resume --parallel 3` finishes: equal to the uninterrupted single-process
+#    `--resume --parallel 3` finishes (on a terminal: the parent's progress
+#    line): equal to the uninterrupted single-process
 #    replay for non-referrers (profiles, ledgers) and in every event and credit
 #    count
 #  - refusals, exit 2: the live namespace, a non-empty target, --resume with
@@ -407,9 +408,13 @@ at_kill=$(pkept)
 replay --namespace pkilled --resume
 [ "$REPLAY_RC" -eq 2 ] && grep -q "replayed with --parallel 3: give the same --parallel" "$WORK/replay.err" \
     || fail "--resume without --parallel: exit $REPLAY_RC: $(cat "$WORK/replay.err")"
-replay --namespace pkilled --resume --parallel 3
-[ "$REPLAY_RC" -eq 0 ] || fail "--resume --parallel 3 exited $REPLAY_RC: $(tail -5 "$WORK/replay.err")"
-step "worker killed at $at_kill, resumed: $(head -1 "$WORK/replay.out")"
+# resumed on a terminal (script(1)): the parent shows the workers' progress
+# shellcheck disable=SC2046
+script -qefc "$FIDELIO replay $(fid_opts) --set redis.url=$RU --namespace pkilled --resume --parallel 3" /dev/null \
+    >"$WORK/replay.out" 2>&1 </dev/null || fail "--resume --parallel 3: $(tail -5 "$WORK/replay.out")"
+tr '\r' '\n' <"$WORK/replay.out" | grep -qE "^replay: [0-9]+/$TAIL_EVENTS events, [0-9]+ events/s, ETA [0-9-]+( s)? \| p0 [0-9]+/[0-9]+ p1 [0-9]+/[0-9]+ .* p7 [0-9]+/[0-9]+" \
+    || fail "--parallel: no progress line on the terminal: $(tr '\r' '\n' <"$WORK/replay.out" | grep '^replay:' | head -2)"
+step "worker killed at $at_kill, resumed: $(grep '^# replay into' "$WORK/replay.out")"
 profiles pkilled >"$WORK/pkilled.profiles"
 only_referrers "$WORK/tail.profiles" "$WORK/pkilled.profiles" "--parallel 3 killed and resumed against the uninterrupted single-process replay" \
     || fail "killed+resumed --parallel against the uninterrupted replay"
