@@ -704,12 +704,29 @@ event_err codec_encode_avro(codec *c, codec_schema s, const codec_record *rec, b
     case SCHEMA_CREDIT: rc = encode_credit(&rec->credit, v); break;
     default: rc = -1;
     }
-    size_t size = 0;
-    if (rc != 0 || avro_value_sizeof(v, &size) != 0) {
+    if (rc != 0) {
         snprintf(err, errlen, "avro encode: %s", avro_strerror());
         return EVENT_ERR_MALFORMED;
     }
+    /* Write into the room the buffer has (an output is a few hundred bytes):
+     * only a record that does not fit is measured (avro_value_sizeof walks
+     * the whole value) and written again. */
     buf_reset(out);
+    if (buf_reserve(out, 1024) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return EVENT_ERR_NO_MEMORY;
+    }
+    avro_writer_memory_set_dest(c->writer, out->data, (int64_t)(out->cap - 1));
+    if (avro_value_write(c->writer, v) == 0) {
+        out->len = (size_t)avro_writer_tell(c->writer);
+        out->data[out->len] = '\0';
+        return EVENT_OK;
+    }
+    size_t size = 0;
+    if (avro_value_sizeof(v, &size) != 0) {
+        snprintf(err, errlen, "avro encode: %s", avro_strerror());
+        return EVENT_ERR_MALFORMED;
+    }
     if (buf_reserve(out, size) != 0) {
         snprintf(err, errlen, "out of memory");
         return EVENT_ERR_NO_MEMORY;

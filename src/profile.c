@@ -63,46 +63,70 @@ int64_t profile_parked_points(const profile *p)
 
 /* ---- encoding: zig-zag varints, length-prefixed strings, little-endian doubles ---- */
 
-/* The puts write in place once room is made (a profile is encoded per
- * applied event: a call to buf_append per varint was a tenth of fidelio's CPU). */
-static inline int put_varint(buf *b, int64_t v)
+/* The encoder writes through a local cursor w (room up to end, the
+ * terminator's byte kept apart), growing out only when a field may not fit:
+ * a profile is encoded per applied event, and a buffer call per field was a
+ * tenth of fidelio's CPU. */
+
+/* Grow out for n more bytes after cursor w; the new cursor, NULL when
+ * memory runs out. */
+static uint8_t *grow(buf *out, uint8_t *w, size_t n)
 {
-    if (b->cap - b->len < 11 && buf_reserve(b, 10) != 0)
-        return -1;
-    uint8_t *d = (uint8_t *)b->data + b->len;
+    out->len = (size_t)(w - (uint8_t *)out->data);
+    if (buf_reserve(out, n) != 0)
+        return NULL;
+    return (uint8_t *)out->data + out->len;
+}
+
+static inline uint8_t *w_varint(uint8_t *w, int64_t v)
+{
     uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
-    size_t n = 0;
     while (z >= 0x80) {
-        d[n++] = (uint8_t)(z | 0x80);
+        *w++ = (uint8_t)(z | 0x80);
         z >>= 7;
     }
-    d[n++] = (uint8_t)z;
-    b->len += n;
-    b->data[b->len] = '\0';
-    return 0;
+    *w++ = (uint8_t)z;
+    return w;
 }
 
-static inline int put_str(buf *b, const char *s)
+static inline uint8_t *w_bytes(uint8_t *w, const void *s, size_t n)
 {
-    size_t n = strlen(s);
-    if (b->len + n + 11 > b->cap && buf_reserve(b, n + 10) != 0)
-        return -1;
-    put_varint(b, (int64_t)n); /* room made above */
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-    return 0;
+    w = w_varint(w, (int64_t)n);
+    memcpy(w, s, n);
+    return w + n;
 }
 
-static int put_double(buf *b, double d)
+static inline uint8_t *w_double(uint8_t *w, double d)
 {
     uint64_t u;
-    uint8_t tmp[8];
     memcpy(&u, &d, 8);
     for (int i = 0; i < 8; i++)
-        tmp[i] = (uint8_t)(u >> (8 * i));
-    return buf_append(b, tmp, 8);
+        *w++ = (uint8_t)(u >> (8 * i));
+    return w;
 }
+
+/* Make room for n bytes at the cursor (a varint takes at most 10). */
+#define ROOM(n)                                                                                                        \
+    do {                                                                                                               \
+        size_t need_ = (n);                                                                                            \
+        if ((size_t)(end - w) < need_) {                                                                               \
+            if (!(w = grow(out, w, need_)))                                                                            \
+                return -1;                                                                                             \
+            end = (uint8_t *)out->data + out->cap - 1;                                                                 \
+        }                                                                                                              \
+    } while (0)
+#define PUT_VARINT(v)                                                                                                  \
+    do {                                                                                                               \
+        ROOM(10);                                                                                                      \
+        w = w_varint(w, (v));                                                                                          \
+    } while (0)
+#define PUT_STR(s)                                                                                                     \
+    do {                                                                                                               \
+        const char *s_ = (s);                                                                                          \
+        size_t n_ = strlen(s_);                                                                                        \
+        ROOM(n_ + 10);                                                                                                 \
+        w = w_bytes(w, s_, n_);                                                                                        \
+    } while (0)
 
 int profile_encode(const profile *p, const program *prog, buf *out)
 {
@@ -112,55 +136,91 @@ int profile_encode(const profile *p, const program *prog, buf *out)
     /* room for the fixed part at once (strings and records grow it as they come) */
     if (buf_reserve(out, 512 + 64 * (size_t)(p->norders + prog->nrules)) != 0)
         return -1;
-    int rc = buf_append(out, "FP", 2) || put_varint(out, version);
-    rc |= put_str(out, p->customer_id) || put_varint(out, p->first_event_at) || put_varint(out, p->last_event_at) ||
-          put_varint(out, p->events) || put_varint(out, EVENT_TYPE_COUNT);
+    uint8_t *w = (uint8_t *)out->data + out->len, *end = (uint8_t *)out->data + out->cap - 1;
+    ROOM(2);
+    *w++ = 'F';
+    *w++ = 'P';
+    PUT_VARINT(version);
+    PUT_STR(p->customer_id);
+    PUT_VARINT(p->first_event_at);
+    PUT_VARINT(p->last_event_at);
+    PUT_VARINT(p->events);
+    PUT_VARINT(EVENT_TYPE_COUNT);
     for (int i = 0; i < EVENT_TYPE_COUNT; i++)
-        rc |= put_varint(out, p->count[i]);
-    rc |= put_varint(out, p->purchase_cents) || put_varint(out, p->refunded_cents) ||
-          put_varint(out, (p->signed_up ? 1 : 0) | (p->has_referred_by ? 2 : 0)) || put_str(out, p->referred_by) ||
-          put_varint(out, p->referrals_converted) || put_varint(out, p->balance) ||
-          put_varint(out, p->lifetime_earned) || put_varint(out, p->redeemed) || put_varint(out, p->reversed);
+        PUT_VARINT(p->count[i]);
+    PUT_VARINT(p->purchase_cents);
+    PUT_VARINT(p->refunded_cents);
+    PUT_VARINT((p->signed_up ? 1 : 0) | (p->has_referred_by ? 2 : 0));
+    PUT_STR(p->referred_by);
+    PUT_VARINT(p->referrals_converted);
+    PUT_VARINT(p->balance);
+    PUT_VARINT(p->lifetime_earned);
+    PUT_VARINT(p->redeemed);
+    PUT_VARINT(p->reversed);
+    ROOM(8 * QUADRANT_COUNT);
     for (int q = 0; q < QUADRANT_COUNT; q++)
-        rc |= put_double(out, p->score[q]);
-    rc |= put_varint(out, p->scores_at);
+        w = w_double(w, p->score[q]);
+    PUT_VARINT(p->scores_at);
     int nstages = 0;
     for (int l = 0; l < prog->nladders; l++)
         nstages += p->stage[l] >= 0;
-    rc |= put_varint(out, nstages);
+    PUT_VARINT(nstages);
     for (int l = 0; l < prog->nladders; l++)
-        if (p->stage[l] >= 0)
-            rc |= put_str(out, prog->ladders[l].id) || put_str(out, prog->ladders[l].stages[p->stage[l]].name);
+        if (p->stage[l] >= 0) {
+            PUT_STR(prog->ladders[l].id);
+            PUT_STR(prog->ladders[l].stages[p->stage[l]].name);
+        }
     int nrules = 0;
     for (int r = 0; r < prog->nrules; r++)
         nrules += p->rules[r].fired || p->rules[r].count;
-    rc |= put_varint(out, nrules);
+    PUT_VARINT(nrules);
     for (int r = 0; r < prog->nrules; r++) {
         const rule_state *s = &p->rules[r];
-        if (s->fired || s->count)
-            rc |= put_str(out, prog->rules[r].id) || put_varint(out, prog->rules[r].window) ||
-                  put_varint(out, s->window) || put_varint(out, s->count) || put_varint(out, s->fired);
-    }
-    rc |= put_varint(out, p->norders);
-    for (int i = 0; i < p->norders; i++) {
-        const order_record *o = &p->orders[i];
-        rc |= put_str(out, o->order_id) || put_varint(out, o->amount_cents) || put_varint(out, o->refunded_cents) ||
-              put_varint(out, o->at) || put_varint(out, o->rate_bp) || put_varint(out, o->multiplier_bp) ||
-              put_str(out, o->rule >= 0 && o->rule < prog->nrules ? prog->rules[o->rule].id : "");
-        if (version >= 3)
-            rc |= put_str(out, o->currency);
-    }
-    if (version >= 3 || p->nparked) {
-        rc |= put_varint(out, p->nparked);
-        for (int i = 0; i < p->nparked; i++) {
-            const parked_credit *c = &p->parked[i];
-            rc |= put_str(out, c->credit_id) || put_str(out, c->rule_id) || put_str(out, c->source_event_id) ||
-                  put_str(out, c->reason) || put_str(out, c->program_version) || put_varint(out, c->points) ||
-                  put_varint(out, c->occurred_at) || put_varint(out, c->referrals);
+        if (s->fired || s->count) {
+            PUT_STR(prog->rules[r].id);
+            ROOM(40);
+            w = w_varint(w, prog->rules[r].window);
+            w = w_varint(w, s->window);
+            w = w_varint(w, s->count);
+            w = w_varint(w, s->fired);
         }
     }
-    return rc ? -1 : 0;
+    PUT_VARINT(p->norders);
+    for (int i = 0; i < p->norders; i++) {
+        const order_record *o = &p->orders[i];
+        PUT_STR(o->order_id);
+        ROOM(50);
+        w = w_varint(w, o->amount_cents);
+        w = w_varint(w, o->refunded_cents);
+        w = w_varint(w, o->at);
+        w = w_varint(w, o->rate_bp);
+        w = w_varint(w, o->multiplier_bp);
+        PUT_STR(o->rule >= 0 && o->rule < prog->nrules ? prog->rules[o->rule].id : "");
+        if (version >= 3)
+            PUT_STR(o->currency);
+    }
+    if (version >= 3 || p->nparked) {
+        PUT_VARINT(p->nparked);
+        for (int i = 0; i < p->nparked; i++) {
+            const parked_credit *c = &p->parked[i];
+            PUT_STR(c->credit_id);
+            PUT_STR(c->rule_id);
+            PUT_STR(c->source_event_id);
+            PUT_STR(c->reason);
+            PUT_STR(c->program_version);
+            ROOM(30);
+            w = w_varint(w, c->points);
+            w = w_varint(w, c->occurred_at);
+            w = w_varint(w, c->referrals);
+        }
+    }
+    out->len = (size_t)(w - (uint8_t *)out->data);
+    out->data[out->len] = '\0';
+    return 0;
 }
+#undef ROOM
+#undef PUT_VARINT
+#undef PUT_STR
 
 typedef struct reader {
     const uint8_t *p, *end;

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 
 #include "codec.h"
+#include "profile.h"
 #include "sim.h"
 #include "test_common.h"
 
@@ -182,6 +183,89 @@ START_TEST(scenario)
 }
 END_TEST
 
+/* The stored profile encoding is a format (store.h): the same profile must
+ * keep its bytes from build to build, or every customer's next apply would
+ * rewrite it for nothing and `replay` would not reproduce a stored namespace
+ * byte for byte. Bytes pinned from the encoder of 7b29908: a profile with
+ * every section (version 3: orders, a parked credit, stages, rule states,
+ * scores) and a plain one (version 1). */
+static void hex_of(const buf *b, char *out)
+{
+    for (size_t i = 0; i < b->len; i++)
+        snprintf(out + 2 * i, 3, "%02x", (unsigned char)b->data[i]);
+}
+
+START_TEST(profile_bytes_are_stable)
+{
+    static program prog;
+    char err[512];
+    ck_assert_int_eq(program_load(&prog, NULL, err, sizeof(err)), 0);
+    profile p;
+    profile_init(&p, "cust-0000042");
+    p.first_event_at = INT64_C(1767225600000);
+    p.last_event_at = INT64_C(1786190400000);
+    p.events = 17;
+    for (int i = 0; i < EVENT_TYPE_COUNT; i++)
+        p.count[i] = i * 3;
+    p.purchase_cents = 123456789;
+    p.refunded_cents = 4500;
+    p.signed_up = p.has_referred_by = true;
+    snprintf(p.referred_by, sizeof(p.referred_by), "cust-0000007");
+    p.referrals_converted = 2;
+    p.balance = -40;
+    p.lifetime_earned = 5310;
+    p.redeemed = 5000;
+    p.reversed = 350;
+    p.score[0] = 1.5;
+    p.score[QUADRANT_COUNT - 1] = 0.1;
+    p.scores_at = INT64_C(1786190400000);
+    for (int l = 0; l < prog.nladders; l++)
+        p.stage[l] = (int8_t)(prog.ladders[l].nstages - 1);
+    p.rules[0].window = 20000;
+    p.rules[0].count = 1;
+    p.rules[0].fired = 3;
+    p.rules[prog.nrules - 1].fired = 1;
+    buf plain = {0}, full = {0};
+    ck_assert_int_eq(profile_encode(&p, &prog, &plain), 0);
+    p.orders = calloc(2, sizeof(*p.orders));
+    p.parked = calloc(1, sizeof(*p.parked));
+    ck_assert(p.orders && p.parked);
+    p.norders = p.orders_cap = 2;
+    p.nparked = p.parked_cap = 1;
+    for (int i = 0; i < 2; i++) {
+        snprintf(p.orders[i].order_id, sizeof(p.orders[i].order_id), "o-%d-%s", i, i ? "long-order-id-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" : "");
+        p.orders[i].amount_cents = 9999 * (i + 1);
+        p.orders[i].refunded_cents = i * 100;
+        p.orders[i].at = INT64_C(1786190400000) - i;
+        p.orders[i].rate_bp = 10000;
+        p.orders[i].multiplier_bp = 12500;
+        p.orders[i].rule = (int16_t)(i ? program_rule_index(&prog, "purchase") : -1);
+        snprintf(p.orders[i].currency, sizeof(p.orders[i].currency), "EUR");
+    }
+    parked_credit *c = &p.parked[0];
+    snprintf(c->credit_id, sizeof(c->credit_id), "credit-1");
+    snprintf(c->rule_id, sizeof(c->rule_id), "referral-referrer");
+    snprintf(c->source_event_id, sizeof(c->source_event_id), "ev-9");
+    snprintf(c->reason, sizeof(c->reason), "a friend's first purchase");
+    snprintf(c->program_version, sizeof(c->program_version), "1");
+    c->points = 250;
+    c->occurred_at = INT64_C(1786190400000);
+    c->referrals = 1;
+    ck_assert_int_eq(profile_encode(&p, &prog, &full), 0);
+    char *hex = malloc(2 * (plain.len + full.len) + 2);
+    ck_assert_ptr_nonnull(hex);
+    hex_of(&plain, hex);
+    ck_assert_str_eq(hex, "46500218637573742d3030303030343280a0d5edee6680a8f493fc67221200060c12181e242a30aab4de75a8460618637573742d30303030303037044ffc52904ebc05000000000000f83f00000000000000009a9999999999b93f80a8f493fc6706126c6966656379636c650e6c6f79616c747914656e676167656d656e740e636974697a656e087469657208676f6c64040e77656c636f6d6500c0b80202060c72656465656d0000000200");
+    hex_of(&full, hex);
+    ck_assert_str_eq(hex, "46500618637573742d3030303030343280a0d5edee6680a8f493fc67221200060c12181e242a30aab4de75a8460618637573742d30303030303037044ffc52904ebc05000000000000f83f00000000000000009a9999999999b93f80a8f493fc6706126c6966656379636c650e6c6f79616c747914656e676167656d656e740e636974697a656e087469657208676f6c64040e77656c636f6d6500c0b80202060c72656465656d0000000204086f2d302d9e9c010080a8f493fc67a09c01a8c3010006455552f0016f2d312d6c6f6e672d6f726465722d69642d787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878bcb802c801fea7f493fc67a09c01a8c3011070757263686173650645555202106372656469742d3122726566657272616c2d72656665727265720865762d39326120667269656e6427732066697273742070757263686173650231f40380a8f493fc6702");
+    free(hex);
+    buf_free(&plain);
+    buf_free(&full);
+    profile_free(&p);
+    program_free(&prog);
+}
+END_TEST
+
 Suite *rules_suite(void)
 {
     Suite *s = suite_create("rules");
@@ -191,6 +275,7 @@ Suite *rules_suite(void)
         abort(); /* a suite with no scenarios must not pass */
     }
     tcase_add_loop_test(tc, scenario, 0, (int)files.gl_pathc);
+    tcase_add_test(tc, profile_bytes_are_stable);
     suite_add_tcase(s, tc);
     return s;
 }
