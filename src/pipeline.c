@@ -88,6 +88,29 @@ typedef struct eof_mark {
     bool at_end;
 } eof_mark;
 
+/* Where a batch's first fetch stands (the read-ahead, see read_ahead). */
+enum { FETCH_NONE, FETCH_SENT, FETCH_READY };
+
+/* One batch's working set. The pipeline keeps two: the batch in hand (its
+ * fields in struct pipeline) and the one read ahead (pipeline.other);
+ * swap_batch exchanges them. */
+typedef struct batch_set {
+    item *items;
+    int nitems;
+    customer *custs;
+    int ncusts;
+    int *slots;
+    store_profile *fetch_p;
+    store_seen *fetch_s;
+    store_apply_req *reqs;
+    int *req_item;
+    int *pending;
+    int nsynth;
+    size_t batch_bytes;
+    int64_t batch_now_ms;
+    int fetch_state;
+} batch_set;
+
 typedef struct pipeline {
     const config *cfg;
     const pipeline_opts *opts;
@@ -124,6 +147,12 @@ typedef struct pipeline {
     store_apply_req *reqs;        /* per item */
     int *req_item;                /* per apply request: its item */
     int *pending;                 /* customers with undecided items, this round */
+    int fetch_state;              /* FETCH_*: the batch was decoded and its first fetch sent (or read) ahead */
+    batch_set other;              /* the batch read ahead while Redis applies this one (read_ahead) */
+    bool readahead;               /* read ahead at all: `run`, at-least-once (not exactly-once, not assign mode) */
+    bool window;                  /* in read_ahead: this batch's applies are in flight, the other batch in front */
+    bool taken;                   /* a rebalance during read_ahead finished or dropped the batch in hand */
+    int no_readahead;             /* > 0: no read-ahead now (a rebalance is finishing the batches) */
     bool paused;                  /* Redis unreachable: consumption paused */
     eof_mark *eofs;               /* for until_idle */
     int neofs, eofcap;
@@ -137,6 +166,32 @@ typedef struct pipeline {
 } pipeline;
 
 static eof_mark *eof_find(pipeline *pl, const char *topic, int32_t partition, bool add);
+
+/* Exchange the batch in hand and the one read ahead. */
+static void swap_batch(pipeline *pl)
+{
+#define SWAP_FIELD(f)                                                                                                  \
+    do {                                                                                                               \
+        __typeof__(pl->f) t_ = pl->f;                                                                                  \
+        pl->f = pl->other.f;                                                                                           \
+        pl->other.f = t_;                                                                                              \
+    } while (0)
+    SWAP_FIELD(items);
+    SWAP_FIELD(nitems);
+    SWAP_FIELD(custs);
+    SWAP_FIELD(ncusts);
+    SWAP_FIELD(slots);
+    SWAP_FIELD(fetch_p);
+    SWAP_FIELD(fetch_s);
+    SWAP_FIELD(reqs);
+    SWAP_FIELD(req_item);
+    SWAP_FIELD(pending);
+    SWAP_FIELD(nsynth);
+    SWAP_FIELD(batch_bytes);
+    SWAP_FIELD(batch_now_ms);
+    SWAP_FIELD(fetch_state);
+#undef SWAP_FIELD
+}
 
 /* ---- recorded outputs: ([kind][varint key len][key][varint len][avro])* ---- */
 
@@ -539,6 +594,82 @@ static int spawn_decided(pipeline *pl)
     return 0;
 }
 
+/* The fetch of the batch's customers with undecided items: their profiles
+ * (fetch_p, the customers' slots in pending) and their items' dedupe records
+ * (fetch_s, *ns of them). Returns the number of customers. */
+static int fetch_lists(pipeline *pl, int *ns)
+{
+    int np = 0;
+    *ns = 0;
+    for (int c = 0; c < pl->ncusts; c++) {
+        bool pending = false;
+        for (int i = pl->custs[c].head; i >= 0; i = pl->items[i].next)
+            if (!pl->items[i].done) {
+                store_seen *d = &pl->fetch_s[(*ns)++];
+                pending = true;
+                d->customer_id = pl->custs[c].id;
+                d->id = pl->items[i].kind == ITEM_CREDIT ? pl->items[i].rec->credit.credit_id
+                                                         : pl->items[i].rec->tp.event_id;
+                d->credit = pl->items[i].kind == ITEM_CREDIT;
+                d->digest = pl->items[i].digest;
+            }
+        if (pending) {
+            pl->fetch_p[np].customer_id = pl->custs[c].id;
+            pl->pending[np++] = c;
+        }
+    }
+    return np;
+}
+
+static int fill_batch(pipeline *pl, int linger_ms, bool *source_done, char *err, size_t errlen);
+
+/* Decode a filled batch and group it by customer. */
+static void prepare_batch(pipeline *pl)
+{
+    pl->batch_now_ms = clock_wall_ms();
+    for (int i = 0; i < pl->nitems; i++) {
+        item *it = &pl->items[i];
+        it->done = it->duplicate = false;
+        decode_item(pl, it);
+    }
+    group_by_customer(pl);
+}
+
+/* THE OVERLAP. Called once the batch in hand's applies are sent, before
+ * their replies are read: read the next batch (only what the consumer already
+ * holds: no wait), decode it, and send its fetch. Redis runs that fetch after
+ * the applies (one connection, in order), so it reads what they wrote; if the
+ * batch in hand is not complete after them (fenced or not applied: decided
+ * again), the fetch read ahead is dropped and done again later (decide). A
+ * rebalance served by the poll meanwhile finishes both batches itself
+ * (on_rebalance) and sets pl->taken. */
+static void read_ahead(pipeline *pl)
+{
+    char err[1024];
+    swap_batch(pl);
+    pl->window = true;
+    int frc = fill_batch(pl, 0, NULL, err, sizeof(err));
+    pl->window = false;
+    if (frc != 0) { /* the loop stops on it once the batch in hand is done */
+        snprintf(pl->err, sizeof(pl->err), "%s", err);
+        pl->fatal = 1;
+    }
+    if (frc == 0 && !pl->taken && pl->nitems > 0) {
+        prepare_batch(pl);
+        int ns, np = fetch_lists(pl, &ns);
+        if (np > 0 &&
+            store_fetch_send(pl->store, pl->fetch_p, (size_t)np, pl->fetch_s, (size_t)ns, err, sizeof(err)) == 0)
+            pl->fetch_state = FETCH_SENT;
+        /* (a failed send drops the connection: the batch in hand's replies fail, and both are retried) */
+    }
+    swap_batch(pl);
+}
+
+/* A group of decided customers sent to Redis at once: store.c's chunk (one
+ * script call), so streaming adds no Lua call overhead. */
+#define STREAM_CUSTOMERS 64
+#define STREAM_EVENTS 512
+
 /* Decide every item of the batch against Redis. Returns 0; -1 when Redis
  * failed transiently (retry the whole batch later: nothing is lost, applies
  * are idempotent); -2 when retrying cannot help (a permanent Redis error such
@@ -559,35 +690,36 @@ static int decide(pipeline *pl)
         }
         pl->st->rounds++;
         /* customers with undecided items */
-        int np = 0, ns = 0;
+        int ns, np = fetch_lists(pl, &ns);
         int *pcust = pl->pending;
-        for (int c = 0; c < pl->ncusts; c++) {
-            bool pending = false;
-            for (int i = pl->custs[c].head; i >= 0; i = pl->items[i].next)
-                if (!pl->items[i].done) {
-                    pending = true;
-                    pl->fetch_s[ns].customer_id = pl->custs[c].id;
-                    pl->fetch_s[ns].id = pl->items[i].kind == ITEM_CREDIT ? pl->items[i].rec->credit.credit_id
-                                                                          : pl->items[i].rec->tp.event_id;
-                    pl->fetch_s[ns].credit = pl->items[i].kind == ITEM_CREDIT;
-                    pl->fetch_s[ns].digest = pl->items[i].digest;
-                    ns++;
-                }
-            if (pending) {
-                pl->fetch_p[np].customer_id = pl->custs[c].id;
-                pcust[np++] = c;
-            }
-        }
         if (np == 0)
             return 0;
         double t0 = clock_mono_s();
-        int src = store_fetch(pl->store, pl->fetch_p, (size_t)np, pl->fetch_s, (size_t)ns, err, sizeof(err));
+        int src = 0;
+        if (pl->fetch_state != FETCH_NONE)
+            pl->st->read_ahead++;
+        if (pl->fetch_state == FETCH_SENT) /* read ahead (the lists are the same) */
+            src = store_fetch_recv(pl->store, err, sizeof(err));
+        else if (pl->fetch_state != FETCH_READY)
+            src = store_fetch(pl->store, pl->fetch_p, (size_t)np, pl->fetch_s, (size_t)ns, err, sizeof(err));
+        pl->fetch_state = FETCH_NONE;
         if (src != 0)
             return redis_failed(pl, src, err);
         metrics_observe(M_REDIS_RTT, clock_mono_s() - t0, "fetch");
-        /* run the engine per customer, in order, on the stored profile */
-        int nreq = 0, si = 0;
+        /* run the engine per customer, in order, on the stored profile; without in-process
+         * credits each group of customers' applies is sent as soon as they are decided, so
+         * Redis runs them while the next group is decided (store.h: SPLIT CALLS) */
+        int nreq = 0, si = 0, sent = 0, group = 0;
         for (int k = 0; k < np; k++) {
+            if (!inproc && nreq > sent && (++group >= STREAM_CUSTOMERS || nreq - sent >= STREAM_EVENTS)) {
+                if (sent == 0)
+                    t0 = clock_mono_s(); /* the apply's round trip: from the first send */
+                int arc = store_apply_send(pl->store, pl->reqs + sent, (size_t)(nreq - sent), err, sizeof(err));
+                if (arc != 0)
+                    return redis_failed(pl, arc, err);
+                sent = nreq;
+                group = 0;
+            }
             customer *cu = &pl->custs[pcust[k]];
             store_profile *sp = &pl->fetch_p[k];
             profile_free(&pl->prof);
@@ -696,12 +828,30 @@ static int decide(pipeline *pl)
             }
             continue;
         }
-        t0 = clock_mono_s();
-        int arc = store_apply(pl->store, pl->reqs, (size_t)nreq, err, sizeof(err));
+        if (sent == 0)
+            t0 = clock_mono_s();
+        int arc = nreq > sent ? store_apply_send(pl->store, pl->reqs + sent, (size_t)(nreq - sent), err, sizeof(err))
+                              : 0;
+        if (arc != 0)
+            return redis_failed(pl, arc, err);
+        /* while Redis applies: read the next batch and send its fetch, queued behind these applies
+         * (so it reads what they wrote) */
+        if (round == 0 && pl->readahead && !pl->no_readahead && pl->other.nitems == 0 && !cli_stop) {
+            read_ahead(pl);
+            if (pl->taken) /* a rebalance finished (or dropped) this batch meanwhile */
+                return 3;
+        }
+        arc = store_apply_recv(pl->store, err, sizeof(err));
+        if (arc == 0 && pl->other.fetch_state == FETCH_SENT) { /* nothing stays in flight past this point */
+            swap_batch(pl);
+            arc = store_fetch_recv(pl->store, err, sizeof(err));
+            pl->fetch_state = arc == 0 ? FETCH_READY : FETCH_NONE;
+            swap_batch(pl);
+        }
         if (arc != 0)
             return redis_failed(pl, arc, err);
         metrics_observe(M_REDIS_RTT, clock_mono_s() - t0, "apply");
-        int fenced = 0;
+        int fenced = 0, not_applied = 0;
         for (int r = 0; r < nreq; r++) {
             item *it = &pl->items[pl->req_item[r]];
             store_apply_req *q = &pl->reqs[r];
@@ -729,9 +879,12 @@ static int decide(pipeline *pl)
                 set_conflict(it);
                 break;
             case STORE_NOT_APPLIED: /* another event of its customer was not new: decided again */
+                not_applied++;
                 break;
             }
         }
+        if (fenced || not_applied) /* decided again: the state read ahead for the next batch may predate that */
+            pl->other.fetch_state = FETCH_NONE;
         if (fenced) {
             pl->st->fenced += fenced;
             metrics_add(M_APPLY_FENCED, fenced);
@@ -1047,14 +1200,21 @@ static int recover_delivery(pipeline *pl)
                   attempt, pl->delivery_error, emitter_in_flight(&pl->em) + (pl->nitems > 0));
     rd_kafka_topic_partition_list_t *first = rd_kafka_topic_partition_list_new(16);
     emitter_discard(&pl->em, 60000, first);
-    for (int i = 0; first && i < pl->nitems; i++) { /* the batch in hand, where no earlier one started */
-        rd_kafka_message_t *m = pl->items[i].msg;
-        rd_kafka_topic_partition_t *tp =
-            rd_kafka_topic_partition_list_find(first, rd_kafka_topic_name(m->rkt), m->partition);
-        if (!tp) /* a partition's items are in offset order: its first is the oldest */
-            rd_kafka_topic_partition_list_add(first, rd_kafka_topic_name(m->rkt), m->partition)->offset = m->offset;
+    for (int set = 0; set < 2; set++) { /* the batch in hand, then the one read ahead */
+        if (set)
+            swap_batch(pl);
+        for (int i = 0; first && i < pl->nitems; i++) { /* where no earlier batch started */
+            rd_kafka_message_t *m = pl->items[i].msg;
+            rd_kafka_topic_partition_t *tp =
+                rd_kafka_topic_partition_list_find(first, rd_kafka_topic_name(m->rkt), m->partition);
+            if (!tp) /* a partition's items are in offset order: its first is the oldest */
+                rd_kafka_topic_partition_list_add(first, rd_kafka_topic_name(m->rkt), m->partition)->offset =
+                    m->offset;
+        }
+        clear_batch(pl);
+        if (set)
+            swap_batch(pl);
     }
-    clear_batch(pl);
     if (attempt >= 3 || !first) {
         snprintf(pl->err, sizeof(pl->err), "outputs could not be delivered: %s", pl->delivery_error);
         if (first)
@@ -1095,7 +1255,8 @@ static int trim_batch(pipeline *pl, const rd_kafka_topic_partition_list_t *offs)
 
 static void clear_batch(pipeline *pl)
 {
-    for (int i = 0; i < pl->nitems; i++) {
+    pl->fetch_state = FETCH_NONE;
+    for (int i = 0; pl->items && i < pl->nitems; i++) {
         rd_kafka_message_destroy(pl->items[i].msg);
         pl->items[i].msg = NULL;
     }
@@ -1186,17 +1347,18 @@ static void log_batch(pipeline *pl);
  * a retry), -1 fatal (delivery failed for good, unreadable state). */
 static int process_batch(pipeline *pl)
 {
+again:
     if (pl->nitems == 0)
         return 0;
-    pl->batch_now_ms = clock_wall_ms();
-    for (int i = 0; i < pl->nitems; i++) {
-        item *it = &pl->items[i];
-        it->done = it->duplicate = false;
-        decode_item(pl, it);
-    }
-    group_by_customer(pl);
+    if (pl->fetch_state == FETCH_NONE) /* else decoded and fetched ahead (read_ahead) */
+        prepare_batch(pl);
     double t0 = clock_mono_s();
     int drc = decide(pl);
+    if (drc == 3) { /* a rebalance took the batch over while it was read ahead: what is left starts again */
+        pl->taken = false;
+        pl->fetch_state = FETCH_NONE;
+        goto again;
+    }
     metrics_set(M_REDIS_UP, drc == -1 ? 0 : 1);
     if (drc == -2)
         return -1;
@@ -1390,7 +1552,17 @@ static void drop_partitions(pipeline *pl, const rd_kafka_topic_partition_list_t 
         pl->items[i] = tmp;
         kept++;
     }
+    if (kept != pl->nitems) /* decoded again, fetched again */
+        pl->fetch_state = FETCH_NONE;
     pl->nitems = kept;
+}
+
+/* The same in the batch read ahead. */
+static void drop_partitions_ahead(pipeline *pl, const rd_kafka_topic_partition_list_t *parts)
+{
+    swap_batch(pl);
+    drop_partitions(pl, parts);
+    swap_batch(pl);
 }
 
 static void log_parts(const char *what, const rd_kafka_topic_partition_list_t *parts)
@@ -1438,16 +1610,38 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
         count_assigned(rk);
         return;
     }
+    /* served by read_ahead's poll: the batch in hand's applies are in flight and the batch read
+     * ahead is in front. Their replies are read and dropped: the batch in hand is decided again
+     * from the start (what they applied is found applied, its recorded outputs re-emitted). */
+    bool window = pl->window;
+    if (window) {
+        char e[512];
+        if (store_in_flight(pl->store) && store_apply_recv(pl->store, e, sizeof(e)) != 0)
+            log_debug("rebalance: the applies in flight: %s (decided again)", e);
+        pl->window = false;
+        pl->taken = true;
+        pl->no_readahead++;
+        swap_batch(pl);
+        pl->fetch_state = FETCH_NONE;
+    }
     if (rd_kafka_assignment_lost(rk)) {
         /* someone else owns them now: drop in-flight work, commit nothing */
         log_warn("assignment lost: dropping in-flight messages of %d partition(s) uncommitted", parts->cnt);
         drop_partitions(pl, parts);
+        drop_partitions_ahead(pl, parts);
         emitter_forget(&pl->em, parts);
     } else {
         log_parts("revoked", parts);
-        /* finish the batch in hand, wait for every batch in flight to be
-         * acknowledged and commit them before letting go */
+        /* finish the batch in hand (and the one read ahead), wait for every batch in flight to
+         * be acknowledged and commit them before letting go */
         int rc = pl->paused ? 1 : process_batch(pl);
+        if (rc == 0 && pl->other.nitems > 0) {
+            pl->no_readahead++;
+            swap_batch(pl);
+            rc = process_batch(pl);
+            swap_batch(pl);
+            pl->no_readahead--;
+        }
         if (rc >= 0 && emitter_drain(&pl->em, 60000) != 0) {
             log_warn("outputs in flight were not all acknowledged before the revoke (%s): the revoked "
                      "partitions' uncommitted batches go to the next owner",
@@ -1458,9 +1652,14 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
             log_warn("could not finish the in-flight batch before the revoke (%s); its messages go to the next owner",
                      pl->err);
             drop_partitions(pl, parts);
+            drop_partitions_ahead(pl, parts);
         }
         if (rc < 0)
             pl->fatal = 1;
+    }
+    if (window) { /* the batch read ahead in front again: read_ahead's poll goes on filling it */
+        swap_batch(pl);
+        pl->no_readahead--;
     }
     for (int i = 0; i < parts->cnt; i++) {
         eof_mark *e = eof_find(pl, parts->elems[i].topic, parts->elems[i].partition, false);
@@ -1527,6 +1726,65 @@ static bool user_set(const config *cfg, const char *key)
 
 /* ---- set-up ----------------------------------------------------------------------- */
 
+/* The arrays of the batch set in front (swap_batch). */
+static int alloc_batch_set(pipeline *pl, char *err, size_t errlen)
+{
+    size_t ccap = (size_t)pl->ccap;
+    pl->items = calloc(ccap, sizeof(*pl->items));
+    pl->custs = calloc(ccap, sizeof(*pl->custs));
+    pl->slots = calloc(ccap * 2, sizeof(*pl->slots));
+    pl->fetch_p = calloc(ccap, sizeof(*pl->fetch_p));
+    pl->fetch_s = calloc(ccap, sizeof(*pl->fetch_s));
+    pl->reqs = calloc(ccap, sizeof(*pl->reqs));
+    pl->req_item = calloc(ccap, sizeof(*pl->req_item));
+    pl->pending = calloc(ccap, sizeof(*pl->pending));
+    if (!pl->items || !pl->custs || !pl->slots || !pl->fetch_p || !pl->fetch_s || !pl->reqs || !pl->req_item ||
+        !pl->pending) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < ccap; i++)
+        if (!(pl->items[i].rec = calloc(1, sizeof(codec_record)))) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+    return 0;
+}
+
+/* Release the batch set in front (its messages too). */
+static void free_batch_set(pipeline *pl)
+{
+    clear_batch(pl);
+    for (int i = 0; pl->items && i < pl->ccap; i++) {
+        if (pl->items[i].rec) {
+            codec_record_free(pl->items[i].rec);
+            free(pl->items[i].rec);
+        }
+        buf_free(&pl->items[i].outputs);
+        buf_free(&pl->items[i].profile);
+        buf_free(&pl->items[i].ledger);
+        report_deltas_free(&pl->items[i].agg);
+    }
+    for (int i = 0; pl->fetch_p && i < pl->ccap; i++)
+        store_profile_free(&pl->fetch_p[i]);
+    for (int i = 0; pl->fetch_s && i < pl->ccap; i++)
+        store_seen_free(&pl->fetch_s[i]);
+    for (int i = 0; pl->reqs && i < pl->ccap; i++)
+        store_apply_req_free(&pl->reqs[i]);
+    free(pl->items);
+    free(pl->custs);
+    free(pl->slots);
+    free(pl->fetch_p);
+    free(pl->fetch_s);
+    free(pl->reqs);
+    free(pl->req_item);
+    free(pl->pending);
+    pl->items = NULL;
+    pl->fetch_p = NULL;
+    pl->fetch_s = NULL;
+    pl->reqs = NULL;
+}
+
 static int setup(pipeline *pl, char *err, size_t errlen)
 {
     const config *cfg = pl->cfg;
@@ -1539,28 +1797,24 @@ static int setup(pipeline *pl, char *err, size_t errlen)
     for (int i = 0; i < pl->prog->nrules; i++)
         per_event += pl->prog->rules[i].to == BENEFICIARY_REFERRER;
     pl->synthcap = pl->opts->credits_in_process ? cap * (per_event > 0 ? per_event : 1) : 0;
-    int ccap = pl->ccap = cap + pl->synthcap;
-    pl->items = calloc((size_t)ccap, sizeof(*pl->items));
-    pl->custs = calloc((size_t)ccap, sizeof(*pl->custs));
-    pl->slots = calloc((size_t)ccap * 2, sizeof(*pl->slots));
-    pl->fetch_p = calloc((size_t)ccap, sizeof(*pl->fetch_p));
-    pl->fetch_s = calloc((size_t)ccap, sizeof(*pl->fetch_s));
-    pl->reqs = calloc((size_t)ccap, sizeof(*pl->reqs));
-    pl->req_item = calloc((size_t)ccap, sizeof(*pl->req_item));
-    pl->pending = calloc((size_t)ccap, sizeof(*pl->pending));
+    pl->ccap = cap + pl->synthcap;
+    pl->readahead = !pl->opts->source && !cfg->exactly_once && !pl->opts->credits_in_process;
+    for (int set = 0; set < 2; set++) { /* the batch in hand's working set, then the read-ahead's */
+        if (set)
+            swap_batch(pl);
+        if (alloc_batch_set(pl, err, errlen) != 0)
+            return -1;
+        if (set)
+            swap_batch(pl);
+    }
     pl->out = malloc(sizeof(*pl->out));
     pl->enc = calloc(1, sizeof(*pl->enc));
-    if (!pl->items || !pl->custs || !pl->slots || !pl->fetch_p || !pl->fetch_s || !pl->reqs || !pl->req_item ||
-        !pl->pending || !pl->out || !pl->enc) {
+    if (!pl->out || !pl->enc) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    for (int i = 0; i < ccap; i++)
-        if (!(pl->items[i].rec = calloc(1, sizeof(codec_record)))) {
-            snprintf(err, errlen, "out of memory");
-            return -1;
-        }
     profile_init(&pl->prof, "");
+
     if (!(pl->codec = codec_new((size_t)cfg->max_message_bytes, err, errlen)))
         return -1;
     if (!(pl->store = store_open(cfg->redis_url, cfg->key_prefix, cfg->dedupe_retention_ms, cfg->ledger_max, err,
@@ -1686,40 +1940,22 @@ static void teardown(pipeline *pl)
     if (pl->consumer) /* a revoke may still finish a batch: the emitter stays open */
         rd_kafka_consumer_close(pl->consumer);
     clear_batch(pl);
+    swap_batch(pl);
+    clear_batch(pl);
+    swap_batch(pl);
     emitter_close(&pl->em); /* before the consumer: its commit queue holds a reference */
     if (pl->consumer)
         rd_kafka_destroy(pl->consumer);
     store_close(pl->store);
     codec_free(pl->codec);
-    for (int i = 0; pl->items && i < pl->ccap; i++) {
-        if (pl->items[i].rec) {
-            codec_record_free(pl->items[i].rec);
-            free(pl->items[i].rec);
-        }
-        buf_free(&pl->items[i].outputs);
-        buf_free(&pl->items[i].profile);
-        buf_free(&pl->items[i].ledger);
-        report_deltas_free(&pl->items[i].agg);
-    }
-    for (int i = 0; pl->fetch_p && i < pl->ccap; i++)
-        store_profile_free(&pl->fetch_p[i]);
-    for (int i = 0; pl->fetch_s && i < pl->ccap; i++)
-        store_seen_free(&pl->fetch_s[i]);
-    for (int i = 0; pl->reqs && i < pl->ccap; i++)
-        store_apply_req_free(&pl->reqs[i]);
+    free_batch_set(pl);
+    swap_batch(pl);
+    free_batch_set(pl);
     profile_free(&pl->prof);
     if (pl->enc)
         codec_record_free(pl->enc);
     free(pl->enc);
     free(pl->out);
-    free(pl->items);
-    free(pl->custs);
-    free(pl->slots);
-    free(pl->fetch_p);
-    free(pl->fetch_s);
-    free(pl->reqs);
-    free(pl->req_item);
-    free(pl->pending);
     free(pl->eofs);
     buf_free(&pl->scratch);
 }
@@ -1753,6 +1989,58 @@ static void reload_program(pipeline *pl, const pipeline_opts *opts)
     pl->prog = next;
 }
 
+/* Fill the batch in front: up to batch_size messages, batch_max_bytes, or
+ * linger_ms (0: only what the consumer already holds). 0, or -1 with err
+ * (waiting cannot help: an ACL or credentials). */
+static int fill_batch(pipeline *pl, int linger_ms, bool *source_done, char *err, size_t errlen)
+{
+    const config *cfg = pl->cfg;
+    const pipeline_opts *opts = pl->opts;
+    double deadline = clock_mono_s() + linger_ms / 1000.0;
+    /* (a rebalance served by read_ahead's poll ends its fill: what follows goes the usual way) */
+    while (pl->nitems < pl->cap && pl->batch_bytes < (size_t)cfg->batch_max_bytes && !cli_stop && !pl->taken) {
+        int wait = (int)((deadline - clock_mono_s()) * 1000);
+        rd_kafka_message_t *m = opts->source ? opts->source->next(opts->source->ctx, wait > 0 ? wait : 0, source_done)
+                                             : rd_kafka_consumer_poll(pl->consumer, wait > 0 ? wait : 0);
+        if (!m && opts->source && *source_done)
+            break;
+        if (pl->access.code) { /* a failed login or a missing ACL: waiting cannot help */
+            if (m)
+                rd_kafka_message_destroy(m);
+            snprintf(err, errlen, "kafka: %s (wrong credentials or security settings, or a missing ACL; "
+                     "README: ACLs)", pl->access.text);
+            return -1;
+        }
+        if (!m) {
+            if (wait <= 0)
+                break;
+            continue;
+        }
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            eof_mark *e = eof_find(pl, rd_kafka_topic_name(m->rkt), m->partition, true);
+            if (e)
+                e->at_end = true;
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        if (m->err) {
+            if (kafka_err_is_access(m->err)) { /* waiting cannot help: say so and stop */
+                snprintf(err, errlen, "consumer: %s (the principal lacks an ACL or its credentials are wrong; "
+                         "README: ACLs)", rd_kafka_message_errstr(m));
+                rd_kafka_message_destroy(m);
+                return -1;
+            }
+            log_warn("consumer: %s", rd_kafka_message_errstr(m));
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        mark_activity(pl, m);
+        pl->batch_bytes += m->len + m->key_len;
+        pl->items[pl->nitems++].msg = m;
+    }
+    return 0;
+}
+
 /* Wait out a Redis outage: pause consumption, reconnect with backoff while
  * serving rebalances, resume. Returns 0 when Redis answers or on stop, -1
  * when reconnecting fails permanently (pl->err says why). */
@@ -1762,6 +2050,7 @@ static int wait_for_redis(pipeline *pl)
     char err[1024];
     pl->st->redis_pauses++;
     metrics_add(M_REDIS_PAUSES, 1);
+    pl->fetch_state = pl->other.fetch_state = FETCH_NONE; /* whatever was in flight went with the connection */
     log_warn("redis unavailable (%s): pausing consumption, %d message(s) held for retry", pl->err, pl->nitems);
     set_paused(pl, true);
     double since = clock_mono_s();
@@ -1776,12 +2065,17 @@ static int wait_for_redis(pipeline *pl)
             m = rd_kafka_consumer_poll(pl->consumer, backoff_ms);
         if (m) /* a partition assigned during the outage: keep its message for the retry */
         {
+            bool ahead = pl->other.nitems > 0; /* after the batch read ahead, if any */
+            if (ahead)
+                swap_batch(pl);
             if (!m->err && pl->nitems < pl->cap) {
                 pl->items[pl->nitems++].msg = m;
                 mark_activity(pl, m);
             } else {
                 rd_kafka_message_destroy(m);
             }
+            if (ahead)
+                swap_batch(pl);
         }
         int rc = store_reconnect(pl->store, err, sizeof(err));
         if (rc == 0)
@@ -1820,48 +2114,13 @@ int pipeline_run(const config *cfg, const program *prog, const pipeline_opts *op
         }
         pl.spent[3] += clock_mono_s() - p0;
         reload_program(&pl, opts);
-        /* fill a batch: up to batch_size messages, batch_max_bytes or batch_linger_ms */
-        double fill0 = clock_mono_s(), deadline = fill0 + cfg->batch_linger_ms / 1000.0;
-        while (pl.nitems < pl.cap && pl.batch_bytes < (size_t)cfg->batch_max_bytes && !cli_stop) {
-            int wait = (int)((deadline - clock_mono_s()) * 1000);
-            rd_kafka_message_t *m = opts->source ? opts->source->next(opts->source->ctx, wait > 0 ? wait : 0, &source_done)
-                                                 : rd_kafka_consumer_poll(pl.consumer, wait > 0 ? wait : 0);
-            if (!m && source_done)
-                break;
-            if (pl.access.code) { /* a failed login or a missing ACL: waiting cannot help */
-                if (m)
-                    rd_kafka_message_destroy(m);
-                snprintf(err, errlen, "kafka: %s (wrong credentials or security settings, or a missing ACL; "
-                         "README: ACLs)", pl.access.text);
-                goto out;
-            }
-            if (!m) {
-                if (wait <= 0)
-                    break;
-                continue;
-            }
-            if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-                eof_mark *e = eof_find(&pl, rd_kafka_topic_name(m->rkt), m->partition, true);
-                if (e)
-                    e->at_end = true;
-                rd_kafka_message_destroy(m);
-                continue;
-            }
-            if (m->err) {
-                if (kafka_err_is_access(m->err)) { /* waiting cannot help: say so and stop */
-                    snprintf(err, errlen, "consumer: %s (the principal lacks an ACL or its credentials are wrong; "
-                             "README: ACLs)", rd_kafka_message_errstr(m));
-                    rd_kafka_message_destroy(m);
-                    goto out;
-                }
-                log_warn("consumer: %s", rd_kafka_message_errstr(m));
-                rd_kafka_message_destroy(m);
-                continue;
-            }
-            mark_activity(&pl, m);
-            pl.batch_bytes += m->len + m->key_len;
-            pl.items[pl.nitems++].msg = m;
-        }
+        /* fill a batch: up to batch_size messages, batch_max_bytes or batch_linger_ms; a batch
+         * read ahead comes first (nothing is added to one in hand while it waits) */
+        double fill0 = clock_mono_s();
+        if (pl.nitems == 0 && pl.other.nitems > 0)
+            swap_batch(&pl);
+        else if (pl.other.nitems == 0 && fill_batch(&pl, (int)cfg->batch_linger_ms, &source_done, err, errlen) != 0)
+            goto out;
         pl.spent[0] += clock_mono_s() - fill0;
         int prc = process_batch(&pl);
         if (prc < 0) {
@@ -1893,7 +2152,8 @@ int pipeline_run(const config *cfg, const program *prog, const pipeline_opts *op
             snprintf(err, errlen, "%s", pl.err);
             goto out;
         }
-        if (opts->until_idle && pl.nitems == 0 && emitter_in_flight(&pl.em) == 0 && all_at_end(&pl)) {
+        if (opts->until_idle && pl.nitems == 0 && pl.other.nitems == 0 && emitter_in_flight(&pl.em) == 0 &&
+            all_at_end(&pl)) {
             if (pl.idle_since == 0)
                 pl.idle_since = clock_mono_s();
             else if ((clock_mono_s() - pl.idle_since) * 1000 >= opts->idle_grace_ms)
@@ -1907,7 +2167,9 @@ int pipeline_run(const config *cfg, const program *prog, const pipeline_opts *op
         goto out;
     }
     /* stopping: finish what is in hand (Redis gets a few tries), then close */
-    for (int attempt = 0; pl.nitems && attempt < 5; attempt++) {
+    for (int attempt = 0; (pl.nitems || pl.other.nitems) && attempt < 5; attempt++) {
+        if (!pl.nitems) /* the batch read ahead comes after the one in hand */
+            swap_batch(&pl);
         int prc = process_batch(&pl);
         if (prc < 0) {
             snprintf(err, errlen, "%s", pl.err);
@@ -1917,10 +2179,12 @@ int pipeline_run(const config *cfg, const program *prog, const pipeline_opts *op
             char rerr[512];
             usleep(500000);
             store_reconnect(pl.store, rerr, sizeof(rerr));
+            pl.fetch_state = pl.other.fetch_state = FETCH_NONE;
         }
     }
-    if (pl.nitems)
-        log_warn("stopping with %d message(s) unprocessed and uncommitted: they will be redelivered", pl.nitems);
+    if (pl.nitems || pl.other.nitems)
+        log_warn("stopping with %d message(s) unprocessed and uncommitted: they will be redelivered",
+                 pl.nitems + pl.other.nitems);
     /* every batch in flight acknowledged and committed, or the stop fails */
     if (!pl.fatal && emitter_drain(&pl.em, 60000) != 0) {
         snprintf(err, errlen, "outputs could not be delivered: %s", pl.em.fail_error);

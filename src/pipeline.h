@@ -10,8 +10,12 @@
  * produce every output. Batches are pipelined: the next batch is read and
  * applied while the outputs of earlier ones await acknowledgement, and the
  * offsets are committed in order, a batch's once its outputs and every earlier
- * batch's are acknowledged (emitter.h). A redelivered event finds its dedupe
- * record and re-emits the recorded outputs, byte for byte. */
+ * batch's are acknowledged (emitter.h). Redis and the pipeline overlap (`run`,
+ * at-least-once): each chunk of decided customers is sent to Redis at once,
+ * and while a batch's applies run the next batch is read, decoded and its
+ * fetch sent behind them on the same connection (pipeline.c read_ahead). A
+ * redelivered event finds its dedupe record and re-emits the recorded
+ * outputs, byte for byte. */
 #ifndef FIDELIO_PIPELINE_H
 #define FIDELIO_PIPELINE_H
 
@@ -82,6 +86,8 @@ typedef struct pipeline_stats {
     long long rounds;        /* decide rounds (fetch + apply round trips): one per batch unless fenced or,
                                 with in-process credits, cut (pipeline.c) */
     long long fenced;        /* applies refused by the version check and recomputed */
+    long long read_ahead;    /* batches decided on a fetch sent while the previous batch's applies ran
+                                (the overlap, pipeline.c read_ahead) */
     long long redis_pauses;  /* times processing paused because Redis was unreachable */
     long long aborted;       /* exactly-once: transactions aborted (their batches processed again) */
 } pipeline_stats;

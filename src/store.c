@@ -326,6 +326,9 @@ struct store {
     struct codec *codec; /* decodes ledger entries (store_ledger); created on first use */
     int64_t now_ms;      /* the wall clock the apply's trim uses; 0: the real one (store_set_now) */
     buf cmd;             /* the command being written (argvec), reused from call to call */
+    struct store_op *ops; /* calls sent and not yet received, oldest at opshead (store.h: SPLIT CALLS) */
+    size_t opshead, nops, capops;
+    size_t lost;         /* sends whose replies went with a dropped connection: their recv fails */
     struct digest_ref *refs; /* program digests known in <prefix>digests (compact ledger entries) */
     size_t nrefs, caprefs;
 };
@@ -586,16 +589,20 @@ store *store_open_readonly(const char *url, const char *prefix, char *err, size_
     return open_store(url, prefix, true, 0, 0, err, errlen);
 }
 
+static void drop_in_flight(store *s);
+
 void store_close(store *s)
 {
     if (!s)
         return;
     if (s->c)
         redisFree(s->c);
+    drop_in_flight(s);
     codec_free(s->codec);
     free(s->committed);
     buf_free(&s->cmd);
     free(s->refs);
+    free(s->ops);
     free(s);
 }
 
@@ -604,6 +611,8 @@ int store_reconnect(store *s, char *err, size_t errlen)
     if (s->c)
         redisFree(s->c);
     s->c = NULL;
+    drop_in_flight(s);
+    s->lost = 0;
     return connect_url(s, err, errlen);
 }
 
@@ -777,6 +786,107 @@ static int ensure_connected(store *s, char *err, size_t errlen)
     return store_reconnect(s, err, errlen);
 }
 
+/* ---- split calls (store.h: SPLIT CALLS) ------------------------------------------- */
+
+struct apply_ctx;
+
+/* A send whose replies are still to be read. */
+typedef struct store_op {
+    bool fetch;
+    store_profile *profiles; /* a fetch's arrays (borrowed) */
+    size_t nprofiles;
+    store_seen *seen;
+    size_t nseen;
+    struct apply_ctx *x;     /* a script send's calls (owned) */
+    size_t ncalls;
+    const char *what;
+} store_op;
+
+static void apply_ctx_free(struct apply_ctx *x);
+
+/* Forget every send still in flight: its recv fails (STORE_TRANSIENT). */
+static void drop_in_flight(store *s)
+{
+    for (size_t i = s->opshead; i < s->nops; i++) {
+        apply_ctx_free(s->ops[i].x);
+        s->lost++;
+    }
+    s->opshead = s->nops = 0;
+}
+
+/* A failed read or write: the replies in flight are gone with the connection. */
+static void drop_connection(store *s)
+{
+    if (s->c)
+        redisFree(s->c);
+    s->c = NULL;
+    drop_in_flight(s);
+}
+
+/* Before a send: connected, or (with calls in flight) still connected. */
+static int send_ready(store *s, char *err, size_t errlen)
+{
+    if (s->nops == s->opshead)
+        return ensure_connected(s, err, errlen);
+    if (s->c && !s->c->err)
+        return 0;
+    snprintf(err, errlen, "redis: connection lost with calls in flight");
+    drop_connection(s);
+    return STORE_TRANSIENT;
+}
+
+/* After a send's commands were appended: write them out (Redis starts on them while the
+ * caller goes on) and queue the send for its recv. Frees op->x on failure. */
+static int send_done(store *s, const store_op *op, char *err, size_t errlen)
+{
+    int done = 0;
+    while (!done)
+        if (redisBufferWrite(s->c, &done) != REDIS_OK) {
+            snprintf(err, errlen, "redis: %s", s->c->errstr[0] ? s->c->errstr : "connection lost");
+            apply_ctx_free(op->x);
+            drop_connection(s);
+            return STORE_TRANSIENT;
+        }
+    if (s->opshead == s->nops)
+        s->opshead = s->nops = 0;
+    if (s->nops == s->capops) {
+        size_t cap = s->capops ? 2 * s->capops : 16;
+        store_op *n = realloc(s->ops, cap * sizeof(*n));
+        if (!n) { /* written but not tracked: its replies cannot be matched any more */
+            snprintf(err, errlen, "out of memory");
+            apply_ctx_free(op->x);
+            drop_connection(s);
+            return STORE_PERMANENT;
+        }
+        s->ops = n;
+        s->capops = cap;
+    }
+    s->ops[s->nops++] = *op;
+    return 0;
+}
+
+/* Take the oldest send in flight, which must be a fetch (or a script call). */
+static int recv_head(store *s, bool fetch, store_op *op, char *err, size_t errlen)
+{
+    if (s->opshead == s->nops) {
+        if (s->lost) {
+            s->lost--;
+            snprintf(err, errlen, "redis: connection lost with calls in flight");
+            return STORE_TRANSIENT;
+        }
+        snprintf(err, errlen, "redis: nothing in flight to read (a bug)");
+        return STORE_PERMANENT;
+    }
+    if (s->ops[s->opshead].fetch != fetch) {
+        snprintf(err, errlen, "redis: replies read out of order (a bug)");
+        return STORE_PERMANENT;
+    }
+    *op = s->ops[s->opshead++];
+    return 0;
+}
+
+size_t store_in_flight(const store *s) { return s->nops - s->opshead; }
+
 /* ---- fetch ---------------------------------------------------------------------- */
 
 /* The digest of a request that gives none (tools, tests). */
@@ -808,28 +918,11 @@ static void note_error(const redisReply *r, const char *what, int *rc, char *err
     }
 }
 
-int store_fetch(store *s, store_profile *profiles, size_t nprofiles, store_seen *seen, size_t nseen, char *err,
-                size_t errlen)
+/* Read one fetch's replies (store_fetch_recv). */
+static int fetch_read(store *s, store_profile *profiles, size_t nprofiles, store_seen *seen, size_t nseen, char *err,
+                      size_t errlen)
 {
     char k[EVENT_KEY_MAX];
-    int crc0 = ensure_connected(s, err, errlen);
-    if (crc0)
-        return crc0;
-    for (size_t i = 0; i < nprofiles; i++) {
-        key(s, profiles[i].customer_id, 'p', k, sizeof(k));
-        const char *argv[] = {"HMGET", k, "v", "p"};
-        append_argv(s, 4, argv, NULL);
-    }
-    for (size_t i = 0; i < nseen; i++) {
-        /* a credit's record is in :c; a namespace of layout 1 kept it in :d */
-        key(s, seen[i].customer_id, seen[i].credit ? 'c' : 'd', k, sizeof(k));
-        const char *argv[] = {"HGET", k, seen[i].id};
-        append_argv(s, 3, argv, NULL);
-        if (seen[i].credit) {
-            key(s, seen[i].customer_id, 'd', k, sizeof(k));
-            append_argv(s, 3, argv, NULL);
-        }
-    }
     int rc = 0;
     for (size_t i = 0; i < nprofiles; i++) {
         redisReply *r;
@@ -886,7 +979,12 @@ int store_fetch(store *s, store_profile *profiles, size_t nprofiles, store_seen 
     }
     if (rc != 0 || nkept == 0)
         return rc;
-    /* redeliveries (rare): a second round trip for their outputs, kept until committed */
+    /* redeliveries (rare): a second round trip for their outputs, kept until committed; only with
+     * nothing else in flight (its replies would come after theirs): the caller drops what is */
+    if (s->nops > s->opshead) {
+        snprintf(err, errlen, "redis fetch: redeliveries found while other calls are in flight (read them again)");
+        return STORE_TRANSIENT;
+    }
     char f[EVENT_ID_MAX + 3];
     for (size_t i = 0; i < nseen; i++) {
         if (!seen[i].kept)
@@ -912,6 +1010,51 @@ int store_fetch(store *s, store_profile *profiles, size_t nprofiles, store_seen 
         freeReplyObject(r);
     }
     return rc;
+}
+
+int store_fetch_send(store *s, store_profile *profiles, size_t nprofiles, store_seen *seen, size_t nseen, char *err,
+                     size_t errlen)
+{
+    char k[EVENT_KEY_MAX];
+    int rc = send_ready(s, err, errlen);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < nprofiles; i++) {
+        key(s, profiles[i].customer_id, 'p', k, sizeof(k));
+        const char *argv[] = {"HMGET", k, "v", "p"};
+        append_argv(s, 4, argv, NULL);
+    }
+    for (size_t i = 0; i < nseen; i++) {
+        /* a credit's record is in :c; a namespace of layout 1 kept it in :d */
+        key(s, seen[i].customer_id, seen[i].credit ? 'c' : 'd', k, sizeof(k));
+        const char *argv[] = {"HGET", k, seen[i].id};
+        append_argv(s, 3, argv, NULL);
+        if (seen[i].credit) {
+            key(s, seen[i].customer_id, 'd', k, sizeof(k));
+            append_argv(s, 3, argv, NULL);
+        }
+    }
+    store_op op = {.fetch = true, .profiles = profiles, .nprofiles = nprofiles, .seen = seen, .nseen = nseen};
+    return send_done(s, &op, err, errlen);
+}
+
+int store_fetch_recv(store *s, char *err, size_t errlen)
+{
+    store_op op;
+    int rc = recv_head(s, true, &op, err, errlen);
+    if (rc)
+        return rc;
+    rc = fetch_read(s, op.profiles, op.nprofiles, op.seen, op.nseen, err, errlen);
+    if (rc == STORE_TRANSIENT)
+        drop_connection(s);
+    return rc;
+}
+
+int store_fetch(store *s, store_profile *profiles, size_t nprofiles, store_seen *seen, size_t nseen, char *err,
+                size_t errlen)
+{
+    int rc = store_fetch_send(s, profiles, nprofiles, seen, nseen, err, errlen);
+    return rc ? rc : store_fetch_recv(s, err, errlen);
 }
 
 /* ---- compact ledger entries ------------------------------------------------------ */
@@ -996,6 +1139,8 @@ static const char *digest_ref_of(store *s, const char *digest, size_t len)
         s->refs = n;
         s->caprefs = cap;
     }
+    if (s->nops > s->opshead || !s->c) /* calls in flight: their replies come first; in full, asked next time */
+        return NULL;
     digest_ref *d = &s->refs[s->nrefs];
     snprintf(d->digest, sizeof(d->digest), "%.*s", (int)len, digest);
     snprintf(d->ref, sizeof(d->ref), "%.*s", DIGEST_REF_LEN, digest + 7);
@@ -1093,72 +1238,6 @@ static int ledger_decode(store *s, const char *customer, const char *e, size_t n
 }
 
 /* ---- apply ---------------------------------------------------------------------- */
-
-/* Pipeline n script calls: append(i) queues call i, handle(i) reads its
- * reply. A NOSCRIPT reply (cache flushed by a restart or SCRIPT FLUSH) means
- * that call did not run: the script is loaded again and those calls, and
- * only those, are repeated (the others ran). */
-typedef int (*script_append)(store *s, size_t i, void *ctx);
-typedef int (*script_reply)(const redisReply *r, size_t i, void *ctx, char *err, size_t errlen);
-
-static int eval_pipelined(store *s, size_t n, script_append append, script_reply handle, void *ctx,
-                          const char *what, char *err, size_t errlen)
-{
-    int rc = ensure_connected(s, err, errlen);
-    if (rc)
-        return rc;
-    if (s->readonly) {
-        snprintf(err, errlen, "redis EVALSHA (%s): this connection is read-only", what);
-        return STORE_PERMANENT;
-    }
-    char cmd[64];
-    snprintf(cmd, sizeof(cmd), "EVALSHA (%s)", what);
-    bool *redo = calloc(n ? n : 1, sizeof(*redo)); /* the calls that met NOSCRIPT: sent again */
-    if (!redo) {
-        snprintf(err, errlen, "out of memory");
-        return STORE_PERMANENT;
-    }
-    for (int attempt = 0; attempt < 2; attempt++) {
-        for (size_t i = 0; i < n; i++)
-            if (!(attempt && !redo[i]) && append(s, i, ctx) != 0) {
-                snprintf(err, errlen, "out of memory");
-                free(redo);
-                return STORE_PERMANENT;
-            }
-        int noscript = 0;
-        rc = 0;
-        for (size_t i = 0; i < n; i++) {
-            redisReply *r;
-            if (attempt && !redo[i])
-                continue;
-            redo[i] = false;
-            if (get_reply(s, &r, cmd, err, errlen) != 0) {
-                free(redo);
-                return STORE_TRANSIENT;
-            }
-            if (r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "NOSCRIPT", 8))
-                noscript = redo[i] = true;
-            else if (r->type == REDIS_REPLY_ERROR) {
-                int cls = reply_class(r);
-                /* keep the first error's text, and permanent over transient */
-                if (rc == 0 || (cls == STORE_PERMANENT && rc != STORE_PERMANENT)) {
-                    snprintf(err, errlen, "redis %s: %s", cmd, r->str);
-                    rc = cls;
-                }
-            } else if (handle(r, i, ctx, err, errlen) != 0)
-                rc = STORE_PERMANENT;
-            freeReplyObject(r);
-        }
-        if (rc != 0 || !noscript || (rc = load_scripts(s, err, errlen)) != 0) {
-            free(redo);
-            return rc;
-        }
-    }
-    free(redo);
-    snprintf(err, errlen, "redis %s: NOSCRIPT: the script is missing again right after SCRIPT LOAD", cmd);
-    return STORE_PERMANENT;
-}
-
 
 /* Customers and events per script call: the Lua call's overhead is paid per
  * chunk; a chunk stays small enough not to hold Redis for long. */
@@ -1469,31 +1548,191 @@ static int prepare_ledger(store *s, apply_ctx *x, size_t n)
     return 0;
 }
 
-int store_apply(store *s, store_apply_req *reqs, size_t n, char *err, size_t errlen)
+static void apply_ctx_free(apply_ctx *x)
+{
+    if (!x)
+        return;
+    free(x->calls);
+    free(x->bounds);
+    buf_free(&x->ledger);
+    free(x->lstart);
+    free(x->loff);
+    free(x->llen);
+    free(x);
+}
+
+/* Append and write out the script calls of x (owned from here). */
+static int script_send(store *s, apply_ctx *x, size_t ncalls, const char *what, char *err, size_t errlen)
+{
+    int rc = send_ready(s, err, errlen);
+    if (rc == 0 && s->readonly) {
+        snprintf(err, errlen, "redis EVALSHA (%s): this connection is read-only", what);
+        rc = STORE_PERMANENT;
+    }
+    if (rc) {
+        apply_ctx_free(x);
+        return rc;
+    }
+    for (size_t i = 0; i < ncalls; i++)
+        if (append_call(s, i, x) != 0) { /* some calls may be appended already: the connection goes */
+            snprintf(err, errlen, "out of memory");
+            apply_ctx_free(x);
+            drop_connection(s);
+            return STORE_PERMANENT;
+        }
+    store_op op = {.fetch = false, .x = x, .ncalls = ncalls, .what = what};
+    return send_done(s, &op, err, errlen);
+}
+
+/* Read the replies of the oldest send in flight, script calls. A NOSCRIPT
+ * reply (cache flushed by a restart or SCRIPT FLUSH) means that call did not
+ * run: the script is loaded again and those calls, and only those, are
+ * repeated (the others ran); with other calls in flight behind them (their
+ * replies come first), the connection is dropped instead (STORE_TRANSIENT:
+ * the caller reconnects, which loads the script, and applies again). */
+static int script_recv(store *s, long long *trimmed, char *err, size_t errlen)
+{
+    store_op op;
+    int rc = recv_head(s, false, &op, err, errlen);
+    if (rc)
+        return rc;
+    apply_ctx *x = op.x;
+    size_t n = op.ncalls;
+    char cmd[64];
+    snprintf(cmd, sizeof(cmd), "EVALSHA (%s)", op.what);
+    bool *redo = calloc(n ? n : 1, sizeof(*redo)); /* the calls that met NOSCRIPT: sent again */
+    if (!redo) {
+        snprintf(err, errlen, "out of memory");
+        apply_ctx_free(x);
+        drop_connection(s);
+        return STORE_PERMANENT;
+    }
+    for (int attempt = 0; attempt < 3; attempt++) {
+        if (attempt == 2) {
+            snprintf(err, errlen, "redis %s: NOSCRIPT: the script is missing again right after SCRIPT LOAD", cmd);
+            rc = STORE_PERMANENT;
+            break;
+        }
+        if (attempt) {
+            int done = 0;
+            for (size_t i = 0; i < n && rc == 0; i++)
+                if (redo[i] && append_call(s, i, x) != 0) {
+                    snprintf(err, errlen, "out of memory");
+                    drop_connection(s);
+                    rc = STORE_PERMANENT;
+                }
+            while (rc == 0 && !done)
+                if (redisBufferWrite(s->c, &done) != REDIS_OK) {
+                    snprintf(err, errlen, "redis %s: %s", cmd, s->c->errstr[0] ? s->c->errstr : "connection lost");
+                    drop_connection(s);
+                    rc = STORE_TRANSIENT;
+                }
+            if (rc)
+                break;
+        }
+        int noscript = 0;
+        for (size_t i = 0; i < n; i++) {
+            redisReply *r;
+            if (attempt && !redo[i])
+                continue;
+            redo[i] = false;
+            if (get_reply(s, &r, cmd, err, errlen) != 0) {
+                drop_connection(s);
+                rc = STORE_TRANSIENT;
+                break;
+            }
+            if (r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "NOSCRIPT", 8))
+                noscript = redo[i] = true;
+            else if (r->type == REDIS_REPLY_ERROR) {
+                int cls = reply_class(r);
+                /* keep the first error's text, and permanent over transient */
+                if (rc == 0 || (cls == STORE_PERMANENT && rc != STORE_PERMANENT)) {
+                    snprintf(err, errlen, "redis %s: %s", cmd, r->str);
+                    rc = cls;
+                }
+            } else if (call_reply(r, i, x, err, errlen) != 0)
+                rc = STORE_PERMANENT;
+            freeReplyObject(r);
+        }
+        if (rc != 0 || !noscript)
+            break;
+        if (s->nops > s->opshead) {
+            snprintf(err, errlen, "redis %s: NOSCRIPT (script cache flushed) with other calls in flight: reconnecting",
+                     cmd);
+            drop_connection(s);
+            rc = STORE_TRANSIENT;
+            break;
+        }
+        if ((rc = load_scripts(s, err, errlen)) != 0)
+            break;
+    }
+    if (trimmed)
+        *trimmed = x->trimmed;
+    free(redo);
+    apply_ctx_free(x);
+    return rc;
+}
+
+/* The calls of n requests (store_trim: n customers), ready to send; NULL when out of memory. */
+static apply_ctx *plan_ctx(store_apply_req *reqs, size_t n, const char *const *ids, int64_t now_ms,
+                           size_t *ncalls)
+{
+    apply_ctx *x = calloc(1, sizeof(*x));
+    if (!x)
+        return NULL;
+    x->reqs = reqs;
+    x->ids = ids;
+    x->trim_only = ids != NULL;
+    if (!(x->calls = plan_calls(reqs, n, x->trim_only, &x->bounds, ncalls))) {
+        free(x);
+        return NULL;
+    }
+    snprintf(x->now, sizeof(x->now), "%lld", (long long)now_ms);
+    return x;
+}
+
+int store_apply_send(store *s, store_apply_req *reqs, size_t n, char *err, size_t errlen)
 {
     size_t ncalls;
-    if (n == 0)
-        return 0;
-    apply_ctx x = {.reqs = reqs};
-    if (!(x.calls = plan_calls(reqs, n, false, &x.bounds, &ncalls))) {
+    apply_ctx *x = plan_ctx(reqs, n, NULL, s->now_ms ? s->now_ms : clock_wall_ms(), &ncalls);
+    if (!x) {
         snprintf(err, errlen, "out of memory");
         return STORE_PERMANENT;
     }
-    snprintf(x.now, sizeof(x.now), "%lld", (long long)(s->now_ms ? s->now_ms : clock_wall_ms()));
-    int rc = ensure_connected(s, err, errlen); /* (compact entries may register a program digest) */
-    if (rc == 0 && prepare_ledger(s, &x, n) != 0) {
+    int rc = send_ready(s, err, errlen); /* (compact entries may register a program digest) */
+    if (rc == 0 && prepare_ledger(s, x, n) != 0) {
         snprintf(err, errlen, "out of memory");
         rc = STORE_PERMANENT;
     }
-    if (rc == 0)
-        rc = eval_pipelined(s, ncalls, append_call, call_reply, &x, "apply", err, errlen);
-    free(x.calls);
-    free(x.bounds);
-    buf_free(&x.ledger);
-    free(x.lstart);
-    free(x.loff);
-    free(x.llen);
+    if (rc) {
+        apply_ctx_free(x);
+        return rc;
+    }
+    return script_send(s, x, ncalls, "apply", err, errlen);
+}
+
+int store_apply_recv(store *s, char *err, size_t errlen)
+{
+    int rc = 0;
+    do {
+        char e[1024];
+        int r1 = script_recv(s, NULL, e, sizeof(e));
+        if (r1 && (rc == 0 || (r1 == STORE_PERMANENT && rc != STORE_PERMANENT))) {
+            snprintf(err, errlen, "%s", e);
+            rc = r1;
+        }
+        if (r1 == STORE_TRANSIENT && !s->c) /* the rest went with the connection */
+            break;
+    } while (s->opshead < s->nops && !s->ops[s->opshead].fetch);
     return rc;
+}
+
+int store_apply(store *s, store_apply_req *reqs, size_t n, char *err, size_t errlen)
+{
+    if (n == 0)
+        return 0;
+    int rc = store_apply_send(s, reqs, n, err, errlen);
+    return rc ? rc : store_apply_recv(s, err, errlen);
 }
 
 void store_set_now(store *s, int64_t now_ms) { s->now_ms = now_ms; }
@@ -1505,17 +1744,13 @@ int store_trim(store *s, const char *const *customer_ids, size_t n, int64_t now_
     *trimmed = 0;
     if (n == 0)
         return 0;
-    apply_ctx x = {.trim_only = true, .ids = customer_ids};
-    if (!(x.calls = plan_calls(NULL, n, true, &x.bounds, &ncalls))) {
+    apply_ctx *x = plan_ctx(NULL, n, customer_ids, now_ms, &ncalls);
+    if (!x) {
         snprintf(err, errlen, "out of memory");
         return STORE_PERMANENT;
     }
-    snprintf(x.now, sizeof(x.now), "%lld", (long long)now_ms);
-    int rc = eval_pipelined(s, ncalls, append_call, call_reply, &x, "trim", err, errlen);
-    *trimmed = x.trimmed;
-    free(x.calls);
-    free(x.bounds);
-    return rc;
+    int rc = script_send(s, x, ncalls, "trim", err, errlen);
+    return rc ? rc : script_recv(s, trimmed, err, errlen);
 }
 
 /* ---- tools ---------------------------------------------------------------------- */

@@ -210,6 +210,7 @@
 #define FIDELIO_STORE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "buf.h"
@@ -333,6 +334,33 @@ int store_fetch(store *s, store_profile *profiles, size_t nprofiles, store_seen 
  * STORE_TRANSIENT / STORE_PERMANENT with err (some chunks may have applied:
  * a retry finds their events applied). */
 int store_apply(store *s, store_apply_req *reqs, size_t n, char *err, size_t errlen);
+
+/* SPLIT CALLS (the pipeline's overlap of Redis and its own work). A send
+ * appends its commands and writes them to the socket without waiting for
+ * Redis; its recv reads the replies later. Sends are received in the order
+ * they were sent (one connection: Redis runs them in that order, so a fetch
+ * sent after an apply reads what the apply wrote, and a version check of an
+ * apply sent later still sees every write made in between, this process's
+ * or another's). The arrays given to a send must stay in place, untouched,
+ * until its recv. store_fetch and store_apply are a send and its recv.
+ * A transient failure (the connection lost) drops every send in flight: the
+ * recv of each returns STORE_TRANSIENT (store_reconnect forgets them); the
+ * caller must treat them as not done (an apply may have run: applying again
+ * finds it applied). A fetch that finds redeliveries needs a second round
+ * trip for their outputs: with other sends in flight behind it, its recv
+ * returns STORE_TRANSIENT (fetch again with nothing in flight). A NOSCRIPT
+ * reply (the script cache flushed) with other sends behind drops the
+ * connection (STORE_TRANSIENT), as the script must be loaded again first. */
+int store_fetch_send(store *s, store_profile *profiles, size_t nprofiles, store_seen *seen, size_t nseen, char *err,
+                     size_t errlen);
+/* The oldest send in flight, which must be a fetch. */
+int store_fetch_recv(store *s, char *err, size_t errlen);
+int store_apply_send(store *s, store_apply_req *reqs, size_t n, char *err, size_t errlen);
+/* Every apply send in flight up to the next fetch send, oldest first; the
+ * first error is returned (a permanent one over a transient one). */
+int store_apply_recv(store *s, char *err, size_t errlen);
+/* Sends not yet received. */
+size_t store_in_flight(const store *s);
 
 /* Tell the store that every event of partition `partition` of the
  * touchpoints topic (credit: of the credits topic) below next_offset is

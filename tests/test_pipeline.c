@@ -5,8 +5,10 @@
  * outputs: the output topics then hold exactly `fidelio simulate`'s outputs
  * and the profiles equal its profiles. In-process mock cluster (its Produce
  * error injection) and a real redis-server. */
+#include <pthread.h>
 #include <stdarg.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "kafka.h"
@@ -345,6 +347,111 @@ START_TEST(batch_ends_at_max_bytes)
 }
 END_TEST
 
+/* Produce the seeds (317 events of 50 customers) to the touchpoints topic. */
+static void produce_seeds(const config *cfg)
+{
+    char err[1024];
+    FILE *in = fopen(SEEDS, "r");
+    ck_assert_ptr_nonnull(in);
+    produce_opts po = {.topic = cfg->topic_touchpoints, .schema = SCHEMA_TOUCHPOINT, .input_name = SEEDS};
+    produce_stats ps;
+    ck_assert_msg(produce_stream(cfg, in, &po, &ps, err, sizeof(err)) == 0, "%s", err);
+    fclose(in);
+    ck_assert_int_eq(ps.sent, 317);
+}
+
+/* Issue 10, the overlap of Redis and fidelio: batch n+1 is read, decoded and
+ * its fetch sent while Redis runs batch n's applies. One partition and
+ * batches of 4 spread each customer's events over consecutive batches, the
+ * next one always read ahead. No other writer: a fetch read ahead must see
+ * the applies of the batch before (Redis runs it after them), so no apply is
+ * ever refused by the version check (a fetch sent before them would read a
+ * stale version: fenced), and the profiles and outputs are simulate's. */
+START_TEST(overlap_reads_what_the_batch_before_applied)
+{
+    char err[1024];
+    config cfg;
+    program prog;
+    rd_kafka_mock_cluster_t *mc;
+    rd_kafka_t *mock = start_on_mock(&cfg, &prog, &mc, 1, "readahead");
+    set(&cfg, "pipeline.batch_size", "4");
+    set(&cfg, "pipeline.batch_linger_ms", "20");
+    produce_seeds(&cfg);
+    pipeline_opts opts = {.until_idle = true, .idle_grace_ms = 1000};
+    pipeline_stats st;
+    ck_assert_msg(pipeline_run(&cfg, &prog, &opts, &st, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(st.touchpoints, 317);
+    ck_assert_msg(st.read_ahead > 0, "no batch was read ahead (%lld batches): the overlap was not exercised",
+                  st.batches);
+    ck_assert_msg(st.fenced == 0, "%lld applies fenced with no other writer (%lld of %lld batches read ahead)",
+                  st.fenced, st.read_ahead, st.batches);
+    expect_simulate(&cfg, &prog, true);
+    rd_kafka_mock_cluster_destroy(mc);
+    stop_on_mock(mock, &prog, &cfg);
+}
+END_TEST
+
+/* Another writer of a profile, behind the pipeline's back: it raises the
+ * version of :p (as an apply of another instance would) every few ms. */
+typedef struct foreign {
+    char key[256];
+    volatile int stop;
+    long long writes;
+} foreign;
+
+static void *foreign_writer(void *arg)
+{
+    foreign *f = arg;
+    struct timeval tv = {2, 0};
+    redisContext *c = redisConnectUnixWithTimeout(redis_sock, tv);
+    while (c && !c->err && !f->stop) {
+        redisReply *r = redisCommand(c, "HINCRBY %s v 1", f->key);
+        if (r && r->type == REDIS_REPLY_INTEGER)
+            f->writes++;
+        if (r)
+            freeReplyObject(r);
+        usleep(3000);
+    }
+    if (c)
+        redisFree(c);
+    return NULL;
+}
+
+/* The same with a foreign writer on the busiest customer (28 events): a
+ * write landing between a fetch read ahead and the apply decided from it is
+ * caught by the version check (fenced, decided again on the new state), so
+ * the profiles are still simulate's (the writer changes only the version). */
+START_TEST(overlap_still_fences_a_foreign_write)
+{
+    char err[1024];
+    config cfg;
+    program prog;
+    rd_kafka_mock_cluster_t *mc;
+    rd_kafka_t *mock = start_on_mock(&cfg, &prog, &mc, 1, "foreignwriter");
+    set(&cfg, "pipeline.batch_size", "4");
+    set(&cfg, "pipeline.batch_linger_ms", "20");
+    produce_seeds(&cfg);
+    foreign f = {0};
+    snprintf(f.key, sizeof(f.key), "%s{cust-0008}:p", cfg.key_prefix);
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, foreign_writer, &f), 0);
+    pipeline_opts opts = {.until_idle = true, .idle_grace_ms = 1000};
+    pipeline_stats st;
+    int rc = pipeline_run(&cfg, &prog, &opts, &st, err, sizeof(err));
+    f.stop = 1;
+    pthread_join(th, NULL);
+    ck_assert_msg(rc == 0, "%s", err);
+    ck_assert_int_gt(f.writes, 0);
+    ck_assert_int_eq(st.touchpoints, 317);
+    ck_assert_int_gt(st.read_ahead, 0);
+    ck_assert_msg(st.fenced > 0, "%lld foreign writes, none caught by the version check (%lld batches read ahead)",
+                  f.writes, st.read_ahead);
+    expect_simulate(&cfg, &prog, false);
+    rd_kafka_mock_cluster_destroy(mc);
+    stop_on_mock(mock, &prog, &cfg);
+}
+END_TEST
+
 /* Produce one APP_USE of customer at event time `at` with the Kafka message
  * timestamp msg_ts (CreateTime, chosen by the producer). */
 static void produce_at(rd_kafka_t *p, const config *cfg, codec *cd, const char *id, const char *customer, int64_t at,
@@ -418,6 +525,8 @@ Suite *pipeline_suite(void)
     tcase_add_test(tc, forged_future_timestamp_refused);
     tcase_add_test(tc, no_commit_past_an_unacknowledged_batch);
     tcase_add_test(tc, batch_ends_at_max_bytes);
+    tcase_add_test(tc, overlap_reads_what_the_batch_before_applied);
+    tcase_add_test(tc, overlap_still_fences_a_foreign_write);
     suite_add_tcase(su, tc);
     return su;
 }
