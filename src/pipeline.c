@@ -154,6 +154,8 @@ typedef struct pipeline {
     bool taken;                   /* a rebalance during read_ahead finished or dropped the batch in hand */
     int no_readahead;             /* > 0: no read-ahead now (a rebalance is finishing the batches) */
     bool paused;                  /* Redis unreachable: consumption paused */
+    bool ever_assigned;           /* the group's assignment callback ran at least once */
+    bool closing;                 /* settle_assignor: assigned partitions stay paused */
     eof_mark *eofs;               /* for until_idle */
     int neofs, eofcap;
     double idle_since;
@@ -1605,7 +1607,8 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
             rd_kafka_incremental_assign(rk, parts);
         else
             rd_kafka_assign(rk, parts);
-        if (pl->paused)
+        pl->ever_assigned = true;
+        if (pl->paused || pl->closing)
             rd_kafka_pause_partitions(rk, parts);
         count_assigned(rk);
         return;
@@ -1933,10 +1936,43 @@ static int setup(pipeline *pl, char *err, size_t errlen)
     return 0;
 }
 
+/* librdkafka 2.0.2 aborts in rd_kafka_destroy (rdkafka_sticky_assignor.c:
+ * "Assertion 'assignor_state' failed", https://github.com/confluentinc/librdkafka/issues/4312,
+ * fixed upstream by PR #4381, not in Debian 12) when the handle goes after a
+ * JoinGroup response chose the cooperative-sticky assignor (rkcg_assignor set,
+ * so rd_kafka_rebalance_protocol() says COOPERATIVE) but before the first
+ * SyncGroup response gave it its state (on_assignment, just before our first
+ * assign callback): the group's destroy hands the NULL state to the assignor.
+ * So a consumer stopped in that window keeps serving the group (polls; the
+ * assign callback pauses what it gets; a polled message is dropped unprocessed
+ * and uncommitted: the next owner reads it) until its first assignment
+ * arrives, at most ASSIGNOR_SETTLE_S, and only then closes. docs/design.md. */
+#define ASSIGNOR_SETTLE_S 30.0
+static void settle_assignor(pipeline *pl)
+{
+    if (pl->ever_assigned || strcmp(rd_kafka_rebalance_protocol(pl->consumer), "COOPERATIVE"))
+        return;
+    log_info("stopping during the group's first rebalance: waiting up to %.0f s for its assignment before "
+             "leaving (librdkafka issue 4312)", ASSIGNOR_SETTLE_S);
+    pl->closing = true;
+    double end = clock_mono_s() + ASSIGNOR_SETTLE_S;
+    while (!pl->ever_assigned && clock_mono_s() < end &&
+           !strcmp(rd_kafka_rebalance_protocol(pl->consumer), "COOPERATIVE")) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(pl->consumer, 100);
+        if (m)
+            rd_kafka_message_destroy(m);
+    }
+    if (!pl->ever_assigned && !strcmp(rd_kafka_rebalance_protocol(pl->consumer), "COOPERATIVE"))
+        log_warn("no assignment within %.0f s: closing anyway (librdkafka 2.0.2 may abort, issue 4312)",
+                 ASSIGNOR_SETTLE_S);
+}
+
 static void teardown(pipeline *pl)
 {
     if (pl->consumer && pl->opts->source && pl->opts->source->stop)
         pl->opts->source->stop(pl->opts->source->ctx);
+    if (pl->consumer && !pl->opts->source)
+        settle_assignor(pl);
     if (pl->consumer) /* a revoke may still finish a batch: the emitter stays open */
         rd_kafka_consumer_close(pl->consumer);
     clear_batch(pl);
