@@ -158,20 +158,14 @@ rd_kafka_t *kafka_producer_new(const config *cfg, kafka_delivery *dr, char *err,
 rd_kafka_resp_err_t kafka_produce(rd_kafka_t *rk, const char *topic, const void *key, size_t keylen,
                                   const void *value, size_t len, rd_kafka_headers_t *hdrs, void *tag)
 {
-    for (;;) {
-        rd_kafka_resp_err_t e;
-        if (hdrs)
-            e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, keylen),
-                                  RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                  RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(tag), RD_KAFKA_V_END);
-        else
-            e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, keylen),
-                                  RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                  RD_KAFKA_V_OPAQUE(tag), RD_KAFKA_V_END);
-        if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
-            return e;
-        rd_kafka_poll(rk, 100);
-    }
+    /* The handle of the topic (librdkafka looks it up the same way for a
+     * message that names its topic), then kafka_produce_rkt. */
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    if (!rkt)
+        return rd_kafka_last_error();
+    rd_kafka_resp_err_t e = kafka_produce_rkt(rk, rkt, key, keylen, value, len, hdrs, tag);
+    rd_kafka_topic_destroy(rkt);
+    return e;
 }
 
 rd_kafka_resp_err_t kafka_produce_rkt(rd_kafka_t *rk, rd_kafka_topic_t *rkt, const void *key, size_t keylen,
