@@ -30,6 +30,20 @@ static inline int buf_append(buf *b, const void *data, size_t len)
 }
 /* Append a NUL-terminated string. */
 int buf_puts(buf *b, const char *s);
+/* The decimal digits of v written into the end of tmp (24 bytes, no NUL);
+ * returns the first. For the hot paths that format numbers without printf
+ * (the store's RESP commands, the report's deltas). */
+static inline char *fmt_ll(char tmp[24], long long v)
+{
+    char *p = tmp + 24;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do
+        *--p = (char)('0' + u % 10);
+    while (u /= 10);
+    if (v < 0)
+        *--p = '-';
+    return p;
+}
 /* Append printf-formatted text. */
 int buf_printf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Forget the contents, keep the memory. */

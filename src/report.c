@@ -34,15 +34,9 @@ static int add_parts(report_deltas *d, int64_t delta, const char *const *parts, 
     for (int i = 0; i < nparts; i++)
         if ((i && buf_append(&d->text, "|", 1)) || buf_puts(&d->text, parts[i]))
             return -1;
-    char num[24], *p = num + sizeof(num);
-    uint64_t u = delta < 0 ? 0 - (uint64_t)delta : (uint64_t)delta;
-    *--p = '\0';
-    do
-        *--p = (char)('0' + u % 10);
-    while (u /= 10);
-    if (delta < 0)
-        *--p = '-';
-    if (buf_append(&d->text, "", 1) || buf_append(&d->text, p, (size_t)(num + sizeof(num) - p)))
+    char num[24], *p = fmt_ll(num, (long long)delta);
+    if (buf_append(&d->text, "", 1) || buf_append(&d->text, p, (size_t)(num + sizeof(num) - p)) ||
+        buf_append(&d->text, "", 1))
         return -1;
     d->val[d->n++] = delta;
     return 0;

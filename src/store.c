@@ -644,19 +644,6 @@ static void argvec_begin(argvec *a, store *s)
     a->text->len = RESP_HEAD;
 }
 
-/* Decimal digits of v into the end of tmp (24 bytes); returns the first. */
-static char *fmt_ll(char tmp[24], long long v)
-{
-    char *p = tmp + 24;
-    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-    do
-        *--p = (char)('0' + u % 10);
-    while (u /= 10);
-    if (v < 0)
-        *--p = '-';
-    return p;
-}
-
 static void arg(argvec *a, const char *p, size_t len)
 {
     if (a->oom)
