@@ -1275,6 +1275,7 @@ static void pipeline_batch_metrics(pipeline *pl, double apply_s, batch_tail *tai
 {
     long long tp = 0, cr = 0;
     report_dlq *dlq = &tail->dlq;
+    report_metrics applied = {0}; /* the batch's deltas summed per series: one metrics update each */
     for (int i = 0; i < pl->nitems; i++) {
         item *it = &pl->items[i];
         bool credit = !strcmp(rd_kafka_topic_name(it->msg->rkt), pl->cfg->topic_credits);
@@ -1285,7 +1286,7 @@ static void pipeline_batch_metrics(pipeline *pl, double apply_s, batch_tail *tai
         else if (it->duplicate)
             metrics_add(M_EVENTS_DUPLICATE, 1);
         else
-            report_deltas_to_metrics(&it->agg);
+            report_metrics_add(&applied, &it->agg);
     }
     for (int i = 0; i < pl->nsynth; i++) { /* in-process credits */
         item *it = &pl->items[pl->cap + i];
@@ -1294,8 +1295,9 @@ static void pipeline_batch_metrics(pipeline *pl, double apply_s, batch_tail *tai
         else if (it->duplicate)
             metrics_add(M_EVENTS_DUPLICATE, 1);
         else
-            report_deltas_to_metrics(&it->agg);
+            report_metrics_add(&applied, &it->agg);
     }
+    report_metrics_flush(&applied);
     tail->touchpoints = tp;
     tail->credits = cr;
     metrics_add(M_BATCHES, 1);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 #include "metrics.h"
 #include "store.h"
@@ -112,35 +113,79 @@ int report_compute(const program *prog, const report_before *b, const profile *a
 
 void report_deltas_free(report_deltas *d) { buf_free(&d->text); }
 
-void report_deltas_to_metrics(const report_deltas *d)
+/* The metrics update of one series' summed delta (field: a report.h field). */
+static void field_to_metrics(const char *f, long long v)
+{
+    char a[PROGRAM_ID_MAX + 1], k[PROGRAM_ID_MAX + 1];
+    if (!strncmp(f, "events|", 7)) {
+        metrics_add(M_EVENTS_APPLIED, (double)v, f + 7);
+    } else if (!strncmp(f, "stage|", 6)) {
+        const char *sep = strchr(f + 6, '|');
+        if (sep && (size_t)(sep - (f + 6)) <= PROGRAM_ID_MAX) {
+            memcpy(a, f + 6, (size_t)(sep - (f + 6)));
+            a[sep - (f + 6)] = '\0';
+            metrics_add(M_STAGE_CHANGES, (double)v, a, sep + 1);
+        }
+    } else if (!strncmp(f, "rule|", 5)) { /* rule|<rule>|<KIND>|n or ...|points */
+        const char *r = f + 5, *s1 = strchr(r, '|'), *s2 = s1 ? strchr(s1 + 1, '|') : NULL;
+        if (!s2 || s1 - r > PROGRAM_ID_MAX || s2 - (s1 + 1) > PROGRAM_ID_MAX || s1 == r || s2 == s1 + 1)
+            return;
+        memcpy(a, r, (size_t)(s1 - r));
+        a[s1 - r] = '\0';
+        memcpy(k, s1 + 1, (size_t)(s2 - (s1 + 1)));
+        k[s2 - (s1 + 1)] = '\0';
+        metrics_add(strcmp(s2 + 1, "n") ? M_REWARD_POINTS : M_REWARDS, (double)v, a, k);
+    }
+}
+
+void report_metrics_add(report_metrics *m, const report_deltas *d)
 {
     for (int i = 0; i < d->n; i++) {
         const char *f = d->argv[2 * i];
         long long v = d->val[i];
-        char a[PROGRAM_ID_MAX + 1], k[PROGRAM_ID_MAX + 1];
-        if (!strncmp(f, "events|", 7)) {
-            metrics_add(M_EVENTS_APPLIED, (double)v, f + 7);
-        } else if (!strncmp(f, "stage|", 6) && v > 0) {
-            const char *sep = strchr(f + 6, '|');
-            if (sep && (size_t)(sep - (f + 6)) <= PROGRAM_ID_MAX) {
-                memcpy(a, f + 6, (size_t)(sep - (f + 6)));
-                a[sep - (f + 6)] = '\0';
-                metrics_add(M_STAGE_CHANGES, (double)v, a, sep + 1);
+        /* only these fields feed metrics; leaving a stage is not a stage change */
+        if (strncmp(f, "events|", 7) && strncmp(f, "rule|", 5) && (strncmp(f, "stage|", 6) || v <= 0))
+            continue;
+        if (f[0] == 'r' && strcmp(f + strlen(f) - 2, "|n")) /* ...|points: the points moved, either way */
+            v = v < 0 ? -v : v;
+        size_t len = strlen(f);
+        uint64_t h = XXH3_64bits(f, len);
+        size_t s = (size_t)h & (REPORT_METRICS_SLOTS - 1);
+        while (m->slot[s] && (m->sums[m->slot[s] - 1].hash != h || strcmp(m->sums[m->slot[s] - 1].field, f)))
+            s = (s + 1) & (REPORT_METRICS_SLOTS - 1);
+        if (!m->slot[s]) {
+            if (m->n == REPORT_METRICS_SLOTS / 2) { /* full (at most half the slots: short probes) */
+                report_metrics_flush(m);
+                s = (size_t)h & (REPORT_METRICS_SLOTS - 1);
             }
-        } else if (!strncmp(f, "rule|", 5)) { /* rule|<rule>|<KIND>|n or ...|points */
-            const char *r = f + 5, *s1 = strchr(r, '|'), *s2 = s1 ? strchr(s1 + 1, '|') : NULL;
-            if (!s2 || s1 - r > PROGRAM_ID_MAX || s2 - (s1 + 1) > PROGRAM_ID_MAX || s1 == r || s2 == s1 + 1)
-                continue;
-            memcpy(a, r, (size_t)(s1 - r));
-            a[s1 - r] = '\0';
-            memcpy(k, s1 + 1, (size_t)(s2 - (s1 + 1)));
-            k[s2 - (s1 + 1)] = '\0';
-            if (!strcmp(s2 + 1, "n"))
-                metrics_add(M_REWARDS, (double)v, a, k);
-            else
-                metrics_add(M_REWARD_POINTS, (double)(v < 0 ? -v : v), a, k);
+            m->sums[m->n] = (report_metric_sum){.field = f, .hash = h, .sum = 0};
+            m->slot[s] = (int16_t)++m->n;
         }
+        report_metric_sum *e = &m->sums[m->slot[s] - 1];
+        long long t;
+        if (__builtin_add_overflow(e->sum, v, &t)) { /* cannot happen with real deltas; keep the total */
+            field_to_metrics(e->field, e->sum);
+            t = v;
+        }
+        e->sum = t;
     }
+}
+
+void report_metrics_flush(report_metrics *m)
+{
+    for (int i = 0; i < m->n; i++)
+        field_to_metrics(m->sums[i].field, m->sums[i].sum);
+    m->n = 0;
+    memset(m->slot, 0, sizeof(m->slot));
+}
+
+void report_deltas_to_metrics(const report_deltas *d)
+{
+    report_metrics m;
+    m.n = 0;
+    memset(m.slot, 0, sizeof(m.slot));
+    report_metrics_add(&m, d);
+    report_metrics_flush(&m);
 }
 
 void report_dlq_note(report_dlq *d, const char *input, const char *reason)

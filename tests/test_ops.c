@@ -196,6 +196,77 @@ START_TEST(report_deltas_of_an_apply)
 }
 END_TEST
 
+/* Point d at n (field, delta) pairs (the numbers' text is not read by the metrics). */
+static void hand_deltas(report_deltas *d, const char *const *fields, const long long *vals, int n)
+{
+    memset(d, 0, sizeof(*d));
+    for (int i = 0; i < n; i++) {
+        d->argv[2 * i] = fields[i];
+        d->argv[2 * i + 1] = "?";
+        d->val[i] = vals[i];
+    }
+    d->n = n;
+}
+
+/* A batch's deltas summed per series (report_metrics) make the same metrics,
+ * series in the same order, as feeding them event by event; more series than
+ * fit are flushed on the way. */
+START_TEST(batch_metrics_equal_per_event_metrics)
+{
+    enum { NEV = 40, PER = 12 };
+    static char fields[NEV][PER][64];
+    static const char *fp[NEV][PER];
+    static long long vals[NEV][PER];
+    static report_deltas d[NEV];
+    for (int e = 0; e < NEV; e++) {
+        const char *type = e % 3 ? "PURCHASE" : "REFUND";
+        int k = 0;
+        snprintf(fields[e][k], 64, "events|%s", type), vals[e][k++] = 1;
+        snprintf(fields[e][k], 64, "customers"), vals[e][k++] = 1;
+        snprintf(fields[e][k], 64, "stage|tier|%s", e % 2 ? "gold" : "silver"), vals[e][k++] = e % 2 ? 1 : -1;
+        snprintf(fields[e][k], 64, "points|balance"), vals[e][k++] = 10 * e;
+        for (int r = 0; r < 4; r++) { /* 40 x 4 distinct rules x 2 series: more than report_metrics holds */
+            snprintf(fields[e][k], 64, "rule|r%d|%s|n", e * 4 + r, e % 3 ? "EARN" : "REVERSAL"), vals[e][k++] = 1;
+            snprintf(fields[e][k], 64, "rule|r%d|%s|points", e * 4 + r, e % 3 ? "EARN" : "REVERSAL"),
+                vals[e][k++] = e % 3 ? 5 + e : -(5 + e);
+        }
+        for (int i = 0; i < k; i++)
+            fp[e][i] = fields[e][i];
+        hand_deltas(&d[e], fp[e], vals[e], k);
+    }
+    /* series repeated across events: r4 EARN (event 1), PURCHASE */
+    static const char *again_f[] = {"rule|r4|EARN|n", "rule|r4|EARN|points", "events|PURCHASE"};
+    static const long long again_v[] = {1, 7, 1};
+    report_deltas again;
+    hand_deltas(&again, again_f, again_v, 3);
+
+    metrics_reset();
+    for (int e = 0; e < NEV; e++)
+        report_deltas_to_metrics(&d[e]);
+    report_deltas_to_metrics(&again);
+    char *per_event = render();
+    double earn_r4 = metrics_value(M_REWARD_POINTS, "r4", "EARN"), rev_r0 = metrics_value(M_REWARD_POINTS, "r0", "REVERSAL");
+
+    metrics_reset();
+    report_metrics m = {0};
+    for (int e = 0; e < NEV; e++)
+        report_metrics_add(&m, &d[e]);
+    report_metrics_add(&m, &again);
+    report_metrics_flush(&m);
+    char *batched = render();
+    ck_assert_str_eq(batched, per_event);
+    ck_assert(earn_r4 == 6 + 7);
+    ck_assert(rev_r0 == 5); /* a reversal's points count positive */
+    ck_assert(metrics_value(M_REWARDS, "r4", "EARN") == 2);
+    ck_assert(metrics_value(M_EVENTS_APPLIED, "PURCHASE") == 1 + NEV - (NEV + 2) / 3);
+    ck_assert(metrics_value(M_STAGE_CHANGES, "tier", "gold") == NEV / 2);
+    ck_assert(metrics_value(M_STAGE_CHANGES, "tier", "silver") == 0); /* leaving a stage is not a change */
+    ck_assert_ptr_null(strstr(batched, "silver"));
+    free(per_event);
+    free(batched);
+}
+END_TEST
+
 /* Capture what the logger writes to stderr while fn runs. */
 static char *capture_stderr(void (*fn)(void))
 {
@@ -291,6 +362,7 @@ Suite *ops_suite(void)
     tcase_add_test(tc, kafka_statistics_to_lag);
     tcase_add_test(tc, health);
     tcase_add_test(tc, report_deltas_of_an_apply);
+    tcase_add_test(tc, batch_metrics_equal_per_event_metrics);
     tcase_add_test(tc, log_json_lines);
     tcase_add_test(tc, log_rate_limit);
     suite_add_tcase(s, tc);
