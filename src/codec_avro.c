@@ -3,6 +3,7 @@
 
 #include <avro.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,8 +44,15 @@ struct codec {
     avro_value_t value[SCHEMA_COUNT];  /* reused for every message */
     int have_value[SCHEMA_COUNT];
     avro_reader_t reader;              /* memory reader, re-pointed per message */
+    struct tp_node *tp;                /* the touchpoint's consumers (decode_touchpoint) */
+    uint8_t *attr_nul;                 /* decode_touchpoint's scratch: per attribute, a NUL in its value */
+    size_t attr_nul_cap;
     avro_writer_t writer;              /* memory writer, re-pointed per message */
 };
+
+struct tp_node;
+static struct tp_node *tp_consumer_new(avro_schema_t s);
+static void tp_node_free(struct tp_node *n);
 
 static const char *const schema_names[SCHEMA_COUNT] = {"touchpoint", "reward", "stage-change", "credit"};
 
@@ -113,6 +121,10 @@ codec *codec_new(size_t max_message_bytes, char *err, size_t errlen)
         check_fields(c->schema[SCHEMA_STAGE_CHANGE], sc_fields, SC_NFIELDS, err, errlen) ||
         check_fields(c->schema[SCHEMA_CREDIT], cr_fields, CR_NFIELDS, err, errlen))
         goto err;
+    if (!(c->tp = tp_consumer_new(c->schema[SCHEMA_TOUCHPOINT]))) {
+        snprintf(err, errlen, "schema touchpoint: not the layout the codec decodes (or out of memory)");
+        goto err;
+    }
     c->reader = avro_reader_memory("", 0);
     c->writer = avro_writer_memory("", 0);
     if (!c->reader || !c->writer) {
@@ -137,6 +149,8 @@ void codec_free(codec *c)
         if (c->schema[i])
             avro_schema_decref(c->schema[i]);
     }
+    tp_node_free(c->tp);
+    free(c->attr_nul);
     if (c->reader)
         avro_reader_free(c->reader);
     if (c->writer)
@@ -398,96 +412,393 @@ static event_err customer_id_str(rd *r, avro_value_t *rec, int idx, char *dst)
             return e_;                                                                                            \
     } while (0)
 
-static event_err decode_payload(rd *r, touchpoint *ev, avro_value_t *u)
+/* ---- touchpoints: straight from avro-c's binary consumer ------------------ */
+
+/* The touchpoint is the hot path (every input message): it is decoded through
+ * avro-c's consumer API (avro_consume_binary), which walks the wire by the
+ * schema and hands each value to a consumer, so the struct is filled as the
+ * bytes are read, without the generic value tree avro_value_read fills and
+ * resets per message (two allocations per string, an index per map). One
+ * consumer per schema node, built once by codec_new; what each one fills is
+ * bound by the schema's field positions (checked there). */
+
+typedef enum tp_target { T_NONE, T_STR, T_LONG, T_INT, T_DOUBLE, T_TYPE, T_PAYLOAD, T_ATTR_VALUE } tp_target;
+
+typedef struct tp_node {
+    avro_consumer_t base;   /* first: avro-c hands the node back as its consumer */
+    struct tp_node **kids;  /* record fields, union branches, a map's or array's values; owned */
+    size_t nkids;
+    tp_target target;       /* what its value fills (T_NONE: read and dropped) */
+    size_t off, cap;        /* where in the touchpoint, and a string's room */
+    long has_off;           /* a string under a [null, string] union: its has_ flag, else -1 */
+    const char *field;      /* its name in messages */
+    bool customer;          /* the customer_id: its own error codes */
+} tp_node;
+
+/* One message's decoding (the consumers' user data). */
+typedef struct tp_state {
+    touchpoint *ev;
+    char *err;
+    size_t errlen;
+    event_err e;            /* set by the callback that stopped the walk */
+    const char *key;        /* the attribute whose value comes next */
+    uint8_t *nul;           /* per attribute: its value holds a NUL byte (the codec's scratch) */
+    size_t *nulcap;
+} tp_state;
+
+static int tp_fail(tp_state *st, event_err e)
 {
-    int disc = -1;
-    avro_value_t p;
-    avro_value_get_discriminant(u, &disc);
-    if (disc != payload_branch[ev->type]) {
-        snprintf(r->err, r->errlen, "type %s carries payload branch %d, expected %d", event_type_name(ev->type), disc,
-                 payload_branch[ev->type]);
-        return EVENT_ERR_PAYLOAD_MISMATCH;
-    }
-    if (disc == 0)
-        return EVENT_OK;
-    avro_value_get_current_branch(u, &p);
-    switch (ev->type) {
-    case EVENT_SIGNUP:
-        return field_nullable_str(r, &p, 0, "referred_by", &ev->payload.signup.has_referred_by,
-                                  ev->payload.signup.referred_by, sizeof(ev->payload.signup.referred_by));
-    case EVENT_PROFILE_UPDATE: {
-        avro_value_t v;
-        avro_value_get_by_index(&p, 0, &v, NULL);
-        avro_value_get_double(&v, &ev->payload.profile_update.completeness);
-        return EVENT_OK;
-    }
-    case EVENT_APP_USE: {
-        avro_value_t v;
-        avro_value_get_by_index(&p, 0, &v, NULL);
-        avro_value_get_int(&v, &ev->payload.app_use.session_seconds);
-        return field_nullable_str(r, &p, 1, "feature", &ev->payload.app_use.has_feature, ev->payload.app_use.feature,
-                                  sizeof(ev->payload.app_use.feature));
-    }
-    case EVENT_SOCIAL_SHARE:
-        TRY(field_str(r, &p, 0, "network", ev->payload.social_share.network, sizeof(ev->payload.social_share.network)));
-        return field_nullable_str(r, &p, 1, "content_id", &ev->payload.social_share.has_content_id,
-                                  ev->payload.social_share.content_id, sizeof(ev->payload.social_share.content_id));
-    case EVENT_REFERRAL:
-        return field_nullable_str(r, &p, 0, "invitee_id", &ev->payload.referral.has_invitee_id,
-                                  ev->payload.referral.invitee_id, sizeof(ev->payload.referral.invitee_id));
-    case EVENT_PURCHASE:
-        TRY(field_str(r, &p, 0, "order_id", ev->payload.purchase.order_id, sizeof(ev->payload.purchase.order_id)));
-        ev->payload.purchase.amount_cents = field_long(&p, 1);
-        TRY(field_str(r, &p, 2, "currency", ev->payload.purchase.currency, sizeof(ev->payload.purchase.currency)));
-        return field_nullable_str(r, &p, 3, "store_id", &ev->payload.purchase.has_store_id,
-                                  ev->payload.purchase.store_id, sizeof(ev->payload.purchase.store_id));
-    case EVENT_REFUND:
-        TRY(field_str(r, &p, 0, "order_id", ev->payload.refund.order_id, sizeof(ev->payload.refund.order_id)));
-        ev->payload.refund.amount_cents = field_long(&p, 1);
-        return EVENT_OK;
-    case EVENT_REDEMPTION:
-        TRY(field_str(r, &p, 0, "redemption_id", ev->payload.redemption.redemption_id,
-                      sizeof(ev->payload.redemption.redemption_id)));
-        TRY(field_str(r, &p, 1, "reward_code", ev->payload.redemption.reward_code,
-                      sizeof(ev->payload.redemption.reward_code)));
-        ev->payload.redemption.cost_points = field_long(&p, 2);
-        return EVENT_OK;
-    default:
-        return EVENT_ERR_UNKNOWN_TYPE;
-    }
+    st->e = e;
+    return EINVAL;
 }
 
-static event_err decode_touchpoint(rd *r, touchpoint *ev)
+static int tp_string(avro_consumer_t *c, const void *value, size_t len, void *ud)
 {
-    avro_value_t *rec = r->rec, v;
-    int sym = 0;
-    touchpoint_clear(ev);
-    TRY(field_str(r, rec, TP_EVENT_ID, "event_id", ev->event_id, sizeof(ev->event_id)));
-    TRY(customer_id_str(r, rec, TP_CUSTOMER_ID, ev->customer_id));
-    avro_value_get_by_index(rec, TP_TYPE, &v, NULL);
-    avro_value_get_enum(&v, &sym);
-    ev->type = (event_type)sym;
-    TRY(field_str(r, rec, TP_CHANNEL, "channel", ev->channel, sizeof(ev->channel)));
-    ev->occurred_at = field_long(rec, TP_OCCURRED_AT);
-    avro_value_get_by_index(rec, TP_PAYLOAD, &v, NULL);
-    TRY(decode_payload(r, ev, &v));
-    avro_value_get_by_index(rec, TP_ATTRIBUTES, &v, NULL);
-    size_t n = 0;
-    avro_value_get_size(&v, &n);
-    for (size_t i = 0; i < n; i++) {
-        avro_value_t item;
-        const char *key = "", *val = "";
-        size_t vsize = 0;
-        avro_value_get_by_index(&v, i, &item, &key);
-        avro_value_get_string(&item, &val, &vsize);
-        /* a NUL inside a key was refused by the wire check (avro-c cuts keys there) */
-        if (vsize && memchr(val, '\0', vsize - 1)) {
-            snprintf(r->err, r->errlen, "attribute '%s' holds a NUL byte", key);
-            return EVENT_ERR_BAD_STRING;
+    /* avro-c's read_string allocated value (len counts its NUL) and hands it over */
+    const tp_node *n = (const tp_node *)c;
+    tp_state *st = ud;
+    const char *s = value;
+    size_t sl = len ? len - 1 : 0;
+    int rc = 0;
+    if (n->target == T_STR) {
+        event_err e = event_copy_str((char *)st->ev + n->off, n->cap, s, sl, n->field, st->err, st->errlen);
+        if (n->customer && e == EVENT_ERR_FIELD_TOO_LONG)
+            e = EVENT_ERR_CUSTOMER_ID_TOO_LONG;
+        else if (n->customer && e == EVENT_ERR_BAD_STRING)
+            e = EVENT_ERR_CUSTOMER_ID_CHARS;
+        if (e != EVENT_OK)
+            rc = tp_fail(st, e);
+        else if (n->has_off >= 0)
+            *(bool *)((char *)st->ev + n->has_off) = true;
+    } else if (n->target == T_ATTR_VALUE) {
+        touchpoint *ev = st->ev;
+        size_t i = ev->attr_count;
+        if (i >= *st->nulcap) {
+            size_t cap = *st->nulcap ? 2 * *st->nulcap : 16;
+            uint8_t *p = realloc(st->nul, cap);
+            if (!p) {
+                snprintf(st->err, st->errlen, "out of memory");
+                rc = tp_fail(st, EVENT_ERR_NO_MEMORY);
+                goto out;
+            }
+            st->nul = p;
+            *st->nulcap = cap;
         }
-        TRY(touchpoint_add_attr(ev, key, strlen(key), val, vsize ? vsize - 1 : 0));
+        st->nul[i] = sl && memchr(s, '\0', sl) != NULL;
+        event_err e = touchpoint_add_attr(ev, st->key, strlen(st->key), s, sl);
+        if (e != EVENT_OK) {
+            snprintf(st->err, st->errlen, "out of memory");
+            rc = tp_fail(st, e);
+        }
     }
-    return EVENT_OK;
+out:
+    avro_free((void *)value, len);
+    return rc;
+}
+
+static int tp_long(avro_consumer_t *c, int64_t v, void *ud)
+{
+    const tp_node *n = (const tp_node *)c;
+    if (n->target == T_LONG)
+        *(int64_t *)((char *)((tp_state *)ud)->ev + n->off) = v;
+    return 0;
+}
+
+static int tp_int(avro_consumer_t *c, int32_t v, void *ud)
+{
+    const tp_node *n = (const tp_node *)c;
+    if (n->target == T_INT)
+        *(int32_t *)((char *)((tp_state *)ud)->ev + n->off) = v;
+    return 0;
+}
+
+static int tp_double(avro_consumer_t *c, double v, void *ud)
+{
+    const tp_node *n = (const tp_node *)c;
+    if (n->target == T_DOUBLE)
+        *(double *)((char *)((tp_state *)ud)->ev + n->off) = v;
+    return 0;
+}
+
+static int tp_enum(avro_consumer_t *c, int v, void *ud)
+{
+    if (((const tp_node *)c)->target == T_TYPE)
+        ((tp_state *)ud)->ev->type = (event_type)v;
+    return 0;
+}
+
+static int tp_field(avro_consumer_t *c, unsigned int i, avro_consumer_t **fc, void **fud, void *ud)
+{
+    const tp_node *n = (const tp_node *)c;
+    *fc = &n->kids[i]->base;
+    *fud = ud;
+    return 0;
+}
+
+static int tp_branch(avro_consumer_t *c, unsigned int disc, avro_consumer_t **bc, void **bud, void *ud)
+{
+    const tp_node *n = (const tp_node *)c;
+    tp_state *st = ud;
+    if (n->target == T_PAYLOAD && (int)disc != payload_branch[st->ev->type]) {
+        snprintf(st->err, st->errlen, "type %s carries payload branch %d, expected %d", event_type_name(st->ev->type),
+                 (int)disc, payload_branch[st->ev->type]);
+        return tp_fail(st, EVENT_ERR_PAYLOAD_MISMATCH);
+    }
+    *bc = &n->kids[disc]->base;
+    *bud = ud;
+    return 0;
+}
+
+static int tp_map_element(avro_consumer_t *c, unsigned int i, const char *key, avro_consumer_t **vc, void **vud,
+                          void *ud)
+{
+    (void)i;
+    tp_state *st = ud;
+    st->key = key;
+    *vc = &((const tp_node *)c)->kids[0]->base;
+    *vud = ud;
+    return 0;
+}
+
+static int tp_array_element(avro_consumer_t *c, unsigned int i, avro_consumer_t **ec, void **eud, void *ud)
+{
+    (void)i;
+    *ec = &((const tp_node *)c)->kids[0]->base;
+    *eud = ud;
+    return 0;
+}
+
+static void tp_node_free(tp_node *n)
+{
+    if (!n)
+        return;
+    for (size_t i = 0; i < n->nkids; i++)
+        tp_node_free(n->kids[i]);
+    free(n->kids);
+    free(n);
+}
+
+/* The consumer of schema s and everything under it; NULL when out of memory
+ * or for a type the touchpoint schema does not use (bytes, fixed). */
+static tp_node *tp_node_new(avro_schema_t s, int depth)
+{
+    while (s && avro_typeof(s) == AVRO_LINK)
+        s = avro_schema_link_target(s);
+    if (!s || depth > 32)
+        return NULL;
+    tp_node *n = calloc(1, sizeof(*n));
+    if (!n)
+        return NULL;
+    n->base.schema = s;
+    n->has_off = -1;
+    switch (avro_typeof(s)) {
+    case AVRO_NULL:
+    case AVRO_BOOLEAN:
+    case AVRO_FLOAT:
+        break; /* no callback: nothing to fill */
+    case AVRO_STRING: n->base.string_value = tp_string; break;
+    case AVRO_INT64: n->base.long_value = tp_long; break;
+    case AVRO_INT32: n->base.int_value = tp_int; break;
+    case AVRO_DOUBLE: n->base.double_value = tp_double; break;
+    case AVRO_ENUM: n->base.enum_value = tp_enum; break;
+    case AVRO_RECORD: n->nkids = avro_schema_record_size(s); n->base.record_field = tp_field; break;
+    case AVRO_UNION: n->nkids = avro_schema_union_size(s); n->base.union_branch = tp_branch; break;
+    case AVRO_MAP: n->nkids = 1; n->base.map_element = tp_map_element; break;
+    case AVRO_ARRAY: n->nkids = 1; n->base.array_element = tp_array_element; break;
+    default: free(n); return NULL;
+    }
+    if (n->nkids && !(n->kids = calloc(n->nkids, sizeof(*n->kids)))) {
+        free(n);
+        return NULL;
+    }
+    for (size_t i = 0; i < n->nkids; i++) {
+        avro_schema_t k = avro_typeof(s) == AVRO_RECORD  ? avro_schema_record_field_get_by_index(s, (int)i)
+                          : avro_typeof(s) == AVRO_UNION ? avro_schema_union_branch(s, (int)i)
+                          : avro_typeof(s) == AVRO_MAP   ? avro_schema_map_values(s)
+                                                         : avro_schema_array_items(s);
+        if (!(n->kids[i] = tp_node_new(k, depth + 1))) {
+            tp_node_free(n);
+            return NULL;
+        }
+    }
+    return n;
+}
+
+/* Bind node (kid i of a record, or that record's [null, string] union) to
+ * what it fills; -1 when the schema's type there is not the one expected. */
+static int tp_bind(tp_node *rec, int i, tp_target t, size_t off, size_t cap, long has_off, const char *field)
+{
+    if (!rec || avro_typeof(rec->base.schema) != AVRO_RECORD || i < 0 || (size_t)i >= rec->nkids)
+        return -1;
+    tp_node *n = rec->kids[i];
+    if (has_off >= 0) { /* ["null", "string"] */
+        if (avro_typeof(n->base.schema) != AVRO_UNION || n->nkids != 2 ||
+            avro_typeof(n->kids[0]->base.schema) != AVRO_NULL)
+            return -1;
+        n = n->kids[1];
+    }
+    static const avro_type_t want[] = {[T_STR] = AVRO_STRING,  [T_LONG] = AVRO_INT64,   [T_INT] = AVRO_INT32,
+                                       [T_DOUBLE] = AVRO_DOUBLE, [T_TYPE] = AVRO_ENUM, [T_PAYLOAD] = AVRO_UNION};
+    if (avro_typeof(n->base.schema) != want[t])
+        return -1;
+    n->target = t;
+    n->off = off;
+    n->cap = cap;
+    n->has_off = has_off;
+    n->field = field;
+    return 0;
+}
+
+#define TP_OFF(f) offsetof(touchpoint, f)
+#define TP_STR(f) TP_OFF(f), sizeof(((touchpoint *)0)->f)
+#define TP_HAS(f) (long)TP_OFF(f)
+
+/* The consumer tree of the touchpoint schema s, bound to struct touchpoint;
+ * NULL when out of memory or when s is not the schema this codec knows. */
+static tp_node *tp_consumer_new(avro_schema_t s)
+{
+    tp_node *root = tp_node_new(s, 0);
+    if (!root || root->nkids != TP_NFIELDS)
+        goto err;
+    tp_node *pl = root->kids[TP_PAYLOAD], *attrs = root->kids[TP_ATTRIBUTES];
+    if (tp_bind(root, TP_EVENT_ID, T_STR, TP_STR(event_id), -1, "event_id") ||
+        tp_bind(root, TP_CUSTOMER_ID, T_STR, TP_STR(customer_id), -1, "customer_id") ||
+        tp_bind(root, TP_TYPE, T_TYPE, 0, 0, -1, "type") || tp_bind(root, TP_CHANNEL, T_STR, TP_STR(channel), -1, "channel") ||
+        tp_bind(root, TP_OCCURRED_AT, T_LONG, TP_OFF(occurred_at), 0, -1, "occurred_at") ||
+        tp_bind(root, TP_PAYLOAD, T_PAYLOAD, 0, 0, -1, "payload") || avro_typeof(attrs->base.schema) != AVRO_MAP ||
+        avro_typeof(attrs->kids[0]->base.schema) != AVRO_STRING)
+        goto err;
+    root->kids[TP_CUSTOMER_ID]->customer = true;
+    attrs->kids[0]->target = T_ATTR_VALUE;
+    for (int t = 0; t < EVENT_TYPE_COUNT; t++)
+        if ((size_t)payload_branch[t] >= pl->nkids)
+            goto err;
+    tp_node **b = pl->kids;
+    int rc =
+        tp_bind(b[payload_branch[EVENT_SIGNUP]], 0, T_STR, TP_STR(payload.signup.referred_by),
+                TP_HAS(payload.signup.has_referred_by), "referred_by") ||
+        tp_bind(b[payload_branch[EVENT_PROFILE_UPDATE]], 0, T_DOUBLE, TP_OFF(payload.profile_update.completeness), 0, -1,
+                "completeness") ||
+        tp_bind(b[payload_branch[EVENT_APP_USE]], 0, T_INT, TP_OFF(payload.app_use.session_seconds), 0, -1,
+                "session_seconds") ||
+        tp_bind(b[payload_branch[EVENT_APP_USE]], 1, T_STR, TP_STR(payload.app_use.feature),
+                TP_HAS(payload.app_use.has_feature), "feature") ||
+        tp_bind(b[payload_branch[EVENT_SOCIAL_SHARE]], 0, T_STR, TP_STR(payload.social_share.network), -1, "network") ||
+        tp_bind(b[payload_branch[EVENT_SOCIAL_SHARE]], 1, T_STR, TP_STR(payload.social_share.content_id),
+                TP_HAS(payload.social_share.has_content_id), "content_id") ||
+        tp_bind(b[payload_branch[EVENT_REFERRAL]], 0, T_STR, TP_STR(payload.referral.invitee_id),
+                TP_HAS(payload.referral.has_invitee_id), "invitee_id") ||
+        tp_bind(b[payload_branch[EVENT_PURCHASE]], 0, T_STR, TP_STR(payload.purchase.order_id), -1, "order_id") ||
+        tp_bind(b[payload_branch[EVENT_PURCHASE]], 1, T_LONG, TP_OFF(payload.purchase.amount_cents), 0, -1,
+                "amount_cents") ||
+        tp_bind(b[payload_branch[EVENT_PURCHASE]], 2, T_STR, TP_STR(payload.purchase.currency), -1, "currency") ||
+        tp_bind(b[payload_branch[EVENT_PURCHASE]], 3, T_STR, TP_STR(payload.purchase.store_id),
+                TP_HAS(payload.purchase.has_store_id), "store_id") ||
+        tp_bind(b[payload_branch[EVENT_REFUND]], 0, T_STR, TP_STR(payload.refund.order_id), -1, "order_id") ||
+        tp_bind(b[payload_branch[EVENT_REFUND]], 1, T_LONG, TP_OFF(payload.refund.amount_cents), 0, -1, "amount_cents") ||
+        tp_bind(b[payload_branch[EVENT_REDEMPTION]], 0, T_STR, TP_STR(payload.redemption.redemption_id), -1,
+                "redemption_id") ||
+        tp_bind(b[payload_branch[EVENT_REDEMPTION]], 1, T_STR, TP_STR(payload.redemption.reward_code), -1,
+                "reward_code") ||
+        tp_bind(b[payload_branch[EVENT_REDEMPTION]], 2, T_LONG, TP_OFF(payload.redemption.cost_points), 0, -1,
+                "cost_points");
+    if (rc)
+        goto err;
+    return root;
+err:
+    tp_node_free(root);
+    return NULL;
+}
+
+typedef struct attr_ref {
+    const char *key;
+    size_t idx;             /* its place on the wire */
+    size_t last;            /* a group's first entry: the place of its key's last value */
+} attr_ref;
+
+static int cmp_key_idx(const void *a, const void *b)
+{
+    const attr_ref *x = a, *y = b;
+    int c = strcmp(x->key, y->key);
+    return c ? c : (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+static int cmp_idx(const void *a, const void *b)
+{
+    const attr_ref *x = a, *y = b;
+    return (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+static event_err attr_nul(tp_state *st, size_t i)
+{
+    snprintf(st->err, st->errlen, "attribute '%s' holds a NUL byte", st->ev->attrs[i].key);
+    return EVENT_ERR_BAD_STRING;
+}
+
+/* The attributes' checks once all are read, with the outcome the generic
+ * value gave (a map keeps each key once, where it first came, with its last
+ * value): a value holding a NUL byte is refused, then a repeated key. */
+static event_err tp_check_attrs(tp_state *st, size_t map_items)
+{
+    const touchpoint *ev = st->ev;
+    size_t n = ev->attr_count;
+    bool repeated = false;
+    if (n <= 16) { /* the usual handful */
+        for (size_t i = 0; i < n && !repeated; i++)
+            for (size_t j = i + 1; j < n && !repeated; j++)
+                repeated = !strcmp(ev->attrs[i].key, ev->attrs[j].key);
+        if (!repeated) {
+            for (size_t i = 0; i < n; i++)
+                if (st->nul[i])
+                    return attr_nul(st, i);
+            return EVENT_OK;
+        }
+    }
+    attr_ref *r = malloc(n * sizeof(*r));
+    if (!r) {
+        snprintf(st->err, st->errlen, "out of memory");
+        return EVENT_ERR_NO_MEMORY;
+    }
+    for (size_t i = 0; i < n; i++)
+        r[i] = (attr_ref){.key = ev->attrs[i].key, .idx = i};
+    qsort(r, n, sizeof(*r), cmp_key_idx);
+    size_t distinct = 0;
+    for (size_t i = 0; i < n;) { /* one entry per key: its first place, its last value */
+        size_t j = i;
+        while (j + 1 < n && !strcmp(r[j + 1].key, r[i].key))
+            j++;
+        r[distinct] = r[i];
+        r[distinct++].last = r[j].idx;
+        i = j + 1;
+    }
+    qsort(r, distinct, sizeof(*r), cmp_idx);
+    event_err e = EVENT_OK;
+    for (size_t i = 0; i < distinct && e == EVENT_OK; i++)
+        if (st->nul[r[i].last])
+            e = attr_nul(st, r[i].idx);
+    free(r);
+    if (e == EVENT_OK && distinct != n) {
+        snprintf(st->err, st->errlen, "attributes repeat a key (%zu on the wire, %zu distinct)", map_items, distinct);
+        e = EVENT_ERR_MALFORMED;
+    }
+    return e;
+}
+
+/* Decode the touchpoint at the reader (the wire checked: map_items
+ * attributes on it) into ev. */
+static event_err decode_touchpoint(codec *c, size_t map_items, touchpoint *ev, char *err, size_t errlen)
+{
+    touchpoint_clear(ev);
+    tp_state st = {.ev = ev, .err = err, .errlen = errlen, .nul = c->attr_nul, .nulcap = &c->attr_nul_cap};
+    int rc = avro_consume_binary(c->reader, &c->tp->base, &st);
+    c->attr_nul = st.nul;
+    if (rc != 0) {
+        if (st.e != EVENT_OK)
+            return st.e;
+        snprintf(err, errlen, "avro: %s", avro_strerror());
+        return EVENT_ERR_MALFORMED;
+    }
+    return tp_check_attrs(&st, map_items);
 }
 
 static event_err decode_reward(rd *r, reward_event *ev)
@@ -555,25 +866,18 @@ event_err codec_decode_avro(codec *c, codec_schema s, const void *data, size_t l
     event_err e = check_wire(c, s, data, len, &map_items, err, errlen);
     if (e != EVENT_OK)
         return e;
+    avro_reader_memory_set_source(c->reader, data, (int64_t)len);
+    rec->schema = s;
+    if (s == SCHEMA_TOUCHPOINT)
+        return decode_touchpoint(c, map_items, &rec->tp, err, errlen);
     avro_value_t *v = &c->value[s];
     avro_value_reset(v);
-    avro_reader_memory_set_source(c->reader, data, (int64_t)len);
     if (avro_value_read(c->reader, v) != 0) {
         snprintf(err, errlen, "avro: %s", avro_strerror());
         return EVENT_ERR_MALFORMED;
     }
     rd r = {.rec = v, .err = err, .errlen = errlen};
-    rec->schema = s;
     switch (s) {
-    case SCHEMA_TOUCHPOINT:
-        e = decode_touchpoint(&r, &rec->tp);
-        /* avro-c keeps one entry per key: a repeated key would silently drop a value */
-        if (e == EVENT_OK && rec->tp.attr_count != map_items) {
-            snprintf(err, errlen, "attributes repeat a key (%zu on the wire, %zu distinct)", map_items,
-                     rec->tp.attr_count);
-            return EVENT_ERR_MALFORMED;
-        }
-        return e;
     case SCHEMA_REWARD: return decode_reward(&r, &rec->reward);
     case SCHEMA_STAGE_CHANGE: return decode_stage(&r, &rec->stage);
     case SCHEMA_CREDIT: return decode_credit(&r, &rec->credit);
