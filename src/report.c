@@ -23,27 +23,44 @@ void report_capture(const profile *p, bool exists, report_before *b)
     b->reversed = p->reversed;
 }
 
-/* Append one "field\0delta\0" pair, the field being parts joined by '|';
- * zero deltas are skipped. Written by hand rather than with printf: the
- * deltas are computed for every applied event. */
-static int add_parts(report_deltas *d, int64_t delta, const char *const *parts, int nparts)
+/* Append one "field\0delta\0" pair, the field being parts joined by '|',
+ * and what it counts in the process metrics (m); zero deltas are skipped.
+ * Written by hand rather than with printf, and with one room check per
+ * pair: the deltas are computed for every applied event. */
+static int add_parts(report_deltas *d, report_metric m, int64_t delta, const char *const *parts, int nparts)
 {
     if (delta == 0)
         return 0;
     if (d->n >= REPORT_MAX_DELTAS)
         return 0; /* cannot happen: REPORT_MAX_DELTAS bounds what one apply makes */
+    size_t len[8], total = (size_t)nparts + 26; /* separators, NULs, the number */
     for (int i = 0; i < nparts; i++)
-        if ((i && buf_append(&d->text, "|", 1)) || buf_puts(&d->text, parts[i]))
-            return -1;
-    char num[24], *p = fmt_ll(num, (long long)delta);
-    if (buf_append(&d->text, "", 1) || buf_append(&d->text, p, (size_t)(num + sizeof(num) - p)) ||
-        buf_append(&d->text, "", 1))
+        total += len[i] = strlen(parts[i]);
+    if (buf_reserve(&d->text, total) != 0)
         return -1;
+    char *w = d->text.data + d->text.len;
+    d->off[2 * d->n] = d->text.len;
+    for (int i = 0; i < nparts; i++) {
+        if (i)
+            *w++ = '|';
+        memcpy(w, parts[i], len[i]);
+        w += len[i];
+    }
+    *w++ = '\0';
+    d->off[2 * d->n + 1] = (size_t)(w - d->text.data);
+    char num[24], *p = fmt_ll(num, (long long)delta);
+    size_t nl = (size_t)(num + sizeof(num) - p);
+    memcpy(w, p, nl);
+    w += nl;
+    *w++ = '\0';
+    d->text.len = (size_t)(w - d->text.data);
+    *w = '\0';
+    d->metric[d->n] = (uint8_t)m;
     d->val[d->n++] = delta;
     return 0;
 }
-#define add(d, delta, ...)                                                                                            \
-    add_parts(d, delta, (const char *const[]){__VA_ARGS__},                                                           \
+#define add(d, m, delta, ...)                                                                                         \
+    add_parts(d, m, delta, (const char *const[]){__VA_ARGS__},                                                        \
               (int)(sizeof((const char *const[]){__VA_ARGS__}) / sizeof(const char *)))
 
 /* "YYYY-MM-DD" of a UTC day index into out (11 bytes). */
@@ -74,40 +91,39 @@ int report_compute(const program *prog, const report_before *b, const profile *a
 {
     buf_reset(&d->text);
     d->n = 0;
-    int rc = add(d, 1, "events", type) || add(d, b->exists ? 0 : 1, "customers");
+    int rc = add(d, RM_EVENTS, 1, "events", type) || add(d, RM_NONE, b->exists ? 0 : 1, "customers");
     const char *persona = profile_persona(after);
     if (!rc && (persona != b->persona))
-        rc = (b->persona && add(d, -1, "persona", b->persona)) || (persona && add(d, 1, "persona", persona));
+        rc = (b->persona && add(d, RM_NONE, -1, "persona", b->persona)) ||
+             (persona && add(d, RM_NONE, 1, "persona", persona));
     for (int l = 0; l < prog->nladders && !rc; l++) {
         const ladder *ld = &prog->ladders[l];
         int was = b->stage[l], now = after->stage[l];
         if (was == now)
             continue;
         if (was >= 0 && was < ld->nstages)
-            rc = add(d, -1, "stage", ld->id, ld->stages[was].name);
+            rc = add(d, RM_NONE, -1, "stage", ld->id, ld->stages[was].name); /* leaving is no stage change */
         if (!rc && now >= 0 && now < ld->nstages)
-            rc = add(d, 1, "stage", ld->id, ld->stages[now].name);
+            rc = add(d, RM_STAGE, 1, "stage", ld->id, ld->stages[now].name);
     }
-    rc = rc || add(d, after->lifetime_earned - b->earned, "points|issued") ||
-         add(d, after->redeemed - b->redeemed, "points|redeemed") ||
-         add(d, after->reversed - b->reversed, "points|reversed") || add(d, after->balance - b->balance, "points|balance");
+    rc = rc || add(d, RM_NONE, after->lifetime_earned - b->earned, "points|issued") ||
+         add(d, RM_NONE, after->redeemed - b->redeemed, "points|redeemed") ||
+         add(d, RM_NONE, after->reversed - b->reversed, "points|reversed") ||
+         add(d, RM_NONE, after->balance - b->balance, "points|balance");
     for (int i = 0; i < out->nrewards && !rc; i++) {
         const reward_event *r = &out->rewards[i];
         const char *kind = reward_kind_name(r->kind);
         char day[16];
         day_text(time_day_index(r->occurred_at), day);
-        rc = add(d, 1, "rule", r->rule_id, kind, "n") ||
-             (r->points && add(d, r->points, "rule", r->rule_id, kind, "points")) ||
-             (r->points && add(d, r->points, "day", day, r->rule_id));
+        rc = add(d, RM_REWARDS, 1, "rule", r->rule_id, kind, "n") ||
+             (r->points && add(d, RM_REWARD_POINTS, r->points, "rule", r->rule_id, kind, "points")) ||
+             (r->points && add(d, RM_NONE, r->points, "day", day, r->rule_id));
     }
     if (rc)
         return -1;
     /* argv points into text: only now, once text stops moving */
-    const char *p = d->text.data;
-    for (int i = 0; i < 2 * d->n; i++) {
-        d->argv[i] = p;
-        p += strlen(p) + 1;
-    }
+    for (int i = 0; i < 2 * d->n; i++)
+        d->argv[i] = d->text.data + d->off[i];
     return 0;
 }
 
@@ -143,10 +159,16 @@ void report_metrics_add(report_metrics *m, const report_deltas *d)
     for (int i = 0; i < d->n; i++) {
         const char *f = d->argv[2 * i];
         long long v = d->val[i];
-        /* only these fields feed metrics; leaving a stage is not a stage change */
-        if (strncmp(f, "events|", 7) && strncmp(f, "rule|", 5) && (strncmp(f, "stage|", 6) || v <= 0))
+        report_metric k = (report_metric)d->metric[i];
+        if (k == RM_BY_FIELD) /* deltas not made by report_compute */
+            k = !strncmp(f, "events|", 7)             ? RM_EVENTS
+                : !strncmp(f, "stage|", 6) && v > 0   ? RM_STAGE
+                : !strncmp(f, "rule|", 5) && strlen(f) > 2 && !strcmp(f + strlen(f) - 2, "|n") ? RM_REWARDS
+                : !strncmp(f, "rule|", 5)             ? RM_REWARD_POINTS
+                                                      : RM_NONE;
+        if (k == RM_NONE)
             continue;
-        if (f[0] == 'r' && strcmp(f + strlen(f) - 2, "|n")) /* ...|points: the points moved, either way */
+        if (k == RM_REWARD_POINTS) /* the points moved, either way */
             v = v < 0 ? -v : v;
         size_t len = strlen(f);
         uint64_t h = XXH3_64bits(f, len);

@@ -48,12 +48,24 @@ typedef struct report_before {
     int64_t balance, earned, redeemed, reversed;
 } report_before;
 
+/* What a delta counts in the process metrics (report_deltas_to_metrics). */
+typedef enum report_metric {
+    RM_BY_FIELD,                        /* unknown: read from the field's name (deltas made by hand) */
+    RM_NONE,                            /* nothing (customers, personas, points, days, leaving a stage) */
+    RM_EVENTS,                          /* events|<TYPE> */
+    RM_STAGE,                           /* stage|<ladder>|<stage>, entering it */
+    RM_REWARDS,                         /* rule|<rule>|<KIND>|n */
+    RM_REWARD_POINTS,                   /* rule|<rule>|<KIND>|points */
+} report_metric;
+
 /* The deltas of one apply, ready for the store: argv holds 2*n strings
  * (field, signed integer) pointing into text. */
 typedef struct report_deltas {
     buf text;                           /* owned */
     const char *argv[2 * REPORT_MAX_DELTAS];
+    size_t off[2 * REPORT_MAX_DELTAS];  /* argv's offsets into text while it grows */
     int64_t val[REPORT_MAX_DELTAS];     /* the deltas as numbers (argv's odd strings) */
+    uint8_t metric[REPORT_MAX_DELTAS];  /* report_metric of each */
     int n;                              /* pairs */
 } report_deltas;
 
