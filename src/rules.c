@@ -217,15 +217,66 @@ static int64_t window_index(window_kind w, int64_t t)
     }
 }
 
-static void format_money(int64_t cents, const char *currency, char *out, size_t len)
+/* What snprintf writes for the reasons' few conversions (%s, %lld, %02lld),
+ * written by hand: a reward's reason is formatted for every award. Cut where
+ * snprintf cuts (len - 1 bytes and the NUL). */
+typedef struct text {
+    char *p, *end;                /* the next byte, the last byte's place (its NUL) */
+} text;
+
+static text text_at(char *out, size_t len) { return (text){out, out + len - 1}; }
+
+static void text_mem(text *t, const char *s, size_t n)
 {
-    snprintf(out, len, "%s%lld.%02lld%s%s", cents < 0 ? "-" : "", (long long)llabs(cents / 100),
-             (long long)llabs(cents % 100), *currency ? " " : "", currency);
+    size_t room = (size_t)(t->end - t->p);
+    if (n > room)
+        n = room;
+    memcpy(t->p, s, n);
+    t->p += n;
 }
 
+static void text_str(text *t, const char *s) { text_mem(t, s, strlen(s)); }
+
+static void text_ll(text *t, long long v)
+{
+    char tmp[24], *d = fmt_ll(tmp, v);
+    text_mem(t, d, (size_t)(tmp + sizeof(tmp) - d));
+}
+
+static void text_ll02(text *t, long long v) /* %02lld */
+{
+    if (v >= 0 && v < 10)
+        text_mem(t, "0", 1);
+    text_ll(t, v);
+}
+
+static void text_end(text *t) { *t->p = '\0'; }
+
+/* "%s%lld.%02lld%s%s": sign, units, cents, " " and the currency if any */
+static void format_money(int64_t cents, const char *currency, char *out, size_t len)
+{
+    text t = text_at(out, len);
+    if (cents < 0)
+        text_mem(&t, "-", 1);
+    text_ll(&t, (long long)llabs(cents / 100));
+    text_mem(&t, ".", 1);
+    text_ll02(&t, (long long)llabs(cents % 100));
+    if (*currency) {
+        text_mem(&t, " ", 1);
+        text_str(&t, currency);
+    }
+    text_end(&t);
+}
+
+/* "x%lld.%02lld" of a multiplier in basis points */
 static void format_mult(int64_t bp, char *out, size_t len)
 {
-    snprintf(out, len, "x%lld.%02lld", (long long)(bp / BP_ONE), (long long)(bp % BP_ONE / 100));
+    text t = text_at(out, len);
+    text_mem(&t, "x", 1);
+    text_ll(&t, (long long)(bp / BP_ONE));
+    text_mem(&t, ".", 1);
+    text_ll02(&t, (long long)(bp % BP_ONE / 100));
+    text_end(&t);
 }
 
 /* ---- outputs ---------------------------------------------------------------------- */
@@ -615,15 +666,24 @@ engine_status rules_apply_event(const program *prog, profile *p, const touchpoin
         reward_event *rw = add_reward(prog, p, out, r, ev->event_id, t, REWARD_EARN, pts);
         if (r->rate_bp || r->tier_multiplier)
             format_mult(rmult, m, sizeof(m));
+        /* "%s %s: %s at %s: %lld points" (rate), "%s at %s: %lld points" (tier), "%s: %lld points" */
+        text t = text_at(rw->reason, sizeof(rw->reason));
+        text_str(&t, r->description);
         if (r->rate_bp) {
             format_money(ev->payload.purchase.amount_cents, ev->payload.purchase.currency, money, sizeof(money));
-            snprintf(rw->reason, sizeof(rw->reason), "%s %s: %s at %s: %lld points", r->description,
-                     ev->payload.purchase.order_id, money, m, (long long)pts);
-        } else if (r->tier_multiplier) {
-            snprintf(rw->reason, sizeof(rw->reason), "%s at %s: %lld points", r->description, m, (long long)pts);
-        } else {
-            snprintf(rw->reason, sizeof(rw->reason), "%s: %lld points", r->description, (long long)pts);
+            text_mem(&t, " ", 1);
+            text_str(&t, ev->payload.purchase.order_id);
+            text_mem(&t, ": ", 2);
+            text_str(&t, money);
         }
+        if (r->rate_bp || r->tier_multiplier) {
+            text_mem(&t, " at ", 4);
+            text_str(&t, m);
+        }
+        text_mem(&t, ": ", 2);
+        text_ll(&t, (long long)pts);
+        text_mem(&t, " points", 7);
+        text_end(&t);
     }
     if (recorded)
         trim_orders(prog, p, t);

@@ -195,6 +195,82 @@ static void hex_of(const buf *b, char *out)
         snprintf(out + 2 * i, 3, "%02x", (unsigned char)b->data[i]);
 }
 
+/* A purchase reward's reason is what the printf formats made of it before
+ * (rules.c writes it by hand): "%s %s: %s at %s: %lld points", the money as
+ * "%s%lld.%02lld%s%s" and the multiplier as "x%lld.%02lld", for amounts of
+ * one to many digits, with and without a currency, short and long ids. */
+START_TEST(reward_reasons_are_printf_formats)
+{
+    static program prog;
+    static engine_output out;
+    char err[512], money[256], mult[32], want[EVENT_TEXT_MAX + 1];
+    ck_assert_int_eq(program_load(&prog, NULL, err, sizeof(err)), 0);
+    int tier = program_ladder_index(&prog, "tier");
+    ck_assert_int_ge(tier, 0);
+    static const int64_t amounts[] = {1, 5, 9, 10, 99, 100, 101, 250, 1999, 100000, 123456789, INT64_C(900719925474099)};
+    char long_id[EVENT_ID_MAX + 1], long_cur[EVENT_ID_MAX + 1];
+    memset(long_id, 'o', EVENT_ID_MAX);
+    long_id[EVENT_ID_MAX] = '\0';
+    memset(long_cur, 'C', EVENT_ID_MAX);
+    long_cur[EVENT_ID_MAX] = '\0';
+    const char *ids[] = {"o-1", long_id}, *curs[] = {"EUR", "", long_cur};
+    int checked = 0;
+    for (size_t a = 0; a < sizeof(amounts) / sizeof(amounts[0]); a++)
+        for (int i = 0; i < 2; i++)
+            for (int cu = 0; cu < 3; cu++)
+                for (int st = 0; st < prog.ladders[tier].nstages; st++) {
+                    profile p;
+                    profile_init(&p, "c1");
+                    p.signed_up = true;
+                    p.count[EVENT_PURCHASE] = 5; /* not a first purchase */
+                    p.stage[tier] = (int8_t)st;
+                    touchpoint ev;
+                    memset(&ev, 0, sizeof(ev));
+                    snprintf(ev.event_id, sizeof(ev.event_id), "e-%zu-%d-%d-%d", a, i, cu, st);
+                    snprintf(ev.customer_id, sizeof(ev.customer_id), "c1");
+                    snprintf(ev.channel, sizeof(ev.channel), "web");
+                    ev.type = EVENT_PURCHASE;
+                    ev.occurred_at = INT64_C(1786190400000);
+                    snprintf(ev.payload.purchase.order_id, sizeof(ev.payload.purchase.order_id), "%s", ids[i]);
+                    snprintf(ev.payload.purchase.currency, sizeof(ev.payload.purchase.currency), "%s", curs[cu]);
+                    int64_t c = ev.payload.purchase.amount_cents = amounts[a];
+                    memset(&out, 0, sizeof(out));
+                    engine_status e = rules_apply_event(&prog, &p, &ev, &out, err, sizeof(err));
+                    ck_assert_msg(e == ENGINE_OK, "%s", err);
+                    int64_t bp = prog.ladders[tier].stages[st].multiplier_bp;
+                    snprintf(money, sizeof(money), "%s%lld.%02lld%s%s", c < 0 ? "-" : "", (long long)llabs(c / 100),
+                             (long long)llabs(c % 100), *curs[cu] ? " " : "", curs[cu]);
+                    snprintf(mult, sizeof(mult), "x%lld.%02lld", (long long)(bp / BP_ONE),
+                             (long long)(bp % BP_ONE / 100));
+                    for (int r = 0; r < out.nrewards; r++)
+                        if (!strcmp(out.rewards[r].rule_id, "purchase")) {
+                            snprintf(want, sizeof(want), "%s %s: %s at %s: %lld points", "Purchase", ids[i], money,
+                                     mult, (long long)out.rewards[r].points);
+                            ck_assert_str_eq(out.rewards[r].reason, want);
+                            checked++;
+                        }
+                    profile_free(&p);
+                }
+    ck_assert_int_ge(checked, 100);
+    /* a plain award */
+    profile p;
+    profile_init(&p, "c2");
+    touchpoint ev;
+    memset(&ev, 0, sizeof(ev));
+    snprintf(ev.event_id, sizeof(ev.event_id), "e-nl");
+    snprintf(ev.customer_id, sizeof(ev.customer_id), "c2");
+    snprintf(ev.channel, sizeof(ev.channel), "email");
+    ev.type = EVENT_NEWSLETTER_OPT_IN;
+    ev.occurred_at = INT64_C(1786190400000);
+    memset(&out, 0, sizeof(out));
+    ck_assert_int_eq(rules_apply_event(&prog, &p, &ev, &out, err, sizeof(err)), ENGINE_OK);
+    ck_assert_int_ge(out.nrewards, 1);
+    ck_assert_str_eq(out.rewards[0].reason, "Newsletter opt-in: 50 points");
+    profile_free(&p);
+    program_free(&prog);
+}
+END_TEST
+
 START_TEST(profile_bytes_are_stable)
 {
     static program prog;
@@ -276,6 +352,7 @@ Suite *rules_suite(void)
     }
     tcase_add_loop_test(tc, scenario, 0, (int)files.gl_pathc);
     tcase_add_test(tc, profile_bytes_are_stable);
+    tcase_add_test(tc, reward_reasons_are_printf_formats);
     suite_add_tcase(s, tc);
     return s;
 }
