@@ -13,7 +13,7 @@
  *       partition (customer % 64) committed after its call, so the next apply
  *       of the customer drops its outputs as in a run: the Redis ceiling.
  *   fidelio-bench latency -b BROKERS -i EVENTS.jsonl -t TOPIC -R REWARDS -S STAGES
- *                         -W WARMUP_TOPIC -r RATE -s SECONDS [-X KEY=VALUE]...
+ *                         -W WARMUP_TOPIC -r RATE -s SECONDS [-X KEY=VALUE]... [-D SAMPLES.tsv]
  *       produces the events of EVENTS.jsonl (fidelio gen, event ids ev-SEED-I)
  *       to TOPIC at a steady RATE for SECONDS, each with its Kafka timestamp
  *       set to the moment it is produced, and reads the outputs from REWARDS
@@ -278,11 +278,50 @@ static long long event_index(const char *id)
     return *end ? -1 : i;
 }
 
-/* One output observed: its latency and when its source was produced. */
+/* One output observed: its Kafka timestamp and its source event's number. */
 typedef struct lat_sample {
-    long long ms;
-    double sent_s; /* seconds after the first event was produced */
+    long long out_ms; /* the output's Kafka timestamp */
+    long long in;     /* its source event's number */
 } lat_sample;
+
+/* The feeder's inputs: when each was produced, acknowledged, and its Kafka
+ * timestamp as the broker reports it (LogAppendTime) or as it was set. */
+typedef struct feed_state {
+    const int64_t *sent_ms;
+    int64_t *acked_ms;  /* 0 until acknowledged */
+    int64_t *in_ts;     /* the input's Kafka timestamp */
+    long long failed, append_time;
+} feed_state;
+
+/* Delivery report of an input (its opaque: its number + 1). */
+static void on_feed_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    feed_state *fs = opaque;
+    long long i = (long long)(intptr_t)m->_private - 1;
+    if (i < 0)
+        return; /* the warm-up message */
+    if (m->err) {
+        fs->failed++;
+        return;
+    }
+    fs->acked_ms[i] = clock_wall_ms();
+    rd_kafka_timestamp_type_t tst;
+    int64_t ts = rd_kafka_message_timestamp(m, &tst);
+    /* librdkafka's mock cluster answers with a LogAppendTime that is none (not
+     * a time near the produce call): only a plausible one is the broker's */
+    if (tst == RD_KAFKA_TIMESTAMP_LOG_APPEND_TIME && ts >= fs->sent_ms[i] - 1000 && ts <= fs->acked_ms[i] + 1000) {
+        fs->in_ts[i] = ts;
+        fs->append_time++;
+    }
+}
+
+/* p99 of v[0..n) (sorted in place) or -1. */
+static long long p99_of(long long *v, size_t n)
+{
+    qsort(v, n, sizeof(*v), cmp_ll);
+    return quantile(v, n, 0.99);
+}
 
 /* Assign every partition of the named topics from the beginning. */
 static int assign_all(rd_kafka_t *rk, const char *const *topics, int ntopics)
@@ -317,11 +356,12 @@ static int assign_all(rd_kafka_t *rk, const char *const *topics, int ntopics)
 
 static int cmd_latency(int argc, char **argv)
 {
-    const char *brokers = NULL, *input = NULL, *topic = NULL, *rewards = NULL, *stages = NULL, *warmup = NULL;
+    const char *brokers = NULL, *input = NULL, *topic = NULL, *rewards = NULL, *stages = NULL, *warmup = NULL,
+               *dump = NULL;
     double rate = 0, seconds = 60;
     char *extra[32];
     int nextra = 0, opt, rc = 1;
-    while ((opt = getopt(argc, argv, "b:i:t:R:S:W:r:s:X:")) != -1) {
+    while ((opt = getopt(argc, argv, "b:i:t:R:S:W:r:s:X:D:")) != -1) {
         switch (opt) {
         case 'b': brokers = optarg; break;
         case 'i': input = optarg; break;
@@ -332,12 +372,13 @@ static int cmd_latency(int argc, char **argv)
         case 'r': rate = atof(optarg); break;
         case 's': seconds = atof(optarg); break;
         case 'X': if (nextra < 32) extra[nextra++] = optarg; break;
+        case 'D': dump = optarg; break;
         default: return 2;
         }
     }
     if (!brokers || !input || !topic || !rewards || !stages || !warmup || rate <= 0 || seconds <= 0) {
         fprintf(stderr, "usage: fidelio-bench latency -b BROKERS -i EVENTS.jsonl -t TOPIC -R REWARDS -S STAGES "
-                        "-W WARMUP_TOPIC -r RATE -s SECONDS [-X KEY=VALUE]...\n");
+                        "-W WARMUP_TOPIC -r RATE -s SECONDS [-X KEY=VALUE]... [-D SAMPLES.tsv]\n");
         return 2;
     }
     long long total = (long long)(rate * seconds);
@@ -347,15 +388,20 @@ static int cmd_latency(int argc, char **argv)
     buf *msgs = calloc((size_t)total, sizeof(*msgs));
     char(*keys)[EVENT_ID_MAX + 1] = calloc((size_t)total, sizeof(*keys));
     int64_t *sent_ms = calloc((size_t)total, sizeof(*sent_ms));
+    int64_t *acked_ms = calloc((size_t)total, sizeof(*acked_ms));
+    int64_t *in_ts = calloc((size_t)total, sizeof(*in_ts));
     double *sent_s = calloc((size_t)total, sizeof(*sent_s));
     size_t nsamples = 0, capsamples = (size_t)total * 3 + 16;
     lat_sample *samples = malloc(capsamples * sizeof(*samples));
+    long long *v = malloc(capsamples * sizeof(*v)), *wv = malloc(capsamples * sizeof(*wv));
+    feed_state fs = {.sent_ms = sent_ms, .acked_ms = acked_ms, .in_ts = in_ts};
     rd_kafka_t *prod = NULL, *cons = NULL;
+    rd_kafka_topic_t *rkt = NULL;
     FILE *in = fopen(input, "r");
     char *line = NULL;
     size_t cap = 0;
     long long lineno = 0, loaded = 0;
-    if (!c || !rec || !msgs || !keys || !sent_ms || !sent_s || !samples || !in) {
+    if (!c || !rec || !msgs || !keys || !sent_ms || !acked_ms || !in_ts || !sent_s || !samples || !v || !wv || !in) {
         fprintf(stderr, "fidelio-bench: %s\n", !c ? err : !in ? strerror(errno) : "out of memory");
         goto out;
     }
@@ -389,6 +435,8 @@ static int cmd_latency(int argc, char **argv)
         rd_kafka_conf_destroy(cc);
         goto out;
     }
+    rd_kafka_conf_set_dr_msg_cb(pc, on_feed_dr);
+    rd_kafka_conf_set_opaque(pc, &fs);
     if (!(prod = rd_kafka_new(RD_KAFKA_PRODUCER, pc, why, sizeof(why)))) {
         fprintf(stderr, "fidelio-bench: %s\n", why);
         rd_kafka_conf_destroy(pc);
@@ -403,23 +451,44 @@ static int cmd_latency(int argc, char **argv)
     const char *outs[] = {rewards, stages};
     if (assign_all(cons, outs, 2) != 0)
         goto out;
-    rd_kafka_resp_err_t we = rd_kafka_producev(prod, RD_KAFKA_V_TOPIC(warmup), RD_KAFKA_V_VALUE("warm-up", 7),
-                                               RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+    /* Warm the feeder up before its clock starts (none of it is Fidelio's
+     * latency): a real broker may take seconds to give a new idempotent
+     * producer its id (one message to WARMUP_TOPIC, delivered), and the input
+     * topic's partitions and leaders must be known, or the first seconds of
+     * input wait in the feeder's queue for them and reach the broker late,
+     * in one burst. */
+    if (!(rkt = rd_kafka_topic_new(prod, topic, NULL))) {
+        fprintf(stderr, "fidelio-bench: topic %s: %s\n", topic, rd_kafka_err2str(rd_kafka_last_error()));
+        goto out;
+    }
+    const rd_kafka_metadata_t *md = NULL;
+    rd_kafka_resp_err_t we = rd_kafka_metadata(prod, 0, rkt, &md, 10000);
+    if (!we && (md->topic_cnt != 1 || md->topics[0].err || md->topics[0].partition_cnt == 0))
+        we = md->topic_cnt == 1 && md->topics[0].err ? md->topics[0].err : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+    int in_parts = we ? 0 : md->topics[0].partition_cnt;
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    if (we) {
+        fprintf(stderr, "fidelio-bench: metadata of %s: %s\n", topic, rd_kafka_err2str(we));
+        goto out;
+    }
+    we = rd_kafka_producev(prod, RD_KAFKA_V_TOPIC(warmup), RD_KAFKA_V_VALUE("warm-up", 7),
+                           RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
     if (we || (we = rd_kafka_flush(prod, 60000)) != 0) {
         fprintf(stderr, "fidelio-bench: warm-up message to %s: %s\n", warmup, rd_kafka_err2str(we));
         goto out;
     }
-    double t0 = clock_mono_s(), last_out = 0;
-    long long next = 0, outputs = 0, unmatched = 0;
+    double t0 = clock_mono_s(), last_out = 0, behind_s = 0;
+    long long next = 0, outputs = 0, unmatched = 0, out_append = 0;
     while (!stop) {
         double t = clock_mono_s();
         while (next < total && t0 + (double)next / rate <= t) {
-            sent_ms[next] = clock_wall_ms();
+            sent_ms[next] = in_ts[next] = clock_wall_ms();
             sent_s[next] = clock_mono_s() - t0;
             rd_kafka_resp_err_t e = rd_kafka_producev(
-                prod, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(keys[next], strlen(keys[next])),
+                prod, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_KEY(keys[next], strlen(keys[next])),
                 RD_KAFKA_V_VALUE(msgs[next].data, msgs[next].len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                RD_KAFKA_V_TIMESTAMP(sent_ms[next]), RD_KAFKA_V_END);
+                RD_KAFKA_V_TIMESTAMP(sent_ms[next]), RD_KAFKA_V_OPAQUE((void *)(intptr_t)(next + 1)), RD_KAFKA_V_END);
             if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
                 rd_kafka_poll(prod, 1);
                 continue;
@@ -428,6 +497,8 @@ static int cmd_latency(int argc, char **argv)
                 fprintf(stderr, "fidelio-bench: produce: %s\n", rd_kafka_err2str(e));
                 goto out;
             }
+            if (sent_s[next] - (double)next / rate > behind_s)
+                behind_s = sent_s[next] - (double)next / rate;
             next++;
         }
         rd_kafka_poll(prod, 0);
@@ -438,10 +509,11 @@ static int cmd_latency(int argc, char **argv)
                 codec_schema s = is_reward ? SCHEMA_REWARD : SCHEMA_STAGE_CHANGE;
                 rd_kafka_timestamp_type_t tst;
                 int64_t ts = rd_kafka_message_timestamp(m, &tst);
+                out_append += tst == RD_KAFKA_TIMESTAMP_LOG_APPEND_TIME;
                 if (codec_decode_avro(c, s, m->payload, m->len, rec, why, sizeof(why)) == EVENT_OK) {
                     long long i = event_index(is_reward ? rec->reward.source_event_id : rec->stage.source_event_id);
                     if (i >= 0 && i < next && nsamples < capsamples) {
-                        samples[nsamples++] = (lat_sample){.ms = ts - sent_ms[i], .sent_s = sent_s[i]};
+                        samples[nsamples++] = (lat_sample){.out_ms = ts, .in = i};
                     } else {
                         unmatched++;
                     }
@@ -456,44 +528,77 @@ static int cmd_latency(int argc, char **argv)
             break;
     }
     rd_kafka_flush(prod, 10000);
+    rd_kafka_poll(prod, 0);
     if (!nsamples) {
         fprintf(stderr, "fidelio-bench: no output matched an input\n");
         goto out;
     }
-    long long *v = malloc(nsamples * sizeof(*v));
-    if (!v)
-        goto out;
+    /* Latency = the output's Kafka timestamp - its input's (LogAppendTime
+     * from the delivery report when the input topic has it, else the
+     * CreateTime the feeder set); windows by when the input was produced. */
     for (size_t i = 0; i < nsamples; i++)
-        v[i] = samples[i].ms;
-    qsort(v, nsamples, sizeof(*v), cmp_ll);
-    fprintf(stderr, "latency: %lld events at %.0f/s for %.0f s, %lld outputs (%lld unmatched); p99 per 10 s:", total,
-            rate, seconds, outputs, unmatched);
+        v[i] = samples[i].out_ms - in_ts[samples[i].in];
+    FILE *df = dump ? fopen(dump, "w") : NULL;
+    if (df) { /* one line per output: input number, produced at (s), input ts, acked, output ts (ms) */
+        fprintf(df, "input\tsent_s\tsent_ms\tin_ts_ms\tacked_ms\tout_ts_ms\n");
+        for (size_t i = 0; i < nsamples; i++) {
+            long long k = samples[i].in;
+            fprintf(df, "%lld\t%.3f\t%lld\t%lld\t%lld\t%lld\n", k, sent_s[k], (long long)sent_ms[k],
+                    (long long)in_ts[k], (long long)acked_ms[k], samples[i].out_ms);
+        }
+        fclose(df);
+    }
+    fprintf(stderr, "latency: %lld events to %d partitions at %.0f/s for %.0f s, %lld outputs (%lld unmatched); "
+                    "timestamps: input %s (%lld of %lld), output %s (%lld of %lld); p99 per 10 s:",
+            total, in_parts, rate, seconds, outputs, unmatched, fs.append_time == next ? "LogAppendTime" : "CreateTime",
+            fs.append_time == next ? fs.append_time : next - fs.append_time, next,
+            out_append == outputs ? "LogAppendTime" : "CreateTime", out_append == outputs ? out_append : outputs - out_append,
+            outputs);
     long long worst_window = 0;
     for (int w = 0; w * 10 < (int)seconds; w++) {
         size_t k = 0;
-        long long *wv = malloc(nsamples * sizeof(*wv));
-        if (!wv)
-            break;
         for (size_t i = 0; i < nsamples; i++)
-            if (samples[i].sent_s >= w * 10 && samples[i].sent_s < w * 10 + 10)
-                wv[k++] = samples[i].ms;
-        qsort(wv, k, sizeof(*wv), cmp_ll);
-        long long p = quantile(wv, k, 0.99);
+            if (sent_s[samples[i].in] >= w * 10 && sent_s[samples[i].in] < w * 10 + 10)
+                wv[k++] = v[i];
+        long long p = p99_of(wv, k);
         fprintf(stderr, " %lld", p);
         if (p > worst_window)
             worst_window = p;
-        free(wv);
     }
     fprintf(stderr, " ms\n");
-    printf("samples=%zu p50_ms=%lld p99_ms=%lld max_ms=%lld worst_10s_p99_ms=%lld\n", nsamples,
-           quantile(v, nsamples, 0.5), quantile(v, nsamples, 0.99), v[nsamples - 1], worst_window);
-    free(v);
+    /* The feeder's own share, no part of Fidelio's latency: how far its
+     * produce calls fell behind the schedule, and how long its inputs waited
+     * in its producer for their acknowledgement. */
+    long long worst_ack = 0, unacked = 0;
+    fprintf(stderr, "feeder: produce calls at most %.0f ms behind the schedule; input acknowledged after, p99 per 10 s:",
+            behind_s * 1000);
+    for (int w = 0; w * 10 < (int)seconds; w++) {
+        size_t k = 0;
+        for (long long i = 0; i < next; i++)
+            if (sent_s[i] >= w * 10 && sent_s[i] < w * 10 + 10 && acked_ms[i])
+                wv[k++] = acked_ms[i] - sent_ms[i];
+        long long p = p99_of(wv, k);
+        fprintf(stderr, " %lld", p);
+        if (p > worst_ack)
+            worst_ack = p;
+    }
+    for (long long i = 0; i < next; i++)
+        unacked += !acked_ms[i];
+    fprintf(stderr, " ms (%lld not acknowledged, %lld failed)\n", unacked, fs.failed);
+    qsort(v, nsamples, sizeof(*v), cmp_ll);
+    printf("samples=%zu p50_ms=%lld p99_ms=%lld max_ms=%lld worst_10s_p99_ms=%lld feeder_ack_worst_10s_p99_ms=%lld "
+           "input_ts=%s output_ts=%s input_partitions=%d\n",
+           nsamples, quantile(v, nsamples, 0.5), quantile(v, nsamples, 0.99), v[nsamples - 1], worst_window,
+           worst_ack, fs.append_time == next ? "LogAppendTime" : "CreateTime",
+           out_append == outputs ? "LogAppendTime" : "CreateTime", in_parts);
     rc = 0;
 out:
     if (cons) {
         rd_kafka_consumer_close(cons);
         rd_kafka_destroy(cons);
     }
+    if (rkt)
+        rd_kafka_topic_destroy(rkt);
     if (prod)
         rd_kafka_destroy(prod);
     for (long long i = 0; msgs && i < total; i++)
@@ -501,8 +606,12 @@ out:
     free(msgs);
     free(keys);
     free(sent_ms);
+    free(acked_ms);
+    free(in_ts);
     free(sent_s);
     free(samples);
+    free(v);
+    free(wv);
     free(line);
     if (in)
         fclose(in);

@@ -5,6 +5,7 @@
 #
 #   bench/run.sh [--broker dev-kafka|real] [--events M] [--customers N] [--quick]
 #                [--partitions P] [--naive-seconds S] [--latency-seconds S]
+#                [--latency-partitions P]
 #                [--no-peer] [--no-mem] [--keep]
 #
 #   --broker dev-kafka   librdkafka's mock cluster (`fidelio dev-kafka`; default)
@@ -16,6 +17,9 @@
 #   --partitions P       partitions of the input topic (default 64)
 #   --naive-seconds S    how long the naive run (batch 1) runs (default 60; 15 quick)
 #   --latency-seconds S  length of the steady-rate latency run (default 60; 20 quick)
+#   --latency-partitions P  partitions of the latency run's input and output topics
+#                        (default: --partitions); with librdkafka, output latency grows
+#                        with the output partitions each broker leads (README Performance)
 #   --no-peer            skip the Kafka Streams peer
 #   --no-mem             skip the memory run (as many distinct customers as events)
 #   --keep               keep the work directory (logs) and print its path
@@ -36,7 +40,12 @@
 #      connection (redis-benchmark -c 1 -P 64).
 #   6. Latency: a `fidelio run` service on its own topics, fed at a steady 50% of the
 #      rate of 3 by fidelio-bench latency; input Kafka timestamp to output Kafka
-#      timestamp, p50/p99 over the run and the worst p99 of any 10 s.
+#      timestamp, p50/p99 over the run and the worst p99 of any 10 s. On the real
+#      broker its topics have message.timestamp.type=LogAppendTime: both timestamps
+#      are the broker's append times (the input's comes back in the feeder's
+#      delivery report), so the time an input waits in the feeder's own producer is
+#      not counted and the time an output waits in fidelio's producer is; the mock
+#      has no LogAppendTime (CreateTime: the feeder's produce call, fidelio's).
 #   7. Memory: `fidelio run` over --events events of as many distinct customers.
 #   8. The peer (real broker): the Kafka Streams application of bench/kstreams-peer on
 #      the same input topic, exactly_once_v2, RocksDB; its events/s.
@@ -44,7 +53,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-BROKER=dev-kafka EVENTS=1000000 CUSTOMERS=100000 PARTITIONS=64 NAIVE_S=60 LAT_S=60
+BROKER=dev-kafka EVENTS=1000000 CUSTOMERS=100000 PARTITIONS=64 NAIVE_S=60 LAT_S=60 LAT_PARTS=
 PEER=1 MEM=1 KEEP=0 QUICK=0
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -54,6 +63,7 @@ while [ $# -gt 0 ]; do
     --partitions) PARTITIONS=$2; shift ;;
     --naive-seconds) NAIVE_S=$2; shift ;;
     --latency-seconds) LAT_S=$2; shift ;;
+    --latency-partitions) LAT_PARTS=$2; shift ;;
     --quick) QUICK=1; EVENTS=20000; CUSTOMERS=2000; NAIVE_S=15; LAT_S=20 ;;
     --no-peer) PEER=0 ;;
     --no-mem) MEM=0 ;;
@@ -65,6 +75,7 @@ while [ $# -gt 0 ]; do
 done
 case "$BROKER" in dev-kafka|real) ;; *) echo "bench/run.sh: --broker dev-kafka or real" >&2; exit 2 ;; esac
 [ "$BROKER" = real ] || PEER=0
+LAT_PARTS=${LAT_PARTS:-$PARTITIONS}
 for b in redis-server redis-cli redis-benchmark python3 /usr/bin/time meson; do
     command -v "$b" >/dev/null || { echo "bench/run.sh: $b is not installed (bash tools/setup.sh)" >&2; exit 2; }
 done
@@ -95,9 +106,15 @@ die() { echo "bench: FAILED: $*" >&2; exit 1; }
 
 # Topics: the input, and per fidelio run its outputs, DLQ and credits (a credits topic
 # is also an input: runs must not share one).
-RUNS=(default naive lat mem)
-TOPICS=("bench-touchpoints:$PARTITIONS" "bench-lat-in:$PARTITIONS" "bench-mem-in:$PARTITIONS" "bench-warmup:1"
-        "peer-rewards:$PARTITIONS" "peer-stage-changes:$PARTITIONS")
+# The latency run's topics have --latency-partitions; on the real broker its input and
+# outputs keep the broker's append time as their Kafka timestamp (see 6. above).
+RUNS=(default naive mem)
+TS=
+[ "$BROKER" = real ] && TS=:message.timestamp.type=LogAppendTime
+TOPICS=("bench-touchpoints:$PARTITIONS" "bench-mem-in:$PARTITIONS" "bench-warmup:1"
+        "peer-rewards:$PARTITIONS" "peer-stage-changes:$PARTITIONS"
+        "bench-lat-in:$LAT_PARTS$TS" "bench-lat-rewards:$LAT_PARTS$TS" "bench-lat-stage-changes:$LAT_PARTS$TS"
+        "bench-lat-dlq:$LAT_PARTS" "bench-lat-credits:$LAT_PARTS")
 for r in "${RUNS[@]}"; do
     for t in rewards stage-changes dlq credits; do TOPICS+=("bench-$r-$t:$PARTITIONS"); done
 done
@@ -226,6 +243,7 @@ DEF_PROFILES=$PROFILES
 
 # 4. The naive configuration.
 note "4/8 fidelio run, naive configuration (pipeline.batch_size=1), ${NAIVE_S} s"
+: >"$WORK/naive.log"  # exists before the wait below greps it
 # shellcheck disable=SC2046
 "$FIDELIO" run $(fid_opts naive) --set topics.touchpoints=bench-touchpoints --set pipeline.batch_size=1 \
     >"$WORK/naive.log" 2>&1 &
@@ -253,9 +271,11 @@ HSET_RATE=$(sed -n 's/^HSET: \([0-9.]*\) requests per second.*/\1/p' "$WORK/hset
 # 6. Latency at a steady 50% of the default run's rate.
 LAT_RATE=$(echo "$DEF_RATE" | awk '{r = int($1 / 2); print (r < 1 ? 1 : r)}')
 LAT_EVENTS=$(( LAT_RATE * LAT_S ))
-note "6/8 latency: $LAT_RATE events/s for $LAT_S s (50% of the default run's rate)"
+note "6/8 latency: $LAT_RATE events/s for $LAT_S s (50% of the default run's rate), $LAT_PARTS partitions (load $(cut -d' ' -f1-3 /proc/loadavg))"
+LAT_LOAD0=$(cut -d' ' -f1 /proc/loadavg)
 "$FIDELIO" gen --customers "$CUSTOMERS" --events "$LAT_EVENTS" --seed 2 --days 1 --end "$END" -q -o "$WORK/lat.jsonl" \
     || die "gen (latency data)"
+: >"$WORK/lat.log"  # exists before the wait below greps it
 # shellcheck disable=SC2046
 "$FIDELIO" run $(fid_opts lat) --set topics.touchpoints=bench-lat-in >"$WORK/lat.log" 2>&1 &
 LAT_PID=$!
@@ -266,9 +286,12 @@ grep -q " assigned " "$WORK/lat.log" || die "the latency instance got no partiti
     -W bench-warmup -r "$LAT_RATE" -s "$LAT_S" >"$WORK/latency.out" 2>"$WORK/latency.log" || die "latency: $(tail -3 "$WORK/latency.log")"
 kill -TERM "$LAT_PID"
 wait "$LAT_PID" || die "the latency instance did not stop cleanly: $(tail -3 "$WORK/lat.log")"
-lat() { sed -n "s/.* $1=\([0-9]*\).*/\1/p; s/^$1=\([0-9]*\).*/\1/p" "$WORK/latency.out" | head -1; }
-LAT_P50=$(lat p50_ms) LAT_P99=$(lat p99_ms) LAT_W99=$(lat worst_10s_p99_ms)
-LAT_WINDOWS=$(sed -n 's/.*p99 per 10 s: \(.*\) ms/\1/p' "$WORK/latency.log")
+LAT_LOAD1=$(cut -d' ' -f1 /proc/loadavg)
+lat() { sed -n "s/.* $1=\([0-9A-Za-z]*\).*/\1/p; s/^$1=\([0-9A-Za-z]*\).*/\1/p" "$WORK/latency.out" | head -1; }
+LAT_P50=$(lat p50_ms) LAT_P99=$(lat p99_ms) LAT_W99=$(lat worst_10s_p99_ms) LAT_TS=$(lat input_ts)
+LAT_WINDOWS=$(sed -n 's/^latency: .*p99 per 10 s: \(.*\) ms/\1/p' "$WORK/latency.log")
+LAT_FEEDER=$(sed -n 's/^feeder: //p' "$WORK/latency.log")
+LAT_OUT_PARTS=$(sed -n 's/.*output topics (partitions): \(.*\)/\1/p' "$WORK/lat.log" | head -1)
 
 # 7. Memory with as many distinct customers as events.
 MEM_RSS_MB=- MEM_PER_CUST=- MEM_PROFILES=-
@@ -321,7 +344,7 @@ rows = [
   f"fidelio = {fid / float(peer):.2f} x peer" if peer else "-", "> 1"),
  ("CPU per event: redis-server", "$DEF_REDIS_US us", "", "<= 8 us"),
  ("CPU per event: fidelio", "$DEF_FID_US us", "", "<= 6 us"),
- ("latency at 50% rate ($LAT_RATE ev/s, ${LAT_S} s)", "p50 $LAT_P50 ms, p99 $LAT_P99 ms",
+ ("latency at 50% rate ($LAT_RATE ev/s, ${LAT_S} s, $LAT_PARTS partitions)", "p50 $LAT_P50 ms, p99 $LAT_P99 ms",
   "worst 10 s p99 $LAT_W99 ms", "p99 <= 250 ms, flat"),
  ("fidelio RSS, $DEF_PROFILES customers", "$DEF_RSS_MB MB", "", "<= 256 MB"),
  ("fidelio RSS, $MEM_PROFILES distinct customers", "$MEM_RSS_MB MB", "", "<= 256 MB"),
@@ -338,6 +361,8 @@ print("|" + "|".join("-" * (x + 2) for x in w) + "|")
 for r in rows:
     print(line(r))
 print()
-print("gen wrote $GEN_RATE events/s; latency p99 per 10 s: $LAT_WINDOWS ms")
+print("gen wrote $GEN_RATE events/s; latency p99 per 10 s: $LAT_WINDOWS ms ($LAT_TS timestamps; load average $LAT_LOAD0 -> $LAT_LOAD1)")
+print("latency feeder: $LAT_FEEDER")
+print("latency run's outputs: $LAT_OUT_PARTS")
 print("peer check (sampled customers): $PEER_CHECK")
 PY

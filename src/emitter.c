@@ -223,6 +223,66 @@ static rd_kafka_topic_t *topic_handle(emitter *em, const char *topic)
     return rkt;
 }
 
+void emitter_prepare(emitter *em, const char *const *topics, size_t n, int timeout_ms)
+{
+    int busiest = -1, most = 0, total = 0, nbrokers = 0;
+    struct {
+        int32_t id;
+        int parts;
+    } per[64];
+    char names[512] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < n; i++) {
+        rd_kafka_topic_t *rkt = topic_handle(em, topics[i]);
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_resp_err_t e = rkt ? rd_kafka_metadata(em->producer, 0, rkt, &md, timeout_ms)
+                                    : RD_KAFKA_RESP_ERR__INVALID_ARG;
+        if (!e && (md->topic_cnt != 1 || md->topics[0].err))
+            e = md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+        if (e) { /* not fatal: the producer asks again when it first produces there */
+            log_warn("no metadata of output topic '%s' for the producer at start-up: %s (its first outputs will "
+                     "wait for it)",
+                     topics[i], rd_kafka_err2str(e));
+            if (md)
+                rd_kafka_metadata_destroy(md);
+            continue;
+        }
+        const struct rd_kafka_metadata_topic *t = &md->topics[0];
+        if (used < sizeof(names))
+            used += (size_t)snprintf(names + used, sizeof(names) - used, "%s%s %d", used ? ", " : "", topics[i],
+                                     t->partition_cnt);
+        for (int p = 0; p < t->partition_cnt; p++) {
+            int b = 0;
+            while (b < nbrokers && per[b].id != t->partitions[p].leader)
+                b++;
+            if (b == nbrokers) {
+                if (nbrokers == (int)(sizeof(per) / sizeof(per[0])))
+                    continue;
+                per[nbrokers].id = t->partitions[p].leader;
+                per[nbrokers++].parts = 0;
+            }
+            total++;
+            if (++per[b].parts > most) {
+                most = per[b].parts;
+                busiest = per[b].id;
+            }
+        }
+        rd_kafka_metadata_destroy(md);
+    }
+    em->output_partitions = total;
+    em->busiest_broker_partitions = most;
+    if (!total)
+        return;
+    log_info("output topics (partitions): %s; %d partition(s) led by %d broker(s), at most %d by broker %d", names,
+             total, nbrokers, most, (int)busiest);
+    if (most > EMITTER_PARTITIONS_PER_BROKER)
+        log_warn("%d output partitions are led by broker %d: librdkafka sends one produce request per partition, "
+                 "at most 5 in flight per broker for an idempotent producer, so each batch's outputs queue behind "
+                 "each other and latency grows with the partitions per broker (README: Performance, latency); "
+                 "fewer partitions on the output topics, or more brokers, bring it down",
+                 most, (int)busiest);
+}
+
 /* After a fatal producer error (fenced by a newer instance with the same
  * transactional.id, or a transaction that timed out): a new producer. */
 static int restart_producer(emitter *em, char *err, size_t errlen)

@@ -90,13 +90,27 @@ typedef struct emitter {
         rd_kafka_topic_t *rkt;  /* owned; of producer, destroyed before it */
     } topics[EMITTER_TOPICS];   /* handles of the topics produced to (outputs, DLQ, credits) */
     int ntopics;
+    int output_partitions;      /* partitions of the topics emitter_prepare was given (0 before) */
+    int busiest_broker_partitions; /* of them, the most led by one broker */
 } emitter;
+
+/* Output partitions led by one broker above which emitter_prepare warns
+ * (README: Performance, latency). */
+#define EMITTER_PARTITIONS_PER_BROKER 64
 
 /* Open the producer for cfg; with pipeline.exactly_once a transactional one
  * (refused with a message on the mock cluster; init_transactions done).
  * done (may be NULL) is told when each batch is committed or dropped. */
 int emitter_open(emitter *em, const config *cfg, rd_kafka_t *consumer, emitter_done_fn done, void *done_ctx,
                  char *err, size_t errlen);
+
+/* Before consuming: make the producer's handles of the n topics it will
+ * write and fetch their metadata (partitions, leaders; waiting up to
+ * timeout_ms each), so the first batch's outputs are not held in the
+ * producer's queue waiting for it. Logs the output partitions per broker and
+ * warns above EMITTER_PARTITIONS_PER_BROKER. A topic whose metadata does not
+ * come is logged, not fatal (the producer asks again on first use). */
+void emitter_prepare(emitter *em, const char *const *topics, size_t n, int timeout_ms);
 
 /* Whether a new batch may begin (at-least-once: fewer than
  * pipeline.max_in_flight_batches in flight); else emitter_poll until it may. */

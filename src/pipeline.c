@@ -1907,6 +1907,8 @@ static int setup(pipeline *pl, char *err, size_t errlen)
         return -1;
     if (emitter_open(&pl->em, cfg, pl->consumer, on_batch_done, pl, err, errlen) != 0)
         return -1;
+    /* the output topics' metadata before the first batch (check[0] is the input) */
+    emitter_prepare(&pl->em, check + 1, ntopics - 1, (int)cfg->assign_timeout_ms);
     if (pl->opts->source) {
         if (pl->opts->source->start(pl->opts->source->ctx, pl->consumer, err, errlen) != 0)
             return -1;

@@ -21,7 +21,8 @@
 #       --user NAME:PASSWORD   an extra user for PLAIN and SCRAM (repeatable; with --sasl)
 #   Note: librdkafka < 2.6.1 (Debian 12 has 2.0.2) cannot log in with SCRAM to Kafka
 #   4.x (it repeats the client nonce; Kafka 4 checks it strictly): use PLAIN over TLS.
-#   broker.sh topics DIR NAME[:PARTITIONS] ...   create topics (replication = nodes, max 3)
+#   broker.sh topics DIR NAME[:PARTITIONS[:KEY=VALUE,...]] ...   create topics (replication =
+#                                        nodes, max 3), with topic configs if given
 #   broker.sh acl DIR ARGS...            org.apache.kafka.tools.AclCommand as admin (--sasl)
 #   broker.sh stop DIR                   stop every node (SIGTERM, then SIGKILL after 30 s)
 #   broker.sh stop-node DIR N / start-node DIR N    stop / restart node N (1-based)
