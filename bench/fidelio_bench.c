@@ -13,7 +13,8 @@
  *       partition (customer % 64) committed after its call, so the next apply
  *       of the customer drops its outputs as in a run: the Redis ceiling.
  *   fidelio-bench latency -b BROKERS -i EVENTS.jsonl -t TOPIC -R REWARDS -S STAGES
- *                         -W WARMUP_TOPIC -r RATE -s SECONDS [-X KEY=VALUE]... [-D SAMPLES.tsv]
+ *                         -W WARMUP_TOPIC -r RATE -s SECONDS [-L LINGER_MS] [-X KEY=VALUE]...
+ *                         [-D SAMPLES.tsv]
  *       produces the events of EVENTS.jsonl (fidelio gen, event ids ev-SEED-I)
  *       to TOPIC at a steady RATE for SECONDS, each with its Kafka timestamp
  *       set to the moment it is produced, and reads the outputs from REWARDS
@@ -21,7 +22,16 @@
  *       its Kafka timestamp - its source event's. Prints p50/p99/max over the
  *       run and p99 per 10 s of input time. Before the clock starts, one message
  *       to WARMUP_TOPIC is delivered: a real broker may take seconds to give a
- *       new idempotent producer its id, which is no part of Fidelio's latency.
+ *       new idempotent producer its id, which is no part of Fidelio's latency;
+ *       and the input topic's metadata is fetched. Latency is measured from the
+ *       input's Kafka timestamp as the broker reports it in the delivery report
+ *       (LogAppendTime topics: the real broker in bench/run.sh) or as set (the
+ *       mock). The feeder's producer lingers LINGER_MS (default 50): librdkafka
+ *       sends one request per partition, and at 1 ms a 64-partition feeder sent
+ *       one request per event, loading the shared broker as no batching upstream
+ *       would; with append times its linger is not counted either way. It prints
+ *       how far its produce calls fell behind and its inputs' acknowledgement
+ *       times; -D writes every output's times (TSV) for a closer look.
  *
  * Every command prints one result line of KEY=VALUE pairs on stdout (what
  * bench/run.sh reads) and details on stderr. Exit 0, 1 on failure, 2 usage. */
@@ -357,11 +367,11 @@ static int assign_all(rd_kafka_t *rk, const char *const *topics, int ntopics)
 static int cmd_latency(int argc, char **argv)
 {
     const char *brokers = NULL, *input = NULL, *topic = NULL, *rewards = NULL, *stages = NULL, *warmup = NULL,
-               *dump = NULL;
+               *dump = NULL, *linger = "50";
     double rate = 0, seconds = 60;
     char *extra[32];
     int nextra = 0, opt, rc = 1;
-    while ((opt = getopt(argc, argv, "b:i:t:R:S:W:r:s:X:D:")) != -1) {
+    while ((opt = getopt(argc, argv, "b:i:t:R:S:W:r:s:X:D:L:")) != -1) {
         switch (opt) {
         case 'b': brokers = optarg; break;
         case 'i': input = optarg; break;
@@ -373,12 +383,13 @@ static int cmd_latency(int argc, char **argv)
         case 's': seconds = atof(optarg); break;
         case 'X': if (nextra < 32) extra[nextra++] = optarg; break;
         case 'D': dump = optarg; break;
+        case 'L': linger = optarg; break;
         default: return 2;
         }
     }
     if (!brokers || !input || !topic || !rewards || !stages || !warmup || rate <= 0 || seconds <= 0) {
         fprintf(stderr, "usage: fidelio-bench latency -b BROKERS -i EVENTS.jsonl -t TOPIC -R REWARDS -S STAGES "
-                        "-W WARMUP_TOPIC -r RATE -s SECONDS [-X KEY=VALUE]... [-D SAMPLES.tsv]\n");
+                        "-W WARMUP_TOPIC -r RATE -s SECONDS [-L LINGER_MS] [-X KEY=VALUE]... [-D SAMPLES.tsv]\n");
         return 2;
     }
     long long total = (long long)(rate * seconds);
@@ -427,7 +438,7 @@ static int cmd_latency(int argc, char **argv)
     }
     rd_kafka_conf_t *pc = rd_kafka_conf_new(), *cc = rd_kafka_conf_new();
     if (conf_set(pc, "bootstrap.servers", brokers) || conf_set(pc, "enable.idempotence", "true") ||
-        conf_set(pc, "linger.ms", "1") || conf_extra(pc, extra, nextra) ||
+        conf_set(pc, "linger.ms", linger) || conf_extra(pc, extra, nextra) ||
         conf_set(cc, "bootstrap.servers", brokers) || conf_set(cc, "group.id", "fidelio-bench-latency") ||
         conf_set(cc, "enable.auto.commit", "false") || conf_set(cc, "fetch.wait.max.ms", "10") ||
         conf_extra(cc, extra, nextra)) {

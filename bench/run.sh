@@ -5,7 +5,7 @@
 #
 #   bench/run.sh [--broker dev-kafka|real] [--events M] [--customers N] [--quick]
 #                [--partitions P] [--naive-seconds S] [--latency-seconds S]
-#                [--latency-partitions P]
+#                [--latency-partitions P] [--feeder-linger MS]
 #                [--no-peer] [--no-mem] [--keep]
 #
 #   --broker dev-kafka   librdkafka's mock cluster (`fidelio dev-kafka`; default)
@@ -20,6 +20,8 @@
 #   --latency-partitions P  partitions of the latency run's input and output topics
 #                        (default: --partitions); with librdkafka, output latency grows
 #                        with the output partitions each broker leads (README Performance)
+#   --feeder-linger MS   linger.ms of the latency feeder's producer (default 50; see
+#                        bench/fidelio_bench.c: not counted in the latency either way)
 #   --no-peer            skip the Kafka Streams peer
 #   --no-mem             skip the memory run (as many distinct customers as events)
 #   --keep               keep the work directory (logs) and print its path
@@ -53,7 +55,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-BROKER=dev-kafka EVENTS=1000000 CUSTOMERS=100000 PARTITIONS=64 NAIVE_S=60 LAT_S=60 LAT_PARTS=
+BROKER=dev-kafka EVENTS=1000000 CUSTOMERS=100000 PARTITIONS=64 NAIVE_S=60 LAT_S=60 LAT_PARTS= FEED_LINGER=50
 PEER=1 MEM=1 KEEP=0 QUICK=0
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -64,6 +66,7 @@ while [ $# -gt 0 ]; do
     --naive-seconds) NAIVE_S=$2; shift ;;
     --latency-seconds) LAT_S=$2; shift ;;
     --latency-partitions) LAT_PARTS=$2; shift ;;
+    --feeder-linger) FEED_LINGER=$2; shift ;;
     --quick) QUICK=1; EVENTS=20000; CUSTOMERS=2000; NAIVE_S=15; LAT_S=20 ;;
     --no-peer) PEER=0 ;;
     --no-mem) MEM=0 ;;
@@ -283,7 +286,7 @@ PIDS+=("$LAT_PID")
 for _ in $(seq 600); do grep -q " assigned " "$WORK/lat.log" && break; sleep 0.1; done
 grep -q " assigned " "$WORK/lat.log" || die "the latency instance got no partitions: $(tail -3 "$WORK/lat.log")"
 "$BENCH" latency -b "$BOOT" -i "$WORK/lat.jsonl" -t bench-lat-in -R bench-lat-rewards -S bench-lat-stage-changes \
-    -W bench-warmup -r "$LAT_RATE" -s "$LAT_S" >"$WORK/latency.out" 2>"$WORK/latency.log" || die "latency: $(tail -3 "$WORK/latency.log")"
+    -W bench-warmup -r "$LAT_RATE" -s "$LAT_S" -L "$FEED_LINGER" -D "$WORK/latency.tsv" >"$WORK/latency.out" 2>"$WORK/latency.log" || die "latency: $(tail -3 "$WORK/latency.log")"
 kill -TERM "$LAT_PID"
 wait "$LAT_PID" || die "the latency instance did not stop cleanly: $(tail -3 "$WORK/lat.log")"
 LAT_LOAD1=$(cut -d' ' -f1 /proc/loadavg)
@@ -362,7 +365,7 @@ for r in rows:
     print(line(r))
 print()
 print("gen wrote $GEN_RATE events/s; latency p99 per 10 s: $LAT_WINDOWS ms ($LAT_TS timestamps; load average $LAT_LOAD0 -> $LAT_LOAD1)")
-print("latency feeder: $LAT_FEEDER")
+print("latency feeder (linger.ms $FEED_LINGER): $LAT_FEEDER")
 print("latency run's outputs: $LAT_OUT_PARTS")
 print("peer check (sampled customers): $PEER_CHECK")
 PY

@@ -309,6 +309,21 @@ static emit_result commit_txn(emitter *em, rd_kafka_topic_partition_list_t *offs
         }
         e = rd_kafka_send_offsets_to_transaction(em->producer, offsets, gm, TXN_TIMEOUT_MS);
         rd_kafka_consumer_group_metadata_destroy(gm);
+        /* An earlier failure in the transaction (e.g. AddPartitionsToTxn refused
+         * for a missing Write ACL, met at once since the outputs' metadata is
+         * fetched at start-up: emitter_prepare) leaves it abortable, and
+         * send_offsets_to_transaction then says only "Erroneous state";
+         * commit_transaction, which cannot commit an abortable transaction,
+         * reports the cause. */
+        if (e && rd_kafka_error_txn_requires_abort(e)) {
+            rd_kafka_error_t *why = rd_kafka_commit_transaction(em->producer, TXN_TIMEOUT_MS);
+            if (why && rd_kafka_error_code(why) != RD_KAFKA_RESP_ERR__STATE) {
+                rd_kafka_error_destroy(e);
+                e = why;
+            } else if (why) {
+                rd_kafka_error_destroy(why);
+            }
+        }
     }
     if (!e)
         e = rd_kafka_commit_transaction(em->producer, TXN_TIMEOUT_MS);
