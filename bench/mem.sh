@@ -9,7 +9,9 @@
 #   --partitions P   partitions (default 16)
 #   --set K=V        a setting for every run (repeatable)
 #   --redis K=V      a redis-server setting (repeatable), e.g. --redis hash-max-listpack-value=1024
-#   --sample N       customers broken down per run (default 500)
+#   --sample N       customers broken down per run (default 2000)
+#   --what-if        after each run's table, delete the sampled customers' kept outputs
+#                    (o<k><id>, po of :p) and print the table again: a customer with none at rest
 #   --keep           keep the work directory
 #
 # One `fidelio dev-kafka` and one redis-server (AOF everysec, loopback TCP); `fidelio gen`
@@ -18,7 +20,7 @@
 # a profile, then bench/mem_breakdown.py's table (MEMORY USAGE of a sample of customers'
 # keys, split into profile, kept outputs, dedupe records, ledger entries, Redis overhead).
 set -euo pipefail
-EVENTS=100000 CUSTOMERS=10000 PARTITIONS=16 SETS=() RSETS=() SAMPLE=500 KEEP=0 BINS=()
+EVENTS=100000 CUSTOMERS=10000 PARTITIONS=16 SETS=() RSETS=() SAMPLE=2000 KEEP=0 WHATIF=0 BINS=()
 usage() { sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 need() { [ $# -ge 2 ] || { echo "bench/mem.sh: $1 needs a value" >&2; exit 2; }; }
 while [ $# -gt 0 ]; do
@@ -30,6 +32,7 @@ while [ $# -gt 0 ]; do
     --redis) need "$@"; RSETS+=("--${2%%=*}" "${2#*=}"); shift 2 ;;
     --sample) need "$@"; SAMPLE=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
+    --what-if) WHATIF=1; shift ;;
     -h|--help) usage; exit 0 ;;
     -*) echo "bench/mem.sh: unknown option $1 (--help)" >&2; exit 2 ;;
     *) BINS+=("$1"); shift ;;
@@ -92,4 +95,7 @@ for i in "${!BINS[@]}"; do
     echo "run $n: ${BINS[$i]}: $(grep 'stopped:' "$W/$n.log" | tail -1 | sed 's/.*stopped: //')"
     echo "used_memory growth $(( m1 - m0 )) B over $prof customers: $(( (m1 - m0) / (prof > 0 ? prof : 1) )) B per customer"
     python3 "$HERE/mem_breakdown.py" --port "$PORT" --prefix "n$n:" --sample "$SAMPLE"
+    if [ "$WHATIF" = 1 ]; then
+        python3 "$HERE/mem_breakdown.py" --port "$PORT" --prefix "n$n:" --sample "$SAMPLE" --drop-kept-outputs
+    fi
 done

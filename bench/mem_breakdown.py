@@ -3,14 +3,16 @@
 
     bench/mem_breakdown.py [--host H --port P | --unix PATH] [--prefix fidelio:] [--sample N]
 
-Reads only. Takes the first N customers that SCAN finds with a profile (<prefix>{c}:p), and
+Reads only. Takes N customers with a profile (<prefix>{c}:p), evenly spaced in the sorted ids
+(the same customers in every namespace holding the same data), and
 for each of them: MEMORY USAGE (SAMPLES 0: every element counted) of its keys :p, :d, :c, :l
 and :t, their encodings, and the payload bytes inside them: in :p the profile (p), the kept
 outputs (o<k><id> fields and po) and the small fields (v, hw, tf, tn); in :d and :c the
 records (field + value bytes); in :l the ledger entries. What is left of MEMORY USAGE over the
 payload is Redis's own overhead (key, object, listpack/quicklist headers, entry headers).
 Prints one table of means per customer and the distribution of events in :d. Needs no
-client library: RESP over a socket.
+client library: RESP over a socket. --drop-kept-outputs (a what-if for a throwaway server: it
+WRITES) first deletes the sampled customers' kept outputs, as if none were kept at rest.
 """
 import argparse
 import socket
@@ -62,20 +64,30 @@ def main():
     ap.add_argument("--port", type=int, default=6379)
     ap.add_argument("--unix")
     ap.add_argument("--prefix", default="fidelio:")
-    ap.add_argument("--sample", type=int, default=500)
+    ap.add_argument("--sample", type=int, default=2000)
+    ap.add_argument("--drop-kept-outputs", action="store_true",
+                    help="WRITES: delete the sampled customers' kept outputs first (a what-if on a throwaway server)")
     a = ap.parse_args()
     r = Redis(a.host, a.port, a.unix)
     pre = a.prefix.encode()
     custs, cur = [], b"0"
-    while len(custs) < a.sample:
+    while True:
         cur, keys = r.cmd("SCAN", cur, "MATCH", pre + b"{*}:p", "COUNT", 1000)
-        for k in keys:
-            custs.append(k[len(pre) + 1:-3])
+        custs += [k[len(pre) + 1:-3] for k in keys]
         if cur == b"0":
             break
-    custs = custs[: a.sample]
+    custs.sort()  # the same customers in every namespace of the same data
+    if len(custs) > a.sample:
+        custs = [custs[i * len(custs) // a.sample] for i in range(a.sample)]
     if not custs:
         sys.exit("mem_breakdown: no customer under prefix %r" % a.prefix)
+    if a.drop_kept_outputs:  # what-if: every customer's kept outputs gone (writes: bench/mem.sh's own server)
+        for c in custs:
+            k = pre + b"{" + c + b"}:p"
+            fs = [f for f in (r.cmd("HKEYS", k) or []) if f[:1] == b"o" or f == b"po"]
+            if fs:
+                r.cmd("HDEL", k, *fs)
+        print("(what-if: the kept outputs of these customers deleted: o<k><id> and po of :p)")
     rows = {}
 
     def add(name, v):

@@ -329,8 +329,8 @@ struct store {
     struct store_op *ops; /* calls sent and not yet received, oldest at opshead (store.h: SPLIT CALLS) */
     size_t opshead, nops, capops;
     size_t lost;         /* sends whose replies went with a dropped connection: their recv fails */
-    struct digest_ref *refs; /* program digests known in <prefix>digests (compact ledger entries) */
-    size_t nrefs, caprefs;
+    struct program_ref *progs; /* programs known in <prefix>ledger_programs (ledger entries) */
+    size_t nprogs, capprogs;
 };
 
 /* ---- connection ------------------------------------------------------------------- */
@@ -533,8 +533,9 @@ static int connect_url(store *s, char *err, size_t errlen)
     r = redisCommand(s->c, "GET %slayout", s->prefix);
     if ((rc = command_ok(s, r, "GET (layout marker)", err, errlen)))
         return rc;
-    /* layouts 1 to 3 are upgraded in place by run (see store.h); a tool reads them as they are */
-    if (r->type == REDIS_REPLY_STRING && (!strcmp(r->str, "1") || !strcmp(r->str, "2") || !strcmp(r->str, "3"))) {
+    /* layouts 1 to 4 are upgraded in place by run (see store.h); a tool reads them as they are */
+    if (r->type == REDIS_REPLY_STRING &&
+        (!strcmp(r->str, "1") || !strcmp(r->str, "2") || !strcmp(r->str, "3") || !strcmp(r->str, "4"))) {
         int from = atoi(r->str);
         freeReplyObject(r);
         if (s->readonly)
@@ -558,6 +559,8 @@ static int connect_url(store *s, char *err, size_t errlen)
     return 0;
 }
 
+static void load_programs(store *s);
+
 static store *open_store(const char *url, const char *prefix, bool readonly, int64_t retention_ms,
                          int64_t ledger_max, char *err, size_t errlen)
 {
@@ -575,6 +578,7 @@ static store *open_store(const char *url, const char *prefix, bool readonly, int
         store_close(s);
         return NULL;
     }
+    load_programs(s);
     return s;
 }
 
@@ -601,7 +605,7 @@ void store_close(store *s)
     codec_free(s->codec);
     free(s->committed);
     buf_free(&s->cmd);
-    free(s->refs);
+    free(s->progs);
     free(s->ops);
     free(s);
 }
@@ -1044,25 +1048,30 @@ int store_fetch(store *s, store_profile *profiles, size_t nprofiles, store_seen 
     return rc ? rc : store_fetch_recv(s, err, errlen);
 }
 
-/* ---- compact ledger entries ------------------------------------------------------ */
+/* ---- ledger entries --------------------------------------------------------------- */
 
-/* A ledger entry of layout 4 is the RewardEvent's Avro bytes without what the
- * key and the namespace already say (store.h, THE LEDGER): LEDGER_COMPACT, a
- * flags byte, then the record with the flagged strings left empty or, for the
- * program digest, replaced by its reference in <prefix>digests. */
-#define LEDGER_COMPACT 0x01       /* never an Avro RewardEvent's first byte (odd: a negative length) */
+/* A ledger entry of layout 5 (store.h, THE LEDGER): LEDGER_BINARY, a flags
+ * byte, the customer id and reward id unless the key and the entry say them,
+ * then the RewardEvent's fields kind .. occurred_at as Avro encodes them, no
+ * reason, and the number of the (program version, digest) pair in
+ * <prefix>ledger_programs (0: the two strings follow in full). Layout 4's
+ * LEDGER_COMPACT entries (the Avro record less the flagged strings, the
+ * digest as a reference into <prefix>digests) and layout 3's plain Avro
+ * records are read as before. */
+#define LEDGER_COMPACT 0x01       /* layout 4; never an Avro RewardEvent's first byte (odd: a negative length) */
+#define LEDGER_BINARY 0x03        /* layout 5; odd too, and not layout 2's JSON '{' */
 #define LEDGER_NO_REWARD_ID 0x01  /* reward_id is rules_reward_id(source_event_id, rule_id, customer) */
 #define LEDGER_NO_CUSTOMER 0x02   /* customer_id is the key's customer */
-#define LEDGER_DIGEST_REF 0x04    /* program_digest holds the reference of a <prefix>digests field */
-#define DIGEST_REF_LEN 16
+#define LEDGER_DIGEST_REF 0x04    /* layout 4: program_digest holds the reference of a <prefix>digests field */
 
-/* A program digest and its reference in <prefix>digests (ok false: the
- * reference is another digest's: entries keep this digest in full). */
-typedef struct digest_ref {
+/* A rule program as ledger entries name it, and its number in
+ * <prefix>ledger_programs ("<n>" -> version NUL digest, "=" version NUL
+ * digest -> "<n>", "next" the last number given). */
+typedef struct program_ref {
+    char version[EVENT_ID_MAX + 1];
     char digest[EVENT_ID_MAX + 1];
-    char ref[DIGEST_REF_LEN + 1];
-    bool ok;
-} digest_ref;
+    long long n; /* >= 1; 0: not registered (this process writes the strings in full) */
+} program_ref;
 
 /* Fields of a RewardEvent in schema order (schemas/reward_event.avsc). */
 enum { RW_REWARD_ID, RW_CUSTOMER, RW_KIND, RW_RULE, RW_POINTS, RW_BALANCE, RW_SOURCE, RW_AT, RW_REASON,
@@ -1084,14 +1093,38 @@ static int avro_long(const unsigned char **p, const unsigned char *end, int64_t 
     return -1;
 }
 
+/* Append v as an Avro long. 0 or -1 (out of memory). */
+static int avro_put_long(buf *out, int64_t v)
+{
+    unsigned char b[10];
+    uint64_t u = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+    size_t n = 0;
+    do {
+        b[n] = (unsigned char)(u & 0x7f);
+        u >>= 7;
+        b[n] |= u ? 0x80 : 0;
+        n++;
+    } while (u);
+    return buf_append(out, b, n);
+}
+
+/* Append s (len bytes) as an Avro string. 0 or -1. */
+static int avro_put_string(buf *out, const char *s, size_t len)
+{
+    return avro_put_long(out, (int64_t)len) || buf_append(out, s, len) ? -1 : 0;
+}
+
 /* Split a RewardEvent's Avro bytes into its fields: f[i] points at field
  * i's encoding (a string's: at its length), f[RW_NFIELDS] at the end; str[i]
  * and len[i] a string's bytes. -1 unless it is exactly one RewardEvent with
- * strings of at most EVENT_ID_MAX bytes (reason: EVENT_TEXT_MAX). */
-static int rw_split(const unsigned char *data, size_t n, const unsigned char **f, const char **str, size_t *len)
+ * strings of at most EVENT_ID_MAX bytes (reason: EVENT_TEXT_MAX). Fields
+ * before `first` are not in data (a binary entry's tail: first is RW_KIND;
+ * its end at `last`, which it must reach). */
+static int rw_split_range(const unsigned char *data, size_t n, int first, int last, const unsigned char **f,
+                          const char **str, size_t *len)
 {
     const unsigned char *p = data, *end = data + n;
-    for (int i = 0; i < RW_NFIELDS; i++) {
+    for (int i = first; i < last; i++) {
         int64_t v;
         f[i] = p;
         if (avro_long(&p, end, &v) != 0)
@@ -1104,56 +1137,146 @@ static int rw_split(const unsigned char *data, size_t n, const unsigned char **f
             p += v;
         }
     }
-    f[RW_NFIELDS] = p;
-    return p == end ? 0 : -1;
+    f[last] = p;
+    return 0;
 }
 
-/* The reference of a digest known in <prefix>digests (registered on first
- * sight: HSETNX, and HGET when the field exists, to tell a collision); NULL
- * when the entry must keep the digest in full. */
-static const char *digest_ref_of(store *s, const char *digest, size_t len)
+static int rw_split(const unsigned char *data, size_t n, const unsigned char **f, const char **str, size_t *len)
 {
-    if (s->readonly || len <= 7 + DIGEST_REF_LEN || len > EVENT_ID_MAX || memcmp(digest, "sha256:", 7) != 0)
-        return NULL;
-    for (size_t i = 0; i < s->nrefs; i++)
-        if (strlen(s->refs[i].digest) == len && !memcmp(s->refs[i].digest, digest, len))
-            return s->refs[i].ok ? s->refs[i].ref : NULL;
-    if (s->nrefs == s->caprefs) {
-        size_t cap = s->caprefs ? 2 * s->caprefs : 4;
-        digest_ref *n = realloc(s->refs, cap * sizeof(*n));
-        if (!n)
-            return NULL; /* the digest stays in full */
-        s->refs = n;
-        s->caprefs = cap;
-    }
-    if (s->nops > s->opshead || !s->c) /* calls in flight: their replies come first; in full, asked next time */
-        return NULL;
-    digest_ref *d = &s->refs[s->nrefs];
-    snprintf(d->digest, sizeof(d->digest), "%.*s", (int)len, digest);
-    snprintf(d->ref, sizeof(d->ref), "%.*s", DIGEST_REF_LEN, digest + 7);
-    redisReply *r = redisCommand(s->c, "HSETNX %sdigests %s %b", s->prefix, d->ref, digest, len);
-    if (!r || r->type != REDIS_REPLY_INTEGER) {
-        freeReplyObject(r); /* (NULL-safe) not known: in full, and asked again next time */
-        return NULL;
-    }
-    d->ok = r->integer == 1;
-    freeReplyObject(r);
-    if (!d->ok) { /* the field exists: this digest's, or (48 bits alike) another's */
-        r = redisCommand(s->c, "HGET %sdigests %s", s->prefix, d->ref);
-        if (!r || r->type != REDIS_REPLY_STRING) {
-            freeReplyObject(r);
-            return NULL;
-        }
-        d->ok = r->len == len && !memcmp(r->str, digest, len);
-        freeReplyObject(r);
-    }
-    s->nrefs++;
-    return d->ok ? d->ref : NULL;
+    return rw_split_range(data, n, 0, RW_NFIELDS, f, str, len) == 0 && f[RW_NFIELDS] == data + n ? 0 : -1;
 }
 
-/* Append the ledger entry of customer to out: compact when entry is a
- * RewardEvent (as the pipeline gives), as it is otherwise. 0 or -1 (out of memory). */
-static int ledger_compact(store *s, const char *customer, const char *entry, size_t n, buf *out)
+/* Room for one more program in the store's table; NULL when out of memory. */
+static program_ref *program_slot(store *s)
+{
+    if (s->nprogs == s->capprogs) {
+        size_t cap = s->capprogs ? 2 * s->capprogs : 4;
+        program_ref *n = realloc(s->progs, cap * sizeof(*n));
+        if (!n)
+            return NULL;
+        s->progs = n;
+        s->capprogs = cap;
+    }
+    return &s->progs[s->nprogs];
+}
+
+/* The number of program (version, digest) in <prefix>ledger_programs,
+ * registered on first sight (HGET of its "=" field; else a new number from
+ * HINCRBY next, its "<n>" field written before the "=" one with HSETNX, so a
+ * number another reader finds always resolves; a race with another instance
+ * keeps theirs). 0 when entries must carry the strings in full (a read-only
+ * store, calls in flight: asked again at the next entry, a Redis error). */
+static long long program_ref_of(store *s, const char *ver, size_t vlen, const char *dig, size_t dlen)
+{
+    for (size_t i = 0; i < s->nprogs; i++)
+        if (strlen(s->progs[i].version) == vlen && !memcmp(s->progs[i].version, ver, vlen) &&
+            strlen(s->progs[i].digest) == dlen && !memcmp(s->progs[i].digest, dig, dlen))
+            return s->progs[i].n;
+    program_ref *d = program_slot(s);
+    /* (replies of calls in flight come first: asked again with none in flight) */
+    if (!d || s->readonly || s->nops > s->opshead || !s->c || vlen > EVENT_ID_MAX || dlen > EVENT_ID_MAX)
+        return 0;
+    char val[2 * EVENT_ID_MAX + 2], fld[2 * EVENT_ID_MAX + 3];
+    memcpy(val, ver, vlen);
+    val[vlen] = '\0';
+    memcpy(val + vlen + 1, dig, dlen);
+    size_t vallen = vlen + 1 + dlen;
+    fld[0] = '=';
+    memcpy(fld + 1, val, vallen);
+    long long n = 0;
+    redisReply *r = redisCommand(s->c, "HGET %sledger_programs %b", s->prefix, fld, vallen + 1);
+    if (r && r->type == REDIS_REPLY_STRING) {
+        n = strtoll(r->str, NULL, 10);
+    } else if (r && r->type == REDIS_REPLY_NIL) {
+        freeReplyObject(r);
+        r = redisCommand(s->c, "HINCRBY %sledger_programs next 1", s->prefix);
+        long long m = r && r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+        freeReplyObject(r);
+        r = m > 0 ? redisCommand(s->c, "HSETNX %sledger_programs %lld %b", s->prefix, m, val, vallen) : NULL;
+        bool written = r && r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+        freeReplyObject(r);
+        r = written ? redisCommand(s->c, "HSETNX %sledger_programs %b %lld", s->prefix, fld, vallen + 1, m) : NULL;
+        if (r && r->type == REDIS_REPLY_INTEGER && r->integer == 1) {
+            n = m;
+        } else if (r && r->type == REDIS_REPLY_INTEGER) { /* another instance registered it meanwhile */
+            freeReplyObject(r);
+            r = redisCommand(s->c, "HGET %sledger_programs %b", s->prefix, fld, vallen + 1);
+            n = r && r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : 0;
+        }
+    }
+    freeReplyObject(r); /* (NULL-safe) */
+    if (n <= 0)
+        return 0; /* in full, and asked again next time */
+    memcpy(d->version, ver, vlen);
+    d->version[vlen] = '\0';
+    memcpy(d->digest, dig, dlen);
+    d->digest[dlen] = '\0';
+    d->n = n;
+    s->nprogs++;
+    return n;
+}
+
+/* The program numbered n in <prefix>ledger_programs (the table first, then
+ * HGET). NULL with why when it is not there. */
+static const program_ref *program_by_ref(store *s, long long n, char *why, size_t whylen)
+{
+    for (size_t i = 0; i < s->nprogs; i++)
+        if (s->progs[i].n == n)
+            return &s->progs[i];
+    program_ref *d = program_slot(s);
+    if (!d) {
+        snprintf(why, whylen, "out of memory");
+        return NULL;
+    }
+    redisReply *r = redisCommand(s->c, "HGET %sledger_programs %lld", s->prefix, n);
+    const char *nul = r && r->type == REDIS_REPLY_STRING ? memchr(r->str, '\0', r->len) : NULL;
+    if (!nul || (size_t)(nul - r->str) > EVENT_ID_MAX || r->len - (size_t)(nul - r->str) - 1 > EVENT_ID_MAX) {
+        snprintf(why, whylen, "program %lld is not in %sledger_programs%s%s", n, s->prefix,
+                 r && r->type == REDIS_REPLY_ERROR ? ": " : "", r && r->type == REDIS_REPLY_ERROR ? r->str : "");
+        freeReplyObject(r);
+        return NULL;
+    }
+    size_t vlen = (size_t)(nul - r->str), dlen = r->len - vlen - 1;
+    memcpy(d->version, r->str, vlen);
+    d->version[vlen] = '\0';
+    memcpy(d->digest, nul + 1, dlen);
+    d->digest[dlen] = '\0';
+    d->n = n;
+    freeReplyObject(r);
+    return &s->progs[s->nprogs++];
+}
+
+/* Read the programs of <prefix>ledger_programs into the store's table (the
+ * hash holds one pair per program the namespace ran: the pipeline then needs
+ * no round trip to number them). Best effort: a failure leaves the table
+ * empty, filled later entry by entry. */
+static void load_programs(store *s)
+{
+    redisReply *r = redisCommand(s->c, "HGETALL %sledger_programs", s->prefix);
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
+        const redisReply *f = r->element[i], *v = r->element[i + 1];
+        if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING || f->len == 0 || f->str[0] < '1' ||
+            f->str[0] > '9')
+            continue; /* only "<n>" -> version NUL digest */
+        const char *nul = memchr(v->str, '\0', v->len);
+        size_t vlen = nul ? (size_t)(nul - v->str) : 0;
+        program_ref *d = nul ? program_slot(s) : NULL;
+        if (!d || vlen > EVENT_ID_MAX || v->len - vlen - 1 > EVENT_ID_MAX)
+            continue;
+        memcpy(d->version, v->str, vlen);
+        d->version[vlen] = '\0';
+        memcpy(d->digest, nul + 1, v->len - vlen - 1);
+        d->digest[v->len - vlen - 1] = '\0';
+        d->n = strtoll(f->str, NULL, 10);
+        s->nprogs++;
+    }
+    freeReplyObject(r); /* (NULL-safe) */
+}
+
+/* Append the ledger entry of customer to out: a binary one (layout 5) when
+ * entry is a RewardEvent (as the pipeline gives), the bytes as they are
+ * otherwise (tests). 0 or -1 (out of memory). */
+static int ledger_binary(store *s, const char *customer, const char *entry, size_t n, buf *out)
 {
     const unsigned char *f[RW_NFIELDS + 1];
     const char *str[RW_NFIELDS] = {0};
@@ -1172,43 +1295,89 @@ static int ledger_compact(store *s, const char *customer, const char *entry, siz
     rules_reward_id(src, rule, customer, rid);
     if (own && len[RW_REWARD_ID] == strlen(rid) && !memcmp(str[RW_REWARD_ID], rid, len[RW_REWARD_ID]))
         flags |= LEDGER_NO_REWARD_ID;
-    const char *ref = len[RW_DIGEST] ? digest_ref_of(s, str[RW_DIGEST], len[RW_DIGEST]) : NULL;
-    if (ref)
-        flags |= LEDGER_DIGEST_REF;
-    unsigned char head[2] = {LEDGER_COMPACT, flags}, zero = 0, reflen = 2 * DIGEST_REF_LEN; /* zigzag */
+    long long prog = program_ref_of(s, str[RW_VERSION], len[RW_VERSION], str[RW_DIGEST], len[RW_DIGEST]);
+    unsigned char head[2] = {LEDGER_BINARY, flags};
     int rc = buf_append(out, head, 2);
-    for (int i = 0; i < RW_NFIELDS && rc == 0; i++) {
-        if ((i == RW_REWARD_ID && (flags & LEDGER_NO_REWARD_ID)) || (i == RW_CUSTOMER && (flags & LEDGER_NO_CUSTOMER)))
-            rc = buf_append(out, &zero, 1);
-        else if (i == RW_DIGEST && ref)
-            rc = buf_append(out, &reflen, 1) || buf_append(out, ref, DIGEST_REF_LEN);
-        else
-            rc = buf_append(out, f[i], (size_t)(f[i + 1] - f[i]));
-    }
+    if (!(flags & LEDGER_NO_REWARD_ID))
+        rc = rc || buf_append(out, f[RW_REWARD_ID], (size_t)(f[RW_CUSTOMER] - f[RW_REWARD_ID]));
+    if (!(flags & LEDGER_NO_CUSTOMER))
+        rc = rc || buf_append(out, f[RW_CUSTOMER], (size_t)(f[RW_KIND] - f[RW_CUSTOMER]));
+    rc = rc || buf_append(out, f[RW_KIND], (size_t)(f[RW_REASON] - f[RW_KIND])) || avro_put_long(out, prog);
+    if (prog == 0)
+        rc = rc || buf_append(out, f[RW_VERSION], (size_t)(f[RW_NFIELDS] - f[RW_VERSION]));
     return rc ? -1 : 0;
 }
 
-/* Decode a ledger entry of customer into rec: a compact one (layout 4) or
- * an Avro RewardEvent (layout 3). EVENT_OK, or an error with why. */
+/* The RewardEvent's Avro bytes of a binary entry (layout 5) of customer,
+ * its reason empty, into avro; the flags in *flags. 0, or -1 with why. */
+static int ledger_binary_avro(store *s, const unsigned char *e, size_t n, buf *avro, unsigned char *flags,
+                              char *why, size_t whylen)
+{
+    const unsigned char *p = e + 2, *end = e + n, *f[RW_NFIELDS + 1];
+    const char *str[RW_NFIELDS] = {0};
+    size_t len[RW_NFIELDS] = {0};
+    *flags = e[1];
+    int rc = 0;
+    for (int i = RW_REWARD_ID; i <= RW_CUSTOMER; i++) {
+        bool absent = *flags & (i == RW_REWARD_ID ? LEDGER_NO_REWARD_ID : LEDGER_NO_CUSTOMER);
+        if (absent) {
+            rc = rc || avro_put_string(avro, "", 0);
+        } else if (rw_split_range(p, (size_t)(end - p), i, i + 1, f, str, len) == 0) {
+            rc = rc || buf_append(avro, p, (size_t)(f[i + 1] - p));
+            p = f[i + 1];
+        } else {
+            snprintf(why, whylen, "a malformed binary entry");
+            return -1;
+        }
+    }
+    int64_t prog;
+    if (rw_split_range(p, (size_t)(end - p), RW_KIND, RW_REASON, f, str, len) != 0 ||
+        (p = f[RW_REASON], avro_long(&p, end, &prog) != 0) || prog < 0 || (prog > 0 && p != end)) {
+        snprintf(why, whylen, "a malformed binary entry");
+        return -1;
+    }
+    rc = rc || buf_append(avro, f[RW_KIND], (size_t)(f[RW_REASON] - f[RW_KIND])) || avro_put_string(avro, "", 0);
+    if (prog == 0) { /* version and digest in full; codec_decode_avro checks them */
+        rc = rc || buf_append(avro, p, (size_t)(end - p));
+    } else {
+        const program_ref *pr = program_by_ref(s, prog, why, whylen);
+        if (!pr)
+            return -1;
+        rc = rc || avro_put_string(avro, pr->version, strlen(pr->version)) ||
+             avro_put_string(avro, pr->digest, strlen(pr->digest));
+    }
+    if (rc)
+        snprintf(why, whylen, "out of memory");
+    return rc ? -1 : 0;
+}
+
+/* Decode a ledger entry of customer into rec: a binary one (layout 5,
+ * reason empty), a compact one (layout 4) or an Avro RewardEvent (layout
+ * 3). 0, or -1 with why. */
 static int ledger_decode(store *s, const char *customer, const char *e, size_t n, codec_record *rec, char *why,
                          size_t whylen)
 {
-    if (n < 2 || e[0] != LEDGER_COMPACT)
+    if (n < 2 || (e[0] != LEDGER_COMPACT && e[0] != LEDGER_BINARY))
         return codec_decode_avro(s->codec, SCHEMA_REWARD, e, n, rec, why, whylen) == EVENT_OK ? 0 : -1;
     unsigned char flags = (unsigned char)e[1];
-    if (codec_decode_avro(s->codec, SCHEMA_REWARD, e + 2, n - 2, rec, why, whylen) != EVENT_OK)
+    if (e[0] == LEDGER_BINARY) {
+        buf avro = {0};
+        int rc = ledger_binary_avro(s, (const unsigned char *)e, n, &avro, &flags, why, whylen);
+        if (rc == 0 && codec_decode_avro(s->codec, SCHEMA_REWARD, avro.data, avro.len, rec, why, whylen) != EVENT_OK)
+            rc = -1;
+        buf_free(&avro);
+        if (rc)
+            return -1;
+        flags &= (unsigned char)~LEDGER_DIGEST_REF;
+    } else if (codec_decode_avro(s->codec, SCHEMA_REWARD, e + 2, n - 2, rec, why, whylen) != EVENT_OK) {
         return -1;
+    }
     reward_event *rw = &rec->reward;
     if (flags & LEDGER_NO_CUSTOMER)
         snprintf(rw->customer_id, sizeof(rw->customer_id), "%s", customer);
     if (flags & LEDGER_NO_REWARD_ID)
         rules_reward_id(rw->source_event_id, rw->rule_id, customer, rw->reward_id);
-    for (size_t i = 0; (flags & LEDGER_DIGEST_REF) && i < s->nrefs; i++)
-        if (s->refs[i].ok && !strcmp(s->refs[i].ref, rw->program_digest)) {
-            snprintf(rw->program_digest, sizeof(rw->program_digest), "%s", s->refs[i].digest);
-            flags &= (unsigned char)~LEDGER_DIGEST_REF;
-        }
-    if (flags & LEDGER_DIGEST_REF) {
+    if (flags & LEDGER_DIGEST_REF) { /* layout 4: a reference into <prefix>digests */
         redisReply *r = redisCommand(s->c, "HGET %sdigests %s", s->prefix, rw->program_digest);
         bool ok = r && r->type == REDIS_REPLY_STRING && r->len < sizeof(rw->program_digest);
         if (ok)
@@ -1509,7 +1678,7 @@ static apply_call *plan_calls(const store_apply_req *reqs, size_t n, bool trim_o
     return calls;
 }
 
-/* The ledger entries of the n requests as they are stored (ledger_compact). */
+/* The ledger entries of the n requests as they are stored (ledger_binary). */
 static int prepare_ledger(store *s, apply_ctx *x, size_t n)
 {
     size_t total = 0;
@@ -1527,7 +1696,7 @@ static int prepare_ledger(store *s, apply_ctx *x, size_t n)
         for (int l = 0; l < q->nledger; l++, k++) {
             size_t len = q->ledger_len ? q->ledger_len[l] : strlen(q->ledger[l]);
             x->loff[k] = x->ledger.len;
-            if (ledger_compact(s, q->customer_id, q->ledger[l], len, &x->ledger) != 0)
+            if (ledger_binary(s, q->customer_id, q->ledger[l], len, &x->ledger) != 0)
                 return -1;
             x->llen[k] = x->ledger.len - x->loff[k];
         }
@@ -1912,6 +2081,8 @@ int store_registry_write(store *s, const char *version, const char *digest, cons
     if (command_ok(s, r, "HSET program", err, errlen))
         return -1;
     freeReplyObject(r);
+    /* its number for the ledger entries (0 on a failure: entries then name it in full) */
+    (void)program_ref_of(s, version, strlen(version), digest, strlen(digest));
     return 0;
 }
 

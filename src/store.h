@@ -1,6 +1,6 @@
 /* store.h - Fidelio's state in Redis: atomic, idempotent, fenced applies.
  *
- * REDIS LAYOUT, version 4 (STORE_LAYOUT_VERSION). Every key of a customer
+ * REDIS LAYOUT, version 5 (STORE_LAYOUT_VERSION). Every key of a customer
  * carries the customer id as a hash tag, so all of them live in one hash
  * slot (Redis Cluster) and one Lua script may touch them atomically:
  *
@@ -32,9 +32,9 @@
  *                                   content digest (no time: never trimmed, see CREDITS)
  *   <prefix>{<customer>}:l   LIST   ledger: one entry per balance change, oldest first, the
  *                                   newest pipeline.ledger_max kept: the RewardEvent published
- *                                   to Kafka, compact (THE LEDGER below; `fidelio ledger`
- *                                   decodes them)
- *   <prefix>layout           STRING "4": written on first use by `run`; "1", "2" and "3" are upgraded
+ *                                   to Kafka less its reason, binary (THE LEDGER below;
+ *                                   `fidelio ledger` decodes them)
+ *   <prefix>layout           STRING "5": written on first use by `run`; "1" to "4" are upgraded
  *                                   (below); another value stops fidelio. Read-only tools
  *                                   (store_open_readonly) only read it and write nothing, so
  *                                   they also work on a read-only replica.
@@ -49,10 +49,15 @@
  *                                   retired_stages, is refused by `run` and `check --namespace`.
  *                                   A namespace without <prefix>program (its profiles predate
  *                                   the registry) has its profiles scanned for their stages once
- *   <prefix>digests          HASH   <ref> -> program digest: the 16 hex digits after "sha256:"
- *                                   of each program digest the ledger entries refer to
- *                                   (written by store_apply, HSETNX, when a digest is first
- *                                   seen; never removed)
+ *   <prefix>ledger_programs  HASH   the rule programs the ledger entries name by number:
+ *                                   "<n>" -> version NUL digest, "=" version NUL digest -> "<n>",
+ *                                   "next" -> the last number given (HINCRBY). Written outside
+ *                                   the apply when a program is first seen (store_registry_write
+ *                                   at `run`'s start-up, else before the entry's apply: HGET,
+ *                                   HINCRBY, HSETNX "<n>" then HSETNX "="); never removed
+ *   <prefix>digests          HASH   layout 4 only: <ref> -> program digest (the 16 hex digits
+ *                                   after "sha256:") its ledger entries refer to; no longer
+ *                                   written, read by `fidelio ledger` for those entries
  *   <prefix>aggregates       HASH   the report's counters (fields in report.h), incremented by
  *                                   the apply script in the same atomic apply; "complete" is
  *                                   set when the namespace is created. (Not slot-bound: with
@@ -123,20 +128,35 @@
  * ZRANGEBYSCORE, ZREM; store_fetch: HMGET, HGET (and the connection: INFO, SCRIPT
  * LOAD, EVALSHA).
  *
- * THE LEDGER. A layout-4 entry is "\x01", a flags byte, then the
- * RewardEvent's Avro bytes (schemas/reward_event.avsc) less what the key and
- * the namespace say: customer_id empty when it is the key's customer (flag
- * 2), reward_id empty when it is rules_reward_id(source_event_id, rule_id,
- * customer) (flag 1: not a credit's, whose id comes from the referred
- * customer's event), program_digest replaced by its 16-character reference
- * in <prefix>digests (flag 4; a digest not of the form "sha256:<hex>", or
- * whose reference another digest took, stays in full). About 95 of a typical
- * entry's ~200 bytes. store_ledger puts them back: `fidelio ledger` prints
- * what was published. A layout-3 entry is the RewardEvent's Avro bytes as
- * they are (its first byte, a string length's zigzag, is even), a layout-2
- * one JSON ("{"); both are printed as before. store_apply leaves an entry that
- * is not one RewardEvent as it is (tests). The entry is built in C (a scan
- * of the Avro fields, no decoding) before the script call.
+ * THE LEDGER. A layout-5 entry is "\x03" (odd, as "\x01": never an Avro
+ * RewardEvent's first byte, a string length's zigzag), a flags byte, then
+ * the RewardEvent's fields (schemas/reward_event.avsc) in Avro's encoding
+ * less what the key, the entry and the namespace say, and less the reason:
+ *   reward_id        string, absent when it is rules_reward_id(source_event_id,
+ *                    rule_id, customer) (flag 1: not a credit's, whose id comes
+ *                    from the referred customer's event)
+ *   customer_id      string, absent when it is the key's customer (flag 2)
+ *   kind, rule_id, points, balance_after, source_event_id, occurred_at
+ *                    as Avro encodes them (enum index, string, long, long,
+ *                    string, long)
+ *   program          long n >= 1: the (program_version, program_digest) pair
+ *                    numbered n in <prefix>ledger_programs; 0: the two strings
+ *                    follow (a program this process could not number: Redis
+ *                    failed, or it was first seen with calls in flight)
+ * The reason text is not kept: the rewards topic is the durable full record
+ * (README, "The ledger in Redis"); the entry keeps what explains the change
+ * (rule, kind, points, balance after, source event and its time, program).
+ * About 34 bytes for a typical entry (layout 4's: ~103, layout 3's: ~200).
+ * store_ledger puts back what the key, the entry and <prefix>ledger_programs
+ * say and prints the reason empty (a number missing from <prefix>ledger_programs
+ * is an error, never another program). Entries of older layouts print as
+ * they were published: a layout-4 entry ("\x01", flags, the Avro record with
+ * reward_id and customer_id empty under flags 1 and 2 and, under flag 4, the
+ * program digest replaced by its 16-character reference into
+ * <prefix>digests), a layout-3 one (the RewardEvent's Avro bytes as they
+ * are), a layout-2 one (JSON, "{"). store_apply leaves an entry that is not
+ * one RewardEvent as it is (tests). The entry is built in C (a scan of the
+ * Avro fields, no decoding) before the apply.
  *
  * OUTPUTS AFTER THE COMMIT. What the retention needs to tell a redelivery
  * from a new event is the id and the digest (17 bytes in :d); the outputs
@@ -183,8 +203,14 @@
  * of 17 bytes (plus the id) per credit received, for the life of the profile;
  * its outputs go like a touchpoint's.
  *
+ * LAYOUT 4 namespaces are upgraded in place on the first start of this
+ * version (the marker becomes "5"; a layout-4 fidelio then refuses the
+ * namespace: its `fidelio ledger` could not read the new entries). Nothing
+ * is rewritten: layout 4's ledger entries print as before (their digests
+ * from <prefix>digests) and new entries are appended in the layout-5 form,
+ * both in one list. Records, :p and the apply are as in layout 4.
  * LAYOUT 3 namespaces are upgraded in place on the first start of this
- * version (the marker becomes "4"; a layout-3 fidelio then refuses the
+ * version or of layout 4 (the marker becomes "5"; a layout-3 fidelio then refuses the
  * namespace: it would read a "\x04" record as a layout-1 one). Nothing is
  * rewritten: a customer whose :p has no tn is trimmed through its :t as
  * before (its "\x03" records deduplicate as before) while its new records
@@ -192,12 +218,12 @@
  * empties :t sets tn (from :d) and from then on the customer is layout 4.
  * A customer with no apply after the upgrade keeps its :t.
  * LAYOUT 2 namespaces are upgraded in place on the first start of this
- * version or of layout 3 (the marker becomes "4"). Nothing is rewritten: a layout-2 record ("\x02" + digest +
+ * version or of layouts 3-4 (the marker becomes "5"). Nothing is rewritten: a layout-2 record ("\x02" + digest +
  * outputs) still deduplicates, conflicts and re-emits its outputs, and is
  * trimmed by event time through :t; layout-2 ledger entries (JSON, which
  * an Avro RewardEvent never starts with: its first byte would be a negative
- * string length) are printed as they are. New records and entries are
- * written in the layout-4 form. Upgrade after a clean stop (SIGTERM: the last
+ * string length) are printed as they are. New records are written in the
+ * layout-4 form, new ledger entries in the layout-5 one. Upgrade after a clean stop (SIGTERM: the last
  * batch committed): a layout-2 record carries no source offset, so one left
  * by an uncommitted layout-2 batch counts as committed for the trim (it still
  * deduplicates while younger than the retention).
@@ -219,7 +245,7 @@
 /* Room for a key: prefix, braces, customer id, suffix. */
 #define EVENT_KEY_MAX (64 + EVENT_ID_MAX + 8)
 
-#define STORE_LAYOUT_VERSION 4
+#define STORE_LAYOUT_VERSION 5
 /* Bytes of a content digest (digest.h). */
 #define STORE_DIGEST_LEN 16
 

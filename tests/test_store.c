@@ -225,7 +225,7 @@ START_TEST(layout_1_upgraded)
     store *o = store_open(redis_url, REDIS_FIXTURE_PREFIX "v1ns:", 30 * DAY, 0, err, sizeof(err));
     ck_assert_msg(o != NULL, "%s", err);
     r = redis_raw("GET " REDIS_FIXTURE_PREFIX "v1ns:layout");
-    ck_assert_str_eq(r->str, "4");
+    ck_assert_str_eq(r->str, "5");
     freeReplyObject(r);
     store_seen d = {.customer_id = "r3", .id = "rw-old", .credit = true};
     ck_assert(store_fetch(o, NULL, 0, &d, 1, err, sizeof(err)) == 0);
@@ -490,11 +490,11 @@ END_TEST
 
 START_TEST(layout_mismatch_refused)
 {
-    redisReply *r = redis_raw("SET " REDIS_FIXTURE_PREFIX "other:layout 5");
+    redisReply *r = redis_raw("SET " REDIS_FIXTURE_PREFIX "other:layout 6");
     freeReplyObject(r);
     store *o = store_open(redis_url, REDIS_FIXTURE_PREFIX "other:", DAY, 0, err, sizeof(err));
     ck_assert_ptr_null(o);
-    ck_assert_ptr_nonnull(strstr(err, "layout is 5"));
+    ck_assert_ptr_nonnull(strstr(err, "layout is 6"));
 }
 END_TEST
 
@@ -896,7 +896,7 @@ START_TEST(aggregates_summed_per_call)
 END_TEST
 
 /* A ledger entry is the RewardEvent as encoded for Kafka; `fidelio ledger`
- * (store_ledger) prints it as the JSON line. */
+ * (store_ledger) prints it as the JSON line (layout 5: without its reason). */
 START_TEST(ledger_entries_are_avro_decoded_for_display)
 {
     codec *c = codec_new(SIZE_MAX, err, sizeof(err));
@@ -914,7 +914,9 @@ START_TEST(ledger_entries_are_avro_decoded_for_display)
     snprintf(rec.reward.program_version, sizeof(rec.reward.program_version), "1");
     buf avro = {0}, want = {0}, p = {0}, o = {0}, out = {0};
     ck_assert(codec_encode_avro(c, SCHEMA_REWARD, &rec, &avro, err, sizeof(err)) == EVENT_OK);
-    ck_assert(codec_encode_json(SCHEMA_REWARD, &rec, &want) == EVENT_OK);
+    codec_record noreason = rec;
+    noreason.reward.reason[0] = '\0';
+    ck_assert(codec_encode_json(SCHEMA_REWARD, &noreason, &want) == EVENT_OK);
     buf_puts(&want, "\n");
     buf_puts(&p, "P");
     buf_puts(&o, "O");
@@ -924,15 +926,14 @@ START_TEST(ledger_entries_are_avro_decoded_for_display)
                          .ledger = ledger, .ledger_len = lens, .nledger = 1};
     ck_assert_msg(store_apply(s, &q, 1, err, sizeof(err)) == 0, "%s", err);
     redisReply *r = redis_raw("LINDEX %s{l1}:l 0", prefix);
-    /* stored as the Avro bytes, not JSON (layout 4: less the customer id, the key's) */
-    ck_assert_uint_eq(r->len, 2 + avro.len - strlen("l1"));
-    ck_assert_int_eq(r->str[0], 1);
+    /* stored binary (layout 5): less the customer id (the key's), the reason, the program (a number) */
+    ck_assert_uint_eq(r->len, 2 + avro.len - (1 + strlen("l1")) - (1 + strlen("Purchase of 100.00 EUR")) - (2 + 1) + 1);
+    ck_assert_int_eq(r->str[0], 3);
     freeReplyObject(r);
-    /* a layout-3 entry: the RewardEvent's Avro bytes as they are */
+    /* a layout-3 entry: the RewardEvent's Avro bytes as they are, printed with its reason */
     RAW_OK("RPUSH %s{l1}:l %b", prefix, avro.data, avro.len);
-    char *once = strdup(want.data);
-    buf_puts(&want, once);
-    free(once);
+    ck_assert(codec_encode_json(SCHEMA_REWARD, &rec, &want) == EVENT_OK);
+    buf_puts(&want, "\n");
     store *ro = tools_store();
     ck_assert_msg(store_ledger(ro, "l1", 10, &out, err, sizeof(err)) == 0, "%s", err);
     ck_assert_str_eq(out.data, want.data);
@@ -952,84 +953,207 @@ START_TEST(ledger_entries_are_avro_decoded_for_display)
 }
 END_TEST
 
-/* Layout 4's ledger entry leaves out what the key and the namespace say: the
- * customer id, a reward id derived from the entry, the program digest (a
- * 16-character reference into <prefix>digests); `fidelio ledger` prints
- * every entry as it was published. A credit's reward id, a digest of another
- * form and a reference taken by another digest stay in full. */
-START_TEST(ledger_entries_compact)
+/* A RewardEvent for the ledger tests: customer cust, reward id derived
+ * unless rid is given, the program (version, digest). */
+static void ledger_reward(codec_record *rec, const char *cust, const char *rid, int i, const char *version,
+                          const char *digest)
+{
+    *rec = (codec_record){.schema = SCHEMA_REWARD};
+    reward_event *rw = &rec->reward;
+    snprintf(rw->customer_id, sizeof(rw->customer_id), "%s", cust);
+    rw->kind = i % 2 ? REWARD_REVERSAL : REWARD_EARN;
+    snprintf(rw->rule_id, sizeof(rw->rule_id), "purchase");
+    rw->points = i % 2 ? -(100 + i) : 100 + i;
+    rw->balance_after = 1000 + i;
+    snprintf(rw->source_event_id, sizeof(rw->source_event_id), "src-%d", i);
+    rw->occurred_at = 1000 + i;
+    snprintf(rw->reason, sizeof(rw->reason), "Purchase %d: a reason that is not kept", i);
+    snprintf(rw->program_version, sizeof(rw->program_version), "%s", version);
+    snprintf(rw->program_digest, sizeof(rw->program_digest), "%s", digest);
+    if (rid)
+        snprintf(rw->reward_id, sizeof(rw->reward_id), "%s", rid);
+    else
+        rules_reward_id(rw->source_event_id, rw->rule_id, rw->customer_id, rw->reward_id);
+}
+
+/* Layout 5's ledger entry (store.h, THE LEDGER), byte for byte: the tag and
+ * flags, what the key and the entry do not say, kind .. occurred_at as Avro
+ * encodes them, no reason, the program's number in <prefix>ledger_programs
+ * (0 and both strings in full when it could not be numbered: calls in
+ * flight). `fidelio ledger` prints every entry as it was published, its
+ * reason empty; a number missing from <prefix>ledger_programs is an error,
+ * never a wrong program. */
+START_TEST(ledger_entries_binary)
 {
     const char *dig = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-    const char *other = "sha256:0123456789abcdefffffffffffffffffffffffffffffffffffffffffffffffff";
     codec *c = codec_new(SIZE_MAX, err, sizeof(err));
     ck_assert_ptr_nonnull(c);
-    codec_record rec[4] = {{.schema = SCHEMA_REWARD}, {.schema = SCHEMA_REWARD}, {.schema = SCHEMA_REWARD},
-                           {.schema = SCHEMA_REWARD}};
+    codec_record rec[4];
+    ledger_reward(&rec[0], "lb1", NULL, 0, "2026.1", dig);
+    ledger_reward(&rec[1], "lb1", "rw-credit-of-another", 1, "2026.1", dig); /* a credit's reward id */
+    ledger_reward(&rec[2], "lb1", NULL, 2, "2026.2", "");                   /* another program, no digest */
+    ledger_reward(&rec[3], "lb1", NULL, 3, "2026.3", dig);                  /* numbered with calls in flight */
     buf avro[4] = {{0}}, want = {0}, p = {0}, o = {0}, out = {0};
     const char *ledger[4];
     size_t lens[4];
     for (int i = 0; i < 4; i++) {
-        reward_event *rw = &rec[i].reward;
-        snprintf(rw->customer_id, sizeof(rw->customer_id), "lc1");
-        rw->kind = REWARD_EARN;
-        snprintf(rw->rule_id, sizeof(rw->rule_id), "purchase");
-        rw->points = 100 + i;
-        rw->balance_after = 1000 + i;
-        snprintf(rw->source_event_id, sizeof(rw->source_event_id), "src-%d", i);
-        rw->occurred_at = T0 + i;
-        snprintf(rw->reason, sizeof(rw->reason), "Purchase %d", i);
-        snprintf(rw->program_version, sizeof(rw->program_version), "2026.%d", i);
-        rules_reward_id(rw->source_event_id, rw->rule_id, rw->customer_id, rw->reward_id);
-        snprintf(rw->program_digest, sizeof(rw->program_digest), "%s", dig);
-    }
-    snprintf(rec[1].reward.reward_id, sizeof(rec[1].reward.reward_id), "rw-credit-of-another"); /* a credit's */
-    snprintf(rec[2].reward.program_digest, sizeof(rec[2].reward.program_digest), "md5:abc");
-    snprintf(rec[3].reward.program_digest, sizeof(rec[3].reward.program_digest), "%s", other); /* same ref */
-    for (int i = 0; i < 4; i++) {
         ck_assert(codec_encode_avro(c, SCHEMA_REWARD, &rec[i], &avro[i], err, sizeof(err)) == EVENT_OK);
-        ck_assert(codec_encode_json(SCHEMA_REWARD, &rec[i], &want) == EVENT_OK);
+        codec_record shown = rec[i];
+        shown.reward.reason[0] = '\0';
+        ck_assert(codec_encode_json(SCHEMA_REWARD, &shown, &want) == EVENT_OK);
         buf_puts(&want, "\n");
         ledger[i] = avro[i].data;
         lens[i] = avro[i].len;
     }
     buf_puts(&p, "P");
     buf_puts(&o, "O");
-    store_apply_req q = {.customer_id = "lc1", .id = "e1", .occurred_at = T0, .profile = &p, .outputs = &o,
-                         .ledger = ledger, .ledger_len = lens, .nledger = 4};
     store *all = store_open(redis_url, prefix, 30 * DAY, 0, err, sizeof(err)); /* (s keeps 3 entries) */
     ck_assert_msg(all != NULL, "%s", err);
+    store_apply_req q = {.customer_id = "lb1", .id = "e1", .occurred_at = T0, .profile = &p, .outputs = &o,
+                         .ledger = ledger, .ledger_len = lens, .nledger = 3};
     ck_assert_msg(store_apply(all, &q, 1, err, sizeof(err)) == 0, "%s", err);
-    store_close(all);
     ck_assert_int_eq(q.status, STORE_APPLIED);
-    /* the first: 2 bytes of header; no reward id (35), no customer (3), the digest 16 of 71 */
-    redisReply *r = redis_raw("LINDEX %s{lc1}:l 0", prefix);
-    ck_assert_uint_eq(r->len, 2 + avro[0].len - 35 - 3 - ((2 + 71) - (1 + 16)));
+    /* the fourth with a fetch in flight: its program cannot be numbered, it goes in full */
+    store_profile sp = {.customer_id = "lb1"};
+    ck_assert_msg(store_fetch_send(all, &sp, 1, NULL, 0, err, sizeof(err)) == 0, "%s", err);
+    store_apply_req q2 = {.customer_id = "lb1", .id = "e2", .occurred_at = T0, .expected_version = 1, .profile = &p,
+                          .outputs = &o, .ledger = ledger + 3, .ledger_len = lens + 3, .nledger = 1};
+    ck_assert_msg(store_apply_send(all, &q2, 1, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_msg(store_fetch_recv(all, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_msg(store_apply_recv(all, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(q2.status, STORE_APPLIED);
+    store_close(all);
+    /* entry 0: tag 3, flags 3 (no reward id, no customer), EARN, "purchase", 100, 1000,
+     * "src-0", 1000 (event time), program 1 */
+    const char e0[] = "\x03\x03\x00\x10purchase\xc8\x01\xd0\x0f\x0asrc-0\xd0\x0f\x02";
+    redisReply *r = redis_raw("LINDEX %s{lb1}:l 0", prefix);
+    ck_assert_uint_eq(r->len, sizeof(e0) - 1);
+    ck_assert(!memcmp(r->str, e0, sizeof(e0) - 1));
     freeReplyObject(r);
-    r = redis_raw("LINDEX %s{lc1}:l 1", prefix); /* the credit's reward id stays */
-    ck_assert_uint_eq(r->len, 2 + avro[1].len - 3 - ((2 + 71) - (1 + 16)));
+    /* entry 1: flags 2, the credit's reward id; REVERSAL, -101, 1001, "src-1", 1001, program 1 */
+    const char e1[] = "\x03\x02\x28rw-credit-of-another\x02\x10purchase\xc9\x01\xd2\x0f\x0asrc-1\xd2\x0f\x02";
+    r = redis_raw("LINDEX %s{lb1}:l 1", prefix);
+    ck_assert_uint_eq(r->len, sizeof(e1) - 1);
+    ck_assert(!memcmp(r->str, e1, sizeof(e1) - 1));
     freeReplyObject(r);
-    r = redis_raw("LINDEX %s{lc1}:l 3", prefix); /* its reference is the first digest's */
-    ck_assert_uint_eq(r->len, 2 + avro[3].len - 35 - 3);
+    /* entry 2: program 2 */
+    r = redis_raw("LINDEX %s{lb1}:l 2", prefix);
+    ck_assert_int_eq(r->str[r->len - 1], 4);
     freeReplyObject(r);
-    r = redis_raw("HGETALL %sdigests", prefix);
-    ck_assert_int_eq(r->elements, 2);
-    ck_assert_str_eq(r->element[0]->str, "0123456789abcdef");
-    ck_assert_str_eq(r->element[1]->str, dig);
+    /* entry 3: program 0, then "2026.3" and the digest in full */
+    r = redis_raw("LINDEX %s{lb1}:l 3", prefix);
+    ck_assert_uint_eq(r->len, 2 + 1 + 9 + 2 + 2 + 6 + 2 + 1 + 7 + 2 + strlen(dig));
+    ck_assert(!memcmp(r->str + r->len - 1 - 7 - 2 - strlen(dig), "\x00\x0c" "2026.3\x8e\x01", 10));
+    freeReplyObject(r);
+    r = redis_raw("HGET %sledger_programs 1", prefix);
+    ck_assert_uint_eq(r->len, strlen("2026.1") + 1 + strlen(dig));
+    ck_assert(!memcmp(r->str, "2026.1\0sha256:", 14));
+    freeReplyObject(r);
+    r = redis_raw("HGET %sledger_programs 2", prefix);
+    ck_assert_uint_eq(r->len, strlen("2026.2") + 1);
     freeReplyObject(r);
     store *ro = tools_store();
-    ck_assert_msg(store_ledger(ro, "lc1", 10, &out, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_msg(store_ledger(ro, "lb1", 10, &out, err, sizeof(err)) == 0, "%s", err);
     ck_assert_str_eq(out.data, want.data);
-    /* a reference missing from <prefix>digests is an error, never a wrong digest */
-    RAW_OK("DEL %sdigests", prefix);
     store_close(ro);
+    /* a store opened later numbers the program as before (no second number) */
+    all = store_open(redis_url, prefix, 30 * DAY, 0, err, sizeof(err));
+    ck_assert_msg(all != NULL, "%s", err);
+    store_apply_req q3 = {.customer_id = "lb1", .id = "e3", .occurred_at = T0, .expected_version = 2, .profile = &p,
+                          .outputs = &o, .ledger = ledger + 2, .ledger_len = lens + 2, .nledger = 1};
+    ck_assert_msg(store_apply(all, &q3, 1, err, sizeof(err)) == 0, "%s", err);
+    store_close(all);
+    r = redis_raw("LINDEX %s{lb1}:l 4", prefix);
+    ck_assert_int_eq(r->str[r->len - 1], 4);
+    freeReplyObject(r);
+    r = redis_raw("HLEN %sledger_programs", prefix);
+    ck_assert_int_eq(r->integer, 5); /* 1, 2, their "=" fields, next */
+    freeReplyObject(r);
+    /* a number missing from <prefix>ledger_programs is an error, never a wrong program */
+    RAW_OK("HDEL %sledger_programs 1", prefix);
     ro = tools_store();
     buf_reset(&out);
-    ck_assert_int_ne(store_ledger(ro, "lc1", 10, &out, err, sizeof(err)), 0);
-    ck_assert_msg(strstr(err, "0123456789abcdef"), "%s", err);
+    ck_assert_int_ne(store_ledger(ro, "lb1", 10, &out, err, sizeof(err)), 0);
+    ck_assert_msg(strstr(err, "program 1 is not in"), "%s", err);
     store_close(ro);
     store_apply_req_free(&q);
+    store_apply_req_free(&q2);
+    store_apply_req_free(&q3);
+    store_profile_free(&sp);
     for (int i = 0; i < 4; i++)
         buf_free(&avro[i]);
+    buf_free(&want);
+    buf_free(&p);
+    buf_free(&o);
+    buf_free(&out);
+    codec_free(c);
+}
+END_TEST
+
+/* A namespace written by layout 4 is upgraded in place (the marker becomes
+ * "5", nothing rewritten): its compact entries (the Avro record less the
+ * customer id, a derivable reward id, the digest as a reference into
+ * <prefix>digests) print as they were published, reason included; new
+ * entries are binary; both in one ledger, oldest first. */
+START_TEST(layout_4_upgraded)
+{
+    const char *ns = REDIS_FIXTURE_PREFIX "v4ns:";
+    const char *dig = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    codec *c = codec_new(SIZE_MAX, err, sizeof(err));
+    ck_assert_ptr_nonnull(c);
+    codec_record old, stored, next;
+    ledger_reward(&old, "u4", NULL, 0, "2026.1", dig);
+    ledger_reward(&next, "u4", NULL, 1, "2026.1", dig);
+    /* what layout 4 wrote: "\1", flags 7, the record with reward id and customer empty, digest "0123456789abcdef" */
+    stored = old;
+    stored.reward.reward_id[0] = stored.reward.customer_id[0] = '\0';
+    snprintf(stored.reward.program_digest, sizeof(stored.reward.program_digest), "0123456789abcdef");
+    buf avro = {0}, entry = {0}, want = {0}, p = {0}, o = {0}, out = {0};
+    ck_assert(codec_encode_avro(c, SCHEMA_REWARD, &stored, &avro, err, sizeof(err)) == EVENT_OK);
+    buf_append(&entry, "\x01\x07", 2);
+    buf_append(&entry, avro.data, avro.len);
+    RAW_OK("SET %slayout 4", ns);
+    RAW_OK("HSET %s{u4}:p v 1 p P-v4 hw %lld tn %lld", ns, (long long)T0, (long long)T0);
+    RAW_OK("RPUSH %s{u4}:l %b", ns, entry.data, entry.len);
+    RAW_OK("HSET %sdigests 0123456789abcdef %s", ns, dig);
+    store *ro = store_open_readonly(redis_url_ro, ns, err, sizeof(err)); /* a tool reads layout 4 as it is */
+    ck_assert_msg(ro != NULL, "%s", err);
+    ck_assert(codec_encode_json(SCHEMA_REWARD, &old, &want) == EVENT_OK);
+    buf_puts(&want, "\n");
+    ck_assert_msg(store_ledger(ro, "u4", 10, &out, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_str_eq(out.data, want.data);
+    store_close(ro);
+    store *w = store_open(redis_url, ns, 30 * DAY, 0, err, sizeof(err));
+    ck_assert_msg(w != NULL, "%s", err);
+    redisReply *r = redis_raw("GET %slayout", ns);
+    ck_assert_str_eq(r->str, "5");
+    freeReplyObject(r);
+    buf_reset(&avro);
+    ck_assert(codec_encode_avro(c, SCHEMA_REWARD, &next, &avro, err, sizeof(err)) == EVENT_OK);
+    const char *ledger[] = {avro.data};
+    size_t lens[] = {avro.len};
+    buf_puts(&p, "P");
+    buf_puts(&o, "O");
+    store_apply_req q = {.customer_id = "u4", .id = "e2", .occurred_at = T0 + 1, .expected_version = 1,
+                         .profile = &p, .outputs = &o, .ledger = ledger, .ledger_len = lens, .nledger = 1};
+    ck_assert_msg(store_apply(w, &q, 1, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(q.status, STORE_APPLIED);
+    store_close(w);
+    r = redis_raw("LINDEX %s{u4}:l 1", ns);
+    ck_assert_int_eq(r->str[0], 3);
+    freeReplyObject(r);
+    next.reward.reason[0] = '\0';
+    ck_assert(codec_encode_json(SCHEMA_REWARD, &next, &want) == EVENT_OK);
+    buf_puts(&want, "\n");
+    ro = store_open_readonly(redis_url_ro, ns, err, sizeof(err));
+    ck_assert_msg(ro != NULL, "%s", err);
+    buf_reset(&out);
+    ck_assert_msg(store_ledger(ro, "u4", 10, &out, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_str_eq(out.data, want.data);
+    store_close(ro);
+    store_apply_req_free(&q);
+    buf_free(&avro);
+    buf_free(&entry);
     buf_free(&want);
     buf_free(&p);
     buf_free(&o);
@@ -1053,7 +1177,7 @@ START_TEST(layout_3_upgraded)
     store *o = store_open(redis_url, ns, 30 * DAY, 0, err, sizeof(err));
     ck_assert_msg(o != NULL, "%s", err);
     redisReply *r = redis_raw("GET %slayout", ns);
-    ck_assert_str_eq(r->str, "4");
+    ck_assert_str_eq(r->str, "5");
     freeReplyObject(r);
     store *saved = s;
     s = o;
@@ -1143,7 +1267,7 @@ START_TEST(layout_2_upgraded)
     store *o = store_open(redis_url, ns, 30 * DAY, 0, err, sizeof(err));
     ck_assert_msg(o != NULL, "%s", err);
     redisReply *r = redis_raw("GET %slayout", ns);
-    ck_assert_str_eq(r->str, "4");
+    ck_assert_str_eq(r->str, "5");
     freeReplyObject(r);
     store *saved = s;
     s = o;
@@ -1307,7 +1431,8 @@ Suite *store_suite(void)
     tcase_add_test(tc, ledger_entries_are_avro_decoded_for_display);
     tcase_add_test(tc, layout_2_upgraded);
     tcase_add_test(tc, layout_3_upgraded);
-    tcase_add_test(tc, ledger_entries_compact);
+    tcase_add_test(tc, ledger_entries_binary);
+    tcase_add_test(tc, layout_4_upgraded);
     tcase_add_test(tc, apply_trims_by_whole_eighths);
     tcase_add_test(tc, oom_refused_before_dropping_outputs);
     tcase_add_test(tc, customer_with_thousands_of_events);
