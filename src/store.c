@@ -1114,12 +1114,11 @@ static int avro_put_string(buf *out, const char *s, size_t len)
     return avro_put_long(out, (int64_t)len) || buf_append(out, s, len) ? -1 : 0;
 }
 
-/* Split a RewardEvent's Avro bytes into its fields: f[i] points at field
- * i's encoding (a string's: at its length), f[RW_NFIELDS] at the end; str[i]
- * and len[i] a string's bytes. -1 unless it is exactly one RewardEvent with
- * strings of at most EVENT_ID_MAX bytes (reason: EVENT_TEXT_MAX). Fields
- * before `first` are not in data (a binary entry's tail: first is RW_KIND;
- * its end at `last`, which it must reach). */
+/* Split the RewardEvent fields [first, last) encoded (as Avro does) from
+ * data on: f[i] points at field i's encoding (a string's: at its length),
+ * f[last] where they end (data + n or before); str[i] and len[i] a string's
+ * bytes. -1 if they are malformed or a string is longer than EVENT_ID_MAX
+ * bytes (reason: EVENT_TEXT_MAX). */
 static int rw_split_range(const unsigned char *data, size_t n, int first, int last, const unsigned char **f,
                           const char **str, size_t *len)
 {
@@ -1141,6 +1140,7 @@ static int rw_split_range(const unsigned char *data, size_t n, int first, int la
     return 0;
 }
 
+/* rw_split_range of every field: -1 unless data is exactly one RewardEvent. */
 static int rw_split(const unsigned char *data, size_t n, const unsigned char **f, const char **str, size_t *len)
 {
     return rw_split_range(data, n, 0, RW_NFIELDS, f, str, len) == 0 && f[RW_NFIELDS] == data + n ? 0 : -1;
@@ -1330,9 +1330,13 @@ static int ledger_binary_avro(store *s, const unsigned char *e, size_t n, buf *a
             return -1;
         }
     }
-    int64_t prog;
-    if (rw_split_range(p, (size_t)(end - p), RW_KIND, RW_REASON, f, str, len) != 0 ||
-        (p = f[RW_REASON], avro_long(&p, end, &prog) != 0) || prog < 0 || (prog > 0 && p != end)) {
+    int64_t prog = -1;
+    if (rw_split_range(p, (size_t)(end - p), RW_KIND, RW_REASON, f, str, len) == 0) {
+        p = f[RW_REASON];
+        if (avro_long(&p, end, &prog) != 0 || (prog > 0 && p != end))
+            prog = -1;
+    }
+    if (prog < 0) {
         snprintf(why, whylen, "a malformed binary entry");
         return -1;
     }

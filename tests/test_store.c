@@ -942,6 +942,16 @@ START_TEST(ledger_entries_are_avro_decoded_for_display)
     buf_reset(&out);
     ck_assert_int_ne(store_ledger(ro, "l1", 10, &out, err, sizeof(err)), 0);
     ck_assert_msg(strstr(err, "not a RewardEvent"), "%s", err);
+    /* a binary entry cut short, or with bytes after its program number, too */
+    RAW_OK("RPUSH %s{l1m}:l %b", prefix, "\x03\x03\x00\x10purch", (size_t)9);
+    buf_reset(&out);
+    ck_assert_int_ne(store_ledger(ro, "l1m", 10, &out, err, sizeof(err)), 0);
+    ck_assert_msg(strstr(err, "malformed binary entry"), "%s", err);
+    RAW_OK("DEL %s{l1m}:l", prefix);
+    RAW_OK("RPUSH %s{l1m}:l %b", prefix, "\x03\x03\x00\x02p\x02\x02\x02" "e\x02\x02\x00", (size_t)12);
+    buf_reset(&out);
+    ck_assert_int_ne(store_ledger(ro, "l1m", 10, &out, err, sizeof(err)), 0);
+    ck_assert_msg(strstr(err, "malformed binary entry"), "%s", err);
     store_close(ro);
     store_apply_req_free(&q);
     buf_free(&avro);
