@@ -11,7 +11,9 @@
 #   --redis K=V      a redis-server setting (repeatable), e.g. --redis hash-max-listpack-value=1024
 #   --sample N       customers broken down per run (default 2000)
 #   --what-if        after each run's table, delete the sampled customers' kept outputs
-#                    (o<k><id>, po of :p) and print the table again: a customer with none at rest
+#                    (o<k><id>, po of :p) and print the table again: a customer with none at rest;
+#                    then also rewrite their dedupe records shorter (a tag, 8 bytes of digest, the
+#                    event time as a varint) and print it a third time
 #   --keep           keep the work directory
 #
 # One `fidelio dev-kafka` and one redis-server (AOF everysec, loopback TCP); `fidelio gen`
@@ -97,5 +99,6 @@ for i in "${!BINS[@]}"; do
     python3 "$HERE/mem_breakdown.py" --port "$PORT" --prefix "n$n:" --sample "$SAMPLE"
     if [ "$WHATIF" = 1 ]; then
         python3 "$HERE/mem_breakdown.py" --port "$PORT" --prefix "n$n:" --sample "$SAMPLE" --drop-kept-outputs
+        python3 "$HERE/mem_breakdown.py" --port "$PORT" --prefix "n$n:" --sample "$SAMPLE" --short-records
     fi
 done

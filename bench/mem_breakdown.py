@@ -12,7 +12,8 @@ records (field + value bytes); in :l the ledger entries. What is left of MEMORY 
 payload is Redis's own overhead (key, object, listpack/quicklist headers, entry headers).
 Prints one table of means per customer and the distribution of events in :d. Needs no
 client library: RESP over a socket. --drop-kept-outputs (a what-if for a throwaway server: it
-WRITES) first deletes the sampled customers' kept outputs, as if none were kept at rest.
+WRITES) first deletes the sampled customers' kept outputs, as if none were kept at rest;
+--short-records rewrites their dedupe records as a tag, 8 bytes of digest and a varint time.
 """
 import argparse
 import socket
@@ -65,6 +66,8 @@ def main():
     ap.add_argument("--unix")
     ap.add_argument("--prefix", default="fidelio:")
     ap.add_argument("--sample", type=int, default=2000)
+    ap.add_argument("--short-records", action="store_true",
+                    help="WRITES: rewrite the sampled customers' :d records shorter first (a what-if)")
     ap.add_argument("--drop-kept-outputs", action="store_true",
                     help="WRITES: delete the sampled customers' kept outputs first (a what-if on a throwaway server)")
     a = ap.parse_args()
@@ -81,6 +84,8 @@ def main():
         custs = [custs[i * len(custs) // a.sample] for i in range(a.sample)]
     if not custs:
         sys.exit("mem_breakdown: no customer under prefix %r" % a.prefix)
+    if a.drop_kept_outputs or a.short_records:
+        print("(what-if on a throwaway server: it WRITES)")
     if a.drop_kept_outputs:  # what-if: every customer's kept outputs gone (writes: bench/mem.sh's own server)
         for c in custs:
             k = pre + b"{" + c + b"}:p"
@@ -88,6 +93,24 @@ def main():
             if fs:
                 r.cmd("HDEL", k, *fs)
         print("(what-if: the kept outputs of these customers deleted: o<k><id> and po of :p)")
+    if a.short_records:  # what-if: dedupe records of a tag, an 8-byte digest and the time as a varint
+        for c in custs:
+            k = pre + b"{" + c + b"}:d"
+            d = r.cmd("HGETALL", k) or []
+            args = []
+            for f, v in zip(d[::2], d[1::2]):
+                if v[:1] == b"\x04" and len(v) > 17:
+                    t, out = int(v[17:]), bytearray()
+                    u = t << 1
+                    while True:
+                        out.append((u & 0x7F) | (0x80 if u > 0x7F else 0))
+                        u >>= 7
+                        if not u:
+                            break
+                    args += [f, b"\x05" + v[1:9] + bytes(out)]
+            if args:
+                r.cmd("HSET", k, *args)
+        print("(what-if: their :d records rewritten as a tag, 8 bytes of digest and the event time as a varint)")
     rows = {}
 
     def add(name, v):

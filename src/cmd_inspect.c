@@ -20,9 +20,11 @@ static const char profile_help[] =
 static const char ledger_help[] =
     "usage: fidelio ledger [-c FILE] [--set KEY=VALUE]... [-n N] CUSTOMER_ID\n\n"
     "Print the customer's most recent balance changes (RewardEvent JSON lines, oldest\n"
-    "first) with rule ids and source events, from the ledger kept in Redis. Exit 1\n"
-    "if the customer has no profile, like `fidelio profile`; a customer with a\n"
-    "profile and no balance change yet prints nothing and exits 0.\n\n"
+    "first) with rule ids and source events, from the ledger kept in Redis. The\n"
+    "reason text is not kept there (\"reason\":\"\" since Redis layout 5): the rewards\n"
+    "topic carries it. Exit 1 if the customer has no profile, like `fidelio\n"
+    "profile`; a customer with a profile and no balance change yet prints nothing\n"
+    "and exits 0.\n\n"
     "  -n, --count N         how many (default 20)\n" CLI_CONFIG_HELP;
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
