@@ -1173,7 +1173,11 @@ static long long program_ref_of(store *s, const char *ver, size_t vlen, const ch
             strlen(s->progs[i].digest) == dlen && !memcmp(s->progs[i].digest, dig, dlen))
             return s->progs[i].n;
     program_ref *d = program_slot(s);
-    /* (replies of calls in flight come first: asked again with none in flight) */
+    /* (replies of calls in flight come first: asked again with none in flight. The
+     * commands below are synchronous: they must never be sent inside an open MULTI,
+     * where they would be queued; an apply that opens one must count as in flight.
+     * The table is filled at open and by store_registry_write, so the apply rarely
+     * gets here) */
     if (!d || s->readonly || s->nops > s->opshead || !s->c || vlen > EVENT_ID_MAX || dlen > EVENT_ID_MAX)
         return 0;
     char val[2 * EVENT_ID_MAX + 2], fld[2 * EVENT_ID_MAX + 3];
