@@ -4,14 +4,16 @@
  *       a bare librdkafka group consumer: reads COUNT messages of TOPIC from
  *       the beginning in a fresh group and prints its rate after the group
  *       join (first message to last), the ceiling of any Kafka consumer here.
- *   fidelio-bench redis-apply -u REDIS_URL -n N [-c CUSTOMERS] [-d DEPTH]
+ *   fidelio-bench redis-apply -u REDIS_URL -n N [-c CUSTOMERS] [-d DEPTH] [-P PARTITIONS]
  *       the store's apply alone (src/store.c, store_apply), N events over
  *       CUSTOMERS customers, DEPTH events per store_apply call (layout 3: one
  *       script call per chunk of customers, as the pipeline's batches), payloads
  *       of the sizes measured in a real run (profile 670 B, recorded outputs
  *       300 B, one ledger entry of 150 B: an Avro RewardEvent), each event's
- *       partition (customer % 64) committed after its call, so the next apply
- *       of the customer drops its outputs as in a run: the Redis ceiling.
+ *       partition (customer % PARTITIONS, default 64) committed after its call,
+ *       so the next apply of the customer drops its outputs as in a run: the
+ *       Redis ceiling. Every call carries the committed offset of each
+ *       partition seen (store_committed): -P shows what that costs.
  *   fidelio-bench latency -b BROKERS -i EVENTS.jsonl -t TOPIC -R REWARDS -S STAGES
  *                         -W WARMUP_TOPIC -r RATE -s SECONDS [-L LINGER_MS] [-X KEY=VALUE]...
  *                         [-D SAMPLES.tsv]
@@ -173,19 +175,21 @@ static int cmd_redis_apply(int argc, char **argv)
 {
     const char *url = NULL, *prefix = "bench-apply:";
     long long n = 0, customers = 100000;
-    int depth = 64, opt;
-    while ((opt = getopt(argc, argv, "u:n:c:d:p:")) != -1) {
+    int depth = 64, parts = 64, opt;
+    while ((opt = getopt(argc, argv, "u:n:c:d:p:P:")) != -1) {
         switch (opt) {
         case 'u': url = optarg; break;
         case 'n': n = atoll(optarg); break;
         case 'c': customers = atoll(optarg); break;
         case 'd': depth = atoi(optarg); break;
         case 'p': prefix = optarg; break;
+        case 'P': parts = atoi(optarg); break;
         default: return 2;
         }
     }
-    if (!url || n <= 0 || customers <= 0 || depth <= 0) {
-        fprintf(stderr, "usage: fidelio-bench redis-apply -u REDIS_URL -n N [-c CUSTOMERS] [-d DEPTH] [-p PREFIX]\n");
+    if (!url || n <= 0 || customers <= 0 || depth <= 0 || parts <= 0) {
+        fprintf(stderr, "usage: fidelio-bench redis-apply -u REDIS_URL -n N [-c CUSTOMERS] [-d DEPTH] [-p PREFIX] "
+                        "[-P PARTITIONS]\n");
         return 2;
     }
     char err[512];
@@ -226,7 +230,7 @@ static int cmd_redis_apply(int argc, char **argv)
             store_apply_req_free(&reqs[j]);
             reqs[j] = (store_apply_req){.customer_id = cids[j], .id = ids[j], .occurred_at = base + i * 100,
                                         .expected_version = version[c], .profile = &profile, .outputs = &outputs,
-                                        .partition = (int32_t)(c % 64), .offset = i, .ledger = ledger, .nledger = 1};
+                                        .partition = (int32_t)(c % parts), .offset = i, .ledger = ledger, .nledger = 1};
         }
         if (store_apply(s, reqs, (size_t)k, err, sizeof(err)) != 0) {
             fprintf(stderr, "fidelio-bench: apply: %s\n", err);
