@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <hiredis/hiredis.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -331,6 +332,12 @@ struct store {
     size_t lost;         /* sends whose replies went with a dropped connection: their recv fails */
     struct program_ref *progs; /* programs known in <prefix>ledger_programs (ledger entries) */
     size_t nprogs, capprogs;
+    buf txpo, txdrop;    /* a transaction's po value and HDEL command being built */
+    bool watching;       /* a fetch's WATCH is in force (not yet ended by EXEC or UNWATCH) */
+    bool tx_open;        /* an apply's MULTI is sent and its EXEC not yet */
+    unsigned wepoch;     /* counts the fetches that sent a WATCH: the one in force is the last */
+    bool wready;         /* wt holds what the fetch of the WATCH in force read */
+    struct wtable *wt;   /* that fetch's state, per customer (THE APPLY: transactions) */
 };
 
 /* ---- connection ------------------------------------------------------------------- */
@@ -594,6 +601,8 @@ store *store_open_readonly(const char *url, const char *prefix, char *err, size_
 }
 
 static void drop_in_flight(store *s);
+struct wtable;
+static void wt_free(struct wtable *t);
 
 void store_close(store *s)
 {
@@ -602,9 +611,12 @@ void store_close(store *s)
     if (s->c)
         redisFree(s->c);
     drop_in_flight(s);
+    wt_free(s->wt);
     codec_free(s->codec);
     free(s->committed);
     buf_free(&s->cmd);
+    buf_free(&s->txpo);
+    buf_free(&s->txdrop);
     free(s->progs);
     free(s->ops);
     free(s);
@@ -781,6 +793,19 @@ static int ensure_connected(store *s, char *err, size_t errlen)
 
 struct apply_ctx;
 
+/* What a command queued in a transaction is: a script call (x, call) or, x NULL, a plain write. */
+typedef struct qtag {
+    struct apply_ctx *x;
+    size_t call;
+} qtag;
+
+/* A customer written by plain commands in a transaction: its requests and the version read. */
+typedef struct txw {
+    store_apply_req *reqs;
+    size_t n;
+    int64_t v;
+} txw;
+
 /* A send whose replies are still to be read. */
 typedef struct store_op {
     bool fetch;
@@ -788,21 +813,43 @@ typedef struct store_op {
     size_t nprofiles;
     store_seen *seen;
     size_t nseen;
-    struct apply_ctx *x;     /* a script send's calls (owned) */
+    struct apply_ctx *x;     /* a script send's calls (owned; a transaction's: its scripted customers') */
     size_t ncalls;
     const char *what;
+    bool unwatch, watch, agg; /* a fetch's UNWATCH, WATCH and HGETALL of the aggregates */
+    size_t nwatch;           /* the profiles it watched: the first ones */
+    unsigned epoch;          /* the WATCH it sent (store.wepoch) */
+    bool tx;                 /* an apply queued in a MULTI */
+    bool opens, execs;       /* it sent the MULTI; the EXEC follows it */
+    size_t nq;               /* commands it queued */
+    struct qtag *tags;       /* what each queued command is (owned) */
+    struct txw *tw;          /* customers it writes with plain commands (owned) */
+    size_t ntw;
 } store_op;
 
 static void apply_ctx_free(struct apply_ctx *x);
 
-/* Forget every send still in flight: its recv fails (STORE_TRANSIENT). */
+/* Free what a send owns. */
+static void op_free(store_op *op)
+{
+    apply_ctx_free(op->x);
+    free(op->tags);
+    free(op->tw);
+    op->x = NULL;
+    op->tags = NULL;
+    op->tw = NULL;
+}
+
+/* Forget every send still in flight: its recv fails (STORE_TRANSIENT). A
+ * transaction and a WATCH end with the connection. */
 static void drop_in_flight(store *s)
 {
     for (size_t i = s->opshead; i < s->nops; i++) {
-        apply_ctx_free(s->ops[i].x);
+        op_free(&s->ops[i]);
         s->lost++;
     }
     s->opshead = s->nops = 0;
+    s->watching = s->tx_open = s->wready = false;
 }
 
 /* A failed read or write: the replies in flight are gone with the connection. */
@@ -828,13 +875,13 @@ static int send_ready(store *s, char *err, size_t errlen)
 
 /* After a send's commands were appended: write them out (Redis starts on them while the
  * caller goes on) and queue the send for its recv. Frees op->x on failure. */
-static int send_done(store *s, const store_op *op, char *err, size_t errlen)
+static int send_done(store *s, store_op *op, char *err, size_t errlen)
 {
     int done = 0;
     while (!done)
         if (redisBufferWrite(s->c, &done) != REDIS_OK) {
             snprintf(err, errlen, "redis: %s", s->c->errstr[0] ? s->c->errstr : "connection lost");
-            apply_ctx_free(op->x);
+            op_free(op);
             drop_connection(s);
             return STORE_TRANSIENT;
         }
@@ -845,7 +892,7 @@ static int send_done(store *s, const store_op *op, char *err, size_t errlen)
         store_op *n = realloc(s->ops, cap * sizeof(*n));
         if (!n) { /* written but not tracked: its replies cannot be matched any more */
             snprintf(err, errlen, "out of memory");
-            apply_ctx_free(op->x);
+            op_free(op);
             drop_connection(s);
             return STORE_PERMANENT;
         }
@@ -909,12 +956,290 @@ static void note_error(const redisReply *r, const char *what, int *rc, char *err
     }
 }
 
-/* Read one fetch's replies (store_fetch_recv). */
-static int fetch_read(store *s, store_profile *profiles, size_t nprofiles, store_seen *seen, size_t nseen, char *err,
-                      size_t errlen)
+/* ---- the watched fetch (THE APPLY: transactions) --------------------------------- */
+
+/* What a writable fetch read of one customer, under its WATCH: what the apply
+ * decides on in C. */
+typedef struct wcust {
+    size_t id;           /* the customer id: offset in arena */
+    bool ok;             /* every read answered, every field well-formed (else: the script decides) */
+    bool has_hw, has_tn; /* :p has hw; has tn (absent with hw: a customer of layout <= 3) */
+    bool tn_num;         /* tn is a time ("": the customer has no record in :d) */
+    bool l_wrong;        /* :l is not a list: the apply is refused */
+    int64_t v, hw, tf, tn, llen;
+    size_t po, polen;    /* :p's po: offset in arena */
+    int ids;             /* the first id fetched and not found (index into ids), -1 none */
+    int last;            /* the last one */
+} wcust;
+
+/* An event or credit id fetched and not found in its dedupe hash. */
+typedef struct wid {
+    size_t off;          /* in arena */
+    bool credit;
+    int next;            /* the customer's next, -1 */
+} wid;
+
+/* A field of the aggregates hash: its value (plus what this transaction adds), or not a number. */
+typedef struct wagg {
+    size_t off;
+    long long val;
+    bool num;
+} wagg;
+
+typedef struct wtable {
+    buf arena;           /* ids and po values, NUL-terminated */
+    wcust *c;
+    size_t nc, capc;
+    int *slot;           /* customer index + 1 by hash of the id (open addressing), 0: free */
+    size_t nslot;
+    wid *ids;
+    size_t nids, capids;
+    wagg *agg;
+    size_t nagg, capagg;
+    char agg_err[400];   /* why the aggregates hash cannot take HINCRBY ("" it can) */
+} wtable;
+
+static uint32_t hash_id(const char *p)
 {
+    uint32_t h = 2166136261u;
+    for (; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    return h;
+}
+
+/* Forget the table's entries (keeping its memory). */
+static void wt_reset(wtable *t)
+{
+    buf_reset(&t->arena);
+    t->nc = t->nids = t->nagg = 0;
+    t->agg_err[0] = '\0';
+    if (t->slot)
+        memset(t->slot, 0, t->nslot * sizeof(*t->slot));
+}
+
+static void wt_free(struct wtable *t)
+{
+    if (!t)
+        return;
+    buf_free(&t->arena);
+    free(t->c);
+    free(t->slot);
+    free(t->ids);
+    free(t->agg);
+    free(t);
+}
+
+/* Copy n bytes into the arena: their offset, or (size_t)-1 when out of memory. */
+static size_t wt_keep(wtable *t, const char *p, size_t n)
+{
+    size_t off = t->arena.len;
+    if (buf_append(&t->arena, p, n) != 0 || buf_append(&t->arena, "", 1) != 0)
+        return (size_t)-1;
+    return off;
+}
+
+static wcust *wt_find(const wtable *t, const char *id)
+{
+    if (!t || !t->nslot)
+        return NULL;
+    for (size_t h = hash_id(id) & (t->nslot - 1);; h = (h + 1) & (t->nslot - 1)) {
+        int k = t->slot[h];
+        if (!k)
+            return NULL;
+        if (!strcmp(t->arena.data + t->c[k - 1].id, id))
+            return &t->c[k - 1];
+    }
+}
+
+/* Room for n customers: 0 or -1. */
+static int wt_size(wtable *t, size_t n)
+{
+    if (n > t->capc) {
+        wcust *c = realloc(t->c, n * sizeof(*c));
+        if (!c)
+            return -1;
+        t->c = c;
+        t->capc = n;
+    }
+    size_t ns = 16;
+    while (ns < 2 * n)
+        ns *= 2;
+    if (ns > t->nslot) {
+        int *sl = calloc(ns, sizeof(*sl));
+        if (!sl)
+            return -1;
+        free(t->slot);
+        t->slot = sl;
+        t->nslot = ns;
+    }
+    return 0;
+}
+
+/* Add a customer (once); NULL when out of memory. */
+static wcust *wt_add(wtable *t, const char *id)
+{
+    wcust *w = wt_find(t, id);
+    if (w)
+        return w;
+    if (t->nc == t->capc || t->nc * 2 >= t->nslot)
+        return NULL; /* (wt_size made room for every customer of the fetch) */
+    size_t off = wt_keep(t, id, strlen(id));
+    if (off == (size_t)-1)
+        return NULL;
+    w = &t->c[t->nc++];
+    memset(w, 0, sizeof(*w));
+    w->id = off;
+    w->ids = w->last = -1;
+    size_t h = hash_id(id) & (t->nslot - 1);
+    while (t->slot[h])
+        h = (h + 1) & (t->nslot - 1);
+    t->slot[h] = (int)t->nc;
+    return w;
+}
+
+/* A whole decimal integer (as Lua's tonumber reads Fidelio's own fields): 0 or -1. */
+static int parse_int(const char *p, size_t n, int64_t *v)
+{
+    char tmp[32];
+    if (n == 0 || n >= sizeof(tmp))
+        return -1;
+    memcpy(tmp, p, n);
+    tmp[n] = '\0';
+    char *end;
+    long long x = strtoll(tmp, &end, 10);
+    if (*end)
+        return -1;
+    *v = x;
+    return 0;
+}
+
+/* What the reply of HMGET :p v p hw tf po tn says of a customer. */
+static void wt_profile(wtable *t, wcust *w, const redisReply *r)
+{
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 6)
+        return;
+    const redisReply *e[6];
+    for (int i = 0; i < 6; i++) {
+        e[i] = r->element[i];
+        if (e[i]->type != REDIS_REPLY_STRING && e[i]->type != REDIS_REPLY_NIL)
+            return;
+    }
+    bool has[6];
+    for (int i = 0; i < 6; i++)
+        has[i] = e[i]->type == REDIS_REPLY_STRING;
+    w->v = w->hw = w->tf = w->tn = 0;
+    if ((has[0] && parse_int(e[0]->str, e[0]->len, &w->v)) || (has[2] && parse_int(e[2]->str, e[2]->len, &w->hw)) ||
+        (has[3] && parse_int(e[3]->str, e[3]->len, &w->tf)))
+        return;
+    w->has_hw = has[2];
+    w->has_tn = has[5];
+    w->tn_num = has[5] && e[5]->len > 0;
+    if (w->tn_num && parse_int(e[5]->str, e[5]->len, &w->tn))
+        return;
+    w->po = wt_keep(t, has[4] ? e[4]->str : "", has[4] ? e[4]->len : 0);
+    w->polen = has[4] ? e[4]->len : 0;
+    if (w->po == (size_t)-1)
+        return;
+    /* po: entries "<kind><source>/<offset>" NUL "<id>" NUL, whole (else the script reads it) */
+    const char *p = t->arena.data + w->po, *end = p + w->polen;
+    while (p < end) {
+        const char *z1 = p + 1 < end ? memchr(p + 1, '\0', (size_t)(end - p - 1)) : NULL;
+        const char *z2 = z1 && z1 + 1 < end ? memchr(z1 + 1, '\0', (size_t)(end - z1 - 1)) : NULL;
+        if (!z2)
+            return;
+        p = z2 + 1;
+    }
+    w->ok = true;
+}
+
+/* Note an id fetched and not found. */
+static int wt_unseen(wtable *t, wcust *w, const char *id, bool credit)
+{
+    if (t->nids == t->capids) {
+        size_t cap = t->capids ? 2 * t->capids : 256;
+        wid *n = realloc(t->ids, cap * sizeof(*n));
+        if (!n)
+            return -1;
+        t->ids = n;
+        t->capids = cap;
+    }
+    size_t off = wt_keep(t, id, strlen(id));
+    if (off == (size_t)-1)
+        return -1;
+    wid *d = &t->ids[t->nids];
+    d->off = off;
+    d->credit = credit;
+    d->next = -1;
+    if (w->last >= 0)
+        t->ids[w->last].next = (int)t->nids;
+    else
+        w->ids = (int)t->nids;
+    w->last = (int)t->nids++;
+    return 0;
+}
+
+/* The aggregates hash as HGETALL read it. */
+static void wt_aggregates(store *s, wtable *t, const redisReply *r)
+{
+    if (r->type == REDIS_REPLY_ERROR) {
+        snprintf(t->agg_err, sizeof(t->agg_err), "%.*s fidelio apply: %saggregates: %s; nothing was written",
+                 (int)strcspn(r->str, " "), r->str, s->prefix, r->str);
+        return;
+    }
+    if (r->type != REDIS_REPLY_ARRAY) {
+        snprintf(t->agg_err, sizeof(t->agg_err), "ERR fidelio apply: %saggregates unreadable; nothing was written",
+                 s->prefix);
+        return;
+    }
+    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        if (t->nagg == t->capagg) {
+            size_t cap = t->capagg ? 2 * t->capagg : 64;
+            wagg *n = realloc(t->agg, cap * sizeof(*n));
+            if (!n)
+                goto oom;
+            t->agg = n;
+            t->capagg = cap;
+        }
+        const redisReply *f = r->element[i], *v = r->element[i + 1];
+        wagg *a = &t->agg[t->nagg];
+        if ((a->off = wt_keep(t, f->str ? f->str : "", f->str ? f->len : 0)) == (size_t)-1)
+            goto oom;
+        int64_t x = 0;
+        /* as HINCRBY reads it: a whole number that fits in 64 bits */
+        a->num = v->str && parse_int(v->str, v->len, &x) == 0 && x > LLONG_MIN && x < LLONG_MAX;
+        a->val = x;
+        t->nagg++;
+    }
+    return;
+oom:
+    snprintf(t->agg_err, sizeof(t->agg_err), "ERR fidelio apply: out of memory; nothing was written");
+}
+
+/* Read one fetch's replies (store_fetch_recv). */
+static int fetch_read(store *s, const store_op *op, char *err, size_t errlen)
+{
+    store_profile *profiles = op->profiles;
+    store_seen *seen = op->seen;
+    size_t nprofiles = op->nprofiles, nseen = op->nseen;
     char k[EVENT_KEY_MAX];
     int rc = 0;
+    /* the table of the WATCH in force, filled when this fetch sent it */
+    wtable *t = op->watch && op->epoch == s->wepoch && s->watching ? s->wt : NULL;
+    if (t) {
+        wt_reset(t);
+        if (wt_size(t, op->nwatch) != 0)
+            t = NULL; /* (every customer then goes through the script) */
+    }
+    for (int n = (int)op->unwatch + (int)op->watch; n > 0; n--) {
+        redisReply *r;
+        if (get_reply(s, &r, "WATCH (fetch)", err, errlen) != 0)
+            return STORE_TRANSIENT;
+        if (r->type == REDIS_REPLY_ERROR) {
+            note_error(r, "WATCH (fetch)", &rc, err, errlen);
+            t = NULL;
+        }
+        freeReplyObject(r);
+    }
     for (size_t i = 0; i < nprofiles; i++) {
         redisReply *r;
         const char *what = "HMGET (fetch profile)";
@@ -922,39 +1247,67 @@ static int fetch_read(store *s, store_profile *profiles, size_t nprofiles, store
             return STORE_TRANSIENT;
         store_profile *p = &profiles[i];
         buf_reset(&p->encoding);
+        wcust *w = t && i < op->nwatch ? wt_add(t, p->customer_id) : NULL;
         if (r->type == REDIS_REPLY_ERROR) {
             note_error(r, what, &rc, err, errlen);
         } else {
-            p->exists = r->elements == 2 && r->element[1]->type == REDIS_REPLY_STRING;
-            p->version = r->elements == 2 && r->element[0]->type == REDIS_REPLY_STRING ? atoll(r->element[0]->str) : 0;
+            p->exists = r->elements == 6 && r->element[1]->type == REDIS_REPLY_STRING;
+            p->version = r->elements == 6 && r->element[0]->type == REDIS_REPLY_STRING ? atoll(r->element[0]->str) : 0;
             if (p->exists && buf_append(&p->encoding, r->element[1]->str, r->element[1]->len) != 0) {
                 snprintf(err, errlen, "out of memory");
                 rc = STORE_PERMANENT;
             }
+            if (w)
+                wt_profile(t, w, r);
         }
         freeReplyObject(r);
+        if (i < op->nwatch) { /* LLEN :l: when the apply must LTRIM (and that :l is a list) */
+            if (get_reply(s, &r, "LLEN (fetch)", err, errlen) != 0)
+                return STORE_TRANSIENT;
+            if (w && r->type == REDIS_REPLY_INTEGER)
+                w->llen = r->integer;
+            else if (w) /* not a list (WRONGTYPE): an apply of the customer is refused */
+                w->ok = false, w->l_wrong = true;
+            freeReplyObject(r);
+        }
     }
     size_t nkept = 0; /* layout-3 records found: their outputs, if still kept, are in :p */
-    for (size_t i = 0; i < nseen; i++) {
-        store_seen *d = &seen[i];
-        buf_reset(&d->recorded);
-        d->seen = d->conflict = d->kept = false;
-        for (int n = d->credit ? 2 : 1; n > 0; n--) { /* a credit: :c, then layout 1's :d */
+    for (size_t i = 0; i < nseen;) {
+        /* a run of one customer's ids of one kind: one HMGET of :d (a credit's: :c, then layout 1's :d) */
+        size_t j = i + 1;
+        while (j < nseen && seen[j].credit == seen[i].credit && !strcmp(seen[j].customer_id, seen[i].customer_id))
+            j++;
+        for (size_t m = i; m < j; m++) {
+            buf_reset(&seen[m].recorded);
+            seen[m].seen = seen[m].conflict = seen[m].kept = false;
+        }
+        for (int n = seen[i].credit ? 2 : 1; n > 0; n--) {
             redisReply *r;
-            const char *what = "HGET (fetch dedupe record)";
+            const char *what = "HMGET (fetch dedupe records)";
             if (get_reply(s, &r, what, err, errlen) != 0)
                 return STORE_TRANSIENT;
-            if (r->type == REDIS_REPLY_ERROR) {
-                note_error(r, what, &rc, err, errlen);
-            } else if (!d->seen && r->type == REDIS_REPLY_STRING &&
-                       !(n == 1 && d->credit && record_tag(r->str, r->len))) {
+            if (r->type == REDIS_REPLY_ERROR || r->type != REDIS_REPLY_ARRAY || r->elements != j - i) {
+                if (r->type == REDIS_REPLY_ERROR)
+                    note_error(r, what, &rc, err, errlen);
+                else if (rc == 0) {
+                    snprintf(err, errlen, "redis %s: unexpected reply", what);
+                    rc = STORE_PERMANENT;
+                }
+                freeReplyObject(r);
+                continue;
+            }
+            for (size_t m = i; m < j; m++) {
+                store_seen *d = &seen[m];
+                const redisReply *e = r->element[m - i];
                 /* (a tagged record in :d under a credit's id is a touchpoint's, not layout 1's credit) */
+                if (d->seen || e->type != REDIS_REPLY_STRING || (n == 1 && d->credit && record_tag(e->str, e->len)))
+                    continue;
                 d->seen = true;
-                int tag = record_tag(r->str, r->len);
-                const char *out = r->str;
-                size_t len = r->len;
+                int tag = record_tag(e->str, e->len);
+                const char *out = e->str;
+                size_t len = e->len;
                 if (tag) {
-                    d->conflict = memcmp(r->str + 1, d->digest ? d->digest : no_digest, STORE_DIGEST_LEN) != 0;
+                    d->conflict = memcmp(e->str + 1, d->digest ? d->digest : no_digest, STORE_DIGEST_LEN) != 0;
                     out += 1 + STORE_DIGEST_LEN;
                     len = tag == 2 ? len - (1 + STORE_DIGEST_LEN) : 0; /* 4's event time is no output */
                 }
@@ -967,6 +1320,23 @@ static int fetch_read(store *s, store_profile *profiles, size_t nprofiles, store
             }
             freeReplyObject(r);
         }
+        i = j;
+    }
+    if (op->agg) {
+        redisReply *r;
+        if (get_reply(s, &r, "HGETALL (fetch aggregates)", err, errlen) != 0)
+            return STORE_TRANSIENT;
+        if (t)
+            wt_aggregates(s, t, r);
+        freeReplyObject(r);
+    }
+    if (t && rc == 0) {
+        for (size_t i = 0; i < nseen; i++) {
+            wcust *w = wt_find(t, seen[i].customer_id);
+            if (w && !seen[i].seen && wt_unseen(t, w, seen[i].id, seen[i].credit) != 0)
+                w->ok = false;
+        }
+        s->wready = true;
     }
     if (rc != 0 || nkept == 0)
         return rc;
@@ -1003,29 +1373,92 @@ static int fetch_read(store *s, store_profile *profiles, size_t nprofiles, store
     return rc;
 }
 
+/* Customers one fetch watches at most (the first ones; the others' applies
+ * go through the script): Redis 7.0's WATCH checks each key against every key
+ * the connection already watches, so its cost grows with the square of their
+ * number (~3 us per event at 500 customers a batch, measured). */
+#define WATCH_MAX 512
+
+/* Queue the EXEC of the transaction open (if any) behind its last send: it
+ * runs before whatever is sent next (a WATCH must come after it, since EXEC
+ * ends every WATCH). */
+static void tx_close(store *s)
+{
+    if (!s->tx_open)
+        return;
+    const char *argv[] = {"EXEC"};
+    append_argv(s, 1, argv, NULL);
+    s->ops[s->nops - 1].execs = true;
+    s->tx_open = s->watching = s->wready = false;
+}
+
 int store_fetch_send(store *s, store_profile *profiles, size_t nprofiles, store_seen *seen, size_t nseen, char *err,
                      size_t errlen)
 {
-    char k[EVENT_KEY_MAX];
     int rc = send_ready(s, err, errlen);
     if (rc)
         return rc;
-    for (size_t i = 0; i < nprofiles; i++) {
-        key(s, profiles[i].customer_id, 'p', k, sizeof(k));
-        const char *argv[] = {"HMGET", k, "v", "p"};
-        append_argv(s, 4, argv, NULL);
+    store_op op = {.fetch = true, .profiles = profiles, .nprofiles = nprofiles, .seen = seen, .nseen = nseen};
+    /* a writable store watches what it reads, for the apply's transaction (THE APPLY) */
+    bool watch = !s->readonly && nprofiles > 0;
+    if (watch && !s->wt && !(s->wt = calloc(1, sizeof(*s->wt))))
+        watch = false;
+    argvec a;
+    if (watch) {
+        tx_close(s);
+        if (s->watching) { /* (a fetch whose batch applied nothing: its WATCH goes) */
+            const char *argv[] = {"UNWATCH"};
+            append_argv(s, 1, argv, NULL);
+            op.unwatch = true;
+        }
+        op.nwatch = nprofiles < WATCH_MAX ? nprofiles : WATCH_MAX;
+        argvec_begin(&a, s);
+        arg_s(&a, "WATCH");
+        for (size_t i = 0; i < op.nwatch; i++)
+            arg_key(&a, s->prefix, profiles[i].customer_id, 'p');
+        argvec_send(s->c, &a);
+        op.watch = true;
+        s->watching = true;
+        s->wready = false;
+        op.epoch = ++s->wepoch;
     }
-    for (size_t i = 0; i < nseen; i++) {
-        /* a credit's record is in :c; a namespace of layout 1 kept it in :d */
-        key(s, seen[i].customer_id, seen[i].credit ? 'c' : 'd', k, sizeof(k));
-        const char *argv[] = {"HGET", k, seen[i].id};
-        append_argv(s, 3, argv, NULL);
-        if (seen[i].credit) {
-            key(s, seen[i].customer_id, 'd', k, sizeof(k));
-            append_argv(s, 3, argv, NULL);
+    for (size_t i = 0; i < nprofiles; i++) {
+        argvec_begin(&a, s);
+        arg_s(&a, "HMGET");
+        arg_key(&a, s->prefix, profiles[i].customer_id, 'p');
+        static const char *const fields[] = {"v", "p", "hw", "tf", "po", "tn"};
+        for (int f = 0; f < 6; f++)
+            arg_s(&a, fields[f]);
+        argvec_send(s->c, &a);
+        if (i < op.nwatch) {
+            argvec_begin(&a, s);
+            arg_s(&a, "LLEN");
+            arg_key(&a, s->prefix, profiles[i].customer_id, 'l');
+            argvec_send(s->c, &a);
         }
     }
-    store_op op = {.fetch = true, .profiles = profiles, .nprofiles = nprofiles, .seen = seen, .nseen = nseen};
+    for (size_t i = 0; i < nseen;) {
+        size_t j = i + 1;
+        while (j < nseen && seen[j].credit == seen[i].credit && !strcmp(seen[j].customer_id, seen[i].customer_id))
+            j++;
+        /* a credit's record is in :c; a namespace of layout 1 kept it in :d */
+        for (int n = seen[i].credit ? 2 : 1; n > 0; n--) {
+            argvec_begin(&a, s);
+            arg_s(&a, "HMGET");
+            arg_key(&a, s->prefix, seen[i].customer_id, seen[i].credit && n == 2 ? 'c' : 'd');
+            for (size_t m = i; m < j; m++)
+                arg_s(&a, seen[m].id);
+            argvec_send(s->c, &a);
+        }
+        i = j;
+    }
+    if (watch) {
+        argvec_begin(&a, s);
+        arg_s(&a, "HGETALL");
+        arg_f(&a, "%saggregates", s->prefix);
+        argvec_send(s->c, &a);
+        op.agg = true;
+    }
     return send_done(s, &op, err, errlen);
 }
 
@@ -1035,7 +1468,7 @@ int store_fetch_recv(store *s, char *err, size_t errlen)
     int rc = recv_head(s, true, &op, err, errlen);
     if (rc)
         return rc;
-    rc = fetch_read(s, op.profiles, op.nprofiles, op.seen, op.nseen, err, errlen);
+    rc = fetch_read(s, &op, err, errlen);
     if (rc == STORE_TRANSIENT)
         drop_connection(s);
     return rc;
@@ -1440,6 +1873,7 @@ typedef struct apply_ctx {
     size_t *loff, *llen; /* each entry's offset in ledger and its length */
     char now[24];
     long long trimmed;
+    struct apply_ctx *next; /* a transaction's further script calls (owned) */
 } apply_ctx;
 
 static void source_name(bool credit, int32_t partition, char *out, size_t len)
@@ -1716,6 +2150,7 @@ static void apply_ctx_free(apply_ctx *x)
 {
     if (!x)
         return;
+    apply_ctx_free(x->next);
     free(x->calls);
     free(x->bounds);
     buf_free(&x->ledger);
@@ -1729,6 +2164,8 @@ static void apply_ctx_free(apply_ctx *x)
 static int script_send(store *s, apply_ctx *x, size_t ncalls, const char *what, char *err, size_t errlen)
 {
     int rc = send_ready(s, err, errlen);
+    if (rc == 0)
+        tx_close(s); /* (store_trim while a transaction is open: after its EXEC) */
     if (rc == 0 && s->readonly) {
         snprintf(err, errlen, "redis EVALSHA (%s): this connection is read-only", what);
         rc = STORE_PERMANENT;
@@ -1855,8 +2292,548 @@ static apply_ctx *plan_ctx(store_apply_req *reqs, size_t n, const char *const *i
     return x;
 }
 
+/* ---- the apply as a transaction (THE APPLY) ---------------------------------------- */
+
+/* How one customer of a transaction send goes. */
+enum { TX_SCRIPT, TX_WRITE, TX_DECIDED };
+
+/* Whether request q's id was fetched (under the WATCH) and not found; *cur
+ * walks the customer's list in order (the usual case), a miss looks it all over. */
+static bool tx_unseen(const wtable *t, const wcust *w, const store_apply_req *q, int *cur)
+{
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = pass ? w->ids : *cur; i >= 0; i = t->ids[i].next)
+            if (t->ids[i].credit == q->credit && !strcmp(t->arena.data + t->ids[i].off, q->id)) {
+                *cur = t->ids[i].next;
+                return true;
+            }
+    return false;
+}
+
+/* Decide customer reqs[b, e) on what its fetch read (w): TX_WRITE, TX_DECIDED
+ * (statuses set: FENCED, or TOO_OLD and NOT_APPLIED), or TX_SCRIPT: what C
+ * does not decide goes through the script, inside the same transaction (a
+ * customer of layout <= 3 with :t, a trim scan due, an id found or repeated,
+ * anything unexpected). */
+static int tx_decide(store *s, const wtable *t, const wcust *w, store_apply_req *reqs, size_t b, size_t e,
+                     int64_t now)
+{
+    if (!w || !w->ok || (w->has_hw && !w->has_tn))
+        return TX_SCRIPT;
+    if (w->has_hw && w->tn_num) {
+        int64_t cutoff = (w->hw < now ? w->hw : now) - s->retention_ms;
+        if (8 * (cutoff - w->tn) > s->retention_ms) /* the script's cutoff - tn > retention / 8 */
+            return TX_SCRIPT;
+    }
+    int cur = w->ids;
+    for (size_t i = b; i < e; i++) {
+        if (!tx_unseen(t, w, &reqs[i], &cur))
+            return TX_SCRIPT;
+        for (size_t j = b; j < i; j++)
+            if (reqs[j].credit == reqs[i].credit && !strcmp(reqs[j].id, reqs[i].id))
+                return TX_SCRIPT;
+    }
+    if (w->v != reqs[b].expected_version) {
+        for (size_t i = b; i < e; i++) {
+            reqs[i].status = STORE_FENCED;
+            reqs[i].version = w->v;
+        }
+        return TX_DECIDED;
+    }
+    bool old = false;
+    for (size_t i = b; i < e; i++)
+        old |= !reqs[i].credit && reqs[i].occurred_at < w->tf;
+    if (!old)
+        return TX_WRITE;
+    for (size_t i = b; i < e; i++) {
+        bool too_old = !reqs[i].credit && reqs[i].occurred_at < w->tf;
+        reqs[i].status = too_old ? STORE_TOO_OLD : STORE_NOT_APPLIED;
+        reqs[i].version = w->v;
+    }
+    return TX_DECIDED;
+}
+
+/* The next uncommitted offset of a source ("t3"), or -1 when none was committed. */
+static int64_t committed_of(const store *s, const char *name, size_t len)
+{
+    for (size_t i = 0; i < s->ncommitted; i++)
+        if (strlen(s->committed[i].name) == len && !memcmp(s->committed[i].name, name, len))
+            return s->committed[i].next_offset;
+    return -1;
+}
+
+/* Whether an entry "<src>/<offset>" of po is committed (the script's match '^(%w*)/(%-?%d+)$'). */
+static bool po_committed(const store *s, const char *so, size_t n)
+{
+    const char *slash = memchr(so, '/', n);
+    if (!slash)
+        return false;
+    for (const char *p = so; p < slash; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9')))
+            return false;
+    int64_t off, c = committed_of(s, so, (size_t)(slash - so));
+    if (c < 0 || parse_int(slash + 1, n - (size_t)(slash - so) - 1, &off) != 0)
+        return false;
+    return off < c;
+}
+
+/* Queue one command of the transaction (a plain write). */
+static int tx_queue(store *s, argvec *a, store_op *op, size_t *capq, apply_ctx *x, size_t call)
+{
+    if (op->nq == *capq) {
+        size_t cap = *capq ? 2 * *capq : 64;
+        qtag *n = realloc(op->tags, cap * sizeof(*n));
+        if (!n)
+            return -1;
+        op->tags = n;
+        *capq = cap;
+    }
+    if (a && argvec_send(s->c, a) != 0)
+        return -1;
+    op->tags[op->nq].x = x;
+    op->tags[op->nq++].call = call;
+    return 0;
+}
+
+/* Queue the plain writes of customer reqs[b, e) (TX_WRITE): exactly what the
+ * script writes for it (HSET :p, HDEL of the committed outputs, the records,
+ * the ledger). */
+static int tx_write(store *s, const wtable *t, const wcust *w, apply_ctx *x, size_t b, size_t e, store_op *op,
+                    size_t *capq)
+{
+    store_apply_req *reqs = x->reqs;
+    const char *cust = reqs[b].customer_id;
+    const store_apply_req *last = &reqs[e - 1];
+    int64_t hw = w->hw, tn = w->tn;
+    bool tn_num = w->tn_num, tnw = !w->has_tn;
+    for (size_t i = b; i < e; i++)
+        if (!reqs[i].credit) {
+            if (reqs[i].occurred_at > hw)
+                hw = reqs[i].occurred_at;
+            if (!tn_num || reqs[i].occurred_at < tn) {
+                tn = reqs[i].occurred_at;
+                tn_num = tnw = true;
+            }
+        }
+    /* po: the entries not committed, then this apply's */
+    buf *po = &s->txpo;
+    buf_reset(po);
+    argvec a;
+    argvec drop;
+    size_t ndrop = 0;
+    const char *p = t->arena.data + w->po, *end = p + w->polen;
+    argvec_begin(&a, s); /* (the HSET is built in s->cmd; the drops in txdrop) */
+    drop.text = &s->txdrop;
+    drop.n = 0;
+    drop.oom = buf_reserve(drop.text, 256) != 0;
+    if (!drop.oom) {
+        memset(drop.text->data, 0, RESP_HEAD);
+        drop.text->len = RESP_HEAD;
+    }
+    arg_s(&drop, "HDEL");
+    arg_key(&drop, s->prefix, cust, 'p');
+    while (p < end) {
+        const char *z1 = memchr(p + 1, '\0', (size_t)(end - p - 1));
+        const char *z2 = z1 ? memchr(z1 + 1, '\0', (size_t)(end - z1 - 1)) : NULL;
+        if (!z2)
+            return -2; /* (tx_decide's parse found it whole: not reached) */
+        if (po_committed(s, p + 1, (size_t)(z1 - p - 1))) {
+            char f[EVENT_ID_MAX + 3];
+            int fl = snprintf(f, sizeof(f), "o%c%.*s", p[0], (int)(z2 - z1 - 1), z1 + 1);
+            arg(&drop, f, fl > 0 && (size_t)fl < sizeof(f) ? (size_t)fl : sizeof(f) - 1);
+            ndrop++;
+        } else if (buf_append(po, p, (size_t)(z2 - p + 1)) != 0)
+            return -1;
+        p = z2 + 1;
+    }
+    arg_s(&a, "HSET");
+    arg_key(&a, s->prefix, cust, 'p');
+    arg_s(&a, "v");
+    arg_ll(&a, (long long)(w->v + (int64_t)(e - b)));
+    arg_s(&a, "p");
+    arg(&a, last->profile ? last->profile->data : "", last->profile ? last->profile->len : 0);
+    arg_s(&a, "hw");
+    arg_ll(&a, (long long)hw);
+    for (size_t i = b; i < e; i++) {
+        const store_apply_req *q = &reqs[i];
+        char f[EVENT_ID_MAX + 3], src[16];
+        int fl = snprintf(f, sizeof(f), "o%c%s", q->credit ? 'c' : 't', q->id);
+        arg(&a, f, fl > 0 && (size_t)fl < sizeof(f) ? (size_t)fl : sizeof(f) - 1);
+        arg(&a, q->outputs ? q->outputs->data : "", q->outputs ? q->outputs->len : 0);
+        source_name(q->source_credits, q->partition, src, sizeof(src));
+        char num[24];
+        char *d = fmt_ll(num, src[0] ? (long long)q->offset : -1LL);
+        if (buf_append(po, q->credit ? "c" : "t", 1) || buf_append(po, src, strlen(src)) || buf_append(po, "/", 1) ||
+            buf_append(po, d, (size_t)(num + 24 - d)) || buf_append(po, "", 1) ||
+            buf_append(po, q->id, strlen(q->id)) || buf_append(po, "", 1))
+            return -1;
+    }
+    arg_s(&a, "po");
+    arg(&a, po->data ? po->data : "", po->len);
+    if (tnw) {
+        arg_s(&a, "tn");
+        if (tn_num)
+            arg_ll(&a, (long long)tn);
+        else
+            arg_s(&a, "");
+    }
+    if (tx_queue(s, &a, op, capq, NULL, 0) != 0)
+        return -1;
+    if (ndrop && tx_queue(s, &drop, op, capq, NULL, 0) != 0)
+        return -1;
+    /* the records: a touchpoint's "\4" + digest + event time in :d, a credit's "\3" + digest in :c */
+    for (int credit = 0; credit < 2; credit++) {
+        size_t nrec = 0;
+        argvec_begin(&a, s);
+        arg_s(&a, "HSET");
+        arg_key(&a, s->prefix, cust, credit ? 'c' : 'd');
+        for (size_t i = b; i < e; i++) {
+            const store_apply_req *q = &reqs[i];
+            if (q->credit != (credit == 1))
+                continue;
+            char rec[1 + STORE_DIGEST_LEN + 24];
+            rec[0] = credit ? 3 : 4;
+            memcpy(rec + 1, q->digest ? q->digest : no_digest, STORE_DIGEST_LEN);
+            size_t rl = 1 + STORE_DIGEST_LEN;
+            if (!credit) {
+                char num[24];
+                char *d = fmt_ll(num, (long long)q->occurred_at);
+                memcpy(rec + rl, d, (size_t)(num + 24 - d));
+                rl += (size_t)(num + 24 - d);
+            }
+            arg_s(&a, q->id);
+            arg(&a, rec, rl);
+            nrec++;
+        }
+        if (nrec && tx_queue(s, &a, op, capq, NULL, 0) != 0)
+            return -1;
+    }
+    /* the ledger, trimmed to ledger_max when it grows past it */
+    size_t nl = 0;
+    argvec_begin(&a, s);
+    arg_s(&a, "RPUSH");
+    arg_key(&a, s->prefix, cust, 'l');
+    for (size_t i = b; i < e; i++)
+        for (size_t l = x->lstart[i]; l < x->lstart[i] + (size_t)reqs[i].nledger; l++, nl++)
+            arg(&a, x->ledger.data + x->loff[l], x->llen[l]);
+    if (nl) {
+        if (tx_queue(s, &a, op, capq, NULL, 0) != 0)
+            return -1;
+        if (s->ledger_max > 0 && w->llen + (int64_t)nl > s->ledger_max) {
+            argvec_begin(&a, s);
+            arg_s(&a, "LTRIM");
+            arg_key(&a, s->prefix, cust, 'l');
+            arg_ll(&a, -(long long)s->ledger_max);
+            arg_s(&a, "-1");
+            if (tx_queue(s, &a, op, capq, NULL, 0) != 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+/* Add (field, delta) to the totals of a send: a sum that would overflow starts another pair. */
+static int agg_total(agg_sum **tot, size_t *n, size_t *cap, const char *field, long long d)
+{
+    for (size_t k = 0; k < *n; k++)
+        if (!strcmp((*tot)[k].field, field) && !__builtin_add_overflow((*tot)[k].sum, d, &(*tot)[k].sum))
+            return 0;
+    if (*n == *cap) {
+        size_t c = *cap ? 2 * *cap : 32;
+        agg_sum *v = realloc(*tot, c * sizeof(*v));
+        if (!v)
+            return -1;
+        *tot = v;
+        *cap = c;
+    }
+    (*tot)[*n].field = field;
+    (*tot)[(*n)++].sum = d;
+    return 0;
+}
+
+/* Check the totals against the aggregates hash as fetched (plus what this
+ * transaction added): HINCRBY must not fail inside EXEC, where the other
+ * writes would stay. 0, or -1 with the reason in err. */
+static int agg_check(store *s, wtable *t, const agg_sum *tot, size_t n, char *err, size_t errlen)
+{
+    if (!n)
+        return 0;
+    if (t->agg_err[0]) {
+        snprintf(err, errlen, "redis MULTI/EXEC (apply): %s", t->agg_err);
+        return -1;
+    }
+    for (size_t k = 0; k < n; k++) {
+        long long v = 0, r;
+        bool num = true;
+        for (size_t i = 0; i < t->nagg; i++)
+            if (!strcmp(t->arena.data + t->agg[i].off, tot[k].field)) {
+                v = t->agg[i].val;
+                num = t->agg[i].num;
+            }
+        if (!num || __builtin_add_overflow(v, tot[k].sum, &r) || r >= 9000000000000000000LL ||
+            r <= -9000000000000000000LL) {
+            snprintf(err, errlen,
+                     "redis MULTI/EXEC (apply): ERR fidelio apply: %saggregates field %s would not be an integer; "
+                     "nothing was written",
+                     s->prefix, tot[k].field);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Count what HINCRBY will add, for the next check. */
+static int agg_added(wtable *t, const agg_sum *tot, size_t n)
+{
+    for (size_t k = 0; k < n; k++) {
+        size_t i = 0;
+        while (i < t->nagg && strcmp(t->arena.data + t->agg[i].off, tot[k].field) != 0)
+            i++;
+        if (i == t->nagg) {
+            if (t->nagg == t->capagg) {
+                size_t cap = t->capagg ? 2 * t->capagg : 64;
+                wagg *v = realloc(t->agg, cap * sizeof(*v));
+                if (!v)
+                    return -1;
+                t->agg = v;
+                t->capagg = cap;
+            }
+            size_t off = wt_keep(t, tot[k].field, strlen(tot[k].field));
+            if (off == (size_t)-1)
+                return -1;
+            t->agg[t->nagg++] = (wagg){.off = off, .val = 0, .num = true};
+        }
+        t->agg[i].val += tot[k].sum; /* (agg_check made sure it fits) */
+    }
+    return 0;
+}
+
+/* store_apply_send under the WATCH of the fetch the requests were decided on:
+ * every customer's writes queued in the MULTI that EXEC ends (tx_close). */
+static int tx_apply_send(store *s, store_apply_req *reqs, size_t n, char *err, size_t errlen)
+{
+    wtable *t = s->wt;
+    int64_t now = s->now_ms ? s->now_ms : clock_wall_ms();
+    size_t ncalls;
+    apply_ctx *x = plan_ctx(reqs, n, NULL, now, &ncalls);
+    int *how = calloc(n ? n : 1, sizeof(*how));
+    agg_sum *tot = NULL;
+    size_t ntot = 0, captot = 0, capq = 0;
+    store_op op = {.fetch = false, .tx = true, .x = x, .what = "apply"};
+    int rc = STORE_PERMANENT;
+    snprintf(err, errlen, "out of memory");
+    if (!x || !how || prepare_ledger(s, x, n) != 0 || !(op.tw = calloc(n ? n : 1, sizeof(*op.tw))))
+        goto fail;
+    /* decide every customer first: a send refused (aggregates) queues nothing */
+    for (size_t b = 0; b < n;) {
+        size_t e = b + 1;
+        while (e < n && !strcmp(reqs[e].customer_id, reqs[b].customer_id))
+            e++;
+        const wcust *w = wt_find(t, reqs[b].customer_id);
+        if (w && w->l_wrong) { /* RPUSH would fail inside EXEC, where the other writes stay */
+            snprintf(err, errlen,
+                     "redis MULTI/EXEC (apply): WRONGTYPE fidelio apply: %s{%s}:l is not a list; nothing was written",
+                     s->prefix, reqs[b].customer_id);
+            if (s->tx_open)
+                drop_connection(s);
+            goto fail;
+        }
+        how[b] = tx_decide(s, t, w, reqs, b, e, now);
+        for (size_t i = b + 1; i < e; i++)
+            how[i] = how[b];
+        if (how[b] == TX_WRITE) {
+            agg_sum *sums = NULL;
+            size_t ns = 0;
+            if (sum_aggregates(reqs, b, e, &sums, &ns) != 0)
+                goto fail;
+            for (size_t k = 0; k < ns; k++)
+                if (agg_total(&tot, &ntot, &captot, sums[k].field, sums[k].sum) != 0) {
+                    free(sums);
+                    goto fail;
+                }
+            free(sums);
+        }
+        b = e;
+    }
+    if (agg_check(s, t, tot, ntot, err, errlen) != 0) {
+        if (s->tx_open) /* earlier sends of the transaction are queued: the connection (and they) go */
+            drop_connection(s);
+        goto fail;
+    }
+    if (!s->tx_open) {
+        const char *argv[] = {"MULTI"};
+        append_argv(s, 1, argv, NULL);
+        op.opens = true;
+        s->tx_open = true;
+    }
+    apply_ctx **tail = &x->next;
+    for (size_t b = 0; b < n;) {
+        size_t e = b + 1;
+        while (e < n && !strcmp(reqs[e].customer_id, reqs[b].customer_id))
+            e++;
+        if (how[b] == TX_SCRIPT) { /* a run of customers for the script, in its own calls */
+            while (e < n && how[e] == TX_SCRIPT)
+                e++;
+            for (size_t i = b; i < e; i++) {
+                reqs[i].status = STORE_FENCED; /* until EXEC says otherwise */
+                reqs[i].version = 0;
+            }
+            size_t nc;
+            apply_ctx *y = plan_ctx(reqs + b, e - b, NULL, now, &nc);
+            if (!y)
+                goto fail_queued;
+            *tail = y;
+            tail = &y->next;
+            if (prepare_ledger(s, y, e - b) != 0)
+                goto fail_queued;
+            for (size_t c = 0; c < nc; c++) {
+                if (append_call(s, c, y) != 0 || tx_queue(s, NULL, &op, &capq, y, c) != 0)
+                    goto fail_queued;
+            }
+        } else if (how[b] == TX_WRITE) {
+            const wcust *w = wt_find(t, reqs[b].customer_id);
+            for (size_t i = b; i < e; i++) {
+                reqs[i].status = STORE_FENCED; /* until EXEC says otherwise */
+                reqs[i].version = w->v;
+            }
+            int wr = tx_write(s, t, w, x, b, e, &op, &capq);
+            if (wr != 0)
+                goto fail_queued;
+            op.tw[op.ntw++] = (txw){.reqs = reqs + b, .n = e - b, .v = w->v};
+        }
+        b = e;
+    }
+    for (size_t k = 0; k < ntot; k++) {
+        argvec a;
+        argvec_begin(&a, s);
+        arg_s(&a, "HINCRBY");
+        arg_f(&a, "%saggregates", s->prefix);
+        arg_s(&a, tot[k].field);
+        arg_ll(&a, tot[k].sum);
+        if (tx_queue(s, &a, &op, &capq, NULL, 0) != 0)
+            goto fail_queued;
+    }
+    if (agg_added(t, tot, ntot) != 0)
+        goto fail_queued;
+    free(how);
+    free(tot);
+    return send_done(s, &op, err, errlen);
+fail_queued: /* commands half appended: the connection goes (Redis discards the MULTI with it) */
+    snprintf(err, errlen, "out of memory");
+    drop_connection(s);
+fail:
+    op_free(&op);
+    free(how);
+    free(tot);
+    return rc;
+}
+
+/* Read the replies of a transaction: its sends' QUEUED, then EXEC's. A
+ * command refused when queued (NOPERM, OOM) aborts the transaction: nothing
+ * written. EXEC's nil (a watched :p changed since the fetch: another writer)
+ * leaves every customer of it FENCED, decided again on a fresh fetch. */
+static int tx_recv(store *s, char *err, size_t errlen)
+{
+    store_op *grp = NULL;
+    size_t ng = 0, capg = 0;
+    int rc = 0, qrc = 0;
+    char qerr[700] = "";
+    bool closed = false, lost = false;
+    while (!closed) {
+        if (s->opshead == s->nops || !s->ops[s->opshead].tx) {
+            snprintf(err, errlen, "redis MULTI/EXEC (apply): a transaction without its EXEC (a bug)");
+            rc = STORE_PERMANENT;
+            lost = true;
+            break;
+        }
+        if (ng == capg) {
+            size_t cap = capg ? 2 * capg : 8;
+            store_op *g = realloc(grp, cap * sizeof(*g));
+            if (!g) {
+                snprintf(err, errlen, "out of memory");
+                rc = STORE_PERMANENT;
+                lost = true;
+                break;
+            }
+            grp = g;
+            capg = cap;
+        }
+        store_op *op = &grp[ng++];
+        *op = s->ops[s->opshead++];
+        closed = op->execs;
+        for (size_t i = 0; i < op->nq + op->opens; i++) {
+            redisReply *r;
+            if (get_reply(s, &r, "MULTI/EXEC (apply)", err, errlen) != 0) {
+                rc = STORE_TRANSIENT;
+                lost = true;
+                break;
+            }
+            if (r->type == REDIS_REPLY_ERROR && !qrc) {
+                snprintf(qerr, sizeof(qerr), "%s", r->str);
+                qrc = reply_class(r);
+            }
+            freeReplyObject(r);
+        }
+        if (lost)
+            break;
+    }
+    redisReply *r = NULL;
+    if (!lost && get_reply(s, &r, "EXEC (apply)", err, errlen) != 0) {
+        rc = STORE_TRANSIENT;
+        lost = true;
+    }
+    if (!lost) {
+        if (r->type == REDIS_REPLY_ERROR) { /* EXECABORT: nothing ran */
+            snprintf(err, errlen, "redis MULTI/EXEC (apply): %s; nothing was written (%.60s)", qerr[0] ? qerr : r->str,
+                     r->str);
+            rc = qrc ? qrc : reply_class(r);
+        } else if (r->type == REDIS_REPLY_ARRAY) {
+            size_t k = 0;
+            for (size_t g = 0; g < ng; g++) {
+                const store_op *op = &grp[g];
+                for (size_t i = 0; i < op->nq; i++, k++) {
+                    const redisReply *e = k < r->elements ? r->element[k] : NULL;
+                    if (!e) {
+                        snprintf(err, errlen, "redis EXEC (apply): %zu replies for more commands", r->elements);
+                        rc = STORE_PERMANENT;
+                        continue;
+                    }
+                    if (e->type == REDIS_REPLY_ERROR) {
+                        bool noscript = !strncmp(e->str, "NOSCRIPT", 8);
+                        int cls = noscript ? STORE_TRANSIENT : reply_class(e);
+                        if (rc == 0 || (cls == STORE_PERMANENT && rc != STORE_PERMANENT)) {
+                            snprintf(err, errlen, "redis %s (apply): %s%s", op->tags[i].x ? "EVALSHA" : "EXEC", e->str,
+                                     noscript ? " (script cache flushed: reconnecting)"
+                                              : " (inside EXEC: the transaction's other writes were made)");
+                            rc = cls;
+                        }
+                        if (noscript)
+                            lost = true; /* the reconnection loads the script again */
+                    } else if (op->tags[i].x && call_reply(e, op->tags[i].call, op->tags[i].x, err, errlen) != 0) {
+                        rc = STORE_PERMANENT;
+                    }
+                }
+                for (size_t w = 0; w < op->ntw; w++)
+                    for (size_t i = 0; i < op->tw[w].n; i++) {
+                        op->tw[w].reqs[i].status = STORE_APPLIED;
+                        op->tw[w].reqs[i].version = op->tw[w].v + (int64_t)i + 1;
+                    }
+            }
+        } /* nil: a watched key changed; every request stays FENCED */
+    }
+    freeReplyObject(r);
+    for (size_t g = 0; g < ng; g++)
+        op_free(&grp[g]);
+    free(grp);
+    if (lost)
+        drop_connection(s);
+    return rc;
+}
+
 int store_apply_send(store *s, store_apply_req *reqs, size_t n, char *err, size_t errlen)
 {
+    if (!s->readonly && s->watching && s->wready && s->c && !s->c->err)
+        return tx_apply_send(s, reqs, n, err, errlen);
     size_t ncalls;
     apply_ctx *x = plan_ctx(reqs, n, NULL, s->now_ms ? s->now_ms : clock_wall_ms(), &ncalls);
     if (!x) {
@@ -1878,9 +2855,11 @@ int store_apply_send(store *s, store_apply_req *reqs, size_t n, char *err, size_
 int store_apply_recv(store *s, char *err, size_t errlen)
 {
     int rc = 0;
+    tx_close(s);
     do {
         char e[1024];
-        int r1 = script_recv(s, NULL, e, sizeof(e));
+        int r1 = s->opshead < s->nops && s->ops[s->opshead].tx ? tx_recv(s, e, sizeof(e))
+                                                                : script_recv(s, NULL, e, sizeof(e));
         if (r1 && (rc == 0 || (r1 == STORE_PERMANENT && rc != STORE_PERMANENT))) {
             snprintf(err, errlen, "%s", e);
             rc = r1;

@@ -67,14 +67,79 @@
  * reconnection) reads maxmemory_policy with INFO memory and refuses any
  * allkeys-* policy; noeviction (the one to use) and volatile-* are accepted.
  *
- * THE APPLY (one Lua script, EVALSHA with NOSCRIPT recovery). store_apply
+ * THE APPLY: OPTIMISTIC TRANSACTIONS (the hot path, no Lua). A writable
+ * store's fetch (store_fetch_send) is: UNWATCH (when a WATCH is still in
+ * force: a fetch whose batch applied nothing), WATCH of the :p of its first
+ * 512 customers (WATCH_MAX), then per customer HMGET :p v p hw tf po tn and
+ * LLEN :l (watched customers), per run of a customer's ids one HMGET of :d
+ * (credits: of :c, then of :d: layout 1), and HGETALL <prefix>aggregates.
+ * What it read is kept per customer (store.c: the watched table). The
+ * applies that follow (store_apply_send, once or more: the pipeline streams
+ * its groups of customers) decide in C, from that table, exactly what the
+ * script decides (below), and queue the writes in ONE MULTI: HSET :p (v + n,
+ * the last event's profile, hw, each event's outputs o<k><id>, po, tn when it
+ * changes), HDEL :p of the outputs committed (step 1), HSET :d / HSET :c of
+ * the records, RPUSH :l, LTRIM :l only when LLEN + the new entries pass
+ * ledger_max, one HINCRBY per aggregate field and send. The EXEC goes
+ * behind the last apply send: sent by the next fetch (before its WATCH: EXEC
+ * ends every WATCH of the connection, so the read-ahead fetch of batch n+1
+ * watches after batch n's EXEC and reads what it wrote) or by
+ * store_apply_recv. The data written is byte for byte the script's (layout
+ * 4 stays: nothing to migrate; the test tx_writes_what_the_script_writes).
+ *   - Fencing: EXEC answers nil when a watched :p changed after the fetch (any
+ *     client: another instance, a zombie, this connection outside the
+ *     transaction): nothing of the transaction ran, every request of it is
+ *     FENCED and the pipeline decides it again on a fresh fetch (as before).
+ *     One foreign write fences the whole transaction (a batch's round), not
+ *     only its customer. A version that already differs at the fetch is
+ *     FENCED in C, nothing queued.
+ *   - Atomicity: Redis 7 refuses a command when it is queued (NOPERM: ACL;
+ *     OOM: maxmemory, any command inside MULTI; verified on 7.0.15) and EXEC
+ *     then aborts the whole transaction (EXECABORT): nothing written. Errors
+ *     raised while EXEC runs (WRONGTYPE) do NOT undo the other commands, so
+ *     they are excluded by the reads under WATCH: :p (HMGET), :d and :c (HMGET
+ *     of the batch's ids) fail the fetch when of another type, as before; an
+ *     :l that is not a list (LLEN) or an aggregates hash that cannot take
+ *     HINCRBY (not a hash, a field not an integer or that would leave 64 bits,
+ *     counting what the transaction adds) refuses the apply send before
+ *     anything is queued ("WRONGTYPE|ERR fidelio apply: ...; nothing was
+ *     written"; earlier sends of the transaction are discarded with the
+ *     connection). Only :p is watched (each watched key costs Redis 7.0 a scan
+ *     of the connection's watch list: 3 keys per customer measured 2.3x the
+ *     Redis CPU of 1); :d, :c, :l are written by fidelio only together with :p,
+ *     so a writer outside fidelio changing their type between a fetch and its
+ *     EXEC (milliseconds) is the one case left: the EXEC reply then names the
+ *     error ("inside EXEC: the transaction's other writes were made") and
+ *     store_apply returns STORE_PERMANENT.
+ *   - The aggregates hash is shared by every instance, so not watched (a
+ *     WATCH would fence every transaction on every other instance's commit):
+ *     HINCRBY adds whatever the others added meanwhile.
+ *   - What C does not decide goes through the script below, queued as EVALSHA
+ *     calls inside the same MULTI (its reply comes in EXEC's): a customer
+ *     beyond the 512 watched, one of layout <= 3 still indexed by :t, one
+ *     whose trim scan of :d is due (tn an eighth of the retention past the
+ *     cutoff: at most once per eighth of the retention of event time), one
+ *     with an id found at the fetch or twice in its requests (a DUPLICATE,
+ *     CONFLICT or repeat: the script tells its outputs and statuses), and a
+ *     store_apply without a fetch before it (tools, tests: no WATCH in
+ *     force). store_trim is the script alone, as before. A NOSCRIPT inside
+ *     EXEC drops the connection (STORE_TRANSIENT: the reconnection loads the
+ *     script; what applied is found applied).
+ *   - Redis Cluster would need one transaction per hash slot (the aggregates
+ *     as one hash per slot), as the script calls would.
+ *   - Exactly-once mode changes nothing here: the store's apply is the same;
+ *     the Kafka transaction covers the outputs and offsets.
+ *
+ * THE SCRIPT (one Lua script, EVALSHA with NOSCRIPT recovery: the applies
+ * C does not decide, store_trim). store_apply without a WATCH in force
  * takes the batch's events, a customer's consecutive and in order, and sends
  * one script call per chunk of up to 64 customers (512 events): the calls are
  * pipelined, Lua's call overhead is paid per chunk. Every key of the chunk is
  * declared in KEYS (standalone Redis allows a script to touch many slots;
  * Redis Cluster would need one call per hash slot: chunks grouped by
  * CLUSTER KEYSLOT, and the aggregates as one hash per slot). For each
- * customer of the call, all of its events at once:
+ * customer of the call, all of its events at once (the transaction's C
+ * decides the same, steps 1-5):
  *   1. drop the recorded outputs (:p o<k><id>, po) of events below the
  *      committed offsets the pipeline gave (store_committed); trim: the dedupe records of
  *      touchpoints older than the cutoff min(hw, now) - pipeline.dedupe_retention_ms
@@ -125,8 +190,9 @@
  * script writes the profiles (HSET :p) before it drops or trims anything.
  * Commands the script runs: HMGET, HGETALL, TYPE, HSET, HDEL, RPUSH, LTRIM,
  * HINCRBY, and for a customer of layout 3 until its :t is empty
- * ZRANGEBYSCORE, ZREM; store_fetch: HMGET, HGET (and the connection: INFO, SCRIPT
- * LOAD, EVALSHA).
+ * ZRANGEBYSCORE, ZREM; store_fetch: WATCH, UNWATCH, HMGET, LLEN, HGETALL, HGET;
+ * the transaction: MULTI, HSET, HDEL, RPUSH, LTRIM, HINCRBY, EVALSHA, EXEC (and
+ * the connection: INFO, SCRIPT LOAD).
  *
  * THE LEDGER. A layout-5 entry is "\x03" (odd, as "\x01": never an Avro
  * RewardEvent's first byte, a string length's zigzag), a flags byte, then
@@ -351,12 +417,15 @@ void store_close(store *s);
  * STORE_TRANSIENT / STORE_PERMANENT with err. */
 int store_reconnect(store *s, char *err, size_t errlen);
 
-/* Fetch profiles and dedupe records in one pipelined round trip.
+/* Fetch profiles and dedupe records in one pipelined round trip; on a
+ * writable store, under WATCH (THE APPLY: the applies that follow are one
+ * transaction decided on what it read).
  * Returns 0, or STORE_TRANSIENT / STORE_PERMANENT with err (nothing is half-done). */
 int store_fetch(store *s, store_profile *profiles, size_t nprofiles, store_seen *seen, size_t nseen, char *err,
                 size_t errlen);
-/* Apply the requests (THE APPLY): one script call per chunk of customers,
- * the calls pipelined. Returns 0 (each req has its status), or
+/* Apply the requests (THE APPLY): after a fetch of theirs, plain writes in
+ * the transaction of that fetch's WATCH; otherwise one script call per chunk
+ * of customers, the calls pipelined. Returns 0 (each req has its status), or
  * STORE_TRANSIENT / STORE_PERMANENT with err (some chunks may have applied:
  * a retry finds their events applied). */
 int store_apply(store *s, store_apply_req *reqs, size_t n, char *err, size_t errlen);

@@ -33,12 +33,12 @@ expect_exit1() {
 }
 
 produce_seeds 1,40
-# 1. NOPERM: a user with the run rules minus EVALSHA
+# 1. NOPERM: a user with the run rules minus RPUSH (the apply's transaction appends the ledger)
 rules=$(sed -n 's/^run: //p' "$SOURCE_DIR/deploy/redis-acl.conf")
 # shellcheck disable=SC2086
-rcli ACL SETUSER noeval reset on '>noeval-pw' ${rules//<prefix>/fidelio:} -evalsha >/dev/null
+rcli ACL SETUSER noeval reset on '>noeval-pw' ${rules//<prefix>/fidelio:} -rpush >/dev/null
 start_run noperm --until-idle --set "redis.url=unix://noeval:noeval-pw@$REDIS_SOCK" --set consumer.group=g-noperm
-expect_exit1 noperm "NOPERM" "EVALSHA (apply)" "retrying cannot help"
+expect_exit1 noperm "NOPERM" "MULTI/EXEC (apply)" "nothing was written" "retrying cannot help"
 pass "NOPERM at apply stops fidelio run with exit 1 naming the command and the error"
 
 # 2. OOM: maxmemory reached while running (noeviction, the default)
@@ -46,7 +46,7 @@ start_run oom --set consumer.group=g-oom
 wait_until 60 "the first profiles" profiles_stored 5
 rcli CONFIG SET maxmemory 1 >/dev/null
 produce_seeds 41,60
-expect_exit1 oom "OOM" "EVALSHA (apply)"
+expect_exit1 oom "OOM" "MULTI/EXEC (apply)" "nothing was written"
 rcli CONFIG SET maxmemory 0 >/dev/null
 pass "OOM at apply stops fidelio run with exit 1"
 
