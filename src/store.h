@@ -84,8 +84,8 @@
  * behind the last apply send: sent by the next fetch (before its WATCH: EXEC
  * ends every WATCH of the connection, so the read-ahead fetch of batch n+1
  * watches after batch n's EXEC and reads what it wrote) or by
- * store_apply_recv. The data written is byte for byte the script's (layout
- * 4 stays: nothing to migrate; the test tx_writes_what_the_script_writes).
+ * store_apply_recv. The data written is byte for byte the script's (the
+ * layout stays: nothing to migrate; the test tx_writes_what_the_script_writes).
  *   - Fencing: EXEC answers nil when a watched :p changed after the fetch (any
  *     client: another instance, a zombie, this connection outside the
  *     transaction): nothing of the transaction ran, every request of it is
