@@ -1611,7 +1611,8 @@ static long long program_ref_of(store *s, const char *ver, size_t vlen, const ch
      * where they would be queued; an apply that opens one must count as in flight.
      * The table is filled at open and by store_registry_write, so the apply rarely
      * gets here) */
-    if (!d || s->readonly || s->nops > s->opshead || !s->c || vlen > EVENT_ID_MAX || dlen > EVENT_ID_MAX)
+    if (!d || s->readonly || s->nops > s->opshead || s->tx_open || !s->c || vlen > EVENT_ID_MAX ||
+        dlen > EVENT_ID_MAX)
         return 0;
     char val[2 * EVENT_ID_MAX + 2], fld[2 * EVENT_ID_MAX + 3];
     memcpy(val, ver, vlen);
