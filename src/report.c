@@ -25,9 +25,11 @@ void report_capture(const profile *p, bool exists, report_before *b)
 
 /* Append one "field\0delta\0" pair, the field being parts joined by '|',
  * and what it counts in the process metrics (m); zero deltas are skipped.
+ * off: argv's offsets into text while it grows (2 per pair).
  * Written by hand rather than with printf, and with one room check per
  * pair: the deltas are computed for every applied event. */
-static int add_parts(report_deltas *d, report_metric m, int64_t delta, const char *const *parts, int nparts)
+static int add_parts(report_deltas *d, uint32_t *off, report_metric m, int64_t delta, const char *const *parts,
+                     int nparts)
 {
     if (delta == 0)
         return 0;
@@ -39,7 +41,7 @@ static int add_parts(report_deltas *d, report_metric m, int64_t delta, const cha
     if (buf_reserve(&d->text, total) != 0)
         return -1;
     char *w = d->text.data + d->text.len;
-    d->off[2 * d->n] = d->text.len;
+    off[2 * d->n] = (uint32_t)d->text.len;
     for (int i = 0; i < nparts; i++) {
         if (i)
             *w++ = '|';
@@ -47,7 +49,7 @@ static int add_parts(report_deltas *d, report_metric m, int64_t delta, const cha
         w += len[i];
     }
     *w++ = '\0';
-    d->off[2 * d->n + 1] = (size_t)(w - d->text.data);
+    off[2 * d->n + 1] = (uint32_t)(w - d->text.data);
     char num[24], *p = fmt_ll(num, (long long)delta);
     size_t nl = (size_t)(num + sizeof(num) - p);
     memcpy(w, p, nl);
@@ -60,7 +62,7 @@ static int add_parts(report_deltas *d, report_metric m, int64_t delta, const cha
     return 0;
 }
 #define add(d, m, delta, ...)                                                                                         \
-    add_parts(d, m, delta, (const char *const[]){__VA_ARGS__},                                                        \
+    add_parts(d, off, m, delta, (const char *const[]){__VA_ARGS__},                                                   \
               (int)(sizeof((const char *const[]){__VA_ARGS__}) / sizeof(const char *)))
 
 /* "YYYY-MM-DD" of a UTC day index into out (11 bytes). */
@@ -89,6 +91,7 @@ static void day_text(int64_t day, char out[16])
 int report_compute(const program *prog, const report_before *b, const profile *after, const engine_output *out,
                    const char *type, report_deltas *d)
 {
+    uint32_t off[2 * REPORT_MAX_DELTAS]; /* (add) */
     buf_reset(&d->text);
     d->n = 0;
     int rc = add(d, RM_EVENTS, 1, "events", type) || add(d, RM_NONE, b->exists ? 0 : 1, "customers");
@@ -123,7 +126,7 @@ int report_compute(const program *prog, const report_before *b, const profile *a
         return -1;
     /* argv points into text: only now, once text stops moving */
     for (int i = 0; i < 2 * d->n; i++)
-        d->argv[i] = d->text.data + d->off[i];
+        d->argv[i] = d->text.data + off[i];
     return 0;
 }
 

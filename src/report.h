@@ -63,7 +63,6 @@ typedef enum report_metric {
 typedef struct report_deltas {
     buf text;                           /* owned */
     const char *argv[2 * REPORT_MAX_DELTAS];
-    size_t off[2 * REPORT_MAX_DELTAS];  /* argv's offsets into text while it grows */
     int64_t val[REPORT_MAX_DELTAS];     /* the deltas as numbers (argv's odd strings) */
     uint8_t metric[REPORT_MAX_DELTAS];  /* report_metric of each */
     int n;                              /* pairs */
