@@ -343,6 +343,52 @@ static void src_stop(void *ctx)
     }
 }
 
+/* pipeline_source.rewind: a delivery failed; hand out again from these
+ * offsets (each partition's first uncommitted one): the buffered messages
+ * go and the consumer is sought back, so the merge restarts from the state
+ * it had then and hands out the same sequence. */
+static int src_rewind(void *ctx, const rd_kafka_topic_partition_list_t *first, char *err, size_t errlen)
+{
+    replay *r = ctx;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(first->cnt);
+    if (!l) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < first->cnt; i++) {
+        rpart *p = find_part(r, first->elems[i].topic, first->elems[i].partition);
+        if (!p || first->elems[i].offset >= p->next)
+            continue;
+        for (int k = 0; k < p->qlen; k++)
+            rd_kafka_message_destroy(p->q[(p->qhead + k) % p->qcap]);
+        p->qlen = 0;
+        if (p->credits)
+            r->credits_read -= p->next - first->elems[i].offset;
+        p->next = first->elems[i].offset;
+        p->eof = false;
+        rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset = p->next;
+    }
+    rd_kafka_error_t *e = l->cnt ? rd_kafka_seek_partitions(r->rk, l, REPLAY_TIMEOUT_MS) : NULL;
+    int rc = 0;
+    if (e) {
+        snprintf(err, errlen, "seeking back: %s", rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+        rc = -1;
+    }
+    for (int i = 0; i < l->cnt && rc == 0; i++) {
+        if (l->elems[i].err) {
+            snprintf(err, errlen, "seeking back %s [%d]: %s", l->elems[i].topic, (int)l->elems[i].partition,
+                     rd_kafka_err2str(l->elems[i].err));
+            rc = -1;
+        }
+        rpart *p = find_part(r, l->elems[i].topic, l->elems[i].partition);
+        if (p && p->next < p->stop)
+            pause_part(r, p, false);
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    return rc;
+}
+
 /* pipeline_source.start: assign every partition at its next offset. */
 static int src_start(void *ctx, rd_kafka_t *rk, char *err, size_t errlen)
 {
@@ -903,8 +949,8 @@ static int replay_pipeline(replay *r, const config *cfg, const program *prog, pi
 {
     char group[200];
     snprintf(group, sizeof(group), "fidelio-replay.%.*s", (int)strlen(cfg->key_prefix) - 1, cfg->key_prefix);
-    pipeline_source src = {.group_id = group, .start = src_start, .next = src_next, .commit = src_commit, .stop = src_stop,
-                           .batch_done = src_batch_done, .ctx = r};
+    pipeline_source src = {.group_id = group, .start = src_start, .next = src_next, .commit = src_commit,
+                           .rewind = src_rewind, .stop = src_stop, .batch_done = src_batch_done, .ctx = r};
     pipeline_opts opts = {.source = &src, .credits_in_process = r->worker < 0,
                           .no_outputs = !strcmp(r->outputs, "none")};
     r->t0 = clock_mono_s(); /* reset by src_start, once the pipeline is set up */

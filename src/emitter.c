@@ -485,6 +485,11 @@ static int commit_heads(emitter *em, bool async)
         return -1;
     if (k == 0)
         return 0;
+    if (em->keep_offsets) { /* assign mode: the caller keeps the progress, in this order */
+        while (k-- > 0)
+            pop_head(em, true);
+        return 0;
+    }
     rd_kafka_topic_partition_list_t *merged = rd_kafka_topic_partition_list_new(16);
     commit_group *g = malloc(sizeof(*g) + (size_t)k * sizeof(void *));
     if (!merged || !g) {

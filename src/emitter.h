@@ -76,6 +76,8 @@ typedef struct emitter {
     char last_abort[512];       /* why the last transaction was aborted */
     emitter_done_fn done;       /* see emitter_done_fn; may be NULL */
     void *done_ctx;
+    bool keep_offsets;          /* assign mode (`replay`): no consumer commit; a complete batch at the head
+                                 * goes to done(user, true) in order, its offsets the caller's to keep */
     /* at-least-once pipelining: a ring of batches in flight, oldest first */
     emit_batch *ring;           /* owned, ring_cap entries */
     int ring_cap, head, count;  /* capacity (pipeline.max_in_flight_batches), first, how many */

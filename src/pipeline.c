@@ -50,6 +50,12 @@ typedef struct item {
     int parent;                   /* synthetic: the item whose event earned it */
     bool spawned;                 /* its credits became synthetic items (in-process mode) */
     bool in_round;                /* undecided when the current round began */
+    bool eager;                   /* synthetic: spawned when its parent was decided, before the parent's
+                                     apply was confirmed (in-process credits, see decide_levels) */
+    bool dead;                    /* synthetic: withdrawn (its parent was not applied as decided); ignored */
+    bool confirmed;               /* applied as decided (APPLIED), or found applied by the fetch */
+    bool unfetched;               /* spawned after the round's fetch: no dedupe record read (a credit
+                                     applied before comes back DUPLICATE from the apply) */
 } item;
 
 /* Room between two messages' positions for the credits the first one earns. */
@@ -60,6 +66,13 @@ typedef struct customer {
     int head, tail;               /* its items, in batch order */
     int64_t hold;                 /* in-process credits: this round applies none of its items after it */
     char referrer[EVENT_ID_MAX + 1]; /* its referred_by after this round's decisions ("": none) */
+    int fp, fs;                   /* this round: its profile in fetch_p, its first record in fetch_s; -1 unfetched */
+    int pr;                       /* in-process: the customer of this batch its credits would go to, or -1 */
+    int indeg;                    /* in-process: pending customers whose credits would come to it (plan_round) */
+    int level;                    /* in-process: 0 receives no credit this round; else sent once every
+                                     customer of a lower level is confirmed (decide_levels) */
+    bool referee;                 /* in-process: some pending customer of the batch names it as referrer */
+    bool decided;                 /* decided in this round */
 } customer;
 
 /* What a batch leaves for after its commit (emitter_done_fn's user): its
@@ -147,6 +160,9 @@ typedef struct pipeline {
     store_apply_req *reqs;        /* per item */
     int *req_item;                /* per apply request: its item */
     int *pending;                 /* customers with undecided items, this round */
+    int *order;                   /* in-process: the order customers are decided in (plan_round) */
+    store_apply_req *reqs_tmp;    /* in-process: room to sort a round's requests by level */
+    int *req_item_tmp;
     int fetch_state;              /* FETCH_*: the batch was decoded and its first fetch sent (or read) ahead */
     batch_set other;              /* the batch read ahead while Redis applies this one (read_ahead) */
     bool readahead;               /* read ahead at all: `run`, at-least-once (not exactly-once, not assign mode) */
@@ -365,6 +381,11 @@ static int customer_slot(pipeline *pl, const char *id)
     customer *c = &pl->custs[pl->ncusts];
     c->id = id;
     c->head = c->tail = -1;
+    c->hold = INT64_MAX;
+    c->referrer[0] = '\0';
+    c->fp = c->fs = c->pr = -1;
+    c->level = c->indeg = 0;
+    c->referee = c->decided = false;
     pl->slots[i] = pl->ncusts;
     return pl->ncusts++;
 }
@@ -381,7 +402,7 @@ static void group_by_customer(pipeline *pl)
         it->next = -1;
         it->pos = (int64_t)i * ITEM_POS_STEP;
         it->orig_kind = it->kind;
-        it->synthetic = it->spawned = false;
+        it->synthetic = it->spawned = it->eager = it->dead = it->confirmed = it->unfetched = false;
         it->parent = -1;
         if (it->kind == ITEM_DLQ)
             continue;
@@ -516,20 +537,24 @@ static int spawn_credit(pipeline *pl, int idx, const char *beneficiary, const ui
 {
     char why[512];
     (void)beneficiary;
-    if (pl->nsynth == pl->synthcap) {
+    int ci = pl->cap + pl->nsynth;
+    for (int k = 0; pl->nsynth == pl->synthcap && k < pl->nsynth; k++) /* full: a withdrawn credit's room */
+        if (pl->items[pl->cap + k].dead)
+            ci = pl->cap + k;
+    if (ci == pl->cap + pl->synthcap) {
         /* only recorded outputs of another program (found applied) can hold more */
         snprintf(pl->err, sizeof(pl->err),
                  "more than %d referral credits in one batch (recorded by another rule program?): lower "
                  "pipeline.batch_size", pl->synthcap);
         return -2;
     }
-    int ci = pl->cap + pl->nsynth;
     item *c = &pl->items[ci];
     c->msg = NULL;
     c->kind = c->orig_kind = ITEM_CREDIT;
     c->synthetic = true;
     c->parent = idx;
-    c->spawned = c->done = c->duplicate = false;
+    c->spawned = c->done = c->duplicate = c->eager = c->dead = c->confirmed = c->unfetched = false;
+    c->in_round = true;
     c->pos = pl->items[idx].pos + nth;
     c->next = -1;
     buf_reset(&c->outputs);
@@ -538,7 +563,8 @@ static int spawn_credit(pipeline *pl, int idx, const char *beneficiary, const ui
                  codec_record_key(pl->items[idx].rec), why);
         return -2;
     }
-    pl->nsynth++;
+    if (ci == pl->cap + pl->nsynth)
+        pl->nsynth++;
     digest_credit(&c->rec->credit, c->digest);
     if (event_check_customer_id(c->rec->credit.customer_id, "customer_id", why, sizeof(why)) != EVENT_OK) {
         c->cust = -1;
@@ -569,7 +595,7 @@ static void undo_held(pipeline *pl)
         for (int i = pl->custs[c].head; i >= 0; i = pl->items[i].next) {
             item *it = &pl->items[i];
             if (it->pos > pl->custs[c].hold && it->done && it->in_round) {
-                it->done = it->duplicate = false;
+                it->done = it->duplicate = it->confirmed = false;
                 it->kind = it->orig_kind;
             }
         }
@@ -605,9 +631,12 @@ static int fetch_lists(pipeline *pl, int *ns)
     *ns = 0;
     for (int c = 0; c < pl->ncusts; c++) {
         bool pending = false;
+        pl->custs[c].fp = -1;
+        pl->custs[c].fs = *ns;
         for (int i = pl->custs[c].head; i >= 0; i = pl->items[i].next)
             if (!pl->items[i].done) {
                 store_seen *d = &pl->fetch_s[(*ns)++];
+                pl->items[i].unfetched = false;
                 pending = true;
                 d->customer_id = pl->custs[c].id;
                 d->id = pl->items[i].kind == ITEM_CREDIT ? pl->items[i].rec->credit.credit_id
@@ -617,6 +646,7 @@ static int fetch_lists(pipeline *pl, int *ns)
             }
         if (pending) {
             pl->fetch_p[np].customer_id = pl->custs[c].id;
+            pl->custs[c].fp = np;
             pl->pending[np++] = c;
         }
     }
@@ -648,9 +678,10 @@ static void prepare_batch(pipeline *pl)
 static void read_ahead(pipeline *pl)
 {
     char err[1024];
+    bool source_done = false; /* (the loop's next fill sees it again) */
     swap_batch(pl);
     pl->window = true;
-    int frc = fill_batch(pl, 0, NULL, err, sizeof(err));
+    int frc = fill_batch(pl, 0, &source_done, err, sizeof(err));
     pl->window = false;
     if (frc != 0) { /* the loop stops on it once the batch in hand is done */
         snprintf(pl->err, sizeof(pl->err), "%s", err);
@@ -672,6 +703,353 @@ static void read_ahead(pipeline *pl)
 #define STREAM_CUSTOMERS 64
 #define STREAM_EVENTS 512
 
+/* ---- in-process credits in one round (decide_levels) -------------------------------
+ *
+ * A round decides the batch's credits in batch order without waiting for
+ * Redis between them, as simulate does. Before deciding, plan_round reads
+ * whom each pending customer's credits would go to (its stored referred_by,
+ * else the first SIGNUP of the batch naming one: the engine pays only that
+ * customer), and orders the customers: first those no pending customer names
+ * (level 0: they receive no credit, so they are decided and streamed to Redis
+ * as in `run`), then the referrers, each after the customers that name it
+ * (invitees first). When an item is decided, its credits become items of
+ * their beneficiary at once (eager_credits), right after it, so the
+ * beneficiary, decided later, sees them in batch order; a beneficiary outside
+ * the pending customers is fetched once, after the round's other decisions.
+ * A credit is applied only once the event that earned it is: a customer that
+ * received credits gets a level above its credits' sources and its applies
+ * are sent after theirs are confirmed (decide_levels); one whose credit's
+ * source was not applied as decided (fenced, refused, found applied with
+ * another record) has its decisions dropped and its unconfirmed credits
+ * withdrawn, and is decided again in the next round with the round mechanism
+ * above (holds, credits spawned after the apply). A credit to a customer
+ * already decided in this round (a referral cycle) takes that path too. */
+
+/* Predict each pending customer's beneficiary and order the round (see above);
+ * returns the number of customers in pl->order. */
+static int plan_round(pipeline *pl, int np)
+{
+    char ref[EVENT_ID_MAX + 1];
+    for (int k = 0; k < np; k++) {
+        customer *cu = &pl->custs[pl->pending[k]];
+        const store_profile *sp = &pl->fetch_p[k];
+        int has = sp->exists ? profile_peek_referrer(sp->encoding.data, sp->encoding.len, ref, sizeof(ref)) : 0;
+        for (int i = cu->head; i >= 0 && has <= 0; i = pl->items[i].next) {
+            const item *it = &pl->items[i];
+            if (!it->done && it->kind == ITEM_TOUCHPOINT && it->rec->tp.type == EVENT_SIGNUP &&
+                it->rec->tp.payload.signup.has_referred_by) {
+                snprintf(ref, sizeof(ref), "%s", it->rec->tp.payload.signup.referred_by);
+                has = 1;
+            }
+        }
+        int r = has > 0 ? customer_find(pl, ref) : -1;
+        cu->pr = r >= 0 && r != pl->pending[k] && pl->custs[r].fp >= 0 ? r : -1;
+    }
+    for (int k = 0; k < np; k++) {
+        customer *cu = &pl->custs[pl->pending[k]];
+        if (cu->pr >= 0)
+            pl->custs[cu->pr].referee = true;
+    }
+    int n = 0;
+    for (int k = 0; k < np; k++) { /* level 0, in the fetch's order */
+        customer *cu = &pl->custs[pl->pending[k]];
+        if (!cu->referee)
+            pl->order[n++] = pl->pending[k];
+    }
+    for (int k = 0; k < np; k++) { /* referrers: each after its invitees (Kahn's order) */
+        customer *cu = &pl->custs[pl->pending[k]];
+        if (cu->referee && cu->pr >= 0 && pl->custs[cu->pr].referee)
+            pl->custs[cu->pr].indeg++;
+    }
+    int first = n;
+    for (int k = 0; k < np; k++) {
+        customer *cu = &pl->custs[pl->pending[k]];
+        if (cu->referee) {
+            cu->level = 1;
+            if (cu->indeg == 0)
+                pl->order[n++] = pl->pending[k];
+        }
+    }
+    for (int q = first; q < n; q++) {
+        int r = pl->custs[pl->order[q]].pr;
+        if (r >= 0 && pl->custs[r].referee && --pl->custs[r].indeg == 0)
+            pl->order[n++] = r;
+    }
+    for (int k = 0; k < np; k++) { /* a cycle: in the fetch's order (its credits take the round path) */
+        customer *cu = &pl->custs[pl->pending[k]];
+        if (cu->referee && cu->indeg > 0) {
+            cu->indeg = 0;
+            pl->order[n++] = pl->pending[k];
+        }
+    }
+    return n;
+}
+
+/* A credit of item idx to a customer already decided in this round, or to one of level 0. */
+static int credit_too_late(pipeline *pl, int idx, const char *beneficiary, const uint8_t *avro, size_t len, int nth)
+{
+    (void)idx;
+    (void)avro;
+    (void)len;
+    (void)nth;
+    int c = customer_find(pl, beneficiary);
+    return c >= 0 && (pl->custs[c].decided || (pl->custs[c].fp >= 0 && pl->custs[c].level == 0));
+}
+
+/* The credits of item idx, just decided (or found applied): items of their
+ * beneficiaries now (see above), or, when one of them was decided already, the
+ * round mechanism (a hold, the credits spawned after the apply). */
+static int eager_credits(pipeline *pl, int idx)
+{
+    item *it = &pl->items[idx];
+    if (it->spawned)
+        return 0;
+    int late = each_credit_output(pl, idx, credit_too_late);
+    if (late) {
+        if (late > 0)
+            each_credit_output(pl, idx, hold_beneficiary);
+        return 0; /* (corrupt recorded outputs: reported by spawn_decided) */
+    }
+    int rc = each_credit_output(pl, idx, spawn_credit);
+    if (rc)
+        return rc == -1 ? 0 : rc;
+    it->spawned = true;
+    int level = pl->custs[it->cust].level + 1;
+    for (int k = 0; k < pl->nsynth; k++) { /* its credits (all new: withdrawn ones went with spawned) */
+        item *c = &pl->items[pl->cap + k];
+        if (c->parent != idx || c->dead || c->eager)
+            continue;
+        c->eager = c->unfetched = true;
+        if (c->cust >= 0 && pl->custs[c->cust].level < level)
+            pl->custs[c->cust].level = level;
+    }
+    return 0;
+}
+
+/* Decide customer c's undecided items on its fetched profile, appending
+ * their apply requests at pl->reqs[*nreq]. Returns 0, or -2 (pl->err). */
+static int decide_customer(pipeline *pl, int c, int *nreq)
+{
+    char err[1024];
+    bool inproc = pl->opts->credits_in_process;
+    customer *cu = &pl->custs[c];
+    store_profile *sp = &pl->fetch_p[cu->fp];
+    int si = cu->fs;
+    profile_free(&pl->prof);
+    if (sp->exists) {
+        if (profile_decode(&pl->prof, pl->prog, sp->encoding.data, sp->encoding.len, err, sizeof(err)) != 0) {
+            snprintf(pl->err, sizeof(pl->err), "stored profile of %s: %.500s", cu->id, err);
+            return -2;
+        }
+    } else {
+        profile_init(&pl->prof, cu->id);
+    }
+    int64_t version = sp->version;
+    for (int i = cu->head; i >= 0; i = pl->items[i].next) {
+        item *it = &pl->items[i];
+        if (it->done)
+            continue;
+        store_seen *seen = it->unfetched ? NULL : &pl->fetch_s[si++];
+        if (seen && seen->conflict) {
+            set_conflict(it);
+            continue;
+        }
+        if (seen && seen->seen) {
+            buf_reset(&it->outputs);
+            if (buf_append(&it->outputs, seen->recorded.data, seen->recorded.len) != 0) {
+                snprintf(pl->err, sizeof(pl->err), "out of memory");
+                return -2;
+            }
+            it->done = it->duplicate = it->confirmed = true;
+            if (inproc && eager_credits(pl, i) != 0)
+                return -2;
+            continue;
+        }
+        report_before before;
+        report_capture(&pl->prof, version > 0, &before);
+        engine_status est;
+        if (it->kind == ITEM_CREDIT)
+            est = rules_apply_credit(pl->prog, &pl->prof, &it->rec->credit, pl->out);
+        else
+            est = rules_apply_event(pl->prog, &pl->prof, &it->rec->tp, pl->out, err, sizeof(err));
+        if (est == ENGINE_NO_MEMORY) {
+            snprintf(pl->err, sizeof(pl->err), "%s", err);
+            return -2;
+        }
+        if (est != ENGINE_OK) {
+            set_dlq(it, engine_status_name(est), err);
+            continue;
+        }
+        buf_reset(&it->profile);
+        if (record_outputs(pl, it) != 0 || profile_encode(&pl->prof, pl->prog, &it->profile) != 0 ||
+            report_compute(pl->prog, &before, &pl->prof, pl->out,
+                           it->kind == ITEM_CREDIT ? "CREDIT" : event_type_name(it->rec->tp.type), &it->agg) != 0) {
+            snprintf(pl->err, sizeof(pl->err), "out of memory");
+            return -2;
+        }
+        store_apply_req *q = &pl->reqs[*nreq];
+        q->customer_id = cu->id;
+        q->id = it->kind == ITEM_CREDIT ? it->rec->credit.credit_id : it->rec->tp.event_id;
+        q->credit = it->kind == ITEM_CREDIT;
+        q->digest = it->digest;
+        q->occurred_at = it->kind == ITEM_CREDIT ? it->rec->credit.occurred_at : it->rec->tp.occurred_at;
+        q->expected_version = version++;
+        q->profile = &it->profile;
+        q->outputs = &it->outputs;
+        /* where it was read (an in-process credit: where the event that earned it was) */
+        const rd_kafka_message_t *src = it->synthetic ? pl->items[it->parent].msg : it->msg;
+        q->source_credits = strcmp(rd_kafka_topic_name(src->rkt), pl->cfg->topic_credits) == 0;
+        q->partition = src->partition;
+        q->offset = src->offset;
+        q->ledger = it->ledger_ptrs;
+        q->ledger_len = it->ledger_lens;
+        q->nledger = it->nledger;
+        q->agg = it->agg.argv;
+        q->nagg = pl->cfg->report_aggregates ? it->agg.n : 0;
+        pl->req_item[(*nreq)++] = i;
+        it->done = true; /* decided (the apply's status may undo it) */
+        if (inproc && pl->out->ncredits && eager_credits(pl, i) != 0)
+            return -2;
+    }
+    if (inproc && pl->prof.has_referred_by)
+        memcpy(cu->referrer, pl->prof.referred_by, sizeof(cu->referrer));
+    cu->decided = true;
+    return 0;
+}
+
+/* The statuses of the applies reqs[lo, hi), just received. */
+static int take_results(pipeline *pl, int lo, int hi, int *fenced, int *not_applied)
+{
+    for (int r = lo; r < hi; r++) {
+        item *it = &pl->items[pl->req_item[r]];
+        store_apply_req *q = &pl->reqs[r];
+        it->done = false;
+        switch (q->status) {
+        case STORE_APPLIED:
+            it->done = it->confirmed = true;
+            break;
+        case STORE_DUPLICATE: /* another instance applied it meanwhile: its record wins */
+            buf_reset(&it->outputs);
+            if (buf_append(&it->outputs, q->recorded.data, q->recorded.len) != 0) {
+                snprintf(pl->err, sizeof(pl->err), "out of memory");
+                return -2;
+            }
+            it->done = it->duplicate = true;
+            break;
+        case STORE_TOO_OLD:
+            set_dlq(it, "older_than_dedupe_window",
+                    "event time is older than the customer's newest event minus pipeline.dedupe_retention_ms; "
+                    "it could not be deduplicated");
+            break;
+        case STORE_FENCED:
+            (*fenced)++;
+            break;
+        case STORE_CONFLICT:
+            set_conflict(it);
+            break;
+        case STORE_NOT_APPLIED: /* another event of its customer was not new: decided again */
+            (*not_applied)++;
+            break;
+        }
+    }
+    return 0;
+}
+
+/* Customer c's in-process credits of this round whose source event was not
+ * applied as decided: the position of the first (INT64_MAX: none). Its
+ * decisions from there on are dropped and those credits withdrawn (decided
+ * again next round); its earlier items do not depend on them and are applied.
+ * (A credit comes after the event that earned it, so the batch's earliest
+ * pending item is never dropped: every round applies it.) */
+static int64_t credits_cut(pipeline *pl, int c)
+{
+    customer *cu = &pl->custs[c];
+    int64_t cut = INT64_MAX;
+    for (int i = cu->head; i >= 0 && cut == INT64_MAX; i = pl->items[i].next) {
+        const item *it = &pl->items[i];
+        const item *p = it->eager ? &pl->items[it->parent] : NULL;
+        if (p && !(p->done && p->confirmed && p->kind != ITEM_DLQ))
+            cut = it->pos;
+    }
+    if (cut == INT64_MAX)
+        return cut;
+    int prev = -1;
+    for (int i = cu->head; i >= 0;) {
+        item *it = &pl->items[i];
+        int next = it->next;
+        if (it->pos >= cut && it->in_round && it->done) {
+            it->done = it->duplicate = it->confirmed = false;
+            it->kind = it->orig_kind;
+        }
+        const item *p = it->eager ? &pl->items[it->parent] : NULL;
+        if (p && !(p->done && p->confirmed && p->kind != ITEM_DLQ)) { /* withdrawn */
+            it->dead = true;
+            it->eager = false;
+            pl->items[it->parent].spawned = false;
+            if (prev < 0)
+                cu->head = next;
+            else
+                pl->items[prev].next = next;
+            if (cu->tail == i)
+                cu->tail = prev;
+        } else {
+            prev = i;
+        }
+        i = next;
+    }
+    return cut;
+}
+
+/* Sort reqs[lo, nreq) by their customers' level (stable: a customer's requests stay together, in order). */
+static int sort_levels(pipeline *pl, int lo, int nreq)
+{
+    int maxl = 0, n = 0;
+    for (int r = lo; r < nreq; r++) {
+        int l = pl->custs[pl->items[pl->req_item[r]].cust].level;
+        maxl = l > maxl ? l : maxl;
+    }
+    for (int l = 0; l <= maxl; l++)
+        for (int r = lo; r < nreq; r++)
+            if (pl->custs[pl->items[pl->req_item[r]].cust].level == l) {
+                pl->reqs_tmp[n] = pl->reqs[r];
+                pl->req_item_tmp[n++] = pl->req_item[r];
+            }
+    memcpy(pl->reqs + lo, pl->reqs_tmp, (size_t)n * sizeof(*pl->reqs));
+    memcpy(pl->req_item + lo, pl->req_item_tmp, (size_t)n * sizeof(*pl->req_item));
+    return maxl;
+}
+
+/* Send reqs[lo, hi); read_ahead first when it is the round's last send, then
+ * receive them (and the read-ahead's fetch). 0 or a redis_failed code. */
+static int send_and_receive(pipeline *pl, int round, int lo, int sent, int hi, bool last, double *t0)
+{
+    char err[1024];
+    if (sent == lo)
+        *t0 = clock_mono_s();
+    int arc = hi > sent ? store_apply_send(pl->store, pl->reqs + sent, (size_t)(hi - sent), err, sizeof(err)) : 0;
+    if (arc != 0)
+        return redis_failed(pl, arc, err);
+    /* while Redis applies: read the next batch and send its fetch, queued behind these applies
+     * (so it reads what they wrote) */
+    if (last && round == 0 && pl->readahead && !pl->no_readahead && pl->other.nitems == 0 && !cli_stop) {
+        read_ahead(pl);
+        if (pl->taken) /* a rebalance finished (or dropped) this batch meanwhile */
+            return 3;
+    }
+    arc = hi > lo ? store_apply_recv(pl->store, err, sizeof(err)) : 0;
+    if (arc == 0 && last && pl->other.fetch_state == FETCH_SENT) { /* nothing stays in flight past this point */
+        swap_batch(pl);
+        arc = store_fetch_recv(pl->store, err, sizeof(err));
+        pl->fetch_state = arc == 0 ? FETCH_READY : FETCH_NONE;
+        swap_batch(pl);
+    }
+    if (arc != 0)
+        return redis_failed(pl, arc, err);
+    if (hi > lo)
+        metrics_observe(M_REDIS_RTT, clock_mono_s() - *t0, "apply");
+    return 0;
+}
+
 /* Decide every item of the batch against Redis. Returns 0; -1 when Redis
  * failed transiently (retry the whole batch later: nothing is lost, applies
  * are idempotent); -2 when retrying cannot help (a permanent Redis error such
@@ -685,15 +1063,18 @@ static int decide(pipeline *pl)
     for (int round = 0; round < max_rounds; round++) {
         bool held = false; /* in-process: some customer is on hold this round */
         for (int c = 0; c < pl->ncusts; c++) {
-            pl->custs[c].hold = INT64_MAX;
-            pl->custs[c].referrer[0] = '\0';
-            for (int i = pl->custs[c].head; i >= 0; i = pl->items[i].next)
+            customer *cu = &pl->custs[c];
+            cu->hold = INT64_MAX;
+            cu->referrer[0] = '\0';
+            cu->pr = -1;
+            cu->level = cu->indeg = 0;
+            cu->referee = cu->decided = false;
+            for (int i = cu->head; i >= 0; i = pl->items[i].next)
                 pl->items[i].in_round = !pl->items[i].done;
         }
         pl->st->rounds++;
         /* customers with undecided items */
         int ns, np = fetch_lists(pl, &ns);
-        int *pcust = pl->pending;
         if (np == 0)
             return 0;
         double t0 = clock_mono_s();
@@ -708,12 +1089,17 @@ static int decide(pipeline *pl)
         if (src != 0)
             return redis_failed(pl, src, err);
         metrics_observe(M_REDIS_RTT, clock_mono_s() - t0, "fetch");
-        /* run the engine per customer, in order, on the stored profile; without in-process
-         * credits each group of customers' applies is sent as soon as they are decided, so
-         * Redis runs them while the next group is decided (store.h: SPLIT CALLS) */
-        int nreq = 0, si = 0, sent = 0, group = 0;
-        for (int k = 0; k < np; k++) {
-            if (!inproc && nreq > sent && (++group >= STREAM_CUSTOMERS || nreq - sent >= STREAM_EVENTS)) {
+        /* run the engine per customer, in order, on the stored profile; each group of customers'
+         * applies is sent as soon as they are decided, so Redis runs them while the next group is
+         * decided (store.h: SPLIT CALLS); in-process, only level 0 (see above) */
+        int nord = inproc ? plan_round(pl, np) : np;
+        const int *ord = inproc ? pl->order : pl->pending;
+        int nreq = 0, sent = 0, group = 0, n1 = -1;
+        for (int k = 0; k < nord; k++) {
+            customer *cu = &pl->custs[ord[k]];
+            if (n1 < 0 && cu->level > 0)
+                n1 = nreq; /* the requests before are level 0's */
+            if (n1 < 0 && nreq > sent && (++group >= STREAM_CUSTOMERS || nreq - sent >= STREAM_EVENTS)) {
                 if (sent == 0)
                     t0 = clock_mono_s(); /* the apply's round trip: from the first send */
                 int arc = store_apply_send(pl->store, pl->reqs + sent, (size_t)(nreq - sent), err, sizeof(err));
@@ -722,169 +1108,118 @@ static int decide(pipeline *pl)
                 sent = nreq;
                 group = 0;
             }
-            customer *cu = &pl->custs[pcust[k]];
-            store_profile *sp = &pl->fetch_p[k];
-            profile_free(&pl->prof);
-            if (sp->exists) {
-                if (profile_decode(&pl->prof, pl->prog, sp->encoding.data, sp->encoding.len, err, sizeof(err)) != 0) {
-                    snprintf(pl->err, sizeof(pl->err), "stored profile of %s: %.500s", cu->id, err);
-                    return -2;
-                }
-            } else {
-                profile_init(&pl->prof, cu->id);
-            }
-            int64_t version = sp->version;
-            for (int i = cu->head; i >= 0; i = pl->items[i].next) {
-                item *it = &pl->items[i];
-                if (it->done)
-                    continue;
-                store_seen *seen = &pl->fetch_s[si++];
-                if (seen->conflict) {
-                    set_conflict(it);
-                    continue;
-                }
-                if (seen->seen) {
-                    buf_reset(&it->outputs);
-                    if (buf_append(&it->outputs, seen->recorded.data, seen->recorded.len) != 0) {
-                        snprintf(pl->err, sizeof(pl->err), "out of memory");
-                        return -2;
-                    }
-                    it->done = it->duplicate = true;
-                    if (inproc)
-                        each_credit_output(pl, i, hold_beneficiary);
-                    continue;
-                }
-                report_before before;
-                report_capture(&pl->prof, version > 0, &before);
-                engine_status est;
-                if (it->kind == ITEM_CREDIT)
-                    est = rules_apply_credit(pl->prog, &pl->prof, &it->rec->credit, pl->out);
-                else
-                    est = rules_apply_event(pl->prog, &pl->prof, &it->rec->tp, pl->out, err, sizeof(err));
-                if (est == ENGINE_NO_MEMORY) {
-                    snprintf(pl->err, sizeof(pl->err), "%s", err);
-                    return -2;
-                }
-                if (est != ENGINE_OK) {
-                    set_dlq(it, engine_status_name(est), err);
-                    continue;
-                }
-                buf_reset(&it->profile);
-                if (record_outputs(pl, it) != 0 || profile_encode(&pl->prof, pl->prog, &it->profile) != 0 ||
-                    report_compute(pl->prog, &before, &pl->prof, pl->out,
-                                   it->kind == ITEM_CREDIT ? "CREDIT" : event_type_name(it->rec->tp.type),
-                                   &it->agg) != 0) {
-                    snprintf(pl->err, sizeof(pl->err), "out of memory");
-                    return -2;
-                }
-                store_apply_req *q = &pl->reqs[nreq];
-                q->customer_id = cu->id;
-                q->id = it->kind == ITEM_CREDIT ? it->rec->credit.credit_id : it->rec->tp.event_id;
-                q->credit = it->kind == ITEM_CREDIT;
-                q->digest = it->digest;
-                q->occurred_at = it->kind == ITEM_CREDIT ? it->rec->credit.occurred_at : it->rec->tp.occurred_at;
-                q->expected_version = version++;
-                q->profile = &it->profile;
-                q->outputs = &it->outputs;
-                /* where it was read (an in-process credit: where the event that earned it was) */
-                const rd_kafka_message_t *src = it->synthetic ? pl->items[it->parent].msg : it->msg;
-                q->source_credits = strcmp(rd_kafka_topic_name(src->rkt), pl->cfg->topic_credits) == 0;
-                q->partition = src->partition;
-                q->offset = src->offset;
-                q->ledger = it->ledger_ptrs;
-                q->ledger_len = it->ledger_lens;
-                q->nledger = it->nledger;
-                q->agg = it->agg.argv;
-                q->nagg = pl->cfg->report_aggregates ? it->agg.n : 0;
-                pl->req_item[nreq++] = i;
-                if (inproc && pl->out->ncredits)
-                    each_credit_output(pl, i, hold_beneficiary);
-            }
-            if (inproc && pl->prof.has_referred_by)
-                memcpy(cu->referrer, pl->prof.referred_by, sizeof(cu->referrer));
+            int drc = decide_customer(pl, ord[k], &nreq);
+            if (drc)
+                return drc;
         }
+        if (n1 < 0)
+            n1 = nreq;
         if (inproc) {
             spread_holds(pl);
             for (int c = 0; c < pl->ncusts && !held; c++)
                 held = pl->custs[c].hold != INT64_MAX;
         }
         if (held) { /* drop the applies of held items (swapped: each request owns its buffers) */
-            int kept = 0;
+            int kept = 0, kept1 = 0;
             for (int r = 0; r < nreq; r++) {
                 const item *rit = &pl->items[pl->req_item[r]];
-                if (rit->pos > pl->custs[rit->cust].hold)
+                if (rit->pos > pl->custs[rit->cust].hold && r >= sent)
                     continue;
                 store_apply_req tmp = pl->reqs[kept];
                 pl->reqs[kept] = pl->reqs[r];
                 pl->reqs[r] = tmp;
                 pl->req_item[kept++] = pl->req_item[r];
+                kept1 += r < n1;
             }
             nreq = kept;
+            n1 = kept1;
             undo_held(pl);
         }
-        if (nreq == 0) {
-            if (inproc) {
-                int sprc = spawn_decided(pl);
-                if (sprc)
-                    return sprc;
-            }
-            continue;
-        }
-        if (sent == 0)
-            t0 = clock_mono_s();
-        int arc = nreq > sent ? store_apply_send(pl->store, pl->reqs + sent, (size_t)(nreq - sent), err, sizeof(err))
-                              : 0;
-        if (arc != 0)
-            return redis_failed(pl, arc, err);
-        /* while Redis applies: read the next batch and send its fetch, queued behind these applies
-         * (so it reads what they wrote) */
-        if (round == 0 && pl->readahead && !pl->no_readahead && pl->other.nitems == 0 && !cli_stop) {
-            read_ahead(pl);
-            if (pl->taken) /* a rebalance finished (or dropped) this batch meanwhile */
-                return 3;
-        }
-        arc = store_apply_recv(pl->store, err, sizeof(err));
-        if (arc == 0 && pl->other.fetch_state == FETCH_SENT) { /* nothing stays in flight past this point */
-            swap_batch(pl);
-            arc = store_fetch_recv(pl->store, err, sizeof(err));
-            pl->fetch_state = arc == 0 ? FETCH_READY : FETCH_NONE;
-            swap_batch(pl);
-        }
-        if (arc != 0)
-            return redis_failed(pl, arc, err);
-        metrics_observe(M_REDIS_RTT, clock_mono_s() - t0, "apply");
-        int fenced = 0, not_applied = 0;
-        for (int r = 0; r < nreq; r++) {
-            item *it = &pl->items[pl->req_item[r]];
-            store_apply_req *q = &pl->reqs[r];
-            switch (q->status) {
-            case STORE_APPLIED:
-                it->done = true;
-                break;
-            case STORE_DUPLICATE: /* another instance applied it meanwhile: its record wins */
-                buf_reset(&it->outputs);
-                if (buf_append(&it->outputs, q->recorded.data, q->recorded.len) != 0) {
-                    snprintf(pl->err, sizeof(pl->err), "out of memory");
-                    return -2;
+        /* customers that received credits but were not fetched this round: fetched now, behind
+         * level 0's applies (they touch none of them) */
+        int nlate = 0, nls = 0;
+        for (int c = 0; inproc && c < pl->ncusts; c++) {
+            customer *cu = &pl->custs[c];
+            if (cu->fp >= 0 || cu->head < 0)
+                continue;
+            bool any = false;
+            cu->fs = ns + nls;
+            for (int i = cu->head; i >= 0; i = pl->items[i].next)
+                if (!pl->items[i].done) {
+                    store_seen *d = &pl->fetch_s[ns + nls++];
+                    pl->items[i].unfetched = false;
+                    any = true;
+                    d->customer_id = cu->id;
+                    d->id = pl->items[i].kind == ITEM_CREDIT ? pl->items[i].rec->credit.credit_id
+                                                             : pl->items[i].rec->tp.event_id;
+                    d->credit = pl->items[i].kind == ITEM_CREDIT;
+                    d->digest = pl->items[i].digest;
                 }
-                it->done = it->duplicate = true;
-                break;
-            case STORE_TOO_OLD:
-                set_dlq(it, "older_than_dedupe_window",
-                        "event time is older than the customer's newest event minus pipeline.dedupe_retention_ms; "
-                        "it could not be deduplicated");
-                break;
-            case STORE_FENCED:
-                fenced++;
-                break;
-            case STORE_CONFLICT:
-                set_conflict(it);
-                break;
-            case STORE_NOT_APPLIED: /* another event of its customer was not new: decided again */
-                not_applied++;
-                break;
+            if (any) {
+                cu->fp = np + nlate;
+                pl->fetch_p[cu->fp].customer_id = cu->id;
+                pl->order[nlate++] = c;
             }
         }
+        bool last = nlate == 0 && n1 == nreq;
+        if (n1 > sent || nlate) {
+            if (sent == 0)
+                t0 = clock_mono_s();
+            int arc = n1 > sent ? store_apply_send(pl->store, pl->reqs + sent, (size_t)(n1 - sent), err, sizeof(err))
+                                : 0;
+            if (arc == 0 && nlate)
+                arc = store_fetch_send(pl->store, pl->fetch_p + np, (size_t)nlate, pl->fetch_s + ns, (size_t)nls, err,
+                                       sizeof(err));
+            if (arc != 0)
+                return redis_failed(pl, arc, err);
+            sent = n1;
+        }
+        int arc = send_and_receive(pl, round, 0, sent, n1, last, &t0);
+        if (arc)
+            return arc;
+        int fenced = 0, not_applied = 0;
+        if (take_results(pl, 0, n1, &fenced, &not_applied) != 0)
+            return -2;
+        if (nlate) { /* decide them: credits only, in order */
+            arc = store_fetch_recv(pl->store, err, sizeof(err));
+            if (arc != 0)
+                return redis_failed(pl, arc, err);
+            for (int k = 0; k < nlate; k++) {
+                int drc = decide_customer(pl, pl->order[k], &nreq);
+                if (drc)
+                    return drc;
+            }
+        }
+        /* the levels above 0, each once the credits it received are confirmed */
+        int maxl = n1 < nreq ? sort_levels(pl, n1, nreq) : 0;
+        for (int l = 1, lo = n1; l <= maxl; l++) {
+            int hi = lo, kept = lo;
+            while (hi < nreq && pl->custs[pl->items[pl->req_item[hi]].cust].level == l)
+                hi++;
+            for (int r = lo; r < hi;) { /* per customer: its requests before its first unconfirmed credit */
+                int c = pl->items[pl->req_item[r]].cust, e = r;
+                while (e < hi && pl->items[pl->req_item[e]].cust == c)
+                    e++;
+                int64_t cut = credits_cut(pl, c);
+                for (; r < e && pl->items[pl->req_item[r]].pos < cut; r++) {
+                    store_apply_req tmp = pl->reqs[kept];
+                    pl->reqs[kept] = pl->reqs[r];
+                    pl->reqs[r] = tmp;
+                    pl->req_item[kept++] = pl->req_item[r];
+                }
+                r = e;
+            }
+            /* (customers of this level with nothing to apply: their credits are checked too) */
+            arc = send_and_receive(pl, round, lo, lo, kept, hi == nreq, &t0);
+            if (arc)
+                return arc;
+            if (take_results(pl, lo, kept, &fenced, &not_applied) != 0)
+                return -2;
+            lo = hi;
+        }
+        for (int c = 0; inproc && c < pl->ncusts; c++) /* levels with no request left to send */
+            if (pl->custs[c].level > 0)
+                credits_cut(pl, c);
         if (fenced || not_applied) /* decided again: the state read ahead for the next batch may predate that */
             pl->other.fetch_state = FETCH_NONE;
         if (fenced) {
@@ -896,6 +1231,10 @@ static int decide(pipeline *pl)
             int sprc = spawn_decided(pl);
             if (sprc)
                 return sprc;
+            for (int c = 0; c < pl->ncusts; c++) /* another round: the fetch read ahead may predate it */
+                for (int i = pl->custs[c].head; i >= 0; i = pl->items[i].next)
+                    if (!pl->items[i].done)
+                        pl->other.fetch_state = FETCH_NONE;
         }
     }
     snprintf(pl->err, sizeof(pl->err), "profiles kept changing under this instance (20 rounds of fencing)");
@@ -981,6 +1320,8 @@ static int produce_item(pipeline *pl, item *it)
 {
     rd_kafka_message_t *m = it->synthetic ? pl->items[it->parent].msg : it->msg;
     bool dry = pl->opts->no_outputs;
+    if (it->dead) /* a withdrawn in-process credit */
+        return 0;
     if (it->kind == ITEM_DLQ)
         return dry ? 0 : produce_dlq(pl, it);
     const uint8_t *p = (const uint8_t *)it->outputs.data, *end = p + it->outputs.len;
@@ -1085,7 +1426,7 @@ static int emit_sync(pipeline *pl)
             report_dlq dlq = {0};
             for (int k = 0; k < pl->nitems + pl->nsynth; k++) {
                 const item *it = &pl->items[k < pl->nitems ? k : pl->cap + (k - pl->nitems)];
-                if (it->kind == ITEM_DLQ)
+                if (it->kind == ITEM_DLQ && !it->dead)
                     report_dlq_count(&dlq, it->dlq_error);
             }
             report_dlq_fields f;
@@ -1223,8 +1564,16 @@ static int recover_delivery(pipeline *pl)
             rd_kafka_topic_partition_list_destroy(first);
         return -1;
     }
-    if (first->cnt > 0)
+    if (first->cnt > 0 && pl->opts->source) { /* assign mode: the source hands them out again */
+        char why[512];
+        if (pl->opts->source->rewind(pl->opts->source->ctx, first, why, sizeof(why)) != 0) {
+            snprintf(pl->err, sizeof(pl->err), "reading the uncommitted batches again: %s", why);
+            rd_kafka_topic_partition_list_destroy(first);
+            return -1;
+        }
+    } else if (first->cnt > 0) {
         seek_back(pl, first, "reading the uncommitted batches again");
+    }
     rd_kafka_topic_partition_list_destroy(first);
     sleep((unsigned)attempt);
     return 0;
@@ -1290,6 +1639,8 @@ static void pipeline_batch_metrics(pipeline *pl, double apply_s, batch_tail *tai
     }
     for (int i = 0; i < pl->nsynth; i++) { /* in-process credits */
         item *it = &pl->items[pl->cap + i];
+        if (it->dead)
+            continue;
         if (it->kind == ITEM_DLQ)
             report_dlq_note(dlq, "credit", it->dlq_error);
         else if (it->duplicate)
@@ -1326,6 +1677,15 @@ static void on_batch_done(void *ctx, void *user, bool committed)
 {
     pipeline *pl = ctx;
     batch_tail *t = user;
+    if (committed && pl->opts->source) { /* assign mode: the source keeps the progress and the DLQ counts */
+        char err[512];
+        report_dlq_fields f;
+        report_dlq_pairs(&t->dlq, &f);
+        if (pl->opts->source->commit(pl->opts->source->ctx, t->offs, f.pairs, f.n, err, sizeof(err)) != 0) {
+            log_warn("keeping the progress failed: %s (the batch will be read again and deduplicated)", err);
+            committed = false;
+        }
+    }
     if (committed) {
         char err[512];
         pl->delivery_failures = 0;
@@ -1376,7 +1736,7 @@ again:
     }
     pipeline_batch_metrics(pl, t1 - t0, tail);
     log_batch(pl); /* counts what Redis applied, whatever becomes of the outputs */
-    if (!pl->em.transactional && !pl->opts->source) {
+    if (!pl->em.transactional) { /* `run` and `replay` alike */
         int erc = emit_async(pl, tail);
         metrics_observe(M_PRODUCE_SECONDS, clock_mono_s() - t1);
         pl->spent[1] += t1 - t0;
@@ -1456,6 +1816,8 @@ static void log_batch(pipeline *pl)
     }
     for (int i = 0; i < pl->nsynth; i++) { /* in-process credits */
         item *it = &pl->items[pl->cap + i];
+        if (it->dead)
+            continue;
         dlq += it->kind == ITEM_DLQ;
         dup += it->kind != ITEM_DLQ && it->duplicate;
         cr += it->kind != ITEM_DLQ && !it->duplicate;
@@ -1803,7 +2165,14 @@ static int setup(pipeline *pl, char *err, size_t errlen)
         per_event += pl->prog->rules[i].to == BENEFICIARY_REFERRER;
     pl->synthcap = pl->opts->credits_in_process ? cap * (per_event > 0 ? per_event : 1) : 0;
     pl->ccap = cap + pl->synthcap;
-    pl->readahead = !pl->opts->source && !cfg->exactly_once && !pl->opts->credits_in_process;
+    pl->readahead = !cfg->exactly_once; /* `run` and `replay` alike: the batch pipeline */
+    pl->order = calloc((size_t)pl->ccap, sizeof(*pl->order));
+    pl->reqs_tmp = calloc((size_t)pl->ccap, sizeof(*pl->reqs_tmp));
+    pl->req_item_tmp = calloc((size_t)pl->ccap, sizeof(*pl->req_item_tmp));
+    if (!pl->order || !pl->reqs_tmp || !pl->req_item_tmp) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     for (int set = 0; set < 2; set++) { /* the batch in hand's working set, then the read-ahead's */
         if (set)
             swap_batch(pl);
@@ -1907,6 +2276,7 @@ static int setup(pipeline *pl, char *err, size_t errlen)
         return -1;
     if (emitter_open(&pl->em, cfg, pl->consumer, on_batch_done, pl, err, errlen) != 0)
         return -1;
+    pl->em.keep_offsets = pl->opts->source != NULL; /* assign mode: never a commit on a group (pipeline.h) */
     /* the output topics' metadata before the first batch (check[0] is the input) */
     emitter_prepare(&pl->em, check + 1, ntopics - 1, (int)cfg->assign_timeout_ms);
     if (pl->opts->source) {
@@ -1997,6 +2367,9 @@ static void teardown(pipeline *pl)
     free(pl->enc);
     free(pl->out);
     free(pl->eofs);
+    free(pl->order);
+    free(pl->reqs_tmp); /* (shallow copies: the requests' buffers are owned by reqs) */
+    free(pl->req_item_tmp);
     buf_free(&pl->scratch);
 }
 

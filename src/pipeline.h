@@ -47,7 +47,9 @@ typedef struct pipeline_source {
      * NULL after about timeout_ms; *done becomes true once everything the
      * source has to give was handed out. */
     rd_kafka_message_t *(*next)(void *ctx, int timeout_ms, bool *done);
-    /* After a batch's applies and the acknowledgement of its outputs: the
+    /* After a batch's applies and the acknowledgement of its outputs and
+     * every earlier batch's (batches are pipelined as in `run`: called in
+     * batch order, from the emitter's poll): the
      * next offset to read of each partition in the batch (the progress to
      * keep) and the batch's DLQ counts for the report (dlq_pairs: n field /
      * count pairs of <prefix>aggregates), to be written in one atomic step
@@ -55,6 +57,11 @@ typedef struct pipeline_source {
      * 0, or -1 with err (the batch then counts as uncommitted). */
     int (*commit)(void *ctx, const rd_kafka_topic_partition_list_t *next, const char *const *dlq_pairs, size_t n,
                   char *err, size_t errlen);
+    /* A delivery failed: hand out again, in the same order, every message from
+     * these offsets on (the first offset of each partition's uncommitted
+     * batches; the batches are read and decided again, and Redis finds their
+     * events applied). 0, or -1 with err. */
+    int (*rewind)(void *ctx, const rd_kafka_topic_partition_list_t *first, char *err, size_t errlen);
     /* Before the consumer is closed: release every message still held; may be NULL. */
     void (*stop)(void *ctx);
     /* After each batch (progress display); may be NULL. */

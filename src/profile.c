@@ -304,6 +304,35 @@ static const char *profile_out_of_range(const profile *p)
     return NULL;
 }
 
+/* The referrer a stored profile names (profile.h), read without decoding the rest. */
+int profile_peek_referrer(const void *data, size_t len, char *out, size_t outlen)
+{
+    reader r = {.p = data, .end = (const uint8_t *)data + len};
+    char id[EVENT_ID_MAX + 1];
+    if (len < 2 || memcmp(data, "FP", 2) != 0)
+        return -1;
+    r.p += 2;
+    int64_t version = get_varint(&r);
+    if (version < 1 || version > 3)
+        return -1;
+    get_str(&r, id, sizeof(id));
+    for (int i = 0; i < 3; i++) /* first_event_at, last_event_at, events */
+        get_varint(&r);
+    int64_t ntypes = get_varint(&r);
+    if (ntypes != EVENT_TYPE_COUNT)
+        return -1;
+    for (int i = 0; i < EVENT_TYPE_COUNT + 2; i++) /* counts, purchase_cents, refunded_cents */
+        get_varint(&r);
+    int64_t flags = get_varint(&r);
+    get_str(&r, id, sizeof(id));
+    if (r.bad)
+        return -1;
+    if (!(flags & 2))
+        return 0;
+    snprintf(out, outlen, "%s", id);
+    return 1;
+}
+
 int profile_decode(profile *p, const program *prog, const void *data, size_t len, char *err, size_t errlen)
 {
     reader r = {.p = data, .end = (const uint8_t *)data + len};

@@ -98,6 +98,9 @@ int profile_encode(const profile *p, const program *prog, buf *out);
 /* Decode data into p (initialised here). Returns 0, or -1 with err on bad or
  * truncated input; p must be freed either way. */
 int profile_decode(profile *p, const program *prog, const void *data, size_t len, char *err, size_t errlen);
+/* The referred_by of an encoding, without decoding the rest: 1 (copied to out),
+ * 0 when it names none, -1 when the encoding cannot be read. */
+int profile_peek_referrer(const void *data, size_t len, char *out, size_t outlen);
 
 /* Append "ladder:stage\n" for each stage stored in an encoding, whatever the
  * program (names as stored). 0, -1 when the encoding is corrupt, -2 when
