@@ -101,8 +101,9 @@ typedef struct eof_mark {
     bool at_end;
 } eof_mark;
 
-/* Where a batch's first fetch stands (the read-ahead, see read_ahead). */
-enum { FETCH_NONE, FETCH_SENT, FETCH_READY };
+/* Where a batch's first fetch stands (the read-ahead, see read_ahead):
+ * PREPARED decoded and grouped, its fetch not sent yet. */
+enum { FETCH_NONE, FETCH_PREPARED, FETCH_SENT, FETCH_READY };
 
 /* One batch's working set. The pipeline keeps two: the batch in hand (its
  * fields in struct pipeline) and the one read ahead (pipeline.other);
@@ -667,15 +668,32 @@ static void prepare_batch(pipeline *pl)
     group_by_customer(pl);
 }
 
+/* The fetch of the batch read ahead (prepared by read_ahead), behind what is in flight. */
+static void read_ahead_send(pipeline *pl)
+{
+    char err[1024];
+    swap_batch(pl);
+    if (pl->fetch_state == FETCH_PREPARED) {
+        int ns, np = fetch_lists(pl, &ns);
+        if (np > 0 &&
+            store_fetch_send(pl->store, pl->fetch_p, (size_t)np, pl->fetch_s, (size_t)ns, err, sizeof(err)) == 0)
+            pl->fetch_state = FETCH_SENT;
+        /* (a failed send drops the connection: the batch in hand's replies fail, and both are retried) */
+    }
+    swap_batch(pl);
+}
+
 /* THE OVERLAP. Called once the batch in hand's applies are sent, before
  * their replies are read: read the next batch (only what the consumer already
- * holds: no wait), decode it, and send its fetch. Redis runs that fetch after
- * the applies (one connection, in order), so it reads what they wrote; if the
- * batch in hand is not complete after them (fenced or not applied: decided
- * again), the fetch read ahead is dropped and done again later (decide). A
+ * holds: no wait), decode it, and (send_fetch) send its fetch. Redis runs that
+ * fetch after the applies (one connection, in order), so it reads what they
+ * wrote; if the batch in hand is not complete after them (fenced or not
+ * applied: decided again), the fetch read ahead is dropped and done again
+ * later (decide). Without send_fetch (in-process credits: more applies of
+ * this batch follow), read_ahead_send sends it after the last of them. A
  * rebalance served by the poll meanwhile finishes both batches itself
  * (on_rebalance) and sets pl->taken. */
-static void read_ahead(pipeline *pl)
+static void read_ahead(pipeline *pl, bool send_fetch)
 {
     char err[1024];
     bool source_done = false; /* (the loop's next fill sees it again) */
@@ -689,13 +707,11 @@ static void read_ahead(pipeline *pl)
     }
     if (frc == 0 && !pl->taken && pl->nitems > 0) {
         prepare_batch(pl);
-        int ns, np = fetch_lists(pl, &ns);
-        if (np > 0 &&
-            store_fetch_send(pl->store, pl->fetch_p, (size_t)np, pl->fetch_s, (size_t)ns, err, sizeof(err)) == 0)
-            pl->fetch_state = FETCH_SENT;
-        /* (a failed send drops the connection: the batch in hand's replies fail, and both are retried) */
+        pl->fetch_state = FETCH_PREPARED;
     }
     swap_batch(pl);
+    if (send_fetch)
+        read_ahead_send(pl);
 }
 
 /* A group of decided customers sent to Redis at once: store.c's chunk (one
@@ -1019,9 +1035,10 @@ static int sort_levels(pipeline *pl, int lo, int nreq)
     return maxl;
 }
 
-/* Send reqs[lo, hi); read_ahead first when it is the round's last send, then
- * receive them (and the read-ahead's fetch). 0 or a redis_failed code. */
-static int send_and_receive(pipeline *pl, int round, int lo, int sent, int hi, bool last, double *t0)
+/* Send reqs[sent, hi) (reqs[lo, sent) are sent already) and, with ahead,
+ * the fetch of the batch read ahead, then receive the replies of reqs[lo, hi)
+ * and of a fetch read ahead behind them. 0 or a redis_failed code. */
+static int send_and_receive(pipeline *pl, int lo, int sent, int hi, bool ahead, double *t0)
 {
     char err[1024];
     if (sent == lo)
@@ -1029,15 +1046,10 @@ static int send_and_receive(pipeline *pl, int round, int lo, int sent, int hi, b
     int arc = hi > sent ? store_apply_send(pl->store, pl->reqs + sent, (size_t)(hi - sent), err, sizeof(err)) : 0;
     if (arc != 0)
         return redis_failed(pl, arc, err);
-    /* while Redis applies: read the next batch and send its fetch, queued behind these applies
-     * (so it reads what they wrote) */
-    if (last && round == 0 && pl->readahead && !pl->no_readahead && pl->other.nitems == 0 && !cli_stop) {
-        read_ahead(pl);
-        if (pl->taken) /* a rebalance finished (or dropped) this batch meanwhile */
-            return 3;
-    }
+    if (ahead) /* the batch read ahead: its fetch behind the round's last applies */
+        read_ahead_send(pl);
     arc = hi > lo ? store_apply_recv(pl->store, err, sizeof(err)) : 0;
-    if (arc == 0 && last && pl->other.fetch_state == FETCH_SENT) { /* nothing stays in flight past this point */
+    if (arc == 0 && pl->other.fetch_state == FETCH_SENT) { /* nothing stays in flight past this point */
         swap_batch(pl);
         arc = store_fetch_recv(pl->store, err, sizeof(err));
         pl->fetch_state = arc == 0 ? FETCH_READY : FETCH_NONE;
@@ -1079,7 +1091,7 @@ static int decide(pipeline *pl)
             return 0;
         double t0 = clock_mono_s();
         int src = 0;
-        if (pl->fetch_state != FETCH_NONE)
+        if (pl->fetch_state == FETCH_SENT || pl->fetch_state == FETCH_READY)
             pl->st->read_ahead++;
         if (pl->fetch_state == FETCH_SENT) /* read ahead (the lists are the same) */
             src = store_fetch_recv(pl->store, err, sizeof(err));
@@ -1161,20 +1173,25 @@ static int decide(pipeline *pl)
                 pl->order[nlate++] = c;
             }
         }
-        bool last = nlate == 0 && n1 == nreq;
-        if (n1 > sent || nlate) {
-            if (sent == 0)
-                t0 = clock_mono_s();
-            int arc = n1 > sent ? store_apply_send(pl->store, pl->reqs + sent, (size_t)(n1 - sent), err, sizeof(err))
-                                : 0;
-            if (arc == 0 && nlate)
-                arc = store_fetch_send(pl->store, pl->fetch_p + np, (size_t)nlate, pl->fetch_s + ns, (size_t)nls, err,
-                                       sizeof(err));
-            if (arc != 0)
-                return redis_failed(pl, arc, err);
-            sent = n1;
+        /* level 0's last applies, then (while Redis runs them) the next batch read ahead, its
+         * fetch behind them, then the fetch of the customers that received credits unfetched */
+        if (sent == 0)
+            t0 = clock_mono_s();
+        int arc = n1 > sent ? store_apply_send(pl->store, pl->reqs + sent, (size_t)(n1 - sent), err, sizeof(err)) : 0;
+        if (arc != 0)
+            return redis_failed(pl, arc, err);
+        sent = n1;
+        bool more = nlate > 0 || n1 < nreq; /* in-process: applies of higher levels follow */
+        if (round == 0 && pl->readahead && !pl->no_readahead && pl->other.nitems == 0 && !cli_stop) {
+            read_ahead(pl, !more);
+            if (pl->taken) /* a rebalance finished (or dropped) this batch meanwhile */
+                return 3;
         }
-        int arc = send_and_receive(pl, round, 0, sent, n1, last, &t0);
+        if (nlate &&
+            (arc = store_fetch_send(pl->store, pl->fetch_p + np, (size_t)nlate, pl->fetch_s + ns, (size_t)nls, err,
+                                    sizeof(err))) != 0)
+            return redis_failed(pl, arc, err);
+        arc = send_and_receive(pl, 0, sent, n1, false, &t0);
         if (arc)
             return arc;
         int fenced = 0, not_applied = 0;
@@ -1210,7 +1227,7 @@ static int decide(pipeline *pl)
                 r = e;
             }
             /* (customers of this level with nothing to apply: their credits are checked too) */
-            arc = send_and_receive(pl, round, lo, lo, kept, hi == nreq, &t0);
+            arc = send_and_receive(pl, lo, lo, kept, hi == nreq, &t0);
             if (arc)
                 return arc;
             if (take_results(pl, lo, kept, &fenced, &not_applied) != 0)
