@@ -5,11 +5,12 @@
  *       the beginning in a fresh group and prints its rate after the group
  *       join (first message to last), the ceiling of any Kafka consumer here.
  *   fidelio-bench redis-apply -u REDIS_URL -n N [-c CUSTOMERS] [-d DEPTH] [-P PARTITIONS]
- *       the store's apply alone (src/store.c, store_apply), N events over
- *       CUSTOMERS customers, DEPTH events per store_apply call (layout 3: one
- *       script call per chunk of customers, as the pipeline's batches), payloads
- *       of the sizes measured in a real run (profile 670 B, recorded outputs
- *       300 B, one ledger entry of 150 B: an Avro RewardEvent), each event's
+ *       the store alone (src/store.c) as the pipeline uses it: per round of
+ *       DEPTH events, one store_fetch of their customers and ids (WATCH + reads)
+ *       and one store_apply (the writes in MULTI/EXEC: the hot path, no Lua),
+ *       N events over CUSTOMERS customers, payloads
+ *       of the sizes bench/mem.sh measured in a run of layout 5 (profile 335 B, recorded outputs
+ *       300 B, one ledger entry of 34 B), each event's
  *       partition (customer % PARTITIONS, default 64) committed after its call,
  *       so the next apply of the customer drops its outputs as in a run: the
  *       Redis ceiling. Every call carries the committed offset of each
@@ -203,21 +204,24 @@ static int cmd_redis_apply(int argc, char **argv)
     store_apply_req *reqs = calloc((size_t)depth, sizeof(*reqs));
     char(*cids)[32] = calloc((size_t)depth, sizeof(*cids));
     char(*ids)[32] = calloc((size_t)depth, sizeof(*ids));
+    store_profile *fp = calloc((size_t)depth, sizeof(*fp));
+    store_seen *fs = calloc((size_t)depth, sizeof(*fs));
+    static const uint8_t digest[STORE_DIGEST_LEN]; /* every event's: new ids, never compared */
     buf profile = {0}, outputs = {0};
-    char ledger_entry[151];
+    char ledger_entry[35];
     const char *ledger[1] = {ledger_entry};
-    if (!version || !reqs || !cids || !ids) {
+    if (!version || !reqs || !cids || !ids || !fp || !fs) {
         fprintf(stderr, "fidelio-bench: out of memory\n");
         goto out;
     }
-    for (int i = 0; i < 670; i++)
+    for (int i = 0; i < 335; i++)
         if (buf_append(&profile, "p", 1) != 0)
             goto out;
     for (int i = 0; i < 300; i++)
         if (buf_append(&outputs, "o", 1) != 0)
             goto out;
-    memset(ledger_entry, 'l', 150);
-    ledger_entry[150] = 0;
+    memset(ledger_entry, 'l', 34);
+    ledger_entry[34] = 0;
     int64_t base = INT64_C(1767225600000);
     long long done = 0, bad = 0;
     double t0 = clock_mono_s();
@@ -229,8 +233,19 @@ static int cmd_redis_apply(int argc, char **argv)
             snprintf(ids[j], sizeof(ids[j]), "b-%lld", i);
             store_apply_req_free(&reqs[j]);
             reqs[j] = (store_apply_req){.customer_id = cids[j], .id = ids[j], .occurred_at = base + i * 100,
-                                        .expected_version = version[c], .profile = &profile, .outputs = &outputs,
-                                        .partition = (int32_t)(c % parts), .offset = i, .ledger = ledger, .nledger = 1};
+                                        .expected_version = version[c], .digest = digest, .profile = &profile,
+                                        .outputs = &outputs, .partition = (int32_t)(c % parts), .offset = i,
+                                        .ledger = ledger, .nledger = 1};
+            store_profile_free(&fp[j]);
+            store_seen_free(&fs[j]);
+            fp[j] = (store_profile){.customer_id = cids[j]};
+            fs[j] = (store_seen){.customer_id = cids[j], .id = ids[j], .digest = digest};
+        }
+        /* The pipeline's round: the fetch (WATCH and the reads its decision
+         * needs), then the apply of what was decided on it. */
+        if (store_fetch(s, fp, (size_t)k, fs, (size_t)k, err, sizeof(err)) != 0) {
+            fprintf(stderr, "fidelio-bench: fetch: %s\n", err);
+            goto out;
         }
         if (store_apply(s, reqs, (size_t)k, err, sizeof(err)) != 0) {
             fprintf(stderr, "fidelio-bench: apply: %s\n", err);
@@ -254,6 +269,12 @@ static int cmd_redis_apply(int argc, char **argv)
 out:
     for (int j = 0; reqs && j < depth; j++)
         store_apply_req_free(&reqs[j]);
+    for (int j = 0; fp && fs && j < depth; j++) {
+        store_profile_free(&fp[j]);
+        store_seen_free(&fs[j]);
+    }
+    free(fp);
+    free(fs);
     free(version);
     free(reqs);
     free(cids);

@@ -37,8 +37,9 @@
 #   4. The naive configuration (pipeline.batch_size=1) on the same topic in its own
 #      group and namespace, for --naive-seconds (its rate is steady; the log says how
 #      many events it applied).
-#   5. The Redis ceiling: the apply script alone at pipeline depth 64 (fidelio-bench
-#      redis-apply, through src/store.c) and plain HSET pipelined 64 deep on one
+#   5. The Redis ceiling: the store alone as the pipeline uses it, 64 events per round
+#      (fidelio-bench redis-apply, through src/store.c: store_fetch under WATCH, then
+#      store_apply's MULTI/EXEC) and plain HSET pipelined 64 deep on one
 #      connection (redis-benchmark -c 1 -P 64).
 #   6. Latency: a `fidelio run` service on its own topics, fed at a steady 50% of the
 #      rate of 3 by fidelio-bench latency; input Kafka timestamp to output Kafka
@@ -261,7 +262,7 @@ NAIVE_RATE=$(echo "$(applied "$WORK/naive.log") $(log_span "$WORK/naive.log")" |
 
 # 5. The Redis ceiling.
 APPLIES=$(( EVENTS / 5 > 20000 ? EVENTS / 5 : 20000 ))
-note "5/8 Redis ceiling: the apply script at depth 64 ($APPLIES applies), plain HSET pipelined 64 deep"
+note "5/8 Redis ceiling: the store (fetch + MULTI/EXEC apply), 64 events per round ($APPLIES applies), plain HSET pipelined 64 deep"
 rt0=$(cpu_ticks "$REDIS_PID")
 "$BENCH" redis-apply -u "$REDIS_URL" -n "$APPLIES" -c "$CUSTOMERS" -d 64 >"$WORK/apply.out" 2>"$WORK/apply.log" \
     || die "redis-apply: $(tail -3 "$WORK/apply.log")"
@@ -341,7 +342,7 @@ rows = [
  ("bare librdkafka consumer (C, same topic)", f(consumer) + " ev/s", "1.00 x consumer", ""),
  ("fidelio run, default config", f(fid) + " ev/s", f"{fid / consumer:.3f} x consumer", ">= 0.3"),
  ("fidelio run, naive (batch 1)", f(naive) + " ev/s", f"default = {fid / naive:.1f} x naive" if naive else "-", ">= 10"),
- ("redis-server: apply script, depth 64", f($APPLY_RATE) + " applies/s", "$APPLY_REDIS_US us redis CPU/apply", ""),
+ ("redis-server: store fetch+apply, depth 64", f($APPLY_RATE) + " applies/s", "$APPLY_REDIS_US us redis CPU/apply", ""),
  ("redis-server: plain HSET, depth 64", f(${HSET_RATE:-0}) + " cmds/s", "", ""),
  ("Kafka Streams peer (EOS v2, RocksDB)", (f(float(peer)) + " ev/s") if peer else "n/a (real broker only)",
   f"fidelio = {fid / float(peer):.2f} x peer" if peer else "-", "> 1"),
