@@ -281,13 +281,20 @@ LAT_LOAD0=$(cut -d' ' -f1 /proc/loadavg)
     || die "gen (latency data)"
 : >"$WORK/lat.log"  # exists before the wait below greps it
 # shellcheck disable=SC2046
-"$FIDELIO" run $(fid_opts lat) --set topics.touchpoints=bench-lat-in >"$WORK/lat.log" 2>&1 &
+# (log.level=debug: its loop's split of every 10 s, printed below)
+"$FIDELIO" run $(fid_opts lat) --set topics.touchpoints=bench-lat-in --set log.level=debug >"$WORK/lat.log" 2>&1 &
 LAT_PID=$!
 PIDS+=("$LAT_PID")
 for _ in $(seq 600); do grep -q " assigned " "$WORK/lat.log" && break; sleep 0.1; done
 grep -q " assigned " "$WORK/lat.log" || die "the latency instance got no partitions: $(tail -3 "$WORK/lat.log")"
 "$BENCH" latency -b "$BOOT" -i "$WORK/lat.jsonl" -t bench-lat-in -R bench-lat-rewards -S bench-lat-stage-changes \
     -W bench-warmup -r "$LAT_RATE" -s "$LAT_S" -L "$FEED_LINGER" -D "$WORK/latency.tsv" >"$WORK/latency.out" 2>"$WORK/latency.log" || die "latency: $(tail -3 "$WORK/latency.log")"
+# CPU seconds of each of its threads over the run, in creation order: fidelio (the loop),
+# then the consumer's librdkafka threads, then the producer's (rdk:main, rdk:broker-1, rdk:broker<id>)
+LAT_THREADS=$(for t in $(ls /proc/"$LAT_PID"/task 2>/dev/null | sort -n); do
+    awk -v tck="$TCK" '{ sub(/^[^(]*\(/, ""); c = $0; sub(/\).*/, "", c); sub(/^[^)]*\) /, "");
+        printf "%s %.1f, ", c, ($12 + $13) / tck }' "/proc/$LAT_PID/task/$t/stat" 2>/dev/null
+done | sed 's/, $//')
 kill -TERM "$LAT_PID"
 wait "$LAT_PID" || die "the latency instance did not stop cleanly: $(tail -3 "$WORK/lat.log")"
 LAT_LOAD1=$(cut -d' ' -f1 /proc/loadavg)
@@ -296,6 +303,9 @@ LAT_P50=$(lat p50_ms) LAT_P99=$(lat p99_ms) LAT_W99=$(lat worst_10s_p99_ms) LAT_
 LAT_WINDOWS=$(sed -n 's/^latency: .*p99 per 10 s: \(.*\) ms/\1/p' "$WORK/latency.log")
 LAT_FEEDER=$(sed -n 's/^feeder: //p' "$WORK/latency.log")
 LAT_OUT_PARTS=$(sed -n 's/.*output topics (partitions): \(.*\)/\1/p' "$WORK/lat.log" | head -1)
+loop_col() { sed -n "s/.*seconds spent since the last report: .*$1 \([0-9.]*\).*/\1/p" "$WORK/lat.log" | paste -sd' '; }
+LAT_LOOP_DECIDE=$(loop_col "deciding and applying") LAT_LOOP_FILL=$(loop_col "filling batches")
+LAT_LOOP_PRODUCE=$(loop_col "producing") LAT_LOOP_REDIS=$(loop_col "waiting for Redis's replies")
 
 # 7. Memory with as many distinct customers as events.
 MEM_RSS_MB=- MEM_PER_CUST=- MEM_PROFILES=-
@@ -368,5 +378,7 @@ print()
 print("gen wrote $GEN_RATE events/s; latency p99 per 10 s: $LAT_WINDOWS ms ($LAT_TS timestamps; load average $LAT_LOAD0 -> $LAT_LOAD1)")
 print("latency feeder (linger.ms $FEED_LINGER): $LAT_FEEDER")
 print("latency run's outputs: $LAT_OUT_PARTS")
+print("latency run's loop, s per 10 s: deciding and applying $LAT_LOOP_DECIDE (of which waiting for Redis's replies $LAT_LOOP_REDIS); producing $LAT_LOOP_PRODUCE; filling (waiting for input) $LAT_LOOP_FILL")
+print("latency instance's CPU s by thread: $LAT_THREADS")
 print("peer check (sampled customers): $PEER_CHECK")
 PY

@@ -143,6 +143,7 @@ typedef struct pipeline {
     long long batch_outputs;      /* outputs produced for the batch (one metrics update per batch) */
     int64_t batch_now_ms;         /* the wall clock when the batch was decoded (bounds event time) */
     double spent[4];              /* seconds since the last report: filling, deciding, producing, committing */
+    double spent_redis;           /* of spent[1]: waiting for Redis's replies (fetches and applies) */
     int aborts_in_row;            /* exactly-once: consecutive aborted transactions */
     kafka_errnote access;         /* an authentication/ACL error the consumer reported */
     codec *codec;
@@ -1048,6 +1049,7 @@ static int send_and_receive(pipeline *pl, int lo, int sent, int hi, bool ahead, 
         return redis_failed(pl, arc, err);
     if (ahead) /* the batch read ahead: its fetch behind the round's last applies */
         read_ahead_send(pl);
+    double w0 = clock_mono_s();
     arc = hi > lo ? store_apply_recv(pl->store, err, sizeof(err)) : 0;
     if (arc == 0 && pl->other.fetch_state == FETCH_SENT) { /* nothing stays in flight past this point */
         swap_batch(pl);
@@ -1055,6 +1057,7 @@ static int send_and_receive(pipeline *pl, int lo, int sent, int hi, bool ahead, 
         pl->fetch_state = arc == 0 ? FETCH_READY : FETCH_NONE;
         swap_batch(pl);
     }
+    pl->spent_redis += clock_mono_s() - w0;
     if (arc != 0)
         return redis_failed(pl, arc, err);
     if (hi > lo)
@@ -1098,6 +1101,7 @@ static int decide(pipeline *pl)
         else if (pl->fetch_state != FETCH_READY)
             src = store_fetch(pl->store, pl->fetch_p, (size_t)np, pl->fetch_s, (size_t)ns, err, sizeof(err));
         pl->fetch_state = FETCH_NONE;
+        pl->spent_redis += clock_mono_s() - t0;
         if (src != 0)
             return redis_failed(pl, src, err);
         metrics_observe(M_REDIS_RTT, clock_mono_s() - t0, "fetch");
@@ -1198,7 +1202,9 @@ static int decide(pipeline *pl)
         if (take_results(pl, 0, n1, &fenced, &not_applied) != 0)
             return -2;
         if (nlate) { /* decide them: credits only, in order */
+            double w0 = clock_mono_s();
             arc = store_fetch_recv(pl->store, err, sizeof(err));
+            pl->spent_redis += clock_mono_s() - w0;
             if (arc != 0)
                 return redis_failed(pl, arc, err);
             for (int k = 0; k < nlate; k++) {
@@ -2568,10 +2574,12 @@ int pipeline_run(const config *cfg, const program *prog, const pipeline_opts *op
             last_report = clock_mono_s();
             log_info("processed %lld touchpoints, %lld credits, %lld duplicates, %lld to the DLQ, %lld outputs",
                      st->touchpoints, st->credits, st->duplicates, st->dlq, st->outputs);
-            log_debug("seconds spent since the last report: filling batches %.2f, deciding and applying %.2f, "
-                      "producing %.2f, acknowledgements and commits (with trims) %.2f; %d batch(es) in flight",
-                      pl.spent[0], pl.spent[1], pl.spent[2], pl.spent[3], emitter_in_flight(&pl.em));
+            log_debug("seconds spent since the last report: filling batches %.2f, deciding and applying %.2f "
+                      "(waiting for Redis's replies %.2f), producing %.2f, acknowledgements and commits (with trims) "
+                      "%.2f; %d batch(es) in flight",
+                      pl.spent[0], pl.spent[1], pl.spent_redis, pl.spent[2], pl.spent[3], emitter_in_flight(&pl.em));
             memset(pl.spent, 0, sizeof(pl.spent));
+            pl.spent_redis = 0;
         }
         if (opts->source) {
             if (source_done && pl.nitems == 0)
