@@ -23,6 +23,17 @@ int buf_reserve(buf *b, size_t extra)
     return 0;
 }
 
+void *grow_array(void *p, size_t *cap, size_t elem, size_t first)
+{
+    size_t n = *cap ? 2 * *cap : first;
+    if (n < *cap || (elem && n > ((size_t)-1) / elem))
+        return NULL;
+    void *q = realloc(p, n * elem);
+    if (q)
+        *cap = n;
+    return q;
+}
+
 int buf_puts(buf *b, const char *s)
 {
     return buf_append(b, s, strlen(s));

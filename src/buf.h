@@ -30,6 +30,10 @@ static inline int buf_append(buf *b, const void *data, size_t len)
 }
 /* Append a NUL-terminated string. */
 int buf_puts(buf *b, const char *s);
+/* An array of elem-byte items at p, *cap allocated, grown to twice as many
+ * (first when empty): returns the new array (*cap updated), or NULL with p
+ * and *cap unchanged when memory could not be had. */
+void *grow_array(void *p, size_t *cap, size_t elem, size_t first);
 /* The decimal digits of v written into the end of tmp (24 bytes, no NUL);
  * returns the first. For the hot paths that format numbers without printf
  * (the store's RESP commands, the report's deltas). */

@@ -888,8 +888,7 @@ static int send_done(store *s, store_op *op, char *err, size_t errlen)
     if (s->opshead == s->nops)
         s->opshead = s->nops = 0;
     if (s->nops == s->capops) {
-        size_t cap = s->capops ? 2 * s->capops : 16;
-        store_op *n = realloc(s->ops, cap * sizeof(*n));
+        store_op *n = grow_array(s->ops, &s->capops, sizeof(*n), 16);
         if (!n) { /* written but not tracked: its replies cannot be matched any more */
             snprintf(err, errlen, "out of memory");
             op_free(op);
@@ -897,7 +896,6 @@ static int send_done(store *s, store_op *op, char *err, size_t errlen)
             return STORE_PERMANENT;
         }
         s->ops = n;
-        s->capops = cap;
     }
     s->ops[s->nops++] = *op;
     return 0;
@@ -1156,12 +1154,10 @@ static void wt_profile(wtable *t, wcust *w, const redisReply *r)
 static int wt_unseen(wtable *t, wcust *w, const char *id, bool credit)
 {
     if (t->nids == t->capids) {
-        size_t cap = t->capids ? 2 * t->capids : 256;
-        wid *n = realloc(t->ids, cap * sizeof(*n));
+        wid *n = grow_array(t->ids, &t->capids, sizeof(*n), 256);
         if (!n)
             return -1;
         t->ids = n;
-        t->capids = cap;
     }
     size_t off = wt_keep(t, id, strlen(id));
     if (off == (size_t)-1)
@@ -1193,12 +1189,10 @@ static void wt_aggregates(store *s, wtable *t, const redisReply *r)
     }
     for (size_t i = 0; i + 1 < r->elements; i += 2) {
         if (t->nagg == t->capagg) {
-            size_t cap = t->capagg ? 2 * t->capagg : 64;
-            wagg *n = realloc(t->agg, cap * sizeof(*n));
+            wagg *n = grow_array(t->agg, &t->capagg, sizeof(*n), 64);
             if (!n)
                 goto oom;
             t->agg = n;
-            t->capagg = cap;
         }
         const redisReply *f = r->element[i], *v = r->element[i + 1];
         wagg *a = &t->agg[t->nagg];
@@ -1583,12 +1577,10 @@ static int rw_split(const unsigned char *data, size_t n, const unsigned char **f
 static program_ref *program_slot(store *s)
 {
     if (s->nprogs == s->capprogs) {
-        size_t cap = s->capprogs ? 2 * s->capprogs : 4;
-        program_ref *n = realloc(s->progs, cap * sizeof(*n));
+        program_ref *n = grow_array(s->progs, &s->capprogs, sizeof(*n), 4);
         if (!n)
             return NULL;
         s->progs = n;
-        s->capprogs = cap;
     }
     return &s->progs[s->nprogs];
 }
@@ -1898,12 +1890,10 @@ void store_committed(store *s, bool credit, int32_t partition, int64_t next_offs
             return;
         }
     if (s->ncommitted == s->capcommitted) {
-        size_t cap = s->capcommitted ? 2 * s->capcommitted : 16;
-        store_source *n = realloc(s->committed, cap * sizeof(*n));
+        store_source *n = grow_array(s->committed, &s->capcommitted, sizeof(*n), 16);
         if (!n)
             return; /* forgetting a commit only keeps outputs longer */
         s->committed = n;
-        s->capcommitted = cap;
     }
     store_source *c = &s->committed[s->ncommitted++];
     snprintf(c->name, sizeof(c->name), "%s", name);
@@ -2382,12 +2372,10 @@ static bool po_committed(const store *s, const char *so, size_t n)
 static int tx_queue(store *s, argvec *a, store_op *op, size_t *capq, apply_ctx *x, size_t call)
 {
     if (op->nq == *capq) {
-        size_t cap = *capq ? 2 * *capq : 64;
-        qtag *n = realloc(op->tags, cap * sizeof(*n));
+        qtag *n = grow_array(op->tags, capq, sizeof(*n), 64);
         if (!n)
             return -1;
         op->tags = n;
-        *capq = cap;
     }
     if (a && argvec_send(s->c, a) != 0)
         return -1;
@@ -2540,12 +2528,10 @@ static int agg_total(agg_sum **tot, size_t *n, size_t *cap, const char *field, l
         if (!strcmp((*tot)[k].field, field) && !__builtin_add_overflow((*tot)[k].sum, d, &(*tot)[k].sum))
             return 0;
     if (*n == *cap) {
-        size_t c = *cap ? 2 * *cap : 32;
-        agg_sum *v = realloc(*tot, c * sizeof(*v));
+        agg_sum *v = grow_array(*tot, cap, sizeof(*v), 32);
         if (!v)
             return -1;
         *tot = v;
-        *cap = c;
     }
     (*tot)[*n].field = field;
     (*tot)[(*n)++].sum = d;
@@ -2592,12 +2578,10 @@ static int agg_added(wtable *t, const agg_sum *tot, size_t n)
             i++;
         if (i == t->nagg) {
             if (t->nagg == t->capagg) {
-                size_t cap = t->capagg ? 2 * t->capagg : 64;
-                wagg *v = realloc(t->agg, cap * sizeof(*v));
+                wagg *v = grow_array(t->agg, &t->capagg, sizeof(*v), 64);
                 if (!v)
                     return -1;
                 t->agg = v;
-                t->capagg = cap;
             }
             size_t off = wt_keep(t, tot[k].field, strlen(tot[k].field));
             if (off == (size_t)-1)
@@ -2748,8 +2732,7 @@ static int tx_recv(store *s, char *err, size_t errlen)
             break;
         }
         if (ng == capg) {
-            size_t cap = capg ? 2 * capg : 8;
-            store_op *g = realloc(grp, cap * sizeof(*g));
+            store_op *g = grow_array(grp, &capg, sizeof(*g), 8);
             if (!g) {
                 snprintf(err, errlen, "out of memory");
                 rc = STORE_PERMANENT;
@@ -2757,7 +2740,6 @@ static int tx_recv(store *s, char *err, size_t errlen)
                 break;
             }
             grp = g;
-            capg = cap;
         }
         store_op *op = &grp[ng++];
         *op = s->ops[s->opshead++];

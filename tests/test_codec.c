@@ -444,6 +444,32 @@ START_TEST(avro_attribute_repeats_and_nul_values)
 }
 END_TEST
 
+/* Mutate the n bytes of m (capacity cap) `flips` times with the xorshift
+ * generator *state: overwrite a byte, cut after it, or insert one (while
+ * there is room). The fuzz tests' one mutator: a fixed seed gives the same
+ * cases on every run. */
+static void mutate_bytes(uint8_t *m, size_t cap, size_t *n, uint64_t *state, int flips)
+{
+    for (int f = 0; f < flips; f++) {
+        uint64_t x = *state;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *state = x;
+        size_t pos = (size_t)(x % *n);
+        switch ((x >> 32) % 3) {
+        case 0: m[pos] = (uint8_t)(x >> 40); break;
+        case 1: *n = pos + 1; break;
+        default:
+            if (*n < cap - 1) {
+                memmove(m + pos + 1, m + pos, *n - pos);
+                m[pos] = (uint8_t)(x >> 48);
+                (*n)++;
+            }
+        }
+    }
+}
+
 /* What the decoder makes of valid and mutated messages (the result, the
  * message, every decoded field: the JSON form and the digest) is pinned by
  * one hash of 20,000 cases, computed with avro-c's generic value reader
@@ -468,21 +494,7 @@ START_TEST(avro_decode_outcomes_are_stable)
         size_t n = out.len;
         ck_assert_uint_lt(n, sizeof(m) - 8);
         memcpy(m, out.data, n);
-        int flips = iter % 4 == 0 ? 0 : (int)(state % 3);
-        for (int f = 0; f < flips; f++) {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            size_t pos = (size_t)(state % n);
-            switch ((state >> 32) % 3) {
-            case 0: m[pos] = (uint8_t)(state >> 40); break;
-            case 1: n = pos + 1; break;
-            default:
-                memmove(m + pos + 1, m + pos, n - pos);
-                m[pos] = (uint8_t)(state >> 48);
-                n++;
-            }
-        }
+        mutate_bytes(m, sizeof(m), &n, &state, iter % 4 == 0 ? 0 : (int)(state % 3));
         err[0] = '\0';
         event_err e = codec_decode_avro(c, SCHEMA_TOUCHPOINT, m, n, back, err, sizeof(err));
         h = XXH3_64bits_withSeed(&(int){(int)e}, sizeof(int), h);
@@ -542,23 +554,7 @@ START_TEST(avro_fuzz_mutations)
         codec_encode_avro(c, SCHEMA_TOUCHPOINT, rec, &out, err, sizeof(err));
         size_t n = out.len;
         memcpy(m, out.data, n);
-        int flips = 1 + (int)(state % 4);
-        for (int f = 0; f < flips; f++) {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            size_t pos = (size_t)(state % n);
-            switch ((state >> 32) % 3) {
-            case 0: m[pos] = (uint8_t)(state >> 40); break;
-            case 1: n = pos + 1; break;
-            default:
-                if (n < sizeof(m) - 1) {
-                    memmove(m + pos + 1, m + pos, n - pos);
-                    m[pos] = (uint8_t)(state >> 48);
-                    n++;
-                }
-            }
-        }
+        mutate_bytes(m, sizeof(m), &n, &state, 1 + (int)(state % 4));
         event_err e = codec_decode_avro(c, SCHEMA_TOUCHPOINT, m, n, back, err, sizeof(err));
         ck_assert_int_lt((int)e, EVENT_ERR_COUNT);
         if (e == EVENT_OK)
