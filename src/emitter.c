@@ -171,6 +171,7 @@ int emitter_begin(emitter *em, char *err, size_t errlen)
         em->count++;
         return 0;
     }
+    em->last_produce_err = RD_KAFKA_RESP_ERR_NO_ERROR; /* emitter_txn_refused asks about this transaction only */
     rd_kafka_error_t *e = rd_kafka_begin_transaction(em->producer);
     if (e) {
         take_error(e, "begin_transaction", err, errlen);
@@ -296,6 +297,45 @@ static int restart_producer(emitter *em, char *err, size_t errlen)
     return em->producer ? 0 : -1;
 }
 
+#define TXN_REFUSED "transaction refused (the principal lacks an ACL; README: ACLs)"
+
+/* A transaction's error that no retry can mend: a missing ACL. */
+static bool acl_refusal(rd_kafka_resp_err_t code)
+{
+    return code == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
+           code == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED ||
+           code == RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+}
+
+bool emitter_txn_refused(emitter *em, char *err, size_t errlen)
+{
+    if (!em->transactional || !em->in_txn || em->last_produce_err != RD_KAFKA_RESP_ERR__STATE)
+        return false;
+    /* produce refuses with __STATE only once the transaction has left
+     * InTransaction (abortable or fatal error: nothing of it can commit, and
+     * emitter_begin/produce are all that ran in it); commit_transaction then
+     * returns the transaction's error, the cause, as in commit_txn */
+    char cause[512];
+    rd_kafka_resp_err_t code = rd_kafka_fatal_error(em->producer, cause, sizeof(cause));
+    if (code) {
+        if (!acl_refusal(code))
+            return false;
+        snprintf(err, errlen, "%s: %s", TXN_REFUSED, cause);
+        return true;
+    }
+    rd_kafka_error_t *e = rd_kafka_commit_transaction(em->producer, TXN_TIMEOUT_MS);
+    if (!e) { /* cannot happen (see above); whatever it was is committed, nothing refused */
+        em->in_txn = false;
+        return false;
+    }
+    if (!acl_refusal(rd_kafka_error_code(e))) {
+        rd_kafka_error_destroy(e);
+        return false;
+    }
+    take_error(e, TXN_REFUSED, err, errlen);
+    return true;
+}
+
 /* Exactly-once end of batch: the offsets join the transaction, which commits. */
 static emit_result commit_txn(emitter *em, rd_kafka_topic_partition_list_t *offsets, char *err, size_t errlen)
 {
@@ -348,10 +388,8 @@ static emit_result commit_txn(emitter *em, rd_kafka_topic_partition_list_t *offs
         em->aborted++;
         return EMIT_ABORTED;
     }
-    if (code == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
-        code == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED ||
-        code == RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED) {
-        take_error(e, "transaction refused (the principal lacks an ACL; README: ACLs)", err, errlen);
+    if (acl_refusal(code)) {
+        take_error(e, TXN_REFUSED, err, errlen);
         emitter_abort(em);
         return EMIT_FATAL;
     }
@@ -400,6 +438,7 @@ rd_kafka_resp_err_t emitter_produce(emitter *em, const char *topic, const void *
     rd_kafka_topic_t *rkt = topic_handle(em, topic);
     rd_kafka_resp_err_t e = rkt ? kafka_produce_rkt(em->producer, rkt, key, keylen, value, len, hdrs, tag)
                                 : kafka_produce(em->producer, topic, key, keylen, value, len, hdrs, tag);
+    em->last_produce_err = e;
     if (!e && b)
         b->produced++;
     return e;

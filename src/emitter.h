@@ -74,6 +74,7 @@ typedef struct emitter {
     long long aborted;          /* transactions aborted so far */
     long long restarts;         /* producers replaced after a fatal (fenced) error */
     char last_abort[512];       /* why the last transaction was aborted */
+    rd_kafka_resp_err_t last_produce_err; /* of the last emitter_produce call (0: accepted) */
     emitter_done_fn done;       /* see emitter_done_fn; may be NULL */
     void *done_ctx;
     bool keep_offsets;          /* assign mode (`replay`): no consumer commit; a complete batch at the head
@@ -163,6 +164,17 @@ void emitter_fail(emitter *em, const char *why);
 
 /* Lost partitions: never commit them (someone else owns them now). */
 void emitter_forget(emitter *em, const rd_kafka_topic_partition_list_t *parts);
+
+/* Exactly-once, after a produce call of the open transaction was refused
+ * with RD_KAFKA_RESP_ERR__STATE ("Erroneous state"): the transaction failed
+ * while its messages were being produced (e.g. AddPartitionsToTxn refused
+ * for a missing Write ACL on an output topic, answered before the batch's
+ * last produce call). Returns true and fills err ("transaction refused (the
+ * principal lacks an ACL; README: ACLs): <librdkafka's cause>") when the
+ * cause is a missing ACL: the caller stops (nothing was committed); false
+ * otherwise (abort and retry as before). Commits nothing: it only asks for
+ * the cause once the transaction can no longer commit. */
+bool emitter_txn_refused(emitter *em, char *err, size_t errlen);
 
 /* Abort the open transaction, if any (its messages never become visible). */
 void emitter_abort(emitter *em);

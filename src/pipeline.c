@@ -1430,6 +1430,13 @@ static int emit_sync(pipeline *pl)
         for (int i = 0; i < pl->nsynth && prc == 0; i++)
             prc = produce_item(pl, &pl->items[pl->cap + i]);
         metrics_add(M_OUTPUTS, (double)pl->batch_outputs);
+        if (prc != 0 && emitter_txn_refused(&pl->em, why, sizeof(why))) {
+            /* a missing ACL (e.g. Write on an output topic) refused the transaction while its
+               outputs were produced: no retry mends it; nothing was committed */
+            snprintf(pl->err, sizeof(pl->err), "%s", why);
+            emitter_abort(&pl->em);
+            break;
+        }
         if (prc != 0) {
             emitter_abort(&pl->em);
             log_error("producing the batch's outputs failed (attempt %d of 3): %s", attempt, pl->err);

@@ -68,6 +68,21 @@ ids_of "$SOURCE_DIR/tests/golden/demo-outputs.jsonl" | diff -q - "$WORK/ids" >/d
 same_profiles "$SOURCE_DIR/tests/golden/demo-profiles.jsonl" || fail "profiles differ"
 pass "as User:fidelio with only its ACLs: the seeds processed exactly once (what nowrite applied in Redis came back as recorded outputs), outputs and profiles equal simulate's"
 
+# The same missing Write met while the batch's outputs are still being
+# produced: with thousands of outputs in one transaction, the refused
+# AddPartitionsToTxn comes back before the last produce call, which librdkafka
+# then refuses with only "Erroneous state" (the demo's small batch meets it
+# mostly at commit, sometimes here: the flake this case makes certain).
+# After the checks above: its events stay out of the golden comparison.
+kafka_topics "$KAFKA_DIR" big-touchpoints:3 || fail "create big-touchpoints"
+acl --allow-principal User:nowrite --operation Describe --operation Read --topic big-touchpoints
+"$FIDELIO" gen -q --customers 2000 --events 20000 --seed 3 -o "$WORK/big.jsonl" || fail "gen"
+# shellcheck disable=SC2046
+"$FIDELIO" produce -q $(fid_opts) --set topics.touchpoints=big-touchpoints -t big-touchpoints "$WORK/big.jsonl" || fail "produce big-touchpoints as admin"
+m=$(expect_refusal nowrite-big "transaction refused .the principal lacks an ACL.*Topic authorization failed" \
+    $(as_user nowrite) "${EOS[@]}" --set pipeline.batch_size=5000 --set topics.touchpoints=big-touchpoints)
+pass "no Write on rewards, met while a batch of 5000 events' outputs is produced: $m"
+
 kafka_topics "$KAFKA_DIR" other-touchpoints:1 || fail "create other-touchpoints"
 m=$(expect_refusal nodescribe "topics.touchpoints.*not authorized: the principal needs an ACL" \
     $(as_user fidelio) --set topics.touchpoints=other-touchpoints)
