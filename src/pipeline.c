@@ -2031,7 +2031,9 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
         log_parts("revoked", parts);
         /* finish the batch in hand (and the one read ahead), wait for every batch in flight to
          * be acknowledged and commit them before letting go */
-        int rc = pl->paused ? 1 : process_batch(pl);
+        /* after a fatal error (e.g. a transaction refused for a missing ACL) the batch is not
+         * processed again: nothing more is committed, the next owner gets it */
+        int rc = pl->paused ? 1 : pl->fatal ? -1 : process_batch(pl);
         if (rc == 0 && pl->other.nitems > 0) {
             pl->no_readahead++;
             swap_batch(pl);
@@ -2568,6 +2570,7 @@ int pipeline_run(const config *cfg, const program *prog, const pipeline_opts *op
         int prc = process_batch(&pl);
         if (prc < 0) {
             snprintf(err, errlen, "%s", pl.err);
+            pl.fatal = 1; /* the revoke at close does not process the batch again */
             goto out;
         }
         if (prc > 0) {

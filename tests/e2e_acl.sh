@@ -81,6 +81,10 @@ acl --allow-principal User:nowrite --operation Describe --operation Read --topic
 "$FIDELIO" produce -q $(fid_opts) --set topics.touchpoints=big-touchpoints -t big-touchpoints "$WORK/big.jsonl" || fail "produce big-touchpoints as admin"
 m=$(expect_refusal nowrite-big "transaction refused .the principal lacks an ACL.*Topic authorization failed" \
     $(as_user nowrite) "${EOS[@]}" --set pipeline.batch_size=5000 --set topics.touchpoints=big-touchpoints)
+# refused means stopped: no retry of the batch (old: 3 attempts, then 3 more at the revoke)
+if grep -q "producing the batch's outputs failed" "$WORK/nowrite-big.log"; then
+    fail "nowrite-big: the refused transaction was retried: $(grep -m1 "producing the batch's outputs failed" "$WORK/nowrite-big.log")"
+fi
 pass "no Write on rewards, met while a batch of 5000 events' outputs is produced: $m"
 
 kafka_topics "$KAFKA_DIR" other-touchpoints:1 || fail "create other-touchpoints"
