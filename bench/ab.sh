@@ -24,8 +24,9 @@
 # fidelio CPU per event (GNU time), redis-server CPU per event (/proc/PID/stat), Redis
 # bytes per customer (INFO used_memory growth / customers with a profile), Redis commands
 # per event (INFO commandstats, reset before each run), with --replay the replay's
-# events/s. At the end: the medians per binary and each binary's events/s against the
-# first's.
+# events/s, its ratio to the run of the same round (rp/run: the two ran back to back, so
+# the load was nearly the same), its redis-server CPU and commands per event. At the end:
+# the medians per binary and each binary's events/s against the first's.
 set -euo pipefail
 EVENTS=200000 CUSTOMERS=20000 PARTITIONS=64 ROUNDS=3 SETS=() REPLAY=0 PERF_DIR= UNIX=0 KEEP=0 BINS=()
 usage() { sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
@@ -132,19 +133,26 @@ span = (t1 - t0 - 2000) / 1000  # --until-idle waits 2 s at the end
 print(f"{ev / span:.0f} {(u + s) / ev * 1e6:.1f} {rt / tck / ev * 1e6:.1f} {mem // max(prof, 1)} {calls / ev:.2f}")
 PY
 }
-# one_replay BIN N: replays into namespace rpN; prints the replay's events/s (its report line)
+# one_replay BIN N: replays into namespace rpN; prints "ev/s redis_us commands/event" of the
+# replay (events/s: its report line; Redis CPU and commands as for a run)
 one_replay() {
-    local bin=$1 n=$2
+    local bin=$1 n=$2 r0 r1 rate calls
+    "${RC[@]}" config resetstat >/dev/null
+    r0=$(cpu_ticks "$RP")
     "$bin" replay -b "$BOOT" --set "redis.url=$RURL" --set http.port=0 "${SETS[@]}" \
         --namespace "rp$n" --outputs topics >"$W/rp$n.out" 2>"$W/rp$n.log" \
         || { echo "bench/ab.sh: replay $n ($bin) failed: $(tail -3 "$W/rp$n.log")" >&2; exit 1; }
-    sed -n 's/.*events read in [0-9.]* s (\([0-9]*\) events\/s).*/\1/p' "$W/rp$n.out" | grep . || echo -
+    r1=$(cpu_ticks "$RP")
+    rate=$(sed -n 's/.*events read in [0-9.]* s (\([0-9]*\) events\/s).*/\1/p' "$W/rp$n.out" | grep . || echo -)
+    calls=$("${RC[@]}" info commandstats | tr -d '\r' | grep '^cmdstat_' | awk -F'[:=,]' '{c += $3} END {print c + 0}')
+    python3 -c 'import sys; ev, rt, tck, calls = (int(x) for x in sys.argv[2:]); print(sys.argv[1], f"{rt / tck / ev * 1e6:.1f} {calls / ev:.2f}")' \
+        "$rate" "$EVENTS" "$(( r1 - r0 ))" "$TCK" "$calls"
 }
 echo "$EVENTS events, $CUSTOMERS customers, $PARTITIONS partitions, dev-kafka; redis-server AOF everysec" \
     "($([ "$UNIX" = 1 ] && echo unix socket || echo loopback TCP)); $ROUNDS round(s) of $NB binaries, alternated"
 for i in "${!BINS[@]}"; do printf '  %s = %s\n' "$(printf "\\x$(printf %x $((65 + i)))")" "${BINS[$i]}"; done
-printf '%-5s %-3s %-3s %9s %13s %11s %12s %11s %11s\n' round run bin "run ev/s" "fidelio us/ev" "redis us/ev" \
-    "B/customer" "commands/ev" "replay ev/s"
+printf '%-5s %-3s %-3s %9s %13s %11s %12s %11s %11s %9s %12s %11s\n' round run bin "run ev/s" "fidelio us/ev" \
+    "redis us/ev" "B/customer" "commands/ev" "replay ev/s" "rp/run" "rp redis us" "rp cmd/ev"
 n=0
 for r in $(seq "$ROUNDS"); do
     for i in "${!BINS[@]}"; do
@@ -152,10 +160,11 @@ for r in $(seq "$ROUNDS"); do
         v=$(printf "\\x$(printf %x $((65 + i)))")
         read -r rate fus rus bpc cpe < <(one_run "${BINS[$i]}" "$n")
         [ -n "${cpe:-}" ] || exit 1
-        rrate=-
-        [ "$REPLAY" = 0 ] || rrate=$(one_replay "${BINS[$i]}" "$n")
-        printf '%-5s %-3s %-3s %9s %13s %11s %12s %11s %11s\n' "$r" "$n" "$v" "$rate" "$fus" "$rus" "$bpc" "$cpe" "$rrate" \
-            | tee -a "$W/results"
+        rrate=- rratio=- rrus=- rcpe=-
+        [ "$REPLAY" = 0 ] || read -r rrate rrus rcpe < <(one_replay "${BINS[$i]}" "$n")
+        [ "$rrate" = - ] || rratio=$(python3 -c 'import sys; print(f"{int(sys.argv[1]) / int(sys.argv[2]):.2f}")' "$rrate" "$rate")
+        printf '%-5s %-3s %-3s %9s %13s %11s %12s %11s %11s %9s %12s %11s\n' "$r" "$n" "$v" "$rate" "$fus" "$rus" "$bpc" \
+            "$cpe" "$rrate" "$rratio" "$rrus" "$rcpe" | tee -a "$W/results"
     done
 done
 python3 - "$W/results" "$NB" <<'PY'
@@ -168,11 +177,12 @@ def med(rs, i):
 m = {}
 for v in names:
     rs = [r for r in rows if r[2] == v]
-    m[v] = [med(rs, i) for i in range(3, 9)]
-    rate, fus, rus, bpc, cpe, rr = m[v]
+    m[v] = [med(rs, i) for i in range(3, 12)]
+    rate, fus, rus, bpc, cpe, rr, ratio, rrus, rcpe = m[v]
     print(f"median {v}: {rate:,.0f} events/s, fidelio {fus:.1f} us/event, redis {rus:.1f} us/event, "
           f"{bpc:,.0f} B/customer, {cpe:.2f} commands/event"
-          + (f", replay {rr:,.0f} events/s ({rr / rate:.2f} x run)" if rr else ""))
+          + (f"; replay {rr:,.0f} events/s, replay/run of the same round {ratio:.2f} (median),"
+             f" replay's redis {rrus:.1f} us/event, {rcpe:.2f} commands/event" if rr else ""))
 for v in names[1:]:
     print(f"{v} / A: {m[v][0] / m['A'][0]:.2f} x events/s"
           + (f", replay {m[v][5] / m['A'][5]:.2f} x" if m[v][5] and m['A'][5] else ""))
