@@ -994,6 +994,8 @@ typedef struct wtable {
     size_t nids, capids;
     wagg *agg;
     size_t nagg, capagg;
+    int *aslot;          /* agg index + 1 by hash of the field (open addressing), 0: free */
+    size_t naslot;
     char agg_err[400];   /* why the aggregates hash cannot take HINCRBY ("" it can) */
 } wtable;
 
@@ -1013,6 +1015,8 @@ static void wt_reset(wtable *t)
     t->agg_err[0] = '\0';
     if (t->slot)
         memset(t->slot, 0, t->nslot * sizeof(*t->slot));
+    if (t->aslot)
+        memset(t->aslot, 0, t->naslot * sizeof(*t->aslot));
 }
 
 static void wt_free(struct wtable *t)
@@ -1024,6 +1028,7 @@ static void wt_free(struct wtable *t)
     free(t->slot);
     free(t->ids);
     free(t->agg);
+    free(t->aslot);
     free(t);
 }
 
@@ -1047,6 +1052,54 @@ static wcust *wt_find(const wtable *t, const char *id)
         if (!strcmp(t->arena.data + t->c[k - 1].id, id))
             return &t->c[k - 1];
     }
+}
+
+/* The aggregates field f as fetched (plus what this transaction added): its
+ * index in t->agg, or -1. A hash: a batch's totals are looked up in a hash
+ * of hundreds of fields (a day's field per rule and day), twice per send. */
+static long wt_agg_find(const wtable *t, const char *f)
+{
+    if (!t->naslot)
+        return -1;
+    for (size_t h = hash_id(f) & (t->naslot - 1);; h = (h + 1) & (t->naslot - 1)) {
+        int k = t->aslot[h];
+        if (!k)
+            return -1;
+        if (!strcmp(t->arena.data + t->agg[k - 1].off, f))
+            return k - 1;
+    }
+}
+
+/* Put t->agg[i] into the index of slots sl (ns of them, a power of two): a
+ * field named again (a name with a NUL inside reads as its prefix) is found
+ * at its last entry, as agg_check's scan found it. */
+static void wt_agg_slot(const wtable *t, int *sl, size_t ns, size_t i)
+{
+    const char *f = t->arena.data + t->agg[i].off;
+    size_t h = hash_id(f) & (ns - 1);
+    while (sl[h] && strcmp(t->arena.data + t->agg[sl[h] - 1].off, f) != 0)
+        h = (h + 1) & (ns - 1);
+    sl[h] = (int)i + 1;
+}
+
+/* Index t->agg[i], the index kept at most half full: 0 or -1 (out of memory). */
+static int wt_agg_index(wtable *t, size_t i)
+{
+    if (2 * (i + 1) > t->naslot) {
+        size_t ns = t->naslot ? 2 * t->naslot : 256;
+        while (2 * (i + 1) > ns)
+            ns *= 2;
+        int *sl = calloc(ns, sizeof(*sl));
+        if (!sl)
+            return -1;
+        free(t->aslot);
+        t->aslot = sl;
+        t->naslot = ns;
+        for (size_t j = 0; j < i; j++) /* (every field before i was indexed) */
+            wt_agg_slot(t, sl, ns, j);
+    }
+    wt_agg_slot(t, t->aslot, t->naslot, i);
+    return 0;
 }
 
 /* Room for n customers: 0 or -1. */
@@ -1202,6 +1255,8 @@ static void wt_aggregates(store *s, wtable *t, const redisReply *r)
         /* as HINCRBY reads it: a whole number that fits in 64 bits */
         a->num = v->str && parse_int(v->str, v->len, &x) == 0 && x > LLONG_MIN && x < LLONG_MAX;
         a->val = x;
+        if (wt_agg_index(t, t->nagg) != 0)
+            goto oom;
         t->nagg++;
     }
     return;
@@ -2521,20 +2576,70 @@ static int tx_write(store *s, const wtable *t, const wcust *w, apply_ctx *x, siz
     return 0;
 }
 
-/* Add (field, delta) to the totals of a send: a sum that would overflow starts another pair. */
-static int agg_total(agg_sum **tot, size_t *n, size_t *cap, const char *field, long long d)
+/* The report deltas of one send by field: the pairs HINCRBY gets, in order,
+ * and a hash of each field's first pair (a batch brings hundreds of fields:
+ * a day's field per rule and day). */
+typedef struct agg_totals {
+    agg_sum *v;          /* the pairs */
+    int *next;           /* per pair: the next pair of its field, -1 */
+    size_t n, cap;
+    int *slot;           /* a field's first pair + 1 by hash of the field, 0: free */
+    size_t nslot;
+} agg_totals;
+
+static void agg_totals_free(agg_totals *g)
 {
-    for (size_t k = 0; k < *n; k++)
-        if (!strcmp((*tot)[k].field, field) && !__builtin_add_overflow((*tot)[k].sum, d, &(*tot)[k].sum))
+    free(g->v);
+    free(g->next);
+    free(g->slot);
+}
+
+/* Add (field, delta) to the totals of a send: to the field's first pair
+ * the sum fits in; one that would overflow in each starts another pair. */
+static int agg_total(agg_totals *g, const char *field, long long d)
+{
+    if (2 * (g->n + 1) > g->nslot) { /* (re)hash: at most half full */
+        size_t ns = g->nslot ? 2 * g->nslot : 256;
+        int *sl = calloc(ns, sizeof(*sl));
+        if (!sl)
+            return -1;
+        for (size_t i = 0; i < g->nslot; i++)
+            if (g->slot[i]) {
+                size_t h = hash_id(g->v[g->slot[i] - 1].field) & (ns - 1);
+                while (sl[h])
+                    h = (h + 1) & (ns - 1);
+                sl[h] = g->slot[i];
+            }
+        free(g->slot);
+        g->slot = sl;
+        g->nslot = ns;
+    }
+    size_t h = hash_id(field) & (g->nslot - 1);
+    while (g->slot[h] && strcmp(g->v[g->slot[h] - 1].field, field) != 0)
+        h = (h + 1) & (g->nslot - 1);
+    int last = -1;
+    for (int k = g->slot[h] - 1; k >= 0; last = k, k = g->next[k])
+        if (!__builtin_add_overflow(g->v[k].sum, d, &g->v[k].sum))
             return 0;
-    if (*n == *cap) {
-        agg_sum *v = grow_array(*tot, cap, sizeof(*v), 32);
+    if (g->n == g->cap) {
+        size_t cap = g->cap;
+        agg_sum *v = grow_array(g->v, &cap, sizeof(*v), 32);
         if (!v)
             return -1;
-        *tot = v;
+        g->v = v;
+        int *nx = realloc(g->next, cap * sizeof(*nx));
+        if (!nx)
+            return -1;
+        g->next = nx;
+        g->cap = cap;
     }
-    (*tot)[*n].field = field;
-    (*tot)[(*n)++].sum = d;
+    g->v[g->n] = (agg_sum){.field = field, .sum = d};
+    g->next[g->n] = -1;
+    if (last >= 0)
+        g->next[last] = (int)g->n;
+    else
+        g->slot[h] = (int)g->n + 1;
+    g->n++;
     return 0;
 }
 
@@ -2552,11 +2657,11 @@ static int agg_check(store *s, wtable *t, const agg_sum *tot, size_t n, char *er
     for (size_t k = 0; k < n; k++) {
         long long v = 0, r;
         bool num = true;
-        for (size_t i = 0; i < t->nagg; i++)
-            if (!strcmp(t->arena.data + t->agg[i].off, tot[k].field)) {
-                v = t->agg[i].val;
-                num = t->agg[i].num;
-            }
+        long i = wt_agg_find(t, tot[k].field);
+        if (i >= 0) {
+            v = t->agg[i].val;
+            num = t->agg[i].num;
+        }
         if (!num || __builtin_add_overflow(v, tot[k].sum, &r) || r >= 9000000000000000000LL ||
             r <= -9000000000000000000LL) {
             snprintf(err, errlen,
@@ -2573,10 +2678,8 @@ static int agg_check(store *s, wtable *t, const agg_sum *tot, size_t n, char *er
 static int agg_added(wtable *t, const agg_sum *tot, size_t n)
 {
     for (size_t k = 0; k < n; k++) {
-        size_t i = 0;
-        while (i < t->nagg && strcmp(t->arena.data + t->agg[i].off, tot[k].field) != 0)
-            i++;
-        if (i == t->nagg) {
+        long i = wt_agg_find(t, tot[k].field);
+        if (i < 0) {
             if (t->nagg == t->capagg) {
                 wagg *v = grow_array(t->agg, &t->capagg, sizeof(*v), 64);
                 if (!v)
@@ -2586,7 +2689,10 @@ static int agg_added(wtable *t, const agg_sum *tot, size_t n)
             size_t off = wt_keep(t, tot[k].field, strlen(tot[k].field));
             if (off == (size_t)-1)
                 return -1;
-            t->agg[t->nagg++] = (wagg){.off = off, .val = 0, .num = true};
+            t->agg[t->nagg] = (wagg){.off = off, .val = 0, .num = true};
+            if (wt_agg_index(t, t->nagg) != 0)
+                return -1;
+            i = (long)t->nagg++;
         }
         t->agg[i].val += tot[k].sum; /* (agg_check made sure it fits) */
     }
@@ -2602,8 +2708,8 @@ static int tx_apply_send(store *s, store_apply_req *reqs, size_t n, char *err, s
     size_t ncalls;
     apply_ctx *x = plan_ctx(reqs, n, NULL, now, &ncalls);
     int *how = calloc(n ? n : 1, sizeof(*how));
-    agg_sum *tot = NULL;
-    size_t ntot = 0, captot = 0, capq = 0;
+    agg_totals tot = {0};
+    size_t capq = 0;
     store_op op = {.fetch = false, .tx = true, .x = x, .what = "apply"};
     int rc = STORE_PERMANENT;
     snprintf(err, errlen, "out of memory");
@@ -2632,7 +2738,7 @@ static int tx_apply_send(store *s, store_apply_req *reqs, size_t n, char *err, s
             if (sum_aggregates(reqs, b, e, &sums, &ns) != 0)
                 goto fail;
             for (size_t k = 0; k < ns; k++)
-                if (agg_total(&tot, &ntot, &captot, sums[k].field, sums[k].sum) != 0) {
+                if (agg_total(&tot, sums[k].field, sums[k].sum) != 0) {
                     free(sums);
                     goto fail;
                 }
@@ -2640,7 +2746,7 @@ static int tx_apply_send(store *s, store_apply_req *reqs, size_t n, char *err, s
         }
         b = e;
     }
-    if (agg_check(s, t, tot, ntot, err, errlen) != 0) {
+    if (agg_check(s, t, tot.v, tot.n, err, errlen) != 0) {
         if (s->tx_open) /* earlier sends of the transaction are queued: the connection (and they) go */
             drop_connection(s);
         goto fail;
@@ -2688,20 +2794,20 @@ static int tx_apply_send(store *s, store_apply_req *reqs, size_t n, char *err, s
         }
         b = e;
     }
-    for (size_t k = 0; k < ntot; k++) {
+    for (size_t k = 0; k < tot.n; k++) {
         argvec a;
         argvec_begin(&a, s);
         arg_s(&a, "HINCRBY");
         arg_f(&a, "%saggregates", s->prefix);
-        arg_s(&a, tot[k].field);
-        arg_ll(&a, tot[k].sum);
+        arg_s(&a, tot.v[k].field);
+        arg_ll(&a, tot.v[k].sum);
         if (tx_queue(s, &a, &op, &capq, NULL, 0) != 0)
             goto fail_queued;
     }
-    if (agg_added(t, tot, ntot) != 0)
+    if (agg_added(t, tot.v, tot.n) != 0)
         goto fail_queued;
     free(how);
-    free(tot);
+    agg_totals_free(&tot);
     return send_done(s, &op, err, errlen);
 fail_queued: /* commands half appended: the connection goes (Redis discards the MULTI with it) */
     snprintf(err, errlen, "out of memory");
@@ -2709,7 +2815,7 @@ fail_queued: /* commands half appended: the connection goes (Redis discards the 
 fail:
     op_free(&op);
     free(how);
-    free(tot);
+    agg_totals_free(&tot);
     return rc;
 }
 

@@ -1534,6 +1534,74 @@ START_TEST(tx_foreign_write_fences_the_transaction)
 }
 END_TEST
 
+/* A transaction's report deltas over hundreds of aggregates fields (a day's
+ * field per rule and day): each field is found among those fetched and those
+ * the transaction's earlier sends added, summed per field, and refused when
+ * one would leave the integers, however many fields there are. */
+START_TEST(tx_aggregates_many_fields)
+{
+    enum { NF = 700 };
+    tx_mode = true;
+    for (int i = 0; i < NF; i++)
+        RAW_OK("HSET %saggregates day|%d %d", prefix, i, i);
+    RAW_OK("HSET %saggregates big 8999999999999999990", prefix);
+    RAW_OK("HSET %saggregates broken x", prefix);
+    /* deltas: every fetched field, as many new ones, and big */
+    static char names[3 * NF][16];
+    const char *a1[2 * (2 * NF + 1)], *a2[2 * NF];
+    int n1 = 0, n2 = 0;
+    for (int i = 0; i < NF; i++) {
+        snprintf(names[i], sizeof(names[i]), "day|%d", i);
+        snprintf(names[NF + i], sizeof(names[i]), "new|%d", i);
+        a1[2 * n1] = names[i], a1[2 * n1++ + 1] = "1";
+        a1[2 * n1] = names[NF + i], a1[2 * n1++ + 1] = "2";
+        a2[2 * n2] = names[NF + i], a2[2 * n2++ + 1] = "3";
+    }
+    a1[2 * n1] = "big", a1[2 * n1++ + 1] = "5";
+    buf p = {0}, o = {0};
+    buf_puts(&p, "P");
+    buf_puts(&o, "O");
+    store_apply_req q[] = {
+        {.customer_id = "m1", .id = "e1", .occurred_at = T0, .profile = &p, .outputs = &o, .agg = a1, .nagg = n1},
+        {.customer_id = "m2", .id = "e1", .occurred_at = T0, .profile = &p, .outputs = &o, .agg = a1, .nagg = n1},
+        {.customer_id = "m3", .id = "e1", .occurred_at = T0, .profile = &p, .outputs = &o, .agg = a2, .nagg = n2}};
+    tx_prefetch(s, q, 2);
+    ck_assert_msg(store_apply_send(s, &q[0], 1, err, sizeof(err)) == 0, "%s", err);
+    /* the transaction's second send: big would reach 9e18 with what the first added */
+    ck_assert_int_eq(store_apply_send(s, &q[1], 1, err, sizeof(err)), STORE_PERMANENT);
+    ck_assert_msg(strstr(err, "field big would not be an integer"), "error: %s", err);
+    store_apply_recv(s, err, sizeof(err)); /* (the first send went with the connection) */
+    ck_assert_int_eq(p_field("m1", "v"), -1);
+    ck_assert_int_eq(p_field("m2", "v"), -1);
+    ck_assert_int_eq(agg_field("day|0"), 0);
+    /* one send: the fields of two customers summed */
+    store_apply_req q2[] = {q[0], q[2]};
+    tx_prefetch(s, q2, 2);
+    ck_assert_msg(store_apply(s, q2, 2, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(q2[0].status, STORE_APPLIED);
+    ck_assert_int_eq(q2[1].status, STORE_APPLIED);
+    ck_assert_int_eq(agg_field("day|0"), 1);
+    ck_assert_int_eq(agg_field("day|699"), 700);
+    ck_assert_int_eq(agg_field("new|0"), 5);
+    ck_assert_int_eq(agg_field("new|517"), 5);
+    ck_assert_int_eq(agg_field("big"), 8999999999999999995LL);
+    /* a field that is not a number, among hundreds: refused, nothing written */
+    const char *a3[] = {"new|1", "1", "broken", "1", "day|3", "1"};
+    store_apply_req q3 = {.customer_id = "m4", .id = "e1", .occurred_at = T0, .profile = &p, .outputs = &o,
+                          .agg = a3, .nagg = 3};
+    tx_prefetch(s, &q3, 1);
+    ck_assert_int_eq(store_apply(s, &q3, 1, err, sizeof(err)), STORE_PERMANENT);
+    ck_assert_msg(strstr(err, "field broken would not be an integer"), "error: %s", err);
+    ck_assert_int_eq(agg_field("new|1"), 5);
+    ck_assert_int_eq(p_field("m4", "v"), -1);
+    store_apply_req_free(&q3);
+    for (int i = 0; i < 3; i++)
+        store_apply_req_free(&q[i]);
+    buf_free(&p);
+    buf_free(&o);
+}
+END_TEST
+
 /* NOPERM and OOM refuse a command when it is queued (Redis 7): the EXEC
  * aborts and nothing of the transaction is written. */
 START_TEST(tx_queue_error_writes_nothing)
@@ -1788,6 +1856,7 @@ Suite *store_suite(void)
     tcase_add_test(tc, tx_wrong_type_refused);
     tcase_add_test(tc, tx_writes_what_the_script_writes);
     tcase_add_test(tc, tx_read_ahead_watch_after_exec);
+    tcase_add_test(tc, tx_aggregates_many_fields);
     suite_add_tcase(su, tc);
     /* the apply tests again, each apply after a fetch: as transactions */
     TCase *tx = tcase_create("transactions");
