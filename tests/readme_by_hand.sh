@@ -67,11 +67,17 @@ for l in lines:
     except ValueError:
         pass
 profiles = [o for o in objs if o.get("customer_id") == "cust-0032" and "balance" in o]
-ledger = [o for o in objs if o.get("customer_id") == "cust-0033" and "reward_id" in o]
-rewards = [o for o in objs if "reward_id" in o]
 assert profiles, "no profile of cust-0032"
-assert 1 <= len(ledger) <= 5, f"{len(ledger)} ledger lines of cust-0033"
-assert len(rewards) >= len(ledger) + 5, "consume -n 5 and simulate printed too few rewards"
+# in the order the block prints them: the profile, `ledger -n 5` (cust-0033's
+# last 5 entries), `consume -n 5` (the first 5 rewards read, of any customer:
+# cust-0033's too when its partition is read first), then simulate's heads
+at = objs.index(profiles[0])
+after = objs[at + 1:at + 11]
+assert len(after) == 10 and all("reward_id" in o for o in after), \
+    f"after the profile, {len(after)} lines, not 5 ledger entries and 5 rewards"
+ledger, consumed = after[:5], after[5:]
+assert all(o["customer_id"] == "cust-0033" for o in ledger), \
+    "the 5 lines after the profile are not all ledger entries of cust-0033"
 assert any("==> " in l and "profiles.jsonl" in l for l in lines), "head of the simulated profiles missing"
 print(len(lines), "lines checked")
 PY
