@@ -3,7 +3,9 @@
  * The first byte picks the schema (touchpoint, reward, stage change,
  * credit); the rest is the message. A decoded record is validated, printed as
  * a JSON line (what `consume` does; any int64 time must print) and encoded
- * back to Avro; the JSON line must read back. Writes no file, keeps nothing
+ * back to Avro, by codec_encode_avro and by avro-c's generic writer: the same
+ * bytes (rewards and stage changes are written by hand); the JSON line must
+ * read back. Writes no file, keeps nothing
  * between inputs but the codec. */
 #include "fuzz_codec.h"
 
@@ -19,7 +21,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 (int)out.len, out.data);
         abort();
     }
-    buf_reset(&out);
-    (void)codec_encode_avro(c, s, &rec, &out, err, sizeof(err));
+    (void)fuzz_check_writers(s);
     return 0;
 }
