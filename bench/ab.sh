@@ -15,7 +15,7 @@
 #   --perf DIR       record redis-server with `perf record -g` during each run
 #                    (DIR/perf.N.data)
 #   --unix           Redis over a unix socket (default: loopback TCP, as bench/run.sh)
-#   --keep           keep the work directory (logs, GNU time files) and print its path
+#   --keep           keep the work directory (logs, GNU time files, INFO commandstats per run: N.cmdstats) and print its path
 #
 # One `fidelio dev-kafka` and one redis-server (AOF everysec); `fidelio gen` writes the
 # events once (both with the first binary); each run is `fidelio run --until-idle` in its
@@ -123,7 +123,8 @@ one_run() {
     t0=$(ms "$(grep -m1 ' assigned ' "$W/$n.log" | cut -d' ' -f1)")
     t1=$(ms "$(grep 'stopped:' "$W/$n.log" | tail -1 | cut -d' ' -f1)")
     prof=$("${RC[@]}" --scan --pattern "n$n:*:p" | wc -l)
-    calls=$("${RC[@]}" info commandstats | tr -d '\r' | grep '^cmdstat_' | awk -F'[:=,]' '{c += $3} END {print c + 0}')
+    "${RC[@]}" info commandstats | tr -d '\r' | grep '^cmdstat_' >"$W/$n.cmdstats"
+    calls=$(awk -F'[:=,]' '{c += $3} END {print c + 0}' "$W/$n.cmdstats")
     python3 - "$EVENTS" "$t0" "$t1" "$(( r1 - r0 ))" "$TCK" "$W/$n.time" "$(( m1 - m0 ))" "$prof" "$calls" <<'PY'
 import sys
 ev, t0, t1, rt, tck = (int(x) for x in sys.argv[1:6])

@@ -338,6 +338,7 @@ struct store {
     unsigned wepoch;     /* counts the fetches that sent a WATCH: the one in force is the last */
     bool wready;         /* wt holds what the fetch of the WATCH in force read */
     struct wtable *wt;   /* that fetch's state, per customer (THE APPLY: transactions) */
+    struct txagg *txa;   /* the open transaction's report deltas, summed over its sends (HINCRBY at its EXEC) */
 };
 
 /* ---- connection ------------------------------------------------------------------- */
@@ -603,6 +604,8 @@ store *store_open_readonly(const char *url, const char *prefix, char *err, size_
 static void drop_in_flight(store *s);
 struct wtable;
 static void wt_free(struct wtable *t);
+struct txagg;
+static void txagg_free(struct txagg *g);
 
 void store_close(store *s)
 {
@@ -612,6 +615,7 @@ void store_close(store *s)
         redisFree(s->c);
     drop_in_flight(s);
     wt_free(s->wt);
+    txagg_free(s->txa);
     codec_free(s->codec);
     free(s->committed);
     buf_free(&s->cmd);
@@ -823,11 +827,13 @@ typedef struct store_op {
     bool opens, execs;       /* it sent the MULTI; the EXEC follows it */
     size_t nq;               /* commands it queued */
     struct qtag *tags;       /* what each queued command is (owned) */
+    size_t captags;
     struct txw *tw;          /* customers it writes with plain commands (owned) */
     size_t ntw;
 } store_op;
 
 static void apply_ctx_free(struct apply_ctx *x);
+static void txagg_reset(struct txagg *g);
 
 /* Free what a send owns. */
 static void op_free(store_op *op)
@@ -850,6 +856,7 @@ static void drop_in_flight(store *s)
     }
     s->opshead = s->nops = 0;
     s->watching = s->tx_open = s->wready = false;
+    txagg_reset(s->txa);
 }
 
 /* A failed read or write: the replies in flight are gone with the connection. */
@@ -1428,17 +1435,26 @@ static int fetch_read(store *s, const store_op *op, char *err, size_t errlen)
  * number (~3 us per event at 500 customers a batch, measured). */
 #define WATCH_MAX 512
 
-/* Queue the EXEC of the transaction open (if any) behind its last send: it
- * runs before whatever is sent next (a WATCH must come after it, since EXEC
- * ends every WATCH). */
-static void tx_close(store *s)
+static int txagg_queue(store *s, struct store_op *op);
+
+/* Queue the HINCRBYs of the transaction open (if any) and its EXEC behind
+ * its last send: they run before whatever is sent next (a WATCH must come
+ * after it, since EXEC ends every WATCH). 0, or STORE_PERMANENT with err
+ * when memory ran out (the connection, and the transaction, went). */
+static int tx_close(store *s, char *err, size_t errlen)
 {
     if (!s->tx_open)
-        return;
+        return 0;
     const char *argv[] = {"EXEC"};
-    append_argv(s, 1, argv, NULL);
+    if (txagg_queue(s, &s->ops[s->nops - 1]) != 0 || append_argv(s, 1, argv, NULL) != 0) {
+        snprintf(err, errlen, "out of memory");
+        drop_connection(s); /* (Redis discards the MULTI with it) */
+        return STORE_PERMANENT;
+    }
     s->ops[s->nops - 1].execs = true;
     s->tx_open = s->watching = s->wready = false;
+    txagg_reset(s->txa);
+    return 0;
 }
 
 int store_fetch_send(store *s, store_profile *profiles, size_t nprofiles, store_seen *seen, size_t nseen, char *err,
@@ -1454,7 +1470,8 @@ int store_fetch_send(store *s, store_profile *profiles, size_t nprofiles, store_
         watch = false;
     argvec a;
     if (watch) {
-        tx_close(s);
+        if ((rc = tx_close(s, err, errlen)) != 0)
+            return rc;
         if (s->watching) { /* (a fetch whose batch applied nothing: its WATCH goes) */
             const char *argv[] = {"UNWATCH"};
             append_argv(s, 1, argv, NULL);
@@ -2211,7 +2228,7 @@ static int script_send(store *s, apply_ctx *x, size_t ncalls, const char *what, 
 {
     int rc = send_ready(s, err, errlen);
     if (rc == 0)
-        tx_close(s); /* (store_trim while a transaction is open: after its EXEC) */
+        rc = tx_close(s, err, errlen); /* (store_trim while a transaction is open: after its EXEC) */
     if (rc == 0 && s->readonly) {
         snprintf(err, errlen, "redis EVALSHA (%s): this connection is read-only", what);
         rc = STORE_PERMANENT;
@@ -2699,6 +2716,107 @@ static int agg_added(wtable *t, const agg_sum *tot, size_t n)
     return 0;
 }
 
+/* The report deltas of the open transaction by field, summed over all its
+ * sends: one HINCRBY per field at its EXEC instead of one per field and send
+ * (the pipeline streams a round's customers in groups of 64, and most fields
+ * (events, points, rules, personas) come back in every group). A sum that
+ * would overflow starts a second pair for the field, added after the first
+ * (each running total was checked by agg_check). */
+typedef struct txagg_pair {
+    size_t off;          /* the field's name in names */
+    long long sum;
+} txagg_pair;
+
+typedef struct txagg {
+    buf names;           /* field names, NUL-terminated */
+    txagg_pair *v;       /* in the order first added */
+    size_t n, cap;
+    int *slot;           /* by hash of the name: index + 1 of the field's last pair, 0 free */
+    size_t nslot;
+} txagg;
+
+static void txagg_reset(txagg *g)
+{
+    if (!g)
+        return;
+    buf_reset(&g->names);
+    g->n = 0;
+    if (g->slot)
+        memset(g->slot, 0, g->nslot * sizeof(*g->slot));
+}
+
+static void txagg_free(txagg *g)
+{
+    if (!g)
+        return;
+    buf_free(&g->names);
+    free(g->v);
+    free(g->slot);
+    free(g);
+}
+
+/* Add delta d to field f of the open transaction: 0 or -1 (out of memory). */
+static int txagg_add(store *s, const char *f, long long d)
+{
+    txagg *g = s->txa;
+    if (!g && !(g = s->txa = calloc(1, sizeof(*g))))
+        return -1;
+    if (2 * (g->n + 1) > g->nslot) { /* (re)hash: at most half full */
+        size_t ns = g->nslot ? 2 * g->nslot : 256;
+        int *sl = calloc(ns, sizeof(*sl));
+        if (!sl)
+            return -1;
+        for (size_t i = 0; i < g->nslot; i++)
+            if (g->slot[i]) {
+                size_t h = hash_id(g->names.data + g->v[g->slot[i] - 1].off) & (ns - 1);
+                while (sl[h])
+                    h = (h + 1) & (ns - 1);
+                sl[h] = g->slot[i];
+            }
+        free(g->slot);
+        g->slot = sl;
+        g->nslot = ns;
+    }
+    size_t h = hash_id(f) & (g->nslot - 1);
+    for (; g->slot[h]; h = (h + 1) & (g->nslot - 1)) {
+        txagg_pair *p = &g->v[g->slot[h] - 1];
+        if (!strcmp(g->names.data + p->off, f)) {
+            if (!__builtin_add_overflow(p->sum, d, &p->sum))
+                return 0;
+            break; /* a second pair, which this slot names from now on */
+        }
+    }
+    if (g->n == g->cap) {
+        txagg_pair *v = grow_array(g->v, &g->cap, sizeof(*v), 256);
+        if (!v)
+            return -1;
+        g->v = v;
+    }
+    size_t off = g->names.len;
+    if (buf_append(&g->names, f, strlen(f) + 1) != 0)
+        return -1;
+    g->v[g->n++] = (txagg_pair){.off = off, .sum = d};
+    g->slot[h] = (int)g->n; /* (a free slot, or the field's slot taken over by its new pair) */
+    return 0;
+}
+
+/* Queue the open transaction's HINCRBYs behind its last send (op): 0 or -1. */
+static int txagg_queue(store *s, store_op *op)
+{
+    const txagg *g = s->txa;
+    for (size_t k = 0; g && k < g->n; k++) {
+        argvec a;
+        argvec_begin(&a, s);
+        arg_s(&a, "HINCRBY");
+        arg_f(&a, "%saggregates", s->prefix);
+        arg_s(&a, g->names.data + g->v[k].off);
+        arg_ll(&a, g->v[k].sum);
+        if (tx_queue(s, &a, op, &op->captags, NULL, 0) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* store_apply_send under the WATCH of the fetch the requests were decided on:
  * every customer's writes queued in the MULTI that EXEC ends (tx_close). */
 static int tx_apply_send(store *s, store_apply_req *reqs, size_t n, char *err, size_t errlen)
@@ -2709,7 +2827,6 @@ static int tx_apply_send(store *s, store_apply_req *reqs, size_t n, char *err, s
     apply_ctx *x = plan_ctx(reqs, n, NULL, now, &ncalls);
     int *how = calloc(n ? n : 1, sizeof(*how));
     agg_totals tot = {0};
-    size_t capq = 0;
     store_op op = {.fetch = false, .tx = true, .x = x, .what = "apply"};
     int rc = STORE_PERMANENT;
     snprintf(err, errlen, "out of memory");
@@ -2778,7 +2895,7 @@ static int tx_apply_send(store *s, store_apply_req *reqs, size_t n, char *err, s
             if (prepare_ledger(s, y, e - b) != 0)
                 goto fail_queued;
             for (size_t c = 0; c < nc; c++) {
-                if (append_call(s, c, y) != 0 || tx_queue(s, NULL, &op, &capq, y, c) != 0)
+                if (append_call(s, c, y) != 0 || tx_queue(s, NULL, &op, &op.captags, y, c) != 0)
                     goto fail_queued;
             }
         } else if (how[b] == TX_WRITE) {
@@ -2787,23 +2904,17 @@ static int tx_apply_send(store *s, store_apply_req *reqs, size_t n, char *err, s
                 reqs[i].status = STORE_FENCED; /* until EXEC says otherwise */
                 reqs[i].version = w->v;
             }
-            int wr = tx_write(s, t, w, x, b, e, &op, &capq);
+            int wr = tx_write(s, t, w, x, b, e, &op, &op.captags);
             if (wr != 0)
                 goto fail_queued;
             op.tw[op.ntw++] = (txw){.reqs = reqs + b, .n = e - b, .v = w->v};
         }
         b = e;
     }
-    for (size_t k = 0; k < tot.n; k++) {
-        argvec a;
-        argvec_begin(&a, s);
-        arg_s(&a, "HINCRBY");
-        arg_f(&a, "%saggregates", s->prefix);
-        arg_s(&a, tot.v[k].field);
-        arg_ll(&a, tot.v[k].sum);
-        if (tx_queue(s, &a, &op, &capq, NULL, 0) != 0)
+    /* the deltas: summed with the transaction's other sends', added at its EXEC (tx_close) */
+    for (size_t k = 0; k < tot.n; k++)
+        if (txagg_add(s, tot.v[k].field, tot.v[k].sum) != 0)
             goto fail_queued;
-    }
     if (agg_added(t, tot.v, tot.n) != 0)
         goto fail_queued;
     free(how);
@@ -2943,8 +3054,7 @@ int store_apply_send(store *s, store_apply_req *reqs, size_t n, char *err, size_
 
 int store_apply_recv(store *s, char *err, size_t errlen)
 {
-    int rc = 0;
-    tx_close(s);
+    int rc = tx_close(s, err, errlen); /* (failed: the loop meets the sends lost with the connection) */
     do {
         char e[1024];
         int r1 = s->opshead < s->nops && s->ops[s->opshead].tx ? tx_recv(s, e, sizeof(e))

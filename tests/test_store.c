@@ -1602,6 +1602,57 @@ START_TEST(tx_aggregates_many_fields)
 }
 END_TEST
 
+/* Calls of a Redis command since the server started (INFO commandstats). */
+static long long command_calls(const char *cmd)
+{
+    redisReply *r = redis_raw("INFO commandstats");
+    ck_assert(r && r->type == REDIS_REPLY_STRING);
+    char want[64];
+    snprintf(want, sizeof(want), "cmdstat_%s:calls=", cmd);
+    const char *at = strstr(r->str, want);
+    long long n = at ? atoll(at + strlen(want)) : 0;
+    freeReplyObject(r);
+    return n;
+}
+
+/* The pipeline sends a round's applies in groups of customers, all in one
+ * transaction: the report's deltas are summed over the whole transaction and
+ * added with one HINCRBY per field at its EXEC (not one per field and send),
+ * and only when it applies. */
+START_TEST(tx_aggregates_once_per_transaction)
+{
+    tx_mode = true;
+    long long events = agg_field("events|TEST"), calls = command_calls("hincrby");
+    if (events < 0) /* (not there yet) */
+        events = 0;
+    txev ev[] = {{"h1", "e1", T0, 0, 1, false}, {"h2", "e1", T0, 0, 2, false}, {"h3", "e1", T0, 0, 3, false},
+                 {"h3", "e2", T0 + 1, 0, 4, false}};
+    tx_reqs(ev, 4);
+    tx_prefetch(s, tx_q, 4);
+    ck_assert_msg(store_apply_send(s, tx_q, 1, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_msg(store_apply_send(s, tx_q + 1, 1, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_msg(store_apply_send(s, tx_q + 2, 2, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_msg(store_apply_recv(s, err, sizeof(err)) == 0, "%s", err);
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(tx_q[i].status, STORE_APPLIED);
+    ck_assert_int_eq(agg_field("events|TEST"), events + 4);
+    ck_assert_int_eq(command_calls("hincrby"), calls + 1); /* one field, one transaction */
+    tx_free(4);
+    /* fenced by a foreign write: nothing added */
+    txev ev2[] = {{"h1", "e2", T0 + 1, 1, 5, false}, {"h2", "e2", T0 + 1, 1, 6, false}};
+    tx_reqs(ev2, 2);
+    tx_prefetch(s, tx_q, 2);
+    ck_assert_msg(store_apply_send(s, tx_q, 1, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_msg(store_apply_send(s, tx_q + 1, 1, err, sizeof(err)) == 0, "%s", err);
+    RAW_OK("HSET %s{h2}:p zombie 1", prefix);
+    ck_assert_msg(store_apply_recv(s, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(tx_q[0].status, STORE_FENCED);
+    ck_assert_int_eq(tx_q[1].status, STORE_FENCED);
+    ck_assert_int_eq(agg_field("events|TEST"), events + 4);
+    tx_free(2);
+}
+END_TEST
+
 /* NOPERM and OOM refuse a command when it is queued (Redis 7): the EXEC
  * aborts and nothing of the transaction is written. */
 START_TEST(tx_queue_error_writes_nothing)
@@ -1857,6 +1908,7 @@ Suite *store_suite(void)
     tcase_add_test(tc, tx_writes_what_the_script_writes);
     tcase_add_test(tc, tx_read_ahead_watch_after_exec);
     tcase_add_test(tc, tx_aggregates_many_fields);
+    tcase_add_test(tc, tx_aggregates_once_per_transaction);
     suite_add_tcase(su, tc);
     /* the apply tests again, each apply after a fetch: as transactions */
     TCase *tx = tcase_create("transactions");
