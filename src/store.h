@@ -80,7 +80,8 @@
  * the last event's profile, hw, each event's outputs o<k><id>, po, tn when it
  * changes), HDEL :p of the outputs committed (step 1), HSET :d / HSET :c of
  * the records, RPUSH :l, LTRIM :l only when LLEN + the new entries pass
- * ledger_max, one HINCRBY per aggregate field and send. The EXEC goes
+ * ledger_max; and one HINCRBY per aggregate field and transaction: the
+ * deltas of all its sends summed by field, queued with the EXEC. The EXEC goes
  * behind the last apply send: sent by the next fetch (before its WATCH: EXEC
  * ends every WATCH of the connection, so the read-ahead fetch of batch n+1
  * watches after batch n's EXEC and reads what it wrote) or by
