@@ -6,6 +6,7 @@
 #   bench/run.sh [--broker dev-kafka|real] [--events M] [--customers N] [--quick]
 #                [--partitions P] [--naive-seconds S] [--latency-seconds S]
 #                [--latency-partitions P] [--feeder-linger MS]
+#                [--latency-only RATE] [--latency-set KEY=VALUE]...
 #                [--no-peer] [--no-mem] [--keep]
 #
 #   --broker dev-kafka   librdkafka's mock cluster (`fidelio dev-kafka`; default)
@@ -22,6 +23,12 @@
 #                        with the output partitions each broker leads (README Performance)
 #   --feeder-linger MS   linger.ms of the latency feeder's producer (default 50; see
 #                        bench/fidelio_bench.c: not counted in the latency either way)
+#   --latency-only RATE  run only the latency step (6.), fed at RATE events/s (50% of a
+#                        default run's rate measured before: say which), on
+#                        --customers customers; no table, its lines only (~2 min
+#                        instead of 6-10; for A/B runs of one setting)
+#   --latency-set KEY=VALUE  a setting of the latency instance only (`--set`), repeatable:
+#                        A/B a setting in consecutive runs
 #   --no-peer            skip the Kafka Streams peer
 #   --no-mem             skip the memory run (as many distinct customers as events)
 #   --keep               keep the work directory (logs) and print its path
@@ -57,7 +64,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 BROKER=dev-kafka EVENTS=1000000 CUSTOMERS=100000 PARTITIONS=64 NAIVE_S=60 LAT_S=60 LAT_PARTS= FEED_LINGER=50
-PEER=1 MEM=1 KEEP=0 QUICK=0
+PEER=1 MEM=1 KEEP=0 QUICK=0 LAT_ONLY= LAT_SET=()
 while [ $# -gt 0 ]; do
     case "$1" in
     --broker) BROKER=$2; shift ;;
@@ -68,6 +75,8 @@ while [ $# -gt 0 ]; do
     --latency-seconds) LAT_S=$2; shift ;;
     --latency-partitions) LAT_PARTS=$2; shift ;;
     --feeder-linger) FEED_LINGER=$2; shift ;;
+    --latency-only) LAT_ONLY=$2; shift ;;
+    --latency-set) LAT_SET+=(--set "$2"); shift ;;
     --quick) QUICK=1; EVENTS=20000; CUSTOMERS=2000; NAIVE_S=15; LAT_S=20 ;;
     --no-peer) PEER=0 ;;
     --no-mem) MEM=0 ;;
@@ -79,6 +88,7 @@ while [ $# -gt 0 ]; do
 done
 case "$BROKER" in dev-kafka|real) ;; *) echo "bench/run.sh: --broker dev-kafka or real" >&2; exit 2 ;; esac
 [ "$BROKER" = real ] || PEER=0
+[ -z "$LAT_ONLY" ] || { PEER=0; MEM=0; }
 LAT_PARTS=${LAT_PARTS:-$PARTITIONS}
 for b in redis-server redis-cli redis-benchmark python3 /usr/bin/time meson; do
     command -v "$b" >/dev/null || { echo "bench/run.sh: $b is not installed (bash tools/setup.sh)" >&2; exit 2; }
@@ -129,6 +139,7 @@ if [ "$BROKER" = dev-kafka ]; then
     "$FIDELIO" dev-kafka --partitions "$PARTITIONS" --bootstrap-file "$WORK/bootstrap" "${targs[@]}" \
         >"$WORK/dev-kafka.log" 2>&1 &
     PIDS+=($!)
+    BROKER_PID=$!
     for _ in $(seq 100); do [ -s "$WORK/bootstrap" ] && break; sleep 0.1; done
     [ -s "$WORK/bootstrap" ] || die "dev-kafka did not start: $(tail -3 "$WORK/dev-kafka.log")"
     BOOT=$(cat "$WORK/bootstrap")
@@ -141,6 +152,7 @@ else
     note "starting a real Kafka broker (tests/kafka/broker.sh)"
     bash "$BROKER_SH" start "$KAFKA_DIR" >"$WORK/broker.out" 2>&1 || die "broker: $(tail -5 "$WORK/broker.out")"
     BOOT=$(cat "$KAFKA_DIR/bootstrap")
+    BROKER_PID=$(cat "$KAFKA_DIR/node1/pid")
     bash "$BROKER_SH" topics "$KAFKA_DIR" "${TOPICS[@]}" >"$WORK/topics.out" 2>&1 \
         || die "topics: $(tail -5 "$WORK/topics.out")"
     BROKER_DESC="Apache Kafka $(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$(dirname "$BROKER_SH")/pom.xml") (KRaft, 1 node)"
@@ -221,6 +233,7 @@ run_until_idle() {
 
 note "broker: $BROKER_DESC at $BOOT; redis-server $(redis-server --version | awk '{print $3}' | sed 's/v=//') on port $REDIS_PORT"
 
+if [ -z "$LAT_ONLY" ]; then
 # 1. The data.
 note "1/8 fidelio gen: $EVENTS events, $CUSTOMERS customers -> bench-touchpoints"
 # shellcheck disable=SC2046
@@ -271,26 +284,35 @@ APPLY_REDIS_US=$(echo "$(cpu_ticks "$REDIS_PID") $rt0 $TCK $APPLIES" | awk '{pri
 redis-benchmark -p "$REDIS_PORT" -c 1 -P 64 -t hset -n $(( APPLIES * 5 )) -r "$CUSTOMERS" -q 2>/dev/null \
     | tr '\r' '\n' >"$WORK/hset.out" || die "redis-benchmark failed"
 HSET_RATE=$(sed -n 's/^HSET: \([0-9.]*\) requests per second.*/\1/p' "$WORK/hset.out" | tail -1 | cut -d. -f1)
+fi
 
 # 6. Latency at a steady 50% of the default run's rate.
-LAT_RATE=$(echo "$DEF_RATE" | awk '{r = int($1 / 2); print (r < 1 ? 1 : r)}')
+if [ -n "$LAT_ONLY" ]; then
+    LAT_RATE=$LAT_ONLY
+else
+    LAT_RATE=$(echo "$DEF_RATE" | awk '{r = int($1 / 2); print (r < 1 ? 1 : r)}')
+fi
 LAT_EVENTS=$(( LAT_RATE * LAT_S ))
-note "6/8 latency: $LAT_RATE events/s for $LAT_S s (50% of the default run's rate), $LAT_PARTS partitions (load $(cut -d' ' -f1-3 /proc/loadavg))"
+note "6/8 latency: $LAT_RATE events/s for $LAT_S s (50% of the default run's rate), $LAT_PARTS partitions (load $(cut -d' ' -f1-3 /proc/loadavg))${LAT_SET:+; latency instance: ${LAT_SET[*]}}"
 LAT_LOAD0=$(cut -d' ' -f1 /proc/loadavg)
 "$FIDELIO" gen --customers "$CUSTOMERS" --events "$LAT_EVENTS" --seed 2 --days 1 --end "$END" -q -o "$WORK/lat.jsonl" \
     || die "gen (latency data)"
 : >"$WORK/lat.log"  # exists before the wait below greps it
 # shellcheck disable=SC2046
 # (log.level=debug: its loop's split of every 10 s, printed below)
-"$FIDELIO" run $(fid_opts lat) --set topics.touchpoints=bench-lat-in --set log.level=debug >"$WORK/lat.log" 2>&1 &
+"$FIDELIO" run $(fid_opts lat) --set topics.touchpoints=bench-lat-in --set log.level=debug "${LAT_SET[@]}" >"$WORK/lat.log" 2>&1 &
 LAT_PID=$!
 PIDS+=("$LAT_PID")
 for _ in $(seq 600); do grep -q " assigned " "$WORK/lat.log" && break; sleep 0.1; done
 grep -q " assigned " "$WORK/lat.log" || die "the latency instance got no partitions: $(tail -3 "$WORK/lat.log")"
-"$BENCH" latency -b "$BOOT" -i "$WORK/lat.jsonl" -t bench-lat-in -R bench-lat-rewards -S bench-lat-stage-changes \
+# CPU seconds of each process over the latency step: who takes the 2 cores
+lat_b0=$(cpu_ticks "$BROKER_PID") lat_r0=$(cpu_ticks "$REDIS_PID") lat_f0=$(cpu_ticks "$LAT_PID") lat_t0=$(date +%s.%N)
+/usr/bin/time -f '%U %S' -o "$WORK/feeder.time" "$BENCH" latency -b "$BOOT" -i "$WORK/lat.jsonl" -t bench-lat-in -R bench-lat-rewards -S bench-lat-stage-changes \
     -W bench-warmup -r "$LAT_RATE" -s "$LAT_S" -L "$FEED_LINGER" -D "$WORK/latency.tsv" >"$WORK/latency.out" 2>"$WORK/latency.log" || die "latency: $(tail -3 "$WORK/latency.log")"
 # CPU seconds of each of its threads over the run, in creation order: fidelio (the loop),
 # then the consumer's librdkafka threads, then the producer's (rdk:main, rdk:broker-1, rdk:broker<id>)
+LAT_CPU=$(echo "$(cpu_ticks "$BROKER_PID") $lat_b0 $(cpu_ticks "$REDIS_PID") $lat_r0 $(cpu_ticks "$LAT_PID") $lat_f0 $TCK $(date +%s.%N) $lat_t0 $(cat "$WORK/feeder.time")" |
+    awk '{printf "broker %.1f, redis-server %.1f, fidelio %.1f, feeder (fidelio-bench latency) %.1f, in %.0f s of wall clock", ($1-$2)/$7, ($3-$4)/$7, ($5-$6)/$7, $10+$11, $8-$9}')
 LAT_THREADS=$(for t in $(ls /proc/"$LAT_PID"/task 2>/dev/null | sort -n); do
     awk -v tck="$TCK" '{ sub(/^[^(]*\(/, ""); c = $0; sub(/\).*/, "", c); sub(/^[^)]*\) /, "");
         printf "%s %.1f, ", c, ($12 + $13) / tck }' "/proc/$LAT_PID/task/$t/stat" 2>/dev/null
@@ -306,6 +328,24 @@ LAT_OUT_PARTS=$(sed -n 's/.*output topics (partitions): \(.*\)/\1/p' "$WORK/lat.
 loop_col() { sed -n "s/.*seconds spent since the last report: .*$1 \([0-9.]*\).*/\1/p" "$WORK/lat.log" | paste -sd' '; }
 LAT_LOOP_DECIDE=$(loop_col "deciding and applying") LAT_LOOP_FILL=$(loop_col "filling batches")
 LAT_LOOP_PRODUCE=$(loop_col "producing") LAT_LOOP_REDIS=$(loop_col "waiting for Redis's replies")
+# its producer's and its consumer's requests (librdkafka's statistics, log.level=debug)
+req_col() { sed -n "s/.* $1 [0-9]* requests in [0-9.]* s (\([0-9]*\)\/s), \([0-9.]*\) messages each; round trip avg \([0-9.]*\) ms.*queued before a request avg [0-9.]* ms, p99 \([0-9.]*\) ms.*/\\$2/p" "$WORK/lat.log" | paste -sd' '; }
+LAT_PRODUCER="requests/s $(req_col produce 1); messages each $(req_col produce 2); round trip avg ms $(req_col produce 3); queued before a request p99 ms $(req_col produce 4)"
+LAT_FETCH="fetch requests/s $(req_col fetch 1); messages each $(req_col fetch 2)"
+if [ -n "$LAT_ONLY" ]; then
+    echo
+    echo "latency only: $LAT_RATE ev/s for $LAT_S s, $LAT_PARTS partitions, $CUSTOMERS customers; broker: $BROKER_DESC;" \
+        "fidelio $(git rev-parse --short HEAD 2>/dev/null || echo '?') release build${LAT_SET:+; settings: ${LAT_SET[*]}}"
+    echo "p50 $LAT_P50 ms, p99 $LAT_P99 ms, worst 10 s p99 $LAT_W99 ms; p99 per 10 s: $LAT_WINDOWS ms ($LAT_TS timestamps; load average $LAT_LOAD0 -> $LAT_LOAD1)"
+    echo "latency feeder (linger.ms $FEED_LINGER): $LAT_FEEDER"
+    echo "latency run's outputs: $LAT_OUT_PARTS"
+    echo "latency run's loop, s per 10 s: deciding and applying $LAT_LOOP_DECIDE (of which waiting for Redis's replies $LAT_LOOP_REDIS); producing $LAT_LOOP_PRODUCE; filling (waiting for input) $LAT_LOOP_FILL"
+    echo "latency run's output producer, per 10 s: $LAT_PRODUCER"
+    echo "latency run's input consumer, per 5 s: $LAT_FETCH"
+    echo "latency instance's CPU s by thread: $LAT_THREADS"
+    echo "CPU s during the latency step: $LAT_CPU"
+    exit 0
+fi
 
 # 7. Memory with as many distinct customers as events.
 MEM_RSS_MB=- MEM_PER_CUST=- MEM_PROFILES=-
@@ -379,6 +419,9 @@ print("gen wrote $GEN_RATE events/s; latency p99 per 10 s: $LAT_WINDOWS ms ($LAT
 print("latency feeder (linger.ms $FEED_LINGER): $LAT_FEEDER")
 print("latency run's outputs: $LAT_OUT_PARTS")
 print("latency run's loop, s per 10 s: deciding and applying $LAT_LOOP_DECIDE (of which waiting for Redis's replies $LAT_LOOP_REDIS); producing $LAT_LOOP_PRODUCE; filling (waiting for input) $LAT_LOOP_FILL")
+print("latency run's output producer, per 10 s: $LAT_PRODUCER")
+print("latency run's input consumer, per 5 s: $LAT_FETCH")
 print("latency instance's CPU s by thread: $LAT_THREADS")
+print("CPU s during the latency step: $LAT_CPU")
 print("peer check (sampled customers): $PEER_CHECK")
 PY

@@ -114,6 +114,25 @@ static void on_msg(void *ctx, void *tag, rd_kafka_resp_err_t err)
     }
 }
 
+/* The at-least-once producer's statistics (log.level=debug): one line per
+ * statistics interval saying how many produce requests went to the brokers,
+ * how full they were, and where an output waited: in the producer's queue
+ * (linger, or its partition waiting for a request slot), to be written, for
+ * the broker. librdkafka sends one request per partition (issue 1700). */
+static void on_stats(void *ctx, const char *json, size_t len)
+{
+    emitter *em = ctx;
+    kafka_req_stats now;
+    char line[512];
+    if (kafka_stats_read(json, len, "Produce", &now) != 0)
+        return;
+    if (em->stats_prev.ts_us) {
+        kafka_stats_describe(&em->stats_prev, &now, line, sizeof(line));
+        log_debug("output producer: produce %s", line);
+    }
+    em->stats_prev = now;
+}
+
 int emitter_open(emitter *em, const config *cfg, rd_kafka_t *consumer, emitter_done_fn done, void *done_ctx,
                  char *err, size_t errlen)
 {
@@ -134,6 +153,8 @@ int emitter_open(emitter *em, const config *cfg, rd_kafka_t *consumer, emitter_d
         em->next_seq = em->head_seq = 1;
         em->dr.on_msg = on_msg;
         em->dr.ctx = em;
+        if (log_enabled(LOG_DEBUG))
+            em->dr.on_stats = on_stats;
         em->producer = kafka_producer_new(cfg, &em->dr, err, errlen);
         return em->producer ? 0 : -1;
     }

@@ -95,6 +95,7 @@ typedef struct emitter {
     int ntopics;
     int output_partitions;      /* partitions of the topics emitter_prepare was given (0 before) */
     int busiest_broker_partitions; /* of them, the most led by one broker */
+    kafka_req_stats stats_prev; /* the producer's last statistics (log.level=debug only) */
 } emitter;
 
 /* Output partitions led by one broker above which emitter_prepare warns

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "log.h"
 
 int kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *err, size_t errlen)
@@ -128,6 +130,73 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     log_debug("%s: %s: %s", rd_kafka_name(rk), rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
 }
 
+/* The windowed statistic name.field of a librdkafka broker object, in ms. */
+static double stat_ms(json_t *broker, const char *name, const char *field)
+{
+    return (double)json_integer_value(json_object_get(json_object_get(broker, name), field)) / 1000.0;
+}
+
+int kafka_stats_read(const char *json, size_t len, const char *req, kafka_req_stats *out)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(json, len, 0, &jerr);
+    if (!root)
+        return -1;
+    memset(out, 0, sizeof(*out));
+    out->ts_us = json_integer_value(json_object_get(root, "ts"));
+    const char *type = json_string_value(json_object_get(root, "type"));
+    bool producer = type && !strcmp(type, "producer");
+    out->msgs = json_integer_value(json_object_get(root, producer ? "txmsgs" : "rxmsgs"));
+    long long rtt_n = 0, q_n = 0;
+    const char *name;
+    json_t *b;
+    json_object_foreach(json_object_get(root, "brokers"), name, b)
+    {
+        if (json_integer_value(json_object_get(b, "nodeid")) < 0)
+            continue; /* the bootstrap and internal brokers */
+        out->requests += json_integer_value(json_object_get(json_object_get(b, "req"), req));
+        out->waitresp += json_integer_value(json_object_get(b, "waitresp_cnt"));
+        long long n = json_integer_value(json_object_get(json_object_get(b, "rtt"), "cnt"));
+        out->rtt_avg += stat_ms(b, "rtt", "avg") * (double)n;
+        rtt_n += n;
+        n = json_integer_value(json_object_get(json_object_get(b, "int_latency"), "cnt"));
+        out->queue_avg += stat_ms(b, "int_latency", "avg") * (double)n;
+        q_n += n;
+        if (stat_ms(b, "rtt", "p99") > out->rtt_p99)
+            out->rtt_p99 = stat_ms(b, "rtt", "p99");
+        if (stat_ms(b, "int_latency", "p99") > out->queue_p99)
+            out->queue_p99 = stat_ms(b, "int_latency", "p99");
+        if (stat_ms(b, "outbuf_latency", "p99") > out->outbuf_p99)
+            out->outbuf_p99 = stat_ms(b, "outbuf_latency", "p99");
+    }
+    out->rtt_avg = rtt_n ? out->rtt_avg / (double)rtt_n : 0;
+    out->queue_avg = q_n ? out->queue_avg / (double)q_n : 0;
+    json_decref(root);
+    return 0;
+}
+
+void kafka_stats_describe(const kafka_req_stats *prev, const kafka_req_stats *now, char *line, size_t linelen)
+{
+    long long dr = now->requests - prev->requests, dm = now->msgs - prev->msgs;
+    double s = now->ts_us > prev->ts_us ? (double)(now->ts_us - prev->ts_us) / 1e6 : 1;
+    snprintf(line, linelen,
+             "%lld requests in %.1f s (%.0f/s), %.1f messages each; round trip avg %.1f ms, p99 %.1f ms; "
+             "queued before a request avg %.1f ms, p99 %.1f ms; waiting to be written p99 %.1f ms; "
+             "%lld awaiting a response",
+             dr, s, (double)dr / s, dr > 0 ? (double)dm / (double)dr : 0.0, now->rtt_avg, now->rtt_p99,
+             now->queue_avg, now->queue_p99, now->outbuf_p99, now->waitresp);
+}
+
+/* librdkafka's statistics of a producer, handed to its kafka_delivery. */
+static int on_producer_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+    (void)rk;
+    kafka_delivery *dr = opaque;
+    if (dr && dr->on_stats)
+        dr->on_stats(dr->ctx, json, len);
+    return 0; /* librdkafka frees json */
+}
+
 rd_kafka_t *kafka_producer_new(const config *cfg, kafka_delivery *dr, char *err, size_t errlen)
 {
     rd_kafka_conf_t *conf = kafka_conf_new(cfg, err, errlen);
@@ -145,6 +214,16 @@ rd_kafka_t *kafka_producer_new(const config *cfg, kafka_delivery *dr, char *err,
     kafka_conf_set(conf, "transactional.id", NULL, err, errlen);
     rd_kafka_conf_set_dr_msg_cb(conf, kafka_on_delivery);
     rd_kafka_conf_set_error_cb(conf, on_error);
+    if (dr && dr->on_stats) {
+        bool user = false;
+        for (size_t i = 0; i < cfg->kafka_count; i++)
+            user |= !strcmp(cfg->kafka[i].key, "statistics.interval.ms");
+        if (!user && kafka_conf_set(conf, "statistics.interval.ms", "10000", err, errlen)) {
+            rd_kafka_conf_destroy(conf);
+            return NULL;
+        }
+        rd_kafka_conf_set_stats_cb(conf, on_producer_stats);
+    }
     rd_kafka_conf_set_opaque(conf, dr);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
     if (!rk) {

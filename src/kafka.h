@@ -20,6 +20,10 @@ typedef struct kafka_delivery {
      * (kafka_produce's tag), after the counts above; NULL: none */
     void (*on_msg)(void *ctx, void *tag, rd_kafka_resp_err_t err);
     void *ctx;            /* on_msg's first argument */
+    /* producer statistics (librdkafka's JSON, every statistics.interval.ms,
+     * 10 s unless kafka.statistics.interval.ms is set), served by poll;
+     * NULL: none asked for */
+    void (*on_stats)(void *ctx, const char *json, size_t len);
 } kafka_delivery;
 
 /* The last access error (authentication, ACL) a client reported through its
@@ -53,6 +57,27 @@ void kafka_conf_route_logs(rd_kafka_conf_t *conf);
 
 /* Set one property; fills err naming the key on failure. */
 int kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *err, size_t errlen);
+
+/* What a client's statistics say about its requests of one kind to the
+ * brokers (the bootstrap and internal brokers left out): totals so far and
+ * the windowed latencies of the last interval, in ms. */
+typedef struct kafka_req_stats {
+    long long ts_us;      /* librdkafka's clock at the statistics (µs) */
+    long long requests;   /* requests of the kind sent so far */
+    long long msgs;       /* messages sent (producer) or received (consumer) so far */
+    long long waitresp;   /* requests awaiting a response now */
+    double rtt_avg, rtt_p99;     /* broker round trip (any request) */
+    double queue_avg, queue_p99; /* producer: a message's wait before it is put in a request */
+    double outbuf_p99;           /* a request's wait to be written to the socket */
+} kafka_req_stats;
+
+/* Read the statistics JSON of a client (statistics.interval.ms) for
+ * requests named req ("Produce", "Fetch"). 0, or -1 if unreadable. */
+int kafka_stats_read(const char *json, size_t len, const char *req, kafka_req_stats *out);
+
+/* One line saying what happened between two readings of kafka_stats_read
+ * (requests per second, messages per request, latencies) into line. */
+void kafka_stats_describe(const kafka_req_stats *prev, const kafka_req_stats *now, char *line, size_t linelen);
 
 /* An idempotent (acks=all) producer whose delivery reports update *dr. */
 rd_kafka_t *kafka_producer_new(const config *cfg, kafka_delivery *dr, char *err, size_t errlen);

@@ -35,6 +35,8 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
 void log_set_level(log_level level) { min_level = level; }
 
+int log_enabled(log_level level) { return level >= min_level; }
+
 int log_level_parse(const char *s)
 {
     for (int i = 0; i < 4; i++)

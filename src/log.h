@@ -16,6 +16,8 @@ typedef void (*log_handler)(log_level level, const char *file, int line, const c
 
 /* Set the lowest level that is printed. */
 void log_set_level(log_level level);
+/* Whether lines of this level are printed (skip work whose only use is such a line). */
+int log_enabled(log_level level);
 /* Parse "debug", "info", "warn", "error"; returns -1 if unknown. */
 int log_level_parse(const char *s);
 /* Name of a level. */

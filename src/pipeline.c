@@ -144,6 +144,7 @@ typedef struct pipeline {
     int64_t batch_now_ms;         /* the wall clock when the batch was decoded (bounds event time) */
     double spent[4];              /* seconds since the last report: filling, deciding, producing, committing */
     double spent_redis;           /* of spent[1]: waiting for Redis's replies (fetches and applies) */
+    kafka_req_stats fetch_stats;  /* the consumer's last statistics (log.level=debug only) */
     int aborts_in_row;            /* exactly-once: consecutive aborted transactions */
     kafka_errnote access;         /* an authentication/ACL error the consumer reported */
     codec *codec;
@@ -1985,9 +1986,19 @@ static void count_assigned(rd_kafka_t *rk)
 static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
 {
     (void)rk;
-    (void)opaque;
+    pipeline *pl = opaque;
     if (metrics_kafka_stats(json, len) != 0)
         log_debug("unreadable librdkafka statistics");
+    kafka_req_stats now;
+    char line[512];
+    /* log.level=debug: the consumer's fetches (their count grows the brokers' work with the partitions) */
+    if (log_enabled(LOG_DEBUG) && kafka_stats_read(json, len, "Fetch", &now) == 0) {
+        if (pl->fetch_stats.ts_us) {
+            kafka_stats_describe(&pl->fetch_stats, &now, line, sizeof(line));
+            log_debug("input consumer: fetch %s", line);
+        }
+        pl->fetch_stats = now;
+    }
     return 0; /* librdkafka frees json */
 }
 
@@ -2123,6 +2134,59 @@ static bool user_set(const config *cfg, const char *key)
     return false;
 }
 
+rd_kafka_conf_t *pipeline_consumer_conf(const config *cfg, const char *assign_group, char *err, size_t errlen)
+{
+    rd_kafka_conf_t *conf = kafka_conf_new(cfg, err, errlen);
+    if (!conf)
+        return NULL;
+    /* assign mode: the source's group.id, never joined nor committed on (pipeline.h) */
+    if (kafka_conf_set(conf, "group.id", assign_group ? assign_group : cfg->consumer_group, err, errlen) ||
+        (assign_group && kafka_conf_set(conf, "enable.auto.offset.store", "false", err, errlen)) ||
+        kafka_conf_set(conf, "enable.auto.commit", "false", err, errlen) ||
+        kafka_conf_set(conf, "enable.partition.eof", "true", err, errlen)) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    /* defaults the configuration may override: a new group starts at the beginning
+     * (no touchpoint is skipped), cooperative-sticky assignment */
+    if ((!user_set(cfg, "auto.offset.reset") && kafka_conf_set(conf, "auto.offset.reset", "earliest", err, errlen)) ||
+        (!user_set(cfg, "partition.assignment.strategy") &&
+         kafka_conf_set(conf, "partition.assignment.strategy", "cooperative-sticky", err, errlen))) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    /* A bounded prefetch, so memory follows the batch, not the topic: librdkafka's
+     * defaults keep up to 100,000 messages per partition and 64 MB of payload
+     * (counting neither its ~0.5 KB of bookkeeping per message nor the fetch
+     * buffers they pin): with small events that held most of a topic (271-331 MB
+     * RSS). A fetch waits for 64 KB or 25 ms: a real broker answers a fetch as
+     * soon as one byte is there, so a steady stream over many partitions was
+     * hundreds of fetches a second, each naming every assigned partition (the
+     * broker's CPU, and the consumer thread's, grew with the partitions); 25 ms
+     * bounds what it adds to latency, and what an empty fetch waits on a broker
+     * that does not answer as soon as data comes (the mock). */
+    static const char *const consumer_defaults[][2] = {
+        {"queued.max.messages.kbytes", "8192"},
+        {"queued.min.messages", "20000"},
+        {"fetch.max.bytes", "8388608"},
+        {"fetch.min.bytes", PIPELINE_FETCH_MIN_BYTES},
+        {"fetch.wait.max.ms", PIPELINE_FETCH_WAIT_MS},
+    };
+    for (size_t i = 0; i < sizeof(consumer_defaults) / sizeof(consumer_defaults[0]); i++)
+        if (!user_set(cfg, consumer_defaults[i][0]) &&
+            kafka_conf_set(conf, consumer_defaults[i][0], consumer_defaults[i][1], err, errlen)) {
+            rd_kafka_conf_destroy(conf);
+            return NULL;
+        }
+    /* the consumer lag comes from librdkafka's statistics */
+    if (!user_set(cfg, "statistics.interval.ms") &&
+        kafka_conf_set(conf, "statistics.interval.ms", "5000", err, errlen)) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    return conf;
+}
+
 /* ---- set-up ----------------------------------------------------------------------- */
 
 /* The arrays of the batch set in front (swap_batch). */
@@ -2232,50 +2296,10 @@ static int setup(pipeline *pl, char *err, size_t errlen)
         snprintf(err, errlen, "kafka.message.max.bytes: cannot be read");
         return -1;
     }
-    rd_kafka_conf_t *conf = kafka_conf_new(cfg, err, errlen);
+    rd_kafka_conf_t *conf = pipeline_consumer_conf(cfg, pl->opts->source ? pl->opts->source->group_id : NULL, err,
+                                                   errlen);
     if (!conf)
         return -1;
-    /* assign mode: the source's group.id, never joined nor committed on (pipeline.h) */
-    if (kafka_conf_set(conf, "group.id", pl->opts->source ? pl->opts->source->group_id : cfg->consumer_group, err,
-                       errlen) ||
-        (pl->opts->source && kafka_conf_set(conf, "enable.auto.offset.store", "false", err, errlen)) ||
-        kafka_conf_set(conf, "enable.auto.commit", "false", err, errlen) ||
-        kafka_conf_set(conf, "enable.partition.eof", "true", err, errlen)) {
-        rd_kafka_conf_destroy(conf);
-        return -1;
-    }
-    /* defaults the configuration may override: a new group starts at the beginning
-     * (no touchpoint is skipped), cooperative-sticky assignment */
-    if ((!user_set(cfg, "auto.offset.reset") && kafka_conf_set(conf, "auto.offset.reset", "earliest", err, errlen)) ||
-        (!user_set(cfg, "partition.assignment.strategy") &&
-         kafka_conf_set(conf, "partition.assignment.strategy", "cooperative-sticky", err, errlen))) {
-        rd_kafka_conf_destroy(conf);
-        return -1;
-    }
-    /* A bounded prefetch, so memory follows the batch, not the topic: librdkafka's
-     * defaults keep up to 100,000 messages per partition and 64 MB of payload
-     * (counting neither its ~0.5 KB of bookkeeping per message nor the fetch
-     * buffers they pin): with small events that held most of a topic (271-331 MB
-     * RSS). An empty fetch waits at most fetch.wait.max.ms on a broker that
-     * does not answer as soon as data comes (the mock): latency. */
-    static const char *const consumer_defaults[][2] = {
-        {"queued.max.messages.kbytes", "8192"},
-        {"queued.min.messages", "20000"},
-        {"fetch.max.bytes", "8388608"},
-        {"fetch.wait.max.ms", "100"},
-    };
-    for (size_t i = 0; i < sizeof(consumer_defaults) / sizeof(consumer_defaults[0]); i++)
-        if (!user_set(cfg, consumer_defaults[i][0]) &&
-            kafka_conf_set(conf, consumer_defaults[i][0], consumer_defaults[i][1], err, errlen)) {
-            rd_kafka_conf_destroy(conf);
-            return -1;
-        }
-    /* the consumer lag comes from librdkafka's statistics */
-    if (!user_set(cfg, "statistics.interval.ms") &&
-        kafka_conf_set(conf, "statistics.interval.ms", "5000", err, errlen)) {
-        rd_kafka_conf_destroy(conf);
-        return -1;
-    }
     rd_kafka_conf_set_stats_cb(conf, on_stats);
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
     rd_kafka_conf_set_error_cb(conf, on_kafka_error);

@@ -106,4 +106,17 @@ typedef struct pipeline_stats {
 int pipeline_run(const config *cfg, const program *prog, const pipeline_opts *opts, pipeline_stats *st, char *err,
                  size_t errlen);
 
+/* What a fetch of the pipeline's consumer waits for, unless kafka.fetch.min.bytes /
+ * kafka.fetch.wait.max.ms say otherwise: 64 KB, or 25 ms (README: Configuration). */
+#define PIPELINE_FETCH_MIN_BYTES "65536"
+#define PIPELINE_FETCH_WAIT_MS "25"
+
+/* The configuration of the pipeline's consumer: cfg's kafka.* keys, then
+ * Fidelio's defaults for those it does not set (a bounded prefetch, fetches
+ * of PIPELINE_FETCH_MIN_BYTES or PIPELINE_FETCH_WAIT_MS, earliest,
+ * cooperative-sticky, statistics), manual commits; assign_group (assign mode,
+ * pipeline_source) or NULL for cfg's consumer group. The caller owns it;
+ * NULL with err. */
+rd_kafka_conf_t *pipeline_consumer_conf(const config *cfg, const char *assign_group, char *err, size_t errlen);
+
 #endif

@@ -6,15 +6,19 @@
 # than 64 (librdkafka sends one produce request per partition: latency grows with
 # them; README Performance). Timing is not asserted (the wait it removes is
 # ~0.1-1 s, not measurable robustly on a loaded machine); bench/run.sh measures it.
+# With log.level=debug, the producer's and the consumer's requests to the brokers
+# (librdkafka's statistics) are logged: how many, how full, how long they waited.
 source "$(dirname "$0")/lib.sh"
 require redis-server redis-cli
 
 start_redis
-# run_idle NAME: `fidelio run --until-idle` on the empty topics (exits once idle).
+# run_idle NAME [ARGS...]: `fidelio run --until-idle` (exits once idle), with ARGS.
 run_idle() {
+    local name=$1
+    shift
     # shellcheck disable=SC2046
-    timeout 120 "$FIDELIO" run $(fid_opts) --until-idle >"$WORK/$1.log" 2>&1 \
-        || fail "run --until-idle ($1) failed: $(tail -3 "$WORK/$1.log")"
+    timeout 120 "$FIDELIO" run $(fid_opts) "$@" --until-idle >"$WORK/$name.log" 2>&1 \
+        || fail "run --until-idle ($name) failed: $(tail -3 "$WORK/$name.log")"
 }
 
 start_dev_kafka --partitions 64
@@ -28,6 +32,16 @@ meta=$(grep -n "output topics (partitions)" "$WORK/p64.log" | head -1 | cut -d: 
 assigned=$(grep -n " assigned " "$WORK/p64.log" | head -1 | cut -d: -f1)
 [ -n "$assigned" ] && [ "$meta" -lt "$assigned" ] || fail "the output metadata was not fetched before the assignment"
 pass "64-partition outputs on one broker: partitions logged before consuming, latency warning"
+# log.level=debug: the requests behind the outputs and the input, from librdkafka's statistics
+# shellcheck disable=SC2046
+"$FIDELIO" produce -q $(fid_opts) -t touchpoints "$SOURCE_DIR/seeds/demo.jsonl" || fail "produce failed"
+run_idle debug --set log.level=debug --set kafka.statistics.interval.ms=1000  # (at most 10 lines per 10 s are logged)
+grep -q "debug .*output producer: produce [1-9][0-9]* requests in [0-9.]* s ([0-9]*/s), [0-9.]* messages each; round trip avg" "$WORK/debug.log" \
+    || fail "no debug line with the output producer's produce requests: $(grep 'output producer' "$WORK/debug.log" | tail -3)"
+grep -q "debug .*input consumer: fetch [1-9][0-9]* requests in" "$WORK/debug.log" \
+    || fail "no debug line with the input consumer's fetch requests"
+! grep -q "output producer:" "$WORK/p64.log" || fail "producer statistics logged at log.level=info"
+pass "log.level=debug: the output producer's produce requests and the input consumer's fetches are logged"
 kill -TERM "$DEVKAFKA_PID"; wait "$DEVKAFKA_PID" || true
 rm -f "$WORK/bootstrap"
 

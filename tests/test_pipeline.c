@@ -515,12 +515,50 @@ START_TEST(forged_future_timestamp_refused)
 }
 END_TEST
 
+/* The value of key in conf (a static buffer). */
+static const char *conf_value(rd_kafka_conf_t *conf, const char *key)
+{
+    static char v[128];
+    size_t n = sizeof(v);
+    ck_assert(rd_kafka_conf_get(conf, key, v, &n) == RD_KAFKA_CONF_OK);
+    return v;
+}
+
+/* The consumer's fetches wait for 64 KB or 25 ms (librdkafka: 1 byte, 500 ms;
+ * Fidelio before: 1 byte, 100 ms): on a real broker a steady stream over 64
+ * partitions was hundreds of fetches a second, each naming all 128 assigned
+ * partitions (README Performance, latency). A kafka.* setting still wins. */
+START_TEST(consumer_fetch_waits_for_64_kb_or_25_ms)
+{
+    config cfg;
+    char err[512];
+    ck_assert(config_load(&cfg, NULL, NULL, 0, NULL, err, sizeof(err)) == 0);
+    rd_kafka_conf_t *conf = pipeline_consumer_conf(&cfg, NULL, err, sizeof(err));
+    ck_assert_msg(conf, "%s", err);
+    ck_assert_str_eq(conf_value(conf, "fetch.min.bytes"), "65536");
+    ck_assert_str_eq(conf_value(conf, "fetch.wait.max.ms"), "25");
+    ck_assert_str_eq(conf_value(conf, "group.id"), cfg.consumer_group);
+    ck_assert_str_eq(conf_value(conf, "enable.auto.commit"), "false");
+    rd_kafka_conf_destroy(conf);
+    set(&cfg, "kafka.fetch.min.bytes", "1");
+    set(&cfg, "kafka.fetch.wait.max.ms", "500");
+    conf = pipeline_consumer_conf(&cfg, "replay-group", err, sizeof(err));
+    ck_assert_msg(conf, "%s", err);
+    ck_assert_str_eq(conf_value(conf, "fetch.min.bytes"), "1");
+    ck_assert_str_eq(conf_value(conf, "fetch.wait.max.ms"), "500");
+    ck_assert_str_eq(conf_value(conf, "group.id"), "replay-group");
+    rd_kafka_conf_destroy(conf);
+    config_free(&cfg);
+}
+END_TEST
+
 Suite *pipeline_suite(void)
 {
     redis_fixture_start();
     Suite *su = suite_create("pipeline");
     TCase *tc = tcase_create("pipeline");
     tcase_set_timeout(tc, 240);
+    tcase_add_test(tc, consumer_fetch_waits_for_64_kb_or_25_ms);
     tcase_add_test(tc, no_output_lost_when_kafka_fails_after_redis_applied);
     tcase_add_test(tc, forged_future_timestamp_refused);
     tcase_add_test(tc, no_commit_past_an_unacknowledged_batch);

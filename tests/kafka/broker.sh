@@ -39,13 +39,16 @@
 # nodes (count), protocol (security.protocol of the client listener),
 # admin.properties (Java client settings of the admin), kcat.conf (the same for
 # librdkafka clients: kcat -F DIR/kcat.conf), tls/ca.pem (with --tls).
-# Environment: FIDELIO_KAFKA_CACHE (jars dir), KAFKA_HEAP (default -Xmx384m -Xms128m).
+# Environment: FIDELIO_KAFKA_CACHE (jars dir), KAFKA_HEAP (default -Xmx384m -Xms128m),
+# KAFKA_JIT (the broker's JIT flags; default -XX:TieredStopAtLevel=1: C1 only, a quick
+# start for the tests; bench/run.sh sets it empty: the full JIT of a production broker).
 # Exit codes: 0 ok, 1 failure (the broker log's tail is printed), 2 usage.
 
 KAFKA_TOOLS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$KAFKA_TOOLS_DIR/pom.xml")
 KAFKA_LIBS=${FIDELIO_KAFKA_CACHE:-$HOME/.cache/fidelio/kafka-$KAFKA_VERSION/libs}
 KAFKA_HEAP=${KAFKA_HEAP:--Xmx384m -Xms128m}
+KAFKA_JIT=${KAFKA_JIT--XX:TieredStopAtLevel=1}
 
 _kafka_err() { echo "broker.sh: $*" >&2; }
 
@@ -155,7 +158,7 @@ EOF
 kafka_start_node() {
     local dir=$1 n=$2 node="$1/node$2"
     # shellcheck disable=SC2086
-    java $KAFKA_HEAP -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
+    java $KAFKA_HEAP -XX:+UseSerialGC $KAFKA_JIT -Djava.awt.headless=true \
         -Dlog4j2.configurationFile="$KAFKA_TOOLS_DIR/log4j2-broker.properties" \
         -Dkafka.logs.dir="$node" \
         -cp "$KAFKA_LIBS/*" kafka.Kafka "$node/server.properties" \
