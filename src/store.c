@@ -54,6 +54,23 @@ static const char apply_script[] =
     "  end\n"
     "  return out\n"
     "end\n"
+    "-- layout 6's dedupe record: \"\\5\" .. 8 bytes of the digest .. the event time as a zigzag varint\n"
+    "local function zz(n)\n"
+    "  local z, b = n >= 0 and 2 * n or -2 * n - 1, {}\n"
+    "  while z >= 128 do local r = z % 128; b[#b + 1] = string.char(r + 128); z = (z - r) / 128 end\n"
+    "  b[#b + 1] = string.char(z)\n"
+    "  return table.concat(b)\n"
+    "end\n"
+    "local function unzz(s, i)\n"
+    "  local z, m = 0, 1\n"
+    "  for k = i, #s do\n"
+    "    local c = string.byte(s, k)\n"
+    "    z = z + (c % 128) * m\n"
+    "    if c < 128 then if z % 2 == 0 then return z / 2 end return -(z + 1) / 2 end\n"
+    "    m = m * 128\n"
+    "  end\n"
+    "end\n"
+    "local function short(rec) return string.byte(rec, 1) == 5 and #rec >= 10 and #rec <= 19 end\n"
     "local function rd(...)\n"
     "  local r = redis.pcall(...)\n"
     "  if type(r) == 'table' and r.err then return nil, r.err end\n"
@@ -112,7 +129,7 @@ static const char apply_script[] =
     "    for n = 1, #cids do\n"
     "      local l1 = r1[n]\n"
     "      local t1 = l1 and string.byte(l1, 1)\n"
-    "      if not r[n] and l1 and t1 ~= 2 and t1 ~= 3 and t1 ~= 4 then r[n] = l1 end\n"
+    "      if not r[n] and l1 and t1 ~= 2 and t1 ~= 3 and t1 ~= 4 and t1 ~= 5 then r[n] = l1 end\n"
     "    end\n"
     "    recc = r\n"
     "  end\n"
@@ -123,8 +140,8 @@ static const char apply_script[] =
     "    local st, x = 0, ''\n"
     "    if rec then\n"
     "      local tag = string.byte(rec, 1)\n"
-    "      if (tag == 3 and #rec == 17) or (tag == 4 and #rec > 17) or (tag == 2 and #rec > 16) then\n"
-    "        if string.sub(rec, 2, 17) ~= ev.dig then st = 4\n"
+    "      if short(rec) or (tag == 3 and #rec == 17) or (tag == 4 and #rec > 17) or (tag == 2 and #rec > 16) then\n"
+    "        if (tag == 5 and string.sub(rec, 2, 9) or string.sub(rec, 2, 17)) ~= (tag == 5 and string.sub(ev.dig, 1, 8) or ev.dig) then st = 4\n"
     "        else\n"
     "          st = 1\n"
     "          if tag == 2 then x = string.sub(rec, 18)\n"
@@ -180,8 +197,9 @@ static const char apply_script[] =
     "        ntn, tnw = nil, true\n"
     "        for i = 1, #all, 2 do\n"
     "          local id, rec = all[i], all[i + 1]\n"
-    "          if string.byte(rec, 1) == 4 and not gone[id] then\n"
-    "            local t = tonumber(string.sub(rec, 18))\n"
+    "          local tag = string.byte(rec, 1)\n"
+    "          if (tag == 4 or short(rec)) and not gone[id] then\n"
+    "            local t = tag == 4 and tonumber(string.sub(rec, 18)) or unzz(rec, 10)\n"
     "            if t and t < cutoff and #old < 1000 and not keep['t' .. id] and not incall['t' .. id] then\n"
     "              old[#old + 1] = id\n"
     "            elseif t and (not ntn or t < ntn) then ntn = t end\n"
@@ -291,7 +309,7 @@ static const char apply_script[] =
     "  if pl.apply then\n"
     "    for e, ev in ipairs(pl.evs) do\n"
     "      local h = ev.credit and hc or hd\n"
-    "      h[#h + 1] = ev.id; h[#h + 1] = ev.credit and '\\3' .. ev.dig or '\\4' .. ev.dig .. ev.ats\n"
+    "      h[#h + 1] = ev.id; h[#h + 1] = ev.credit and '\\3' .. ev.dig or '\\5' .. string.sub(ev.dig, 1, 8) .. zz(ev.at)\n"
     "      for i = ev.l0, ev.l0 + ev.nl - 1 do lg[#lg + 1] = ARGV[i] end\n"
     "      pl.res[#pl.res + 1] = 0; pl.res[#pl.res + 1] = string.format('%.0f', pl.v + e)\n"
     "    end\n"
@@ -541,9 +559,9 @@ static int connect_url(store *s, char *err, size_t errlen)
     r = redisCommand(s->c, "GET %slayout", s->prefix);
     if ((rc = command_ok(s, r, "GET (layout marker)", err, errlen)))
         return rc;
-    /* layouts 1 to 4 are upgraded in place by run (see store.h); a tool reads them as they are */
-    if (r->type == REDIS_REPLY_STRING &&
-        (!strcmp(r->str, "1") || !strcmp(r->str, "2") || !strcmp(r->str, "3") || !strcmp(r->str, "4"))) {
+    /* layouts 1 to 5 are upgraded in place by run (see store.h); a tool reads them as they are */
+    if (r->type == REDIS_REPLY_STRING && (!strcmp(r->str, "1") || !strcmp(r->str, "2") || !strcmp(r->str, "3") ||
+                                          !strcmp(r->str, "4") || !strcmp(r->str, "5"))) {
         int from = atoi(r->str);
         freeReplyObject(r);
         if (s->readonly)
@@ -935,12 +953,27 @@ size_t store_in_flight(const store *s) { return s->nops - s->opshead; }
 /* The digest of a request that gives none (tools, tests). */
 static const uint8_t no_digest[STORE_DIGEST_LEN];
 
-/* Whether a dedupe record carries a content digest: layout 4's "\4" +
+/* Write v at out as a zigzag varint (Avro's long: at most 10 bytes); its length. The event time
+ * of a layout-6 dedupe record. */
+static size_t put_varint(char *out, int64_t v)
+{
+    uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+    size_t n = 0;
+    for (; z >= 0x80; z >>= 7)
+        out[n++] = (char)((z & 0x7f) | 0x80);
+    out[n++] = (char)z;
+    return n;
+}
+
+/* Whether a dedupe record carries a content digest: layout 6's "\5" + the
+ * digest's first 8 bytes + the event time (varint), layout 4's "\4" +
  * digest + event time (a touchpoint's), layout 3's "\3" + digest (a credit's,
  * and touchpoints of layout 3), layout 2's "\2" + digest + outputs (layout 1's are the outputs
  * alone). */
 static int record_tag(const char *str, size_t len)
 {
+    if (len > 1 + STORE_RECORD_DIGEST_LEN && len <= 1 + STORE_RECORD_DIGEST_LEN + 10 && str[0] == 5)
+        return 5;
     if (len == 1 + STORE_DIGEST_LEN && str[0] == 3)
         return 3;
     if (len > 1 + STORE_DIGEST_LEN && str[0] == 4)
@@ -1362,12 +1395,13 @@ static int fetch_read(store *s, const store_op *op, char *err, size_t errlen)
                 int tag = record_tag(e->str, e->len);
                 const char *out = e->str;
                 size_t len = e->len;
-                if (tag) {
-                    d->conflict = memcmp(e->str + 1, d->digest ? d->digest : no_digest, STORE_DIGEST_LEN) != 0;
-                    out += 1 + STORE_DIGEST_LEN;
-                    len = tag == 2 ? len - (1 + STORE_DIGEST_LEN) : 0; /* 4's event time is no output */
+                if (tag) { /* (layout 6's record keeps the digest's first 8 bytes) */
+                    size_t dl = tag == 5 ? STORE_RECORD_DIGEST_LEN : STORE_DIGEST_LEN;
+                    d->conflict = memcmp(e->str + 1, d->digest ? d->digest : no_digest, dl) != 0;
+                    out += 1 + dl;
+                    len = tag == 2 ? len - (1 + STORE_DIGEST_LEN) : 0; /* 4's and 5's event time is no output */
                 }
-                d->kept = (tag == 3 || tag == 4) && !d->conflict;
+                d->kept = (tag == 3 || tag == 4 || tag == 5) && !d->conflict;
                 nkept += d->kept;
                 if (!d->conflict && buf_append(&d->recorded, out, len) != 0) {
                     snprintf(err, errlen, "out of memory");
@@ -2542,7 +2576,8 @@ static int tx_write(store *s, const wtable *t, const wcust *w, apply_ctx *x, siz
         return -1;
     if (ndrop && tx_queue(s, &drop, op, capq, NULL, 0) != 0)
         return -1;
-    /* the records: a touchpoint's "\4" + digest + event time in :d, a credit's "\3" + digest in :c */
+    /* the records: a touchpoint's "\5" + 8 bytes of digest + event time (varint) in :d, a credit's "\3" +
+     * digest in :c */
     for (int credit = 0; credit < 2; credit++) {
         size_t nrec = 0;
         argvec_begin(&a, s);
@@ -2553,15 +2588,11 @@ static int tx_write(store *s, const wtable *t, const wcust *w, apply_ctx *x, siz
             if (q->credit != (credit == 1))
                 continue;
             char rec[1 + STORE_DIGEST_LEN + 24];
-            rec[0] = credit ? 3 : 4;
-            memcpy(rec + 1, q->digest ? q->digest : no_digest, STORE_DIGEST_LEN);
-            size_t rl = 1 + STORE_DIGEST_LEN;
-            if (!credit) {
-                char num[24];
-                char *d = fmt_ll(num, (long long)q->occurred_at);
-                memcpy(rec + rl, d, (size_t)(num + 24 - d));
-                rl += (size_t)(num + 24 - d);
-            }
+            rec[0] = credit ? 3 : 5;
+            memcpy(rec + 1, q->digest ? q->digest : no_digest, credit ? STORE_DIGEST_LEN : STORE_RECORD_DIGEST_LEN);
+            size_t rl = 1 + (credit ? STORE_DIGEST_LEN : STORE_RECORD_DIGEST_LEN);
+            if (!credit)
+                rl += put_varint(rec + rl, q->occurred_at);
             arg_s(&a, q->id);
             arg(&a, rec, rl);
             nrec++;

@@ -1,6 +1,6 @@
 /* store.h - Fidelio's state in Redis: atomic, idempotent, fenced applies.
  *
- * REDIS LAYOUT, version 5 (STORE_LAYOUT_VERSION). Every key of a customer
+ * REDIS LAYOUT, version 6 (STORE_LAYOUT_VERSION). Every key of a customer
  * carries the customer id as a hash tag, so all of them live in one hash
  * slot (Redis Cluster) and one Lua script may touch them atomically:
  *
@@ -22,10 +22,12 @@
  *                                          "c<partition>" of the credits topic, "" unknown:
  *                                          tools, tests), "/", its offset, NUL, its id, NUL.
  *                                          Dropped once committed (THE APPLY, step 1)
- *   <prefix>{<customer>}:d   HASH   <event id> -> dedupe record: "\x04" + the content digest
- *                                   of the touchpoint (16 bytes, digest.h) + its event time
- *                                   (epoch ms, decimal): ~30 bytes, no outputs (small values
- *                                   keep the hash a compact listpack)
+ *   <prefix>{<customer>}:d   HASH   <event id> -> dedupe record: "\x05" + the first 8 bytes of
+ *                                   the touchpoint's content digest (digest.h) + its event time
+ *                                   (epoch ms) as a zigzag varint (Avro's long): 15 bytes for a
+ *                                   time of this century, no outputs (small values keep the hash
+ *                                   a compact listpack). Layout 4-5's "\x04" + the whole digest
+ *                                   + the time in decimal (30 bytes) read as before (LAYOUT 5)
  *   <prefix>{<customer>}:t   ZSET   layout <= 3 only: ids of :d scored by event time; no longer
  *                                   written, emptied by the trim (LAYOUT 3 below)
  *   <prefix>{<customer>}:c   HASH   <credit id> -> dedupe record of the credit: "\x03" + its
@@ -34,7 +36,7 @@
  *                                   newest pipeline.ledger_max kept: the RewardEvent published
  *                                   to Kafka less its reason, binary (THE LEDGER below;
  *                                   `fidelio ledger` decodes them)
- *   <prefix>layout           STRING "5": written on first use by `run`; "1" to "4" are upgraded
+ *   <prefix>layout           STRING "6": written on first use by `run`; "1" to "5" are upgraded
  *                                   (below); another value stops fidelio. Read-only tools
  *                                   (store_open_readonly) only read it and write nothing, so
  *                                   they also work on a read-only replica.
@@ -270,27 +272,39 @@
  * of 17 bytes (plus the id) per credit received, for the life of the profile;
  * its outputs go like a touchpoint's.
  *
+ * LAYOUT 5 namespaces are upgraded in place on the first start of this
+ * version (the marker becomes "6"; a layout-5 fidelio then refuses the
+ * namespace: it would read a "\x05" record as a layout-1 one, the outputs
+ * themselves). Nothing is rewritten: a "\x04" record (the whole digest, the
+ * time in decimal) deduplicates, conflicts and is trimmed by its time as
+ * before, beside the "\x05" records new events get (the scan of :d reads
+ * both); the outputs layout 5 kept in :p (o<k><id>, po) are kept and dropped
+ * exactly as before. The shorter record (decision in docs/design.md,
+ * "State in Redis"): ~15 bytes fewer per touchpoint in the window; the
+ * conflict check compares 8 bytes of digest (a reused id with other content
+ * passes as a duplicate with probability 2^-64).
  * LAYOUT 4 namespaces are upgraded in place on the first start of this
- * version (the marker becomes "5"; a layout-4 fidelio then refuses the
+ * version or of layout 5 (the marker becomes "6"; a layout-4 fidelio then refuses the
  * namespace: its `fidelio ledger` could not read the new entries). Nothing
  * is rewritten: layout 4's ledger entries print as before (their digests
  * from <prefix>digests) and new entries are appended in the layout-5 form,
- * both in one list. Records, :p and the apply are as in layout 4.
+ * both in one list. Records, :p and the apply were as in layout 4 (records:
+ * layout 6 above).
  * LAYOUT 3 namespaces are upgraded in place on the first start of this
- * version or of layout 4 (the marker becomes "5"; a layout-3 fidelio then refuses the
+ * version or of layouts 4-5 (the marker becomes "6"; a layout-3 fidelio then refuses the
  * namespace: it would read a "\x04" record as a layout-1 one). Nothing is
  * rewritten: a customer whose :p has no tn is trimmed through its :t as
  * before (its "\x03" records deduplicate as before) while its new records
- * are written in the layout-4 form and not indexed in :t; the trim that
+ * are written in the layout-6 form and not indexed in :t; the trim that
  * empties :t sets tn (from :d) and from then on the customer is layout 4.
  * A customer with no apply after the upgrade keeps its :t.
  * LAYOUT 2 namespaces are upgraded in place on the first start of this
- * version or of layouts 3-4 (the marker becomes "5"). Nothing is rewritten: a layout-2 record ("\x02" + digest +
+ * version or of layouts 3-5 (the marker becomes "6"). Nothing is rewritten: a layout-2 record ("\x02" + digest +
  * outputs) still deduplicates, conflicts and re-emits its outputs, and is
  * trimmed by event time through :t; layout-2 ledger entries (JSON, which
  * an Avro RewardEvent never starts with: its first byte would be a negative
  * string length) are printed as they are. New records are written in the
- * layout-4 form, new ledger entries in the layout-5 one. Upgrade after a clean stop (SIGTERM: the last
+ * layout-6 form, new ledger entries in the layout-5 one. Upgrade after a clean stop (SIGTERM: the last
  * batch committed): a layout-2 record carries no source offset, so one left
  * by an uncommitted layout-2 batch counts as committed for the trim (it still
  * deduplicates while younger than the retention).
@@ -312,9 +326,12 @@
 /* Room for a key: prefix, braces, customer id, suffix. */
 #define EVENT_KEY_MAX (64 + EVENT_ID_MAX + 8)
 
-#define STORE_LAYOUT_VERSION 5
+#define STORE_LAYOUT_VERSION 6
 /* Bytes of a content digest (digest.h). */
 #define STORE_DIGEST_LEN 16
+/* Bytes of it a layout-6 touchpoint dedupe record keeps (a collision among one customer's ids is
+ * 2^-64 per pair). */
+#define STORE_RECORD_DIGEST_LEN 8
 
 /* What the namespace's registry says (see <prefix>program and <prefix>stages). */
 typedef struct store_registry {

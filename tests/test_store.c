@@ -3,6 +3,8 @@
  * trim horizon, NOSCRIPT recovery, ledger bounds, layout check. */
 /* T0 in decimal: how a layout-4 dedupe record ends (its event time) */
 #define T0S "1767225600000"
+/* T0 as a zigzag varint: how a layout-6 dedupe record ends (6 bytes) */
+#define T0V "\x80\xa0\xd5\xed\xee\x66"
 #include <stdarg.h>
 
 #include "codec.h"
@@ -268,7 +270,7 @@ START_TEST(layout_1_upgraded)
     store *o = store_open(redis_url, REDIS_FIXTURE_PREFIX "v1ns:", 30 * DAY, 0, err, sizeof(err));
     ck_assert_msg(o != NULL, "%s", err);
     r = redis_raw("GET " REDIS_FIXTURE_PREFIX "v1ns:layout");
-    ck_assert_str_eq(r->str, "5");
+    ck_assert_str_eq(r->str, "6");
     freeReplyObject(r);
     store_seen d = {.customer_id = "r3", .id = "rw-old", .credit = true};
     ck_assert(store_fetch(o, NULL, 0, &d, 1, err, sizeof(err)) == 0);
@@ -534,11 +536,11 @@ END_TEST
 
 START_TEST(layout_mismatch_refused)
 {
-    redisReply *r = redis_raw("SET " REDIS_FIXTURE_PREFIX "other:layout 6");
+    redisReply *r = redis_raw("SET " REDIS_FIXTURE_PREFIX "other:layout 7");
     freeReplyObject(r);
     store *o = store_open(redis_url, REDIS_FIXTURE_PREFIX "other:", DAY, 0, err, sizeof(err));
     ck_assert_ptr_null(o);
-    ck_assert_ptr_nonnull(strstr(err, "layout is 6"));
+    ck_assert_ptr_nonnull(strstr(err, "layout is 7"));
 }
 END_TEST
 
@@ -849,7 +851,7 @@ START_TEST(outputs_dropped_after_commit)
     ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", "o1", "ote1"), 0);
     ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", "o1", "ote2"), 1);
     /* the digest and the event time alone */
-    ck_assert_int_eq(raw_int("HSTRLEN %s{%s}:d %s", "o1", "e1"), 1 + STORE_DIGEST_LEN + (int)strlen(T0S));
+    ck_assert_int_eq(raw_int("HSTRLEN %s{%s}:d %s", "o1", "e1"), 1 + STORE_RECORD_DIGEST_LEN + (int)strlen(T0V));
     store_seen d[] = {{.customer_id = "o1", .id = "e1", .digest = (const uint8_t *)DA},
                       {.customer_id = "o1", .id = "e1", .digest = (const uint8_t *)DB},
                       {.customer_id = "o1", .id = "e2", .digest = (const uint8_t *)DA}};
@@ -865,11 +867,12 @@ START_TEST(outputs_dropped_after_commit)
     apply_many(late, 1);
     ck_assert_int_eq(v3_status[0], STORE_DUPLICATE);
     ck_assert_str_eq(v3_recorded[0], "");
-    /* a dedupe record is the digest and the event time: 1 tag byte + 16 + the time in decimal */
+    /* a dedupe record (layout 6) is "\5", the digest's first 8 bytes and the event time as a varint */
     redisReply *r = redis_raw("HGET %s{o1}:d e1", prefix);
-    ck_assert_int_eq(r->len, 1 + STORE_DIGEST_LEN + strlen(T0S));
-    ck_assert_int_eq(r->str[0], 4);
-    ck_assert_str_eq(r->str + 1 + STORE_DIGEST_LEN, T0S);
+    ck_assert_int_eq(r->len, 1 + STORE_RECORD_DIGEST_LEN + strlen(T0V));
+    ck_assert_int_eq(r->str[0], 5);
+    ck_assert(!memcmp(r->str + 1, DA, STORE_RECORD_DIGEST_LEN));
+    ck_assert(!memcmp(r->str + 1 + STORE_RECORD_DIGEST_LEN, T0V, strlen(T0V)));
     freeReplyObject(r);
 }
 END_TEST
@@ -1181,7 +1184,7 @@ START_TEST(layout_4_upgraded)
     store *w = store_open(redis_url, ns, 30 * DAY, 0, err, sizeof(err));
     ck_assert_msg(w != NULL, "%s", err);
     redisReply *r = redis_raw("GET %slayout", ns);
-    ck_assert_str_eq(r->str, "5");
+    ck_assert_str_eq(r->str, "6");
     freeReplyObject(r);
     buf_reset(&avro);
     ck_assert(codec_encode_avro(c, SCHEMA_REWARD, &next, &avro, err, sizeof(err)) == EVENT_OK);
@@ -1217,6 +1220,85 @@ START_TEST(layout_4_upgraded)
 }
 END_TEST
 
+/* A namespace written by layout 5 is upgraded in place (the marker becomes
+ * "6", nothing rewritten): its "\4" records (the whole digest, the event time
+ * in decimal) still deduplicate, conflict and are trimmed by their time, the
+ * outputs it kept in :p are re-emitted for a redelivery before the commit and
+ * dropped once committed; new records are layout 6's ("\5", 8 bytes of
+ * digest, the time as a varint: 15 bytes instead of 30), both in one :d. */
+START_TEST(layout_5_upgraded)
+{
+    char ns[48];
+    snprintf(ns, sizeof(ns), REDIS_FIXTURE_PREFIX "v5ns%d:", (int)tx_mode);
+    char t1[24];
+    snprintf(t1, sizeof(t1), "%lld", (long long)(T0 + DAY));
+    RAW_OK("SET %slayout 5", ns);
+    /* what layout 5 wrote: e1 (t3 offset 10, its batch not committed: outputs kept in :p) and e2 */
+    RAW_OK("HSET %s{u5}:p v 2 p P-v5 hw %lld tf 0 tn %lld ote1 O-e1-v5 po %b", ns, (long long)(T0 + DAY),
+           (long long)T0, "tt3/10\0e1\0", (size_t)10);
+    char e2[40];
+    int e2len = snprintf(e2, sizeof(e2), "\x04" "AAAAAAAAAAAAAAAA" "%s", t1);
+    RAW_OK("HSET %s{u5}:d e1 %b e2 %b", ns, "\x04" "AAAAAAAAAAAAAAAA" T0S, (size_t)30, e2, (size_t)e2len);
+    store *o = store_open(redis_url, ns, 30 * DAY, 0, err, sizeof(err));
+    ck_assert_msg(o != NULL, "%s", err);
+    redisReply *r = redis_raw("GET %slayout", ns);
+    ck_assert_str_eq(r->str, "6");
+    freeReplyObject(r);
+    store *saved = s;
+    s = o;
+    char saved_prefix[sizeof(prefix)];
+    snprintf(saved_prefix, sizeof(saved_prefix), "%s", prefix);
+    snprintf(prefix, sizeof(prefix), "%s", ns); /* p_field and raw_int read this namespace */
+    store_set_now(s, T0 + 3650 * DAY);
+    /* e1 redelivered before its commit: a duplicate with the outputs layout 5 kept; another content conflicts */
+    v3ev re[] = {{"u5", "e1", "P-x", "O-x", DA, T0, 2, 10}};
+    apply_many(re, 1);
+    ck_assert_int_eq(v3_status[0], STORE_DUPLICATE);
+    ck_assert_str_eq(v3_recorded[0], "O-e1-v5");
+    v3ev other[] = {{"u5", "e2", "P-x", "O-x", DB, T0 + DAY, 2, 11}};
+    apply_many(other, 1);
+    ck_assert_int_eq(v3_status[0], STORE_CONFLICT);
+    /* a new event: a layout-6 record beside the layout-5 ones */
+    v3ev b1[] = {{"u5", "e3", "P3", "O-e3", DB, T0 + 2 * DAY, 2, 12}};
+    apply_many(b1, 1);
+    ck_assert_int_eq(v3_status[0], STORE_APPLIED);
+    ck_assert_int_eq(raw_int("HSTRLEN %s{%s}:d %s", "u5", "e3"), 1 + STORE_RECORD_DIGEST_LEN + 6);
+    ck_assert_int_eq(raw_int("HSTRLEN %s{%s}:d %s", "u5", "e1"), 1 + STORE_DIGEST_LEN + 13);
+    v3ev re3[] = {{"u5", "e3", "P-x", "O-x", DB, T0 + 2 * DAY, 3, 12}};
+    apply_many(re3, 1);
+    ck_assert_int_eq(v3_status[0], STORE_DUPLICATE);
+    ck_assert_str_eq(v3_recorded[0], "O-e3");
+    v3ev re3b[] = {{"u5", "e3", "P-x", "O-x", DA, T0 + 2 * DAY, 3, 12}};
+    apply_many(re3b, 1);
+    ck_assert_int_eq(v3_status[0], STORE_CONFLICT);
+    /* committed past e1: the next apply drops what layout 5 kept */
+    store_committed(s, false, 3, 13);
+    v3ev b2[] = {{"u5", "e4", "P4", "O-e4", DA, T0 + 3 * DAY, 3, 13}};
+    apply_many(b2, 1);
+    ck_assert_int_eq(v3_status[0], STORE_APPLIED);
+    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", "u5", "ote1"), 0);
+    apply_many(re, 1);
+    ck_assert_int_eq(v3_status[0], STORE_DUPLICATE);
+    ck_assert_str_eq(v3_recorded[0], "");
+    /* 45 days on, all committed: both kinds of records are trimmed by their event time */
+    v3ev b3[] = {{"u5", "e5", "P5", "O-e5", DA, T0 + 45 * DAY, 4, 14}};
+    apply_many(b3, 1);
+    ck_assert_int_eq(v3_status[0], STORE_APPLIED);
+    store_committed(s, false, 3, 15);
+    ck_assert_int_eq(trim("u5"), 4); /* e1, e2 (layout 5), e3, e4 (layout 6): older than 15 days */
+    ck_assert_int_eq(raw_int("HLEN %s{%s}:d%s", "u5", ""), 1);
+    ck_assert_int_eq(p_field("u5", "tn"), T0 + 45 * DAY);
+    ck_assert_int_eq(p_field("u5", "tf"), T0 + 15 * DAY);
+    v3ev late[] = {{"u5", "e3", "P-x", "O-x", DB, T0 + 2 * DAY, 5, 12}};
+    apply_many(late, 1);
+    ck_assert_int_eq(v3_status[0], STORE_TOO_OLD);
+    store_set_now(s, 0);
+    snprintf(prefix, sizeof(prefix), "%s", saved_prefix);
+    s = saved;
+    store_close(o);
+}
+END_TEST
+
 /* A namespace written by layout 3 is upgraded in place on the first start:
  * a customer's records indexed by time in :t keep deduplicating and are
  * trimmed through :t until it is empty; then the customer has no :t and its
@@ -1232,7 +1314,7 @@ START_TEST(layout_3_upgraded)
     store *o = store_open(redis_url, ns, 30 * DAY, 0, err, sizeof(err));
     ck_assert_msg(o != NULL, "%s", err);
     redisReply *r = redis_raw("GET %slayout", ns);
-    ck_assert_str_eq(r->str, "5");
+    ck_assert_str_eq(r->str, "6");
     freeReplyObject(r);
     store *saved = s;
     s = o;
@@ -1322,7 +1404,7 @@ START_TEST(layout_2_upgraded)
     store *o = store_open(redis_url, ns, 30 * DAY, 0, err, sizeof(err));
     ck_assert_msg(o != NULL, "%s", err);
     redisReply *r = redis_raw("GET %slayout", ns);
-    ck_assert_str_eq(r->str, "5");
+    ck_assert_str_eq(r->str, "6");
     freeReplyObject(r);
     store *saved = s;
     s = o;
@@ -1343,7 +1425,7 @@ START_TEST(layout_2_upgraded)
     ck_assert_int_eq(v3_status[0], STORE_APPLIED);
     ck_assert_int_eq(trim("u1"), 2); /* e1 (layout 2) and e2 past 30 days, once committed */
     r = redis_raw("HSTRLEN %s{u1}:d e3", ns);
-    ck_assert_int_eq(r->integer, 1 + STORE_DIGEST_LEN + 13); /* + its event time, 13 digits */
+    ck_assert_int_eq(r->integer, 1 + STORE_RECORD_DIGEST_LEN + 6); /* + its event time, a 6-byte varint */
     freeReplyObject(r);
     ck_assert_int_eq(raw_int("EXISTS %s{%s}:t%s", "u1", ""), 0); /* drained: the customer is layout 4 */
     s = saved;
@@ -1898,6 +1980,7 @@ Suite *store_suite(void)
     tcase_add_test(tc, layout_3_upgraded);
     tcase_add_test(tc, ledger_entries_binary);
     tcase_add_test(tc, layout_4_upgraded);
+    tcase_add_test(tc, layout_5_upgraded);
     tcase_add_test(tc, apply_trims_by_whole_eighths);
     tcase_add_test(tc, oom_refused_before_dropping_outputs);
     tcase_add_test(tc, customer_with_thousands_of_events);
@@ -1931,6 +2014,7 @@ Suite *store_suite(void)
     tcase_add_test(tx, aggregates_summed_per_call);
     tcase_add_test(tx, apply_trims_by_whole_eighths);
     tcase_add_test(tx, credit_outputs_dropped_by_the_credits_commit);
+    tcase_add_test(tx, layout_5_upgraded);
     suite_add_tcase(su, tx);
     return su;
 }
