@@ -1624,9 +1624,9 @@ static void rewind_batch(pipeline *pl)
 }
 
 /* After a commit: tell the store which offsets are committed (offs: the
- * batch's next offsets), so the next apply of each customer drops the outputs
- * recorded for them and may trim their dedupe records (store.h, layout 3: no
- * round trip of its own). */
+ * batch's next offsets), so the outputs recorded for them may go (the next
+ * fetch drops them) and their dedupe records may be trimmed (store.h, OUTPUTS
+ * AFTER THE COMMIT: no round trip of its own). */
 static int trim_batch(pipeline *pl, const rd_kafka_topic_partition_list_t *offs)
 {
     for (int i = 0; offs && i < offs->cnt; i++)

@@ -54,7 +54,7 @@ static const char apply_script[] =
     "  end\n"
     "  return out\n"
     "end\n"
-    "-- layout 6's dedupe record: \"\\5\" .. 8 bytes of the digest .. the event time as a zigzag varint\n"
+    "-- layout 6's dedupe records: \"\\5\" .. 8 bytes of the digest .. the event time as a zigzag varint\n"
     "local function zz(n)\n"
     "  local z, b = n >= 0 and 2 * n or -2 * n - 1, {}\n"
     "  while z >= 128 do local r = z % 128; b[#b + 1] = string.char(r + 128); z = (z - r) / 128 end\n"
@@ -63,31 +63,48 @@ static const char apply_script[] =
     "end\n"
     "local function unzz(s, i)\n"
     "  local z, m = 0, 1\n"
-    "  for k = i, #s do\n"
+    "  for k = i, math.min(#s, i + 9) do\n"
     "    local c = string.byte(s, k)\n"
     "    z = z + (c % 128) * m\n"
-    "    if c < 128 then if z % 2 == 0 then return z / 2 end return -(z + 1) / 2 end\n"
+    "    if c < 128 then if z % 2 == 0 then return z / 2, k + 1 end return -(z + 1) / 2, k + 1 end\n"
     "    m = m * 128\n"
     "  end\n"
     "end\n"
     "local function short(rec) return string.byte(rec, 1) == 5 and #rec >= 10 and #rec <= 19 end\n"
+    "-- \"\\6\" .. 8 bytes of digest .. time .. source (2 * partition + 1 for the credits topic) .. offset:\n"
+    "-- a touchpoint whose outputs wait in <prefix>o:<source> until committed; its time, source, offset\n"
+    "local function rec6(rec)\n"
+    "  if string.byte(rec, 1) ~= 6 or #rec < 12 then return nil end\n"
+    "  local t, i = unzz(rec, 10)\n"
+    "  local c, j\n"
+    "  if i then c, j = unzz(rec, i) end\n"
+    "  local o, k\n"
+    "  if j then o, k = unzz(rec, j) end\n"
+    "  if not k or k ~= #rec + 1 or c < 0 or o < 0 then return nil end\n"
+    "  return t, (c % 2 == 1 and 'c' or 't') .. string.format('%.0f', math.floor(c / 2)), o\n"
+    "end\n"
+    "local prefix = string.sub(KEYS[1], 1, -11)\n"
     "local function rd(...)\n"
     "  local r = redis.pcall(...)\n"
     "  if type(r) == 'table' and r.err then return nil, r.err end\n"
     "  return r\n"
     "end\n"
-    "local plans, out, writes = {}, {}, {}\n"
+    "local plans, out, writes, ow, owk = {}, {}, {}, {}, {}\n"
     "local agg, aggf = {}, {}\n"
     "for j = 1, ncust do\n"
     "  local k = 1 + 5 * (j - 1)\n"
     "  local kp, kd, kt, kl, kc = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5]\n"
+    "  local cust = string.sub(kp, #prefix + 2, -4)\n"
     "  local mode, ever, prof = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2]\n"
     "  local nev, nagg = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])\n"
     "  a = a + 5\n"
     "  local evs, tids, cids = {}, {}, {}\n"
     "  for e = 1, nev do\n"
     "    local ev = {id = ARGV[a], credit = ARGV[a + 1] == 'c', dig = ARGV[a + 2], at = tonumber(ARGV[a + 3]), ats = ARGV[a + 3],\n"
-    "                so = ARGV[a + 4] .. '/' .. ARGV[a + 5], outs = ARGV[a + 6], nl = tonumber(ARGV[a + 7]), l0 = a + 8}\n"
+    "                so = ARGV[a + 4] .. '/' .. ARGV[a + 5], src = ARGV[a + 4], off = tonumber(ARGV[a + 5]),\n"
+    "                outs = ARGV[a + 6], nl = tonumber(ARGV[a + 7]), l0 = a + 8}\n"
+    "    -- a touchpoint read from a partition: its outputs wait in <prefix>o:<source>, not in :p\n"
+    "    ev.os = not ev.credit and ev.src ~= '' and ev.off >= 0\n"
     "    ev.f = (ev.credit and 'c' or 't') .. ev.id\n"
     "    if ev.credit then cids[#cids + 1] = ev.id else tids[#tids + 1] = ev.id end\n"
     "    a = a + 8 + ev.nl\n"
@@ -129,7 +146,7 @@ static const char apply_script[] =
     "    for n = 1, #cids do\n"
     "      local l1 = r1[n]\n"
     "      local t1 = l1 and string.byte(l1, 1)\n"
-    "      if not r[n] and l1 and t1 ~= 2 and t1 ~= 3 and t1 ~= 4 and t1 ~= 5 then r[n] = l1 end\n"
+    "      if not r[n] and l1 and t1 ~= 2 and t1 ~= 3 and t1 ~= 4 and t1 ~= 5 and t1 ~= 6 then r[n] = l1 end\n"
     "    end\n"
     "    recc = r\n"
     "  end\n"
@@ -140,11 +157,20 @@ static const char apply_script[] =
     "    local st, x = 0, ''\n"
     "    if rec then\n"
     "      local tag = string.byte(rec, 1)\n"
-    "      if short(rec) or (tag == 3 and #rec == 17) or (tag == 4 and #rec > 17) or (tag == 2 and #rec > 16) then\n"
-    "        if (tag == 5 and string.sub(rec, 2, 9) or string.sub(rec, 2, 17)) ~= (tag == 5 and string.sub(ev.dig, 1, 8) or ev.dig) then st = 4\n"
+    "      local _, osrc, ooff = rec6(rec)\n"
+    "      if osrc or short(rec) or (tag == 3 and #rec == 17) or (tag == 4 and #rec > 17) or (tag == 2 and #rec > 16) then\n"
+    "        local dl = (tag == 5 or tag == 6) and 8 or 16\n"
+    "        if string.sub(rec, 2, 1 + dl) ~= string.sub(ev.dig, 1, dl) then st = 4\n"
     "        else\n"
     "          st = 1\n"
     "          if tag == 2 then x = string.sub(rec, 18)\n"
+    "          elseif osrc then\n"
+    "            -- outputs in <prefix>o:<source> until the commit passes the event's offset\n"
+    "            local c = committed[osrc]\n"
+    "            if not (c and ooff < c) then\n"
+    "              ev.okey, ev.ofield = prefix .. 'o:' .. osrc, string.format('%.0f', ooff) .. '/' .. (ev.credit and 'c' or 't') .. cust .. '\\0' .. ev.id\n"
+    "              kept[#kept + 1] = ev\n"
+    "            end\n"
     "          elseif keep[ev.f] then kept[#kept + 1] = ev end\n"
     "        end\n"
     "      else st, x = 1, rec end\n"
@@ -156,10 +182,16 @@ static const char apply_script[] =
     "    ev.st, ev.x = st, x\n"
     "  end\n"
     "  if #kept > 0 then -- redeliveries before the commit: their kept outputs\n"
-    "    local fs = {}\n"
-    "    for n, ev in ipairs(kept) do fs[n] = 'o' .. ev.f end\n"
-    "    local r = redis.call('HMGET', kp, unpack(fs))\n"
-    "    for n, ev in ipairs(kept) do ev.x = r[n] or '' end\n"
+    "    local fs, ks = {}, {}\n"
+    "    for _, ev in ipairs(kept) do\n"
+    "      if ev.okey then ks[#ks + 1] = ev else fs[#fs + 1] = 'o' .. ev.f end\n"
+    "    end\n"
+    "    local r = #fs > 0 and redis.call('HMGET', kp, unpack(fs)) or {}\n"
+    "    local n = 0\n"
+    "    for _, ev in ipairs(kept) do\n"
+    "      if ev.okey then ev.x = redis.call('HGET', ev.okey, ev.ofield) or ''\n"
+    "      else n = n + 1; ev.x = r[n] or '' end\n"
+    "    end\n"
     "  end\n"
     "  if mode == 'a' and v ~= ever then\n"
     "    for _, ev in ipairs(evs) do\n"
@@ -198,9 +230,12 @@ static const char apply_script[] =
     "        for i = 1, #all, 2 do\n"
     "          local id, rec = all[i], all[i + 1]\n"
     "          local tag = string.byte(rec, 1)\n"
-    "          if (tag == 4 or short(rec)) and not gone[id] then\n"
-    "            local t = tag == 4 and tonumber(string.sub(rec, 18)) or unzz(rec, 10)\n"
-    "            if t and t < cutoff and #old < 1000 and not keep['t' .. id] and not incall['t' .. id] then\n"
+    "          local t6, src6, off6 = rec6(rec)\n"
+    "          -- (a \"\\6\" record is kept until its own offset is committed, as kept outputs are)\n"
+    "          local held = t6 and not (committed[src6] and off6 < committed[src6])\n"
+    "          if (tag == 4 or short(rec) or t6) and not gone[id] then\n"
+    "            local t = t6 or (tag == 4 and tonumber(string.sub(rec, 18))) or unzz(rec, 10)\n"
+    "            if t and t < cutoff and #old < 1000 and not keep['t' .. id] and not incall['t' .. id] and (mode == 'x' or not held) then\n"
     "              old[#old + 1] = id\n"
     "            elseif t and (not ntn or t < ntn) then ntn = t end\n"
     "          end\n"
@@ -225,6 +260,23 @@ static const char apply_script[] =
     "                  tf = tf, v = v, hw = nhw, evs = evs, prof = prof, apply = mode == 'a' and nev > 0, res = res,\n"
     "                  po = po, nt = nt, nc = nc, wasleg = wasleg, tn = ntn}\n"
     "      pl.tnw = not legacy and ((pl.apply and not cur[5]) or tnw)\n"
+    "      -- po: the entries kept, then this apply's own whose outputs go in :p (credits, no source)\n"
+    "      local npo = {}\n"
+    "      for _, p in ipairs(keepl) do npo[#npo + 1] = p end\n"
+    "      if pl.apply then\n"
+    "        for _, ev in ipairs(evs) do\n"
+    "          if not ev.os then npo[#npo + 1] = (ev.credit and 'c' or 't') .. ev.so .. '\\0' .. ev.id .. '\\0'\n"
+    "          elseif #ev.outs > 0 then\n"
+    "            local ok = prefix .. 'o:' .. ev.src\n"
+    "            if not ow[ok] then ow[ok] = {}; owk[#owk + 1] = ok; writes[#writes + 1] = {'HSET', ok, 'x', 'x'} end\n"
+    "            local f = ow[ok]\n"
+    "            f[#f + 1] = string.format('%.0f', ev.off) .. '/t' .. cust .. '\\0' .. ev.id; f[#f + 1] = ev.outs\n"
+    "          end\n"
+    "        end\n"
+    "      end\n"
+    "      pl.npo = table.concat(npo)\n"
+    "      if pl.npo == '' and po ~= '' then drop[#drop + 1] = 'po'; pl.npo = nil\n"
+    "      elseif pl.npo == po then pl.npo = nil end\n"
     "      plans[#plans + 1] = pl\n"
     "      local w0 = #writes\n"
     "      local wd, wc = pl.apply and nt > 0, pl.apply and nc > 0\n"
@@ -283,17 +335,12 @@ static const char apply_script[] =
     "for _, pl in ipairs(plans) do\n"
     "  local ph = {}\n"
     "  if pl.apply then\n"
-    "    local po = {}\n"
-    "    for _, p in ipairs(pl.keepl) do po[#po + 1] = p end\n"
     "    ph = {'v', string.format('%.0f', pl.v + #pl.evs), 'p', pl.prof, 'hw', string.format('%.0f', pl.hw)}\n"
     "    for _, ev in ipairs(pl.evs) do\n"
-    "      po[#po + 1] = (ev.credit and 'c' or 't') .. ev.so .. '\\0' .. ev.id .. '\\0'\n"
-    "      ph[#ph + 1] = 'o' .. ev.f; ph[#ph + 1] = ev.outs\n"
+    "      if not ev.os then ph[#ph + 1] = 'o' .. ev.f; ph[#ph + 1] = ev.outs end\n"
     "    end\n"
-    "    ph[#ph + 1] = 'po'; ph[#ph + 1] = table.concat(po)\n"
-    "  elseif #pl.drop > 0 then\n"
-    "    ph = {'po', table.concat(pl.keepl)}\n"
     "  end\n"
+    "  if pl.npo then ph[#ph + 1] = 'po'; ph[#ph + 1] = pl.npo end\n"
     "  if pl.ntf > pl.tf then ph[#ph + 1] = 'tf'; ph[#ph + 1] = string.format('%.0f', pl.ntf) end\n"
     "  if pl.tnw then ph[#ph + 1] = 'tn'; ph[#ph + 1] = pl.tn and string.format('%.0f', pl.tn) or '' end\n"
     "  if #ph > 0 then redis.call('HSET', pl.kp, unpack(ph)) end\n"
@@ -309,7 +356,12 @@ static const char apply_script[] =
     "  if pl.apply then\n"
     "    for e, ev in ipairs(pl.evs) do\n"
     "      local h = ev.credit and hc or hd\n"
-    "      h[#h + 1] = ev.id; h[#h + 1] = ev.credit and '\\3' .. ev.dig or '\\5' .. string.sub(ev.dig, 1, 8) .. zz(ev.at)\n"
+    "      local r = ev.credit and '\\3' .. ev.dig or '\\5' .. string.sub(ev.dig, 1, 8) .. zz(ev.at)\n"
+    "      if ev.os then\n"
+    "        local c = 2 * tonumber(string.sub(ev.src, 2)) + (string.sub(ev.src, 1, 1) == 'c' and 1 or 0)\n"
+    "        r = '\\6' .. string.sub(ev.dig, 1, 8) .. zz(ev.at) .. zz(c) .. zz(ev.off)\n"
+    "      end\n"
+    "      h[#h + 1] = ev.id; h[#h + 1] = r\n"
     "      for i = ev.l0, ev.l0 + ev.nl - 1 do lg[#lg + 1] = ARGV[i] end\n"
     "      pl.res[#pl.res + 1] = 0; pl.res[#pl.res + 1] = string.format('%.0f', pl.v + e)\n"
     "    end\n"
@@ -321,6 +373,7 @@ static const char apply_script[] =
     "    if lmax > 0 and len > lmax then redis.call('LTRIM', pl.kl, -lmax, -1) end\n"
     "  end\n"
     "end\n"
+    "for _, ok in ipairs(owk) do sliced('HSET', ok, ow[ok]) end\n"
     "for _, f in ipairs(aggf) do\n"
     "  local g = agg[f]\n"
     "  if g.big then\n"
@@ -331,6 +384,21 @@ static const char apply_script[] =
     "end\n"
     "return out\n";
 
+
+/* An output this process wrote to <prefix>o:<source>, to drop once its block is committed. */
+struct owritten {
+    int64_t off;         /* the event's offset */
+    size_t field, flen;  /* its field: offset in its source's fields, length */
+};
+
+/* The outputs noted for one source (OUTPUTS AFTER THE COMMIT). */
+struct osource {
+    char name[16];       /* "t3" */
+    struct owritten *e;  /* in the order noted */
+    size_t n, cap;
+    int64_t min_off;     /* the lowest offset among them (INT64_MAX: none) */
+    buf fields;          /* their fields, one after the other */
+};
 
 struct store {
     redisContext *c;
@@ -357,6 +425,12 @@ struct store {
     bool wready;         /* wt holds what the fetch of the WATCH in force read */
     struct wtable *wt;   /* that fetch's state, per customer (THE APPLY: transactions) */
     struct txagg *txa;   /* the open transaction's report deltas, summed over its sends (HINCRBY at its EXEC) */
+    struct osource *osrc; /* per source, outputs written to <prefix>o:<source> and not yet dropped
+                           * (OUTPUTS AFTER THE COMMIT): HDEL'd by the first fetch after their
+                           * block's commit */
+    size_t nosrc, caposrc;
+    char (*oscan)[16];   /* sources whose leftovers (an earlier process's) were looked for */
+    size_t noscan, caposcan;
 };
 
 /* ---- connection ------------------------------------------------------------------- */
@@ -625,10 +699,21 @@ static void wt_free(struct wtable *t);
 struct txagg;
 static void txagg_free(struct txagg *g);
 
+static size_t append_drops(store *s);
+
 void store_close(store *s)
 {
     if (!s)
         return;
+    /* the outputs committed since the last fetch go now (best effort: else the next owner's first
+     * fetch after its first commit finds them) */
+    if (s->c && !s->c->err && s->nops == s->opshead && !s->tx_open && !s->readonly)
+        for (size_t n = append_drops(s); n > 0; n--) {
+            redisReply *r;
+            if (redisGetReply(s->c, (void **)&r) != REDIS_OK)
+                break;
+            freeReplyObject(r);
+        }
     if (s->c)
         redisFree(s->c);
     drop_in_flight(s);
@@ -639,6 +724,12 @@ void store_close(store *s)
     buf_free(&s->cmd);
     buf_free(&s->txpo);
     buf_free(&s->txdrop);
+    for (size_t i = 0; i < s->nosrc; i++) {
+        free(s->osrc[i].e);
+        buf_free(&s->osrc[i].fields);
+    }
+    free(s->osrc);
+    free(s->oscan);
     free(s->progs);
     free(s->ops);
     free(s);
@@ -769,6 +860,14 @@ static int argvec_send(redisContext *c, argvec *a)
     return redisAppendFormattedCommand(c, h, a->text->len - (RESP_HEAD - hl)) == REDIS_OK ? 0 : -1;
 }
 
+static void output_field(argvec *a, int64_t off, const char *cust, const char *id);
+static bool outputs_by_source(const store_apply_req *q);
+static void ow_note_req(store *s, const store_apply_req *q);
+static void read_scan(store *s, const char *src, const redisReply *r);
+static size_t append_drops(store *s);
+struct store_op;
+static void append_scans(store *s, struct store_op *op);
+
 /* The command of argv[0..argc) (lens[i] bytes each; NULL: NUL-terminated
  * strings) queued on s's connection, as redisAppendCommandArgv does. */
 static int append_argv(store *s, int argc, const char *const *argv, const size_t *lens)
@@ -848,6 +947,9 @@ typedef struct store_op {
     size_t captags;
     struct txw *tw;          /* customers it writes with plain commands (owned) */
     size_t ntw;
+    size_t nskip;            /* a fetch's HDELs of committed outputs first: replies not read */
+    char (*scan)[16];        /* then HGETALL of these sources' <prefix>o:<source> (owned) */
+    size_t nscan;
 } store_op;
 
 static void apply_ctx_free(struct apply_ctx *x);
@@ -859,9 +961,11 @@ static void op_free(store_op *op)
     apply_ctx_free(op->x);
     free(op->tags);
     free(op->tw);
+    free(op->scan);
     op->x = NULL;
     op->tags = NULL;
     op->tw = NULL;
+    op->scan = NULL;
 }
 
 /* Forget every send still in flight: its recv fails (STORE_TRANSIENT). A
@@ -965,13 +1069,52 @@ static size_t put_varint(char *out, int64_t v)
     return n;
 }
 
-/* Whether a dedupe record carries a content digest: layout 6's "\5" + the
+static void source_name(bool credit, int32_t partition, char *out, size_t len);
+static int64_t committed_of(const store *s, const char *name, size_t len);
+
+/* Read a zigzag varint at *p (at most 10 bytes, before end): 0, or -1 if malformed. */
+static int get_varint(const unsigned char **p, const unsigned char *end, int64_t *v)
+{
+    uint64_t z = 0;
+    for (int shift = 0; shift < 70 && *p < end; shift += 7) {
+        unsigned char c = *(*p)++;
+        z |= (uint64_t)(c & 0x7f) << shift;
+        if (!(c & 0x80)) {
+            *v = (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* A layout-6 record of a touchpoint read from a partition ("\6", 8 bytes of digest, then as
+ * varints its event time, its source (2 * partition, + 1 for the credits topic) and its offset):
+ * true with the source's name ("t3") and the offset. */
+static bool record_source(const char *str, size_t len, char src[16], int64_t *off)
+{
+    if (len < 1 + STORE_RECORD_DIGEST_LEN + 3 || str[0] != 6)
+        return false;
+    const unsigned char *p = (const unsigned char *)str + 1 + STORE_RECORD_DIGEST_LEN,
+                        *end = (const unsigned char *)str + len;
+    int64_t t, code;
+    if (get_varint(&p, end, &t) || get_varint(&p, end, &code) || get_varint(&p, end, off) || p != end || code < 0 ||
+        *off < 0 || code / 2 > INT32_MAX)
+        return false;
+    source_name(code & 1, (int32_t)(code / 2), src, 16);
+    return true;
+}
+
+/* Whether a dedupe record carries a content digest: layout 6's "\6" (above) or "\5" + the
  * digest's first 8 bytes + the event time (varint), layout 4's "\4" +
  * digest + event time (a touchpoint's), layout 3's "\3" + digest (a credit's,
  * and touchpoints of layout 3), layout 2's "\2" + digest + outputs (layout 1's are the outputs
  * alone). */
 static int record_tag(const char *str, size_t len)
 {
+    char src[16];
+    int64_t off;
+    if (record_source(str, len, src, &off))
+        return 6;
     if (len > 1 + STORE_RECORD_DIGEST_LEN && len <= 1 + STORE_RECORD_DIGEST_LEN + 10 && str[0] == 5)
         return 5;
     if (len == 1 + STORE_DIGEST_LEN && str[0] == 3)
@@ -1310,7 +1453,6 @@ static int fetch_read(store *s, const store_op *op, char *err, size_t errlen)
     store_profile *profiles = op->profiles;
     store_seen *seen = op->seen;
     size_t nprofiles = op->nprofiles, nseen = op->nseen;
-    char k[EVENT_KEY_MAX];
     int rc = 0;
     /* the table of the WATCH in force, filled when this fetch sent it */
     wtable *t = op->watch && op->epoch == s->wepoch && s->watching ? s->wt : NULL;
@@ -1318,6 +1460,14 @@ static int fetch_read(store *s, const store_op *op, char *err, size_t errlen)
         wt_reset(t);
         if (wt_size(t, op->nwatch) != 0)
             t = NULL; /* (every customer then goes through the script) */
+    }
+    for (size_t n = 0; n < op->nskip + op->nscan; n++) {
+        redisReply *r;
+        if (get_reply(s, &r, n < op->nskip ? "HDEL (committed outputs)" : "HGETALL (outputs)", err, errlen) != 0)
+            return STORE_TRANSIENT;
+        if (n >= op->nskip)
+            read_scan(s, op->scan[n - op->nskip], r);
+        freeReplyObject(r);
     }
     for (int n = (int)op->unwatch + (int)op->watch; n > 0; n--) {
         redisReply *r;
@@ -1360,7 +1510,12 @@ static int fetch_read(store *s, const store_op *op, char *err, size_t errlen)
             freeReplyObject(r);
         }
     }
-    size_t nkept = 0; /* layout-3 records found: their outputs, if still kept, are in :p */
+    size_t nkept = 0; /* records found whose outputs may be kept: in :p (layouts 3-5, credits), in
+                       * <prefix>o:<source> (layout 6's "\6": osrc) */
+    struct {
+        char src[16];
+        int64_t off;
+    } *osrc = NULL;
     for (size_t i = 0; i < nseen;) {
         /* a run of one customer's ids of one kind: one HMGET of :d (a credit's: :c, then layout 1's :d) */
         size_t j = i + 1;
@@ -1395,13 +1550,31 @@ static int fetch_read(store *s, const store_op *op, char *err, size_t errlen)
                 int tag = record_tag(e->str, e->len);
                 const char *out = e->str;
                 size_t len = e->len;
-                if (tag) { /* (layout 6's record keeps the digest's first 8 bytes) */
-                    size_t dl = tag == 5 ? STORE_RECORD_DIGEST_LEN : STORE_DIGEST_LEN;
+                if (tag) { /* (layout 6's records keep the digest's first 8 bytes) */
+                    size_t dl = tag >= 5 ? STORE_RECORD_DIGEST_LEN : STORE_DIGEST_LEN;
                     d->conflict = memcmp(e->str + 1, d->digest ? d->digest : no_digest, dl) != 0;
                     out += 1 + dl;
                     len = tag == 2 ? len - (1 + STORE_DIGEST_LEN) : 0; /* 4's and 5's event time is no output */
                 }
-                d->kept = (tag == 3 || tag == 4 || tag == 5) && !d->conflict;
+                d->kept = (tag == 3 || tag == 4 || tag == 5 || tag == 6) && !d->conflict;
+                if (tag == 6 && d->kept) { /* its outputs wait in <prefix>o:<source> until committed */
+                    char src[16];
+                    int64_t off;
+                    record_source(e->str, e->len, src, &off);
+                    int64_t c = committed_of(s, src, strlen(src));
+                    if (c >= 0 && off < c)
+                        d->kept = false; /* committed: dropped (acknowledged before the commit) */
+                    else {
+                        if (!osrc && !(osrc = calloc(nseen, sizeof(*osrc)))) {
+                            snprintf(err, errlen, "out of memory");
+                            rc = STORE_PERMANENT;
+                            d->kept = false;
+                        } else {
+                            memcpy(osrc[m].src, src, sizeof(src));
+                            osrc[m].off = off;
+                        }
+                    }
+                }
                 nkept += d->kept;
                 if (!d->conflict && buf_append(&d->recorded, out, len) != 0) {
                     snprintf(err, errlen, "out of memory");
@@ -1428,23 +1601,33 @@ static int fetch_read(store *s, const store_op *op, char *err, size_t errlen)
         }
         s->wready = true;
     }
-    if (rc != 0 || nkept == 0)
+    if (rc != 0 || nkept == 0) {
+        free(osrc);
         return rc;
+    }
     /* redeliveries (rare): a second round trip for their outputs, kept until committed; only with
      * nothing else in flight (its replies would come after theirs): the caller drops what is */
     if (s->nops > s->opshead) {
+        free(osrc);
         snprintf(err, errlen, "redis fetch: redeliveries found while other calls are in flight (read them again)");
         return STORE_TRANSIENT;
     }
-    char f[EVENT_ID_MAX + 3];
     for (size_t i = 0; i < nseen; i++) {
         if (!seen[i].kept)
             continue;
-        key(s, seen[i].customer_id, 'p', k, sizeof(k));
-        snprintf(f, sizeof(f), "o%c%s", seen[i].credit ? 'c' : 't', seen[i].id);
-        const char *argv[] = {"HGET", k, f};
-        redisAppendCommandArgv(s->c, 3, argv, NULL);
+        argvec a;
+        argvec_begin(&a, s);
+        arg_s(&a, "HGET");
+        if (osrc && osrc[i].src[0]) {
+            arg_f(&a, "%so:%s", s->prefix, osrc[i].src);
+            output_field(&a, osrc[i].off, seen[i].customer_id, seen[i].id);
+        } else {
+            arg_key(&a, s->prefix, seen[i].customer_id, 'p');
+            arg_f(&a, "o%c%s", seen[i].credit ? 'c' : 't', seen[i].id);
+        }
+        argvec_send(s->c, &a);
     }
+    free(osrc);
     for (size_t i = 0; i < nseen; i++) {
         if (!seen[i].kept)
             continue;
@@ -1503,9 +1686,14 @@ int store_fetch_send(store *s, store_profile *profiles, size_t nprofiles, store_
     if (watch && !s->wt && !(s->wt = calloc(1, sizeof(*s->wt))))
         watch = false;
     argvec a;
+    if (watch && (rc = tx_close(s, err, errlen)) != 0)
+        return rc;
+    /* outputs committed since the last fetch: dropped first (OUTPUTS AFTER THE COMMIT) */
+    if (!s->readonly && !s->tx_open) {
+        op.nskip = append_drops(s);
+        append_scans(s, &op);
+    }
     if (watch) {
-        if ((rc = tx_close(s, err, errlen)) != 0)
-            return rc;
         if (s->watching) { /* (a fetch whose batch applied nothing: its WATCH goes) */
             const char *argv[] = {"UNWATCH"};
             append_argv(s, 1, argv, NULL);
@@ -1569,6 +1757,7 @@ int store_fetch_recv(store *s, char *err, size_t errlen)
     if (rc)
         return rc;
     rc = fetch_read(s, &op, err, errlen);
+    op_free(&op);
     if (rc == STORE_TRANSIENT)
         drop_connection(s);
     return rc;
@@ -2109,6 +2298,8 @@ static int append_call(store *s, size_t ci, void *vctx)
             arg_ll(&a, src[0] ? (long long)q->offset : -1LL);
             arg(&a, q->outputs ? q->outputs->data : "", q->outputs ? q->outputs->len : 0);
             arg_ll(&a, (long long)q->nledger);
+            if (outputs_by_source(q) && q->outputs && q->outputs->len)
+                ow_note_req(s, q); /* (dropped once committed, if the script writes it) */
             for (size_t l = x->lstart[e]; l < x->lstart[e] + (size_t)q->nledger; l++)
                 arg(&a, x->ledger.data + x->loff[l], x->llen[l]);
         }
@@ -2474,6 +2665,167 @@ static bool po_committed(const store *s, const char *so, size_t n)
     return off < c;
 }
 
+/* The field of an event's outputs in <prefix>o:<source>: "<offset>/t<customer>" NUL "<id>" (an
+ * in-process credit shares its event's offset, tests share offset 0: the customer and id make it
+ * unique). */
+static void output_field(argvec *a, int64_t off, const char *cust, const char *id)
+{
+    char f[24 + 2 * (EVENT_ID_MAX + 1) + 4];
+    int n = snprintf(f, sizeof(f), "%lld/t%s%c%s", (long long)off, cust, '\0', id);
+    arg(a, f, n > 0 && (size_t)n < sizeof(f) ? (size_t)n : sizeof(f) - 1);
+}
+
+/* Note an output field written to <prefix>o:<src> (dropped once its block is committed).
+ * Forgetting one (out of memory) only keeps it until the next owner's first commit. */
+static void ow_note(store *s, const char *src, int64_t off, const char *field, size_t flen)
+{
+    struct osource *o = NULL;
+    for (size_t i = s->nosrc; i > 0 && !o; i--)
+        if (!strcmp(s->osrc[i - 1].name, src))
+            o = &s->osrc[i - 1];
+    if (!o) {
+        if (s->nosrc == s->caposrc) {
+            struct osource *n = grow_array(s->osrc, &s->caposrc, sizeof(*n), 16);
+            if (!n)
+                return;
+            s->osrc = n;
+        }
+        o = &s->osrc[s->nosrc++];
+        memset(o, 0, sizeof(*o));
+        snprintf(o->name, sizeof(o->name), "%s", src);
+        o->min_off = INT64_MAX;
+    }
+    if (o->n == o->cap) {
+        struct owritten *n = grow_array(o->e, &o->cap, sizeof(*n), 256);
+        if (!n)
+            return;
+        o->e = n;
+    }
+    size_t at = o->fields.len;
+    if (buf_append(&o->fields, field, flen) != 0)
+        return;
+    o->e[o->n++] = (struct owritten){.off = off, .field = at, .flen = flen};
+    if (off < o->min_off)
+        o->min_off = off;
+}
+
+/* The same for request q (a touchpoint read from a partition, with outputs). */
+static void ow_note_req(store *s, const store_apply_req *q)
+{
+    char src[16], f[24 + 2 * (EVENT_ID_MAX + 1) + 4];
+    source_name(q->source_credits, q->partition, src, sizeof(src));
+    int n = snprintf(f, sizeof(f), "%lld/t%s%c%s", (long long)q->offset, q->customer_id, '\0', q->id);
+    ow_note(s, src, q->offset, f, n > 0 && (size_t)n < sizeof(f) ? (size_t)n : sizeof(f) - 1);
+}
+
+/* Whether request q's outputs go to <prefix>o:<source> (layout 6) rather than :p: a touchpoint
+ * read from a partition. The script's ev.os. */
+static bool outputs_by_source(const store_apply_req *q)
+{
+    return !q->credit && q->partition >= 0 && q->offset >= 0;
+}
+
+/* Outputs go by whole blocks of this many offsets of their source: once the commit passes the
+ * end of an event's block (OUTPUTS AFTER THE COMMIT). */
+#define OUTPUT_BLOCK 256
+
+/* The offsets of source src whose outputs may go: those below the last whole block committed
+ * (-1: none). */
+static int64_t drop_below(const store *s, const char *src)
+{
+    int64_t c = committed_of(s, src, strlen(src));
+    return c < 0 ? -1 : c - c % OUTPUT_BLOCK;
+}
+
+/* Append the HDELs of the outputs noted whose blocks are committed, one per source, and forget
+ * them: the number of commands appended (their replies are not read). Only a source whose commit
+ * passed a block since is looked at (min_off), so a fetch costs nothing when none did. */
+static size_t append_drops(store *s)
+{
+    size_t ncmd = 0;
+    for (size_t k = 0; k < s->nosrc; k++) {
+        struct osource *o = &s->osrc[k];
+        int64_t c = drop_below(s, o->name);
+        if (o->n == 0 || o->min_off >= c)
+            continue;
+        argvec a;
+        argvec_begin(&a, s);
+        arg_s(&a, "HDEL");
+        arg_f(&a, "%so:%s", s->prefix, o->name);
+        buf rest = {0};
+        size_t keep = 0;
+        int64_t min_off = INT64_MAX;
+        for (size_t i = 0; i < o->n; i++) {
+            struct owritten w = o->e[i];
+            if (w.off < c) {
+                arg(&a, o->fields.data + w.field, w.flen);
+                continue;
+            }
+            size_t at = rest.len;
+            if (buf_append(&rest, o->fields.data + w.field, w.flen) != 0)
+                continue; /* (out of memory: forgotten, kept in Redis until the next owner's commit) */
+            o->e[keep++] = (struct owritten){.off = w.off, .field = at, .flen = w.flen};
+            if (w.off < min_off)
+                min_off = w.off;
+        }
+        if (argvec_send(s->c, &a) == 0)
+            ncmd++;
+        buf_free(&o->fields);
+        o->fields = rest;
+        o->n = keep;
+        o->min_off = min_off;
+    }
+    return ncmd;
+}
+
+/* Append HGETALL of <prefix>o:<source> for the committed sources not looked at yet by this process
+ * (outputs an earlier process wrote and did not drop: a crash before its commit or between its
+ * commit and its next fetch); fetch_read notes them, a fetch drops each once committed. */
+static void append_scans(store *s, store_op *op)
+{
+    for (size_t i = 0; i < s->ncommitted; i++) {
+        const char *src = s->committed[i].name;
+        bool done = false;
+        for (size_t j = 0; j < s->noscan && !done; j++)
+            done = !strcmp(s->oscan[j], src);
+        if (done)
+            continue;
+        if (s->noscan == s->caposcan) {
+            char(*n)[16] = grow_array(s->oscan, &s->caposcan, sizeof(*n), 16);
+            if (!n)
+                return;
+            s->oscan = n;
+        }
+        if (!op->scan && !(op->scan = calloc(s->ncommitted, sizeof(*op->scan))))
+            return;
+        snprintf(s->oscan[s->noscan++], 16, "%s", src);
+        argvec a;
+        argvec_begin(&a, s);
+        arg_s(&a, "HGETALL"); /* (HKEYS is not among the run user's commands: deploy/redis-acl.conf) */
+        arg_f(&a, "%so:%s", s->prefix, src);
+        if (argvec_send(s->c, &a) != 0) {
+            s->noscan--;
+            return;
+        }
+        snprintf(op->scan[op->nscan++], 16, "%s", src);
+    }
+}
+
+/* Read HGETALL of <prefix>o:<src>: note every field (each is dropped once the commit passes its
+ * offset, like this process's own: an earlier process's uncommitted batch is redelivered here). */
+static void read_scan(store *s, const char *src, const redisReply *r)
+{
+    if (r->type != REDIS_REPLY_ARRAY)
+        return;
+    for (size_t i = 0; i < r->elements; i += 2) {
+        const redisReply *e = r->element[i];
+        int64_t off;
+        const char *slash = e->type == REDIS_REPLY_STRING ? memchr(e->str, '/', e->len) : NULL;
+        if (slash && parse_int(e->str, (size_t)(slash - e->str), &off) == 0)
+            ow_note(s, src, off, e->str, e->len);
+    }
+}
+
 /* Queue one command of the transaction (a plain write). */
 static int tx_queue(store *s, argvec *a, store_op *op, size_t *capq, apply_ctx *x, size_t call)
 {
@@ -2551,6 +2903,8 @@ static int tx_write(store *s, const wtable *t, const wcust *w, apply_ctx *x, siz
     arg_ll(&a, (long long)hw);
     for (size_t i = b; i < e; i++) {
         const store_apply_req *q = &reqs[i];
+        if (outputs_by_source(q)) /* (in <prefix>o:<source>, below) */
+            continue;
         char f[EVENT_ID_MAX + 3], src[16];
         int fl = snprintf(f, sizeof(f), "o%c%s", q->credit ? 'c' : 't', q->id);
         arg(&a, f, fl > 0 && (size_t)fl < sizeof(f) ? (size_t)fl : sizeof(f) - 1);
@@ -2563,8 +2917,14 @@ static int tx_write(store *s, const wtable *t, const wcust *w, apply_ctx *x, siz
             buf_append(po, q->id, strlen(q->id)) || buf_append(po, "", 1))
             return -1;
     }
-    arg_s(&a, "po");
-    arg(&a, po->data ? po->data : "", po->len);
+    /* po only when it changes: gone when empty (the script's npo) */
+    if (po->len > 0 && !(po->len == w->polen && !memcmp(po->data, t->arena.data + w->po, po->len))) {
+        arg_s(&a, "po");
+        arg(&a, po->data, po->len);
+    } else if (po->len == 0 && w->polen > 0) {
+        arg_s(&drop, "po");
+        ndrop++;
+    }
     if (tnw) {
         arg_s(&a, "tn");
         if (tn_num)
@@ -2576,8 +2936,8 @@ static int tx_write(store *s, const wtable *t, const wcust *w, apply_ctx *x, siz
         return -1;
     if (ndrop && tx_queue(s, &drop, op, capq, NULL, 0) != 0)
         return -1;
-    /* the records: a touchpoint's "\5" + 8 bytes of digest + event time (varint) in :d, a credit's "\3" +
-     * digest in :c */
+    /* the records: a touchpoint's "\6" (read from a partition) or "\5" (tools) + 8 bytes of digest +
+     * event time (varint) [+ source, offset] in :d, a credit's "\3" + digest in :c */
     for (int credit = 0; credit < 2; credit++) {
         size_t nrec = 0;
         argvec_begin(&a, s);
@@ -2587,12 +2947,17 @@ static int tx_write(store *s, const wtable *t, const wcust *w, apply_ctx *x, siz
             const store_apply_req *q = &reqs[i];
             if (q->credit != (credit == 1))
                 continue;
-            char rec[1 + STORE_DIGEST_LEN + 24];
+            char rec[1 + STORE_DIGEST_LEN + 3 * 10];
             rec[0] = credit ? 3 : 5;
             memcpy(rec + 1, q->digest ? q->digest : no_digest, credit ? STORE_DIGEST_LEN : STORE_RECORD_DIGEST_LEN);
             size_t rl = 1 + (credit ? STORE_DIGEST_LEN : STORE_RECORD_DIGEST_LEN);
             if (!credit)
                 rl += put_varint(rec + rl, q->occurred_at);
+            if (outputs_by_source(q)) {
+                rec[0] = 6;
+                rl += put_varint(rec + rl, 2 * (int64_t)q->partition + q->source_credits);
+                rl += put_varint(rec + rl, q->offset);
+            }
             arg_s(&a, q->id);
             arg(&a, rec, rl);
             nrec++;
@@ -2941,6 +3306,33 @@ static int tx_apply_send(store *s, store_apply_req *reqs, size_t n, char *err, s
             op.tw[op.ntw++] = (txw){.reqs = reqs + b, .n = e - b, .v = w->v};
         }
         b = e;
+    }
+    /* the outputs of the touchpoints read from a partition: one HSET per source and send */
+    for (size_t i = 0; i < n; i++) {
+        const store_apply_req *q = &reqs[i];
+        if (how[i] != TX_WRITE || !outputs_by_source(q) || !q->outputs || !q->outputs->len)
+            continue;
+        bool before = false;
+        for (size_t j = 0; j < i && !before; j++)
+            before = how[j] == TX_WRITE && outputs_by_source(&reqs[j]) && reqs[j].outputs && reqs[j].outputs->len &&
+                     reqs[j].partition == q->partition && reqs[j].source_credits == q->source_credits;
+        if (before) /* (written with the first of its source) */
+            continue;
+        argvec a;
+        argvec_begin(&a, s);
+        arg_s(&a, "HSET");
+        arg_f(&a, "%so:%c%d", s->prefix, q->source_credits ? 'c' : 't', (int)q->partition);
+        for (size_t j = i; j < n; j++) {
+            const store_apply_req *r = &reqs[j];
+            if (how[j] == TX_WRITE && outputs_by_source(r) && r->outputs && r->outputs->len &&
+                r->partition == q->partition && r->source_credits == q->source_credits) {
+                output_field(&a, r->offset, r->customer_id, r->id);
+                arg(&a, r->outputs->data, r->outputs->len);
+                ow_note_req(s, r);
+            }
+        }
+        if (tx_queue(s, &a, &op, &op.captags, NULL, 0) != 0)
+            goto fail_queued;
     }
     /* the deltas: summed with the transaction's other sends', added at its EXEC (tx_close) */
     for (size_t k = 0; k < tot.n; k++)

@@ -16,18 +16,25 @@
  *                                          in :t (LAYOUT 3 below)
  *                                   o<k><id> the recorded outputs (the exact Kafka keys and Avro
  *                                          bytes) of an event whose batch may not be committed
- *                                          yet; <k> is t (touchpoint) or c (credit), <id> its id
+ *                                          yet; <k> is t (touchpoint) or c (credit), <id> its id.
+ *                                          Layout 6: only a credit's and those of a touchpoint
+ *                                          with no source (tools, tests); a touchpoint read from a
+ *                                          partition keeps them in <prefix>o:<source> (below)
  *                                   po     the list of those: per event its kind (t, c), its
  *                                          source ("t<partition>" of the touchpoints topic,
  *                                          "c<partition>" of the credits topic, "" unknown:
  *                                          tools, tests), "/", its offset, NUL, its id, NUL.
  *                                          Dropped once committed (THE APPLY, step 1)
- *   <prefix>{<customer>}:d   HASH   <event id> -> dedupe record: "\x05" + the first 8 bytes of
- *                                   the touchpoint's content digest (digest.h) + its event time
- *                                   (epoch ms) as a zigzag varint (Avro's long): 15 bytes for a
- *                                   time of this century, no outputs (small values keep the hash
- *                                   a compact listpack). Layout 4-5's "\x04" + the whole digest
- *                                   + the time in decimal (30 bytes) read as before (LAYOUT 5)
+ *   <prefix>{<customer>}:d   HASH   <event id> -> dedupe record: "\x06" + the first 8 bytes of
+ *                                   the touchpoint's content digest (digest.h), then as zigzag
+ *                                   varints (Avro's long) its event time (epoch ms), its source
+ *                                   (2 x partition, + 1 for the credits topic) and its offset:
+ *                                   ~17 bytes (6 for a time of this century, 1-2 for the source,
+ *                                   1-5 for the offset), no outputs (small values keep the hash a
+ *                                   compact listpack). "\x05" + 8 bytes of digest + the time: a
+ *                                   touchpoint with no source (tools, tests: outputs in :p).
+ *                                   Layout 4-5's "\x04" + the whole digest + the time in decimal
+ *                                   (30 bytes) read as before (LAYOUT 5)
  *   <prefix>{<customer>}:t   ZSET   layout <= 3 only: ids of :d scored by event time; no longer
  *                                   written, emptied by the trim (LAYOUT 3 below)
  *   <prefix>{<customer>}:c   HASH   <credit id> -> dedupe record of the credit: "\x03" + its
@@ -36,6 +43,12 @@
  *                                   newest pipeline.ledger_max kept: the RewardEvent published
  *                                   to Kafka less its reason, binary (THE LEDGER below;
  *                                   `fidelio ledger` decodes them)
+ *   <prefix>o:<source>       HASH   "<offset>/t<customer>" NUL "<event id>" -> the recorded
+ *                                   outputs of a touchpoint read at that offset of that source
+ *                                   ("t<partition>"), written in the apply; HDEL'd once the commit
+ *                                   passes the end of its block of 256 offsets (OUTPUTS AFTER
+ *                                   THE COMMIT). Not slot-bound:
+ *                                   Redis Cluster would need it per customer slot
  *   <prefix>layout           STRING "6": written on first use by `run`; "1" to "5" are upgraded
  *                                   (below); another value stops fidelio. Read-only tools
  *                                   (store_open_readonly) only read it and write nothing, so
@@ -70,7 +83,9 @@
  * allkeys-* policy; noeviction (the one to use) and volatile-* are accepted.
  *
  * THE APPLY: OPTIMISTIC TRANSACTIONS (the hot path, no Lua). A writable
- * store's fetch (store_fetch_send) is: UNWATCH (when a WATCH is still in
+ * store's fetch (store_fetch_send) is: the HDELs of committed outputs and
+ * the HGETALLs of sources not yet looked at (OUTPUTS AFTER THE COMMIT; none
+ * for most fetches), UNWATCH (when a WATCH is still in
  * force: a fetch whose batch applied nothing), WATCH of the :p of its first
  * 512 customers (WATCH_MAX), then per customer HMGET :p v p hw tf po tn and
  * LLEN :l (watched customers), per run of a customer's ids one HMGET of :d
@@ -79,11 +94,13 @@
  * applies that follow (store_apply_send, once or more: the pipeline streams
  * its groups of customers) decide in C, from that table, exactly what the
  * script decides (below), and queue the writes in ONE MULTI: HSET :p (v + n,
- * the last event's profile, hw, each event's outputs o<k><id>, po, tn when it
- * changes), HDEL :p of the outputs committed (step 1), HSET :d / HSET :c of
- * the records, RPUSH :l, LTRIM :l only when LLEN + the new entries pass
- * ledger_max; and one HINCRBY per aggregate field and transaction: the
- * deltas of all its sends summed by field, queued with the EXEC. The EXEC goes
+ * the last event's profile, hw, a credit's (or source-less event's) outputs
+ * o<k><id>, po and tn when they change), HDEL :p of the outputs committed
+ * (step 1), HSET :d / HSET :c of the records, RPUSH :l, LTRIM :l only when
+ * LLEN + the new entries pass ledger_max, HSET <prefix>o:<source> of the
+ * touchpoints' outputs (one per source and send); and one HINCRBY per
+ * aggregate field and transaction: the deltas of all its sends summed by
+ * field, queued with the EXEC. The EXEC goes
  * behind the last apply send: sent by the next fetch (before its WATCH: EXEC
  * ends every WATCH of the connection, so the read-ahead fetch of batch n+1
  * watches after batch n's EXEC and reads what it wrote) or by
@@ -149,7 +166,8 @@
  *      (event time; now is the wall clock, so one event dated in the future
  *      cannot push tf ahead of real time and make every later event of the
  *      customer "too old"), except those whose outputs are still kept (not
- *      committed) and those of this call, go (at most 1000 per call), and tf
+ *      committed: in po, or a "\x06" record's own offset) and those of this
+ *      call, go (at most 1000 per call), and tf
  *      rises to that cutoff. The apply looks for them (HGETALL :d, reading
  *      each record's time) only when the oldest (tn) is more than an eighth
  *      of the retention past the cutoff: a record lives up to 9/8 of the
@@ -191,9 +209,9 @@
  * refused by Redis at the first write, before anything changed: Redis checks
  * OOM only until a script's first write and lets deletes through, so the
  * script writes the profiles (HSET :p) before it drops or trims anything.
- * Commands the script runs: HMGET, HGETALL, TYPE, HSET, HDEL, RPUSH, LTRIM,
+ * Commands the script runs: HMGET, HGET, HGETALL, TYPE, HSET, HDEL, RPUSH, LTRIM,
  * HINCRBY, and for a customer of layout 3 until its :t is empty
- * ZRANGEBYSCORE, ZREM; store_fetch: WATCH, UNWATCH, HMGET, LLEN, HGETALL, HGET;
+ * ZRANGEBYSCORE, ZREM; store_fetch: HDEL, WATCH, UNWATCH, HMGET, LLEN, HGETALL, HGET;
  * the transaction: MULTI, HSET, HDEL, RPUSH, LTRIM, HINCRBY, EVALSHA, EXEC (and
  * the connection: INFO, SCRIPT LOAD).
  *
@@ -228,20 +246,37 @@
  * Avro fields, no decoding) before the apply.
  *
  * OUTPUTS AFTER THE COMMIT. What the retention needs to tell a redelivery
- * from a new event is the id and the digest (17 bytes in :d); the outputs
- * are kept in :p (o<k><id>, listed in po, which the apply reads with the
- * HMGET of :p it does anyway) only until their batch is committed
- * (DESIGN.md invariant 3): an
- * event redelivered before that re-emits them byte for byte. The pipeline
- * calls store_committed after each offset commit (no round trip); the
- * customer's next apply drops what is below. A redelivery of an event whose
- * outputs were dropped is still a DUPLICATE (no effect) and re-emits
- * nothing: its outputs were acknowledged by Kafka before its offsets were
- * committed, so subscribers have them (with the same deterministic ids).
- * Outputs still kept (the customer had no apply since, or this process has
- * not committed past them: a restart starts with an empty table) are
- * re-emitted as before. So a customer keeps, at rest, the outputs of its last
- * batch; store_trim drops them (tools, tests).
+ * from a new event is the id and the digest (in :d); the outputs are kept
+ * only until their batch is committed (DESIGN.md invariant 3): an event
+ * redelivered before that re-emits them byte for byte. Layout 6 keeps a
+ * touchpoint's outside the customer's keys, in <prefix>o:<source> (the
+ * apply's HSET, in the same MULTI or script call as the effects), found by
+ * the source and offset its dedupe record carries (so a double publish at
+ * another offset finds the original's while they are kept). The pipeline
+ * calls store_committed after each offset commit (no round trip); the next
+ * fetch first HDELs, per source, the fields this process wrote whose block
+ * of 256 offsets (offset / 256) is committed whole (store_close does it
+ * too), and after the first commit of each source in this process it reads
+ * that source's hash once (HGETALL: what an earlier process left, at most its
+ * uncommitted batches and its last block) to drop those fields as the commit
+ * passes their blocks. So a customer keeps no outputs at rest; a namespace
+ * keeps, per partition, at most the outputs of the uncommitted offsets and
+ * of the committed part of the last block (< 256 events). Blocks, not
+ * offsets: one HDEL per source every 256 offsets rather than per commit,
+ * and an event redelivered by a new process (a rebalance, a restart, a new
+ * consumer group) shortly after its commit still re-emits its outputs. A redelivery of an event whose offset is
+ * committed (the process's table) is still a DUPLICATE (no effect) and
+ * re-emits nothing, whether or not the field is gone yet: its outputs were
+ * acknowledged by Kafka before its offsets were committed, so subscribers
+ * have them (with the same deterministic ids); a record is not trimmed before
+ * its offset is committed either. A credit's outputs and those of a
+ * touchpoint with no source (tools, tests) stay in :p (o<k><id>, listed in
+ * po, which the apply reads with the HMGET of :p it does anyway; po is
+ * written only when it changes, removed when empty) and the customer's next
+ * apply drops those below the committed offsets, as in layout 5; store_trim
+ * drops them (tools, tests). Redis Cluster: <prefix>o:<source> is in another
+ * slot than the customer's keys, so the apply's MULTI spans slots: standalone
+ * Redis only, as the aggregates hash already requires.
  *
  * THE TRIM is step 1 of the apply (layout 2 ran it as a second script per
  * customer after each commit): a record is never removed before its event's
@@ -277,12 +312,14 @@
  * namespace: it would read a "\x05" record as a layout-1 one, the outputs
  * themselves). Nothing is rewritten: a "\x04" record (the whole digest, the
  * time in decimal) deduplicates, conflicts and is trimmed by its time as
- * before, beside the "\x05" records new events get (the scan of :d reads
- * both); the outputs layout 5 kept in :p (o<k><id>, po) are kept and dropped
- * exactly as before. The shorter record (decision in docs/design.md,
- * "State in Redis"): ~15 bytes fewer per touchpoint in the window; the
- * conflict check compares 8 bytes of digest (a reused id with other content
- * passes as a duplicate with probability 2^-64).
+ * before, beside the "\x06" records new events get (the scan of :d reads
+ * both); the outputs layout 5 kept in :p (o<k><id>, po) are re-emitted for a
+ * redelivery and dropped by the customer's next apply after their commit,
+ * exactly as before, while new touchpoints' go to <prefix>o:<source>. Why
+ * (docs/design.md, "State in Redis"): ~13 bytes fewer per touchpoint record
+ * and no outputs at rest; the conflict check compares 8 bytes of digest (a
+ * reused id with other content passes as a duplicate with probability
+ * 2^-64).
  * LAYOUT 4 namespaces are upgraded in place on the first start of this
  * version or of layout 5 (the marker becomes "6"; a layout-4 fidelio then refuses the
  * namespace: its `fidelio ledger` could not read the new entries). Nothing
@@ -477,8 +514,10 @@ size_t store_in_flight(const store *s);
 
 /* Tell the store that every event of partition `partition` of the
  * touchpoints topic (credit: of the credits topic) below next_offset is
- * committed (its outputs delivered): the next apply of a customer drops the
- * outputs recorded for those events and may trim their dedupe records. Call
+ * committed (its outputs delivered): the next fetch drops the touchpoints'
+ * outputs of the blocks of 256 offsets now committed whole, the next apply
+ * of a customer drops the outputs it kept in :p (credits) and may trim the
+ * dedupe records (OUTPUTS AFTER THE COMMIT). Call
  * it after each successful offset commit, with the committed offsets (never
  * with offsets still in flight). Costs no round trip; the table lives as long
  * as the store (a restarted process starts empty: outputs of earlier runs are

@@ -390,6 +390,19 @@ static long long raw_int(const char *fmt, const char *cust, const char *arg)
     return v;
 }
 
+/* Whether the outputs of touchpoint id of cust, read at offset off of partition 3, wait in
+ * <prefix>o:t3 (layout 6: until the first fetch after their commit). */
+static long long out_kept(const char *cust, const char *id, int64_t off)
+{
+    char f[256];
+    int n = snprintf(f, sizeof(f), "%lld/t%s%c%s", (long long)off, cust, '\0', id);
+    redisReply *r = redis_raw("HEXISTS %so:t3 %b", prefix, f, (size_t)n);
+    ck_assert_ptr_nonnull(r);
+    long long v = r->integer;
+    freeReplyObject(r);
+    return v;
+}
+
 static void acl(const char *rule)
 {
     /* the store connects as the fixture's ACL user "fidelio" */
@@ -842,16 +855,15 @@ START_TEST(outputs_dropped_after_commit)
     v3ev b2[] = {{"o1", "e2", "P2", "O-e2", DA, T0 + 1, 1, 11}};
     apply_many(b2, 1);
     ck_assert_int_eq(v3_status[0], STORE_APPLIED);
-    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", "o1", "ote1"), 1); /* outputs kept */
+    ck_assert_int_eq(out_kept("o1", "e1", 10), 1); /* outputs kept (layout 6: in <prefix>o:t3, not :p) */
+    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", "o1", "ote1"), 0);
     store_committed(s, false, 3, 11); /* now it is; the apply of the next batch drops it */
     store_committed(s, false, 5, 99); /* (another partition's commit changes nothing here) */
     v3ev b3[] = {{"o1", "e3", "P3", "O-e3", DA, T0 + 2, 2, 12}};
     apply_many(b3, 1);
     ck_assert_int_eq(v3_status[0], STORE_APPLIED);
-    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", "o1", "ote1"), 0);
-    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", "o1", "ote2"), 1);
-    /* the digest and the event time alone */
-    ck_assert_int_eq(raw_int("HSTRLEN %s{%s}:d %s", "o1", "e1"), 1 + STORE_RECORD_DIGEST_LEN + (int)strlen(T0V));
+    /* the digest, the event time and the source (partition, offset) alone */
+    ck_assert_int_eq(raw_int("HSTRLEN %s{%s}:d %s", "o1", "e1"), 1 + STORE_RECORD_DIGEST_LEN + (int)strlen(T0V) + 2);
     store_seen d[] = {{.customer_id = "o1", .id = "e1", .digest = (const uint8_t *)DA},
                       {.customer_id = "o1", .id = "e1", .digest = (const uint8_t *)DB},
                       {.customer_id = "o1", .id = "e2", .digest = (const uint8_t *)DA}};
@@ -863,17 +875,86 @@ START_TEST(outputs_dropped_after_commit)
     ck_assert_str_eq(d[2].recorded.data, "O-e2");
     for (int i = 0; i < 3; i++)
         store_seen_free(&d[i]);
+    /* (layout 6: the outputs themselves go once the commit passes their block of 256 offsets:
+     * no_outputs_at_rest) */
+    ck_assert_int_eq(out_kept("o1", "e2", 11), 1);
+    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", "o1", "po"), 0); /* nothing in :p */
     v3ev late[] = {{"o1", "e1", "P-x", "O-x", DA, T0, 3, 10}};
     apply_many(late, 1);
     ck_assert_int_eq(v3_status[0], STORE_DUPLICATE);
     ck_assert_str_eq(v3_recorded[0], "");
-    /* a dedupe record (layout 6) is "\5", the digest's first 8 bytes and the event time as a varint */
+    /* a dedupe record (layout 6) is "\6", the digest's first 8 bytes, the event time, the source
+     * (2 x partition 3) and the offset (10), each a zigzag varint */
     redisReply *r = redis_raw("HGET %s{o1}:d e1", prefix);
-    ck_assert_int_eq(r->len, 1 + STORE_RECORD_DIGEST_LEN + strlen(T0V));
-    ck_assert_int_eq(r->str[0], 5);
+    ck_assert_int_eq(r->len, 1 + STORE_RECORD_DIGEST_LEN + strlen(T0V) + 2);
+    ck_assert_int_eq(r->str[0], 6);
     ck_assert(!memcmp(r->str + 1, DA, STORE_RECORD_DIGEST_LEN));
-    ck_assert(!memcmp(r->str + 1 + STORE_RECORD_DIGEST_LEN, T0V, strlen(T0V)));
+    ck_assert(!memcmp(r->str + 1 + STORE_RECORD_DIGEST_LEN, T0V "\x0c\x14", strlen(T0V) + 2));
     freeReplyObject(r);
+}
+END_TEST
+
+/* Layout 6: no outputs at rest. A touchpoint's outputs wait in
+ * <prefix>o:<source> (not in the customer's keys) until the commit passes its
+ * offset: a redelivery before that, even by another process (a restart),
+ * re-emits them; the first fetch after the commit (or the store's close)
+ * drops them, and a process that takes over drops what an earlier one left
+ * below the committed offset. */
+START_TEST(no_outputs_at_rest)
+{
+    /* e1 ends a block of offsets (blocks of 256: 768-1023), e2 starts the next */
+    v3ev b1[] = {{"n1", "e1", "P1", "O-e1", DA, T0, 0, 1023}, {"n1", "e2", "P2", "O-e2", DA, T0 + 1, 1, 1024}};
+    apply_many(b1, 2);
+    ck_assert_int_eq(v3_status[1], STORE_APPLIED);
+    ck_assert_int_eq(out_kept("n1", "e1", 1023), 1);
+    ck_assert_int_eq(raw_int("HLEN %s{%s}:p%s", "n1", ""), 4); /* v p hw tn: no outputs, no po */
+    /* the process stops before its commit; the next one is redelivered the batch */
+    store *next = store_open(redis_url, prefix, 30 * DAY, 3, err, sizeof(err));
+    ck_assert_msg(next != NULL, "%s", err);
+    store *first = s;
+    s = next;
+    v3ev re[] = {{"n1", "e1", "P-x", "O-x", DA, T0, 2, 1023}};
+    apply_many(re, 1);
+    ck_assert_int_eq(v3_status[0], STORE_DUPLICATE);
+    ck_assert_str_eq(v3_recorded[0], "O-e1");
+    /* it commits past e1 (its block whole): its first fetch looks for what the first process left,
+     * the next drops it */
+    store_committed(s, false, 3, 1024);
+    store_seen d = {.customer_id = "n1", .id = "e2", .digest = (const uint8_t *)DA};
+    ck_assert(store_fetch(s, NULL, 0, &d, 1, err, sizeof(err)) == 0);
+    ck_assert(d.seen);
+    ck_assert_str_eq(d.recorded.data, "O-e2"); /* e2 not committed: still re-emitted */
+    store_seen_free(&d);
+    ck_assert(store_fetch(s, NULL, 0, &d, 1, err, sizeof(err)) == 0);
+    store_seen_free(&d);
+    ck_assert_int_eq(out_kept("n1", "e1", 1023), 0);
+    ck_assert_int_eq(out_kept("n1", "e2", 1024), 1);
+    /* a new batch, committed to the end of its block, then the store closes: nothing left behind */
+    v3ev b2[] = {{"n1", "e3", "P3", "O-e3", DA, T0 + 2, 2, 2047}};
+    apply_many(b2, 1);
+    ck_assert_int_eq(v3_status[0], STORE_APPLIED);
+    store_committed(s, false, 3, 2048);
+    store_close(s);
+    s = first;
+    ck_assert_int_eq(raw_int("EXISTS %so:t3%s%s", "", ""), 0);
+    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", "n1", "po"), 0);
+    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", "n1", "ote3"), 0);
+    /* and a redelivery after the commit is a duplicate re-emitting nothing */
+    store_committed(s, false, 3, 2048);
+    v3ev late[] = {{"n1", "e3", "P-x", "O-x", DA, T0 + 2, 3, 2047}};
+    apply_many(late, 1);
+    ck_assert_int_eq(v3_status[0], STORE_DUPLICATE);
+    ck_assert_str_eq(v3_recorded[0], "");
+    /* within a block not yet committed whole, a committed event's outputs wait with the others
+     * (a new process redelivered it re-emits them), yet this process re-emits nothing */
+    v3ev b3[] = {{"n1", "e4", "P4", "O-e4", DA, T0 + 3, 3, 2048}};
+    apply_many(b3, 1);
+    store_committed(s, false, 3, 2049);
+    v3ev re4[] = {{"n1", "e4", "P-x", "O-x", DA, T0 + 3, 4, 2048}};
+    apply_many(re4, 1);
+    ck_assert_int_eq(v3_status[0], STORE_DUPLICATE);
+    ck_assert_str_eq(v3_recorded[0], "");
+    ck_assert_int_eq(out_kept("n1", "e4", 2048), 1);
 }
 END_TEST
 
@@ -1262,7 +1343,7 @@ START_TEST(layout_5_upgraded)
     v3ev b1[] = {{"u5", "e3", "P3", "O-e3", DB, T0 + 2 * DAY, 2, 12}};
     apply_many(b1, 1);
     ck_assert_int_eq(v3_status[0], STORE_APPLIED);
-    ck_assert_int_eq(raw_int("HSTRLEN %s{%s}:d %s", "u5", "e3"), 1 + STORE_RECORD_DIGEST_LEN + 6);
+    ck_assert_int_eq(raw_int("HSTRLEN %s{%s}:d %s", "u5", "e3"), 1 + STORE_RECORD_DIGEST_LEN + 6 + 2);
     ck_assert_int_eq(raw_int("HSTRLEN %s{%s}:d %s", "u5", "e1"), 1 + STORE_DIGEST_LEN + 13);
     v3ev re3[] = {{"u5", "e3", "P-x", "O-x", DB, T0 + 2 * DAY, 3, 12}};
     apply_many(re3, 1);
@@ -1425,7 +1506,7 @@ START_TEST(layout_2_upgraded)
     ck_assert_int_eq(v3_status[0], STORE_APPLIED);
     ck_assert_int_eq(trim("u1"), 2); /* e1 (layout 2) and e2 past 30 days, once committed */
     r = redis_raw("HSTRLEN %s{u1}:d e3", ns);
-    ck_assert_int_eq(r->integer, 1 + STORE_RECORD_DIGEST_LEN + 6); /* + its event time, a 6-byte varint */
+    ck_assert_int_eq(r->integer, 1 + STORE_RECORD_DIGEST_LEN + 6 + 2); /* + its event time (6), source, offset */
     freeReplyObject(r);
     ck_assert_int_eq(raw_int("EXISTS %s{%s}:t%s", "u1", ""), 0); /* drained: the customer is layout 4 */
     s = saved;
@@ -1446,9 +1527,9 @@ END_TEST
  * call, even when it has committed outputs to drop (nothing is written). */
 START_TEST(oom_refused_before_dropping_outputs)
 {
-    v3ev b1[] = {{"oo1", "e1", "P1", "O-e1", DA, T0, 0, 1}};
-    apply_many(b1, 1);
-    store_committed(s, false, 3, 2);
+    /* (layout 6: a credit's outputs are what the apply still drops from :p) */
+    ck_assert_int_eq(apply_credit("oo1", "e1", T0, 0, "P1", "O-e1", NULL, NULL), STORE_APPLIED);
+    store_committed(s, false, 0, 2);
     buf p = {0}, o = {0};
     buf_puts(&p, "P2");
     buf_puts(&o, "O-e2");
@@ -1459,7 +1540,7 @@ START_TEST(oom_refused_before_dropping_outputs)
     RAW_OK("CONFIG SET maxmemory 0");
     ck_assert_int_eq(rc, STORE_PERMANENT);
     ck_assert_msg(strstr(err, "OOM"), "%s", err);
-    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", "oo1", "ote1"), 1);
+    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", "oo1", "oce1"), 1);
     ck_assert_int_eq(p_field("oo1", "v"), 1);
     store_apply_req_free(&q);
     buf_free(&p);
@@ -1880,8 +1961,10 @@ START_TEST(tx_writes_what_the_script_writes)
         buf_free(&b);
     }
     ck_assert_int_eq(raw_int("LLEN %s{%s}:l%s", "sb", ""), 3); /* ledger_max 3 */
-    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", "sb", "ote1"), 0); /* committed: dropped */
-    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", "sb", "ote2"), 1);
+    /* layout 6: a touchpoint's outputs wait in <prefix>o:t3, a credit's in :p */
+    ck_assert_int_eq(out_kept("sb", "e2", 2), 1);
+    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", "sb", "ote2"), 0);
+    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", "sb", "ock1"), 1);
 }
 END_TEST
 
@@ -1981,6 +2064,7 @@ Suite *store_suite(void)
     tcase_add_test(tc, ledger_entries_binary);
     tcase_add_test(tc, layout_4_upgraded);
     tcase_add_test(tc, layout_5_upgraded);
+    tcase_add_test(tc, no_outputs_at_rest);
     tcase_add_test(tc, apply_trims_by_whole_eighths);
     tcase_add_test(tc, oom_refused_before_dropping_outputs);
     tcase_add_test(tc, customer_with_thousands_of_events);
@@ -2015,6 +2099,7 @@ Suite *store_suite(void)
     tcase_add_test(tx, apply_trims_by_whole_eighths);
     tcase_add_test(tx, credit_outputs_dropped_by_the_credits_commit);
     tcase_add_test(tx, layout_5_upgraded);
+    tcase_add_test(tx, no_outputs_at_rest);
     suite_add_tcase(su, tx);
     return su;
 }
