@@ -15,6 +15,7 @@
 #include "codec.h"
 #include "log.h"
 #include "rules.h"
+#include "strindex.h"
 
 /* The apply of layout 4 (see store.h): one call applies a chunk of
  * customers, each with all of its events of the batch, and folds in what
@@ -1177,18 +1178,9 @@ typedef struct wtable {
     size_t nids, capids;
     wagg *agg;
     size_t nagg, capagg;
-    int *aslot;          /* agg index + 1 by hash of the field (open addressing), 0: free */
-    size_t naslot;
+    strindex aidx;       /* agg by field name */
     char agg_err[400];   /* why the aggregates hash cannot take HINCRBY ("" it can) */
 } wtable;
-
-static uint32_t hash_id(const char *p)
-{
-    uint32_t h = 2166136261u;
-    for (; *p; p++)
-        h = (h ^ (unsigned char)*p) * 16777619u;
-    return h;
-}
 
 /* Forget the table's entries (keeping its memory). */
 static void wt_reset(wtable *t)
@@ -1198,8 +1190,7 @@ static void wt_reset(wtable *t)
     t->agg_err[0] = '\0';
     if (t->slot)
         memset(t->slot, 0, t->nslot * sizeof(*t->slot));
-    if (t->aslot)
-        memset(t->aslot, 0, t->naslot * sizeof(*t->aslot));
+    strindex_reset(&t->aidx);
 }
 
 static void wt_free(struct wtable *t)
@@ -1211,7 +1202,7 @@ static void wt_free(struct wtable *t)
     free(t->slot);
     free(t->ids);
     free(t->agg);
-    free(t->aslot);
+    strindex_free(&t->aidx);
     free(t);
 }
 
@@ -1228,7 +1219,7 @@ static wcust *wt_find(const wtable *t, const char *id)
 {
     if (!t || !t->nslot)
         return NULL;
-    for (size_t h = hash_id(id) & (t->nslot - 1);; h = (h + 1) & (t->nslot - 1)) {
+    for (size_t h = str_hash(id) & (t->nslot - 1);; h = (h + 1) & (t->nslot - 1)) {
         int k = t->slot[h];
         if (!k)
             return NULL;
@@ -1240,48 +1231,26 @@ static wcust *wt_find(const wtable *t, const char *id)
 /* The aggregates field f as fetched (plus what this transaction added): its
  * index in t->agg, or -1. A hash: a batch's totals are looked up in a hash
  * of hundreds of fields (a day's field per rule and day), twice per send. */
+static const char *wt_agg_key(const void *ctx, size_t i)
+{
+    const wtable *t = ctx;
+    return t->arena.data + t->agg[i].off;
+}
+
 static long wt_agg_find(const wtable *t, const char *f)
 {
-    if (!t->naslot)
-        return -1;
-    for (size_t h = hash_id(f) & (t->naslot - 1);; h = (h + 1) & (t->naslot - 1)) {
-        int k = t->aslot[h];
-        if (!k)
-            return -1;
-        if (!strcmp(t->arena.data + t->agg[k - 1].off, f))
-            return k - 1;
-    }
+    return strindex_find(&t->aidx, f, wt_agg_key, t);
 }
 
-/* Put t->agg[i] into the index of slots sl (ns of them, a power of two): a
- * field named again (a name with a NUL inside reads as its prefix) is found
- * at its last entry, as agg_check's scan found it. */
-static void wt_agg_slot(const wtable *t, int *sl, size_t ns, size_t i)
-{
-    const char *f = t->arena.data + t->agg[i].off;
-    size_t h = hash_id(f) & (ns - 1);
-    while (sl[h] && strcmp(t->arena.data + t->agg[sl[h] - 1].off, f) != 0)
-        h = (h + 1) & (ns - 1);
-    sl[h] = (int)i + 1;
-}
-
-/* Index t->agg[i], the index kept at most half full: 0 or -1 (out of memory). */
+/* Index t->agg[i]: 0 or -1 (out of memory). A field named again (a name
+ * with a NUL inside reads as its prefix) is found at its last entry, as
+ * agg_check's scan found it. */
 static int wt_agg_index(wtable *t, size_t i)
 {
-    if (2 * (i + 1) > t->naslot) {
-        size_t ns = t->naslot ? 2 * t->naslot : 256;
-        while (2 * (i + 1) > ns)
-            ns *= 2;
-        int *sl = calloc(ns, sizeof(*sl));
-        if (!sl)
-            return -1;
-        free(t->aslot);
-        t->aslot = sl;
-        t->naslot = ns;
-        for (size_t j = 0; j < i; j++) /* (every field before i was indexed) */
-            wt_agg_slot(t, sl, ns, j);
-    }
-    wt_agg_slot(t, t->aslot, t->naslot, i);
+    int *sl = strindex_slot(&t->aidx, wt_agg_key(t, i), i + 1, wt_agg_key, t);
+    if (!sl)
+        return -1;
+    *sl = (int)i + 1;
     return 0;
 }
 
@@ -1324,7 +1293,7 @@ static wcust *wt_add(wtable *t, const char *id)
     memset(w, 0, sizeof(*w));
     w->id = off;
     w->ids = w->last = -1;
-    size_t h = hash_id(id) & (t->nslot - 1);
+    size_t h = str_hash(id) & (t->nslot - 1);
     while (t->slot[h])
         h = (h + 1) & (t->nslot - 1);
     t->slot[h] = (int)t->nc;
@@ -2996,42 +2965,30 @@ typedef struct agg_totals {
     agg_sum *v;          /* the pairs */
     int *next;           /* per pair: the next pair of its field, -1 */
     size_t n, cap;
-    int *slot;           /* a field's first pair + 1 by hash of the field, 0: free */
-    size_t nslot;
+    strindex idx;        /* a field's first pair by the field */
 } agg_totals;
+
+static const char *agg_totals_key(const void *ctx, size_t i)
+{
+    return ((const agg_totals *)ctx)->v[i].field;
+}
 
 static void agg_totals_free(agg_totals *g)
 {
     free(g->v);
     free(g->next);
-    free(g->slot);
+    strindex_free(&g->idx);
 }
 
 /* Add (field, delta) to the totals of a send: to the field's first pair
  * the sum fits in; one that would overflow in each starts another pair. */
 static int agg_total(agg_totals *g, const char *field, long long d)
 {
-    if (2 * (g->n + 1) > g->nslot) { /* (re)hash: at most half full */
-        size_t ns = g->nslot ? 2 * g->nslot : 256;
-        int *sl = calloc(ns, sizeof(*sl));
-        if (!sl)
-            return -1;
-        for (size_t i = 0; i < g->nslot; i++)
-            if (g->slot[i]) {
-                size_t h = hash_id(g->v[g->slot[i] - 1].field) & (ns - 1);
-                while (sl[h])
-                    h = (h + 1) & (ns - 1);
-                sl[h] = g->slot[i];
-            }
-        free(g->slot);
-        g->slot = sl;
-        g->nslot = ns;
-    }
-    size_t h = hash_id(field) & (g->nslot - 1);
-    while (g->slot[h] && strcmp(g->v[g->slot[h] - 1].field, field) != 0)
-        h = (h + 1) & (g->nslot - 1);
+    int *sl = strindex_slot(&g->idx, field, g->n + 1, agg_totals_key, g);
+    if (!sl)
+        return -1;
     int last = -1;
-    for (int k = g->slot[h] - 1; k >= 0; last = k, k = g->next[k])
+    for (int k = *sl - 1; k >= 0; last = k, k = g->next[k])
         if (!__builtin_add_overflow(g->v[k].sum, d, &g->v[k].sum))
             return 0;
     if (g->n == g->cap) {
@@ -3051,7 +3008,7 @@ static int agg_total(agg_totals *g, const char *field, long long d)
     if (last >= 0)
         g->next[last] = (int)g->n;
     else
-        g->slot[h] = (int)g->n + 1;
+        *sl = (int)g->n + 1;
     g->n++;
     return 0;
 }
@@ -3127,9 +3084,14 @@ typedef struct txagg {
     buf names;           /* field names, NUL-terminated */
     txagg_pair *v;       /* in the order first added */
     size_t n, cap;
-    int *slot;           /* by hash of the name: index + 1 of the field's last pair, 0 free */
-    size_t nslot;
+    strindex idx;        /* a field's last pair by the name */
 } txagg;
+
+static const char *txagg_key(const void *ctx, size_t i)
+{
+    const txagg *g = ctx;
+    return g->names.data + g->v[i].off;
+}
 
 static void txagg_reset(txagg *g)
 {
@@ -3137,8 +3099,7 @@ static void txagg_reset(txagg *g)
         return;
     buf_reset(&g->names);
     g->n = 0;
-    if (g->slot)
-        memset(g->slot, 0, g->nslot * sizeof(*g->slot));
+    strindex_reset(&g->idx);
 }
 
 static void txagg_free(txagg *g)
@@ -3147,7 +3108,7 @@ static void txagg_free(txagg *g)
         return;
     buf_free(&g->names);
     free(g->v);
-    free(g->slot);
+    strindex_free(&g->idx);
     free(g);
 }
 
@@ -3157,31 +3118,11 @@ static int txagg_add(store *s, const char *f, long long d)
     txagg *g = s->txa;
     if (!g && !(g = s->txa = calloc(1, sizeof(*g))))
         return -1;
-    if (2 * (g->n + 1) > g->nslot) { /* (re)hash: at most half full */
-        size_t ns = g->nslot ? 2 * g->nslot : 256;
-        int *sl = calloc(ns, sizeof(*sl));
-        if (!sl)
-            return -1;
-        for (size_t i = 0; i < g->nslot; i++)
-            if (g->slot[i]) {
-                size_t h = hash_id(g->names.data + g->v[g->slot[i] - 1].off) & (ns - 1);
-                while (sl[h])
-                    h = (h + 1) & (ns - 1);
-                sl[h] = g->slot[i];
-            }
-        free(g->slot);
-        g->slot = sl;
-        g->nslot = ns;
-    }
-    size_t h = hash_id(f) & (g->nslot - 1);
-    for (; g->slot[h]; h = (h + 1) & (g->nslot - 1)) {
-        txagg_pair *p = &g->v[g->slot[h] - 1];
-        if (!strcmp(g->names.data + p->off, f)) {
-            if (!__builtin_add_overflow(p->sum, d, &p->sum))
-                return 0;
-            break; /* a second pair, which this slot names from now on */
-        }
-    }
+    int *sl = strindex_slot(&g->idx, f, g->n + 1, txagg_key, g);
+    if (!sl)
+        return -1;
+    if (*sl && !__builtin_add_overflow(g->v[*sl - 1].sum, d, &g->v[*sl - 1].sum))
+        return 0; /* (else a second pair, which the field's slot names from now on) */
     if (g->n == g->cap) {
         txagg_pair *v = grow_array(g->v, &g->cap, sizeof(*v), 256);
         if (!v)
@@ -3192,7 +3133,7 @@ static int txagg_add(store *s, const char *f, long long d)
     if (buf_append(&g->names, f, strlen(f) + 1) != 0)
         return -1;
     g->v[g->n++] = (txagg_pair){.off = off, .sum = d};
-    g->slot[h] = (int)g->n; /* (a free slot, or the field's slot taken over by its new pair) */
+    *sl = (int)g->n; /* (a free slot, or the field's slot taken over by its new pair) */
     return 0;
 }
 
