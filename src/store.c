@@ -1228,15 +1228,16 @@ static wcust *wt_find(const wtable *t, const char *id)
     }
 }
 
-/* The aggregates field f as fetched (plus what this transaction added): its
- * index in t->agg, or -1. A hash: a batch's totals are looked up in a hash
- * of hundreds of fields (a day's field per rule and day), twice per send. */
+/* The name of t->agg[i] (the key of t->aidx). */
 static const char *wt_agg_key(const void *ctx, size_t i)
 {
     const wtable *t = ctx;
     return t->arena.data + t->agg[i].off;
 }
 
+/* The aggregates field f as fetched (plus what this transaction added): its
+ * index in t->agg, or -1. A hash: a batch's totals are looked up in a hash
+ * of hundreds of fields (a day's field per rule and day), twice per send. */
 static long wt_agg_find(const wtable *t, const char *f)
 {
     return strindex_find(&t->aidx, f, wt_agg_key, t);
@@ -2968,6 +2969,7 @@ typedef struct agg_totals {
     strindex idx;        /* a field's first pair by the field */
 } agg_totals;
 
+/* The field of pair i (the key of idx). */
 static const char *agg_totals_key(const void *ctx, size_t i)
 {
     return ((const agg_totals *)ctx)->v[i].field;
@@ -3087,6 +3089,7 @@ typedef struct txagg {
     strindex idx;        /* a field's last pair by the name */
 } txagg;
 
+/* The name of pair i (the key of idx). */
 static const char *txagg_key(const void *ctx, size_t i)
 {
     const txagg *g = ctx;
