@@ -155,11 +155,7 @@ int emitter_open(emitter *em, const config *cfg, rd_kafka_t *consumer, emitter_d
         em->dr.ctx = em;
         if (log_enabled(LOG_DEBUG))
             em->dr.on_stats = on_stats;
-        /* batches come every batch_linger_ms or so, each one produce request per
-         * partition it touches: lingering merges consecutive batches' outputs
-         * (README: Performance, latency) */
-        static const char *const defaults[][2] = {{"linger.ms", EMITTER_LINGER_MS}};
-        em->producer = kafka_producer_new_with(cfg, &em->dr, defaults, 1, err, errlen);
+        em->producer = kafka_producer_new(cfg, &em->dr, err, errlen);
         return em->producer ? 0 : -1;
     }
     const char *id = kafka_value(cfg, "transactional.id");

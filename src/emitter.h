@@ -98,11 +98,6 @@ typedef struct emitter {
     kafka_req_stats stats_prev; /* the producer's last statistics (log.level=debug only) */
 } emitter;
 
-/* linger.ms of the at-least-once producer unless kafka.linger.ms is set
- * (librdkafka's default: 5): how long an output may wait for the next
- * batch's outputs to the same partition, one produce request for both. */
-#define EMITTER_LINGER_MS "50"
-
 /* Output partitions led by one broker above which emitter_prepare warns
  * (README: Performance, latency). */
 #define EMITTER_PARTITIONS_PER_BROKER 64

@@ -197,32 +197,12 @@ static int on_producer_stats(rd_kafka_t *rk, char *json, size_t len, void *opaqu
     return 0; /* librdkafka frees json */
 }
 
-/* Whether the configuration sets kafka.<key>. */
-static bool user_set(const config *cfg, const char *key)
-{
-    for (size_t i = 0; i < cfg->kafka_count; i++)
-        if (!strcmp(cfg->kafka[i].key, key))
-            return true;
-    return false;
-}
-
 rd_kafka_t *kafka_producer_new(const config *cfg, kafka_delivery *dr, char *err, size_t errlen)
-{
-    return kafka_producer_new_with(cfg, dr, NULL, 0, err, errlen);
-}
-
-rd_kafka_t *kafka_producer_new_with(const config *cfg, kafka_delivery *dr, const char *const (*defaults)[2], size_t n,
-                                    char *err, size_t errlen)
 {
     rd_kafka_conf_t *conf = kafka_conf_new(cfg, err, errlen);
     char why[512];
     if (!conf)
         return NULL;
-    for (size_t i = 0; i < n; i++)
-        if (!user_set(cfg, defaults[i][0]) && kafka_conf_set(conf, defaults[i][0], defaults[i][1], err, errlen)) {
-            rd_kafka_conf_destroy(conf);
-            return NULL;
-        }
     /* Correctness settings: not overridable, the pipeline's guarantees rest on them. */
     if (kafka_conf_set(conf, "enable.idempotence", "true", err, errlen) ||
         kafka_conf_set(conf, "acks", "all", err, errlen)) {
@@ -235,8 +215,10 @@ rd_kafka_t *kafka_producer_new_with(const config *cfg, kafka_delivery *dr, const
     rd_kafka_conf_set_dr_msg_cb(conf, kafka_on_delivery);
     rd_kafka_conf_set_error_cb(conf, on_error);
     if (dr && dr->on_stats) {
-        if (!user_set(cfg, "statistics.interval.ms") &&
-            kafka_conf_set(conf, "statistics.interval.ms", "10000", err, errlen)) {
+        bool user = false;
+        for (size_t i = 0; i < cfg->kafka_count; i++)
+            user |= !strcmp(cfg->kafka[i].key, "statistics.interval.ms");
+        if (!user && kafka_conf_set(conf, "statistics.interval.ms", "10000", err, errlen)) {
             rd_kafka_conf_destroy(conf);
             return NULL;
         }

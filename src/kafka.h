@@ -82,10 +82,6 @@ void kafka_stats_describe(const kafka_req_stats *prev, const kafka_req_stats *no
 /* An idempotent (acks=all) producer whose delivery reports update *dr. */
 rd_kafka_t *kafka_producer_new(const config *cfg, kafka_delivery *dr, char *err, size_t errlen);
 
-/* The same with defaults[n] (librdkafka key, value) for the keys cfg does not set. */
-rd_kafka_t *kafka_producer_new_with(const config *cfg, kafka_delivery *dr, const char *const (*defaults)[2], size_t n,
-                                    char *err, size_t errlen);
-
 /* The delivery report callback behind kafka_delivery (opaque: the kafka_delivery). */
 void kafka_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
 

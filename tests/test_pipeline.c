@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "emitter.h"
 #include "kafka.h"
 #include "pipeline.h"
 #include "redis_fixture.h"
@@ -553,38 +552,6 @@ START_TEST(consumer_fetch_waits_for_64_kb_or_25_ms)
 }
 END_TEST
 
-/* The at-least-once output producer lingers 50 ms (librdkafka: 5) unless
- * kafka.linger.ms says otherwise: a batch's outputs are one produce request
- * per partition, and lingering merges consecutive batches' (README
- * Performance, latency: fewer requests and a lower p99 at 64 partitions). */
-START_TEST(output_producer_lingers_50_ms)
-{
-    config cfg;
-    program prog;
-    rd_kafka_mock_cluster_t *mc;
-    char err[512];
-    rd_kafka_t *mock = start_on_mock(&cfg, &prog, &mc, 2, NULL);
-    for (int pass = 0; pass < 2; pass++) {
-        if (pass == 1)
-            set(&cfg, "kafka.linger.ms", "5");
-        rd_kafka_conf_t *cc = pipeline_consumer_conf(&cfg, NULL, err, sizeof(err));
-        ck_assert_msg(cc, "%s", err);
-        char why[512];
-        rd_kafka_t *consumer = rd_kafka_new(RD_KAFKA_CONSUMER, cc, why, sizeof(why));
-        ck_assert_msg(consumer, "%s", why);
-        emitter em;
-        ck_assert_msg(emitter_open(&em, &cfg, consumer, NULL, NULL, err, sizeof(err)) == 0, "%s", err);
-        ck_assert_str_eq(conf_value((rd_kafka_conf_t *)rd_kafka_conf(em.producer), "linger.ms"), pass ? "5" : "50");
-        ck_assert_str_eq(conf_value((rd_kafka_conf_t *)rd_kafka_conf(em.producer), "enable.idempotence"), "true");
-        ck_assert_str_eq(conf_value((rd_kafka_conf_t *)rd_kafka_conf(em.producer), "acks"), "-1");
-        emitter_close(&em);
-        rd_kafka_destroy(consumer);
-    }
-    rd_kafka_mock_cluster_destroy(mc);
-    stop_on_mock(mock, &prog, &cfg);
-}
-END_TEST
-
 Suite *pipeline_suite(void)
 {
     redis_fixture_start();
@@ -592,7 +559,6 @@ Suite *pipeline_suite(void)
     TCase *tc = tcase_create("pipeline");
     tcase_set_timeout(tc, 240);
     tcase_add_test(tc, consumer_fetch_waits_for_64_kb_or_25_ms);
-    tcase_add_test(tc, output_producer_lingers_50_ms);
     tcase_add_test(tc, no_output_lost_when_kafka_fails_after_redis_applied);
     tcase_add_test(tc, forged_future_timestamp_refused);
     tcase_add_test(tc, no_commit_past_an_unacknowledged_batch);
