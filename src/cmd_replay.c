@@ -21,11 +21,13 @@
 
 #include "cli.h"
 #include "clock.h"
+#include "codec.h"
 #include "kafka.h"
 #include "log.h"
 #include "pipeline.h"
 #include "program.h"
 #include "registry.h"
+#include "replay_order.h"
 #include "report.h"
 #include "store.h"
 #include "timeutil.h"
@@ -33,7 +35,8 @@
 static const char help[] =
     "usage: fidelio replay --namespace NAME [--from WHERE] [--to WHEN] [-r RULES]\n"
     "                      [--outputs none|topics] [--resume | --wipe] [--follow]\n"
-    "                      [--into-live] [--report FILE] [--parallel N] [OPTIONS]\n\n"
+    "                      [--into-live] [--report FILE] [--parallel N]\n"
+    "                      [--order grouped|merge] [OPTIONS]\n\n"
     "Replay the touchpoints topic (topics.touchpoints) into namespace NAME (Redis\n"
     "key prefix NAME:) with the engine, store and pipeline of `fidelio run`, read\n"
     "by one process that owns every partition: its partitions are assigned, it has\n"
@@ -65,6 +68,14 @@ static const char help[] =
     "                        credits then travel through the namespace's credits topic\n"
     "                        (<topics.credits>-NAME, created first), as in `run`: not\n"
     "                        byte-identical to simulate for referrers (README)\n"
+    "      --order ORDER     grouped (default): the merge taken in windows, each\n"
+    "                        handed out customer by customer (several events of a\n"
+    "                        customer per batch: less Redis work), every two events\n"
+    "                        that touch one customer's state (a referral credit\n"
+    "                        included) kept in the merge's order: the same result;\n"
+    "                        merge: the merge's order itself (outputs produced in\n"
+    "                        time order). A --resume, --follow or --parallel replay\n"
+    "                        takes the merge's order\n"
     "A target that holds keys is refused (exit 2) unless --resume or --wipe.\n" CLI_COMMON_HELP;
 
 /* One partition of the source: its range and the messages fetched ahead. */
@@ -109,11 +120,45 @@ typedef struct replay {
     const pipeline_stats *final; /* worker: its counts, written with its last progress */
     char key[32];               /* the progress key under the prefix: replay, or replay.K for worker K */
     char err[512];
+    /* The grouped order (replay_order.h): the merge's messages taken in windows of
+     * wmax, each handed out partition by partition, referral groups in the
+     * merge's order. Only in one process, from an empty namespace, without
+     * --follow (so every referral link that matters is a SIGNUP this process saw). */
+    bool grouped;
+    replay_order *order;        /* the referral links seen so far; owned */
+    codec *codec;               /* decodes the window's SIGNUPs (referred_by); owned */
+    codec_record *rec;          /* owned */
+    rd_kafka_message_t **win;   /* the window, in the merge's order; a slot is NULL once handed out; owned */
+    size_t wn, wmax;            /* messages taken; a full window */
+    size_t *worder;             /* the hand-out order (indices into win); owned */
+    size_t wpos;                /* next place in worder */
+    bool wsealed;               /* worder is computed: handing out */
+    const char **wcust;         /* scratch for replay_order_window: keys, their lengths, whether each can credit; owned */
+    size_t *wclen;
+    unsigned char *wcred;
+    bool credit_type[EVENT_TYPE_COUNT]; /* types some rule pays the referrer for (`to: referrer`) */
+    bool end_batch;             /* the window's last message was handed out: the batch ends there */
+    struct rwindow *wq;         /* windows handed out, not all committed yet, oldest first; owned */
+    size_t wqn, wqcap;
+    long long windows;          /* windows handed out grouped */
 } replay;
+
+/* A window of the grouped order, sealed and not all committed. The progress
+ * moves by whole windows: its messages are not each partition's offset order. */
+typedef struct rwindow {
+    size_t size;                /* messages */
+    size_t committed;           /* of them, in committed batches (a batch never spans two windows) */
+    int64_t *end;               /* per part (index of r->parts): the next offset after the window; owned */
+    char (*dfield)[80];         /* the DLQ counts of its committed batches, for the report with its progress; owned */
+    long long *dcount;
+    size_t dn, dcap;
+} rwindow;
 
 #define REPLAY_QUEUE_HIGH 2000 /* pause a partition's fetching with this many buffered */
 #define REPLAY_QUEUE_LOW 500   /* and resume it below this */
 #define REPLAY_TIMEOUT_MS 10000
+#define REPLAY_WINDOW_BATCHES 2  /* the grouped order's window: this many batches per partition */
+#define REPLAY_WINDOW_MAX 131072 /* messages at most (memory: the window is held until handed out) */
 
 static rpart *find_part(replay *r, const char *topic, int32_t partition)
 {
@@ -275,15 +320,13 @@ static void worker_check(replay *r)
              r->nworkers);
 }
 
-/* pipeline_source.next: a credit first (--parallel: credits come back through
+/* The merge: a credit first (--parallel: credits come back through
  * the namespace's credits topic as soon as they can), else the earliest head
  * among the touchpoint partitions (message timestamp, then partition number),
  * once every unfinished partition has one (with --follow, a partition at its
- * end does not hold the others back). */
-static rd_kafka_message_t *src_next(void *ctx, int timeout_ms, bool *done)
+ * end does not hold the others back). NULL at the deadline or when done. */
+static rd_kafka_message_t *merge_next(replay *r, double deadline, bool *done)
 {
-    replay *r = ctx;
-    double deadline = clock_mono_s() + timeout_ms / 1000.0;
     for (;;) {
         rd_kafka_message_t *m;
         while ((m = rd_kafka_consumer_poll(r->rk, 0)))
@@ -331,10 +374,135 @@ static rd_kafka_message_t *src_next(void *ctx, int timeout_ms, bool *done)
     }
 }
 
+static void rwindow_free(rwindow *w)
+{
+    free(w->end);
+    free(w->dfield);
+    free(w->dcount);
+}
+
+/* The window is taken: note its SIGNUPs' referrals, then compute its
+ * hand-out order and queue it for its progress. A failure (memory) hands
+ * this window out in the merge's order and ends the grouped order: the
+ * merge's order from any point the grouped order reached is right, as after
+ * a --resume (docs/design.md: Replay). */
+static void seal_window(replay *r)
+{
+    bool ok = true;
+    for (size_t i = 0; i < r->wn; i++) {
+        rd_kafka_message_t *m = r->win[i];
+        r->wcust[i] = m->key ? (const char *)m->key : NULL;
+        r->wclen[i] = m->key ? m->key_len : 0;
+        r->wcred[i] = 1; /* unless known not to: a message that does not decode here is refused by the pipeline */
+        char why[256];
+        if (!m->key || !m->payload ||
+            codec_decode_avro(r->codec, SCHEMA_TOUCHPOINT, m->payload, m->len, r->rec, why, sizeof(why)) != EVENT_OK)
+            continue;
+        const touchpoint *tp = &r->rec->tp;
+        r->wcred[i] = (unsigned)tp->type < EVENT_TYPE_COUNT ? r->credit_type[tp->type] : 1;
+        if (ok && tp->type == EVENT_SIGNUP && tp->payload.signup.has_referred_by &&
+            replay_order_refer(r->order, m->key, m->key_len, tp->payload.signup.referred_by,
+                               strlen(tp->payload.signup.referred_by)) != 0)
+            ok = false;
+    }
+    rwindow w = {.size = r->wn, .end = malloc((size_t)r->nparts * sizeof(int64_t))};
+    if (w.end)
+        for (int k = 0; k < r->nparts; k++)
+            w.end[k] = r->parts[k].next;
+    rwindow *q = r->wqn < r->wqcap ? r->wq : grow_array(r->wq, &r->wqcap, sizeof(rwindow), 8);
+    if (q)
+        r->wq = q;
+    if (ok && w.end && q && replay_order_window(r->order, r->wn, r->wcust, r->wclen, r->wcred, r->worder) == 0) {
+        r->windows++;
+    } else {
+        for (size_t i = 0; i < r->wn; i++)
+            r->worder[i] = i;
+        log_warn("replay: out of memory ordering a window: the merge's order from here on (slower, same result)");
+        r->grouped = false;
+    }
+    if (w.end && q)
+        r->wq[r->wqn++] = w;
+    else /* progress by batches: the merge's order is each partition's offset order */
+        free(w.end);
+    r->wpos = 0;
+    r->wsealed = true;
+}
+
+/* pipeline_source.next: the merge's next message or, in the grouped order,
+ * the window's next; a window is sealed once full, once the merge is done,
+ * or when a wait for the merge ran out with messages taken (so a slow fetch
+ * does not hold the pipeline back). */
+static rd_kafka_message_t *src_next(void *ctx, int timeout_ms, bool *done)
+{
+    replay *r = ctx;
+    double deadline = clock_mono_s() + timeout_ms / 1000.0;
+    for (;;) {
+        if (r->wsealed) {
+            if (r->wpos < r->wn) {
+                size_t i = r->worder[r->wpos++];
+                rd_kafka_message_t *m = r->win[i];
+                r->win[i] = NULL;
+                r->end_batch = r->wpos == r->wn;
+                return m;
+            }
+            r->wsealed = false;
+            r->wn = 0;
+        }
+        if (!r->grouped)
+            return merge_next(r, deadline, done);
+        bool merged_all = false;
+        rd_kafka_message_t *m = NULL;
+        while (r->wn < r->wmax && (m = merge_next(r, deadline, &merged_all)))
+            r->win[r->wn++] = m;
+        if (r->wn == 0) {
+            *done = merged_all;
+            return NULL;
+        }
+        if (r->wn < r->wmax && !merged_all && (timeout_ms == 0 || clock_mono_s() < deadline))
+            return NULL; /* more to take: read-ahead asks again, a batch's fill waits */
+        seal_window(r);
+    }
+}
+
+/* pipeline_source.batch_end: a batch ends with its window (the progress moves by windows). */
+static bool src_batch_end(void *ctx)
+{
+    replay *r = ctx;
+    bool end = r->end_batch;
+    r->end_batch = false;
+    return end;
+}
+
+/* Drop the window's messages not handed out yet; each partition's first of
+ * them goes into l (the offsets to hand out again), when below what l has. */
+static void drop_window(replay *r, rd_kafka_topic_partition_list_t *l)
+{
+    for (size_t i = 0; i < r->wn; i++) {
+        rd_kafka_message_t *m = r->win[i];
+        if (!m)
+            continue;
+        if (l) {
+            const char *topic = rd_kafka_topic_name(m->rkt);
+            rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_find(l, topic, m->partition);
+            if (!tp)
+                rd_kafka_topic_partition_list_add(l, topic, m->partition)->offset = m->offset;
+            else if (m->offset < tp->offset)
+                tp->offset = m->offset;
+        }
+        rd_kafka_message_destroy(m);
+        r->win[i] = NULL;
+    }
+    r->wn = 0;
+    r->wpos = 0;
+    r->wsealed = false;
+    r->end_batch = false;
+}
+
 /* pipeline_source.stop: release the buffered messages (before the consumer goes). */
 static void src_stop(void *ctx)
 {
     replay *r = ctx;
+    drop_window(r, NULL);
     for (int i = 0; i < r->nparts; i++) {
         rpart *p = &r->parts[i];
         for (int k = 0; k < p->qlen; k++)
@@ -347,13 +515,35 @@ static void src_stop(void *ctx)
  * offsets (each partition's first uncommitted one): the buffered messages
  * go and the consumer is sought back, so the merge restarts from the state
  * it had then and hands out the same sequence. */
-static int src_rewind(void *ctx, const rd_kafka_topic_partition_list_t *first, char *err, size_t errlen)
+static int src_rewind(void *ctx, const rd_kafka_topic_partition_list_t *first_batches, char *err, size_t errlen)
 {
     replay *r = ctx;
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(first->cnt);
-    if (!l) {
+    /* the grouped order: the window's messages not handed out yet are read again too */
+    rd_kafka_topic_partition_list_t *first = rd_kafka_topic_partition_list_copy(first_batches);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(first ? first->cnt + 1 : 1);
+    if (!l || !first) {
+        if (l)
+            rd_kafka_topic_partition_list_destroy(l);
+        if (first)
+            rd_kafka_topic_partition_list_destroy(first);
         snprintf(err, errlen, "out of memory");
         return -1;
+    }
+    drop_window(r, first);
+    if (r->wqn > 0) { /* windows not all committed: each is read again whole (the progress is by windows) */
+        for (int k = 0; k < r->nparts; k++) {
+            rpart *p = &r->parts[k];
+            if (p->kept >= p->next)
+                continue;
+            rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_find(first, p->topic, p->partition);
+            if (!tp)
+                rd_kafka_topic_partition_list_add(first, p->topic, p->partition)->offset = p->kept;
+            else if (p->kept < tp->offset)
+                tp->offset = p->kept;
+        }
+        for (size_t k = 0; k < r->wqn; k++)
+            rwindow_free(&r->wq[k]);
+        r->wqn = 0;
     }
     for (int i = 0; i < first->cnt; i++) {
         rpart *p = find_part(r, first->elems[i].topic, first->elems[i].partition);
@@ -386,6 +576,7 @@ static int src_rewind(void *ctx, const rd_kafka_topic_partition_list_t *first, c
             pause_part(r, p, false);
     }
     rd_kafka_topic_partition_list_destroy(l);
+    rd_kafka_topic_partition_list_destroy(first);
     return rc;
 }
 
@@ -471,14 +662,90 @@ static int write_progress(replay *r, const char *const *dlq_pairs, size_t n, cha
     return rc;
 }
 
+/* Add a batch's DLQ counts (field / count pairs) to its window's. -1: out of memory. */
+static int window_dlq(rwindow *w, const char *const *pairs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        size_t k = 0;
+        while (k < w->dn && strcmp(w->dfield[k], pairs[2 * i]) != 0)
+            k++;
+        if (k == w->dn) {
+            if (w->dn == w->dcap) {
+                size_t cap = w->dcap;
+                char(*f)[80] = grow_array(w->dfield, &cap, sizeof(*w->dfield), 8);
+                if (!f)
+                    return -1;
+                w->dfield = f;
+                long long *c = grow_array(w->dcount, &w->dcap, sizeof(long long), 8);
+                if (!c)
+                    return -1;
+                w->dcount = c;
+            }
+            snprintf(w->dfield[k], sizeof(w->dfield[k]), "%s", pairs[2 * i]);
+            w->dcount[k] = 0;
+            w->dn++;
+        }
+        w->dcount[k] += strtoll(pairs[2 * i + 1], NULL, 10);
+    }
+    return 0;
+}
+
+/* The grouped order's commit: a batch of the oldest window in flight (a batch
+ * never spans two) is committed. The progress moves only when the whole
+ * window is: then <prefix>replay gets the window's end offsets and its DLQ
+ * counts in one MULTI/EXEC (the counts of a window read again after a kill
+ * are counted once). Until then nothing is written, and the store is told
+ * only the offsets kept (next lowered to them): a window's messages are not
+ * each partition's offset order, so a batch's highest offset does not say
+ * that every lower one is committed. */
+static int window_commit(replay *r, rd_kafka_topic_partition_list_t *next, size_t messages,
+                         const char *const *dlq_pairs, size_t n, char *err, size_t errlen)
+{
+    rwindow *w = &r->wq[0];
+    int rc = 0;
+    if (window_dlq(w, dlq_pairs, n) != 0) {
+        snprintf(err, errlen, "out of memory");
+        rc = -1;
+    }
+    w->committed += messages;
+    if (w->committed > w->size) /* a batch across two windows: batch_end prevents it */
+        log_warn("replay: a batch of %zu messages went past its window (%zu of %zu committed)", messages, w->committed,
+                 w->size);
+    if (rc == 0 && w->committed >= w->size) {
+        for (int k = 0; k < r->nparts; k++)
+            if (w->end[k] > r->parts[k].kept)
+                r->parts[k].kept = w->end[k];
+        char counts[64][24];
+        const char *pairs[128];
+        size_t np = 0;
+        for (size_t k = 0; k < w->dn && np < 64; k++, np++) {
+            snprintf(counts[np], sizeof(counts[np]), "%lld", w->dcount[k]);
+            pairs[2 * np] = w->dfield[k];
+            pairs[2 * np + 1] = counts[np];
+        }
+        rc = write_progress(r, pairs, np, err, errlen);
+        rwindow_free(w);
+        memmove(r->wq, r->wq + 1, (r->wqn - 1) * sizeof(*r->wq));
+        r->wqn--;
+    }
+    for (int i = 0; i < next->cnt; i++) {
+        rpart *p = find_part(r, next->elems[i].topic, next->elems[i].partition);
+        if (p && next->elems[i].offset > p->kept)
+            next->elems[i].offset = p->kept;
+    }
+    return rc;
+}
+
 /* pipeline_source.commit: the batch is applied and its outputs acknowledged:
  * keep its next offsets in <prefix>replay and add its DLQ counts to the
  * report, in one MULTI/EXEC. Written after the applies, so a replay killed in between reads the batch again on --resume
  * and finds its events applied (dedupe records): nothing lost, nothing twice. */
-static int src_commit(void *ctx, const rd_kafka_topic_partition_list_t *next, const char *const *dlq_pairs, size_t n,
-                      char *err, size_t errlen)
+static int src_commit(void *ctx, rd_kafka_topic_partition_list_t *next, size_t messages, const char *const *dlq_pairs,
+                      size_t n, char *err, size_t errlen)
 {
     replay *r = ctx;
+    if (r->wqn > 0)
+        return window_commit(r, next, messages, dlq_pairs, n, err, errlen);
     for (int i = 0; i < next->cnt; i++) {
         rpart *p = find_part(r, next->elems[i].topic, next->elems[i].partition);
         if (p && next->elems[i].offset > p->kept)
@@ -903,13 +1170,16 @@ static int final_report(replay *r, const pipeline_stats *st, const char *report_
     if (r->nworkers)
         snprintf(workers, sizeof(workers), "; %d worker processes, %lld credits read back through %s", r->nworkers,
                  r->credits_read, r->cfg->topic_credits);
+    char grouped[96] = "";
+    if (r->windows)
+        snprintf(grouped, sizeof(grouped), "; grouped order: %lld window(s)", r->windows);
     printf("# replay into namespace %.*s: %lld events read in %.1f s (%.0f events/s): %lld touchpoints and %lld "
            "credits applied, %lld found applied already, %lld to the DLQ, %lld outputs (%s); %lld batches, %lld "
-           "rounds; %.1f s waiting for a partition's next fetch to keep the order%s%s\n",
+           "rounds; %.1f s waiting for a partition's next fetch to keep the order%s%s%s\n",
            (int)strlen(r->cfg->key_prefix) - 1, r->cfg->key_prefix, events, secs, secs > 0 ? (double)events / secs : 0,
            st->touchpoints, st->credits, st->duplicates, st->dlq, st->outputs,
            !strcmp(r->outputs, "none") ? "counted, not produced" : "produced", st->batches, st->rounds, r->held_s,
-           workers, gone_text);
+           grouped, workers, gone_text);
     if (report_text(r->st, r->prog, r->cfg->key_prefix, &text, err, sizeof(err)) != 0) {
         log_error("report: %s", err);
         rc = -1;
@@ -950,7 +1220,8 @@ static int replay_pipeline(replay *r, const config *cfg, const program *prog, pi
     char group[200];
     snprintf(group, sizeof(group), "fidelio-replay.%.*s", (int)strlen(cfg->key_prefix) - 1, cfg->key_prefix);
     pipeline_source src = {.group_id = group, .start = src_start, .next = src_next, .commit = src_commit,
-                           .rewind = src_rewind, .stop = src_stop, .batch_done = src_batch_done, .ctx = r};
+                           .rewind = src_rewind, .stop = src_stop, .batch_done = src_batch_done,
+                           .batch_end = src_batch_end, .ctx = r};
     pipeline_opts opts = {.source = &src, .credits_in_process = r->worker < 0,
                           .no_outputs = !strcmp(r->outputs, "none")};
     r->t0 = clock_mono_s(); /* reset by src_start, once the pipeline is set up */
@@ -1180,12 +1451,13 @@ int cmd_replay(int argc, char **argv)
                                              {"report", required_argument, NULL, 'P'},
                                              {"parallel", required_argument, NULL, 'J'},
                                              {"worker", required_argument, NULL, 'K'},
+                                             {"order", required_argument, NULL, 'X'},
                                              {0, 0, 0, 0}};
     cli_common cc = {0};
     config cfg;
     program *prog = NULL;
     const char *rules = NULL, *name = NULL, *from = "beginning", *to = "end", *outputs = "none",
-               *report_path = NULL;
+               *report_path = NULL, *order = "grouped";
     bool resume = false, wipe = false, follow = false, into_live = false;
     int opt, rc = EXIT_USAGE, nworkers = 0, worker = -1, wn = 0;
     char *end;
@@ -1213,6 +1485,7 @@ int cmd_replay(int argc, char **argv)
                 goto out_cc;
             }
             break;
+        case 'X': order = optarg; break;
         case 'K': /* --worker K/N: a worker of --parallel N, started by its parent */
             if (sscanf(optarg, "%d/%d", &worker, &wn) != 2 || wn < 2 || wn > 64 || worker < 0 || worker >= wn) {
                 fprintf(stderr, "fidelio replay: --worker '%s': K/N, set by replay --parallel N\n", optarg);
@@ -1231,6 +1504,10 @@ int cmd_replay(int argc, char **argv)
     }
     if (strcmp(outputs, "none") != 0 && strcmp(outputs, "topics") != 0) {
         fprintf(stderr, "fidelio replay: --outputs '%s': none or topics\n", outputs);
+        goto out_cc;
+    }
+    if (strcmp(order, "grouped") != 0 && strcmp(order, "merge") != 0) {
+        fprintf(stderr, "fidelio replay: --order '%s': grouped or merge\n", order);
         goto out_cc;
     }
     if (resume && wipe) {
@@ -1387,6 +1664,29 @@ int cmd_replay(int argc, char **argv)
         if (r.parts[i].stop != INT64_MAX)
             r.total += r.parts[i].stop - r.parts[i].start;
     }
+    /* the grouped order needs every referral that can matter to be a SIGNUP this process sees: an
+     * empty namespace (a resumed one holds profiles with referrals read before), no --follow */
+    r.grouped = !strcmp(order, "grouped") && !nworkers && !follow && !(resume && found);
+    if (r.grouped) {
+        size_t wmax = (size_t)ntp * (size_t)cfg.batch_size * REPLAY_WINDOW_BATCHES;
+        r.wmax = wmax < REPLAY_WINDOW_MAX ? wmax : REPLAY_WINDOW_MAX;
+        r.order = replay_order_new();
+        r.codec = codec_new((size_t)cfg.max_message_bytes, err, sizeof(err));
+        r.rec = calloc(1, sizeof(*r.rec));
+        r.win = calloc(r.wmax, sizeof(*r.win));
+        r.worder = malloc(r.wmax * sizeof(*r.worder));
+        r.wcust = malloc(r.wmax * sizeof(*r.wcust));
+        r.wclen = malloc(r.wmax * sizeof(*r.wclen));
+        r.wcred = malloc(r.wmax);
+        for (int i = 0; i < prog->nrules; i++)
+            if (prog->rules[i].to == BENEFICIARY_REFERRER)
+                r.credit_type[prog->rules[i].on] = true;
+        if (!r.order || !r.codec || !r.rec || !r.win || !r.worder || !r.wcust || !r.wclen || !r.wcred) {
+            fprintf(stderr, "fidelio replay: out of memory for a window of %zu messages\n", r.wmax);
+            rc = EXIT_RUNTIME;
+            goto out_store;
+        }
+    }
     log_info("replaying %s (%d partitions, %lld events%s) into namespace '%s' with rule program %s; outputs: %s%s",
              cfg.topic_touchpoints, ntp, r.total, follow ? ", then following" : "", prefix, prog->version,
              !strcmp(outputs, "none") ? "none (counted)"
@@ -1422,6 +1722,21 @@ int cmd_replay(int argc, char **argv)
     rc = final_report(&r, &st, report_path, secs) == 0 ? EXIT_OK : EXIT_RUNTIME;
 out_store:
     store_close(r.st);
+    replay_order_free(r.order);
+    if (r.codec)
+        codec_free(r.codec);
+    if (r.rec) {
+        codec_record_free(r.rec);
+        free(r.rec);
+    }
+    free(r.win);
+    free(r.worder);
+    free(r.wcust);
+    free(r.wclen);
+    free(r.wcred);
+    for (size_t k = 0; k < r.wqn; k++)
+        rwindow_free(&r.wq[k]);
+    free(r.wq);
     for (int i = 0; i < r.nparts; i++)
         free(r.parts[i].q); /* its messages were released by src_stop */
     free(r.parts);

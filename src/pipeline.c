@@ -1463,7 +1463,8 @@ static int emit_sync(pipeline *pl)
             report_dlq_fields f;
             report_dlq_pairs(&dlq, &f);
             if (r == EMIT_COMMITTED &&
-                pl->opts->source->commit(pl->opts->source->ctx, offs, f.pairs, f.n, why, sizeof(why)) != 0) {
+                pl->opts->source->commit(pl->opts->source->ctx, offs, (size_t)pl->nitems, f.pairs, f.n, why,
+                                         sizeof(why)) != 0) {
                 log_warn("keeping the progress failed: %s (the batch will be read again and deduplicated)", why);
                 r = EMIT_UNCOMMITTED;
             }
@@ -1712,7 +1713,8 @@ static void on_batch_done(void *ctx, void *user, bool committed)
         char err[512];
         report_dlq_fields f;
         report_dlq_pairs(&t->dlq, &f);
-        if (pl->opts->source->commit(pl->opts->source->ctx, t->offs, f.pairs, f.n, err, sizeof(err)) != 0) {
+        if (pl->opts->source->commit(pl->opts->source->ctx, t->offs, (size_t)(t->touchpoints + t->credits), f.pairs,
+                                     f.n, err, sizeof(err)) != 0) {
             log_warn("keeping the progress failed: %s (the batch will be read again and deduplicated)", err);
             committed = false;
         }
@@ -2506,6 +2508,8 @@ static int fill_batch(pipeline *pl, int linger_ms, bool *source_done, char *err,
         mark_activity(pl, m);
         pl->batch_bytes += m->len + m->key_len;
         pl->items[pl->nitems++].msg = m;
+        if (opts->source && opts->source->batch_end && opts->source->batch_end(opts->source->ctx))
+            break;
     }
     return 0;
 }

@@ -51,12 +51,19 @@ typedef struct pipeline_source {
      * every earlier batch's (batches are pipelined as in `run`: called in
      * batch order, from the emitter's poll): the
      * next offset to read of each partition in the batch (the progress to
-     * keep) and the batch's DLQ counts for the report (dlq_pairs: n field /
+     * keep), how many messages the batch held (in the order next handed
+     * them out), and the batch's DLQ counts for the report (dlq_pairs: n field /
      * count pairs of <prefix>aggregates), to be written in one atomic step
      * with the progress, so a resumed replay counts each DLQ item once.
-     * 0, or -1 with err (the batch then counts as uncommitted). */
-    int (*commit)(void *ctx, const rd_kafka_topic_partition_list_t *next, const char *const *dlq_pairs, size_t n,
-                  char *err, size_t errlen);
+     * A source whose order is not each partition's offset order lowers the
+     * offsets of next to what it kept: the store is told only those are
+     * committed (store_committed). 0, or -1 with err (the batch then counts
+     * as uncommitted). */
+    int (*commit)(void *ctx, rd_kafka_topic_partition_list_t *next, size_t messages, const char *const *dlq_pairs,
+                  size_t n, char *err, size_t errlen);
+    /* After each message next handed out: true ends the batch there (the
+     * source keeps its progress by windows no batch may span); may be NULL. */
+    bool (*batch_end)(void *ctx);
     /* A delivery failed: hand out again, in the same order, every message from
      * these offsets on (the first offset of each partition's uncommitted
      * batches; the batches are read and decided again, and Redis finds their

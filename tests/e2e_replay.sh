@@ -6,7 +6,9 @@
 #  - replay --from beginning --namespace rebuild: its profiles are byte-identical
 #    to `simulate` over the same events in replay's order (the partitions merged
 #    by message timestamp, then partition: computed here from kcat's view of the
-#    topic), referrals included; and equal to live for every customer that got
+#    topic), referrals included, though the replay hands each window of that
+#    order out customer by customer (--order grouped, the default); and equal
+#    to live for every customer that got
 #    no referral credit (live applies credits when they come back through the
 #    credits topic, so a referrer's own events may interleave): the test prints
 #    how many customers differ and checks each of them is a referrer
@@ -15,8 +17,9 @@
 #    field-by-field comparison of both simulations finds
 #  - the live namespace (every key, by DUMP), the live topics (end offsets) and
 #    the live group's committed offsets are the same after every replay
-#  - a replay killed with SIGKILL mid-way and resumed (--resume) ends with the
-#    profiles, ledgers and report counters of the uninterrupted rebuild
+#  - a replay killed with SIGKILL mid-way (grouped order) and resumed (--resume:
+#    the merge's order) ends with the profiles, ledgers and report counters of
+#    the uninterrupted one
 #  - --follow picks up events produced after it caught up
 #  - --parallel 3 (three worker processes, credits through the namespace's
 #    credits topic fidelio-credits-par): every touchpoint and credit applied
@@ -175,6 +178,8 @@ t_replay=$(echo "$(date +%s.%N) - $t0" | bc)
 [ "$REPLAY_RC" -eq 0 ] || fail "replay rebuild exited $REPLAY_RC: $(tail -5 "$WORK/replay.err")"
 step "$(head -1 "$WORK/replay.out")"
 grep -q "^# replay into namespace rebuild: $EVENTS events read" "$WORK/replay.out" || fail "report: $(head -1 "$WORK/replay.out")"
+# in the grouped order (the default: windows handed out customer by customer), as the tail replay below
+grep -q "; grouped order: [1-9][0-9]* window(s)" "$WORK/replay.out" || fail "rebuild not in the grouped order: $(head -1 "$WORK/replay.out")"
 step "replay rebuild: ${t_replay} s, live run: ${t_run} s (replay/run time ratio $(echo "scale=2; $t_replay / $t_run" | bc))"
 profiles rebuild >"$WORK/rebuild.profiles"
 [ "$(wc -l <"$WORK/rebuild.profiles")" -ge $((CUSTOMERS * 8 / 10)) ] || fail "rebuild has $(wc -l <"$WORK/rebuild.profiles") profiles"

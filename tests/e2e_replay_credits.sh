@@ -13,7 +13,11 @@
 # other). Replayed with batch sizes 1 to 7, 11 and 500 (so the batch boundaries
 # fall everywhere, and the referrers are inside or outside the invitee's
 # batch), every rebuild's profiles (balance, lifetime points, tier, rule
-# states) are byte-identical to `simulate` over the same events.
+# states) are byte-identical to `simulate` over the same events. The replays
+# take the grouped order (replay --order grouped, the default: each window's
+# events customer by customer, credits kept in place); one more with
+# --order merge (the topic's order itself) has the same profiles, ledgers and
+# report counters as the grouped ones of batch sizes 1, 7 and 500.
 source "$(dirname "$0")/lib.sh"
 require redis-server redis-cli python3
 
@@ -21,7 +25,7 @@ SIZES="1 2 3 4 5 6 7 11 500"
 start_dev_kafka --partitions 1
 start_redis
 # the replay user (role replay: deploy/redis-acl.conf), granted only the rebuilds' namespaces
-read -r -a acl <<<"$(acl_line replay fidelio-replay e2e-replay-pw "$(for n in $SIZES; do printf 'b%s: ' "$n"; done)" | sed 's/^user //')"
+read -r -a acl <<<"$(acl_line replay fidelio-replay e2e-replay-pw "$(for n in $SIZES; do printf 'b%s: ' "$n"; done)merge: " | sed 's/^user //')"
 redis-cli -s "$REDIS_SOCK" ACL SETUSER "${acl[@]}" >/dev/null || fail "ACL SETUSER fidelio-replay"
 RU="unix://fidelio-replay:e2e-replay-pw@$REDIS_SOCK"
 
@@ -86,6 +90,28 @@ for n in $SIZES; do
         || fail "profile --all b$n: $(tail -3 "$WORK/b$n.perr")"
     cmp -s "$WORK/b$n.profiles" "$WORK/sim.profiles" \
         || fail "batch size $n: the rebuild differs from simulate: $(diff "$WORK/b$n.profiles" "$WORK/sim.profiles" | head -6)"
+    grep -q "; grouped order: [1-9][0-9]* window(s)" "$WORK/b$n.out" || fail "replay $n: not in the grouped order: $(head -1 "$WORK/b$n.out")"
     pass "batch size $n: $(wc -l <"$WORK/b$n.profiles") profiles byte-identical to simulate ($(sed -n 's/.*applied, \(.*\); \([0-9]*\) batches, \([0-9]*\) rounds.*/\2 batches, \3 rounds/p' "$WORK/b$n.out" | head -1))"
 done
+# the merge's order itself: the same state, ledgers (each entry's place) and report counters included
+# shellcheck disable=SC2046
+"$FIDELIO" replay $(fid_opts) --set redis.url="$RU" --set pipeline.batch_size=500 --namespace merge --order merge \
+    --outputs none >"$WORK/merge.out" 2>"$WORK/merge.err" || fail "replay --order merge: $(tail -3 "$WORK/merge.err")"
+grep -q "grouped order" "$WORK/merge.out" && fail "replay --order merge: $(head -1 "$WORK/merge.out")"
+custs=$(grep -o '"customer_id":"[^"]*"' "$WORK/sim.profiles" | cut -d'"' -f4)
+state() { # ledgers, profiles (v, hw, p) and report counters of namespace $1
+    for c in $custs; do
+        echo "LRANGE $1:{$c}:l 0 -1"
+        echo "HMGET $1:{$c}:p v hw tn p"
+    done | redis-cli -s "$REDIS_SOCK" --no-raw
+    redis-cli -s "$REDIS_SOCK" hgetall "$1:aggregates" | paste - - | sort
+}
+state merge >"$WORK/merge.state"
+grep -q 'welcome' "$WORK/merge.state" || fail "no ledger entries read: $(head -3 "$WORK/merge.state")"
+for n in 1 7 500; do
+    state "b$n" >"$WORK/b$n.state"
+    cmp -s "$WORK/b$n.state" "$WORK/merge.state" \
+        || fail "batch size $n (grouped) differs from --order merge: $(diff "$WORK/b$n.state" "$WORK/merge.state" | head -6)"
+done
+pass "--order merge: ledgers, profiles and report counters equal the grouped replays' of batch sizes 1, 7 and 500"
 done_ok
