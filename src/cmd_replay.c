@@ -121,9 +121,10 @@ typedef struct replay {
     char key[32];               /* the progress key under the prefix: replay, or replay.K for worker K */
     char err[512];
     /* The grouped order (replay_order.h): the merge's messages taken in windows of
-     * wmax, each handed out partition by partition, referral groups in the
-     * merge's order. Only in one process, from an empty namespace, without
-     * --follow (so every referral link that matters is a SIGNUP this process saw). */
+     * wmax, each handed out customer by customer, every two messages touching
+     * one customer's state in the merge's order. Only in one process, from an
+     * empty namespace, without --follow (so every referral that matters is a
+     * SIGNUP this process saw). */
     bool grouped;
     replay_order *order;        /* the referral links seen so far; owned */
     codec *codec;               /* decodes the window's SIGNUPs (referred_by); owned */
@@ -703,15 +704,13 @@ static int window_commit(replay *r, rd_kafka_topic_partition_list_t *next, size_
 {
     rwindow *w = &r->wq[0];
     int rc = 0;
-    if (window_dlq(w, dlq_pairs, n) != 0) {
-        snprintf(err, errlen, "out of memory");
-        rc = -1;
-    }
+    if (window_dlq(w, dlq_pairs, n) != 0)
+        log_warn("replay: out of memory keeping a batch's DLQ counts for the report (they are not counted)");
     w->committed += messages;
     if (w->committed > w->size) /* a batch across two windows: batch_end prevents it */
         log_warn("replay: a batch of %zu messages went past its window (%zu of %zu committed)", messages, w->committed,
                  w->size);
-    if (rc == 0 && w->committed >= w->size) {
+    if (w->committed >= w->size) {
         for (int k = 0; k < r->nparts; k++)
             if (w->end[k] > r->parts[k].kept)
                 r->parts[k].kept = w->end[k];
@@ -1678,10 +1677,12 @@ int cmd_replay(int argc, char **argv)
         r.wcust = malloc(r.wmax * sizeof(*r.wcust));
         r.wclen = malloc(r.wmax * sizeof(*r.wclen));
         r.wcred = malloc(r.wmax);
+        r.wqcap = 16; /* windows in flight: the batches in flight and the one read ahead span a few */
+        r.wq = calloc(r.wqcap, sizeof(*r.wq));
         for (int i = 0; i < prog->nrules; i++)
             if (prog->rules[i].to == BENEFICIARY_REFERRER)
                 r.credit_type[prog->rules[i].on] = true;
-        if (!r.order || !r.codec || !r.rec || !r.win || !r.worder || !r.wcust || !r.wclen || !r.wcred) {
+        if (!r.order || !r.codec || !r.rec || !r.win || !r.worder || !r.wcust || !r.wclen || !r.wcred || !r.wq) {
             fprintf(stderr, "fidelio replay: out of memory for a window of %zu messages\n", r.wmax);
             rc = EXIT_RUNTIME;
             goto out_store;
