@@ -1301,6 +1301,36 @@ START_TEST(layout_4_upgraded)
 }
 END_TEST
 
+/* The store under test switched to namespace ns, written by an older layout
+ * and upgraded in place by this open (its marker must then read "6"); with
+ * own_prefix, p_field and raw_int read that namespace too. upgraded_leave()
+ * switches back and closes it. */
+typedef struct {
+    store *saved, *opened;
+    char saved_prefix[sizeof(prefix)];
+} upgraded;
+
+static void upgraded_enter(upgraded *u, const char *ns, bool own_prefix)
+{
+    u->opened = store_open(redis_url, ns, 30 * DAY, 0, err, sizeof(err));
+    ck_assert_msg(u->opened != NULL, "%s", err);
+    redisReply *r = redis_raw("GET %slayout", ns);
+    ck_assert_str_eq(r->str, "6");
+    freeReplyObject(r);
+    u->saved = s;
+    s = u->opened;
+    snprintf(u->saved_prefix, sizeof(u->saved_prefix), "%s", prefix);
+    if (own_prefix)
+        snprintf(prefix, sizeof(prefix), "%s", ns);
+}
+
+static void upgraded_leave(upgraded *u)
+{
+    snprintf(prefix, sizeof(prefix), "%s", u->saved_prefix);
+    s = u->saved;
+    store_close(u->opened);
+}
+
 /* A namespace written by layout 5 is upgraded in place (the marker becomes
  * "6", nothing rewritten): its "\4" records (the whole digest, the event time
  * in decimal) still deduplicate, conflict and are trimmed by their time, the
@@ -1320,16 +1350,8 @@ START_TEST(layout_5_upgraded)
     char e2[40];
     int e2len = snprintf(e2, sizeof(e2), "\x04" "AAAAAAAAAAAAAAAA" "%s", t1);
     RAW_OK("HSET %s{u5}:d e1 %b e2 %b", ns, "\x04" "AAAAAAAAAAAAAAAA" T0S, (size_t)30, e2, (size_t)e2len);
-    store *o = store_open(redis_url, ns, 30 * DAY, 0, err, sizeof(err));
-    ck_assert_msg(o != NULL, "%s", err);
-    redisReply *r = redis_raw("GET %slayout", ns);
-    ck_assert_str_eq(r->str, "6");
-    freeReplyObject(r);
-    store *saved = s;
-    s = o;
-    char saved_prefix[sizeof(prefix)];
-    snprintf(saved_prefix, sizeof(saved_prefix), "%s", prefix);
-    snprintf(prefix, sizeof(prefix), "%s", ns); /* p_field and raw_int read this namespace */
+    upgraded u;
+    upgraded_enter(&u, ns, true);
     store_set_now(s, T0 + 3650 * DAY);
     /* e1 redelivered before its commit: a duplicate with the outputs layout 5 kept; another content conflicts */
     v3ev re[] = {{"u5", "e1", "P-x", "O-x", DA, T0, 2, 10}};
@@ -1374,9 +1396,7 @@ START_TEST(layout_5_upgraded)
     apply_many(late, 1);
     ck_assert_int_eq(v3_status[0], STORE_TOO_OLD);
     store_set_now(s, 0);
-    snprintf(prefix, sizeof(prefix), "%s", saved_prefix);
-    s = saved;
-    store_close(o);
+    upgraded_leave(&u);
 }
 END_TEST
 
@@ -1392,16 +1412,8 @@ START_TEST(layout_3_upgraded)
     RAW_OK("HSET %s{w1}:d e1 %b e2 %b", ns, "\x03" "AAAAAAAAAAAAAAAA", (size_t)17, "\x03" "AAAAAAAAAAAAAAAA",
            (size_t)17);
     RAW_OK("ZADD %s{w1}:t %lld e1 %lld e2", ns, (long long)T0, (long long)(T0 + DAY));
-    store *o = store_open(redis_url, ns, 30 * DAY, 0, err, sizeof(err));
-    ck_assert_msg(o != NULL, "%s", err);
-    redisReply *r = redis_raw("GET %slayout", ns);
-    ck_assert_str_eq(r->str, "6");
-    freeReplyObject(r);
-    store *saved = s;
-    s = o;
-    char saved_prefix[sizeof(prefix)];
-    snprintf(saved_prefix, sizeof(saved_prefix), "%s", prefix);
-    snprintf(prefix, sizeof(prefix), "%s", ns); /* p_field and raw_int read this namespace */
+    upgraded u;
+    upgraded_enter(&u, ns, true);
     store_set_now(s, T0 + 3650 * DAY);
     buf rec = {0};
     ck_assert_int_eq(apply_digest("w1", "e1", 2, DA, &rec), STORE_DUPLICATE);
@@ -1431,9 +1443,7 @@ START_TEST(layout_3_upgraded)
     ck_assert_int_eq(p_field("w1", "tf"), T0 + 50 * DAY);
     ck_assert_int_eq(apply_digest("w1", "e5", 5, DB, &rec), STORE_CONFLICT);
     buf_free(&rec);
-    snprintf(prefix, sizeof(prefix), "%s", saved_prefix);
-    s = saved;
-    store_close(o);
+    upgraded_leave(&u);
 }
 END_TEST
 
@@ -1482,13 +1492,8 @@ START_TEST(layout_2_upgraded)
     RAW_OK("ZADD %s{u1}:t %lld e1", ns, (long long)T0);
     RAW_OK("RPUSH %s{u1}:l {\"reward_id\":\"rw-v2\"}", ns);
     RAW_OK("HSET %s{u1}:c rw-c %b", ns, "\x02" "BBBBBBBBBBBBBBBB" "O-credit", (size_t)25);
-    store *o = store_open(redis_url, ns, 30 * DAY, 0, err, sizeof(err));
-    ck_assert_msg(o != NULL, "%s", err);
-    redisReply *r = redis_raw("GET %slayout", ns);
-    ck_assert_str_eq(r->str, "6");
-    freeReplyObject(r);
-    store *saved = s;
-    s = o;
+    upgraded u;
+    upgraded_enter(&u, ns, false);
     buf rec = {0};
     ck_assert_int_eq(apply_digest("u1", "e1", 1, DA, &rec), STORE_DUPLICATE);
     ck_assert_str_eq(rec.data, "O-v2");
@@ -1505,11 +1510,10 @@ START_TEST(layout_2_upgraded)
     apply_many(late, 1);
     ck_assert_int_eq(v3_status[0], STORE_APPLIED);
     ck_assert_int_eq(trim("u1"), 2); /* e1 (layout 2) and e2 past 30 days, once committed */
-    r = redis_raw("HSTRLEN %s{u1}:d e3", ns);
+    redisReply *r = redis_raw("HSTRLEN %s{u1}:d e3", ns);
     ck_assert_int_eq(r->integer, 1 + STORE_RECORD_DIGEST_LEN + 6 + 2); /* + its event time (6), source, offset */
     freeReplyObject(r);
     ck_assert_int_eq(raw_int("EXISTS %s{%s}:t%s", "u1", ""), 0); /* drained: the customer is layout 4 */
-    s = saved;
     store *ro = store_open_readonly(redis_url_ro, ns, err, sizeof(err));
     ck_assert_msg(ro != NULL, "%s", err);
     buf out = {0};
@@ -1518,7 +1522,7 @@ START_TEST(layout_2_upgraded)
     buf_free(&out);
     buf_free(&rec);
     store_close(ro);
-    store_close(o);
+    upgraded_leave(&u);
 }
 END_TEST
 
