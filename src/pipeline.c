@@ -2149,30 +2149,30 @@ rd_kafka_conf_t *pipeline_consumer_conf(const config *cfg, const char *assign_gr
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
-    /* defaults the configuration may override: a new group starts at the beginning
-     * (no touchpoint is skipped), cooperative-sticky assignment */
-    if ((!user_set(cfg, "auto.offset.reset") && kafka_conf_set(conf, "auto.offset.reset", "earliest", err, errlen)) ||
-        (!user_set(cfg, "partition.assignment.strategy") &&
-         kafka_conf_set(conf, "partition.assignment.strategy", "cooperative-sticky", err, errlen))) {
-        rd_kafka_conf_destroy(conf);
-        return NULL;
-    }
-    /* A bounded prefetch, so memory follows the batch, not the topic: librdkafka's
-     * defaults keep up to 100,000 messages per partition and 64 MB of payload
-     * (counting neither its ~0.5 KB of bookkeeping per message nor the fetch
-     * buffers they pin): with small events that held most of a topic (271-331 MB
-     * RSS). A fetch waits for 64 KB or 25 ms: a real broker answers a fetch as
-     * soon as one byte is there, so a steady stream over many partitions was
-     * hundreds of fetches a second, each naming every assigned partition (the
-     * broker's CPU, and the consumer thread's, grew with the partitions); 25 ms
-     * bounds what it adds to latency, and what an empty fetch waits on a broker
-     * that does not answer as soon as data comes (the mock). */
+    /* Defaults the configuration may override (kafka.<key>):
+     * - a new group starts at the beginning (no touchpoint is skipped), with
+     *   cooperative-sticky assignment;
+     * - a bounded prefetch, so memory follows the batch, not the topic: librdkafka's
+     *   defaults keep up to 100,000 messages per partition and 64 MB of payload
+     *   (counting neither its ~0.5 KB of bookkeeping per message nor the fetch
+     *   buffers they pin): with small events that held most of a topic (271-331 MB
+     *   RSS);
+     * - a fetch waits for 64 KB or 25 ms: a real broker answers a fetch as
+     *   soon as one byte is there, so a steady stream over many partitions was
+     *   hundreds of fetches a second, each naming every assigned partition (the
+     *   broker's CPU, and the consumer thread's, grew with the partitions); 25 ms
+     *   bounds what it adds to latency, and what an empty fetch waits on a broker
+     *   that does not answer as soon as data comes (the mock);
+     * - the consumer lag comes from librdkafka's statistics. */
     static const char *const consumer_defaults[][2] = {
+        {"auto.offset.reset", "earliest"},
+        {"partition.assignment.strategy", "cooperative-sticky"},
         {"queued.max.messages.kbytes", "8192"},
         {"queued.min.messages", "20000"},
         {"fetch.max.bytes", "8388608"},
         {"fetch.min.bytes", PIPELINE_FETCH_MIN_BYTES},
         {"fetch.wait.max.ms", PIPELINE_FETCH_WAIT_MS},
+        {"statistics.interval.ms", "5000"},
     };
     for (size_t i = 0; i < sizeof(consumer_defaults) / sizeof(consumer_defaults[0]); i++)
         if (!user_set(cfg, consumer_defaults[i][0]) &&
@@ -2180,12 +2180,6 @@ rd_kafka_conf_t *pipeline_consumer_conf(const config *cfg, const char *assign_gr
             rd_kafka_conf_destroy(conf);
             return NULL;
         }
-    /* the consumer lag comes from librdkafka's statistics */
-    if (!user_set(cfg, "statistics.interval.ms") &&
-        kafka_conf_set(conf, "statistics.interval.ms", "5000", err, errlen)) {
-        rd_kafka_conf_destroy(conf);
-        return NULL;
-    }
     return conf;
 }
 
