@@ -1,5 +1,6 @@
 /* codec_avro.c - Avro binary <-> event structs through avro-c's value API. */
 #include "codec.h"
+#include "varint.h"
 
 #include <avro.h>
 #include <errno.h>
@@ -1041,22 +1042,12 @@ static int encode_credit(const credit_event *ev, avro_value_t *rec)
  * output_writers_equal_avro_c compares them over generated records, and the
  * fuzz_avro harness over every record it decodes. */
 
-static uint8_t *put_long(uint8_t *p, int64_t v)
-{
-    uint64_t z = ((uint64_t)v << 1) ^ (0 - ((uint64_t)v >> 63));
-    while (z > 0x7f) {
-        *p++ = (uint8_t)(z | 0x80);
-        z >>= 7;
-    }
-    *p++ = (uint8_t)z;
-    return p;
-}
 
 /* A NUL-terminated string of a char array of cap bytes. */
 static uint8_t *put_str(uint8_t *p, const char *s, size_t cap)
 {
     size_t n = strnlen(s, cap);
-    p = put_long(p, (int64_t)n);
+    p = varint_put(p, (int64_t)n);
     memcpy(p, s, n);
     return p + n;
 }
@@ -1070,12 +1061,12 @@ static uint8_t *write_reward(uint8_t *p, const reward_event *ev)
 {
     p = PUT_STR(p, ev->reward_id);
     p = PUT_STR(p, ev->customer_id);
-    p = put_long(p, (int64_t)ev->kind);
+    p = varint_put(p, (int64_t)ev->kind);
     p = PUT_STR(p, ev->rule_id);
-    p = put_long(p, ev->points);
-    p = put_long(p, ev->balance_after);
+    p = varint_put(p, ev->points);
+    p = varint_put(p, ev->balance_after);
     p = PUT_STR(p, ev->source_event_id);
-    p = put_long(p, ev->occurred_at);
+    p = varint_put(p, ev->occurred_at);
     p = PUT_STR(p, ev->reason);
     p = PUT_STR(p, ev->program_version);
     return PUT_STR(p, ev->program_digest);
@@ -1086,12 +1077,12 @@ static uint8_t *write_stage(uint8_t *p, const stage_change_event *ev)
     p = PUT_STR(p, ev->change_id);
     p = PUT_STR(p, ev->customer_id);
     p = PUT_STR(p, ev->ladder);
-    p = put_long(p, ev->has_from_stage ? 1 : 0);
+    p = varint_put(p, ev->has_from_stage ? 1 : 0);
     if (ev->has_from_stage)
         p = PUT_STR(p, ev->from_stage);
     p = PUT_STR(p, ev->to_stage);
     p = PUT_STR(p, ev->source_event_id);
-    p = put_long(p, ev->occurred_at);
+    p = varint_put(p, ev->occurred_at);
     p = PUT_STR(p, ev->program_version);
     return PUT_STR(p, ev->program_digest);
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "timeutil.h"
+#include "varint.h"
 
 void profile_init(profile *p, const char *customer_id)
 {
@@ -78,20 +79,10 @@ static uint8_t *grow(buf *out, uint8_t *w, size_t n)
     return (uint8_t *)out->data + out->len;
 }
 
-static inline uint8_t *w_varint(uint8_t *w, int64_t v)
-{
-    uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
-    while (z >= 0x80) {
-        *w++ = (uint8_t)(z | 0x80);
-        z >>= 7;
-    }
-    *w++ = (uint8_t)z;
-    return w;
-}
 
 static inline uint8_t *w_bytes(uint8_t *w, const void *s, size_t n)
 {
-    w = w_varint(w, (int64_t)n);
+    w = varint_put(w, (int64_t)n);
     memcpy(w, s, n);
     return w + n;
 }
@@ -118,7 +109,7 @@ static inline uint8_t *w_double(uint8_t *w, double d)
 #define PUT_VARINT(v)                                                                                                  \
     do {                                                                                                               \
         ROOM(10);                                                                                                      \
-        w = w_varint(w, (v));                                                                                          \
+        w = varint_put(w, (v));                                                                                          \
     } while (0)
 #define PUT_STR(s)                                                                                                     \
     do {                                                                                                               \
@@ -179,10 +170,10 @@ int profile_encode(const profile *p, const program *prog, buf *out)
         if (s->fired || s->count) {
             PUT_STR(prog->rules[r].id);
             ROOM(40);
-            w = w_varint(w, prog->rules[r].window);
-            w = w_varint(w, s->window);
-            w = w_varint(w, s->count);
-            w = w_varint(w, s->fired);
+            w = varint_put(w, prog->rules[r].window);
+            w = varint_put(w, s->window);
+            w = varint_put(w, s->count);
+            w = varint_put(w, s->fired);
         }
     }
     PUT_VARINT(p->norders);
@@ -190,11 +181,11 @@ int profile_encode(const profile *p, const program *prog, buf *out)
         const order_record *o = &p->orders[i];
         PUT_STR(o->order_id);
         ROOM(50);
-        w = w_varint(w, o->amount_cents);
-        w = w_varint(w, o->refunded_cents);
-        w = w_varint(w, o->at);
-        w = w_varint(w, o->rate_bp);
-        w = w_varint(w, o->multiplier_bp);
+        w = varint_put(w, o->amount_cents);
+        w = varint_put(w, o->refunded_cents);
+        w = varint_put(w, o->at);
+        w = varint_put(w, o->rate_bp);
+        w = varint_put(w, o->multiplier_bp);
         PUT_STR(o->rule >= 0 && o->rule < prog->nrules ? prog->rules[o->rule].id : "");
         if (version >= 3)
             PUT_STR(o->currency);
@@ -209,9 +200,9 @@ int profile_encode(const profile *p, const program *prog, buf *out)
             PUT_STR(c->reason);
             PUT_STR(c->program_version);
             ROOM(30);
-            w = w_varint(w, c->points);
-            w = w_varint(w, c->occurred_at);
-            w = w_varint(w, c->referrals);
+            w = varint_put(w, c->points);
+            w = varint_put(w, c->occurred_at);
+            w = varint_put(w, c->referrals);
         }
     }
     out->len = (size_t)(w - (uint8_t *)out->data);

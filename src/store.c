@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "varint.h"
 #include "codec.h"
 #include "log.h"
 #include "rules.h"
@@ -1062,12 +1063,7 @@ static const uint8_t no_digest[STORE_DIGEST_LEN];
  * of a layout-6 dedupe record. */
 static size_t put_varint(char *out, int64_t v)
 {
-    uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
-    size_t n = 0;
-    for (; z >= 0x80; z >>= 7)
-        out[n++] = (char)((z & 0x7f) | 0x80);
-    out[n++] = (char)z;
-    return n;
+    return (size_t)(varint_put((uint8_t *)out, v) - (uint8_t *)out);
 }
 
 static void source_name(bool credit, int32_t partition, char *out, size_t len);
@@ -1788,16 +1784,8 @@ static int avro_long(const unsigned char **p, const unsigned char *end, int64_t 
 /* Append v as an Avro long. 0 or -1 (out of memory). */
 static int avro_put_long(buf *out, int64_t v)
 {
-    unsigned char b[10];
-    uint64_t u = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
-    size_t n = 0;
-    do {
-        b[n] = (unsigned char)(u & 0x7f);
-        u >>= 7;
-        b[n] |= u ? 0x80 : 0;
-        n++;
-    } while (u);
-    return buf_append(out, b, n);
+    uint8_t b[VARINT_MAX];
+    return buf_append(out, b, (size_t)(varint_put(b, v) - b));
 }
 
 /* Append s (len bytes) as an Avro string. 0 or -1. */
