@@ -426,7 +426,7 @@ struct store {
     unsigned wepoch;     /* counts the fetches that sent a WATCH: the one in force is the last */
     bool wready;         /* wt holds what the fetch of the WATCH in force read */
     struct wtable *wt;   /* that fetch's state, per customer (THE APPLY: transactions) */
-    struct txagg *txa;   /* the open transaction's report deltas, summed over its sends (HINCRBY at its EXEC) */
+    struct aggsums *txa; /* the open transaction's report deltas, summed over its sends (HINCRBY at its EXEC) */
     struct osource *osrc; /* per source, outputs written to <prefix>o:<source> and not yet dropped
                            * (OUTPUTS AFTER THE COMMIT): HDEL'd by the first fetch after their
                            * block's commit */
@@ -698,8 +698,8 @@ store *store_open_readonly(const char *url, const char *prefix, char *err, size_
 static void drop_in_flight(store *s);
 struct wtable;
 static void wt_free(struct wtable *t);
-struct txagg;
-static void txagg_free(struct txagg *g);
+struct aggsums;
+static void aggsums_free(struct aggsums *g);
 
 static size_t append_drops(store *s);
 
@@ -720,7 +720,7 @@ void store_close(store *s)
         redisFree(s->c);
     drop_in_flight(s);
     wt_free(s->wt);
-    txagg_free(s->txa);
+    aggsums_free(s->txa);
     codec_free(s->codec);
     free(s->committed);
     buf_free(&s->cmd);
@@ -955,7 +955,7 @@ typedef struct store_op {
 } store_op;
 
 static void apply_ctx_free(struct apply_ctx *x);
-static void txagg_reset(struct txagg *g);
+static void aggsums_reset(struct aggsums *g);
 
 /* Free what a send owns. */
 static void op_free(store_op *op)
@@ -980,7 +980,7 @@ static void drop_in_flight(store *s)
     }
     s->opshead = s->nops = 0;
     s->watching = s->tx_open = s->wready = false;
-    txagg_reset(s->txa);
+    aggsums_reset(s->txa);
 }
 
 /* A failed read or write: the replies in flight are gone with the connection. */
@@ -1157,7 +1157,7 @@ typedef struct wid {
     int next;            /* the customer's next, -1 */
 } wid;
 
-/* A field of the aggregates hash: its value (plus what this transaction adds), or not a number. */
+/* A field of the aggregates hash as fetched: its value, or not a number (what the transaction adds: store.txa). */
 typedef struct wagg {
     size_t off;
     long long val;
@@ -1231,9 +1231,9 @@ static const char *wt_agg_key(const void *ctx, size_t i)
     return t->arena.data + t->agg[i].off;
 }
 
-/* The aggregates field f as fetched (plus what this transaction added): its
- * index in t->agg, or -1. A hash: a batch's totals are looked up in a hash
- * of hundreds of fields (a day's field per rule and day), twice per send. */
+/* The aggregates field f as fetched: its index in t->agg, or -1. A hash: a
+ * send's totals are looked up in a hash of hundreds of fields (a day's field
+ * per rule and day). */
 static long wt_agg_find(const wtable *t, const char *f)
 {
     return strindex_find(&t->aidx, f, wt_agg_key, t);
@@ -1636,7 +1636,7 @@ static int tx_close(store *s, char *err, size_t errlen)
     }
     s->ops[s->nops - 1].execs = true;
     s->tx_open = s->watching = s->wready = false;
-    txagg_reset(s->txa);
+    aggsums_reset(s->txa);
     return 0;
 }
 
@@ -2947,144 +2947,43 @@ static int tx_write(store *s, const wtable *t, const wcust *w, apply_ctx *x, siz
     return 0;
 }
 
-/* The report deltas of one send by field: the pairs HINCRBY gets, in order,
- * and a hash of each field's first pair (a batch brings hundreds of fields:
- * a day's field per rule and day). */
-typedef struct agg_totals {
-    agg_sum *v;          /* the pairs */
-    int *next;           /* per pair: the next pair of its field, -1 */
-    size_t n, cap;
-    strindex idx;        /* a field's first pair by the field */
-} agg_totals;
-
-/* The field of pair i (the key of idx). */
-static const char *agg_totals_key(const void *ctx, size_t i)
-{
-    return ((const agg_totals *)ctx)->v[i].field;
-}
-
-static void agg_totals_free(agg_totals *g)
-{
-    free(g->v);
-    free(g->next);
-    strindex_free(&g->idx);
-}
-
-/* Add (field, delta) to the totals of a send: to the field's first pair
- * the sum fits in; one that would overflow in each starts another pair. */
-static int agg_total(agg_totals *g, const char *field, long long d)
-{
-    int *sl = strindex_slot(&g->idx, field, g->n + 1, agg_totals_key, g);
-    if (!sl)
-        return -1;
-    int last = -1;
-    for (int k = *sl - 1; k >= 0; last = k, k = g->next[k])
-        if (!__builtin_add_overflow(g->v[k].sum, d, &g->v[k].sum))
-            return 0;
-    if (g->n == g->cap) {
-        size_t cap = g->cap;
-        agg_sum *v = grow_array(g->v, &cap, sizeof(*v), 32);
-        if (!v)
-            return -1;
-        g->v = v;
-        int *nx = realloc(g->next, cap * sizeof(*nx));
-        if (!nx)
-            return -1;
-        g->next = nx;
-        g->cap = cap;
-    }
-    g->v[g->n] = (agg_sum){.field = field, .sum = d};
-    g->next[g->n] = -1;
-    if (last >= 0)
-        g->next[last] = (int)g->n;
-    else
-        *sl = (int)g->n + 1;
-    g->n++;
-    return 0;
-}
-
-/* Check the totals against the aggregates hash as fetched (plus what this
- * transaction added): HINCRBY must not fail inside EXEC, where the other
- * writes would stay. 0, or -1 with the reason in err. */
-static int agg_check(store *s, wtable *t, const agg_sum *tot, size_t n, char *err, size_t errlen)
-{
-    if (!n)
-        return 0;
-    if (t->agg_err[0]) {
-        snprintf(err, errlen, "redis MULTI/EXEC (apply): %s", t->agg_err);
-        return -1;
-    }
-    for (size_t k = 0; k < n; k++) {
-        long long v = 0, r;
-        bool num = true;
-        long i = wt_agg_find(t, tot[k].field);
-        if (i >= 0) {
-            v = t->agg[i].val;
-            num = t->agg[i].num;
-        }
-        if (!num || __builtin_add_overflow(v, tot[k].sum, &r) || r >= 9000000000000000000LL ||
-            r <= -9000000000000000000LL) {
-            snprintf(err, errlen,
-                     "redis MULTI/EXEC (apply): ERR fidelio apply: %saggregates field %s would not be an integer; "
-                     "nothing was written",
-                     s->prefix, tot[k].field);
-            return -1;
-        }
-    }
-    return 0;
-}
-
-/* Count what HINCRBY will add, for the next check. */
-static int agg_added(wtable *t, const agg_sum *tot, size_t n)
-{
-    for (size_t k = 0; k < n; k++) {
-        long i = wt_agg_find(t, tot[k].field);
-        if (i < 0) {
-            if (t->nagg == t->capagg) {
-                wagg *v = grow_array(t->agg, &t->capagg, sizeof(*v), 64);
-                if (!v)
-                    return -1;
-                t->agg = v;
-            }
-            size_t off = wt_keep(t, tot[k].field, strlen(tot[k].field));
-            if (off == (size_t)-1)
-                return -1;
-            t->agg[t->nagg] = (wagg){.off = off, .val = 0, .num = true};
-            if (wt_agg_index(t, t->nagg) != 0)
-                return -1;
-            i = (long)t->nagg++;
-        }
-        t->agg[i].val += tot[k].sum; /* (agg_check made sure it fits) */
-    }
-    return 0;
-}
-
-/* The report deltas of the open transaction by field, summed over all its
- * sends: one HINCRBY per field at its EXEC instead of one per field and send
- * (the pipeline streams a round's customers in groups of 64, and most fields
- * (events, points, rules, personas) come back in every group). A sum that
- * would overflow starts a second pair for the field, added after the first
- * (each running total was checked by agg_check). */
-typedef struct txagg_pair {
+/* Report deltas summed by field: a send's (tx_apply_send) and the open
+ * transaction's (store.txa: one HINCRBY per field at its EXEC instead of one
+ * per field and send; the pipeline streams a round's customers in groups of
+ * 64, and most fields (events, points, rules, personas) come back in every
+ * group). Every sum is checked, never wrapped. The deltas of customers the
+ * script applies inside the transaction are kept apart: their calls run
+ * before the HINCRBYs, and add their deltas only if they apply, so what
+ * they may add is bounded by their positive and negative deltas summed. */
+typedef struct aggsum {
     size_t off;          /* the field's name in names */
-    long long sum;
-} txagg_pair;
+    long long sum;       /* the deltas of customers written in C: the HINCRBY */
+    long long up, down;  /* the deltas of customers the script applies: the positive, the negative summed */
+    bool hincr;          /* a customer written in C brought the field: HINCRBY it (even by 0, as the script does) */
+} aggsum;
 
-typedef struct txagg {
+typedef struct aggsums {
     buf names;           /* field names, NUL-terminated */
-    txagg_pair *v;       /* in the order first added */
+    aggsum *v;           /* in the order first added */
     size_t n, cap;
-    strindex idx;        /* a field's last pair by the name */
-} txagg;
+    strindex idx;        /* a field's entry by the name */
+} aggsums;
 
-/* The name of pair i (the key of idx). */
-static const char *txagg_key(const void *ctx, size_t i)
+/* The name of entry i (the key of idx). */
+static const char *aggsums_key(const void *ctx, size_t i)
 {
-    const txagg *g = ctx;
+    const aggsums *g = ctx;
     return g->names.data + g->v[i].off;
 }
 
-static void txagg_reset(txagg *g)
+/* Field f's entry, or NULL. */
+static const aggsum *aggsums_find(const aggsums *g, const char *f)
+{
+    long i = g ? strindex_find(&g->idx, f, aggsums_key, g) : -1;
+    return i >= 0 ? &g->v[i] : NULL;
+}
+
+static void aggsums_reset(aggsums *g)
 {
     if (!g)
         return;
@@ -3093,51 +2992,138 @@ static void txagg_reset(txagg *g)
     strindex_reset(&g->idx);
 }
 
-static void txagg_free(txagg *g)
+/* Release what g holds (not g itself). */
+static void aggsums_clear(aggsums *g)
 {
-    if (!g)
-        return;
     buf_free(&g->names);
     free(g->v);
     strindex_free(&g->idx);
+}
+
+static void aggsums_free(aggsums *g)
+{
+    if (!g)
+        return;
+    aggsums_clear(g);
     free(g);
 }
 
-/* Add delta d to field f of the open transaction: 0 or -1 (out of memory). */
-static int txagg_add(store *s, const char *f, long long d)
+/* Add to field f's entry: sum to its sum (hincr: a customer written in C),
+ * up and down to its script bounds. 0; 1 when a sum would leave 64 bits
+ * (nothing added); -1 out of memory. */
+static int aggsums_add(aggsums *g, const char *f, long long sum, bool hincr, long long up, long long down)
 {
-    txagg *g = s->txa;
-    if (!g && !(g = s->txa = calloc(1, sizeof(*g))))
-        return -1;
-    int *sl = strindex_slot(&g->idx, f, g->n + 1, txagg_key, g);
+    int *sl = strindex_slot(&g->idx, f, g->n + 1, aggsums_key, g);
     if (!sl)
         return -1;
-    if (*sl && !__builtin_add_overflow(g->v[*sl - 1].sum, d, &g->v[*sl - 1].sum))
-        return 0; /* (else a second pair, which the field's slot names from now on) */
-    if (g->n == g->cap) {
-        txagg_pair *v = grow_array(g->v, &g->cap, sizeof(*v), 256);
-        if (!v)
+    if (!*sl) {
+        if (g->n == g->cap) {
+            aggsum *v = grow_array(g->v, &g->cap, sizeof(*v), 64);
+            if (!v)
+                return -1;
+            g->v = v;
+        }
+        size_t off = g->names.len;
+        if (buf_append(&g->names, f, strlen(f) + 1) != 0)
             return -1;
-        g->v = v;
+        g->v[g->n] = (aggsum){.off = off};
+        *sl = (int)++g->n;
     }
-    size_t off = g->names.len;
-    if (buf_append(&g->names, f, strlen(f) + 1) != 0)
+    aggsum *a = &g->v[*sl - 1];
+    long long s2, u2, d2;
+    if (__builtin_add_overflow(a->sum, sum, &s2) || __builtin_add_overflow(a->up, up, &u2) ||
+        __builtin_add_overflow(a->down, down, &d2))
+        return 1;
+    a->sum = s2;
+    a->up = u2;
+    a->down = d2;
+    a->hincr |= hincr;
+    return 0;
+}
+
+/* Add one customer's deltas (sum_aggregates' pairs) to the send's: written
+ * in C, or by the script (its bounds). 0, 1 (a sum would leave 64 bits: the
+ * field in *bad), -1. */
+static int aggsums_customer(aggsums *g, const agg_sum *v, size_t n, bool script, const char **bad)
+{
+    for (size_t k = 0; k < n; k++) {
+        long long d = v[k].sum;
+        int rc = script ? aggsums_add(g, v[k].field, 0, false, d > 0 ? d : 0, d < 0 ? d : 0)
+                        : aggsums_add(g, v[k].field, d, true, 0, 0);
+        if (rc) {
+            *bad = v[k].field;
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* The refusal of a send whose deltas would take field f out of the integers. */
+static void agg_refused(const store *s, const char *f, char *err, size_t errlen)
+{
+    snprintf(err, errlen,
+             "redis MULTI/EXEC (apply): ERR fidelio apply: %saggregates field %s would not be an integer; "
+             "nothing was written",
+             s->prefix, f);
+}
+
+/* A field's value must stay strictly inside (-9e18, 9e18), as the script's
+ * check (Lua's doubles) keeps it. */
+static bool agg_fits(long long v, long long d)
+{
+    long long r;
+    return !__builtin_add_overflow(v, d, &r) && r < 9000000000000000000LL && r > -9000000000000000000LL;
+}
+
+/* Check a send's deltas (tot) against the aggregates hash as fetched and
+ * what the open transaction already queued (tx): every value the field can
+ * take inside EXEC (after the script calls that apply, then after the
+ * transaction's HINCRBY) must stay an integer of 64 bits, and the
+ * transaction's sum fit one HINCRBY; HINCRBY or a script must not fail
+ * inside EXEC, where the other writes would stay. 0, or -1 with the reason
+ * in err. */
+static int agg_check(store *s, const wtable *t, const aggsums *tot, const aggsums *tx, char *err, size_t errlen)
+{
+    if (!tot->n)
+        return 0;
+    if (t->agg_err[0]) {
+        snprintf(err, errlen, "redis MULTI/EXEC (apply): %s", t->agg_err);
         return -1;
-    g->v[g->n++] = (txagg_pair){.off = off, .sum = d};
-    *sl = (int)g->n; /* (a free slot, or the field's slot taken over by its new pair) */
+    }
+    for (size_t k = 0; k < tot->n; k++) {
+        const aggsum *a = &tot->v[k];
+        const char *f = aggsums_key(tot, k);
+        const aggsum *q = aggsums_find(tx, f);
+        long long v = 0, sum = a->sum, up = a->up, down = a->down, fin;
+        bool num = true;
+        long i = wt_agg_find(t, f);
+        if (i >= 0) {
+            v = t->agg[i].val;
+            num = t->agg[i].num;
+        }
+        if (!num || (q && (__builtin_add_overflow(q->sum, sum, &sum) || __builtin_add_overflow(q->up, up, &up) ||
+                           __builtin_add_overflow(q->down, down, &down))) ||
+            !agg_fits(v, up) || !agg_fits(v, down) || __builtin_add_overflow(v, sum, &fin) || !agg_fits(fin, up) ||
+            !agg_fits(fin, down)) {
+            agg_refused(s, f, err, errlen);
+            return -1;
+        }
+    }
     return 0;
 }
 
 /* Queue the open transaction's HINCRBYs behind its last send (op): 0 or -1. */
 static int txagg_queue(store *s, store_op *op)
 {
-    const txagg *g = s->txa;
+    const aggsums *g = s->txa;
     for (size_t k = 0; g && k < g->n; k++) {
+        if (!g->v[k].hincr) /* (only script customers brought it: they add their own) */
+            continue;
         argvec a;
         argvec_begin(&a, s);
         arg_s(&a, "HINCRBY");
         arg_f(&a, "%saggregates", s->prefix);
-        arg_s(&a, g->names.data + g->v[k].off);
+        arg_s(&a, aggsums_key(g, k));
         arg_ll(&a, g->v[k].sum);
         if (tx_queue(s, &a, op, &op->captags, NULL, 0) != 0)
             return -1;
@@ -3154,7 +3140,8 @@ static int tx_apply_send(store *s, store_apply_req *reqs, size_t n, char *err, s
     size_t ncalls;
     apply_ctx *x = plan_ctx(reqs, n, NULL, now, &ncalls);
     int *how = calloc(n ? n : 1, sizeof(*how));
-    agg_totals tot = {0};
+    aggsums tot = {0};
+    bool agg_overflow = false;
     store_op op = {.fetch = false, .tx = true, .x = x, .what = "apply"};
     int rc = STORE_PERMANENT;
     snprintf(err, errlen, "out of memory");
@@ -3177,21 +3164,26 @@ static int tx_apply_send(store *s, store_apply_req *reqs, size_t n, char *err, s
         how[b] = tx_decide(s, t, w, reqs, b, e, now);
         for (size_t i = b + 1; i < e; i++)
             how[i] = how[b];
-        if (how[b] == TX_WRITE) {
+        if (how[b] == TX_WRITE || how[b] == TX_SCRIPT) { /* (the script's: what it may add) */
             agg_sum *sums = NULL;
             size_t ns = 0;
             if (sum_aggregates(reqs, b, e, &sums, &ns) != 0)
                 goto fail;
-            for (size_t k = 0; k < ns; k++)
-                if (agg_total(&tot, sums[k].field, sums[k].sum) != 0) {
-                    free(sums);
-                    goto fail;
-                }
+            const char *bad = NULL;
+            int ar = aggsums_customer(&tot, sums, ns, how[b] == TX_SCRIPT, &bad);
+            if (ar > 0) /* the send's own sum would leave 64 bits */
+                agg_refused(s, bad, err, errlen);
             free(sums);
+            if (ar < 0)
+                goto fail;
+            if (ar > 0) {
+                agg_overflow = true;
+                break;
+            }
         }
         b = e;
     }
-    if (agg_check(s, t, tot.v, tot.n, err, errlen) != 0) {
+    if (agg_overflow || agg_check(s, t, &tot, s->txa, err, errlen) != 0) {
         if (s->tx_open) /* earlier sends of the transaction are queued: the connection (and they) go */
             drop_connection(s);
         goto fail;
@@ -3267,13 +3259,15 @@ static int tx_apply_send(store *s, store_apply_req *reqs, size_t n, char *err, s
             goto fail_queued;
     }
     /* the deltas: summed with the transaction's other sends', added at its EXEC (tx_close) */
-    for (size_t k = 0; k < tot.n; k++)
-        if (txagg_add(s, tot.v[k].field, tot.v[k].sum) != 0)
-            goto fail_queued;
-    if (agg_added(t, tot.v, tot.n) != 0)
+    if (!s->txa && !(s->txa = calloc(1, sizeof(*s->txa))))
         goto fail_queued;
+    for (size_t k = 0; k < tot.n; k++) {
+        const aggsum *a = &tot.v[k];
+        if (aggsums_add(s->txa, aggsums_key(&tot, k), a->sum, a->hincr, a->up, a->down) != 0)
+            goto fail_queued; /* (agg_check made sure it fits: out of memory) */
+    }
     free(how);
-    agg_totals_free(&tot);
+    aggsums_clear(&tot);
     return send_done(s, &op, err, errlen);
 fail_queued: /* commands half appended: the connection goes (Redis discards the MULTI with it) */
     snprintf(err, errlen, "out of memory");
@@ -3281,7 +3275,7 @@ fail_queued: /* commands half appended: the connection goes (Redis discards the 
 fail:
     op_free(&op);
     free(how);
-    agg_totals_free(&tot);
+    aggsums_clear(&tot);
     return rc;
 }
 

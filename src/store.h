@@ -120,8 +120,11 @@
  *     they are excluded by the reads under WATCH: :p (HMGET), :d and :c (HMGET
  *     of the batch's ids) fail the fetch when of another type, as before; an
  *     :l that is not a list (LLEN) or an aggregates hash that cannot take
- *     HINCRBY (not a hash, a field not an integer or that would leave 64 bits,
- *     counting what the transaction adds) refuses the apply send before
+ *     HINCRBY (not a hash, a field not an integer or that would leave
+ *     (-9e18, 9e18): the field as fetched + what the transaction already
+ *     queued + the send's deltas, every sum checked, with what the script
+ *     calls inside the transaction may add; the transaction's sum of a field
+ *     must fit one HINCRBY) refuses the apply send before
  *     anything is queued ("WRONGTYPE|ERR fidelio apply: ...; nothing was
  *     written"; earlier sends of the transaction are discarded with the
  *     connection). Only :p is watched (each watched key costs Redis 7.0 a scan

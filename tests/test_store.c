@@ -1887,6 +1887,145 @@ START_TEST(tx_wrong_type_refused)
 }
 END_TEST
 
+/* ---- report aggregates past 64 bits: refused, never wrapped ---------------------- */
+
+/* Requests o1 and o2 (event e1), each with one aggregate delta on field "money". */
+static store_apply_req agg_q[2];
+static buf agg_p, agg_o;
+static const char *agg_d[2][2];
+
+/* Set "money" to value, fill agg_q with deltas d0 and d1, fetch the first
+ * nfetch of them (under WATCH: their applies are a transaction). */
+static void agg_reqs(const char *value, const char *d0, const char *d1, size_t nfetch)
+{
+    RAW_OK("HSET %saggregates money %s", prefix, value);
+    buf_reset(&agg_p);
+    buf_reset(&agg_o);
+    buf_puts(&agg_p, "P");
+    buf_puts(&agg_o, "O");
+    const char *d[] = {d0, d1}, *cust[] = {"o1", "o2"};
+    for (int i = 0; i < 2; i++) {
+        agg_d[i][0] = "money";
+        agg_d[i][1] = d[i];
+        agg_q[i] = (store_apply_req){.customer_id = cust[i], .id = "e1", .occurred_at = T0, .profile = &agg_p,
+                                     .outputs = &agg_o, .agg = agg_d[i], .nagg = 1};
+    }
+    tx_mode = true;
+    tx_prefetch(s, agg_q, nfetch);
+    tx_mode = false;
+}
+
+/* The aggregates field "money" as stored (its exact text), "" when absent. */
+static void money(char *out, size_t len)
+{
+    redisReply *r = redis_raw("HGET %saggregates money", prefix);
+    ck_assert_ptr_nonnull(r);
+    snprintf(out, len, "%s", r->type == REDIS_REPLY_STRING ? r->str : "");
+    freeReplyObject(r);
+}
+
+/* Nothing of agg_q was written: "money" still reads was, neither customer
+ * has a profile or a ledger (then agg_q is freed). */
+static void agg_unchanged(const char *was)
+{
+    char now[64];
+    money(now, sizeof(now));
+    ck_assert_str_eq(now, was);
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(p_field(agg_q[i].customer_id, "v"), -1);
+        ck_assert_int_eq(raw_int("EXISTS %s{%s}:l%s", agg_q[i].customer_id, ""), 0);
+        store_apply_req_free(&agg_q[i]);
+    }
+}
+
+/* The apply of agg_q[0..n), the first nfetch fetched (0: the script's
+ * calls, else a transaction), is refused and writes nothing. */
+static void agg_refused(const char *value, const char *d0, const char *d1, size_t n, size_t nfetch)
+{
+    agg_reqs(value, d0, d1, nfetch);
+    int rc = store_apply(s, agg_q, n, err, sizeof(err));
+    char now[64];
+    money(now, sizeof(now));
+    ck_assert_msg(rc == STORE_PERMANENT, "%s: rc %d, money %s (was %s)", nfetch ? "tx" : "script", rc, now, value);
+    ck_assert_msg(strstr(err, "field money would not be an integer") && strstr(err, "nothing was written"), "%s", err);
+    agg_unchanged(value);
+}
+
+/* A report aggregate that one send would push past 64 bits (either way:
+ * refunds are negative) is refused before anything is written, by the
+ * transaction (C) and by the script alike: never written wrapped. */
+START_TEST(aggregates_one_send_past_64_bits)
+{
+    for (size_t nfetch = 0; nfetch <= 2; nfetch += 2) {
+        agg_refused("7", "5000000000000000000", "5000000000000000000", 2, nfetch);
+        agg_refused("7", "-5000000000000000000", "-5000000000000000000", 2, nfetch);
+    }
+    /* and within the bounds, both apply */
+    agg_reqs("7", "4000000000000000000", "4000000000000000000", 2);
+    ck_assert_msg(store_apply(s, agg_q, 2, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(agg_q[1].status, STORE_APPLIED);
+    char now[64];
+    money(now, sizeof(now));
+    ck_assert_str_eq(now, "8000000000000000007");
+    store_apply_req_free(&agg_q[0]);
+    store_apply_req_free(&agg_q[1]);
+    buf_free(&agg_p);
+    buf_free(&agg_o);
+}
+END_TEST
+
+/* The same spread over the sends of one transaction: each send is checked
+ * with what the transaction's earlier sends queued (the hash's field as
+ * fetched + the transaction's sum + the send's), and the transaction's sum
+ * itself (one HINCRBY at its EXEC) must fit: nothing fails inside EXEC,
+ * where the other writes would stay. */
+START_TEST(aggregates_transaction_past_64_bits)
+{
+    static const char *const cases[][2] = {{"7", "5000000000000000000"},
+                                           /* the transaction's own sum past 64 bits (each send fits) */
+                                           {"-8000000000000000000", "8000000000000000000"}};
+    for (int c = 0; c < 2; c++) {
+        agg_reqs(cases[c][0], cases[c][1], cases[c][1], 2);
+        ck_assert_msg(store_apply_send(s, &agg_q[0], 1, err, sizeof(err)) == 0, "%s", err);
+        int rc = store_apply_send(s, &agg_q[1], 1, err, sizeof(err));
+        char e1[sizeof(err)];
+        snprintf(e1, sizeof(e1), "%s", err);
+        int rrc = store_apply_recv(s, err, sizeof(err)); /* (the first send went with the connection) */
+        ck_assert_msg(rc == STORE_PERMANENT, "second send: %d, then recv %d (%s)", rc, rrc, err);
+        ck_assert_msg(strstr(e1, "field money would not be an integer") && strstr(e1, "nothing was written"), "%s",
+                      e1);
+        ck_assert_int_eq(store_reconnect(s, err, sizeof(err)), 0);
+        agg_unchanged(cases[c][0]);
+    }
+    buf_free(&agg_p);
+    buf_free(&agg_o);
+}
+END_TEST
+
+/* A customer the script applies inside the transaction (one not fetched)
+ * runs before the transaction's HINCRBYs (at its EXEC): what it may add is
+ * counted too, so the script does not refuse itself inside EXEC while the
+ * customers written in C stay written. */
+START_TEST(aggregates_script_in_transaction_past_64_bits)
+{
+    agg_refused("5000000000000000000", "-5000000000000000000", "5000000000000000000", 2, 1);
+    buf_free(&agg_p);
+    buf_free(&agg_o);
+}
+END_TEST
+
+/* A hash already at the edge: INT64_MAX - 10 plus 11, INT64_MIN + 10 minus 11. */
+START_TEST(aggregates_at_the_edge_refused)
+{
+    for (size_t nfetch = 0; nfetch <= 1; nfetch++) {
+        agg_refused("9223372036854775797", "11", "0", 1, nfetch);
+        agg_refused("-9223372036854775798", "-11", "0", 1, nfetch);
+    }
+    buf_free(&agg_p);
+    buf_free(&agg_o);
+}
+END_TEST
+
 /* A hash or list of a customer, byte for byte (a hash's fields sorted), for comparing two customers. */
 static const redisReply *const *dump_el;
 static int dump_cmp(const void *x, const void *y)
@@ -2080,6 +2219,10 @@ Suite *store_suite(void)
     tcase_add_test(tc, tx_read_ahead_watch_after_exec);
     tcase_add_test(tc, tx_aggregates_many_fields);
     tcase_add_test(tc, tx_aggregates_once_per_transaction);
+    tcase_add_test(tc, aggregates_one_send_past_64_bits);
+    tcase_add_test(tc, aggregates_transaction_past_64_bits);
+    tcase_add_test(tc, aggregates_script_in_transaction_past_64_bits);
+    tcase_add_test(tc, aggregates_at_the_edge_refused);
     suite_add_tcase(su, tc);
     /* the apply tests again, each apply after a fetch: as transactions */
     TCase *tx = tcase_create("transactions");
