@@ -307,12 +307,17 @@ for _ in $(seq 600); do grep -q " assigned " "$WORK/lat.log" && break; sleep 0.1
 grep -q " assigned " "$WORK/lat.log" || die "the latency instance got no partitions: $(tail -3 "$WORK/lat.log")"
 # CPU seconds of each process over the latency step: who takes the 2 cores
 lat_b0=$(cpu_ticks "$BROKER_PID") lat_r0=$(cpu_ticks "$REDIS_PID") lat_f0=$(cpu_ticks "$LAT_PID") lat_t0=$(date +%s.%N)
+# ... and how long redis-server's and fidelio's main threads waited for a core (runnable, not running)
+rq_wait() { awk '{print $2}' "/proc/$1/schedstat" 2>/dev/null || echo 0; }
+lat_rqr0=$(rq_wait "$REDIS_PID") lat_rqf0=$(rq_wait "$LAT_PID")
 /usr/bin/time -f '%U %S' -o "$WORK/feeder.time" "$BENCH" latency -b "$BOOT" -i "$WORK/lat.jsonl" -t bench-lat-in -R bench-lat-rewards -S bench-lat-stage-changes \
     -W bench-warmup -r "$LAT_RATE" -s "$LAT_S" -L "$FEED_LINGER" -D "$WORK/latency.tsv" >"$WORK/latency.out" 2>"$WORK/latency.log" || die "latency: $(tail -3 "$WORK/latency.log")"
 # CPU seconds of each of its threads over the run, in creation order: fidelio (the loop),
 # then the consumer's librdkafka threads, then the producer's (rdk:main, rdk:broker-1, rdk:broker<id>)
 LAT_CPU=$(echo "$(cpu_ticks "$BROKER_PID") $lat_b0 $(cpu_ticks "$REDIS_PID") $lat_r0 $(cpu_ticks "$LAT_PID") $lat_f0 $TCK $(date +%s.%N) $lat_t0 $(cat "$WORK/feeder.time")" |
     awk '{printf "broker %.1f, redis-server %.1f, fidelio %.1f, feeder (fidelio-bench latency) %.1f, in %.0f s of wall clock", ($1-$2)/$7, ($3-$4)/$7, ($5-$6)/$7, $10+$11, $8-$9}')
+LAT_RQ=$(echo "$(rq_wait "$REDIS_PID") $lat_rqr0 $(rq_wait "$LAT_PID") $lat_rqf0" |
+    awk '{printf "redis-server %.1f s, fidelio (its loop) %.1f s", ($1-$2)/1e9, ($3-$4)/1e9}')
 LAT_THREADS=$(for t in $(ls /proc/"$LAT_PID"/task 2>/dev/null | sort -n); do
     awk -v tck="$TCK" '{ sub(/^[^(]*\(/, ""); c = $0; sub(/\).*/, "", c); sub(/^[^)]*\) /, "");
         printf "%s %.1f, ", c, ($12 + $13) / tck }' "/proc/$LAT_PID/task/$t/stat" 2>/dev/null
@@ -332,6 +337,10 @@ LAT_LOOP_PRODUCE=$(loop_col "producing") LAT_LOOP_REDIS=$(loop_col "waiting for 
 req_col() { sed -n "s/.* $1 [0-9]* requests in [0-9.]* s (\([0-9]*\)\/s), \([0-9.]*\) messages each; round trip avg \([0-9.]*\) ms.*queued before a request avg [0-9.]* ms, p99 \([0-9.]*\) ms.*/\\$2/p" "$WORK/lat.log" | paste -sd' '; }
 LAT_PRODUCER="requests/s $(req_col produce 1); messages each $(req_col produce 2); round trip avg ms $(req_col produce 3); queued before a request p99 ms $(req_col produce 4)"
 LAT_FETCH="fetch requests/s $(req_col fetch 1); messages each $(req_col fetch 2)"
+# where an input's time went (log.level=debug, per 10 s): its age p50/p99 when taken into a batch,
+# applied, handed to the producer; an output's Kafka timestamp after its batch's first produce call
+age_col() { sed -n "s/.*inputs' age since their Kafka timestamp, p50\/p99 ms: taken into a batch \([0-9]*\/[0-9]*\), applied \([0-9]*\/[0-9]*\), handed to the producer \([0-9]*\/[0-9]*\) .*produce call, p50\/p99 ms: \([0-9]*\/[0-9]*\) .*/\\$1/p" "$WORK/lat.log" | paste -sd' '; }
+LAT_AGES="taken into a batch $(age_col 1); applied $(age_col 2); handed to the producer $(age_col 3); outputs after their batch's first produce call $(age_col 4)"
 if [ -n "$LAT_ONLY" ]; then
     echo
     echo "latency only: $LAT_RATE ev/s for $LAT_S s, $LAT_PARTS partitions, $CUSTOMERS customers; broker: $BROKER_DESC;" \
@@ -342,8 +351,10 @@ if [ -n "$LAT_ONLY" ]; then
     echo "latency run's loop, s per 10 s: deciding and applying $LAT_LOOP_DECIDE (of which waiting for Redis's replies $LAT_LOOP_REDIS); producing $LAT_LOOP_PRODUCE; filling (waiting for input) $LAT_LOOP_FILL"
     echo "latency run's output producer, per 10 s: $LAT_PRODUCER"
     echo "latency run's input consumer, per 5 s: $LAT_FETCH"
+    echo "latency run's inputs' age since their Kafka timestamp, p50/p99 ms per 10 s: $LAT_AGES"
     echo "latency instance's CPU s by thread: $LAT_THREADS"
     echo "CPU s during the latency step: $LAT_CPU"
+    echo "waiting for a core (runnable, not running) during the latency step: $LAT_RQ"
     exit 0
 fi
 
@@ -421,7 +432,9 @@ print("latency run's outputs: $LAT_OUT_PARTS")
 print("latency run's loop, s per 10 s: deciding and applying $LAT_LOOP_DECIDE (of which waiting for Redis's replies $LAT_LOOP_REDIS); producing $LAT_LOOP_PRODUCE; filling (waiting for input) $LAT_LOOP_FILL")
 print("latency run's output producer, per 10 s: $LAT_PRODUCER")
 print("latency run's input consumer, per 5 s: $LAT_FETCH")
+print("latency run's inputs' age since their Kafka timestamp, p50/p99 ms per 10 s: $LAT_AGES")
 print("latency instance's CPU s by thread: $LAT_THREADS")
 print("CPU s during the latency step: $LAT_CPU")
+print("waiting for a core (runnable, not running) during the latency step: $LAT_RQ")
 print("peer check (sampled customers): $PEER_CHECK")
 PY

@@ -99,12 +99,14 @@ static emit_batch *batch_of(emitter *em, unsigned long long seq)
 
 /* A delivery report of a tagged message (served by rd_kafka_poll on the
  * pipeline's thread). */
-static void on_msg(void *ctx, void *tag, rd_kafka_resp_err_t err)
+static void on_msg(void *ctx, void *tag, rd_kafka_resp_err_t err, int64_t append_ms)
 {
     emitter *em = ctx;
     emit_batch *b = batch_of(em, (unsigned long long)(uintptr_t)tag);
     if (!b)
         return; /* a batch dropped after a failure: it will be produced again */
+    if (em->output_ages && !err) /* the broker's append time, else when its report is served */
+        latency_add(em->output_ages, (append_ms >= 0 ? append_ms : clock_wall_ms()) - b->produced_at_ms);
     if (err) {
         b->failed++;
         if (!em->fail_error[0])
@@ -187,6 +189,7 @@ int emitter_begin(emitter *em, char *err, size_t errlen)
         emit_batch *b = &em->ring[(em->head + em->count) % em->ring_cap];
         memset(b, 0, sizeof(*b));
         b->seq = em->next_seq++;
+        b->produced_at_ms = clock_wall_ms();
         if (em->count == 0)
             em->head_seq = b->seq;
         em->count++;

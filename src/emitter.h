@@ -33,6 +33,7 @@
 
 #include "config.h"
 #include "kafka.h"
+#include "latency.h"
 
 /* What became of a batch handed to emitter_commit. */
 typedef enum emit_result {
@@ -55,6 +56,7 @@ typedef struct emit_batch {
     long long acked;            /* of them acknowledged */
     long long failed;           /* of them failed for good */
     bool sealed;                /* emitter_end called: no more messages */
+    int64_t produced_at_ms;     /* wall clock of emitter_begin: its first produce call follows */
     rd_kafka_topic_partition_list_t *offsets; /* next offsets to read, committed once complete; owned */
     rd_kafka_topic_partition_list_t *first;   /* its first offsets, to read it again; owned */
     void *user;                 /* handed to the done callback */
@@ -96,6 +98,9 @@ typedef struct emitter {
     int output_partitions;      /* partitions of the topics emitter_prepare was given (0 before) */
     int busiest_broker_partitions; /* of them, the most led by one broker */
     kafka_req_stats stats_prev; /* the producer's last statistics (log.level=debug only) */
+    latency_hist *output_ages;  /* not owned; NULL: not measured. At-least-once: each acknowledged output's
+                                 * Kafka timestamp (LogAppendTime; else when its report is served) - its
+                                 * batch's produced_at_ms (log.level=debug) */
 } emitter;
 
 /* Output partitions led by one broker above which emitter_prepare warns

@@ -116,8 +116,11 @@ void kafka_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque
     } else {
         dr->delivered++;
     }
-    if (dr->on_msg && m->_private)
-        dr->on_msg(dr->ctx, m->_private, m->err);
+    if (dr->on_msg && m->_private) {
+        rd_kafka_timestamp_type_t tt;
+        int64_t ts = rd_kafka_message_timestamp(m, &tt);
+        dr->on_msg(dr->ctx, m->_private, m->err, tt == RD_KAFKA_TIMESTAMP_LOG_APPEND_TIME ? ts : -1);
+    }
 }
 
 /* Errors of the client itself (brokers down, authentication): kept for the

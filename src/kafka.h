@@ -17,8 +17,9 @@ typedef struct kafka_delivery {
     char last_error[256]; /* text of the last failure */
     char client_error[256]; /* the client's last error (error_cb: broker down, auth...) */
     /* called for every report of a message produced with a non-NULL opaque
-     * (kafka_produce's tag), after the counts above; NULL: none */
-    void (*on_msg)(void *ctx, void *tag, rd_kafka_resp_err_t err);
+     * (kafka_produce's tag), after the counts above, with the message's
+     * Kafka timestamp when the broker set it (LogAppendTime), else -1; NULL: none */
+    void (*on_msg)(void *ctx, void *tag, rd_kafka_resp_err_t err, int64_t append_ms);
     void *ctx;            /* on_msg's first argument */
     /* producer statistics (librdkafka's JSON, every statistics.interval.ms,
      * 10 s unless kafka.statistics.interval.ms is set), served by poll;

@@ -145,6 +145,8 @@ typedef struct pipeline {
     double spent[4];              /* seconds since the last report: filling, deciding, producing, committing */
     double spent_redis;           /* of spent[1]: waiting for Redis's replies (fetches and applies) */
     kafka_req_stats fetch_stats;  /* the consumer's last statistics (log.level=debug only) */
+    bool measure_ages;            /* log.level=debug: where an input's time goes (ages, latency.h) */
+    latency_hist ages[LAT_STAGES]; /* since the last report; ages[LAT_OUTPUT] is filled by the emitter */
     int aborts_in_row;            /* exactly-once: consecutive aborted transactions */
     kafka_errnote access;         /* an authentication/ACL error the consumer reported */
     codec *codec;
@@ -1738,6 +1740,24 @@ static void on_batch_done(void *ctx, void *user, bool committed)
 static int rewind_after_abort(pipeline *pl);
 static void log_batch(pipeline *pl);
 
+/* Count the age of input m at a stage: now_ms - its Kafka timestamp. */
+static void note_age(pipeline *pl, latency_stage stage, const rd_kafka_message_t *m, int64_t now_ms)
+{
+    int64_t ts = rd_kafka_message_timestamp(m, NULL);
+    if (ts >= 0)
+        latency_add(&pl->ages[stage], now_ms - ts);
+}
+
+/* The ages of the batch's inputs at a stage (log.level=debug). */
+static void note_batch_ages(pipeline *pl, latency_stage stage)
+{
+    if (!pl->measure_ages)
+        return;
+    int64_t now = clock_wall_ms();
+    for (int i = 0; i < pl->nitems; i++)
+        note_age(pl, stage, pl->items[i].msg, now);
+}
+
 /* Decide the batch, apply it in Redis and hand its outputs over (at-least-
  * once: committed later, in order, once acknowledged; exactly-once: its
  * transaction committed). Returns 0 done, 1 Redis unavailable (batch kept for
@@ -1762,6 +1782,7 @@ again:
     if (drc != 0)
         return 1;
     double t1 = clock_mono_s();
+    note_batch_ages(pl, LAT_APPLIED);
     batch_tail *tail = batch_tail_new(pl);
     if (!tail) {
         snprintf(pl->err, sizeof(pl->err), "out of memory");
@@ -1772,6 +1793,8 @@ again:
     if (!pl->em.transactional) { /* `run` and `replay` alike */
         int erc = emit_async(pl, tail);
         metrics_observe(M_PRODUCE_SECONDS, clock_mono_s() - t1);
+        if (erc == 0)
+            note_batch_ages(pl, LAT_HANDED);
         pl->spent[1] += t1 - t0;
         pl->spent[2] += clock_mono_s() - t1;
         if (erc < 0)
@@ -2328,6 +2351,9 @@ static int setup(pipeline *pl, char *err, size_t errlen)
         return -1;
     if (emitter_open(&pl->em, cfg, pl->consumer, on_batch_done, pl, err, errlen) != 0)
         return -1;
+    pl->measure_ages = log_enabled(LOG_DEBUG);
+    if (pl->measure_ages)
+        pl->em.output_ages = &pl->ages[LAT_OUTPUT];
     pl->em.keep_offsets = pl->opts->source != NULL; /* assign mode: never a commit on a group (pipeline.h) */
     /* the output topics' metadata before the first batch (check[0] is the input) */
     emitter_prepare(&pl->em, check + 1, ntopics - 1, (int)cfg->assign_timeout_ms);
@@ -2500,12 +2526,34 @@ static int fill_batch(pipeline *pl, int linger_ms, bool *source_done, char *err,
             continue;
         }
         mark_activity(pl, m);
+        if (pl->measure_ages)
+            note_age(pl, LAT_TAKEN, m, clock_wall_ms());
         pl->batch_bytes += m->len + m->key_len;
         pl->items[pl->nitems++].msg = m;
         if (opts->source && opts->source->batch_end && opts->source->batch_end(opts->source->ctx))
             break;
     }
     return 0;
+}
+
+/* log.level=debug, every report and at the end: where the inputs' time went
+ * since the last one (latency.h), then forget it. Ages from each input's Kafka timestamp
+ * (the broker's append time on a LogAppendTime topic, else its producer's). */
+static void log_ages(pipeline *pl)
+{
+    const latency_hist *a = pl->ages;
+    if (!pl->measure_ages || (a[LAT_TAKEN].n == 0 && a[LAT_OUTPUT].n == 0))
+        return;
+    log_debug("inputs' age since their Kafka timestamp, p50/p99 ms: taken into a batch %lld/%lld, applied %lld/%lld, "
+              "handed to the producer %lld/%lld (%lld inputs); outputs' Kafka timestamp after their batch's first "
+              "produce call, p50/p99 ms: %lld/%lld (%lld outputs)",
+              (long long)latency_quantile(&a[LAT_TAKEN], 0.5), (long long)latency_quantile(&a[LAT_TAKEN], 0.99),
+              (long long)latency_quantile(&a[LAT_APPLIED], 0.5), (long long)latency_quantile(&a[LAT_APPLIED], 0.99),
+              (long long)latency_quantile(&a[LAT_HANDED], 0.5), (long long)latency_quantile(&a[LAT_HANDED], 0.99),
+              a[LAT_HANDED].n, (long long)latency_quantile(&a[LAT_OUTPUT], 0.5),
+              (long long)latency_quantile(&a[LAT_OUTPUT], 0.99), a[LAT_OUTPUT].n);
+    for (int s = 0; s < LAT_STAGES; s++)
+        latency_reset(&pl->ages[s]);
 }
 
 /* Wait out a Redis outage: pause consumption, reconnect with backoff while
@@ -2612,6 +2660,7 @@ int pipeline_run(const config *cfg, const program *prog, const pipeline_opts *op
                       pl.spent[0], pl.spent[1], pl.spent_redis, pl.spent[2], pl.spent[3], emitter_in_flight(&pl.em));
             memset(pl.spent, 0, sizeof(pl.spent));
             pl.spent_redis = 0;
+            log_ages(&pl);
         }
         if (opts->source) {
             if (source_done && pl.nitems == 0)
@@ -2670,6 +2719,7 @@ int pipeline_run(const config *cfg, const program *prog, const pipeline_opts *op
     }
     rc = 0;
 out:
+    log_ages(&pl); /* since the last report */
     teardown(&pl);
     log_info("stopped: %lld touchpoints, %lld credits, %lld duplicates, %lld to the DLQ, %lld outputs in %lld batches%s",
              st->touchpoints, st->credits, st->duplicates, st->dlq, st->outputs, st->batches,

@@ -7,7 +7,9 @@
 # them; README Performance). Timing is not asserted (the wait it removes is
 # ~0.1-1 s, not measurable robustly on a loaded machine); bench/run.sh measures it.
 # With log.level=debug, the producer's and the consumer's requests to the brokers
-# (librdkafka's statistics) are logged: how many, how full, how long they waited.
+# (librdkafka's statistics) are logged: how many, how full, how long they waited,
+# and where the inputs' time went (their age at each stage of the loop, every
+# report and at the end): every input consumed is counted once, every output.
 source "$(dirname "$0")/lib.sh"
 require redis-server redis-cli
 
@@ -42,6 +44,19 @@ grep -q "debug .*input consumer: fetch [1-9][0-9]* requests in" "$WORK/debug.log
     || fail "no debug line with the input consumer's fetch requests"
 ! grep -q "output producer:" "$WORK/p64.log" || fail "producer statistics logged at log.level=info"
 pass "log.level=debug: the output producer's produce requests and the input consumer's fetches are logged"
+# where the inputs' time went: one line per report and one at the end, whose inputs add up to
+# every message consumed (touchpoints, credits, redeliveries, DLQ) and whose outputs to the outputs
+AGES="debug .*inputs' age since their Kafka timestamp, p50/p99 ms: taken into a batch [0-9]*/[0-9]*, applied [0-9]*/[0-9]*, handed to the producer [0-9]*/[0-9]* ([0-9]* inputs); outputs' Kafka timestamp after their batch's first produce call, p50/p99 ms: [0-9]*/[0-9]* ([0-9]* outputs)"
+grep -q "$AGES" "$WORK/debug.log" || fail "no debug line with the inputs' ages: $(grep "age" "$WORK/debug.log" | tail -2)"
+ages_in=$(grep "$AGES" "$WORK/debug.log" | sed 's/.* (\([0-9]*\) inputs).*/\1/' | awk '{s += $1} END {print s + 0}')
+ages_out=$(grep "$AGES" "$WORK/debug.log" | sed 's/.* (\([0-9]*\) outputs).*/\1/' | awk '{s += $1} END {print s + 0}')
+consumed=$(sed -n 's/.* stopped: \([0-9]*\) touchpoints, \([0-9]*\) credits, \([0-9]*\) duplicates, \([0-9]*\) to the DLQ.*/\1 \2 \3 \4/p' "$WORK/debug.log" | awk '{print $1 + $2 + $3 + $4}')
+outputs=$(sed -n 's/.* stopped: .* \([0-9]*\) outputs in .*/\1/p' "$WORK/debug.log")
+[ "$consumed" -gt 0 ] && [ "$ages_in" = "$consumed" ] || fail "the ages count $ages_in inputs, the run consumed $consumed"
+[ "$outputs" -gt 0 ] && [ "$ages_out" -ge "$outputs" ] \
+    || fail "the ages count $ages_out acknowledged messages, the run produced $outputs outputs"
+! grep -q "inputs' age" "$WORK/p64.log" || fail "ages logged at log.level=info"
+pass "log.level=debug: the inputs' ages at each stage ($ages_in inputs, $ages_out acknowledged messages)"
 kill -TERM "$DEVKAFKA_PID"; wait "$DEVKAFKA_PID" || true
 rm -f "$WORK/bootstrap"
 

@@ -1,11 +1,13 @@
 /* Operations without a server: the Prometheus text format of the metrics
  * registry, librdkafka statistics to lag gauges, health, the report's deltas
- * of one apply, and the logger (JSON lines, rate limit). */
+ * of one apply, the logger (JSON lines, rate limit), and the ages' histogram
+ * of log.level=debug (latency.h). */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "latency.h"
 #include "log.h"
 #include "metrics.h"
 #include "profile.h"
@@ -353,6 +355,32 @@ START_TEST(log_rate_limit)
 }
 END_TEST
 
+/* The ages' histogram (log.level=debug, where an input's time goes): its
+ * quantiles fall within a bucket (1 ms below 100 ms, 5% above) of the exact
+ * ones, whatever the order of the observations. */
+START_TEST(latency_quantiles_within_a_bucket)
+{
+    latency_hist h;
+    latency_reset(&h);
+    ck_assert_int_eq(latency_quantile(&h, 0.5), 0); /* empty */
+    /* 1..20000 ms in a scattered order (7919 is prime, so every value once) */
+    for (int64_t i = 0; i < 20000; i++)
+        latency_add(&h, (i * 7919) % 20000 + 1);
+    ck_assert_int_eq(h.n, 20000);
+    int64_t p50 = latency_quantile(&h, 0.5), p99 = latency_quantile(&h, 0.99);
+    ck_assert_msg(p50 >= 10000 && p50 <= 10500, "p50 %lld", (long long)p50);
+    ck_assert_msg(p99 >= 19800 && p99 <= 19800 * 105 / 100, "p99 %lld", (long long)p99);
+    latency_reset(&h);
+    for (int i = 0; i < 99; i++)
+        latency_add(&h, 40); /* below 100 ms: exact */
+    latency_add(&h, -3);     /* clocks a little apart: counted as 0 */
+    ck_assert_int_eq(latency_quantile(&h, 0.5), 40);
+    ck_assert_int_eq(latency_quantile(&h, 0.001), 0);
+    latency_add(&h, INT64_C(86400000)); /* a day: the last bucket, not past it */
+    ck_assert_int_ge(latency_quantile(&h, 1.0), 600000);
+}
+END_TEST
+
 Suite *ops_suite(void)
 {
     Suite *s = suite_create("ops");
@@ -365,6 +393,7 @@ Suite *ops_suite(void)
     tcase_add_test(tc, batch_metrics_equal_per_event_metrics);
     tcase_add_test(tc, log_json_lines);
     tcase_add_test(tc, log_rate_limit);
+    tcase_add_test(tc, latency_quantiles_within_a_bucket);
     suite_add_tcase(s, tc);
     return s;
 }
