@@ -10,6 +10,7 @@ PACKAGES=(
   librdkafka-dev libavro-dev libhiredis-dev             # Kafka, Avro, Redis clients
   libyaml-dev libjansson-dev libssl-dev libxxhash-dev  # config YAML, JSON lines, hashing/base64
   libmicrohttpd-dev                                     # the HTTP server: /metrics, health, control room
+  libjemalloc-dev                                       # fidelio's allocator (meson.build: allocator)
   check                                                 # unit test framework
   redis-server kcat                                     # real services and the independent Kafka client for tests
   python3-yaml systemd                                  # checks of the deploy files
