@@ -36,10 +36,15 @@ codec *codec_new(size_t max_message_bytes, char *err, size_t errlen);
 void codec_free(codec *c);
 
 /* Decode one Avro-encoded message into rec->schema's struct. The message is
- * checked (size, every declared length, indexes, trailing bytes) before
- * avro-c reads it. Does not run touchpoint_validate. */
+ * checked (size, every declared length, indexes, trailing bytes) before it is
+ * read: a touchpoint (every input) by hand, the others by avro-c. Does not run
+ * touchpoint_validate. */
 event_err codec_decode_avro(codec *c, codec_schema s, const void *data, size_t len, codec_record *rec,
                             char *err, size_t errlen);
+/* The same with a touchpoint read through avro-c's consumer API: the
+ * reference the hand-written reader is tested against (tests, fuzzing). */
+event_err codec_decode_avro_library(codec *c, codec_schema s, const void *data, size_t len, codec_record *rec,
+                                    char *err, size_t errlen);
 /* Encode rec's struct for schema s, replacing out's contents. Rewards and
  * stage changes (every output) are written by hand, the others through
  * avro-c's generic value. */
