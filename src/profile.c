@@ -12,7 +12,8 @@
 void profile_init(profile *p, const char *customer_id)
 {
     memset(p, 0, sizeof(*p));
-    snprintf(p->customer_id, sizeof(p->customer_id), "%s", customer_id);
+    size_t n = strnlen(customer_id, sizeof(p->customer_id) - 1); /* as snprintf "%s" would cut it */
+    memcpy(p->customer_id, customer_id, n);
     memset(p->stage, -1, sizeof(p->stage));
 }
 
@@ -324,10 +325,28 @@ int profile_peek_referrer(const void *data, size_t len, char *out, size_t outlen
     return 1;
 }
 
+/* program_rule_index, trying first the rule after the one found last (*next):
+ * a profile's rule states are stored in the program's order, and its orders
+ * mostly name one rule. Rule ids are unique in a program (program.c), so the
+ * answer is program_rule_index's. */
+static int rule_index(const program *prog, const char *id, int *next)
+{
+    for (int k = *next; k < prog->nrules && k <= *next + 1; k++)
+        if (!strcmp(prog->rules[k].id, id)) {
+            *next = k;
+            return k;
+        }
+    int i = program_rule_index(prog, id);
+    if (i >= 0)
+        *next = i;
+    return i;
+}
+
 int profile_decode(profile *p, const program *prog, const void *data, size_t len, char *err, size_t errlen)
 {
     reader r = {.p = data, .end = (const uint8_t *)data + len};
     char id[EVENT_ID_MAX + 1], name[EVENT_ID_MAX + 1];
+    int hint = 0; /* (rule_index) */
     profile_init(p, "");
     if (len < 2 || memcmp(data, "FP", 2) != 0) {
         snprintf(err, errlen, "not a profile encoding");
@@ -383,7 +402,7 @@ int profile_decode(profile *p, const program *prog, const void *data, size_t len
         rule_state s = {.window = get_varint(&r)};
         s.count = (int32_t)get_varint(&r);
         s.fired = (int32_t)get_varint(&r);
-        int ri = program_rule_index(prog, id);
+        int ri = rule_index(prog, id, &hint);
         if (ri >= 0) {
             /* a window of another kind means nothing now: keep only the total */
             if (window_kind != prog->rules[ri].window) {
@@ -413,7 +432,7 @@ int profile_decode(profile *p, const program *prog, const void *data, size_t len
         o->rate_bp = get_varint(&r);
         o->multiplier_bp = get_varint(&r);
         get_str(&r, id, sizeof(id));
-        o->rule = (int16_t)program_rule_index(prog, id);
+        o->rule = (int16_t)rule_index(prog, id, &hint);
         o->currency[0] = '\0';
         if (version >= 3)
             get_str(&r, o->currency, sizeof(o->currency));
