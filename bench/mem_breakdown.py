@@ -8,7 +8,8 @@ Reads only. Takes N customers with a profile (<prefix>{c}:p), evenly spaced in t
 for each of them: MEMORY USAGE (SAMPLES 0: every element counted) of its keys :p, :d, :c, :l
 and :t, their encodings, and the payload bytes inside them: in :p the profile (p), the kept
 outputs (o<k><id> fields and po) and the small fields (v, hw, tf, tn); in :d and :c the
-records (field + value bytes); in :l the ledger entries. What is left of MEMORY USAGE over the
+records (field + value bytes); in :l the ledger entries. (Layout 7 keeps the profile in
+pieces p, p1, p2, ... of 64 bytes: all of them count as the profile.) What is left of MEMORY USAGE over the
 payload is Redis's own overhead (key, object, listpack/quicklist headers, entry headers).
 Prints one table of means per customer and the distribution of events in :d. Needs no
 client library: RESP over a socket. --drop-kept-outputs (a what-if for a throwaway server: it
@@ -116,7 +117,7 @@ def main():
     def add(name, v):
         rows.setdefault(name, []).append(v)
 
-    encs, nd, nl = {}, [], []
+    encs, nd, nl, penc = {}, [], [], []
     for c in custs:
         k = pre + b"{" + c + b"}:"
         tot = 0
@@ -127,11 +128,13 @@ def main():
             if mu:
                 e = r.cmd("OBJECT", "ENCODING", k + suf)
                 encs[(suf.decode(), e)] = encs.get((suf.decode(), e), 0) + 1
+                if suf == b"p":
+                    penc.append(e)
         add("all keys", tot)
         h = r.cmd("HGETALL", k + b"p") or []
         prof = outs = small = 0
         for f, v in zip(h[::2], h[1::2]):
-            if f == b"p":
+            if f == b"p" or (f[:1] == b"p" and f[1:].isdigit()):  # layout 7: the profile in pieces p, p1, ...
                 prof += len(f) + len(v)
             elif f[:1] == b"o" or f == b"po":
                 outs += len(f) + len(v)
@@ -172,10 +175,11 @@ def main():
                                     for (k, e), n in sorted(encs.items())))
     ten = [i for i, n in enumerate(nd) if 9 <= n <= 11]
     if ten:
-        print("customers with 9-11 events in :d: %d, all keys mean %.0f B (p %.0f, d %.0f, c %.0f, l %.0f)"
+        print("customers with 9-11 events in :d: %d, all keys mean %.0f B (p %.0f, d %.0f, c %.0f, l %.0f); "
+              "their :p a hashtable: %d"
               % (len(ten), mean([rows["all keys"][i] for i in ten]), mean([rows["key p"][i] for i in ten]),
                  mean([rows["key d"][i] for i in ten]), mean([rows["key c"][i] for i in ten]),
-                 mean([rows["key l"][i] for i in ten])))
+                 mean([rows["key l"][i] for i in ten]), sum(1 for i in ten if penc[i] == b"hashtable")))
 
 
 if __name__ == "__main__":

@@ -35,6 +35,8 @@
  * the entries; then the customer's summed (field, delta) pairs.
  * Returns per customer {records trimmed, then per event: status, version |
  * recorded outputs | trim horizon}. */
+#define STORE_STR_(x) #x
+#define STORE_STR(x) STORE_STR_(x)
 static const char apply_script[] =
     "local retention, now, lmax = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"
     "local ncust, ncommit = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
@@ -47,6 +49,9 @@ static const char apply_script[] =
     "local function fail(code, what)\n"
     "  return redis.error_reply(code .. ' fidelio apply: ' .. what .. '; nothing was written')\n"
     "end\n"
+    "-- the profile in pieces of this many bytes (layout 7: :p stays a listpack)\n"
+    "local piece = " STORE_STR(STORE_PROFILE_PIECE) "\n"
+    "local function pieces(prof) return #prof <= piece and 1 or math.ceil(#prof / piece) end\n"
     "-- unpack() takes at most ~8000 values: long lists go in slices\n"
     "local function sliced(cmd, key, list)\n"
     "  local out = {}\n"
@@ -116,8 +121,19 @@ static const char apply_script[] =
     "  a = a + 2 * nagg\n"
     "  local res = {0}\n"
     "  out[j] = res\n"
-    "  local cur, e1 = rd('HMGET', kp, 'v', 'hw', 'tf', 'po', 'tn')\n"
-    "  if not cur then return fail('WRONGTYPE', e1) end\n"
+    "  -- :p whole: its fields, the profile's pieces (p, p1, ...: np of them), whether a value is\n"
+    "  -- longer than a piece (big: Redis keeps the hash as a hashtable)\n"
+    "  local all, e1 = rd('HGETALL', kp)\n"
+    "  if not all then return fail('WRONGTYPE', e1) end\n"
+    "  local h, np, big = {}, 0, false\n"
+    "  for i = 1, #all, 2 do\n"
+    "    local f, x = all[i], all[i + 1]\n"
+    "    h[f] = x\n"
+    "    if #x > piece then big = true end\n"
+    "    local n = f == 'p' and 0 or (#f <= 8 and string.match(f, '^p[1-9]%d*$') and tonumber(string.sub(f, 2)))\n"
+    "    if n and n + 1 > np then np = n + 1 end\n"
+    "  end\n"
+    "  local cur = {h.v, h.hw, h.tf, h.po, h.tn}\n"
     "  local v = tonumber(cur[1] or '0')\n"
     "  -- the pending list: events whose outputs are kept (field 'o' .. kind .. id of :p) until\n"
     "  -- their batch is committed: kind, \"<source>/<offset>\", NUL, id, NUL\n"
@@ -277,13 +293,25 @@ static const char apply_script[] =
     "        end\n"
     "      end\n"
     "      pl.npo = table.concat(npo)\n"
+    "      -- a hashtable :p left with nothing longer than a piece is rebuilt (store.h: layout 7)\n"
+    "      pl.rebuild = pl.apply and big and pl.npo == ''\n"
+    "      pl.hadtf, pl.hadtn = cur[3], cur[5] ~= nil\n"
+    "      if pl.apply and not pl.rebuild then\n"
+    "        for i = pieces(prof), np - 1 do drop[#drop + 1] = 'p' .. i end\n"
+    "      end\n"
+    "      if pl.rebuild then\n"
+    "        pl.del = {'v', 'hw', 'tf', 'tn', 'po'}\n"
+    "        for i = 0, np - 1 do pl.del[#pl.del + 1] = i == 0 and 'p' or 'p' .. i end\n"
+    "        for _, f in ipairs(drop) do if f ~= 'po' then pl.del[#pl.del + 1] = f end end\n"
+    "        drop = {}; pl.drop = drop\n"
+    "      end\n"
     "      if pl.npo == '' and po ~= '' then drop[#drop + 1] = 'po'; pl.npo = nil\n"
     "      elseif pl.npo == po then pl.npo = nil end\n"
     "      plans[#plans + 1] = pl\n"
     "      local w0 = #writes\n"
     "      local wd, wc = pl.apply and nt > 0, pl.apply and nc > 0\n"
     "      if pl.apply or ntf > tf or #drop > 0 or pl.tnw then writes[#writes + 1] = {'HSET', kp, 'v', '1'} end\n"
-    "      if #drop > 0 then writes[#writes + 1] = {'HDEL', kp, 'x'} end\n"
+    "      if #drop > 0 or pl.rebuild then writes[#writes + 1] = {'HDEL', kp, 'x'} end\n"
     "      if #old > 0 then\n"
     "        writes[#writes + 1] = {'HDEL', kd, 'x'}\n"
     "        if wasleg then writes[#writes + 1] = {'ZREM', kt, 'x'} end\n"
@@ -337,14 +365,23 @@ static const char apply_script[] =
     "for _, pl in ipairs(plans) do\n"
     "  local ph = {}\n"
     "  if pl.apply then\n"
-    "    ph = {'v', string.format('%.0f', pl.v + #pl.evs), 'p', pl.prof, 'hw', string.format('%.0f', pl.hw)}\n"
+    "    ph = {'v', string.format('%.0f', pl.v + #pl.evs)}\n"
+    "    for i = 0, pieces(pl.prof) - 1 do\n"
+    "      ph[#ph + 1] = i == 0 and 'p' or 'p' .. i; ph[#ph + 1] = string.sub(pl.prof, piece * i + 1, piece * (i + 1))\n"
+    "    end\n"
+    "    ph[#ph + 1] = 'hw'; ph[#ph + 1] = string.format('%.0f', pl.hw)\n"
     "    for _, ev in ipairs(pl.evs) do\n"
     "      if not ev.os then ph[#ph + 1] = 'o' .. ev.f; ph[#ph + 1] = ev.outs end\n"
     "    end\n"
     "  end\n"
     "  if pl.npo then ph[#ph + 1] = 'po'; ph[#ph + 1] = pl.npo end\n"
-    "  if pl.ntf > pl.tf then ph[#ph + 1] = 'tf'; ph[#ph + 1] = string.format('%.0f', pl.ntf) end\n"
-    "  if pl.tnw then ph[#ph + 1] = 'tn'; ph[#ph + 1] = pl.tn and string.format('%.0f', pl.tn) or '' end\n"
+    "  if pl.ntf > pl.tf then ph[#ph + 1] = 'tf'; ph[#ph + 1] = string.format('%.0f', pl.ntf)\n"
+    "  elseif pl.rebuild and pl.hadtf then ph[#ph + 1] = 'tf'; ph[#ph + 1] = string.format('%.0f', pl.tf) end\n"
+    "  if pl.tnw or (pl.rebuild and pl.hadtn) then ph[#ph + 1] = 'tn'; ph[#ph + 1] = pl.tn and string.format('%.0f', pl.tn) or '' end\n"
+    "  if pl.rebuild then\n"
+    "    redis.call('HSET', pl.kp, 'v', ph[2]) -- (a write before the HDEL: OOM is checked here)\n"
+    "    sliced('HDEL', pl.kp, pl.del)\n"
+    "  end\n"
     "  if #ph > 0 then redis.call('HSET', pl.kp, unpack(ph)) end\n"
     "end\n"
     "for _, pl in ipairs(plans) do\n"
@@ -635,9 +672,9 @@ static int connect_url(store *s, char *err, size_t errlen)
     r = redisCommand(s->c, "GET %slayout", s->prefix);
     if ((rc = command_ok(s, r, "GET (layout marker)", err, errlen)))
         return rc;
-    /* layouts 1 to 5 are upgraded in place by run (see store.h); a tool reads them as they are */
+    /* layouts 1 to 6 are upgraded in place by run (see store.h); a tool reads them as they are */
     if (r->type == REDIS_REPLY_STRING && (!strcmp(r->str, "1") || !strcmp(r->str, "2") || !strcmp(r->str, "3") ||
-                                          !strcmp(r->str, "4") || !strcmp(r->str, "5"))) {
+                                          !strcmp(r->str, "4") || !strcmp(r->str, "5") || !strcmp(r->str, "6"))) {
         int from = atoi(r->str);
         freeReplyObject(r);
         if (s->readonly)
@@ -1142,6 +1179,9 @@ typedef struct wcust {
     size_t id;           /* the customer id: offset in arena */
     bool ok;             /* every read answered, every field well-formed (else: the script decides) */
     bool has_hw, has_tn; /* :p has hw; has tn (absent with hw: a customer of layout <= 3) */
+    bool has_tf;         /* :p has tf */
+    bool big;            /* :p holds a value longer than STORE_PROFILE_PIECE (a hashtable in Redis) */
+    size_t endpiece;     /* 1 + the highest index of the profile's pieces in :p (0: none) */
     bool tn_num;         /* tn is a time ("": the customer has no record in :d) */
     bool l_wrong;        /* :l is not a list: the apply is refused */
     int64_t v, hw, tf, tn, llen;
@@ -1313,26 +1353,116 @@ static int parse_int(const char *p, size_t n, int64_t *v)
     return 0;
 }
 
-/* What the reply of HMGET :p v p hw tf po tn says of a customer. */
-static void wt_profile(wtable *t, wcust *w, const redisReply *r)
+/* ---- the profile in pieces (layout 7, store.h) ------------------------------------- */
+
+/* The field of piece i of the profile ("p", "p1", "p2", ...): its length. */
+static size_t piece_field(char *f, size_t cap, size_t i)
 {
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 6)
-        return;
-    const redisReply *e[6];
-    for (int i = 0; i < 6; i++) {
-        e[i] = r->element[i];
-        if (e[i]->type != REDIS_REPLY_STRING && e[i]->type != REDIS_REPLY_NIL)
-            return;
+    int n = i ? snprintf(f, cap, "p%zu", i) : snprintf(f, cap, "p");
+    return n > 0 && (size_t)n < cap ? (size_t)n : cap - 1;
+}
+
+/* How many pieces a profile of len bytes is written in. */
+static size_t pieces_of(size_t len)
+{
+    return len <= STORE_PROFILE_PIECE ? 1 : (len + STORE_PROFILE_PIECE - 1) / STORE_PROFILE_PIECE;
+}
+
+/* The index of piece field f ("p" 0, "p<n>" n, no leading zero), or -1. */
+static long piece_index(const char *f, size_t n)
+{
+    if (n == 0 || f[0] != 'p')
+        return -1;
+    if (n == 1)
+        return 0;
+    if (n > 8 || f[1] == '0')
+        return -1;
+    long i = 0;
+    for (size_t k = 1; k < n; k++) {
+        if (f[k] < '0' || f[k] > '9')
+            return -1;
+        i = 10 * i + (f[k] - '0');
     }
+    return i;
+}
+
+/* What HGETALL :p read of a customer. */
+typedef struct pfields {
+    const redisReply *v, *hw, *tf, *po, *tn; /* NULL: absent */
+    bool has_p;          /* a profile: field "p" */
+    size_t npieces;      /* pieces p, p1, ... present one after the other */
+    size_t endpiece;     /* 1 + the highest piece index present (0 none) */
+    bool big;            /* a value longer than STORE_PROFILE_PIECE: Redis keeps the hash as a hashtable */
+    bool ok;             /* an array of field, value strings */
+} pfields;
+
+/* Read an HGETALL :p reply into pf; with profile, the profile's pieces joined
+ * (appended). 0, or -1 when out of memory. */
+static int pfields_read(const redisReply *r, pfields *pf, buf *profile)
+{
+    memset(pf, 0, sizeof(*pf));
+    if (r->type != REDIS_REPLY_ARRAY || r->elements % 2)
+        return 0;
+    for (size_t i = 0; i < r->elements; i++)
+        if (r->element[i]->type != REDIS_REPLY_STRING)
+            return 0;
+    pf->ok = true;
+    for (size_t i = 0; i < r->elements; i += 2) {
+        const redisReply *f = r->element[i], *v = r->element[i + 1];
+        if (v->len > STORE_PROFILE_PIECE)
+            pf->big = true;
+        long k = piece_index(f->str, f->len);
+        if (k >= 0) {
+            if ((size_t)k + 1 > pf->endpiece)
+                pf->endpiece = (size_t)k + 1;
+            continue;
+        }
+#define PF(name, field)                                                                                                \
+    if (f->len == sizeof(name) - 1 && !memcmp(f->str, name, f->len))                                                   \
+    pf->field = v
+        PF("v", v);
+        else PF("hw", hw);
+        else PF("tf", tf);
+        else PF("po", po);
+        else PF("tn", tn);
+#undef PF
+    }
+    /* the pieces in order: written in one HSET, they follow one another (one pass) */
+    size_t at = 0;
+    for (size_t want = 0; want < pf->endpiece; want++) {
+        size_t seen = 0;
+        for (; seen < r->elements; seen += 2, at = (at + 2) % r->elements)
+            if (piece_index(r->element[at]->str, r->element[at]->len) == (long)want)
+                break;
+        if (seen >= r->elements)
+            break;
+        pf->npieces++;
+        if (want == 0)
+            pf->has_p = true;
+        if (profile && buf_append(profile, r->element[at + 1]->str, r->element[at + 1]->len) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* What HGETALL :p says of a customer, for the transaction. */
+static void wt_profile(wtable *t, wcust *w, const pfields *pf)
+{
+    if (!pf->ok)
+        return;
+    const redisReply *e[6] = {pf->v, NULL, pf->hw, pf->tf, pf->po, pf->tn};
     bool has[6];
     for (int i = 0; i < 6; i++)
-        has[i] = e[i]->type == REDIS_REPLY_STRING;
+        has[i] = e[i] != NULL;
     w->v = w->hw = w->tf = w->tn = 0;
     if ((has[0] && parse_int(e[0]->str, e[0]->len, &w->v)) || (has[2] && parse_int(e[2]->str, e[2]->len, &w->hw)) ||
         (has[3] && parse_int(e[3]->str, e[3]->len, &w->tf)))
         return;
     w->has_hw = has[2];
+    w->has_tf = has[3];
     w->has_tn = has[5];
+    w->endpiece = pf->endpiece;
+    w->big = pf->big;
     w->tn_num = has[5] && e[5]->len > 0;
     if (w->tn_num && parse_int(e[5]->str, e[5]->len, &w->tn))
         return;
@@ -1447,7 +1577,7 @@ static int fetch_read(store *s, const store_op *op, char *err, size_t errlen)
     }
     for (size_t i = 0; i < nprofiles; i++) {
         redisReply *r;
-        const char *what = "HMGET (fetch profile)";
+        const char *what = "HGETALL (fetch profile)";
         if (get_reply(s, &r, what, err, errlen) != 0)
             return STORE_TRANSIENT;
         store_profile *p = &profiles[i];
@@ -1456,14 +1586,17 @@ static int fetch_read(store *s, const store_op *op, char *err, size_t errlen)
         if (r->type == REDIS_REPLY_ERROR) {
             note_error(r, what, &rc, err, errlen);
         } else {
-            p->exists = r->elements == 6 && r->element[1]->type == REDIS_REPLY_STRING;
-            p->version = r->elements == 6 && r->element[0]->type == REDIS_REPLY_STRING ? atoll(r->element[0]->str) : 0;
-            if (p->exists && buf_append(&p->encoding, r->element[1]->str, r->element[1]->len) != 0) {
+            pfields pf;
+            if (pfields_read(r, &pf, &p->encoding) != 0) {
                 snprintf(err, errlen, "out of memory");
                 rc = STORE_PERMANENT;
             }
+            p->exists = pf.has_p;
+            p->version = pf.v ? atoll(pf.v->str) : 0;
+            if (!p->exists)
+                buf_reset(&p->encoding);
             if (w)
-                wt_profile(t, w, r);
+                wt_profile(t, w, &pf);
         }
         freeReplyObject(r);
         if (i < op->nwatch) { /* LLEN :l: when the apply must LTRIM (and that :l is a list) */
@@ -1678,11 +1811,8 @@ int store_fetch_send(store *s, store_profile *profiles, size_t nprofiles, store_
     }
     for (size_t i = 0; i < nprofiles; i++) {
         argvec_begin(&a, s);
-        arg_s(&a, "HMGET");
+        arg_s(&a, "HGETALL"); /* (the profile's pieces, however many) */
         arg_key(&a, s->prefix, profiles[i].customer_id, 'p');
-        static const char *const fields[] = {"v", "p", "hw", "tf", "po", "tn"};
-        for (int f = 0; f < 6; f++)
-            arg_s(&a, fields[f]);
         argvec_send(s->c, &a);
         if (i < op.nwatch) {
             argvec_begin(&a, s);
@@ -2851,12 +2981,33 @@ static int tx_write(store *s, const wtable *t, const wcust *w, apply_ctx *x, siz
             return -1;
         p = z2 + 1;
     }
+    /* a hashtable :p (a whole layout-6 profile, kept outputs) left with nothing longer than a piece:
+     * rebuilt, every field HDEL'd (the key goes) then written again, so Redis keeps it as a listpack */
+    bool own = false;
+    for (size_t i = b; i < e; i++)
+        own |= !outputs_by_source(&reqs[i]);
+    bool rebuild = w->big && !own && po->len == 0;
+    size_t plen = last->profile ? last->profile->len : 0, npieces = pieces_of(plen);
+    char pf[24];
+    if (rebuild) {
+        static const char *const small[] = {"v", "hw", "tf", "tn", "po"};
+        for (int i = 0; i < 5; i++)
+            arg_s(&drop, small[i]);
+        for (size_t i = 0; i < w->endpiece; i++)
+            arg(&drop, pf, piece_field(pf, sizeof(pf), i));
+        if (tx_queue(s, &drop, op, capq, NULL, 0) != 0)
+            return -1;
+        ndrop = 0;
+    }
     arg_s(&a, "HSET");
     arg_key(&a, s->prefix, cust, 'p');
     arg_s(&a, "v");
     arg_ll(&a, (long long)(w->v + (int64_t)(e - b)));
-    arg_s(&a, "p");
-    arg(&a, last->profile ? last->profile->data : "", last->profile ? last->profile->len : 0);
+    for (size_t i = 0; i < npieces; i++) {
+        arg(&a, pf, piece_field(pf, sizeof(pf), i));
+        size_t at = i * STORE_PROFILE_PIECE, n = plen - at < STORE_PROFILE_PIECE ? plen - at : STORE_PROFILE_PIECE;
+        arg(&a, plen ? last->profile->data + at : "", n);
+    }
     arg_s(&a, "hw");
     arg_ll(&a, (long long)hw);
     for (size_t i = b; i < e; i++) {
@@ -2879,11 +3030,15 @@ static int tx_write(store *s, const wtable *t, const wcust *w, apply_ctx *x, siz
     if (po->len > 0 && !(po->len == w->polen && !memcmp(po->data, t->arena.data + w->po, po->len))) {
         arg_s(&a, "po");
         arg(&a, po->data, po->len);
-    } else if (po->len == 0 && w->polen > 0) {
+    } else if (po->len == 0 && w->polen > 0 && !rebuild) {
         arg_s(&drop, "po");
         ndrop++;
     }
-    if (tnw) {
+    if (rebuild && w->has_tf) {
+        arg_s(&a, "tf");
+        arg_ll(&a, (long long)w->tf);
+    }
+    if (tnw || (rebuild && w->has_tn)) {
         arg_s(&a, "tn");
         if (tn_num)
             arg_ll(&a, (long long)tn);
@@ -2892,6 +3047,11 @@ static int tx_write(store *s, const wtable *t, const wcust *w, apply_ctx *x, siz
     }
     if (tx_queue(s, &a, op, capq, NULL, 0) != 0)
         return -1;
+    /* the pieces a longer profile had past this one's */
+    for (size_t i = npieces; !rebuild && i < w->endpiece; i++) {
+        arg(&drop, pf, piece_field(pf, sizeof(pf), i));
+        ndrop++;
+    }
     if (ndrop && tx_queue(s, &drop, op, capq, NULL, 0) != 0)
         return -1;
     /* the records: a touchpoint's "\6" (read from a partition) or "\5" (tools) + 8 bytes of digest +
@@ -3704,27 +3864,35 @@ struct profiles_scan {
     long long *n;
 };
 
-/* One pipelined HGET per key of the page; every reply is read even after fn
- * failed, so the connection stays in step. */
+/* One pipelined HGETALL per key of the page (the profile's pieces); every
+ * reply is read even after fn failed, so the connection stays in step. */
 static int profiles_page(store *s, const redisReply *keys, void *opaque, char *err, size_t errlen)
 {
     struct profiles_scan *ps = opaque;
     for (size_t i = 0; i < keys->elements; i++) {
-        const char *argv[] = {"HGET", keys->element[i]->str, "p"};
-        size_t lens[] = {4, keys->element[i]->len, 1};
-        redisAppendCommandArgv(s->c, 3, argv, lens);
+        const char *argv[] = {"HGETALL", keys->element[i]->str};
+        size_t lens[] = {7, keys->element[i]->len};
+        redisAppendCommandArgv(s->c, 2, argv, lens);
     }
     int rc = 0;
+    buf prof = {0};
     for (size_t i = 0; i < keys->elements; i++) {
         redisReply *v;
-        if (get_reply(s, &v, "HGET (profile)", err, errlen) != 0)
+        if (get_reply(s, &v, "HGETALL (profile)", err, errlen) != 0) {
+            buf_free(&prof);
             return STORE_TRANSIENT;
-        if (rc == 0 && v->type == REDIS_REPLY_STRING) {
+        }
+        pfields pf;
+        buf_reset(&prof);
+        if (rc == 0 && pfields_read(v, &pf, &prof) != 0)
+            rc = -1;
+        if (rc == 0 && pf.has_p) {
             (*ps->n)++;
-            rc = ps->fn(ps->opaque, v->str, v->len);
+            rc = ps->fn(ps->opaque, prof.len ? prof.data : "", prof.len);
         }
         freeReplyObject(v);
     }
+    buf_free(&prof);
     if (rc != 0) {
         snprintf(err, errlen, "out of memory");
         return -1;

@@ -366,12 +366,15 @@
 /* Room for a key: prefix, braces, customer id, suffix. */
 #define EVENT_KEY_MAX (64 + EVENT_ID_MAX + 8)
 
-#define STORE_LAYOUT_VERSION 6
+#define STORE_LAYOUT_VERSION 7
 /* Bytes of a content digest (digest.h). */
 #define STORE_DIGEST_LEN 16
 /* Bytes of it a layout-6 touchpoint dedupe record keeps (a collision among one customer's ids is
  * 2^-64 per pair). */
 #define STORE_RECORD_DIGEST_LEN 8
+/* Bytes of a piece of the profile in :p (layout 7): Redis's default hash-max-listpack-value, so a
+ * customer's :p stays a compact listpack. */
+#define STORE_PROFILE_PIECE 64
 
 /* What the namespace's registry says (see <prefix>program and <prefix>stages). */
 typedef struct store_registry {

@@ -270,7 +270,7 @@ START_TEST(layout_1_upgraded)
     store *o = store_open(redis_url, REDIS_FIXTURE_PREFIX "v1ns:", 30 * DAY, 0, err, sizeof(err));
     ck_assert_msg(o != NULL, "%s", err);
     r = redis_raw("GET " REDIS_FIXTURE_PREFIX "v1ns:layout");
-    ck_assert_str_eq(r->str, "6");
+    ck_assert_str_eq(r->str, "7");
     freeReplyObject(r);
     store_seen d = {.customer_id = "r3", .id = "rw-old", .credit = true};
     ck_assert(store_fetch(o, NULL, 0, &d, 1, err, sizeof(err)) == 0);
@@ -549,11 +549,11 @@ END_TEST
 
 START_TEST(layout_mismatch_refused)
 {
-    redisReply *r = redis_raw("SET " REDIS_FIXTURE_PREFIX "other:layout 7");
+    redisReply *r = redis_raw("SET " REDIS_FIXTURE_PREFIX "other:layout 8");
     freeReplyObject(r);
     store *o = store_open(redis_url, REDIS_FIXTURE_PREFIX "other:", DAY, 0, err, sizeof(err));
     ck_assert_ptr_null(o);
-    ck_assert_ptr_nonnull(strstr(err, "layout is 7"));
+    ck_assert_ptr_nonnull(strstr(err, "layout is 8"));
 }
 END_TEST
 
@@ -891,6 +891,103 @@ START_TEST(outputs_dropped_after_commit)
     ck_assert(!memcmp(r->str + 1, DA, STORE_RECORD_DIGEST_LEN));
     ck_assert(!memcmp(r->str + 1 + STORE_RECORD_DIGEST_LEN, T0V "\x0c\x14", strlen(T0V) + 2));
     freeReplyObject(r);
+}
+END_TEST
+
+/* OBJECT ENCODING of the customer's :p ("listpack", "hashtable"), into out. */
+static void p_encoding(const char *cust, char *out, size_t cap)
+{
+    redisReply *r = redis_raw("OBJECT ENCODING %s{%s}:p", prefix, cust);
+    ck_assert(r && r->type == REDIS_REPLY_STRING);
+    snprintf(out, cap, "%s", r->str);
+    freeReplyObject(r);
+}
+
+/* A profile text of n bytes (n < 400), its bytes telling their position. */
+static const char *long_profile(size_t n, char tag)
+{
+    static char b[400];
+    ck_assert(n < sizeof(b));
+    for (size_t i = 0; i < n; i++)
+        b[i] = i % 64 == 0 ? tag : (char)('a' + i % 26);
+    b[n] = '\0';
+    return b;
+}
+
+/* Layout 7: the profile is kept in :p in pieces of 64 bytes (p, p1, p2, ...),
+ * Redis's default hash-max-listpack-value, so :p stays a compact listpack
+ * instead of a hashtable (a dict entry and two strings per field); a fetch
+ * joins them, a shorter profile leaves no piece behind. A :p that Redis keeps
+ * as a hashtable (a layout-6 profile whole in p, a credit's outputs kept in :p)
+ * is rebuilt by the apply that leaves it nothing longer than a piece. */
+START_TEST(profile_in_pieces)
+{
+    char enc[32], want[400];
+    int64_t v;
+    store_profile p = {0};
+    snprintf(want, sizeof(want), "%s", long_profile(300, 'A'));
+    ck_assert_int_eq(apply("pc1", "e1", T0, 0, want, "OUT-e1", &v, NULL), STORE_APPLIED);
+    p_encoding("pc1", enc, sizeof(enc));
+    ck_assert_str_eq(enc, "listpack");
+    ck_assert_int_eq(raw_int("HSTRLEN %s{%s}:p %s", "pc1", "p"), 64);
+    ck_assert_int_eq(raw_int("HSTRLEN %s{%s}:p %s", "pc1", "p4"), 300 - 4 * 64);
+    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", "pc1", "p5"), 0);
+    fetch("pc1", &p);
+    ck_assert(p.exists);
+    ck_assert_int_eq(p.version, 1);
+    ck_assert_int_eq((int)p.encoding.len, 300);
+    ck_assert(!memcmp(p.encoding.data, want, 300));
+    store_profile_free(&p);
+    /* a shorter profile: its pieces, none of the longer one's left */
+    snprintf(want, sizeof(want), "%s", long_profile(100, 'B'));
+    ck_assert_int_eq(apply("pc1", "e2", T0 + 1, 1, want, "OUT-e2", &v, NULL), STORE_APPLIED);
+    ck_assert_int_eq(raw_int("HLEN %s{%s}:p%s", "pc1", ""), 5); /* v p p1 hw tn */
+    fetch("pc1", &p);
+    ck_assert_int_eq((int)p.encoding.len, 100);
+    ck_assert(!memcmp(p.encoding.data, want, 100));
+    store_profile_free(&p);
+    /* a customer of layout 6: the profile whole in p, a hashtable; read whole, rebuilt by its apply */
+    RAW_OK("HSET %s{pc2}:p v 1 p %s hw %lld tn %lld", prefix, long_profile(200, 'C'), (long long)T0, (long long)T0);
+    p_encoding("pc2", enc, sizeof(enc));
+    ck_assert_str_eq(enc, "hashtable");
+    fetch("pc2", &p);
+    ck_assert_int_eq((int)p.encoding.len, 200);
+    ck_assert(!memcmp(p.encoding.data, long_profile(200, 'C'), 200));
+    store_profile_free(&p);
+    snprintf(want, sizeof(want), "%s", long_profile(250, 'D'));
+    ck_assert_int_eq(apply("pc2", "e1", T0 + 1, 1, want, "OUT-e1", &v, NULL), STORE_APPLIED);
+    ck_assert_int_eq(v, 2);
+    p_encoding("pc2", enc, sizeof(enc));
+    ck_assert_str_eq(enc, "listpack");
+    ck_assert_int_eq(p_field("pc2", "hw"), T0 + 1);
+    ck_assert_int_eq(p_field("pc2", "tn"), T0);
+    fetch("pc2", &p);
+    ck_assert_int_eq((int)p.encoding.len, 250);
+    ck_assert(!memcmp(p.encoding.data, want, 250));
+    store_profile_free(&p);
+    /* a credit's outputs (longer than a piece) wait in :p until committed: a hashtable meanwhile,
+     * a listpack again from the apply that drops them */
+    ck_assert_int_eq(apply_credit("pc1", "rw-1", T0, 2, want, long_profile(90, 'O'), &v, NULL), STORE_APPLIED);
+    p_encoding("pc1", enc, sizeof(enc));
+    ck_assert_str_eq(enc, "hashtable");
+    store_committed(s, false, 0, 1);
+    ck_assert_int_eq(apply("pc1", "e3", T0 + 2, 3, want, "OUT-e3", &v, NULL), STORE_APPLIED);
+    p_encoding("pc1", enc, sizeof(enc));
+    ck_assert_str_eq(enc, "listpack");
+    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", "pc1", "ocrw-1"), 0);
+    ck_assert_int_eq(raw_int("HLEN %s{%s}:p%s", "pc1", ""), 7); /* v p p1 p2 p3 hw tn */
+    ck_assert_int_eq(v, 4);
+    fetch("pc1", &p);
+    ck_assert_int_eq((int)p.encoding.len, 250);
+    ck_assert(!memcmp(p.encoding.data, want, 250));
+    store_profile_free(&p);
+    /* the tools read it whole as well */
+    store *ro = tools_store();
+    p.customer_id = "pc1";
+    ck_assert_msg(store_fetch(ro, &p, 1, NULL, 0, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq((int)p.encoding.len, 250);
+    store_profile_free(&p);
+    store_close(ro);
 }
 END_TEST
 
@@ -1265,7 +1362,7 @@ START_TEST(layout_4_upgraded)
     store *w = store_open(redis_url, ns, 30 * DAY, 0, err, sizeof(err));
     ck_assert_msg(w != NULL, "%s", err);
     redisReply *r = redis_raw("GET %slayout", ns);
-    ck_assert_str_eq(r->str, "6");
+    ck_assert_str_eq(r->str, "7");
     freeReplyObject(r);
     buf_reset(&avro);
     ck_assert(codec_encode_avro(c, SCHEMA_REWARD, &next, &avro, err, sizeof(err)) == EVENT_OK);
@@ -1302,7 +1399,7 @@ START_TEST(layout_4_upgraded)
 END_TEST
 
 /* The store under test switched to namespace ns, written by an older layout
- * and upgraded in place by this open (its marker must then read "6"); with
+ * and upgraded in place by this open (its marker must then read "7"); with
  * own_prefix, p_field and raw_int read that namespace too. upgraded_leave()
  * switches back and closes it. */
 typedef struct {
@@ -1315,7 +1412,7 @@ static void upgraded_enter(upgraded *u, const char *ns, bool own_prefix)
     u->opened = store_open(redis_url, ns, 30 * DAY, 0, err, sizeof(err));
     ck_assert_msg(u->opened != NULL, "%s", err);
     redisReply *r = redis_raw("GET %slayout", ns);
-    ck_assert_str_eq(r->str, "6");
+    ck_assert_str_eq(r->str, "7");
     freeReplyObject(r);
     u->saved = s;
     s = u->opened;
@@ -1396,6 +1493,51 @@ START_TEST(layout_5_upgraded)
     apply_many(late, 1);
     ck_assert_int_eq(v3_status[0], STORE_TOO_OLD);
     store_set_now(s, 0);
+    upgraded_leave(&u);
+}
+END_TEST
+
+static int count_profile(void *opaque, const char *data, size_t len)
+{
+    (void)data;
+    *(size_t *)opaque += len;
+    return 0;
+}
+
+/* A namespace written by layout 6 is upgraded in place (the marker becomes
+ * "7", nothing rewritten): a profile kept whole in p (a hashtable in Redis) is
+ * read whole, by the apply, the tools and the scan of profiles; the
+ * customer's next apply writes it in pieces and :p is a listpack again. */
+START_TEST(layout_6_upgraded)
+{
+    char ns[48], enc[32];
+    snprintf(ns, sizeof(ns), REDIS_FIXTURE_PREFIX "v6ns%d:", (int)tx_mode);
+    RAW_OK("SET %slayout 6", ns);
+    RAW_OK("HSET %s{u6}:p v 1 p %s hw %lld tn %lld", ns, long_profile(200, 'S'), (long long)T0, (long long)T0);
+    upgraded u;
+    upgraded_enter(&u, ns, true);
+    store_profile p = {0};
+    fetch("u6", &p);
+    ck_assert_int_eq(p.version, 1);
+    ck_assert_int_eq((int)p.encoding.len, 200);
+    ck_assert(!memcmp(p.encoding.data, long_profile(200, 'S'), 200));
+    store_profile_free(&p);
+    size_t total = 0;
+    long long n = 0;
+    ck_assert_msg(store_scan_profiles(s, count_profile, &total, &n, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(n, 1);
+    ck_assert_int_eq((int)total, 200);
+    p_encoding("u6", enc, sizeof(enc));
+    ck_assert_str_eq(enc, "hashtable");
+    int64_t v;
+    ck_assert_int_eq(apply("u6", "e1", T0 + 1, 1, long_profile(210, 'T'), "OUT-e1", &v, NULL), STORE_APPLIED);
+    ck_assert_int_eq(v, 2);
+    p_encoding("u6", enc, sizeof(enc));
+    ck_assert_str_eq(enc, "listpack");
+    ck_assert_int_eq(raw_int("HSTRLEN %s{%s}:p %s", "u6", "p3"), 210 - 3 * 64);
+    total = 0;
+    ck_assert_msg(store_scan_profiles(s, count_profile, &total, &n, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq((int)total, 210);
     upgraded_leave(&u);
 }
 END_TEST
@@ -2092,6 +2234,37 @@ START_TEST(tx_writes_what_the_script_writes)
         ck_assert_int_eq(tx_q[0].status, STORE_TOO_OLD);
         ck_assert_int_eq(tx_q[1].status, STORE_NOT_APPLIED);
         tx_free(2);
+        ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", cust[way], "ock1"), 1); /* a credit's outputs: in :p */
+    }
+    /* layout 7: a long profile in pieces, a credit's long outputs kept in :p (a hashtable) */
+    for (int way = 0; way < 2; way++) {
+        tx_mode = way == 1;
+        txev b4[] = {{cust[way], "e7", T0 + 21, 5, 8, false}, {cust[way], "k2", T0, 6, 9, true}};
+        tx_reqs(b4, 2);
+        buf_reset(&tx_p[1]);
+        buf_puts(&tx_p[1], long_profile(300, 'P'));
+        buf_reset(&tx_o[1]);
+        buf_puts(&tx_o[1], long_profile(90, 'O'));
+        tx_prefetch(s, tx_q, 2);
+        ck_assert_msg(store_apply(s, tx_q, 2, err, sizeof(err)) == 0, "%s", err);
+        ck_assert_int_eq(tx_q[1].status, STORE_APPLIED);
+        tx_free(2);
+    }
+    /* all committed: the next apply drops them and rebuilds :p; a shorter profile */
+    store_committed(s, false, 3, 100);
+    for (int way = 0; way < 2; way++) {
+        tx_mode = way == 1;
+        txev b5[] = {{cust[way], "e8", T0 + 22, 7, 10, false}};
+        tx_reqs(b5, 1);
+        buf_reset(&tx_p[0]);
+        buf_puts(&tx_p[0], long_profile(130, 'Q'));
+        tx_prefetch(s, tx_q, 1);
+        ck_assert_msg(store_apply(s, tx_q, 1, err, sizeof(err)) == 0, "%s", err);
+        ck_assert_int_eq(tx_q[0].status, STORE_APPLIED);
+        tx_free(1);
+        char enc[32];
+        p_encoding(cust[way], enc, sizeof(enc));
+        ck_assert_str_eq(enc, "listpack");
     }
     tx_mode = false;
     for (const char *k = "pdcl"; *k; k++) {
@@ -2107,7 +2280,9 @@ START_TEST(tx_writes_what_the_script_writes)
     /* layout 6: a touchpoint's outputs wait in <prefix>o:t3, a credit's in :p */
     ck_assert_int_eq(out_kept("sb", "e2", 2), 1);
     ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", "sb", "ote2"), 0);
-    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", "sb", "ock1"), 1);
+    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", "sb", "ock1"), 0); /* (in :p until committed: b4) */
+    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", "sb", "p2"), 1);   /* 130 bytes: p p1 p2 */
+    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", "sb", "p3"), 0);
 }
 END_TEST
 
@@ -2208,6 +2383,8 @@ Suite *store_suite(void)
     tcase_add_test(tc, layout_4_upgraded);
     tcase_add_test(tc, layout_5_upgraded);
     tcase_add_test(tc, no_outputs_at_rest);
+    tcase_add_test(tc, profile_in_pieces);
+    tcase_add_test(tc, layout_6_upgraded);
     tcase_add_test(tc, apply_trims_by_whole_eighths);
     tcase_add_test(tc, oom_refused_before_dropping_outputs);
     tcase_add_test(tc, customer_with_thousands_of_events);
@@ -2247,6 +2424,8 @@ Suite *store_suite(void)
     tcase_add_test(tx, credit_outputs_dropped_by_the_credits_commit);
     tcase_add_test(tx, layout_5_upgraded);
     tcase_add_test(tx, no_outputs_at_rest);
+    tcase_add_test(tx, profile_in_pieces);
+    tcase_add_test(tx, layout_6_upgraded);
     suite_add_tcase(su, tx);
     return su;
 }
