@@ -51,7 +51,11 @@ static const char apply_script[] =
     "end\n"
     "-- the profile in pieces of this many bytes (layout 7: :p stays a listpack)\n"
     "local piece = " STORE_STR(STORE_PROFILE_PIECE) "\n"
-    "local function pieces(prof) return #prof <= piece and 1 or math.ceil(#prof / piece) end\n"
+    "local maxpieces = " STORE_STR(STORE_PROFILE_PIECES_MAX) "\n"
+    "local function pieces(prof)\n"
+    "  if #prof <= piece or #prof > piece * maxpieces then return 1 end\n"
+    "  return math.ceil(#prof / piece)\n"
+    "end\n"
     "-- unpack() takes at most ~8000 values: long lists go in slices\n"
     "local function sliced(cmd, key, list)\n"
     "  local out = {}\n"
@@ -294,7 +298,7 @@ static const char apply_script[] =
     "      end\n"
     "      pl.npo = table.concat(npo)\n"
     "      -- a hashtable :p left with nothing longer than a piece is rebuilt (store.h: layout 7)\n"
-    "      pl.rebuild = pl.apply and big and pl.npo == ''\n"
+    "      pl.rebuild = pl.apply and big and pl.npo == '' and (#prof <= piece or pieces(prof) > 1)\n"
     "      pl.hadtf, pl.hadtn = cur[3], cur[5] ~= nil\n"
     "      if pl.apply and not pl.rebuild then\n"
     "        for i = pieces(prof), np - 1 do drop[#drop + 1] = 'p' .. i end\n"
@@ -366,7 +370,9 @@ static const char apply_script[] =
     "  local ph = {}\n"
     "  if pl.apply then\n"
     "    ph = {'v', string.format('%.0f', pl.v + #pl.evs)}\n"
-    "    for i = 0, pieces(pl.prof) - 1 do\n"
+    "    local n = pieces(pl.prof)\n"
+    "    if n == 1 then ph[#ph + 1] = 'p'; ph[#ph + 1] = pl.prof end\n"
+    "    for i = 0, n > 1 and n - 1 or -1 do\n"
     "      ph[#ph + 1] = i == 0 and 'p' or 'p' .. i; ph[#ph + 1] = string.sub(pl.prof, piece * i + 1, piece * (i + 1))\n"
     "    end\n"
     "    ph[#ph + 1] = 'hw'; ph[#ph + 1] = string.format('%.0f', pl.hw)\n"
@@ -1182,6 +1188,8 @@ typedef struct wcust {
     bool has_tf;         /* :p has tf */
     bool big;            /* :p holds a value longer than STORE_PROFILE_PIECE (a hashtable in Redis) */
     size_t endpiece;     /* 1 + the highest index of the profile's pieces in :p (0: none) */
+    size_t prof, proflen; /* the profile as fetched: offset in arena, length (only when in pieces: inpieces) */
+    bool inpieces;       /* :p holds it in the pieces this layout writes (not whole, as layout 6 did) */
     bool tn_num;         /* tn is a time ("": the customer has no record in :d) */
     bool l_wrong;        /* :l is not a list: the apply is refused */
     int64_t v, hw, tf, tn, llen;
@@ -1362,10 +1370,13 @@ static size_t piece_field(char *f, size_t cap, size_t i)
     return n > 0 && (size_t)n < cap ? (size_t)n : cap - 1;
 }
 
-/* How many pieces a profile of len bytes is written in. */
+/* How many pieces a profile of len bytes is written in: 1 (whole in p) when it is short, or
+ * longer than STORE_PROFILE_PIECES_MAX pieces. */
 static size_t pieces_of(size_t len)
 {
-    return len <= STORE_PROFILE_PIECE ? 1 : (len + STORE_PROFILE_PIECE - 1) / STORE_PROFILE_PIECE;
+    if (len <= STORE_PROFILE_PIECE || len > STORE_PROFILE_PIECE * STORE_PROFILE_PIECES_MAX)
+        return 1;
+    return (len + STORE_PROFILE_PIECE - 1) / STORE_PROFILE_PIECE;
 }
 
 /* The index of piece field f ("p" 0, "p<n>" n, no leading zero), or -1. */
@@ -1595,8 +1606,16 @@ static int fetch_read(store *s, const store_op *op, char *err, size_t errlen)
             p->version = pf.v ? atoll(pf.v->str) : 0;
             if (!p->exists)
                 buf_reset(&p->encoding);
-            if (w)
+            if (w) {
                 wt_profile(t, w, &pf);
+                /* the pieces as they are, so the apply rewrites only those that change */
+                size_t len = p->encoding.len;
+                w->inpieces = p->exists && pf.npieces == pieces_of(len) && pf.npieces == pf.endpiece &&
+                              (len <= STORE_PROFILE_PIECE || pf.npieces > 1);
+                if (w->inpieces && (w->prof = wt_keep(t, len ? p->encoding.data : "", len)) == (size_t)-1)
+                    w->ok = false, w->inpieces = false;
+                w->proflen = len;
+            }
         }
         freeReplyObject(r);
         if (i < op->nwatch) { /* LLEN :l: when the apply must LTRIM (and that :l is a list) */
@@ -2986,8 +3005,8 @@ static int tx_write(store *s, const wtable *t, const wcust *w, apply_ctx *x, siz
     bool own = false;
     for (size_t i = b; i < e; i++)
         own |= !outputs_by_source(&reqs[i]);
-    bool rebuild = w->big && !own && po->len == 0;
     size_t plen = last->profile ? last->profile->len : 0, npieces = pieces_of(plen);
+    bool rebuild = w->big && !own && po->len == 0 && (npieces > 1 || plen <= STORE_PROFILE_PIECE);
     char pf[24];
     if (rebuild) {
         static const char *const small[] = {"v", "hw", "tf", "tn", "po"};
@@ -3004,9 +3023,17 @@ static int tx_write(store *s, const wtable *t, const wcust *w, apply_ctx *x, siz
     arg_s(&a, "v");
     arg_ll(&a, (long long)(w->v + (int64_t)(e - b)));
     for (size_t i = 0; i < npieces; i++) {
-        arg(&a, pf, piece_field(pf, sizeof(pf), i));
         size_t at = i * STORE_PROFILE_PIECE, n = plen - at < STORE_PROFILE_PIECE ? plen - at : STORE_PROFILE_PIECE;
-        arg(&a, plen ? last->profile->data + at : "", n);
+        if (npieces == 1)
+            n = plen; /* (whole: a long one too) */
+        const char *piece = plen ? last->profile->data + at : "";
+        /* a piece the same as stored is not written again (Redis parses and replaces each field) */
+        if (!rebuild && w->inpieces && at < w->proflen &&
+            (w->proflen - at < STORE_PROFILE_PIECE ? w->proflen - at : STORE_PROFILE_PIECE) == n &&
+            !memcmp(t->arena.data + w->prof + at, piece, n))
+            continue;
+        arg(&a, pf, piece_field(pf, sizeof(pf), i));
+        arg(&a, piece, n);
     }
     arg_s(&a, "hw");
     arg_ll(&a, (long long)hw);

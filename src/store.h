@@ -1,11 +1,15 @@
 /* store.h - Fidelio's state in Redis: atomic, idempotent, fenced applies.
  *
- * REDIS LAYOUT, version 6 (STORE_LAYOUT_VERSION). Every key of a customer
+ * REDIS LAYOUT, version 7 (STORE_LAYOUT_VERSION). Every key of a customer
  * carries the customer id as a hash tag, so all of them live in one hash
  * slot (Redis Cluster) and one Lua script may touch them atomically:
  *
  *   <prefix>{<customer>}:p   HASH   v      version: +1 per applied event (the fencing token)
- *                                   p      profile encoding (profile.h, versioned)
+ *                                   p      profile encoding (profile.h, versioned): its first
+ *                                          STORE_PROFILE_PIECE (64) bytes, the whole of a shorter one
+ *                                   p1 p2 ... the next pieces of 64 bytes of a longer one (the last
+ *                                          may be shorter), as many as it takes, none past it
+ *                                          (LAYOUT 7 below; layout <= 6: the whole profile in p)
  *                                   hw     high-water event time of the customer's own
  *                                          touchpoints (epoch ms); credits never move it
  *                                   tf     trim horizon: dedupe records of touchpoints
@@ -49,7 +53,7 @@
  *                                   passes the end of its block of 256 offsets (OUTPUTS AFTER
  *                                   THE COMMIT). Not slot-bound:
  *                                   Redis Cluster would need it per customer slot
- *   <prefix>layout           STRING "6": written on first use by `run`; "1" to "5" are upgraded
+ *   <prefix>layout           STRING "7": written on first use by `run`; "1" to "6" are upgraded
  *                                   (below); another value stops fidelio. Read-only tools
  *                                   (store_open_readonly) only read it and write nothing, so
  *                                   they also work on a read-only replica.
@@ -87,16 +91,16 @@
  * the HGETALLs of sources not yet looked at (OUTPUTS AFTER THE COMMIT; none
  * for most fetches), UNWATCH (when a WATCH is still in
  * force: a fetch whose batch applied nothing), WATCH of the :p of its first
- * 512 customers (WATCH_MAX), then per customer HMGET :p v p hw tf po tn and
+ * 512 customers (WATCH_MAX), then per customer HGETALL :p (the profile's pieces) and
  * LLEN :l (watched customers), per run of a customer's ids one HMGET of :d
  * (credits: of :c, then of :d: layout 1), and HGETALL <prefix>aggregates.
  * What it read is kept per customer (store.c: the watched table). The
  * applies that follow (store_apply_send, once or more: the pipeline streams
  * its groups of customers) decide in C, from that table, exactly what the
  * script decides (below), and queue the writes in ONE MULTI: HSET :p (v + n,
- * the last event's profile, hw, a credit's (or source-less event's) outputs
+ * the last event's profile in its pieces, hw, a credit's (or source-less event's) outputs
  * o<k><id>, po and tn when they change), HDEL :p of the outputs committed
- * (step 1), HSET :d / HSET :c of the records, RPUSH :l, LTRIM :l only when
+ * (step 1) and of pieces past the profile's (a rebuild of :p: LAYOUT 7), HSET :d / HSET :c of the records, RPUSH :l, LTRIM :l only when
  * LLEN + the new entries pass ledger_max, HSET <prefix>o:<source> of the
  * touchpoints' outputs (one per source and send); and one HINCRBY per
  * aggregate field and transaction: the deltas of all its sends summed by
@@ -117,7 +121,7 @@
  *     OOM: maxmemory, any command inside MULTI; verified on 7.0.15) and EXEC
  *     then aborts the whole transaction (EXECABORT): nothing written. Errors
  *     raised while EXEC runs (WRONGTYPE) do NOT undo the other commands, so
- *     they are excluded by the reads under WATCH: :p (HMGET), :d and :c (HMGET
+ *     they are excluded by the reads under WATCH: :p (HGETALL), :d and :c (HMGET
  *     of the batch's ids) fail the fetch when of another type, as before; an
  *     :l that is not a list (LLEN) or an aggregates hash that cannot take
  *     HINCRBY (not a hash, a field not an integer or that would leave
@@ -274,7 +278,7 @@
  * have them (with the same deterministic ids); a record is not trimmed before
  * its offset is committed either. A credit's outputs and those of a
  * touchpoint with no source (tools, tests) stay in :p (o<k><id>, listed in
- * po, which the apply reads with the HMGET of :p it does anyway; po is
+ * po, which the apply reads with the HGETALL of :p it does anyway; po is
  * written only when it changes, removed when empty) and the customer's next
  * apply drops those below the committed offsets, as in layout 5; store_trim
  * drops them (tools, tests). Redis Cluster: <prefix>o:<source> is in another
@@ -310,8 +314,45 @@
  * of 17 bytes (plus the id) per credit received, for the life of the profile;
  * its outputs go like a touchpoint's.
  *
+ * LAYOUT 7: THE PROFILE IN PIECES. Redis keeps a hash as a compact listpack
+ * (the fields and values one after the other, a few bytes of header each)
+ * only while every value is at most hash-max-listpack-value bytes (64 by
+ * default) and it has at most hash-max-listpack-entries fields (128); past
+ * either it converts the hash, for good, to a hashtable: a dict entry and two
+ * strings per field. A profile encoding is ~150-500 bytes (customer id,
+ * ladder and rule ids, order records), so layout 6's :p, the profile whole in
+ * p, was always a hashtable: ~750 bytes for a customer with 10 events, 350 of
+ * them Redis's own. Layout 7 writes the profile in pieces of 64 bytes (p, p1,
+ * p2, ...: the first piece in p, so a profile of 64 bytes or less is p alone,
+ * as before) and :p stays a listpack with Redis's defaults: ~600 bytes
+ * (bench/mem.sh; docs/design.md, "State in Redis"). The fetch and the script
+ * read :p with HGETALL (one pass over the listpack, however many pieces; it
+ * replaces layout 6's HMGET of six fields) and join the pieces in order; the
+ * apply writes them in its HSET of :p and HDELs the pieces a longer profile
+ * had past the new one's (the fetch saw them), so no piece is left behind.
+ * What still makes a :p a hashtable: a credit's outputs kept in it until
+ * committed (an Avro record, longer than 64 bytes; a po of two credits),
+ * and a layout-6 profile whole in p. Redis never converts a hashtable back,
+ * so an apply that leaves a hashtable :p (one that held a value longer than a
+ * piece) with nothing longer than a piece (no outputs kept, no po) rebuilds
+ * it: HSET v (the script's first write, where Redis checks OOM), HDEL of
+ * every field it has (v, hw, tf, tn, po, the pieces, the outputs dropped: the
+ * key goes with its last field), then the HSET of the apply with tf and tn
+ * as they were: Redis creates the new :p as a listpack. The transaction's C
+ * and the script write the same (tx_writes_what_the_script_writes). A :p
+ * with another field (written outside fidelio) keeps it: the HDEL then leaves
+ * the key, and the HSET writes into the hashtable as before (memory only).
+ * With hash-max-listpack-value set lower than 64 every :p is a hashtable,
+ * as in layout 6; higher changes nothing (pieces stay 64 bytes).
+ * LAYOUT 6 namespaces are upgraded in place on the first start of this
+ * version (the marker becomes "7"; a layout-6 fidelio then refuses the
+ * namespace: it would read the first piece of a profile as the whole, a
+ * truncated encoding). Nothing is rewritten: a profile whole in p is a
+ * profile in one piece, read as before by the apply, the tools and the scan
+ * of profiles; the customer's next apply writes it in pieces and rebuilds its
+ * :p as a listpack (above). Test layout_6_upgraded.
  * LAYOUT 5 namespaces are upgraded in place on the first start of this
- * version (the marker becomes "6"; a layout-5 fidelio then refuses the
+ * version (the marker becomes "7"; a layout-5 fidelio then refuses the
  * namespace: it would read a "\x05" record as a layout-1 one, the outputs
  * themselves). Nothing is rewritten: a "\x04" record (the whole digest, the
  * time in decimal) deduplicates, conflicts and is trimmed by its time as
@@ -324,14 +365,14 @@
  * reused id with other content passes as a duplicate with probability
  * 2^-64).
  * LAYOUT 4 namespaces are upgraded in place on the first start of this
- * version or of layout 5 (the marker becomes "6"; a layout-4 fidelio then refuses the
+ * version or of layouts 5-6 (the marker becomes "7"; a layout-4 fidelio then refuses the
  * namespace: its `fidelio ledger` could not read the new entries). Nothing
  * is rewritten: layout 4's ledger entries print as before (their digests
  * from <prefix>digests) and new entries are appended in the layout-5 form,
  * both in one list. Records, :p and the apply were as in layout 4 (records:
  * layout 6 above).
  * LAYOUT 3 namespaces are upgraded in place on the first start of this
- * version or of layouts 4-5 (the marker becomes "6"; a layout-3 fidelio then refuses the
+ * version or of layouts 4-6 (the marker becomes "7"; a layout-3 fidelio then refuses the
  * namespace: it would read a "\x04" record as a layout-1 one). Nothing is
  * rewritten: a customer whose :p has no tn is trimmed through its :t as
  * before (its "\x03" records deduplicate as before) while its new records
@@ -339,7 +380,7 @@
  * empties :t sets tn (from :d) and from then on the customer is layout 4.
  * A customer with no apply after the upgrade keeps its :t.
  * LAYOUT 2 namespaces are upgraded in place on the first start of this
- * version or of layouts 3-5 (the marker becomes "6"). Nothing is rewritten: a layout-2 record ("\x02" + digest +
+ * version or of layouts 3-6 (the marker becomes "7"). Nothing is rewritten: a layout-2 record ("\x02" + digest +
  * outputs) still deduplicates, conflicts and re-emits its outputs, and is
  * trimmed by event time through :t; layout-2 ledger entries (JSON, which
  * an Avro RewardEvent never starts with: its first byte would be a negative
@@ -375,6 +416,9 @@
 /* Bytes of a piece of the profile in :p (layout 7): Redis's default hash-max-listpack-value, so a
  * customer's :p stays a compact listpack. */
 #define STORE_PROFILE_PIECE 64
+/* A longer profile is kept whole in p (LAYOUT 7: Redis's listpack lookups are linear, so a
+ * customer with a long history would cost more Redis CPU per apply than the bytes it saves). */
+#define STORE_PROFILE_PIECES_MAX 8
 
 /* What the namespace's registry says (see <prefix>program and <prefix>stages). */
 typedef struct store_registry {

@@ -903,10 +903,10 @@ static void p_encoding(const char *cust, char *out, size_t cap)
     freeReplyObject(r);
 }
 
-/* A profile text of n bytes (n < 400), its bytes telling their position. */
+/* A profile text of n bytes (n < 1000), its bytes telling their position. */
 static const char *long_profile(size_t n, char tag)
 {
-    static char b[400];
+    static char b[1000];
     ck_assert(n < sizeof(b));
     for (size_t i = 0; i < n; i++)
         b[i] = i % 64 == 0 ? tag : (char)('a' + i % 26);
@@ -922,7 +922,7 @@ static const char *long_profile(size_t n, char tag)
  * is rebuilt by the apply that leaves it nothing longer than a piece. */
 START_TEST(profile_in_pieces)
 {
-    char enc[32], want[400];
+    char enc[32], want[1000];
     int64_t v;
     store_profile p = {0};
     snprintf(want, sizeof(want), "%s", long_profile(300, 'A'));
@@ -938,9 +938,16 @@ START_TEST(profile_in_pieces)
     ck_assert_int_eq((int)p.encoding.len, 300);
     ck_assert(!memcmp(p.encoding.data, want, 300));
     store_profile_free(&p);
+    /* one piece changed (the others are the same bytes: the transaction writes only that one) */
+    want[130] = '#';
+    ck_assert_int_eq(apply("pc1", "e1b", T0, 1, want, "OUT-e1b", &v, NULL), STORE_APPLIED);
+    fetch("pc1", &p);
+    ck_assert_int_eq((int)p.encoding.len, 300);
+    ck_assert(!memcmp(p.encoding.data, want, 300));
+    store_profile_free(&p);
     /* a shorter profile: its pieces, none of the longer one's left */
     snprintf(want, sizeof(want), "%s", long_profile(100, 'B'));
-    ck_assert_int_eq(apply("pc1", "e2", T0 + 1, 1, want, "OUT-e2", &v, NULL), STORE_APPLIED);
+    ck_assert_int_eq(apply("pc1", "e2", T0 + 1, 2, want, "OUT-e2", &v, NULL), STORE_APPLIED);
     ck_assert_int_eq(raw_int("HLEN %s{%s}:p%s", "pc1", ""), 5); /* v p p1 hw tn */
     fetch("pc1", &p);
     ck_assert_int_eq((int)p.encoding.len, 100);
@@ -967,16 +974,34 @@ START_TEST(profile_in_pieces)
     store_profile_free(&p);
     /* a credit's outputs (longer than a piece) wait in :p until committed: a hashtable meanwhile,
      * a listpack again from the apply that drops them */
-    ck_assert_int_eq(apply_credit("pc1", "rw-1", T0, 2, want, long_profile(90, 'O'), &v, NULL), STORE_APPLIED);
+    ck_assert_int_eq(apply_credit("pc1", "rw-1", T0, 3, want, long_profile(90, 'O'), &v, NULL), STORE_APPLIED);
     p_encoding("pc1", enc, sizeof(enc));
     ck_assert_str_eq(enc, "hashtable");
     store_committed(s, false, 0, 1);
-    ck_assert_int_eq(apply("pc1", "e3", T0 + 2, 3, want, "OUT-e3", &v, NULL), STORE_APPLIED);
+    ck_assert_int_eq(apply("pc1", "e3", T0 + 2, 4, want, "OUT-e3", &v, NULL), STORE_APPLIED);
     p_encoding("pc1", enc, sizeof(enc));
     ck_assert_str_eq(enc, "listpack");
     ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", "pc1", "ocrw-1"), 0);
     ck_assert_int_eq(raw_int("HLEN %s{%s}:p%s", "pc1", ""), 7); /* v p p1 p2 p3 hw tn */
-    ck_assert_int_eq(v, 4);
+    ck_assert_int_eq(v, 5);
+    fetch("pc1", &p);
+    ck_assert_int_eq((int)p.encoding.len, 250);
+    ck_assert(!memcmp(p.encoding.data, want, 250));
+    store_profile_free(&p);
+    /* longer than STORE_PROFILE_PIECES_MAX pieces: whole in p (a hashtable, as layout 6), no piece
+     * left; shorter again: in pieces, a listpack */
+    char big[1000];
+    snprintf(big, sizeof(big), "%s", long_profile(STORE_PROFILE_PIECE * STORE_PROFILE_PIECES_MAX + 1, 'W'));
+    ck_assert_int_eq(apply("pc1", "e4", T0 + 3, 5, big, "OUT-e4", &v, NULL), STORE_APPLIED);
+    ck_assert_int_eq(raw_int("HLEN %s{%s}:p%s", "pc1", ""), 4); /* v p hw tn */
+    ck_assert_int_eq(raw_int("HSTRLEN %s{%s}:p %s", "pc1", "p"), (long long)strlen(big));
+    fetch("pc1", &p);
+    ck_assert_int_eq((int)p.encoding.len, (int)strlen(big));
+    ck_assert(!memcmp(p.encoding.data, big, strlen(big)));
+    store_profile_free(&p);
+    ck_assert_int_eq(apply("pc1", "e5", T0 + 4, 6, want, "OUT-e5", &v, NULL), STORE_APPLIED);
+    p_encoding("pc1", enc, sizeof(enc));
+    ck_assert_str_eq(enc, "listpack");
     fetch("pc1", &p);
     ck_assert_int_eq((int)p.encoding.len, 250);
     ck_assert(!memcmp(p.encoding.data, want, 250));
