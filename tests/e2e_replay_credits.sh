@@ -99,10 +99,10 @@ done
     --outputs none >"$WORK/merge.out" 2>"$WORK/merge.err" || fail "replay --order merge: $(tail -3 "$WORK/merge.err")"
 grep -q "grouped order" "$WORK/merge.out" && fail "replay --order merge: $(head -1 "$WORK/merge.out")"
 custs=$(grep -o '"customer_id":"[^"]*"' "$WORK/sim.profiles" | cut -d'"' -f4)
-state() { # ledgers, profiles (v, hw, p) and report counters of namespace $1
+state() { # ledgers, profiles (v, hw, tn, the profile's pieces p, p1 ... p7: layout 7) and report counters of namespace $1
     for c in $custs; do
         echo "LRANGE $1:{$c}:l 0 -1"
-        echo "HMGET $1:{$c}:p v hw tn p"
+        echo "HMGET $1:{$c}:p v hw tn p p1 p2 p3 p4 p5 p6 p7"
     done | redis-cli -s "$REDIS_SOCK" --no-raw
     redis-cli -s "$REDIS_SOCK" hgetall "$1:aggregates" | paste - - | sort
 }
