@@ -8,8 +8,9 @@
  *                                   p      profile encoding (profile.h, versioned): its first
  *                                          STORE_PROFILE_PIECE (64) bytes, the whole of a shorter one
  *                                   p1 p2 ... the next pieces of 64 bytes of a longer one (the last
- *                                          may be shorter), as many as it takes, none past it
- *                                          (LAYOUT 7 below; layout <= 6: the whole profile in p)
+ *                                          may be shorter), none past it; at most
+ *                                          STORE_PROFILE_PIECES_MAX (8) pieces: a longer profile is
+ *                                          whole in p (LAYOUT 7 below; layout <= 6: always whole)
  *                                   hw     high-water event time of the customer's own
  *                                          touchpoints (epoch ms); credits never move it
  *                                   tf     trim horizon: dedupe records of touchpoints
@@ -329,12 +330,22 @@
  * read :p with HGETALL (one pass over the listpack, however many pieces; it
  * replaces layout 6's HMGET of six fields) and join the pieces in order; the
  * apply writes them in its HSET of :p and HDELs the pieces a longer profile
- * had past the new one's (the fetch saw them), so no piece is left behind.
- * What still makes a :p a hashtable: a credit's outputs kept in it until
- * committed (an Avro record, longer than 64 bytes; a po of two credits),
- * and a layout-6 profile whole in p. Redis never converts a hashtable back,
+ * had past the new one's (the fetch saw them), so no piece is left behind;
+ * the transaction's C leaves out of the HSET a piece that is the same bytes
+ * as the one fetched (the script writes them all: the same stored bytes).
+ * At most STORE_PROFILE_PIECES_MAX (8) pieces, 512 bytes (~90% of the
+ * profiles measured): a longer profile is kept whole in p, and that :p is a
+ * hashtable as in layout 6. Lookups in a listpack are linear, so an HSET of k
+ * pieces into a hash of n fields costs k x n steps, and the customers with
+ * long profiles (many orders on record) are those with the most events:
+ * without the cap bench/ab.sh measured Redis at +0.9 us per event (HSETs of up
+ * to 47 pieces), with it no change within the noise (README, Performance).
+ * What still makes a :p a hashtable: a profile past the cap, a credit's
+ * outputs kept in it until committed (an Avro record, longer than 64 bytes; a
+ * po of two credits), and a layout-6 profile whole in p. Redis never converts a hashtable back,
  * so an apply that leaves a hashtable :p (one that held a value longer than a
- * piece) with nothing longer than a piece (no outputs kept, no po) rebuilds
+ * piece) with nothing longer than a piece (no outputs kept, no po, a profile
+ * within the cap) rebuilds
  * it: HSET v (the script's first write, where Redis checks OOM), HDEL of
  * every field it has (v, hw, tf, tn, po, the pieces, the outputs dropped: the
  * key goes with its last field), then the HSET of the apply with tf and tn
