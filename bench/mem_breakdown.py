@@ -17,47 +17,10 @@ WRITES) first deletes the sampled customers' kept outputs, as if none were kept 
 --short-records rewrites their dedupe records as a tag, 8 bytes of digest and a varint time.
 """
 import argparse
-import socket
+from resp import Redis
 import statistics
 import sys
 
-
-class Redis:
-    def __init__(self, host, port, unix):
-        if unix:
-            self.s = socket.socket(socket.AF_UNIX)
-            self.s.connect(unix)
-        else:
-            self.s = socket.create_connection((host, port))
-        self.f = self.s.makefile("rb")
-
-    def cmd(self, *args):
-        out = [b"*%d\r\n" % len(args)]
-        for a in args:
-            a = a if isinstance(a, bytes) else str(a).encode()
-            out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-        self.s.sendall(b"".join(out))
-        return self.read()
-
-    def read(self):
-        line = self.f.readline()
-        t, rest = line[:1], line[1:-2]
-        if t == b"+":
-            return rest.decode()
-        if t == b"-":
-            raise RuntimeError(rest.decode())
-        if t == b":":
-            return int(rest)
-        if t == b"$":
-            n = int(rest)
-            if n < 0:
-                return None
-            data = self.f.read(n + 2)
-            return data[:-2]
-        if t == b"*":
-            n = int(rest)
-            return None if n < 0 else [self.read() for _ in range(n)]
-        raise RuntimeError("unexpected reply %r" % line)
 
 
 def main():
