@@ -230,25 +230,19 @@ typedef struct wire {
     size_t errlen;
 } wire;
 
+/* An Avro int (maxbytes 5) or long (10) at w->p: EVENT_OK with *out, or the error with its reason. */
 static event_err wire_varint(wire *w, int64_t *out, int maxbytes)
 {
-    uint64_t v = 0;
-    for (int shift = 0, i = 0;; i++, shift += 7) {
-        if (w->p >= w->end) {
-            snprintf(w->err, w->errlen, "message ends inside a number");
-            return EVENT_ERR_TRUNCATED;
-        }
-        if (i >= maxbytes) {
-            snprintf(w->err, w->errlen, "number longer than %d bytes", maxbytes);
-            return EVENT_ERR_MALFORMED;
-        }
-        uint8_t b = *w->p++;
-        v |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80))
-            break;
+    switch (varint_get(&w->p, w->end, maxbytes, out)) {
+    case VARINT_OK:
+        return EVENT_OK;
+    case VARINT_TRUNCATED:
+        snprintf(w->err, w->errlen, "message ends inside a number");
+        return EVENT_ERR_TRUNCATED;
+    default:
+        snprintf(w->err, w->errlen, "number longer than %d bytes", maxbytes);
+        return EVENT_ERR_MALFORMED;
     }
-    *out = (int64_t)((v >> 1) ^ -(v & 1));
-    return EVENT_OK;
 }
 
 static event_err wire_skip(wire *w, int64_t n, const char *what)
@@ -882,17 +876,7 @@ static int tp_short(tp_state *st)
 /* avro-c's read_long: a zigzag varint of at most 10 bytes. */
 static int tp_varint(tp_cursor *r, tp_state *st, int64_t *out)
 {
-    uint64_t v = 0;
-    for (int shift = 0;; shift += 7) {
-        if (r->p >= r->end || shift >= 70)
-            return tp_short(st);
-        uint8_t b = *r->p++;
-        v |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80))
-            break;
-    }
-    *out = (int64_t)((v >> 1) ^ -(v & 1));
-    return 0;
+    return varint_get(&r->p, r->end, VARINT_MAX, out) == VARINT_OK ? 0 : tp_short(st);
 }
 
 /* Read the value of node n at r into st's touchpoint, as avro_consume_binary

@@ -219,21 +219,15 @@ typedef struct reader {
     int bad;
 } reader;
 
+/* A long at r->p; 0 with r->bad set when it is truncated or longer than 10 bytes. */
 static int64_t get_varint(reader *r)
 {
-    uint64_t v = 0;
-    for (int shift = 0; shift < 70; shift += 7) {
-        if (r->p >= r->end) {
-            r->bad = 1;
-            return 0;
-        }
-        uint8_t b = *r->p++;
-        v |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80))
-            return (int64_t)((v >> 1) ^ -(v & 1));
+    int64_t v;
+    if (varint_get(&r->p, r->end, VARINT_MAX, &v) != VARINT_OK) {
+        r->bad = 1;
+        return 0;
     }
-    r->bad = 1;
-    return 0;
+    return v;
 }
 
 /* Read a string into dst (cap bytes); NULL-safe on errors. */

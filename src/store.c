@@ -1112,21 +1112,6 @@ static size_t put_varint(char *out, int64_t v)
 static void source_name(bool credit, int32_t partition, char *out, size_t len);
 static int64_t committed_of(const store *s, const char *name, size_t len);
 
-/* Read a zigzag varint at *p (at most 10 bytes, before end): 0, or -1 if malformed. */
-static int get_varint(const unsigned char **p, const unsigned char *end, int64_t *v)
-{
-    uint64_t z = 0;
-    for (int shift = 0; shift < 70 && *p < end; shift += 7) {
-        unsigned char c = *(*p)++;
-        z |= (uint64_t)(c & 0x7f) << shift;
-        if (!(c & 0x80)) {
-            *v = (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
-            return 0;
-        }
-    }
-    return -1;
-}
-
 /* A layout-6 record of a touchpoint read from a partition ("\6", 8 bytes of digest, then as
  * varints its event time, its source (2 * partition, + 1 for the credits topic) and its offset):
  * true with the source's name ("t3") and the offset. */
@@ -1137,7 +1122,8 @@ static bool record_source(const char *str, size_t len, char src[16], int64_t *of
     const unsigned char *p = (const unsigned char *)str + 1 + STORE_RECORD_DIGEST_LEN,
                         *end = (const unsigned char *)str + len;
     int64_t t, code;
-    if (get_varint(&p, end, &t) || get_varint(&p, end, &code) || get_varint(&p, end, off) || p != end || code < 0 ||
+    if (varint_get(&p, end, VARINT_MAX, &t) || varint_get(&p, end, VARINT_MAX, &code) ||
+        varint_get(&p, end, VARINT_MAX, off) || p != end || code < 0 ||
         *off < 0 || code / 2 > INT32_MAX)
         return false;
     source_name(code & 1, (int32_t)(code / 2), src, 16);
@@ -1915,21 +1901,6 @@ enum { RW_REWARD_ID, RW_CUSTOMER, RW_KIND, RW_RULE, RW_POINTS, RW_BALANCE, RW_SO
        RW_VERSION, RW_DIGEST, RW_NFIELDS };
 static const bool rw_is_string[RW_NFIELDS] = {true, true, false, true, false, false, true, false, true, true, true};
 
-/* Read an Avro long (zigzag varint) at *p; 0, or -1 if malformed. */
-static int avro_long(const unsigned char **p, const unsigned char *end, int64_t *v)
-{
-    uint64_t u = 0;
-    for (int shift = 0; *p < end && shift < 64; shift += 7) {
-        unsigned char b = *(*p)++;
-        u |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80)) {
-            *v = (int64_t)(u >> 1) ^ -(int64_t)(u & 1);
-            return 0;
-        }
-    }
-    return -1;
-}
-
 /* Append v as an Avro long. 0 or -1 (out of memory). */
 static int avro_put_long(buf *out, int64_t v)
 {
@@ -1955,7 +1926,7 @@ static int rw_split_range(const unsigned char *data, size_t n, int first, int la
     for (int i = first; i < last; i++) {
         int64_t v;
         f[i] = p;
-        if (avro_long(&p, end, &v) != 0)
+        if (varint_get(&p, end, VARINT_MAX, &v) != VARINT_OK)
             return -1;
         if (rw_is_string[i]) {
             if (v < 0 || v > (i == RW_REASON ? EVENT_TEXT_MAX : EVENT_ID_MAX) || v > end - p)
@@ -2165,7 +2136,7 @@ static int ledger_binary_avro(store *s, const unsigned char *e, size_t n, buf *a
     int64_t prog = -1;
     if (rw_split_range(p, (size_t)(end - p), RW_KIND, RW_REASON, f, str, len) == 0) {
         p = f[RW_REASON];
-        if (avro_long(&p, end, &prog) != 0 || (prog > 0 && p != end))
+        if (varint_get(&p, end, VARINT_MAX, &prog) != VARINT_OK || (prog > 0 && p != end))
             prog = -1;
     }
     if (prog < 0) {

@@ -8,6 +8,7 @@
 #include "digest.h"
 #include "test_common.h"
 #include "timeutil.h"
+#include "varint.h"
 
 #include <xxhash.h>
 
@@ -385,6 +386,47 @@ static size_t newsletter_bytes(uint8_t *p, const char *cid, size_t cidlen)
     n += put_long(p + n, 0); /* empty attributes */
     return n;
 }
+
+/* The one zigzag varint reader every decoder uses (src/varint.h: the wire
+ * check here, profiles, ledger entries and dedupe records): it reads back what
+ * an independent writer puts, a number cut anywhere is TRUNCATED, one whose
+ * max-th byte says another follows is TOO_LONG (5 bytes: an Avro int), and
+ * the wire check names both (the reason a message goes to the DLQ with). */
+START_TEST(varint_reader_contract)
+{
+    static const int64_t vals[] = {0, -1, 1, 63, -64, 64, -65, INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN};
+    uint8_t b[16], m[64];
+    const uint8_t *p;
+    int64_t v;
+    for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+        size_t n = put_long(b, vals[i]);
+        p = b;
+        ck_assert_int_eq(varint_get(&p, b + n, VARINT_MAX, &v), VARINT_OK);
+        ck_assert(v == vals[i] && p == b + n);
+        for (size_t cut = 0; cut < n; cut++) {
+            p = b;
+            ck_assert_int_eq(varint_get(&p, b + cut, VARINT_MAX, &v), VARINT_TRUNCATED);
+        }
+    }
+    memset(b, 0x80, 10); /* ten bytes, each saying another follows */
+    b[10] = 0;
+    p = b;
+    ck_assert_int_eq(varint_get(&p, b + 11, VARINT_MAX, &v), VARINT_TOO_LONG);
+    p = b;
+    ck_assert_int_eq(varint_get(&p, b + 10, VARINT_MAX, &v), VARINT_TRUNCATED); /* (the end found first) */
+    size_t n = put_long(b, INT64_C(1) << 35); /* 6 bytes: a long, not an int */
+    p = b;
+    ck_assert_int_eq(varint_get(&p, b + n, 5, &v), VARINT_TOO_LONG);
+    /* the wire check: the event id's length as 11 bytes, then cut inside it */
+    memset(m, 0x80, 10);
+    m[10] = 0;
+    memset(m + 11, 'x', 40);
+    ck_assert_int_eq(codec_decode_avro(c, SCHEMA_TOUCHPOINT, m, 51, rec, err, sizeof(err)), EVENT_ERR_MALFORMED);
+    ck_assert_msg(strstr(err, "number longer than 10 bytes"), "%s", err);
+    ck_assert_int_eq(codec_decode_avro(c, SCHEMA_TOUCHPOINT, m, 4, rec, err, sizeof(err)), EVENT_ERR_TRUNCATED);
+    ck_assert_msg(strstr(err, "message ends inside a number"), "%s", err);
+}
+END_TEST
 
 START_TEST(avro_rejects_malformed)
 {
@@ -967,6 +1009,7 @@ Suite *codec_suite(void)
     tcase_add_test(tc, output_writers_equal_avro_c);
     tcase_add_test(tc, credit_namespace_and_signature);
     tcase_add_test(tc, avro_rejects_malformed);
+    tcase_add_test(tc, varint_reader_contract);
     tcase_add_test(tc, avro_size_limit_checked_first);
     tcase_add_test(tc, avro_customer_id_limits);
     tcase_add_test(tc, avro_payload_mismatch);
