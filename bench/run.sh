@@ -333,6 +333,7 @@ LAT_OUT_PARTS=$(sed -n 's/.*output topics (partitions): \(.*\)/\1/p' "$WORK/lat.
 loop_col() { sed -n "s/.*seconds spent since the last report: .*$1 \([0-9.]*\).*/\1/p" "$WORK/lat.log" | paste -sd' '; }
 LAT_LOOP_DECIDE=$(loop_col "deciding and applying") LAT_LOOP_FILL=$(loop_col "filling batches")
 LAT_LOOP_PRODUCE=$(loop_col "producing") LAT_LOOP_REDIS=$(loop_col "waiting for Redis's replies")
+LAT_LOOP_WAITS=$(sed -n "s/.*waiting for Redis's replies [0-9.]*, \([0-9]*\) times for \([0-9]*\) batches.*/\1\/\2/p" "$WORK/lat.log" | paste -sd' ')
 # its producer's and its consumer's requests (librdkafka's statistics, log.level=debug)
 req_col() { sed -n "s/.* $1 [0-9]* requests in [0-9.]* s (\([0-9]*\)\/s), \([0-9.]*\) messages each; round trip avg \([0-9.]*\) ms.*queued before a request avg [0-9.]* ms, p99 \([0-9.]*\) ms.*/\\$2/p" "$WORK/lat.log" | paste -sd' '; }
 LAT_PRODUCER="requests/s $(req_col produce 1); messages each $(req_col produce 2); round trip avg ms $(req_col produce 3); queued before a request p99 ms $(req_col produce 4)"
@@ -348,7 +349,7 @@ if [ -n "$LAT_ONLY" ]; then
     echo "p50 $LAT_P50 ms, p99 $LAT_P99 ms, worst 10 s p99 $LAT_W99 ms; p99 per 10 s: $LAT_WINDOWS ms ($LAT_TS timestamps; load average $LAT_LOAD0 -> $LAT_LOAD1)"
     echo "latency feeder (linger.ms $FEED_LINGER): $LAT_FEEDER"
     echo "latency run's outputs: $LAT_OUT_PARTS"
-    echo "latency run's loop, s per 10 s: deciding and applying $LAT_LOOP_DECIDE (of which waiting for Redis's replies $LAT_LOOP_REDIS); producing $LAT_LOOP_PRODUCE; filling (waiting for input) $LAT_LOOP_FILL"
+    echo "latency run's loop, s per 10 s: deciding and applying $LAT_LOOP_DECIDE (of which waiting for Redis's replies $LAT_LOOP_REDIS; waits/batches $LAT_LOOP_WAITS); producing $LAT_LOOP_PRODUCE; filling (waiting for input) $LAT_LOOP_FILL"
     echo "latency run's output producer, per 10 s: $LAT_PRODUCER"
     echo "latency run's input consumer, per 5 s: $LAT_FETCH"
     echo "latency run's inputs' age since their Kafka timestamp, p50/p99 ms per 10 s: $LAT_AGES"
@@ -429,7 +430,7 @@ print()
 print("gen wrote $GEN_RATE events/s; latency p99 per 10 s: $LAT_WINDOWS ms ($LAT_TS timestamps; load average $LAT_LOAD0 -> $LAT_LOAD1)")
 print("latency feeder (linger.ms $FEED_LINGER): $LAT_FEEDER")
 print("latency run's outputs: $LAT_OUT_PARTS")
-print("latency run's loop, s per 10 s: deciding and applying $LAT_LOOP_DECIDE (of which waiting for Redis's replies $LAT_LOOP_REDIS); producing $LAT_LOOP_PRODUCE; filling (waiting for input) $LAT_LOOP_FILL")
+print("latency run's loop, s per 10 s: deciding and applying $LAT_LOOP_DECIDE (of which waiting for Redis's replies $LAT_LOOP_REDIS; waits/batches $LAT_LOOP_WAITS); producing $LAT_LOOP_PRODUCE; filling (waiting for input) $LAT_LOOP_FILL")
 print("latency run's output producer, per 10 s: $LAT_PRODUCER")
 print("latency run's input consumer, per 5 s: $LAT_FETCH")
 print("latency run's inputs' age since their Kafka timestamp, p50/p99 ms per 10 s: $LAT_AGES")

@@ -167,6 +167,9 @@ static const setting settings[] = {
     I("pipeline.max_in_flight_batches", max_in_flight_batches, "8", 1, 1024,
       "batches whose outputs may await acknowledgement while the next ones are decided and applied "
       "(at-least-once; exactly-once commits each batch's transaction before the next)"),
+    I("pipeline.output_producers", output_producers, "1", 1, 4,
+      "producers the outputs are shared among, one topic each in turn, each with its own connection to "
+      "each broker (at-least-once; exactly-once has one)"),
     I("pipeline.dedupe_retention_ms", dedupe_retention_ms, "2592000000", 3600000, INT64_C(31536000000) * 10,
       "how long (event time) dedupe records are kept"),
     B("pipeline.exactly_once", exactly_once, "false",

@@ -40,6 +40,7 @@ typedef struct config {
     int64_t batch_linger_ms;   /* longest wait to fill a batch */
     int64_t batch_max_bytes;   /* a batch ends once its messages hold this many bytes */
     int64_t max_in_flight_batches; /* batches whose outputs may await acknowledgement at once */
+    int64_t output_producers;   /* at-least-once: producers the output topics are shared among */
     int64_t dedupe_retention_ms; /* how long (event time) dedupe records are kept */
     int64_t exactly_once;      /* bool: one Kafka transaction per batch (outputs + input offsets) */
     int64_t ledger_max;        /* ledger entries kept per customer in Redis; 0 = all */

@@ -128,11 +128,17 @@ static void on_stats(void *ctx, const char *json, size_t len)
     char line[512];
     if (kafka_stats_read(json, len, "Produce", &now) != 0)
         return;
-    if (em->stats_prev.ts_us) {
-        kafka_stats_describe(&em->stats_prev, &now, line, sizeof(line));
-        log_debug("output producer: produce %s", line);
+    int i = 0; /* the producer's slot: its client name, else the first free one */
+    while (i < EMITTER_PRODUCERS - 1 && em->stats_prev[i].ts_us && strcmp(em->stats_prev[i].client, now.client))
+        i++;
+    if (em->stats_prev[i].ts_us) {
+        kafka_stats_describe(&em->stats_prev[i], &now, line, sizeof(line));
+        if (em->nproducers > 1)
+            log_debug("output producer %d of %d: produce %s", i + 1, em->nproducers, line);
+        else
+            log_debug("output producer: produce %s", line);
     }
-    em->stats_prev = now;
+    em->stats_prev[i] = now;
 }
 
 int emitter_open(emitter *em, const config *cfg, rd_kafka_t *consumer, emitter_done_fn done, void *done_ctx,
@@ -157,8 +163,13 @@ int emitter_open(emitter *em, const config *cfg, rd_kafka_t *consumer, emitter_d
         em->dr.ctx = em;
         if (log_enabled(LOG_DEBUG))
             em->dr.on_stats = on_stats;
-        em->producer = kafka_producer_new(cfg, &em->dr, err, errlen);
-        return em->producer ? 0 : -1;
+        /* one delivery accounting for all: their reports are served on this thread */
+        int n = cfg->output_producers > 1 ? (int)cfg->output_producers : 1;
+        for (; em->nproducers < n && em->nproducers < EMITTER_PRODUCERS; em->nproducers++)
+            if (!(em->producers[em->nproducers] = kafka_producer_new(cfg, &em->dr, err, errlen)))
+                return -1;
+        em->producer = em->producers[0];
+        return 0;
     }
     const char *id = kafka_value(cfg, "transactional.id");
     if (id) {
@@ -168,9 +179,10 @@ int emitter_open(emitter *em, const config *cfg, rd_kafka_t *consumer, emitter_d
         gethostname(host, sizeof(host) - 1);
         snprintf(em->txn_id, sizeof(em->txn_id), "%s-%s-%ld", cfg->consumer_group, host, (long)getpid());
     }
-    em->producer = txn_producer_new(em, err, errlen);
+    em->producer = em->producers[0] = txn_producer_new(em, err, errlen);
     if (!em->producer)
         return -1;
+    em->nproducers = 1;
     log_info("exactly-once outputs: one Kafka transaction per batch (transactional.id '%s')", em->txn_id);
     return 0;
 }
@@ -178,6 +190,14 @@ int emitter_open(emitter *em, const config *cfg, rd_kafka_t *consumer, emitter_d
 bool emitter_has_room(const emitter *em) { return em->transactional || em->count < em->ring_cap; }
 
 int emitter_in_flight(const emitter *em) { return em->count; }
+
+int emitter_queued(const emitter *em)
+{
+    int n = 0;
+    for (int i = 0; i < em->nproducers; i++)
+        n += rd_kafka_outq_len(em->producers[i]);
+    return n;
+}
 
 int emitter_begin(emitter *em, char *err, size_t errlen)
 {
@@ -223,7 +243,7 @@ void emitter_abort(emitter *em)
     em->aborted++;
 }
 
-/* Destroy the topic handles (before their producer). */
+/* Destroy the topic handles (before their producers). */
 static void drop_topics(emitter *em)
 {
     for (int i = 0; i < em->ntopics; i++)
@@ -231,20 +251,27 @@ static void drop_topics(emitter *em)
     em->ntopics = 0;
 }
 
-/* The producer's handle of topic, made on first use; NULL when there is no
- * room for another or librdkafka refuses (the caller then names the topic). */
-static rd_kafka_topic_t *topic_handle(emitter *em, const char *topic)
+/* The handle of topic, made on first use by producer `first` (the one that
+ * writes it from then on); *rk gets its producer. NULL when there is no room
+ * for another or librdkafka refuses (the caller then names the topic and
+ * produces with producers[0]). */
+static rd_kafka_topic_t *topic_handle(emitter *em, const char *topic, int first, rd_kafka_t **rk)
 {
+    *rk = em->producer;
     for (int i = 0; i < em->ntopics; i++)
-        if (!strcmp(em->topics[i].name, topic))
+        if (!strcmp(em->topics[i].name, topic)) {
+            *rk = em->producers[em->topics[i].producer];
             return em->topics[i].rkt;
+        }
     if (em->ntopics == EMITTER_TOPICS || strlen(topic) >= sizeof(em->topics[0].name))
         return NULL;
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(em->producer, topic, NULL);
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(em->producers[first], topic, NULL);
     if (!rkt)
         return NULL;
     snprintf(em->topics[em->ntopics].name, sizeof(em->topics[0].name), "%s", topic);
+    em->topics[em->ntopics].producer = first;
     em->topics[em->ntopics++].rkt = rkt;
+    *rk = em->producers[first];
     return rkt;
 }
 
@@ -258,9 +285,10 @@ void emitter_prepare(emitter *em, const char *const *topics, size_t n, int timeo
     char names[512] = "";
     size_t used = 0;
     for (size_t i = 0; i < n; i++) {
-        rd_kafka_topic_t *rkt = topic_handle(em, topics[i]);
+        rd_kafka_t *rk;
+        rd_kafka_topic_t *rkt = topic_handle(em, topics[i], (int)(i % (size_t)em->nproducers), &rk);
         const struct rd_kafka_metadata *md = NULL;
-        rd_kafka_resp_err_t e = rkt ? rd_kafka_metadata(em->producer, 0, rkt, &md, timeout_ms)
+        rd_kafka_resp_err_t e = rkt ? rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms)
                                     : RD_KAFKA_RESP_ERR__INVALID_ARG;
         if (!e && (md->topic_cnt != 1 || md->topics[0].err))
             e = md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
@@ -296,6 +324,17 @@ void emitter_prepare(emitter *em, const char *const *topics, size_t n, int timeo
     }
     em->output_partitions = total;
     em->busiest_broker_partitions = most;
+    if (em->nproducers > 1) {
+        char who[768] = "";
+        size_t w = 0;
+        for (int p = 0; p < em->nproducers; p++) {
+            w += (size_t)snprintf(who + w, w < sizeof(who) ? sizeof(who) - w : 0, "%s%d:", p ? "; " : "", p + 1);
+            for (int t = 0, k = 0; t < em->ntopics; t++)
+                if (em->topics[t].producer == p && w < sizeof(who))
+                    w += (size_t)snprintf(who + w, sizeof(who) - w, "%s %s", k++ ? "," : "", em->topics[t].name);
+        }
+        log_info("output producers: %d, each with its own connection to each broker (%s)", em->nproducers, who);
+    }
     if (!total)
         return;
     log_info("output topics (partitions): %s; %d partition(s) led by %d broker(s), at most %d by broker %d", names,
@@ -317,7 +356,7 @@ static int restart_producer(emitter *em, char *err, size_t errlen)
     em->producer = NULL;
     em->in_txn = false;
     em->restarts++;
-    em->producer = txn_producer_new(em, err, errlen);
+    em->producer = em->producers[0] = txn_producer_new(em, err, errlen);
     return em->producer ? 0 : -1;
 }
 
@@ -358,6 +397,21 @@ bool emitter_txn_refused(emitter *em, char *err, size_t errlen)
     }
     take_error(e, TXN_REFUSED, err, errlen);
     return true;
+}
+
+/* Wait until every producer's messages are acknowledged (or failed), at
+ * most timeout_ms in all; the first error (a timeout) or 0. */
+static rd_kafka_resp_err_t flush_producers(emitter *em, int timeout_ms)
+{
+    double end = clock_mono_s() + timeout_ms / 1000.0;
+    rd_kafka_resp_err_t first = RD_KAFKA_RESP_ERR_NO_ERROR;
+    for (int i = 0; i < em->nproducers; i++) {
+        int left_ms = (int)((end - clock_mono_s()) * 1000);
+        rd_kafka_resp_err_t e = rd_kafka_flush(em->producers[i], left_ms > 0 ? left_ms : 0);
+        if (e && !first)
+            first = e;
+    }
+    return first;
 }
 
 /* Exactly-once end of batch: the offsets join the transaction, which commits. */
@@ -432,7 +486,7 @@ emit_result emitter_commit(emitter *em, rd_kafka_topic_partition_list_t *offsets
         return commit_txn(em, offsets, err, errlen);
     /* at-least-once, not pipelined (assign mode): every acknowledgement, then the offsets */
     long long failed_before = em->dr.failed;
-    rd_kafka_resp_err_t fe = rd_kafka_flush(em->producer, 60000);
+    rd_kafka_resp_err_t fe = flush_producers(em, 60000);
     if (fe || em->dr.failed != failed_before) {
         snprintf(err, errlen, "%s", fe ? rd_kafka_err2str(fe) : em->dr.last_error);
         return EMIT_ABORTED; /* not delivered: produce the same messages again */
@@ -449,6 +503,28 @@ emit_result emitter_commit(emitter *em, rd_kafka_topic_partition_list_t *offsets
 
 /* ---- at-least-once: batches in flight ------------------------------------------ */
 
+/* Serve the producers' delivery reports (and statistics), waiting up to
+ * timeout_ms for the first: with one producer librdkafka's own wait, with
+ * several a wait on the first in slices of 2 ms, each slice followed by a
+ * look at every producer (their reports go to queues of their own). */
+static void poll_producers(emitter *em, int timeout_ms)
+{
+    if (em->nproducers <= 1) {
+        rd_kafka_poll(em->producer, timeout_ms);
+        return;
+    }
+    double end = clock_mono_s() + timeout_ms / 1000.0;
+    for (;;) {
+        int served = 0;
+        for (int i = 0; i < em->nproducers; i++)
+            served += rd_kafka_poll(em->producers[i], 0);
+        int left_ms = (int)((end - clock_mono_s()) * 1000);
+        if (served > 0 || left_ms <= 0)
+            return;
+        rd_kafka_poll(em->producers[0], left_ms < 2 ? left_ms : 2);
+    }
+}
+
 rd_kafka_resp_err_t emitter_produce(emitter *em, const char *topic, const void *key, size_t keylen,
                                     const void *value, size_t len, rd_kafka_headers_t *hdrs)
 {
@@ -459,8 +535,9 @@ rd_kafka_resp_err_t emitter_produce(emitter *em, const char *topic, const void *
             b = NULL;
     }
     void *tag = b ? (void *)(uintptr_t)b->seq : NULL;
-    rd_kafka_topic_t *rkt = topic_handle(em, topic);
-    rd_kafka_resp_err_t e = rkt ? kafka_produce_rkt(em->producer, rkt, key, keylen, value, len, hdrs, tag)
+    rd_kafka_t *rk;
+    rd_kafka_topic_t *rkt = topic_handle(em, topic, 0, &rk);
+    rd_kafka_resp_err_t e = rkt ? kafka_produce_rkt(rk, rkt, key, keylen, value, len, hdrs, tag)
                                 : kafka_produce(em->producer, topic, key, keylen, value, len, hdrs, tag);
     em->last_produce_err = e;
     if (!e && b)
@@ -605,7 +682,7 @@ int emitter_poll(emitter *em, int timeout_ms)
 {
     if (em->transactional)
         return 0;
-    rd_kafka_poll(em->producer, timeout_ms);
+    poll_producers(em, timeout_ms);
     if (em->commits_pending > 0)
         rd_kafka_queue_poll_callback(em->commit_q, 0);
     return commit_heads(em, true);
@@ -617,7 +694,7 @@ int emitter_drain(emitter *em, int timeout_ms)
         return 0;
     double deadline = clock_mono_s() + timeout_ms / 1000.0;
     for (;;) {
-        rd_kafka_poll(em->producer, 0);
+        poll_producers(em, 0);
         if (commit_heads(em, false) != 0)
             return -1;
         if (em->count == 0)
@@ -627,7 +704,7 @@ int emitter_drain(emitter *em, int timeout_ms)
                      "%d batch(es) of outputs not acknowledged within %d ms", em->count, timeout_ms);
             return -1;
         }
-        rd_kafka_poll(em->producer, 50);
+        poll_producers(em, 50);
     }
     /* results of earlier asynchronous commits (bounded: the coordinator answers or times out) */
     for (int i = 0; em->commits_pending > 0 && i < 200; i++)
@@ -640,7 +717,7 @@ void emitter_discard(emitter *em, int timeout_ms, rd_kafka_topic_partition_list_
     if (em->transactional)
         return;
     if (em->count > 0)
-        rd_kafka_flush(em->producer, timeout_ms);
+        flush_producers(em, timeout_ms);
     while (em->count > 0) {
         const rd_kafka_topic_partition_list_t *f = em->ring[em->head].first;
         for (int j = 0; f && first && j < f->cnt; j++)
@@ -681,15 +758,17 @@ void emitter_close(emitter *em)
         if (em->in_txn)
             emitter_abort(em);
         else if (!em->transactional)
-            rd_kafka_flush(em->producer, 10000);
+            flush_producers(em, 10000);
     }
     while (em->count > 0 && em->ring)
         pop_head(em, false);
     for (int i = 0; em->commit_q && em->commits_pending > 0 && i < 100; i++)
         rd_kafka_queue_poll_callback(em->commit_q, 50);
     drop_topics(em);
-    if (em->producer)
-        rd_kafka_destroy(em->producer);
+    for (int i = 0; i < em->nproducers; i++)
+        if (em->producers[i])
+            rd_kafka_destroy(em->producers[i]);
+    em->nproducers = 0;
     em->producer = NULL;
     if (em->commit_q)
         rd_kafka_queue_destroy(em->commit_q);

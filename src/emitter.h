@@ -64,9 +64,16 @@ typedef struct emit_batch {
 
 /* Topic handles an emitter keeps (a topic beyond them is produced to by name). */
 #define EMITTER_TOPICS 8
+/* At most this many producers (pipeline.output_producers). */
+#define EMITTER_PRODUCERS 4
 
 typedef struct emitter {
-    rd_kafka_t *producer;       /* owned; produce the batch's messages with it */
+    rd_kafka_t *producer;       /* owned; produce the batch's messages with it (producers[0]) */
+    rd_kafka_t *producers[EMITTER_PRODUCERS]; /* owned; at-least-once: pipeline.output_producers of them, each
+                                 * with its own connection to each broker, the topics emitter_prepare
+                                 * is given shared among them in turn (one topic, one producer);
+                                 * exactly-once: one */
+    int nproducers;             /* how many */
     rd_kafka_t *consumer;       /* the pipeline's consumer (group metadata, commits); not owned */
     const config *cfg;          /* not owned */
     kafka_delivery dr;          /* delivery accounting of the producer */
@@ -92,12 +99,13 @@ typedef struct emitter {
     char fail_error[512];       /* why an in-flight batch failed */
     struct {
         char name[256];
-        rd_kafka_topic_t *rkt;  /* owned; of producer, destroyed before it */
+        rd_kafka_topic_t *rkt;  /* owned; of producers[producer], destroyed before it */
+        int producer;           /* which producer writes the topic */
     } topics[EMITTER_TOPICS];   /* handles of the topics produced to (outputs, DLQ, credits) */
     int ntopics;
     int output_partitions;      /* partitions of the topics emitter_prepare was given (0 before) */
     int busiest_broker_partitions; /* of them, the most led by one broker */
-    kafka_req_stats stats_prev; /* the producer's last statistics (log.level=debug only) */
+    kafka_req_stats stats_prev[EMITTER_PRODUCERS]; /* each producer's last statistics (log.level=debug only) */
     latency_hist *output_ages;  /* not owned; NULL: not measured. At-least-once: each acknowledged output's
                                  * Kafka timestamp (LogAppendTime; else when its report is served) - its
                                  * batch's produced_at_ms (log.level=debug) */
@@ -153,6 +161,8 @@ int emitter_poll(emitter *em, int timeout_ms);
 
 /* Batches in flight (handed over, not yet committed or dropped). */
 int emitter_in_flight(const emitter *em);
+/* Messages and requests waiting in the producers (rd_kafka_outq_len, summed). */
+int emitter_queued(const emitter *em);
 
 /* Wait (up to timeout_ms) until every batch in flight is acknowledged and
  * commit them synchronously (a revoke, a stop). 0, or -1 when one failed or

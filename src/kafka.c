@@ -148,6 +148,8 @@ int kafka_stats_read(const char *json, size_t len, const char *req, kafka_req_st
     memset(out, 0, sizeof(*out));
     out->ts_us = json_integer_value(json_object_get(root, "ts"));
     const char *type = json_string_value(json_object_get(root, "type"));
+    const char *client = json_string_value(json_object_get(root, "name"));
+    snprintf(out->client, sizeof(out->client), "%s", client ? client : "");
     bool producer = type && !strcmp(type, "producer");
     out->msgs = json_integer_value(json_object_get(root, producer ? "txmsgs" : "rxmsgs"));
     long long rtt_n = 0, q_n = 0;

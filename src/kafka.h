@@ -70,6 +70,7 @@ typedef struct kafka_req_stats {
     double rtt_avg, rtt_p99;     /* broker round trip (any request) */
     double queue_avg, queue_p99; /* producer: a message's wait before it is put in a request */
     double outbuf_p99;           /* a request's wait to be written to the socket */
+    char client[64];             /* the client's name (librdkafka's "rdkafka#producer-N") */
 } kafka_req_stats;
 
 /* Read the statistics JSON of a client (statistics.interval.ms) for

@@ -144,6 +144,8 @@ typedef struct pipeline {
     int64_t batch_now_ms;         /* the wall clock when the batch was decoded (bounds event time) */
     double spent[4];              /* seconds since the last report: filling, deciding, producing, committing */
     double spent_redis;           /* of spent[1]: waiting for Redis's replies (fetches and applies) */
+    long long redis_waits;        /* since the last report: times the loop waited for Redis's replies */
+    long long batches_done;       /* since the last report: batches decided */
     kafka_req_stats fetch_stats;  /* the consumer's last statistics (log.level=debug only) */
     bool measure_ages;            /* log.level=debug: where an input's time goes (ages, latency.h) */
     latency_hist ages[LAT_STAGES]; /* since the last report; ages[LAT_OUTPUT] is filled by the emitter */
@@ -1054,13 +1056,15 @@ static int send_and_receive(pipeline *pl, int lo, int sent, int hi, bool ahead, 
         read_ahead_send(pl);
     double w0 = clock_mono_s();
     arc = hi > lo ? store_apply_recv(pl->store, err, sizeof(err)) : 0;
-    if (arc == 0 && pl->other.fetch_state == FETCH_SENT) { /* nothing stays in flight past this point */
+    bool fetched = arc == 0 && pl->other.fetch_state == FETCH_SENT;
+    if (fetched) { /* nothing stays in flight past this point */
         swap_batch(pl);
         arc = store_fetch_recv(pl->store, err, sizeof(err));
         pl->fetch_state = arc == 0 ? FETCH_READY : FETCH_NONE;
         swap_batch(pl);
     }
     pl->spent_redis += clock_mono_s() - w0;
+    pl->redis_waits += hi > lo || fetched; /* one wait: the fetch's replies follow the applies' */
     if (arc != 0)
         return redis_failed(pl, arc, err);
     if (hi > lo)
@@ -1103,6 +1107,7 @@ static int decide(pipeline *pl)
             src = store_fetch_recv(pl->store, err, sizeof(err));
         else if (pl->fetch_state != FETCH_READY)
             src = store_fetch(pl->store, pl->fetch_p, (size_t)np, pl->fetch_s, (size_t)ns, err, sizeof(err));
+        pl->redis_waits += pl->fetch_state != FETCH_READY;
         pl->fetch_state = FETCH_NONE;
         pl->spent_redis += clock_mono_s() - t0;
         if (src != 0)
@@ -1208,6 +1213,7 @@ static int decide(pipeline *pl)
             double w0 = clock_mono_s();
             arc = store_fetch_recv(pl->store, err, sizeof(err));
             pl->spent_redis += clock_mono_s() - w0;
+            pl->redis_waits++;
             if (arc != 0)
                 return redis_failed(pl, arc, err);
             for (int k = 0; k < nlate; k++) {
@@ -1446,7 +1452,7 @@ static int emit_sync(pipeline *pl)
             sleep((unsigned)attempt);
             continue;
         }
-        metrics_set(M_PRODUCER_QUEUE, rd_kafka_outq_len(pl->em.producer));
+        metrics_set(M_PRODUCER_QUEUE, emitter_queued(&pl->em));
         double c0 = clock_mono_s();
         emit_result r;
         if (pl->opts->source) { /* assign mode: acknowledge, then the source keeps the progress (no group) */
@@ -1530,7 +1536,7 @@ static int emit_async(pipeline *pl, batch_tail *tail)
     metrics_add(M_OUTPUTS, (double)pl->batch_outputs);
     tail->handed_at = clock_mono_s();
     emitter_end(&pl->em, offs, first, tail);
-    metrics_set(M_PRODUCER_QUEUE, rd_kafka_outq_len(pl->em.producer));
+    metrics_set(M_PRODUCER_QUEUE, emitter_queued(&pl->em));
     if (prc != 0) { /* a produce call refused: as a failed delivery, never committed */
         emitter_fail(&pl->em, pl->err);
         return 1;
@@ -1782,6 +1788,7 @@ again:
     if (drc != 0)
         return 1;
     double t1 = clock_mono_s();
+    pl->batches_done++;
     note_batch_ages(pl, LAT_APPLIED);
     batch_tail *tail = batch_tail_new(pl);
     if (!tail) {
@@ -2655,11 +2662,13 @@ int pipeline_run(const config *cfg, const program *prog, const pipeline_opts *op
             log_info("processed %lld touchpoints, %lld credits, %lld duplicates, %lld to the DLQ, %lld outputs",
                      st->touchpoints, st->credits, st->duplicates, st->dlq, st->outputs);
             log_debug("seconds spent since the last report: filling batches %.2f, deciding and applying %.2f "
-                      "(waiting for Redis's replies %.2f), producing %.2f, acknowledgements and commits (with trims) "
-                      "%.2f; %d batch(es) in flight",
-                      pl.spent[0], pl.spent[1], pl.spent_redis, pl.spent[2], pl.spent[3], emitter_in_flight(&pl.em));
+                      "(waiting for Redis's replies %.2f, %lld times for %lld batches), producing %.2f, "
+                      "acknowledgements and commits (with trims) %.2f; %d batch(es) in flight",
+                      pl.spent[0], pl.spent[1], pl.spent_redis, pl.redis_waits, pl.batches_done, pl.spent[2],
+                      pl.spent[3], emitter_in_flight(&pl.em));
             memset(pl.spent, 0, sizeof(pl.spent));
             pl.spent_redis = 0;
+            pl.redis_waits = pl.batches_done = 0;
             log_ages(&pl);
         }
         if (opts->source) {

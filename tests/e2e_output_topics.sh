@@ -10,10 +10,13 @@
 # (librdkafka's statistics) are logged: how many, how full, how long they waited,
 # and where the inputs' time went (their age at each stage of the loop, every
 # report and at the end): every input consumed is counted once, every output.
+# pipeline.output_producers=2 shares the output topics between two producers
+# (their own connections): said at start-up, each producer's requests logged,
+# every output of the same seeds delivered to its topic.
 source "$(dirname "$0")/lib.sh"
 require redis-server redis-cli
 
-start_redis
+REDIS_PREFIXES="fidelio: b3:" start_redis
 # run_idle NAME [ARGS...]: `fidelio run --until-idle` (exits once idle), with ARGS.
 run_idle() {
     local name=$1
@@ -61,9 +64,28 @@ kill -TERM "$DEVKAFKA_PID"; wait "$DEVKAFKA_PID" || true
 rm -f "$WORK/bootstrap"
 
 start_dev_kafka --brokers 3 --partitions 6
-run_idle b3
+# shellcheck disable=SC2046
+"$FIDELIO" produce -q $(fid_opts) -t touchpoints "$SOURCE_DIR/seeds/demo.jsonl" || fail "produce failed"
+# the same seeds into a namespace of their own, the outputs shared by two producers
+run_idle b3 --set pipeline.output_producers=2 --set redis.key_prefix=b3: --set log.level=debug \
+    --set kafka.statistics.interval.ms=1000
 grep -q "info .*output topics (partitions): rewards 6, stage-changes 6, touchpoints-dlq 6, fidelio-credits 6; 24 partition(s) led by 3 broker(s)" "$WORK/b3.log" \
     || fail "no start-up line for 3 brokers: $(grep -i 'output topics' "$WORK/b3.log" | head -3)"
 ! grep -q "output partitions are led by broker" "$WORK/b3.log" || fail "a latency warning for 24 partitions on 3 brokers"
 pass "6-partition outputs on 3 brokers: 24 partitions over 3 brokers logged, no warning"
+grep -q "info .*output producers: 2, each with its own connection to each broker (1: rewards, touchpoints-dlq; 2: stage-changes, fidelio-credits)" "$WORK/b3.log" \
+    || fail "no start-up line naming the two producers' topics: $(grep 'output producers' "$WORK/b3.log")"
+for p in 1 2; do
+    grep -q "debug .*output producer $p of 2: produce [1-9][0-9]* requests in" "$WORK/b3.log" \
+        || fail "no produce requests logged for producer $p of 2"
+done
+on_topics=0
+for t in rewards stage-changes fidelio-credits; do
+    n=$("$FIDELIO" consume -b "$BOOTSTRAP" -t "$t" -e 2>/dev/null | wc -l)
+    on_topics=$((on_topics + n))
+done
+b3_out=$(sed -n 's/.* stopped: .* \([0-9]*\) outputs in .*/\1/p' "$WORK/b3.log")
+[ "$b3_out" = "$outputs" ] || fail "two producers: $b3_out outputs, one producer: $outputs (the same seeds)"
+[ "$on_topics" = "$b3_out" ] || fail "two producers: $b3_out outputs produced, $on_topics on the topics"
+pass "pipeline.output_producers=2: topics shared between two producers, $on_topics outputs delivered (as with one)"
 done_ok
