@@ -228,13 +228,14 @@ END_TEST
  * deliveries, as a crash would, with later batches applied in Redis and
  * uncommitted. The next run (Kafka healthy) finds them applied, re-emits
  * their recorded outputs: nothing lost, nothing applied twice. */
-START_TEST(no_commit_past_an_unacknowledged_batch)
+static void commit_stops_at_an_unacknowledged_batch(const char *namespace, const char *output_producers)
 {
     char err[1024];
     config cfg;
     program prog;
     rd_kafka_mock_cluster_t *mc;
-    rd_kafka_t *mock = start_on_mock(&cfg, &prog, &mc, 1, "overlap");
+    rd_kafka_t *mock = start_on_mock(&cfg, &prog, &mc, 1, namespace);
+    set(&cfg, "pipeline.output_producers", output_producers);
     set(&cfg, "pipeline.batch_size", "10");
     set(&cfg, "pipeline.batch_linger_ms", "5000"); /* full batches however slowly messages come */
     set(&cfg, "kafka.message.timeout.ms", "3000");
@@ -306,6 +307,21 @@ START_TEST(no_commit_past_an_unacknowledged_batch)
     expect_simulate(&cfg, &prog, false);
     rd_kafka_mock_cluster_destroy(mc);
     stop_on_mock(mock, &prog, &cfg);
+}
+
+START_TEST(no_commit_past_an_unacknowledged_batch)
+{
+    commit_stops_at_an_unacknowledged_batch("overlap", "1");
+}
+END_TEST
+
+/* The same with the outputs shared by two producers (pipeline.output_producers:
+ * rewards and the DLQ through one, stage changes and credits through the
+ * other): the later batches' stage changes are acknowledged by a producer that
+ * never held the stuck DLQ record, and still nothing is committed past it. */
+START_TEST(no_commit_past_an_unacknowledged_batch_of_two_producers)
+{
+    commit_stops_at_an_unacknowledged_batch("overlap2", "2");
 }
 END_TEST
 
@@ -562,6 +578,7 @@ Suite *pipeline_suite(void)
     tcase_add_test(tc, no_output_lost_when_kafka_fails_after_redis_applied);
     tcase_add_test(tc, forged_future_timestamp_refused);
     tcase_add_test(tc, no_commit_past_an_unacknowledged_batch);
+    tcase_add_test(tc, no_commit_past_an_unacknowledged_batch_of_two_producers);
     tcase_add_test(tc, batch_ends_at_max_bytes);
     tcase_add_test(tc, overlap_reads_what_the_batch_before_applied);
     tcase_add_test(tc, overlap_still_fences_a_foreign_write);
