@@ -445,8 +445,20 @@ struct osource {
     buf fields;          /* their fields, one after the other */
 };
 
+/* Lanes of the apply's transactions (THE APPLY, lanes): a fetch of at least
+ * store.lane_min customers spreads them over LANES connections by a hash of
+ * the id, each watching and writing its own in its own MULTI/EXEC. */
+#define LANES 2
+/* The customers a fetch needs to use them: Redis 7.0's WATCH of n keys costs
+ * ~n^2 (each key is checked against the connection's watched ones) while each
+ * more lane costs its own HINCRBY per aggregate field (~60 per transaction);
+ * two lanes pay from ~250 customers (measured: docs/design.md). */
+#define LANE_MIN 256
+
 struct store {
-    redisContext *c;
+    redisContext *c;     /* lane 0: every call but the other lanes' share of a fetch and its applies */
+    redisContext *lc[LANES]; /* lanes 1.. (lc[0] unused): connected when a fetch first needs them */
+    size_t lane_min;     /* customers a fetch needs to be spread over the lanes (store_set_lane_min) */
     bool readonly;       /* a tool's connection: no script, no layout marker, no write */
     char url[512];
     char prefix[80];
@@ -465,11 +477,16 @@ struct store {
     size_t nprogs, capprogs;
     buf txpo, txdrop;    /* a transaction's po value and HDEL command being built */
     bool watching;       /* a fetch's WATCH is in force (not yet ended by EXEC or UNWATCH) */
-    bool tx_open;        /* an apply's MULTI is sent and its EXEC not yet */
+    unsigned wmask;      /* the lanes that WATCH is in force on */
+    int wlanes;          /* the lanes its customers are spread over (1: all on lane 0) */
+    bool tx_open;        /* an apply's MULTI is sent and its EXEC not yet (on the lanes of txmask) */
+    unsigned txmask;     /* the lanes whose MULTI is open */
+    int qlane;           /* the lane commands are queued on (cur()); 0 outside an apply's queuing */
     unsigned wepoch;     /* counts the fetches that sent a WATCH: the one in force is the last */
     bool wready;         /* wt holds what the fetch of the WATCH in force read */
     struct wtable *wt;   /* that fetch's state, per customer (THE APPLY: transactions) */
-    struct aggsums *txa; /* the open transaction's report deltas, summed over its sends (HINCRBY at its EXEC) */
+    struct aggsums *txa[LANES]; /* each lane's open transaction's report deltas, summed over its sends
+                                 * (HINCRBY at its EXEC) */
     struct osource *osrc; /* per source, outputs written to <prefix>o:<source> and not yet dropped
                            * (OUTPUTS AFTER THE COMMIT): HDEL'd by the first fetch after their
                            * block's commit */
@@ -507,10 +524,10 @@ static int reply_class(const redisReply *r)
 
 /* 0 if r is a reply and not an error; else frees r, names what failed in err
  * and returns STORE_TRANSIENT or STORE_PERMANENT. */
-static int command_ok(store *s, redisReply *r, const char *what, char *err, size_t errlen)
+static int command_ok(redisContext *c, redisReply *r, const char *what, char *err, size_t errlen)
 {
     if (!r) {
-        snprintf(err, errlen, "redis %s: %s", what, s->c->errstr[0] ? s->c->errstr : "connection lost");
+        snprintf(err, errlen, "redis %s: %s", what, c->errstr[0] ? c->errstr : "connection lost");
         return STORE_TRANSIENT;
     }
     if (r->type == REDIS_REPLY_ERROR) {
@@ -529,7 +546,7 @@ static int load_scripts(store *s, char *err, size_t errlen)
     char *shas[] = {s->sha};
     for (int i = 0; i < 1; i++) {
         redisReply *r = redisCommand(s->c, "SCRIPT LOAD %s", texts[i]);
-        int rc = command_ok(s, r, "SCRIPT LOAD", err, errlen);
+        int rc = command_ok(s->c, r, "SCRIPT LOAD", err, errlen);
         if (rc)
             return rc;
         snprintf(shas[i], sizeof(s->sha), "%s", r->str ? r->str : "");
@@ -598,9 +615,9 @@ static const char *split_userinfo(const char *u, char *user, size_t ulen, char *
     return at + 1;
 }
 
-/* Connect, authenticate (AUTH [user] password), select the database, load
- * the scripts and check the layout marker (a tool only reads it). */
-static int connect_url(store *s, char *err, size_t errlen)
+/* Connect *out to s->url, authenticate (AUTH [user] password) and select
+ * the database: 0, or an error code with err (*out NULL or to be freed). */
+static int open_conn(store *s, redisContext **out, char *err, size_t errlen)
 {
     struct timeval tv = {2, 0};
     char host[256] = "127.0.0.1", user[256], password[256], shown[512];
@@ -615,7 +632,7 @@ static int connect_url(store *s, char *err, size_t errlen)
             if (!strncmp(q + 1, "db=", 3))
                 db = atoi(q + 4);
         }
-        s->c = redisConnectUnixWithTimeout(path, tv);
+        *out = redisConnectUnixWithTimeout(path, tv);
     } else {
         const char *h = split_userinfo(s->url + 8, user, sizeof(user), password, sizeof(password));
         size_t hl = strcspn(h, ":/");
@@ -626,33 +643,45 @@ static int connect_url(store *s, char *err, size_t errlen)
         const char *slash = strchr(h, '/');
         if (slash && slash[1])
             db = atoi(slash + 1);
-        s->c = redisConnectWithTimeout(host, port, tv);
+        *out = redisConnectWithTimeout(host, port, tv);
     }
-    if (!s->c || s->c->err) {
-        snprintf(err, errlen, "redis %s: %s", shown, s->c ? s->c->errstr : "out of memory");
-        if (s->c)
-            redisFree(s->c);
-        s->c = NULL;
+    redisContext *c = *out;
+    if (!c || c->err) {
+        snprintf(err, errlen, "redis %s: %s", shown, c ? c->errstr : "out of memory");
+        if (c)
+            redisFree(c);
+        *out = NULL;
         return STORE_TRANSIENT;
     }
     struct timeval cmd_tv = {5, 0};
-    redisSetTimeout(s->c, cmd_tv);
+    redisSetTimeout(c, cmd_tv);
     redisReply *r;
     if (password[0]) {
-        r = user[0] ? redisCommand(s->c, "AUTH %s %s", user, password) : redisCommand(s->c, "AUTH %s", password);
+        r = user[0] ? redisCommand(c, "AUTH %s %s", user, password) : redisCommand(c, "AUTH %s", password);
         /* the reply names no secret; say which user, never the password */
         char what[800];
         snprintf(what, sizeof(what), "AUTH as %s at %s", user[0] ? user : "default", shown);
-        if ((rc = command_ok(s, r, what, err, errlen)))
+        if ((rc = command_ok(c, r, what, err, errlen)))
             return rc;
         freeReplyObject(r);
     }
     if (db) {
-        r = redisCommand(s->c, "SELECT %d", db);
-        if ((rc = command_ok(s, r, "SELECT", err, errlen)))
+        r = redisCommand(c, "SELECT %d", db);
+        if ((rc = command_ok(c, r, "SELECT", err, errlen)))
             return rc;
         freeReplyObject(r);
     }
+    return 0;
+}
+
+/* Connect (open_conn), load the scripts and check the layout marker (a tool
+ * only reads it). */
+static int connect_url(store *s, char *err, size_t errlen)
+{
+    int rc = open_conn(s, &s->c, err, errlen);
+    if (rc)
+        return rc;
+    redisReply *r;
     if ((rc = check_eviction_policy(s, err, errlen)) != 0) {
         redisFree(s->c); /* not usable: the next call connects (and checks) again */
         s->c = NULL;
@@ -663,20 +692,20 @@ static int connect_url(store *s, char *err, size_t errlen)
             return rc;
         /* the layout marker: set if absent, refuse another layout */
         r = redisCommand(s->c, "SET %slayout %d NX", s->prefix, STORE_LAYOUT_VERSION);
-        if ((rc = command_ok(s, r, "SET (layout marker)", err, errlen)))
+        if ((rc = command_ok(s->c, r, "SET (layout marker)", err, errlen)))
             return rc;
         bool created = r->type == REDIS_REPLY_STATUS;
         freeReplyObject(r);
         /* a new namespace keeps its report aggregates from the first event on */
         if (created) {
             r = redisCommand(s->c, "HSETNX %saggregates complete 1", s->prefix);
-            if ((rc = command_ok(s, r, "HSETNX (aggregates)", err, errlen)))
+            if ((rc = command_ok(s->c, r, "HSETNX (aggregates)", err, errlen)))
                 return rc;
             freeReplyObject(r);
         }
     }
     r = redisCommand(s->c, "GET %slayout", s->prefix);
-    if ((rc = command_ok(s, r, "GET (layout marker)", err, errlen)))
+    if ((rc = command_ok(s->c, r, "GET (layout marker)", err, errlen)))
         return rc;
     /* layouts 1 to 6 are upgraded in place by run (see store.h); a tool reads them as they are */
     if (r->type == REDIS_REPLY_STRING && (!strcmp(r->str, "1") || !strcmp(r->str, "2") || !strcmp(r->str, "3") ||
@@ -686,7 +715,7 @@ static int connect_url(store *s, char *err, size_t errlen)
         if (s->readonly)
             return 0;
         r = redisCommand(s->c, "SET %slayout %d", s->prefix, STORE_LAYOUT_VERSION);
-        if ((rc = command_ok(s, r, "SET (layout marker)", err, errlen)))
+        if ((rc = command_ok(s->c, r, "SET (layout marker)", err, errlen)))
             return rc;
         freeReplyObject(r);
         log_info("redis namespace '%s' upgraded from layout %d to %d (see src/store.h)", s->prefix, from,
@@ -717,6 +746,7 @@ static store *open_store(const char *url, const char *prefix, bool readonly, int
     snprintf(s->url, sizeof(s->url), "%s", url);
     snprintf(s->prefix, sizeof(s->prefix), "%s", prefix);
     s->readonly = readonly;
+    s->lane_min = LANE_MIN;
     s->retention_ms = retention_ms;
     s->ledger_max = ledger_max;
     if (connect_url(s, err, errlen) != 0) {
@@ -761,9 +791,13 @@ void store_close(store *s)
         }
     if (s->c)
         redisFree(s->c);
+    for (int l = 1; l < LANES; l++)
+        if (s->lc[l])
+            redisFree(s->lc[l]);
     drop_in_flight(s);
     wt_free(s->wt);
-    aggsums_free(s->txa);
+    for (int l = 0; l < LANES; l++)
+        aggsums_free(s->txa[l]);
     codec_free(s->codec);
     free(s->committed);
     buf_free(&s->cmd);
@@ -780,11 +814,14 @@ void store_close(store *s)
     free(s);
 }
 
+static void free_lanes(store *s);
+
 int store_reconnect(store *s, char *err, size_t errlen)
 {
     if (s->c)
         redisFree(s->c);
     s->c = NULL;
+    free_lanes(s);
     drop_in_flight(s);
     s->lost = 0;
     return connect_url(s, err, errlen);
@@ -913,6 +950,8 @@ static size_t append_drops(store *s);
 struct store_op;
 static void append_scans(store *s, struct store_op *op);
 
+static redisContext *cur(const store *s);
+
 /* The command of argv[0..argc) (lens[i] bytes each; NULL: NUL-terminated
  * strings) queued on s's connection, as redisAppendCommandArgv does. */
 static int append_argv(store *s, int argc, const char *const *argv, const size_t *lens)
@@ -921,7 +960,7 @@ static int append_argv(store *s, int argc, const char *const *argv, const size_t
     argvec_begin(&a, s);
     for (int i = 0; i < argc; i++)
         arg(&a, argv[i], lens ? lens[i] : strlen(argv[i]));
-    return argvec_send(s->c, &a);
+    return argvec_send(cur(s), &a);
 }
 
 static void key(const store *s, const char *customer_id, char suffix, char *out, size_t len)
@@ -939,13 +978,63 @@ static void key(const store *s, const char *customer_id, char suffix, char *out,
     out[pl + cl + 4] = '\0';
 }
 
-static int get_reply(store *s, redisReply **r, const char *what, char *err, size_t errlen)
+/* The connection of lane l. */
+static redisContext *lane_ctx(const store *s, int l) { return l ? s->lc[l] : s->c; }
+
+/* The connection commands are queued on now (store.qlane: an apply queues each customer's on its
+ * lane; everything else goes on lane 0). */
+static redisContext *cur(const store *s) { return lane_ctx(s, s->qlane); }
+
+/* The lane of a customer when a fetch spreads its customers over n lanes. */
+static int lane_of(const char *customer, int n)
 {
-    if (redisGetReply(s->c, (void **)r) != REDIS_OK || !*r) {
-        snprintf(err, errlen, "redis %s: %s", what, s->c->errstr[0] ? s->c->errstr : "connection lost");
+    uint32_t h = str_hash(customer);
+    return n > 1 ? (int)((h ^ (h >> 16)) % (uint32_t)n) : 0;
+}
+
+/* Close lanes 1.. (with lane 0: whatever was in flight on them is gone too). */
+static void free_lanes(store *s)
+{
+    for (int l = 1; l < LANES; l++)
+        if (s->lc[l]) {
+            redisFree(s->lc[l]);
+            s->lc[l] = NULL;
+        }
+}
+
+/* Connect the lanes 1.. not connected (a fetch that spreads its customers): 0 or an error code. */
+static int connect_lanes(store *s, char *err, size_t errlen)
+{
+    for (int l = 1; l < LANES; l++) {
+        if (s->lc[l] && !s->lc[l]->err)
+            continue;
+        if (s->lc[l])
+            redisFree(s->lc[l]);
+        s->lc[l] = NULL;
+        int rc = open_conn(s, &s->lc[l], err, errlen);
+        if (rc) {
+            if (s->lc[l])
+                redisFree(s->lc[l]);
+            s->lc[l] = NULL;
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static int get_lane_reply(store *s, int l, redisReply **r, const char *what, char *err, size_t errlen)
+{
+    redisContext *c = lane_ctx(s, l);
+    if (!c || redisGetReply(c, (void **)r) != REDIS_OK || !*r) {
+        snprintf(err, errlen, "redis %s: %s", what, c && c->errstr[0] ? c->errstr : "connection lost");
         return STORE_TRANSIENT;
     }
     return 0;
+}
+
+static int get_reply(store *s, redisReply **r, const char *what, char *err, size_t errlen)
+{
+    return get_lane_reply(s, 0, r, what, err, errlen);
 }
 
 static int ensure_connected(store *s, char *err, size_t errlen)
@@ -963,6 +1052,7 @@ struct apply_ctx;
 typedef struct qtag {
     struct apply_ctx *x;
     size_t call;
+    int lane;                /* the connection it was queued on */
 } qtag;
 
 /* A customer written by plain commands in a transaction: its requests and the version read. */
@@ -970,6 +1060,7 @@ typedef struct txw {
     store_apply_req *reqs;
     size_t n;
     int64_t v;
+    int lane;                /* its lane: applied when that lane's EXEC runs */
 } txw;
 
 /* A send whose replies are still to be read. */
@@ -983,10 +1074,14 @@ typedef struct store_op {
     size_t ncalls;
     const char *what;
     bool unwatch, watch, agg; /* a fetch's UNWATCH, WATCH and HGETALL of the aggregates */
+    unsigned unwatch_mask, watch_mask; /* the lanes it sent them on */
+    int nlanes;              /* a fetch: the lanes its customers are spread over (lane_of) */
     size_t nwatch;           /* the profiles it watched: the first ones */
     unsigned epoch;          /* the WATCH it sent (store.wepoch) */
     bool tx;                 /* an apply queued in a MULTI */
-    bool opens, execs;       /* it sent the MULTI; the EXEC follows it */
+    unsigned opens;          /* the lanes it sent a MULTI on */
+    bool execs;              /* the EXECs follow it (on the lanes of exec_mask) */
+    unsigned exec_mask;
     size_t nq;               /* commands it queued */
     struct qtag *tags;       /* what each queued command is (owned) */
     size_t captags;
@@ -1023,7 +1118,10 @@ static void drop_in_flight(store *s)
     }
     s->opshead = s->nops = 0;
     s->watching = s->tx_open = s->wready = false;
-    aggsums_reset(s->txa);
+    s->wmask = s->txmask = 0;
+    s->qlane = 0;
+    for (int l = 0; l < LANES; l++)
+        aggsums_reset(s->txa[l]);
 }
 
 /* A failed read or write: the replies in flight are gone with the connection. */
@@ -1032,6 +1130,7 @@ static void drop_connection(store *s)
     if (s->c)
         redisFree(s->c);
     s->c = NULL;
+    free_lanes(s);
     drop_in_flight(s);
 }
 
@@ -1040,7 +1139,10 @@ static int send_ready(store *s, char *err, size_t errlen)
 {
     if (s->nops == s->opshead)
         return ensure_connected(s, err, errlen);
-    if (s->c && !s->c->err)
+    bool lanes_ok = true;
+    for (int l = 1; l < LANES; l++)
+        lanes_ok &= !s->lc[l] || !s->lc[l]->err;
+    if (s->c && !s->c->err && lanes_ok)
         return 0;
     snprintf(err, errlen, "redis: connection lost with calls in flight");
     drop_connection(s);
@@ -1051,14 +1153,17 @@ static int send_ready(store *s, char *err, size_t errlen)
  * caller goes on) and queue the send for its recv. Frees op->x on failure. */
 static int send_done(store *s, store_op *op, char *err, size_t errlen)
 {
-    int done = 0;
-    while (!done)
-        if (redisBufferWrite(s->c, &done) != REDIS_OK) {
-            snprintf(err, errlen, "redis: %s", s->c->errstr[0] ? s->c->errstr : "connection lost");
-            op_free(op);
-            drop_connection(s);
-            return STORE_TRANSIENT;
-        }
+    for (int l = 0; l < LANES; l++) {
+        redisContext *c = lane_ctx(s, l);
+        int done = !c;
+        while (!done)
+            if (redisBufferWrite(c, &done) != REDIS_OK) {
+                snprintf(err, errlen, "redis: %s", c->errstr[0] ? c->errstr : "connection lost");
+                op_free(op);
+                drop_connection(s);
+                return STORE_TRANSIENT;
+            }
+    }
     if (s->opshead == s->nops)
         s->opshead = s->nops = 0;
     if (s->nops == s->capops) {
@@ -1562,20 +1667,22 @@ static int fetch_read(store *s, const store_op *op, char *err, size_t errlen)
             read_scan(s, op->scan[n - op->nskip], r);
         freeReplyObject(r);
     }
-    for (int n = (int)op->unwatch + (int)op->watch; n > 0; n--) {
-        redisReply *r;
-        if (get_reply(s, &r, "WATCH (fetch)", err, errlen) != 0)
-            return STORE_TRANSIENT;
-        if (r->type == REDIS_REPLY_ERROR) {
-            note_error(r, "WATCH (fetch)", &rc, err, errlen);
-            t = NULL;
+    for (int l = 0; l < LANES; l++)
+        for (int n = !!(op->unwatch_mask & (1u << l)) + !!(op->watch_mask & (1u << l)); n > 0; n--) {
+            redisReply *r;
+            if (get_lane_reply(s, l, &r, "WATCH (fetch)", err, errlen) != 0)
+                return STORE_TRANSIENT;
+            if (r->type == REDIS_REPLY_ERROR) {
+                note_error(r, "WATCH (fetch)", &rc, err, errlen);
+                t = NULL;
+            }
+            freeReplyObject(r);
         }
-        freeReplyObject(r);
-    }
     for (size_t i = 0; i < nprofiles; i++) {
         redisReply *r;
         const char *what = "HGETALL (fetch profile)";
-        if (get_reply(s, &r, what, err, errlen) != 0)
+        int lane = lane_of(profiles[i].customer_id, op->nlanes);
+        if (get_lane_reply(s, lane, &r, what, err, errlen) != 0)
             return STORE_TRANSIENT;
         store_profile *p = &profiles[i];
         buf_reset(&p->encoding);
@@ -1605,7 +1712,7 @@ static int fetch_read(store *s, const store_op *op, char *err, size_t errlen)
         }
         freeReplyObject(r);
         if (i < op->nwatch) { /* LLEN :l: when the apply must LTRIM (and that :l is a list) */
-            if (get_reply(s, &r, "LLEN (fetch)", err, errlen) != 0)
+            if (get_lane_reply(s, lane, &r, "LLEN (fetch)", err, errlen) != 0)
                 return STORE_TRANSIENT;
             if (w && r->type == REDIS_REPLY_INTEGER)
                 w->llen = r->integer;
@@ -1632,7 +1739,7 @@ static int fetch_read(store *s, const store_op *op, char *err, size_t errlen)
         for (int n = seen[i].credit ? 2 : 1; n > 0; n--) {
             redisReply *r;
             const char *what = "HMGET (fetch dedupe records)";
-            if (get_reply(s, &r, what, err, errlen) != 0)
+            if (get_lane_reply(s, lane_of(seen[i].customer_id, op->nlanes), &r, what, err, errlen) != 0)
                 return STORE_TRANSIENT;
             if (r->type == REDIS_REPLY_ERROR || r->type != REDIS_REPLY_ARRAY || r->elements != j - i) {
                 if (r->type == REDIS_REPLY_ERROR)
@@ -1767,14 +1874,28 @@ static int tx_close(store *s, char *err, size_t errlen)
     if (!s->tx_open)
         return 0;
     const char *argv[] = {"EXEC"};
-    if (txagg_queue(s, &s->ops[s->nops - 1]) != 0 || append_argv(s, 1, argv, NULL) != 0) {
-        snprintf(err, errlen, "out of memory");
-        drop_connection(s); /* (Redis discards the MULTI with it) */
-        return STORE_PERMANENT;
+    store_op *op = &s->ops[s->nops - 1];
+    for (int l = 0; l < LANES; l++) {
+        if (!(s->txmask & (1u << l)))
+            continue;
+        s->qlane = l;
+        if (txagg_queue(s, op) != 0 || append_argv(s, 1, argv, NULL) != 0) {
+            s->qlane = 0;
+            snprintf(err, errlen, "out of memory");
+            drop_connection(s); /* (Redis discards the MULTI with it) */
+            return STORE_PERMANENT;
+        }
     }
-    s->ops[s->nops - 1].execs = true;
-    s->tx_open = s->watching = s->wready = false;
-    aggsums_reset(s->txa);
+    s->qlane = 0;
+    op->execs = true;
+    op->exec_mask = s->txmask;
+    /* (a lane that watched and queued nothing keeps its WATCH: the next fetch's UNWATCH ends it) */
+    s->wmask &= ~s->txmask;
+    s->tx_open = s->wready = false;
+    s->watching = s->wmask != 0;
+    s->txmask = 0;
+    for (int l = 0; l < LANES; l++)
+        aggsums_reset(s->txa[l]);
     return 0;
 }
 
@@ -1790,6 +1911,20 @@ int store_fetch_send(store *s, store_profile *profiles, size_t nprofiles, store_
     if (watch && !s->wt && !(s->wt = calloc(1, sizeof(*s->wt))))
         watch = false;
     argvec a;
+    /* many customers: spread over the lanes, each lane's WATCH short. Only with nothing in
+     * flight: a customer must be read on the lane its writes in flight went on (its reads then
+     * come after them), so while applies are in flight the lanes stay as they are */
+    bool idle = s->nops == s->opshead && !s->tx_open;
+    int nl = !watch ? 1 : !idle ? (s->wlanes > 1 ? s->wlanes : 1) : s->lane_min > 0 && nprofiles >= s->lane_min ? LANES : 1;
+    if (nl > 1 && (rc = connect_lanes(s, err, errlen)) != 0) {
+        if (!idle) { /* (not reached: a lane lost with calls in flight fails send_ready) */
+            drop_connection(s);
+            return rc;
+        }
+        nl = 1; /* (lane 0 does it all, as before) */
+    }
+    rc = 0;
+    op.nlanes = nl;
     if (watch && (rc = tx_close(s, err, errlen)) != 0)
         return rc;
     /* outputs committed since the last fetch: dropped first (OUTPUTS AFTER THE COMMIT) */
@@ -1798,32 +1933,49 @@ int store_fetch_send(store *s, store_profile *profiles, size_t nprofiles, store_
         append_scans(s, &op);
     }
     if (watch) {
-        if (s->watching) { /* (a fetch whose batch applied nothing: its WATCH goes) */
-            const char *argv[] = {"UNWATCH"};
-            append_argv(s, 1, argv, NULL);
-            op.unwatch = true;
+        op.nwatch = nprofiles < (size_t)WATCH_MAX * (size_t)nl ? nprofiles : (size_t)WATCH_MAX * (size_t)nl;
+        for (int l = 0; l < LANES; l++) {
+            if (s->wmask & (1u << l)) { /* (a fetch whose batch applied nothing: its WATCH goes) */
+                const char *argv[] = {"UNWATCH"};
+                s->qlane = l;
+                append_argv(s, 1, argv, NULL);
+                op.unwatch = true;
+                op.unwatch_mask |= 1u << l;
+            }
+            if (l >= nl)
+                continue;
+            size_t nk = 0;
+            argvec_begin(&a, s);
+            arg_s(&a, "WATCH");
+            for (size_t i = 0; i < op.nwatch; i++)
+                if (lane_of(profiles[i].customer_id, nl) == l) {
+                    arg_key(&a, s->prefix, profiles[i].customer_id, 'p');
+                    nk++;
+                }
+            if (nk) {
+                argvec_send(lane_ctx(s, l), &a);
+                op.watch_mask |= 1u << l;
+            }
         }
-        op.nwatch = nprofiles < WATCH_MAX ? nprofiles : WATCH_MAX;
-        argvec_begin(&a, s);
-        arg_s(&a, "WATCH");
-        for (size_t i = 0; i < op.nwatch; i++)
-            arg_key(&a, s->prefix, profiles[i].customer_id, 'p');
-        argvec_send(s->c, &a);
+        s->qlane = 0;
         op.watch = true;
         s->watching = true;
+        s->wmask = op.watch_mask;
+        s->wlanes = nl;
         s->wready = false;
         op.epoch = ++s->wepoch;
     }
     for (size_t i = 0; i < nprofiles; i++) {
+        redisContext *c = lane_ctx(s, lane_of(profiles[i].customer_id, nl));
         argvec_begin(&a, s);
         arg_s(&a, "HGETALL"); /* (the profile's pieces, however many) */
         arg_key(&a, s->prefix, profiles[i].customer_id, 'p');
-        argvec_send(s->c, &a);
+        argvec_send(c, &a);
         if (i < op.nwatch) {
             argvec_begin(&a, s);
             arg_s(&a, "LLEN");
             arg_key(&a, s->prefix, profiles[i].customer_id, 'l');
-            argvec_send(s->c, &a);
+            argvec_send(c, &a);
         }
     }
     for (size_t i = 0; i < nseen;) {
@@ -1837,7 +1989,7 @@ int store_fetch_send(store *s, store_profile *profiles, size_t nprofiles, store_
             arg_key(&a, s->prefix, seen[i].customer_id, seen[i].credit && n == 2 ? 'c' : 'd');
             for (size_t m = i; m < j; m++)
                 arg_s(&a, seen[m].id);
-            argvec_send(s->c, &a);
+            argvec_send(lane_ctx(s, lane_of(seen[i].customer_id, nl)), &a);
         }
         i = j;
     }
@@ -2386,7 +2538,7 @@ static int append_call(store *s, size_t ci, void *vctx)
             arg_ll(&a, sums[k][j].sum);
         }
     }
-    rc = argvec_send(s->c, &a);
+    rc = argvec_send(cur(s), &a);
 out:
     for (size_t k = 0; sums && k < c->ncust; k++)
         free(sums[k]);
@@ -2913,9 +3065,10 @@ static int tx_queue(store *s, argvec *a, store_op *op, size_t *capq, apply_ctx *
             return -1;
         op->tags = n;
     }
-    if (a && argvec_send(s->c, a) != 0)
+    if (a && argvec_send(cur(s), a) != 0)
         return -1;
     op->tags[op->nq].x = x;
+    op->tags[op->nq].lane = s->qlane;
     op->tags[op->nq++].call = call;
     return 0;
 }
@@ -3270,10 +3423,11 @@ static int agg_check(store *s, const wtable *t, const aggsums *tot, const aggsum
     return 0;
 }
 
-/* Queue the open transaction's HINCRBYs behind its last send (op): 0 or -1. */
+/* Queue the HINCRBYs of the open transaction of the lane commands are queued
+ * on (store.qlane) behind its last send (op): 0 or -1. */
 static int txagg_queue(store *s, store_op *op)
 {
-    const aggsums *g = s->txa;
+    const aggsums *g = s->txa[s->qlane];
     for (size_t k = 0; g && k < g->n; k++) {
         if (!g->v[k].hincr) /* (only script customers brought it: they add their own) */
             continue;
@@ -3289,19 +3443,62 @@ static int txagg_queue(store *s, store_op *op)
     return 0;
 }
 
+/* The sums lane l's checks (agg_check) take as its transaction's: its own
+ * open transaction's (store.txa), and every other lane's, open and of this
+ * send (send[m]), as bounds only: those lanes' EXECs may run before or after
+ * lane l's, so each field may move by their negative or positive parts
+ * summed. 0; 1 when a bound would leave 64 bits (*bad); -1 out of memory. */
+static int lane_bounds(const store *s, int l, const aggsums *send, aggsums *out, const char **bad)
+{
+    const aggsums *own = s->txa[l];
+    for (size_t k = 0; own && k < own->n; k++) {
+        const aggsum *a = &own->v[k];
+        int rc = aggsums_add(out, aggsums_key(own, k), a->sum, a->hincr, a->up, a->down);
+        if (rc) {
+            *bad = aggsums_key(own, k);
+            return rc;
+        }
+    }
+    for (int m = 0; m < LANES; m++) {
+        const aggsums *gs[2] = {s->txa[m], &send[m]};
+        for (int j = 0; j < 2 && m != l; j++)
+            for (size_t k = 0; gs[j] && k < gs[j]->n; k++) {
+                const aggsum *a = &gs[j]->v[k];
+                long long up = a->up, down = a->down;
+                int rc = (a->sum > 0 && __builtin_add_overflow(up, a->sum, &up)) ||
+                                 (a->sum < 0 && __builtin_add_overflow(down, a->sum, &down))
+                             ? 1
+                             : aggsums_add(out, aggsums_key(gs[j], k), 0, false, up, down);
+                if (rc) {
+                    *bad = aggsums_key(gs[j], k);
+                    return rc;
+                }
+            }
+    }
+    return 0;
+}
+
 /* store_apply_send under the WATCH of the fetch the requests were decided on:
- * every customer's writes queued in the MULTI that EXEC ends (tx_close). */
-static int tx_apply_send(store *s, store_apply_req *reqs, size_t n, char *err, size_t errlen)
+ * every customer's writes queued in the MULTI of its lane that EXEC ends
+ * (tx_close). scripts: no WATCH in force but the lanes in use (a fetch's
+ * transaction closed, another apply of its round follows: the pipeline's
+ * levels of in-process credits): every customer is the script's, its calls
+ * queued on its lane, so they run before the customer's reads there (on
+ * lane 0 they could run after a fetch sent behind them on its lane). */
+static int tx_apply_send(store *s, store_apply_req *reqs, size_t n, bool scripts, char *err, size_t errlen)
 {
     wtable *t = s->wt;
+    int nl = s->wlanes > 1 ? s->wlanes : 1;
     int64_t now = s->now_ms ? s->now_ms : clock_wall_ms();
     size_t ncalls;
     apply_ctx *x = plan_ctx(reqs, n, NULL, now, &ncalls);
     int *how = calloc(n ? n : 1, sizeof(*how));
-    aggsums tot = {0};
+    aggsums tot[LANES];
+    memset(tot, 0, sizeof(tot));
     bool agg_overflow = false;
     store_op op = {.fetch = false, .tx = true, .x = x, .what = "apply"};
     int rc = STORE_PERMANENT;
+    unsigned used = 0; /* the lanes this send queues on */
     snprintf(err, errlen, "out of memory");
     if (!x || !how || prepare_ledger(s, x, n) != 0 || !(op.tw = calloc(n ? n : 1, sizeof(*op.tw))))
         goto fail;
@@ -3310,7 +3507,8 @@ static int tx_apply_send(store *s, store_apply_req *reqs, size_t n, char *err, s
         size_t e = b + 1;
         while (e < n && !strcmp(reqs[e].customer_id, reqs[b].customer_id))
             e++;
-        const wcust *w = wt_find(t, reqs[b].customer_id);
+        int lane = lane_of(reqs[b].customer_id, nl);
+        const wcust *w = scripts ? NULL : wt_find(t, reqs[b].customer_id);
         if (w && w->l_wrong) { /* RPUSH would fail inside EXEC, where the other writes stay */
             snprintf(err, errlen,
                      "redis MULTI/EXEC (apply): WRONGTYPE fidelio apply: %s{%s}:l is not a list; nothing was written",
@@ -3319,16 +3517,18 @@ static int tx_apply_send(store *s, store_apply_req *reqs, size_t n, char *err, s
                 drop_connection(s);
             goto fail;
         }
-        how[b] = tx_decide(s, t, w, reqs, b, e, now);
+        how[b] = scripts ? TX_SCRIPT : tx_decide(s, t, w, reqs, b, e, now);
         for (size_t i = b + 1; i < e; i++)
             how[i] = how[b];
+        if (how[b] == TX_WRITE || how[b] == TX_SCRIPT)
+            used |= 1u << lane;
         if (how[b] == TX_WRITE || how[b] == TX_SCRIPT) { /* (the script's: what it may add) */
             agg_sum *sums = NULL;
             size_t ns = 0;
             if (sum_aggregates(reqs, b, e, &sums, &ns) != 0)
                 goto fail;
             const char *bad = NULL;
-            int ar = aggsums_customer(&tot, sums, ns, how[b] == TX_SCRIPT, &bad);
+            int ar = aggsums_customer(&tot[lane], sums, ns, how[b] == TX_SCRIPT, &bad);
             if (ar > 0) /* the send's own sum would leave 64 bits */
                 agg_refused(s, bad, err, errlen);
             free(sums);
@@ -3341,106 +3541,149 @@ static int tx_apply_send(store *s, store_apply_req *reqs, size_t n, char *err, s
         }
         b = e;
     }
-    if (agg_overflow || agg_check(s, t, &tot, s->txa, err, errlen) != 0) {
-        if (s->tx_open) /* earlier sends of the transaction are queued: the connection (and they) go */
+    for (int l = 0; l < nl && !agg_overflow && !scripts; l++) { /* (the script checks its own) */
+        if (!tot[l].n)
+            continue;
+        if (nl == 1) {
+            if (agg_check(s, t, &tot[l], s->txa[l], err, errlen) != 0)
+                agg_overflow = true;
+            continue;
+        }
+        aggsums bounds = {0};
+        const char *bad = NULL;
+        int br = lane_bounds(s, l, tot, &bounds, &bad);
+        if (br < 0) {
+            aggsums_clear(&bounds);
+            goto fail;
+        }
+        if (br > 0)
+            agg_refused(s, bad, err, errlen);
+        if (br > 0 || agg_check(s, t, &tot[l], &bounds, err, errlen) != 0)
+            agg_overflow = true;
+        aggsums_clear(&bounds);
+    }
+    if (agg_overflow) {
+        if (s->tx_open) /* earlier sends of the transaction are queued: the connections (and they) go */
             drop_connection(s);
         goto fail;
     }
-    if (!s->tx_open) {
-        const char *argv[] = {"MULTI"};
-        append_argv(s, 1, argv, NULL);
-        op.opens = true;
-        s->tx_open = true;
-    }
+    if (!used && !s->tx_open)
+        used = 1; /* (nothing to write: an empty MULTI/EXEC on lane 0 still answers the send) */
     apply_ctx **tail = &x->next;
-    for (size_t b = 0; b < n;) {
-        size_t e = b + 1;
-        while (e < n && !strcmp(reqs[e].customer_id, reqs[b].customer_id))
-            e++;
-        if (how[b] == TX_SCRIPT) { /* a run of customers for the script, in its own calls */
-            while (e < n && how[e] == TX_SCRIPT)
+    for (int l = 0; l < nl; l++) {
+        if (!(used & (1u << l)))
+            continue;
+        s->qlane = l;
+        if (!(s->txmask & (1u << l))) {
+            const char *argv[] = {"MULTI"};
+            if (append_argv(s, 1, argv, NULL) != 0)
+                goto fail_queued;
+            op.opens |= 1u << l;
+            s->txmask |= 1u << l;
+            s->tx_open = true;
+        }
+        for (size_t b = 0; b < n;) {
+            size_t e = b + 1;
+            while (e < n && !strcmp(reqs[e].customer_id, reqs[b].customer_id))
                 e++;
-            for (size_t i = b; i < e; i++) {
-                reqs[i].status = STORE_FENCED; /* until EXEC says otherwise */
-                reqs[i].version = 0;
+            if (lane_of(reqs[b].customer_id, nl) != l) {
+                b = e;
+                continue;
             }
-            size_t nc;
-            apply_ctx *y = plan_ctx(reqs + b, e - b, NULL, now, &nc);
-            if (!y)
-                goto fail_queued;
-            *tail = y;
-            tail = &y->next;
-            if (prepare_ledger(s, y, e - b) != 0)
-                goto fail_queued;
-            for (size_t c = 0; c < nc; c++) {
-                if (append_call(s, c, y) != 0 || tx_queue(s, NULL, &op, &op.captags, y, c) != 0)
+            if (how[b] == TX_SCRIPT) { /* a run of the lane's customers for the script, in its own calls */
+                while (e < n && how[e] == TX_SCRIPT && lane_of(reqs[e].customer_id, nl) == l)
+                    e++;
+                for (size_t i = b; i < e; i++) {
+                    reqs[i].status = STORE_FENCED; /* until EXEC says otherwise */
+                    reqs[i].version = 0;
+                }
+                size_t nc;
+                apply_ctx *y = plan_ctx(reqs + b, e - b, NULL, now, &nc);
+                if (!y)
                     goto fail_queued;
+                *tail = y;
+                tail = &y->next;
+                if (prepare_ledger(s, y, e - b) != 0)
+                    goto fail_queued;
+                for (size_t c = 0; c < nc; c++) {
+                    if (append_call(s, c, y) != 0 || tx_queue(s, NULL, &op, &op.captags, y, c) != 0)
+                        goto fail_queued;
+                }
+            } else if (how[b] == TX_WRITE) {
+                const wcust *w = wt_find(t, reqs[b].customer_id);
+                for (size_t i = b; i < e; i++) {
+                    reqs[i].status = STORE_FENCED; /* until EXEC says otherwise */
+                    reqs[i].version = w->v;
+                }
+                int wr = tx_write(s, t, w, x, b, e, &op, &op.captags);
+                if (wr != 0)
+                    goto fail_queued;
+                op.tw[op.ntw++] = (txw){.reqs = reqs + b, .n = e - b, .v = w->v, .lane = l};
             }
-        } else if (how[b] == TX_WRITE) {
-            const wcust *w = wt_find(t, reqs[b].customer_id);
-            for (size_t i = b; i < e; i++) {
-                reqs[i].status = STORE_FENCED; /* until EXEC says otherwise */
-                reqs[i].version = w->v;
+            b = e;
+        }
+        /* the outputs of the lane's touchpoints read from a partition: one HSET per source and send */
+        for (size_t i = 0; i < n; i++) {
+            const store_apply_req *q = &reqs[i];
+            if (how[i] != TX_WRITE || !outputs_by_source(q) || !q->outputs || !q->outputs->len ||
+                lane_of(q->customer_id, nl) != l)
+                continue;
+            bool before = false;
+            for (size_t j = 0; j < i && !before; j++)
+                before = how[j] == TX_WRITE && outputs_by_source(&reqs[j]) && reqs[j].outputs &&
+                         reqs[j].outputs->len && reqs[j].partition == q->partition &&
+                         reqs[j].source_credits == q->source_credits && lane_of(reqs[j].customer_id, nl) == l;
+            if (before) /* (written with the first of its source) */
+                continue;
+            argvec a;
+            argvec_begin(&a, s);
+            arg_s(&a, "HSET");
+            arg_f(&a, "%so:%c%d", s->prefix, q->source_credits ? 'c' : 't', (int)q->partition);
+            for (size_t j = i; j < n; j++) {
+                const store_apply_req *r = &reqs[j];
+                if (how[j] == TX_WRITE && outputs_by_source(r) && r->outputs && r->outputs->len &&
+                    r->partition == q->partition && r->source_credits == q->source_credits &&
+                    lane_of(r->customer_id, nl) == l) {
+                    output_field(&a, r->offset, r->customer_id, r->id);
+                    arg(&a, r->outputs->data, r->outputs->len);
+                    ow_note_req(s, r);
+                }
             }
-            int wr = tx_write(s, t, w, x, b, e, &op, &op.captags);
-            if (wr != 0)
+            if (tx_queue(s, &a, &op, &op.captags, NULL, 0) != 0)
                 goto fail_queued;
-            op.tw[op.ntw++] = (txw){.reqs = reqs + b, .n = e - b, .v = w->v};
         }
-        b = e;
-    }
-    /* the outputs of the touchpoints read from a partition: one HSET per source and send */
-    for (size_t i = 0; i < n; i++) {
-        const store_apply_req *q = &reqs[i];
-        if (how[i] != TX_WRITE || !outputs_by_source(q) || !q->outputs || !q->outputs->len)
-            continue;
-        bool before = false;
-        for (size_t j = 0; j < i && !before; j++)
-            before = how[j] == TX_WRITE && outputs_by_source(&reqs[j]) && reqs[j].outputs && reqs[j].outputs->len &&
-                     reqs[j].partition == q->partition && reqs[j].source_credits == q->source_credits;
-        if (before) /* (written with the first of its source) */
-            continue;
-        argvec a;
-        argvec_begin(&a, s);
-        arg_s(&a, "HSET");
-        arg_f(&a, "%so:%c%d", s->prefix, q->source_credits ? 'c' : 't', (int)q->partition);
-        for (size_t j = i; j < n; j++) {
-            const store_apply_req *r = &reqs[j];
-            if (how[j] == TX_WRITE && outputs_by_source(r) && r->outputs && r->outputs->len &&
-                r->partition == q->partition && r->source_credits == q->source_credits) {
-                output_field(&a, r->offset, r->customer_id, r->id);
-                arg(&a, r->outputs->data, r->outputs->len);
-                ow_note_req(s, r);
-            }
-        }
-        if (tx_queue(s, &a, &op, &op.captags, NULL, 0) != 0)
+        /* the deltas: summed with the lane's transaction's other sends', added at its EXEC (tx_close) */
+        if (!s->txa[l] && !(s->txa[l] = calloc(1, sizeof(*s->txa[l]))))
             goto fail_queued;
+        for (size_t k = 0; k < tot[l].n; k++) {
+            const aggsum *a = &tot[l].v[k];
+            if (aggsums_add(s->txa[l], aggsums_key(&tot[l], k), a->sum, a->hincr, a->up, a->down) != 0)
+                goto fail_queued; /* (agg_check made sure it fits: out of memory) */
+        }
     }
-    /* the deltas: summed with the transaction's other sends', added at its EXEC (tx_close) */
-    if (!s->txa && !(s->txa = calloc(1, sizeof(*s->txa))))
-        goto fail_queued;
-    for (size_t k = 0; k < tot.n; k++) {
-        const aggsum *a = &tot.v[k];
-        if (aggsums_add(s->txa, aggsums_key(&tot, k), a->sum, a->hincr, a->up, a->down) != 0)
-            goto fail_queued; /* (agg_check made sure it fits: out of memory) */
-    }
+    s->qlane = 0;
     free(how);
-    aggsums_clear(&tot);
+    for (int l = 0; l < LANES; l++)
+        aggsums_clear(&tot[l]);
     return send_done(s, &op, err, errlen);
-fail_queued: /* commands half appended: the connection goes (Redis discards the MULTI with it) */
+fail_queued: /* commands half appended: the connections go (Redis discards the MULTIs with them) */
+    s->qlane = 0;
     snprintf(err, errlen, "out of memory");
     drop_connection(s);
 fail:
     op_free(&op);
     free(how);
-    aggsums_clear(&tot);
+    for (int l = 0; l < LANES; l++)
+        aggsums_clear(&tot[l]);
     return rc;
 }
 
-/* Read the replies of a transaction: its sends' QUEUED, then EXEC's. A
- * command refused when queued (NOPERM, OOM) aborts the transaction: nothing
- * written. EXEC's nil (a watched :p changed since the fetch: another writer)
- * leaves every customer of it FENCED, decided again on a fresh fetch. */
+/* Read the replies of a transaction (one MULTI/EXEC per lane it used): its
+ * sends' QUEUED, then each lane's EXEC. A command refused when queued
+ * (NOPERM, OOM) aborts its lane's transaction: nothing of it written. An
+ * EXEC's nil (a key its lane watched changed since the fetch: another
+ * writer) leaves every customer of that lane FENCED, decided again on a
+ * fresh fetch; the other lanes' apply. */
 static int tx_recv(store *s, char *err, size_t errlen)
 {
     store_op *grp = NULL;
@@ -3448,6 +3691,7 @@ static int tx_recv(store *s, char *err, size_t errlen)
     int rc = 0, qrc = 0;
     char qerr[700] = "";
     bool closed = false, lost = false;
+    unsigned exec_mask = 0;
     while (!closed) {
         if (s->opshead == s->nops || !s->ops[s->opshead].tx) {
             snprintf(err, errlen, "redis MULTI/EXEC (apply): a transaction without its EXEC (a bug)");
@@ -3468,9 +3712,23 @@ static int tx_recv(store *s, char *err, size_t errlen)
         store_op *op = &grp[ng++];
         *op = s->ops[s->opshead++];
         closed = op->execs;
-        for (size_t i = 0; i < op->nq + op->opens; i++) {
+        exec_mask = op->exec_mask;
+        /* each lane's MULTI first (sent before its commands), then the commands, each on its lane */
+        size_t nopen = 0;
+        for (int l = 0; l < LANES; l++)
+            nopen += !!(op->opens & (1u << l));
+        for (size_t i = 0; i < nopen + op->nq; i++) {
+            int lane = 0;
+            if (i < nopen) {
+                for (unsigned m = op->opens, k = 0;; m &= m - 1, k++)
+                    if (k == i) {
+                        lane = __builtin_ctz(m);
+                        break;
+                    }
+            } else
+                lane = op->tags[i - nopen].lane;
             redisReply *r;
-            if (get_reply(s, &r, "MULTI/EXEC (apply)", err, errlen) != 0) {
+            if (get_lane_reply(s, lane, &r, "MULTI/EXEC (apply)", err, errlen) != 0) {
                 rc = STORE_TRANSIENT;
                 lost = true;
                 break;
@@ -3484,13 +3742,16 @@ static int tx_recv(store *s, char *err, size_t errlen)
         if (lost)
             break;
     }
-    redisReply *r = NULL;
-    if (!lost && get_reply(s, &r, "EXEC (apply)", err, errlen) != 0) {
-        rc = STORE_TRANSIENT;
-        lost = true;
-    }
-    if (!lost) {
-        if (r->type == REDIS_REPLY_ERROR) { /* EXECABORT: nothing ran */
+    for (int l = 0; l < LANES && !lost; l++) {
+        if (!(exec_mask & (1u << l)))
+            continue;
+        redisReply *r = NULL;
+        if (get_lane_reply(s, l, &r, "EXEC (apply)", err, errlen) != 0) {
+            rc = STORE_TRANSIENT;
+            lost = true;
+            break;
+        }
+        if (r->type == REDIS_REPLY_ERROR) { /* EXECABORT: nothing of the lane ran */
             snprintf(err, errlen, "redis MULTI/EXEC (apply): %s; nothing was written (%.60s)", qerr[0] ? qerr : r->str,
                      r->str);
             rc = qrc ? qrc : reply_class(r);
@@ -3498,8 +3759,11 @@ static int tx_recv(store *s, char *err, size_t errlen)
             size_t k = 0;
             for (size_t g = 0; g < ng; g++) {
                 const store_op *op = &grp[g];
-                for (size_t i = 0; i < op->nq; i++, k++) {
+                for (size_t i = 0; i < op->nq; i++) {
+                    if (op->tags[i].lane != l)
+                        continue;
                     const redisReply *e = k < r->elements ? r->element[k] : NULL;
+                    k++;
                     if (!e) {
                         snprintf(err, errlen, "redis EXEC (apply): %zu replies for more commands", r->elements);
                         rc = STORE_PERMANENT;
@@ -3521,14 +3785,15 @@ static int tx_recv(store *s, char *err, size_t errlen)
                     }
                 }
                 for (size_t w = 0; w < op->ntw; w++)
-                    for (size_t i = 0; i < op->tw[w].n; i++) {
-                        op->tw[w].reqs[i].status = STORE_APPLIED;
-                        op->tw[w].reqs[i].version = op->tw[w].v + (int64_t)i + 1;
-                    }
+                    if (op->tw[w].lane == l)
+                        for (size_t i = 0; i < op->tw[w].n; i++) {
+                            op->tw[w].reqs[i].status = STORE_APPLIED;
+                            op->tw[w].reqs[i].version = op->tw[w].v + (int64_t)i + 1;
+                        }
             }
-        } /* nil: a watched key changed; every request stays FENCED */
+        } /* nil: a key the lane watched changed; every request of it stays FENCED */
+        freeReplyObject(r);
     }
-    freeReplyObject(r);
     for (size_t g = 0; g < ng; g++)
         op_free(&grp[g]);
     free(grp);
@@ -3539,8 +3804,13 @@ static int tx_recv(store *s, char *err, size_t errlen)
 
 int store_apply_send(store *s, store_apply_req *reqs, size_t n, char *err, size_t errlen)
 {
-    if (!s->readonly && s->watching && s->wready && s->c && !s->c->err)
-        return tx_apply_send(s, reqs, n, err, errlen);
+    bool lanes_ok = true;
+    for (int l = 1; l < s->wlanes && l < LANES; l++)
+        lanes_ok &= s->lc[l] && !s->lc[l]->err;
+    if (!s->readonly && s->watching && s->wready && s->c && !s->c->err && lanes_ok)
+        return tx_apply_send(s, reqs, n, false, err, errlen);
+    if (!s->readonly && s->wlanes > 1 && s->wt && s->c && !s->c->err && lanes_ok)
+        return tx_apply_send(s, reqs, n, true, err, errlen);
     size_t ncalls;
     apply_ctx *x = plan_ctx(reqs, n, NULL, s->now_ms ? s->now_ms : clock_wall_ms(), &ncalls);
     if (!x) {
@@ -3586,6 +3856,10 @@ int store_apply(store *s, store_apply_req *reqs, size_t n, char *err, size_t err
 
 void store_set_now(store *s, int64_t now_ms) { s->now_ms = now_ms; }
 
+void store_set_lane_min(store *s, size_t n) { s->lane_min = n; }
+
+int store_lane_of(const char *customer_id) { return lane_of(customer_id, LANES); }
+
 int store_trim(store *s, const char *const *customer_ids, size_t n, int64_t now_ms, long long *trimmed, char *err,
                size_t errlen)
 {
@@ -3616,7 +3890,7 @@ int store_ledger(store *s, const char *customer_id, long n, buf *out, char *err,
     }
     key(s, customer_id, 'l', k, sizeof(k));
     redisReply *r = redisCommand(s->c, "LRANGE %s %ld -1", k, -n);
-    int crc = command_ok(s, r, "LRANGE", err, errlen);
+    int crc = command_ok(s->c, r, "LRANGE", err, errlen);
     if (crc)
         return crc;
     int rc = 0;
@@ -3653,7 +3927,7 @@ static int scan_keys(store *s, const char *pattern, scan_page_fn page, void *opa
     char cursor[32] = "0";
     do {
         redisReply *r = redisCommand(s->c, "SCAN %s MATCH %s COUNT 1000", cursor, pattern);
-        int crc = command_ok(s, r, "SCAN", err, errlen);
+        int crc = command_ok(s->c, r, "SCAN", err, errlen);
         if (crc)
             return crc;
         snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
@@ -3698,7 +3972,7 @@ int store_registry_read(store *s, store_registry *reg, char *err, size_t errlen)
     if (ensure_connected(s, err, errlen) != 0)
         return -1;
     redisReply *r = redisCommand(s->c, "HMGET %sprogram version digest", s->prefix);
-    if (command_ok(s, r, "HMGET program", err, errlen))
+    if (command_ok(s->c, r, "HMGET program", err, errlen))
         return -1;
     if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 && r->element[0]->type == REDIS_REPLY_STRING) {
         reg->has_program = true;
@@ -3708,7 +3982,7 @@ int store_registry_read(store *s, store_registry *reg, char *err, size_t errlen)
     }
     freeReplyObject(r);
     r = redisCommand(s->c, "SMEMBERS %sstages", s->prefix);
-    if (command_ok(s, r, "SMEMBERS stages", err, errlen))
+    if (command_ok(s->c, r, "SMEMBERS stages", err, errlen))
         return -1;
     for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
         if (r->element[i]->type != REDIS_REPLY_STRING)
@@ -3762,7 +4036,7 @@ int store_registry_write(store *s, const char *version, const char *digest, cons
     int rc = 0;
     if (argc > 2) {
         redisReply *r = redisCommandArgv(s->c, (int)argc, argv, lens);
-        rc = command_ok(s, r, "SADD stages", err, errlen);
+        rc = command_ok(s->c, r, "SADD stages", err, errlen);
         if (rc == 0)
             freeReplyObject(r);
     }
@@ -3771,7 +4045,7 @@ int store_registry_write(store *s, const char *version, const char *digest, cons
     if (rc != 0)
         return -1;
     redisReply *r = redisCommand(s->c, "HSET %sprogram version %s digest %s", s->prefix, version, digest);
-    if (command_ok(s, r, "HSET program", err, errlen))
+    if (command_ok(s->c, r, "HSET program", err, errlen))
         return -1;
     freeReplyObject(r);
     /* its number for the ledger entries (0 on a failure: entries then name it in full) */
@@ -3786,7 +4060,7 @@ int store_aggregates_incomplete(store *s, char *err, size_t errlen)
     if (ensure_connected(s, err, errlen) != 0)
         return -1;
     redisReply *r = redisCommand(s->c, "HSET %saggregates complete 0", s->prefix);
-    if (command_ok(s, r, "HSET aggregates", err, errlen))
+    if (command_ok(s->c, r, "HSET aggregates", err, errlen))
         return -1;
     freeReplyObject(r);
     return 0;
@@ -3797,7 +4071,7 @@ int store_ping(store *s, char *err, size_t errlen)
     if (ensure_connected(s, err, errlen) != 0)
         return -1;
     redisReply *r = redisCommand(s->c, "PING");
-    if (command_ok(s, r, "PING", err, errlen))
+    if (command_ok(s->c, r, "PING", err, errlen))
         return -1; /* a lost connection is made again on the next call */
     freeReplyObject(r);
     return 0;
@@ -3809,7 +4083,7 @@ int store_aggregates(store *s, buf *out, size_t *n, char *err, size_t errlen)
     if (ensure_connected(s, err, errlen) != 0)
         return -1;
     redisReply *r = redisCommand(s->c, "HGETALL %saggregates", s->prefix);
-    if (command_ok(s, r, "HGETALL aggregates", err, errlen))
+    if (command_ok(s->c, r, "HGETALL aggregates", err, errlen))
         return -1;
     int rc = 0;
     for (size_t i = 0; i + 1 < r->elements && !rc; i += 2) {
@@ -3921,7 +4195,7 @@ static int namespace_keys_page(store *s, const redisReply *keys, void *opaque, c
     *kc->n += (long long)keys->elements;
     for (size_t i = 0; kc->wipe && i < keys->elements; i++) {
         redisReply *d = redisCommand(s->c, "UNLINK %b", keys->element[i]->str, keys->element[i]->len);
-        int drc = command_ok(s, d, "UNLINK", err, errlen);
+        int drc = command_ok(s->c, d, "UNLINK", err, errlen);
         if (drc)
             return drc;
         freeReplyObject(d);
@@ -3958,7 +4232,7 @@ int store_meta_get(store *s, const char *name, buf *out, bool *found, char *err,
     if (ensure_connected(s, err, errlen) != 0)
         return STORE_TRANSIENT;
     redisReply *r = redisCommand(s->c, "GET %s%s", s->prefix, name);
-    int rc = command_ok(s, r, "GET", err, errlen);
+    int rc = command_ok(s->c, r, "GET", err, errlen);
     if (rc)
         return rc;
     if (r->type == REDIS_REPLY_STRING) {

@@ -92,13 +92,13 @@
  * the HGETALLs of sources not yet looked at (OUTPUTS AFTER THE COMMIT; none
  * for most fetches), UNWATCH (when a WATCH is still in
  * force: a fetch whose batch applied nothing), WATCH of the :p of its first
- * 512 customers (WATCH_MAX), then per customer HGETALL :p (the profile's pieces) and
+ * 512 customers per lane (WATCH_MAX; LANES below), then per customer HGETALL :p (the profile's pieces) and
  * LLEN :l (watched customers), per run of a customer's ids one HMGET of :d
  * (credits: of :c, then of :d: layout 1), and HGETALL <prefix>aggregates.
  * What it read is kept per customer (store.c: the watched table). The
  * applies that follow (store_apply_send, once or more: the pipeline streams
  * its groups of customers) decide in C, from that table, exactly what the
- * script decides (below), and queue the writes in ONE MULTI: HSET :p (v + n,
+ * script decides (below), and queue the writes in ONE MULTI (per lane): HSET :p (v + n,
  * the last event's profile in its pieces, hw, a credit's (or source-less event's) outputs
  * o<k><id>, po and tn when they change), HDEL :p of the outputs committed
  * (step 1) and of pieces past the profile's (a rebuild of :p: LAYOUT 7), HSET :d / HSET :c of the records, RPUSH :l, LTRIM :l only when
@@ -111,16 +111,38 @@
  * watches after batch n's EXEC and reads what it wrote) or by
  * store_apply_recv. The data written is byte for byte the script's (the
  * layout stays: nothing to migrate; the test tx_writes_what_the_script_writes).
+ *   - LANES: a fetch of 256 customers or more (store_set_lane_min) spreads
+ *     them over two connections ("lanes") by a hash of the id (lane_of):
+ *     each lane sends its own UNWATCH/WATCH and its customers' reads, and
+ *     queues their writes in its own MULTI/EXEC, with its own HINCRBY per
+ *     aggregate field (its customers' deltas); the first lane carries the
+ *     rest (the drops, the scans, HGETALL of the aggregates, a fetch's second
+ *     round trip). Why: Redis 7.0's WATCH checks each key against every key
+ *     the connection already watches, so n keys cost ~n^2 (one WATCH of 256
+ *     keys 375 us, of 512 1,947 us, measured): two lanes of n/2 cost half,
+ *     for ~60 more HINCRBY per round. A customer's reads and writes always go
+ *     on its lane, in order, so a fetch reads what every apply sent before it
+ *     wrote: the lanes (one or two) change only at a fetch sent with nothing
+ *     in flight (a fetch sent behind applies keeps theirs), and while the
+ *     lanes are in use an apply without a WATCH in force (the pipeline's
+ *     later levels of in-process credits) queues each customer's script calls
+ *     on its lane too, in a MULTI/EXEC per lane. (A decision that writes
+ *     nothing, a DLQ, is never checked by an EXEC: a read on the wrong lane
+ *     would go unseen; seen in e2e_replay with every fetch on the lanes,
+ *     before these two rules.) Everything below holds per lane: "the
+ *     transaction" is a lane's.
  *   - Fencing: EXEC answers nil when a watched :p changed after the fetch (any
  *     client: another instance, a zombie, this connection outside the
  *     transaction): nothing of the transaction ran, every request of it is
  *     FENCED and the pipeline decides it again on a fresh fetch (as before).
- *     One foreign write fences the whole transaction (a batch's round), not
- *     only its customer. A version that already differs at the fetch is
- *     FENCED in C, nothing queued.
+ *     One foreign write fences the whole transaction (a batch's round on that
+ *     lane), not only its customer; the other lane's applies. A version that
+ *     already differs at the fetch is FENCED in C, nothing queued.
  *   - Atomicity: Redis 7 refuses a command when it is queued (NOPERM: ACL;
  *     OOM: maxmemory, any command inside MULTI; verified on 7.0.15) and EXEC
- *     then aborts the whole transaction (EXECABORT): nothing written. Errors
+ *     then aborts the whole transaction (EXECABORT): nothing of it written
+ *     (the other lane's may have run: store_apply returns the error, each
+ *     request keeps its status, a customer is never half-written). Errors
  *     raised while EXEC runs (WRONGTYPE) do NOT undo the other commands, so
  *     they are excluded by the reads under WATCH: :p (HGETALL), :d and :c (HMGET
  *     of the batch's ids) fail the fetch when of another type, as before; an
@@ -128,7 +150,9 @@
  *     HINCRBY (not a hash, a field not an integer or that would leave
  *     (-9e18, 9e18): the field as fetched + what the transaction already
  *     queued + the send's deltas, every sum checked, with what the script
- *     calls inside the transaction may add; the transaction's sum of a field
+ *     calls inside the transaction may add and, with lanes, what the other
+ *     lane's transaction may add before or after it (its positive and
+ *     negative sums apart); the transaction's sum of a field
  *     must fit one HINCRBY) refuses the apply send before
  *     anything is queued ("WRONGTYPE|ERR fidelio apply: ...; nothing was
  *     written"; earlier sends of the transaction are discarded with the
@@ -141,10 +165,12 @@
  *     store_apply returns STORE_PERMANENT.
  *   - The aggregates hash is shared by every instance, so not watched (a
  *     WATCH would fence every transaction on every other instance's commit):
- *     HINCRBY adds whatever the others added meanwhile.
+ *     HINCRBY adds whatever the others added meanwhile (and the other lane:
+ *     the HGETALL, on the first lane, may run before the other lane's last
+ *     EXEC; the check's margin, 9e18 against 2^63, is what covers them).
  *   - What C does not decide goes through the script below, queued as EVALSHA
  *     calls inside the same MULTI (its reply comes in EXEC's): a customer
- *     beyond the 512 watched, one of layout <= 3 still indexed by :t, one
+ *     beyond the 512 watched per lane, one of layout <= 3 still indexed by :t, one
  *     whose trim scan of :d is due (tn an eighth of the retention past the
  *     cutoff: at most once per eighth of the retention of event time), one
  *     with an id found at the fetch or twice in its requests (a DUPLICATE,
@@ -596,6 +622,11 @@ int store_trim(store *s, const char *const *customer_ids, size_t n, int64_t now_
 /* For tests: the wall clock (epoch ms) store_apply's trim caps the horizon
  * with; 0 (the default) reads the real clock. */
 void store_set_now(store *s, int64_t now_ms);
+/* For tests: the customers a fetch needs to spread them over the lanes (THE
+ * APPLY, lanes; default 256; 0: never). */
+void store_set_lane_min(store *s, size_t n);
+/* For tests: the lane of a customer in a fetch spread over the lanes. */
+int store_lane_of(const char *customer_id);
 
 /* The newest n ledger entries of a customer as JSON lines, oldest first
  * (layouts 3-4: Avro RewardEvents decoded; layout 2's JSON as stored). */
