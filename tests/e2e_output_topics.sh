@@ -85,7 +85,14 @@ for t in rewards stage-changes fidelio-credits; do
     on_topics=$((on_topics + n))
 done
 b3_out=$(sed -n 's/.* stopped: .* \([0-9]*\) outputs in .*/\1/p' "$WORK/b3.log")
-[ "$b3_out" = "$outputs" ] || fail "two producers: $b3_out outputs, one producer: $outputs (the same seeds)"
-[ "$on_topics" = "$b3_out" ] || fail "two producers: $b3_out outputs produced, $on_topics on the topics"
-pass "pipeline.output_producers=2: topics shared between two producers, $on_topics outputs delivered (as with one)"
+b3_in=$(sed -n 's/.* stopped: \([0-9]*\) touchpoints, .*/\1/p' "$WORK/b3.log")
+tp_in=$(sed -n 's/.* stopped: \([0-9]*\) touchpoints, .*/\1/p' "$WORK/debug.log")
+# every seed consumed, as with one producer; the number of outputs is not compared with that
+# run's: a live run applies the referral credits (read back from fidelio-credits) wherever
+# they fall between the referrers' touchpoints, so two runs may differ in their outputs (seen:
+# 569 against 570, CI of b1ff568); what two producers must not change is that every output made
+# is delivered
+[ "$b3_in" = "$tp_in" ] || fail "two producers: $b3_in touchpoints consumed, one producer: $tp_in (the same seeds)"
+[ "$b3_out" -gt 0 ] && [ "$on_topics" = "$b3_out" ] || fail "two producers: $b3_out outputs produced, $on_topics on the topics"
+pass "pipeline.output_producers=2: topics shared between two producers, $b3_in touchpoints, $on_topics outputs made and delivered"
 done_ok
