@@ -769,6 +769,7 @@ store *store_open_readonly(const char *url, const char *prefix, char *err, size_
 }
 
 static void drop_in_flight(store *s);
+static void free_lanes(store *s);
 struct wtable;
 static void wt_free(struct wtable *t);
 struct aggsums;
@@ -791,9 +792,7 @@ void store_close(store *s)
         }
     if (s->c)
         redisFree(s->c);
-    for (int l = 1; l < LANES; l++)
-        if (s->lc[l])
-            redisFree(s->lc[l]);
+    free_lanes(s);
     drop_in_flight(s);
     wt_free(s->wt);
     for (int l = 0; l < LANES; l++)
@@ -813,8 +812,6 @@ void store_close(store *s)
     free(s->ops);
     free(s);
 }
-
-static void free_lanes(store *s);
 
 int store_reconnect(store *s, char *err, size_t errlen)
 {
@@ -988,8 +985,10 @@ static redisContext *cur(const store *s) { return lane_ctx(s, s->qlane); }
 /* The lane of a customer when a fetch spreads its customers over n lanes. */
 static int lane_of(const char *customer, int n)
 {
+    if (n <= 1)
+        return 0; /* (no hash: every send without lanes asks) */
     uint32_t h = str_hash(customer);
-    return n > 1 ? (int)((h ^ (h >> 16)) % (uint32_t)n) : 0;
+    return (int)((h ^ (h >> 16)) % (uint32_t)n);
 }
 
 /* Close lanes 1.. (with lane 0: whatever was in flight on them is gone too). */
