@@ -20,6 +20,8 @@
  *                                      at most once, a crash right after a commit may miss a batch's)
  *   complete                           "1" when the aggregates were kept since the namespace began,
  *                                      "0" once a run had pipeline.report_aggregates=0
+ *   hashtable                          no figure: a long text that keeps the hash a hashtable in
+ *                                      Redis (store.h); store_aggregates leaves it out
  *
  * Reading: one HGETALL; its size grows with rules x days of event time, never
  * with customers. */

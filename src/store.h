@@ -80,7 +80,10 @@
  *                                   written, read by `fidelio ledger` for those entries
  *   <prefix>aggregates       HASH   the report's counters (fields in report.h), incremented by
  *                                   the apply script in the same atomic apply; "complete" is
- *                                   set when the namespace is created. (Not slot-bound: with
+ *                                   set when the namespace is created; "hashtable", a text of
+ *                                   ~1,200 bytes written by `run` at start-up (HSETNX), keeps it a
+ *                                   hashtable (THE AGGREGATES A HASHTABLE below; no figure:
+ *                                   store_aggregates leaves it out). (Not slot-bound: with
  *                                   Redis Cluster it must become one hash per slot.)
  *
  * No key has a TTL. Redis must never evict them: store_open (and every
@@ -183,6 +186,22 @@
  *     as one hash per slot), as the script calls would.
  *   - Exactly-once mode changes nothing here: the store's apply is the same;
  *     the Kafka transaction covers the outputs and offsets.
+ *
+ * THE AGGREGATES A HASHTABLE. Redis keeps a hash as a listpack while it has at
+ * most hash-max-listpack-entries fields (512 in Redis 7.0) and no value longer
+ * than hash-max-listpack-value (64), and a listpack is searched field by
+ * field: an HINCRBY of <prefix>aggregates, a hash of ~400 fields for a month
+ * of event time (rules x days), scans it (4.9-7.2 us per call at 412 fields,
+ * 0.27-0.31 as a hashtable; redis-benchmark, README Performance, "Redis CPU
+ * per event, fifth step"), and each transaction sends one per field it
+ * touches (~70). So the store's connection, writable, writes the field
+ * "hashtable" (HSETNX: once; a listpack converts at once, for good) whose
+ * value, longer than 1,100 bytes, passes any hash-max-listpack-value in use
+ * (64 by default, 1024 where recommended for memory); with one above it the hash stays a
+ * listpack, as before. Not a layout change: fidelio of any layout ignores a
+ * field it does not know in this hash (the report reads its fields by name;
+ * store_aggregates leaves this one out), a read-only tool writes nothing. A
+ * refusal of the HSETNX (another type, OOM, ACL) is left to the applies.
  *
  * THE SCRIPT (one Lua script, EVALSHA with NOSCRIPT recovery: the applies
  * C does not decide, store_trim). store_apply without a WATCH in force

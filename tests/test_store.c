@@ -1846,6 +1846,67 @@ static long long agg_field(const char *field)
     return v;
 }
 
+/* The aggregates hash is kept a hashtable (store.h, THE AGGREGATES A HASHTABLE):
+ * as a listpack (Redis's encoding up to 512 fields) each HINCRBY scans it for
+ * its field. A new namespace's and, at `run`'s start, an older one's; the
+ * field that does it is no figure (store_aggregates, the report leave it out);
+ * a read-only tool writes nothing. */
+START_TEST(aggregates_kept_as_a_hashtable)
+{
+    char enc[32];
+    /* the fixture's namespace, new: a hashtable before any apply, and after */
+    redisReply *r = redis_raw("OBJECT ENCODING %saggregates", prefix);
+    ck_assert(r && r->type == REDIS_REPLY_STRING);
+    snprintf(enc, sizeof(enc), "%s", r->str);
+    freeReplyObject(r);
+    ck_assert_str_eq(enc, "hashtable");
+    const char *pairs[] = {"dlq|bad_json", "2"};
+    ck_assert_msg(store_aggregates_add(s, pairs, 1, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(agg_field("dlq|bad_json"), 2);
+    /* a namespace whose aggregates are a listpack (written before this): read-only tools leave it,
+     * the next `run` converts it, the figures as they were */
+    const char *old = REDIS_FIXTURE_PREFIX "aggold:";
+    RAW_OK("SET %slayout 7", old);
+    RAW_OK("HSET %saggregates complete 1 events|PURCHASE 12 points|balance -5", old);
+    store *ro = store_open_readonly(redis_url, old, err, sizeof(err));
+    ck_assert_msg(ro != NULL, "%s", err);
+    r = redis_raw("OBJECT ENCODING %saggregates", old);
+    ck_assert(r && r->type == REDIS_REPLY_STRING);
+    ck_assert_str_eq(r->str, "listpack");
+    freeReplyObject(r);
+    store *o = store_open(redis_url, old, DAY, 0, err, sizeof(err));
+    ck_assert_msg(o != NULL, "%s", err);
+    r = redis_raw("OBJECT ENCODING %saggregates", old);
+    ck_assert(r && r->type == REDIS_REPLY_STRING);
+    ck_assert_str_eq(r->str, "hashtable");
+    freeReplyObject(r);
+    buf out = {0};
+    size_t n;
+    ck_assert_msg(store_aggregates(ro, &out, &n, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq((int)n, 3);
+    size_t seen = 0;
+    for (const char *f = out.data; f < out.data + out.len; f += strlen(f) + 1) {
+        const char *val = f + strlen(f) + 1;
+        if (!strcmp(f, "complete")) {
+            ck_assert_str_eq(val, "1");
+            seen |= 1;
+        } else if (!strcmp(f, "events|PURCHASE")) {
+            ck_assert_str_eq(val, "12");
+            seen |= 2;
+        } else if (!strcmp(f, "points|balance")) {
+            ck_assert_str_eq(val, "-5");
+            seen |= 4;
+        } else
+            ck_abort_msg("unexpected aggregates field %s", f);
+        f = val;
+    }
+    ck_assert_int_eq((int)seen, 7);
+    buf_free(&out);
+    store_close(o);
+    store_close(ro);
+}
+END_TEST
+
 /* A write by another client to a customer's :p between the fetch and the
  * apply (a zombie, another instance): EXEC refuses the whole transaction;
  * every customer of it is FENCED, nothing of any of them is written; decided
@@ -2549,6 +2610,7 @@ Suite *store_suite(void)
     tcase_add_test(tc, aggregates_transaction_past_64_bits);
     tcase_add_test(tc, aggregates_script_in_transaction_past_64_bits);
     tcase_add_test(tc, aggregates_at_the_edge_refused);
+    tcase_add_test(tc, aggregates_kept_as_a_hashtable);
     suite_add_tcase(su, tc);
     /* the apply tests again, each apply after a fetch: as transactions */
     TCase *tx = tcase_create("transactions");
