@@ -179,6 +179,9 @@ typedef struct pipeline {
     bool paused;                  /* Redis unreachable: consumption paused */
     bool ever_assigned;           /* the group's assignment callback ran at least once */
     bool closing;                 /* settle_assignor: assigned partitions stay paused */
+    int protocol;                 /* the group's rebalance protocol, read at the first rebalance callback:
+                                   * 0 not yet, 1 eager, 2 cooperative (it never changes for a consumer) */
+    int nassigned;                /* partitions assigned, counted from the rebalance callbacks' lists */
     eof_mark *eofs;               /* for until_idle */
     int neofs, eofcap;
     double idle_since;
@@ -2004,14 +2007,39 @@ static void log_parts(const char *what, const rd_kafka_topic_partition_list_t *p
     log_info("%s %d partition(s): %s", what, parts->cnt, parts->cnt ? line : "-");
 }
 
-/* The assigned-partitions gauge, after a rebalance changed the assignment. */
-static void count_assigned(rd_kafka_t *rk)
+/* Answer a rebalance callback: take (assign) or give up (revoke, lost) parts,
+ * and count the assigned partitions from the lists for the gauge. Nothing
+ * after the answer may wait for librdkafka's main thread: during
+ * rd_kafka_consumer_close the answer lets the group terminate, and an op
+ * request queued then (rd_kafka_assignment(), rd_kafka_rebalance_protocol())
+ * can be purged unanswered and wait forever (librdkafka 2.0.2; issues 4041,
+ * 4884; tests/e2e_close_race.sh). docs/design.md "Stopping while the group
+ * leaves". */
+static void answer_rebalance(pipeline *pl, rd_kafka_t *rk, bool assign, rd_kafka_topic_partition_list_t *parts)
 {
-    rd_kafka_topic_partition_list_t *a = NULL;
-    if (rd_kafka_assignment(rk, &a) == 0 && a) {
-        metrics_set(M_ASSIGNED, a->cnt);
-        rd_kafka_topic_partition_list_destroy(a);
+    const char *why = NULL;
+    char text[512];
+    if (pl->protocol == 2) {
+        rd_kafka_error_t *e = assign ? rd_kafka_incremental_assign(rk, parts) : rd_kafka_incremental_unassign(rk, parts);
+        if (e) {
+            snprintf(text, sizeof(text), "%s", rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+            why = text;
+        } else {
+            pl->nassigned += assign ? parts->cnt : -parts->cnt;
+        }
+    } else {
+        rd_kafka_resp_err_t e = rd_kafka_assign(rk, assign ? parts : NULL);
+        if (e)
+            why = rd_kafka_err2str(e);
+        else
+            pl->nassigned = assign ? parts->cnt : 0;
     }
+    if (why)
+        log_warn("%s %d partition(s): %s", assign ? "assigning" : "unassigning", parts->cnt, why);
+    if (pl->nassigned < 0)
+        pl->nassigned = 0;
+    metrics_set(M_ASSIGNED, pl->nassigned);
 }
 
 /* librdkafka statistics (statistics.interval.ms): the consumer lag per partition. */
@@ -2037,17 +2065,16 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
     pipeline *pl = opaque;
-    bool cooperative = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
+    if (!pl->protocol) { /* asked before this callback's answer: the group waits for that answer */
+        const char *p = rd_kafka_rebalance_protocol(rk);
+        pl->protocol = p && !strcmp(p, "COOPERATIVE") ? 2 : 1;
+    }
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         log_parts("assigned", parts);
-        if (cooperative)
-            rd_kafka_incremental_assign(rk, parts);
-        else
-            rd_kafka_assign(rk, parts);
+        answer_rebalance(pl, rk, true, parts);
         pl->ever_assigned = true;
-        if (pl->paused || pl->closing)
+        if (pl->paused || pl->closing) /* (waits for the partitions' broker threads, not for the group's queue) */
             rd_kafka_pause_partitions(rk, parts);
-        count_assigned(rk);
         return;
     }
     /* served by read_ahead's poll: the batch in hand's applies are in flight and the batch read
@@ -2108,11 +2135,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
         if (e)
             e->at_end = false;
     }
-    if (cooperative)
-        rd_kafka_incremental_unassign(rk, parts);
-    else
-        rd_kafka_assign(rk, NULL);
-    count_assigned(rk);
+    answer_rebalance(pl, rk, false, parts); /* the last call into librdkafka here */
 }
 
 /* The consumer's error callback: access errors (authentication, ACLs) are
@@ -2432,8 +2455,10 @@ static void teardown(pipeline *pl)
         pl->opts->source->stop(pl->opts->source->ctx);
     if (pl->consumer && !pl->opts->source)
         settle_assignor(pl);
-    if (pl->consumer) /* a revoke may still finish a batch: the emitter stays open */
+    if (pl->consumer) { /* a revoke may still finish a batch: the emitter stays open */
         rd_kafka_consumer_close(pl->consumer);
+        metrics_set(M_ASSIGNED, 0); /* (an assign served during close is taken as an unassign) */
+    }
     clear_batch(pl);
     swap_batch(pl);
     clear_batch(pl);

@@ -10,14 +10,24 @@ start_redis
 prepare_stream 50000 2000
 start_run a
 A=$RUN_PID
-start_run b
+HP=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+start_run b --set http.port="$HP"
 B=$RUN_PID
 wait_until 60 "both instances assigned" grep -q "assigned" "$WORK/b.log"
+# b's fidelio_assigned_partitions, counted from its rebalance callbacks' lists
+b_assigned() {
+    python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' \
+        "http://127.0.0.1:$HP/metrics" 2>/dev/null | sed -n 's/^fidelio_assigned_partitions \([0-9.]*\).*/\1/p'
+}
+b_assigned_is() { [ "$(b_assigned)" = "$1" ]; }
 wait_until 300 "a third of the outputs" outputs_at_least $((EXPECTED_IDS / 3))
 stop_run "$A" 30
 mid_stream "the SIGTERM of a"
 grep -q "revoked" "$WORK/a.log" || fail "a: no revoke logged"
 pass "instance a stopped with SIGTERM mid-stream (exit 0, partitions handed over)"
+# a's 6 + 6 partitions (touchpoints and credits) all go to b: its gauge follows
+wait_until 60 "b's assigned-partitions gauge at 12" b_assigned_is 12
+pass "b's fidelio_assigned_partitions is 12 after a left (incremental assigns counted)"
 wait_until 300 "two thirds of the outputs" outputs_at_least $((EXPECTED_IDS * 2 / 3))
 kill -KILL "$B"
 wait "$B" 2>/dev/null || true
