@@ -15,8 +15,14 @@
 #include "varint.h"
 #include "codec.h"
 #include "log.h"
+#include "replies.h"
 #include "rules.h"
 #include "strindex.h"
+
+/* Every connection of the store reads its replies into an arena (replies.h):
+ * they are released with replies_free, and a connection goes with replies_context_free. */
+#define freeReplyObject(r) replies_free(r)
+#define redisFree(c) replies_context_free(c)
 
 /* The apply of layout 4 (see store.h): one call applies a chunk of
  * customers, each with all of its events of the batch, and folds in what
@@ -652,6 +658,12 @@ static int open_conn(store *s, redisContext **out, char *err, size_t errlen)
             redisFree(c);
         *out = NULL;
         return STORE_TRANSIENT;
+    }
+    if (replies_attach(c) != 0) {
+        snprintf(err, errlen, "redis %s: out of memory", shown);
+        redisFree(c);
+        *out = NULL;
+        return STORE_PERMANENT;
     }
     struct timeval cmd_tv = {5, 0};
     redisSetTimeout(c, cmd_tv);
