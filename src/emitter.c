@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "clock.h"
 #include "log.h"
 
@@ -141,6 +142,17 @@ static void on_stats(void *ctx, const char *json, size_t len)
     em->stats_prev[i] = now;
 }
 
+/* A numeric property of producer rk's configuration, or dflt. */
+static long long producer_number(rd_kafka_t *rk, const char *key, long long dflt)
+{
+    char v[64];
+    size_t n = sizeof(v);
+    if (rd_kafka_conf_get(rd_kafka_conf(rk), key, v, &n) != RD_KAFKA_CONF_OK)
+        return dflt;
+    long long x = atoll(v);
+    return x > 0 ? x : dflt;
+}
+
 int emitter_open(emitter *em, const config *cfg, rd_kafka_t *consumer, emitter_done_fn done, void *done_ctx,
                  char *err, size_t errlen)
 {
@@ -169,6 +181,8 @@ int emitter_open(emitter *em, const config *cfg, rd_kafka_t *consumer, emitter_d
             if (!(em->producers[em->nproducers] = kafka_producer_new(cfg, &em->dr, err, errlen)))
                 return -1;
         em->producer = em->producers[0];
+        em->queue_max_msgs = producer_number(em->producer, "queue.buffering.max.messages", 100000);
+        em->queue_max_bytes = producer_number(em->producer, "queue.buffering.max.kbytes", 1048576) * 1024;
         return 0;
     }
     const char *id = kafka_value(cfg, "transactional.id");
@@ -545,6 +559,90 @@ rd_kafka_resp_err_t emitter_produce(emitter *em, const char *topic, const void *
     return e;
 }
 
+/* The open at-least-once batch accepting messages, or NULL. */
+static emit_batch *open_batch(emitter *em)
+{
+    if (em->transactional || em->count == 0)
+        return NULL;
+    emit_batch *b = &em->ring[(em->head + em->count - 1) % em->ring_cap];
+    return b->sealed ? NULL : b;
+}
+
+rd_kafka_resp_err_t emitter_stage(emitter *em, const char *topic, const void *key, size_t keylen, const void *value,
+                                  size_t len)
+{
+    emit_batch *b = open_batch(em);
+    rd_kafka_t *rk;
+    int t = 0;
+    if (b)
+        for (t = 0; t < em->ntopics && strcmp(em->topics[t].name, topic); t++)
+            ;
+    if (!b || t == em->ntopics) { /* exactly-once, or a topic without a handle: at once */
+        if (b && topic_handle(em, topic, 0, &rk)) /* (a handle made now: staged from the next one on) */
+            t = em->ntopics - 1;
+        else
+            return emitter_produce(em, topic, key, keylen, value, len, NULL);
+    }
+    if ((size_t)em->staged[t].n == em->staged[t].cap) {
+        rd_kafka_message_t *n = grow_array(em->staged[t].msgs, &em->staged[t].cap, sizeof(*n), 256);
+        if (!n) { /* out of memory: what is staged goes first, then this one, in order */
+            rd_kafka_resp_err_t e = emitter_send_staged(em);
+            return e ? e : emitter_produce(em, topic, key, keylen, value, len, NULL);
+        }
+        em->staged[t].msgs = n;
+    }
+    rd_kafka_message_t *m = &em->staged[t].msgs[em->staged[t].n++];
+    memset(m, 0, sizeof(*m));
+    m->payload = (void *)value;
+    m->len = len;
+    m->key = (void *)key;
+    m->key_len = keylen;
+    m->partition = RD_KAFKA_PARTITION_UA;
+    m->_private = (void *)(uintptr_t)b->seq;
+    em->staged_n++;
+    em->staged_bytes += keylen + len;
+    return RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+rd_kafka_resp_err_t emitter_send_staged(emitter *em)
+{
+    rd_kafka_resp_err_t first = RD_KAFKA_RESP_ERR_NO_ERROR;
+    emit_batch *b = open_batch(em);
+    for (int t = 0; t < em->ntopics; t++) {
+        int n = em->staged[t].n;
+        rd_kafka_message_t *msgs = em->staged[t].msgs;
+        em->staged[t].n = 0;
+        if (n == 0 || first)
+            continue;
+        rd_kafka_t *rk = em->producers[em->topics[t].producer];
+        em->staged_topic = em->topics[t].name;
+        /* Room for all of them in the producer's queue (only this thread adds to it; delivery reports
+         * only free room), counting its bytes as if every queued message were as big as these: a
+         * refused one cannot happen, so none is enqueued past one refused. Else one by one. */
+        long long queued = rd_kafka_outq_len(rk);
+        double avg = (double)em->staged_bytes / (em->staged_n > 0 ? em->staged_n : 1);
+        if (b && queued + n <= em->queue_max_msgs && (double)(queued + n) * (avg + 64) <= (double)em->queue_max_bytes / 2) {
+            int ok = rd_kafka_produce_batch(em->topics[t].rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, msgs, n);
+            b->produced += ok;
+            for (int i = 0; ok < n && i < n && !first; i++)
+                first = msgs[i].err;
+            if (ok < n && !first)
+                first = RD_KAFKA_RESP_ERR__FAIL;
+        } else {
+            for (int i = 0; i < n && !first; i++) {
+                first = kafka_produce_rkt(rk, em->topics[t].rkt, msgs[i].key, msgs[i].key_len, msgs[i].payload,
+                                          msgs[i].len, NULL, msgs[i]._private);
+                if (!first && b)
+                    b->produced++;
+            }
+        }
+    }
+    em->staged_n = 0;
+    em->staged_bytes = 0;
+    em->last_produce_err = first;
+    return first;
+}
+
 emit_result emitter_end(emitter *em, rd_kafka_topic_partition_list_t *offsets,
                         rd_kafka_topic_partition_list_t *first, void *user)
 {
@@ -765,6 +863,11 @@ void emitter_close(emitter *em)
     for (int i = 0; em->commit_q && em->commits_pending > 0 && i < 100; i++)
         rd_kafka_queue_poll_callback(em->commit_q, 50);
     drop_topics(em);
+    for (int t = 0; t < EMITTER_TOPICS; t++) {
+        free(em->staged[t].msgs);
+        em->staged[t].msgs = NULL;
+        em->staged[t].n = em->staged[t].cap = 0;
+    }
     for (int i = 0; i < em->nproducers; i++)
         if (em->producers[i])
             rd_kafka_destroy(em->producers[i]);

@@ -106,6 +106,17 @@ typedef struct emitter {
     int output_partitions;      /* partitions of the topics emitter_prepare was given (0 before) */
     int busiest_broker_partitions; /* of them, the most led by one broker */
     kafka_req_stats stats_prev[EMITTER_PRODUCERS]; /* each producer's last statistics (log.level=debug only) */
+    struct {
+        rd_kafka_message_t *msgs; /* owned array; key and payload point into the caller's buffers */
+        int n;                  /* staged */
+        size_t cap;             /* room in msgs */
+    } staged[EMITTER_TOPICS];   /* at-least-once: outputs of the open batch per topic handle, in order,
+                                 * waiting for emitter_send_staged */
+    int staged_n;               /* outputs staged in all */
+    size_t staged_bytes;        /* their keys and values */
+    const char *staged_topic;   /* the topic emitter_send_staged produced to last (its error's) */
+    long long queue_max_msgs;   /* producers' queue.buffering.max.messages */
+    long long queue_max_bytes;  /* producers' queue.buffering.max.kbytes * 1024 */
     latency_hist *output_ages;  /* not owned; NULL: not measured. At-least-once: each acknowledged output's
                                  * Kafka timestamp (LogAppendTime; else when its report is served) - its
                                  * batch's produced_at_ms (log.level=debug) */
@@ -140,6 +151,20 @@ int emitter_begin(emitter *em, char *err, size_t errlen);
 /* Produce one message of the open batch (kafka_produce, tagged with the batch). */
 rd_kafka_resp_err_t emitter_produce(emitter *em, const char *topic, const void *key, size_t keylen,
                                     const void *value, size_t len, rd_kafka_headers_t *hdrs);
+
+/* Stage one output (no headers) of the open batch for emitter_send_staged:
+ * key and value must stay valid until then. At-least-once only; otherwise
+ * (and for a topic without a handle) it is produced at once (emitter_produce). */
+rd_kafka_resp_err_t emitter_stage(emitter *em, const char *topic, const void *key, size_t keylen, const void *value,
+                                  size_t len);
+
+/* Produce the staged outputs: one rd_kafka_produce_batch per topic, each
+ * topic's in the order staged (so each partition's). A batch call that could
+ * meet a full producer queue (where librdkafka would enqueue the messages
+ * after a refused one: out of order) is made message by message instead,
+ * waiting for room as emitter_produce does. The first error, or 0; the
+ * staged outputs are gone either way. */
+rd_kafka_resp_err_t emitter_send_staged(emitter *em);
 
 /* End the open at-least-once batch: offsets (next offsets to read) and first
  * (its first offsets) are taken over; returns EMIT_PENDING at once, the

@@ -1377,7 +1377,7 @@ static int produce_item(pipeline *pl, item *it)
            topics.credits even when outputs are only counted (`replay --parallel --outputs none`) */
         rd_kafka_resp_err_t e = dry && kind != 'c'
                                     ? RD_KAFKA_RESP_ERR_NO_ERROR
-                                    : emitter_produce(&pl->em, output_topic(pl, kind), k, kl, p, vl, NULL);
+                                    : emitter_stage(&pl->em, output_topic(pl, kind), k, kl, p, vl);
         if (e) {
             snprintf(pl->err, sizeof(pl->err), "produce to %s: %s", output_topic(pl, kind), rd_kafka_err2str(e));
             return -1;
@@ -1391,6 +1391,20 @@ corrupt:
     snprintf(pl->err, sizeof(pl->err), "recorded outputs of %s [%d] offset %lld are corrupt",
              rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset);
     return -1;
+}
+
+/* After a batch's produce_item calls (prc: the first failed, else 0): produce
+ * the outputs they staged (emitter_stage: one rd_kafka_produce_batch per
+ * topic), even after a failure (they point into the batch's items). */
+static int staged_out(pipeline *pl, int prc)
+{
+    rd_kafka_resp_err_t e = emitter_send_staged(&pl->em);
+    if (e && prc == 0) {
+        snprintf(pl->err, sizeof(pl->err), "produce to %s: %s", pl->em.staged_topic ? pl->em.staged_topic : "?",
+                 rd_kafka_err2str(e));
+        return -1;
+    }
+    return prc;
 }
 
 /* The batch's input offsets to commit (next offset to read, per partition);
@@ -1441,6 +1455,7 @@ static int emit_sync(pipeline *pl)
             prc = produce_item(pl, &pl->items[i]);
         for (int i = 0; i < pl->nsynth && prc == 0; i++)
             prc = produce_item(pl, &pl->items[pl->cap + i]);
+        prc = staged_out(pl, prc);
         metrics_add(M_OUTPUTS, (double)pl->batch_outputs);
         if (prc != 0 && emitter_txn_refused(&pl->em, why, sizeof(why))) {
             /* a missing ACL (e.g. Write on an output topic) refused the transaction while its
@@ -1536,6 +1551,7 @@ static int emit_async(pipeline *pl, batch_tail *tail)
         prc = produce_item(pl, &pl->items[i]);
     for (int i = 0; i < pl->nsynth && prc == 0; i++)
         prc = produce_item(pl, &pl->items[pl->cap + i]);
+    prc = staged_out(pl, prc);
     metrics_add(M_OUTPUTS, (double)pl->batch_outputs);
     tail->handed_at = clock_mono_s();
     emitter_end(&pl->em, offs, first, tail);
