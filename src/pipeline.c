@@ -1414,14 +1414,21 @@ static rd_kafka_topic_partition_list_t *batch_offsets(const pipeline *pl, bool f
     rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_new(16);
     if (!offs)
         return NULL;
+    const rd_kafka_topic_t *last_rkt = NULL; /* the partition of the item before (the consumer hands */
+    int32_t last_part = 0;                   /* a partition's messages in runs): found without a search */
+    int last = -1;
     for (int i = 0; i < pl->nitems; i++) {
         rd_kafka_message_t *m = pl->items[i].msg;
-        rd_kafka_topic_partition_t *tp =
-            rd_kafka_topic_partition_list_find(offs, rd_kafka_topic_name(m->rkt), m->partition);
-        if (!tp) {
+        rd_kafka_topic_partition_t *tp = NULL;
+        if (last >= 0 && m->rkt == last_rkt && m->partition == last_part)
+            tp = &offs->elems[last];
+        else if (!(tp = rd_kafka_topic_partition_list_find(offs, rd_kafka_topic_name(m->rkt), m->partition))) {
             tp = rd_kafka_topic_partition_list_add(offs, rd_kafka_topic_name(m->rkt), m->partition);
             tp->offset = first ? m->offset : m->offset + 1;
         }
+        last = (int)(tp - offs->elems);
+        last_rkt = m->rkt;
+        last_part = m->partition;
         if (first ? m->offset < tp->offset : m->offset + 1 > tp->offset)
             tp->offset = first ? m->offset : m->offset + 1;
     }
