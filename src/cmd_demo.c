@@ -189,7 +189,7 @@ static int compare_and_print(const program *prog, const char *seeds, store *st)
             store_profile_free(&sp);
             continue;
         }
-        if (profile_decode(&got, prog, sp.encoding.data, sp.encoding.len, err, sizeof(err)) == 0) {
+        if (profile_decode(&got, prog, sp.customer_id, sp.encoding.data, sp.encoding.len, err, sizeof(err)) == 0) {
             const char *persona = profile_persona(&got);
             printf("%-10s %7lld %8lld  %-7s %-11s %-14s %s\n", got.customer_id, (long long)got.balance,
                    (long long)got.lifetime_earned, stage_of(prog, &got, "tier"), stage_of(prog, &got, "lifecycle"),

@@ -248,7 +248,7 @@ static json_t *decoded(const side *sd, const store_profile *sp, summary *sum)
     profile p;
     if (!sp->exists)
         return NULL;
-    if (profile_decode(&p, sd->prog, sp->encoding.data, sp->encoding.len, err, sizeof(err)) != 0) {
+    if (profile_decode(&p, sd->prog, sp->customer_id, sp->encoding.data, sp->encoding.len, err, sizeof(err)) != 0) {
         fprintf(stderr, "fidelio diff: %s: customer %s: %s\n", sd->name, sp->customer_id, err);
         profile_free(&p);
         sum->trouble = 1;

@@ -49,7 +49,7 @@ static int print_profiles(store *s, const program *prog, char **ids, int n)
             continue;
         }
         profile p;
-        if (profile_decode(&p, prog, sp.encoding.data, sp.encoding.len, err, sizeof(err)) != 0) {
+        if (profile_decode(&p, prog, sp.customer_id, sp.encoding.data, sp.encoding.len, err, sizeof(err)) != 0) {
             fprintf(stderr, "fidelio profile: %s: %s\n", ids[i], err);
             profile_free(&p);
             rc = EXIT_RUNTIME;

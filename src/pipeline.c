@@ -862,7 +862,7 @@ static int decide_customer(pipeline *pl, int c, int *nreq)
     int si = cu->fs;
     profile_free(&pl->prof);
     if (sp->exists) {
-        if (profile_decode(&pl->prof, pl->prog, sp->encoding.data, sp->encoding.len, err, sizeof(err)) != 0) {
+        if (profile_decode(&pl->prof, pl->prog, cu->id, sp->encoding.data, sp->encoding.len, err, sizeof(err)) != 0) {
             snprintf(pl->err, sizeof(pl->err), "stored profile of %s: %.500s", cu->id, err);
             return -2;
         }

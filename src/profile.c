@@ -120,11 +120,16 @@ static inline uint8_t *w_double(uint8_t *w, double d)
         w = w_bytes(w, s_, n_);                                                                                        \
     } while (0)
 
+/* Order record flags of encoding version 4: which fields follow because they
+ * differ from the previous order's (the first order's "previous" is a rule
+ * id "", a currency "", rates 0). */
+#define ORDER_RULE 1
+#define ORDER_CURRENCY 2
+#define ORDER_RATE 4
+#define ORDER_MULTIPLIER 8
+
 int profile_encode(const profile *p, const program *prog, buf *out)
 {
-    /* the oldest version that holds everything, so a profile keeps its bytes
-     * until it has something a newer version is for */
-    int version = p->norders ? 3 : p->nparked ? 2 : 1;
     /* room for the fixed part at once (strings and records grow it as they come) */
     if (buf_reserve(out, 512 + 64 * (size_t)(p->norders + prog->nrules)) != 0)
         return -1;
@@ -132,8 +137,7 @@ int profile_encode(const profile *p, const program *prog, buf *out)
     ROOM(2);
     *w++ = 'F';
     *w++ = 'P';
-    PUT_VARINT(version);
-    PUT_STR(p->customer_id);
+    PUT_VARINT(PROFILE_ENCODING_VERSION); /* no customer id since version 4: the key names it */
     PUT_VARINT(p->first_event_at);
     PUT_VARINT(p->last_event_at);
     PUT_VARINT(p->events);
@@ -177,34 +181,50 @@ int profile_encode(const profile *p, const program *prog, buf *out)
             w = varint_put(w, s->fired);
         }
     }
+    /* each order: its id, a flags byte, amount, refunded, its time as the
+     * difference from the previous order's (wrapping: any two times), then
+     * only what differs from the previous order (ORDER_*) */
     PUT_VARINT(p->norders);
+    int prev_rule = -1;
+    const char *prev_currency = "";
+    int64_t prev_rate = 0, prev_mult = 0, prev_at = 0;
     for (int i = 0; i < p->norders; i++) {
         const order_record *o = &p->orders[i];
+        int rule = o->rule >= 0 && o->rule < prog->nrules ? o->rule : -1;
+        int flags = (rule != prev_rule ? ORDER_RULE : 0) | (strcmp(o->currency, prev_currency) ? ORDER_CURRENCY : 0) |
+                    (o->rate_bp != prev_rate ? ORDER_RATE : 0) | (o->multiplier_bp != prev_mult ? ORDER_MULTIPLIER : 0);
         PUT_STR(o->order_id);
-        ROOM(50);
+        ROOM(51);
+        *w++ = (uint8_t)flags;
         w = varint_put(w, o->amount_cents);
         w = varint_put(w, o->refunded_cents);
-        w = varint_put(w, o->at);
-        w = varint_put(w, o->rate_bp);
-        w = varint_put(w, o->multiplier_bp);
-        PUT_STR(o->rule >= 0 && o->rule < prog->nrules ? prog->rules[o->rule].id : "");
-        if (version >= 3)
+        w = varint_put(w, (int64_t)((uint64_t)o->at - (uint64_t)prev_at));
+        if (flags & ORDER_RATE)
+            w = varint_put(w, o->rate_bp);
+        if (flags & ORDER_MULTIPLIER)
+            w = varint_put(w, o->multiplier_bp);
+        if (flags & ORDER_RULE)
+            PUT_STR(rule >= 0 ? prog->rules[rule].id : "");
+        if (flags & ORDER_CURRENCY)
             PUT_STR(o->currency);
+        prev_rule = rule;
+        prev_currency = o->currency;
+        prev_rate = o->rate_bp;
+        prev_mult = o->multiplier_bp;
+        prev_at = o->at;
     }
-    if (version >= 3 || p->nparked) {
-        PUT_VARINT(p->nparked);
-        for (int i = 0; i < p->nparked; i++) {
-            const parked_credit *c = &p->parked[i];
-            PUT_STR(c->credit_id);
-            PUT_STR(c->rule_id);
-            PUT_STR(c->source_event_id);
-            PUT_STR(c->reason);
-            PUT_STR(c->program_version);
-            ROOM(30);
-            w = varint_put(w, c->points);
-            w = varint_put(w, c->occurred_at);
-            w = varint_put(w, c->referrals);
-        }
+    PUT_VARINT(p->nparked);
+    for (int i = 0; i < p->nparked; i++) {
+        const parked_credit *c = &p->parked[i];
+        PUT_STR(c->credit_id);
+        PUT_STR(c->rule_id);
+        PUT_STR(c->source_event_id);
+        PUT_STR(c->reason);
+        PUT_STR(c->program_version);
+        ROOM(30);
+        w = varint_put(w, c->points);
+        w = varint_put(w, c->occurred_at);
+        w = varint_put(w, c->referrals);
     }
     out->len = (size_t)(w - (uint8_t *)out->data);
     out->data[out->len] = '\0';
@@ -299,9 +319,10 @@ int profile_peek_referrer(const void *data, size_t len, char *out, size_t outlen
         return -1;
     r.p += 2;
     int64_t version = get_varint(&r);
-    if (version < 1 || version > 3)
+    if (version < 1 || version > PROFILE_ENCODING_VERSION)
         return -1;
-    get_str(&r, id, sizeof(id));
+    if (version < 4) /* customer_id */
+        get_str(&r, id, sizeof(id));
     for (int i = 0; i < 3; i++) /* first_event_at, last_event_at, events */
         get_varint(&r);
     int64_t ntypes = get_varint(&r);
@@ -336,24 +357,26 @@ static int rule_index(const program *prog, const char *id, int *next)
     return i;
 }
 
-int profile_decode(profile *p, const program *prog, const void *data, size_t len, char *err, size_t errlen)
+int profile_decode(profile *p, const program *prog, const char *customer_id, const void *data, size_t len, char *err,
+                   size_t errlen)
 {
     reader r = {.p = data, .end = (const uint8_t *)data + len};
-    char id[EVENT_ID_MAX + 1], name[EVENT_ID_MAX + 1];
+    char id[EVENT_ID_MAX + 1], name[EVENT_ID_MAX + 1], prev_id[EVENT_ID_MAX + 1] = "";
     int hint = 0; /* (rule_index) */
-    profile_init(p, "");
+    profile_init(p, customer_id);
     if (len < 2 || memcmp(data, "FP", 2) != 0) {
         snprintf(err, errlen, "not a profile encoding");
         return -1;
     }
     r.p += 2;
     int64_t version = get_varint(&r);
-    if (version < 1 || version > 3) {
+    if (version < 1 || version > PROFILE_ENCODING_VERSION) {
         snprintf(err, errlen, "profile encoding version %lld, this build reads 1 to %d", (long long)version,
                  PROFILE_ENCODING_VERSION);
         return -1;
     }
-    get_str(&r, p->customer_id, sizeof(p->customer_id));
+    if (version < 4) /* the customer id, as the key names it (read from the key: the same) */
+        get_str(&r, id, sizeof(id));
     p->first_event_at = get_varint(&r);
     p->last_event_at = get_varint(&r);
     p->events = get_varint(&r);
@@ -417,19 +440,37 @@ int profile_decode(profile *p, const program *prog, const void *data, size_t len
         }
         p->orders_cap = (int32_t)n;
     }
+    int64_t prev_at = 0;
     for (int64_t i = 0; i < n && !r.bad; i++) {
         order_record *o = &p->orders[p->norders];
         get_str(&r, o->order_id, sizeof(o->order_id));
+        int flags = ORDER_RULE | ORDER_CURRENCY | ORDER_RATE | ORDER_MULTIPLIER;
+        if (version >= 4) { /* profile_encode: what is not there is the previous order's */
+            if (r.p >= r.end || (*r.p & ~(ORDER_RULE | ORDER_CURRENCY | ORDER_RATE | ORDER_MULTIPLIER))) {
+                r.bad = 1;
+                break;
+            }
+            flags = *r.p++;
+        }
         o->amount_cents = get_varint(&r);
         o->refunded_cents = get_varint(&r);
         o->at = get_varint(&r);
-        o->rate_bp = get_varint(&r);
-        o->multiplier_bp = get_varint(&r);
-        get_str(&r, id, sizeof(id));
-        o->rule = (int16_t)rule_index(prog, id, &hint);
+        if (version >= 4)
+            o->at = (int64_t)((uint64_t)o->at + (uint64_t)prev_at);
+        prev_at = o->at;
+        o->rate_bp = flags & ORDER_RATE ? get_varint(&r) : i ? o[-1].rate_bp : 0;
+        o->multiplier_bp = flags & ORDER_MULTIPLIER ? get_varint(&r) : i ? o[-1].multiplier_bp : 0;
+        if (flags & ORDER_RULE) {
+            get_str(&r, prev_id, sizeof(prev_id));
+            o->rule = (int16_t)rule_index(prog, prev_id, &hint);
+        } else {
+            o->rule = i ? o[-1].rule : -1; /* the first order's "previous" rule id is "" */
+        }
         o->currency[0] = '\0';
-        if (version >= 3)
+        if (version >= 3 && (flags & ORDER_CURRENCY))
             get_str(&r, o->currency, sizeof(o->currency));
+        else if (version >= 3 && i)
+            memcpy(o->currency, o[-1].currency, sizeof(o->currency));
         p->norders++;
     }
     if (version >= 2 && !r.bad) {
@@ -486,7 +527,8 @@ int profile_stage_refs(const void *data, size_t len, buf *out)
     int64_t version = get_varint(&r);
     if (version < 1 || version > PROFILE_ENCODING_VERSION) /* the stages come before what later versions added */
         return -1;
-    get_str(&r, s1, sizeof(s1)); /* customer_id */
+    if (version < 4)
+        get_str(&r, s1, sizeof(s1)); /* customer_id */
     for (int i = 0; i < 3; i++)  /* first_event_at, last_event_at, events */
         get_varint(&r);
     int64_t ntypes = get_varint(&r);

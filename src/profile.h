@@ -16,12 +16,17 @@
 #include "event.h"
 #include "program.h"
 
-/* Version 2 is version 1 plus the parked credits; it is written only for a
- * profile that holds parked credits, so every other profile keeps the bytes
- * (and the readers) of version 1. Both are read. */
-/* Version 3 adds each order's currency and always carries the parked-credit
- * list (possibly empty); it is written for a profile with order records. */
-#define PROFILE_ENCODING_VERSION 3
+/* Version 2 is version 1 plus the parked credits; it was written only for a
+ * profile that held parked credits (every other profile kept the bytes of
+ * version 1). Version 3 adds each order's currency and always carries the
+ * parked-credit list (possibly empty); it was written for a profile with
+ * order records. */
+/* Version 4 (what profile_encode writes) drops the customer id (the key
+ * names it: profile_decode takes it) and writes an order's rule id, currency,
+ * rate and multiplier only when they differ from the previous order's (a
+ * flags byte), its time as the difference from the previous order's.
+ * Versions 1 to 3 are still read (profiles at rest in existing namespaces). */
+#define PROFILE_ENCODING_VERSION 4
 /* Largest rate or multiplier an order record may carry (program.c's decimals
  * have at most 7 whole digits and 4 places: under 10^11 basis points). */
 #define PROFILE_MAX_BP INT64_C(100000000000)
@@ -95,9 +100,12 @@ int profile_copy(profile *dst, const profile *src);
 
 /* Append the binary encoding to out. */
 int profile_encode(const profile *p, const program *prog, buf *out);
-/* Decode data into p (initialised here). Returns 0, or -1 with err on bad or
- * truncated input; p must be freed either way. */
-int profile_decode(profile *p, const program *prog, const void *data, size_t len, char *err, size_t errlen);
+/* Decode data, the stored profile of customer_id, into p (initialised here:
+ * its customer id is customer_id's, whatever an encoding before version 4
+ * stored). Returns 0, or -1 with err on bad or truncated input; p must be
+ * freed either way. */
+int profile_decode(profile *p, const program *prog, const char *customer_id, const void *data, size_t len, char *err,
+                   size_t errlen);
 /* The referred_by of an encoding, without decoding the rest: 1 (copied to out),
  * 0 when it names none, -1 when the encoding cannot be read. */
 int profile_peek_referrer(const void *data, size_t len, char *out, size_t outlen);

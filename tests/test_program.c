@@ -217,7 +217,7 @@ START_TEST(refund_reason_keeps_currency)
     ck_assert_int_eq(rules_apply_event(&prog, &p, &ev, out, err, sizeof(err)), ENGINE_OK);
     buf enc = {0};
     ck_assert_int_eq(profile_encode(&p, &prog, &enc), 0);
-    ck_assert_int_eq(profile_decode(&q, &prog, enc.data, enc.len, err, sizeof(err)), 0);
+    ck_assert_int_eq(profile_decode(&q, &prog, p.customer_id, enc.data, enc.len, err, sizeof(err)), 0);
     touchpoint_free(&ev);
     memset(&ev, 0, sizeof(ev));
     sample_touchpoint(&ev, EVENT_REFUND, 1);
@@ -256,14 +256,14 @@ START_TEST(profile_encoding_robust)
     buf enc = {0};
     ck_assert_int_eq(profile_encode(&p, &prog, &enc), 0);
     profile q;
-    ck_assert_int_eq(profile_decode(&q, &prog, enc.data, enc.len, err, sizeof(err)), 0);
+    ck_assert_int_eq(profile_decode(&q, &prog, p.customer_id, enc.data, enc.len, err, sizeof(err)), 0);
     ck_assert_int_eq(q.balance, p.balance);
     ck_assert_int_eq(q.norders, 2);
     ck_assert_str_eq(q.orders[1].order_id, "o4");
     ck_assert_int_eq(q.stage[prog.tier_ladder], p.stage[prog.tier_ladder]);
     profile_free(&q);
     for (size_t cut = 0; cut < enc.len; cut++) {
-        ck_assert_int_eq(profile_decode(&q, &prog, enc.data, cut, err, sizeof(err)), -1);
+        ck_assert_int_eq(profile_decode(&q, &prog, p.customer_id, enc.data, cut, err, sizeof(err)), -1);
         profile_free(&q);
     }
     uint64_t st = 88172645463325252u;
@@ -274,7 +274,7 @@ START_TEST(profile_encoding_robust)
         st ^= st >> 7;
         st ^= st << 17;
         m[st % enc.len] = (char)(st >> 32);
-        profile_decode(&q, &prog, m, enc.len, err, sizeof(err));
+        profile_decode(&q, &prog, p.customer_id, m, enc.len, err, sizeof(err));
         profile_free(&q);
     }
     buf_free(&enc);
@@ -433,7 +433,7 @@ START_TEST(renamed_and_orphaned_stages)
 
     ck_assert_msg(program_load_text(&prog, "v2.yaml", renamed_declared, err, sizeof(err)) == 0, "%s", err);
     ck_assert_int_eq(program_orphaned_stages(&prog, stored, 2, &orphans), 0);
-    ck_assert_int_eq(profile_decode(&q, &prog, enc.data, enc.len, err, sizeof(err)), 0);
+    ck_assert_int_eq(profile_decode(&q, &prog, p.customer_id, enc.data, enc.len, err, sizeof(err)), 0);
     ck_assert_int_eq(q.stage[0], 1); /* gold reads as oro */
     ck_assert_str_eq(prog.ladders[0].stages[q.stage[0]].name, "oro");
     profile_free(&q);
@@ -541,7 +541,7 @@ START_TEST(stored_totals_out_of_range_refused)
     profile_init(&p, "c");
     p.balance = INT64_MAX;
     ck_assert_int_eq(profile_encode(&p, &prog, &enc), 0);
-    ck_assert_int_eq(profile_decode(&q, &prog, enc.data, enc.len, err, sizeof(err)), -1);
+    ck_assert_int_eq(profile_decode(&q, &prog, p.customer_id, enc.data, enc.len, err, sizeof(err)), -1);
     ck_assert_ptr_nonnull(strstr(err, "balance is out of range"));
     profile_free(&q);
     p.balance = 0;
@@ -549,7 +549,7 @@ START_TEST(stored_totals_out_of_range_refused)
     p.count[EVENT_APP_USE] = INT64_MAX;
     buf_reset(&enc);
     ck_assert_int_eq(profile_encode(&p, &prog, &enc), 0);
-    ck_assert_int_eq(profile_decode(&q, &prog, enc.data, enc.len, err, sizeof(err)), 0);
+    ck_assert_int_eq(profile_decode(&q, &prog, p.customer_id, enc.data, enc.len, err, sizeof(err)), 0);
     engine_output *out = malloc(sizeof(*out));
     touchpoint ev;
     memset(&ev, 0, sizeof(ev));
@@ -593,7 +593,7 @@ START_TEST(parked_credits_never_refused)
     buf enc = {0};
     profile q;
     ck_assert_int_eq(profile_encode(&p, &prog, &enc), 0);
-    ck_assert_msg(profile_decode(&q, &prog, enc.data, enc.len, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_msg(profile_decode(&q, &prog, p.customer_id, enc.data, enc.len, err, sizeof(err)) == 0, "%s", err);
     ck_assert_int_eq(profile_parked_points(&q), 40 * 250);
     touchpoint ev;
     memset(&ev, 0, sizeof(ev));

@@ -161,7 +161,7 @@ START_TEST(scenario)
         buf enc = {0};
         profile back;
         ck_assert_int_eq(profile_encode(p, &prog, &enc), 0);
-        ck_assert_msg(profile_decode(&back, &prog, enc.data, enc.len, err, sizeof(err)) == 0, "%s", err);
+        ck_assert_msg(profile_decode(&back, &prog, p->customer_id, enc.data, enc.len, err, sizeof(err)) == 0, "%s", err);
         buf again = {0};
         ck_assert_int_eq(profile_encode(&back, &prog, &again), 0);
         ck_assert_msg(enc.len == again.len && memcmp(enc.data, again.data, enc.len) == 0,
@@ -186,9 +186,9 @@ END_TEST
 /* The stored profile encoding is a format (store.h): the same profile must
  * keep its bytes from build to build, or every customer's next apply would
  * rewrite it for nothing and `replay` would not reproduce a stored namespace
- * byte for byte. Bytes pinned from the encoder of 7b29908: a profile with
- * every section (version 3: orders, a parked credit, stages, rule states,
- * scores) and a plain one (version 1). */
+ * byte for byte. Bytes pinned from the encoder of version 4: a profile with
+ * every section (orders, a parked credit, stages, rule states, scores) and a
+ * plain one; the bytes of versions 1 to 3 (7b29908's encoder) still decode. */
 static void hex_of(const buf *b, char *out)
 {
     for (size_t i = 0; i < b->len; i++)
@@ -331,12 +331,145 @@ START_TEST(profile_bytes_are_stable)
     char *hex = malloc(2 * (plain.len + full.len) + 2);
     ck_assert_ptr_nonnull(hex);
     hex_of(&plain, hex);
-    ck_assert_str_eq(hex, "46500218637573742d3030303030343280a0d5edee6680a8f493fc67221200060c12181e242a30aab4de75a8460618637573742d30303030303037044ffc52904ebc05000000000000f83f00000000000000009a9999999999b93f80a8f493fc6706126c6966656379636c650e6c6f79616c747914656e676167656d656e740e636974697a656e087469657208676f6c64040e77656c636f6d6500c0b80202060c72656465656d0000000200");
+    ck_assert_str_eq(hex, "46500880a0d5edee6680a8f493fc67221200060c12181e242a30aab4de75a8460618637573742d30303030303037044ffc52904ebc05000000000000f83f00000000000000009a9999999999b93f80a8f493fc6706126c6966656379636c650e6c6f79616c747914656e676167656d656e740e636974697a656e087469657208676f6c64040e77656c636f6d6500c0b80202060c72656465656d000000020000");
     hex_of(&full, hex);
-    ck_assert_str_eq(hex, "46500618637573742d3030303030343280a0d5edee6680a8f493fc67221200060c12181e242a30aab4de75a8460618637573742d30303030303037044ffc52904ebc05000000000000f83f00000000000000009a9999999999b93f80a8f493fc6706126c6966656379636c650e6c6f79616c747914656e676167656d656e740e636974697a656e087469657208676f6c64040e77656c636f6d6500c0b80202060c72656465656d0000000204086f2d302d9e9c010080a8f493fc67a09c01a8c3010006455552f0016f2d312d6c6f6e672d6f726465722d69642d787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878bcb802c801fea7f493fc67a09c01a8c3011070757263686173650645555202106372656469742d3122726566657272616c2d72656665727265720865762d39326120667269656e6427732066697273742070757263686173650231f40380a8f493fc6702");
+    ck_assert_str_eq(hex, "46500880a0d5edee6680a8f493fc67221200060c12181e242a30aab4de75a8460618637573742d30303030303037044ffc52904ebc05000000000000f83f00000000000000009a9999999999b93f80a8f493fc6706126c6966656379636c650e6c6f79616c747914656e676167656d656e740e636974697a656e087469657208676f6c64040e77656c636f6d6500c0b80202060c72656465656d0000000204086f2d302d0e9e9c010080a8f493fc67a09c01a8c30106455552f0016f2d312d6c6f6e672d6f726465722d69642d78787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787801bcb802c8010110707572636861736502106372656469742d3122726566657272616c2d72656665727265720865762d39326120667269656e6427732066697273742070757263686173650231f40380a8f493fc6702");
+    /* version 4 names no customer: the key does */
+    for (size_t i = 0; i + 12 <= full.len; i++)
+        ck_assert_msg(memcmp(full.data + i, "cust-0000042", 12) != 0, "the customer id is in the encoding");
+    /* the bytes older encoders wrote (pinned from 7b29908's: version 1 for
+     * the plain profile, 2 with the parked credit and no orders, 3 with both)
+     * still decode to the same profile: re-encoded, today's bytes */
+    static const struct {
+        const char *hex;
+        int norders;
+    } older[] = {
+        {"46500218637573742d3030303030343280a0d5edee6680a8f493fc67221200060c12181e242a30aab4de75a8460618637573742d30303030303037044ffc52904ebc05000000000000f83f00000000000000009a9999999999b93f80a8f493fc6706126c6966656379636c650e6c6f79616c747914656e676167656d656e740e636974697a656e087469657208676f6c64040e77656c636f6d6500c0b80202060c72656465656d0000000200",
+         -1},
+        {"46500418637573742d3030303030343280a0d5edee6680a8f493fc67221200060c12181e242a30aab4de75a8460618637573742d30303030303037044ffc52904ebc05000000000000f83f00000000000000009a9999999999b93f80a8f493fc6706126c6966656379636c650e6c6f79616c747914656e676167656d656e740e636974697a656e087469657208676f6c64040e77656c636f6d6500c0b80202060c72656465656d000000020002106372656469742d3122726566657272616c2d72656665727265720865762d39326120667269656e6427732066697273742070757263686173650231f40380a8f493fc6702",
+         0},
+        {"46500618637573742d3030303030343280a0d5edee6680a8f493fc67221200060c12181e242a30aab4de75a8460618637573742d30303030303037044ffc52904ebc05000000000000f83f00000000000000009a9999999999b93f80a8f493fc6706126c6966656379636c650e6c6f79616c747914656e676167656d656e740e636974697a656e087469657208676f6c64040e77656c636f6d6500c0b80202060c72656465656d0000000204086f2d302d9e9c010080a8f493fc67a09c01a8c3010006455552f0016f2d312d6c6f6e672d6f726465722d69642d787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878bcb802c801fea7f493fc67a09c01a8c3011070757263686173650645555202106372656469742d3122726566657272616c2d72656665727265720865762d39326120667269656e6427732066697273742070757263686173650231f40380a8f493fc6702",
+         2},
+    };
+    for (size_t k = 0; k < sizeof(older) / sizeof(older[0]); k++) {
+        size_t n = strlen(older[k].hex) / 2;
+        unsigned char *bytes = malloc(n);
+        ck_assert_ptr_nonnull(bytes);
+        for (size_t i = 0; i < n; i++) {
+            unsigned v;
+            ck_assert_int_eq(sscanf(older[k].hex + 2 * i, "%2x", &v), 1);
+            bytes[i] = (unsigned char)v;
+        }
+        ck_assert_int_eq(bytes[2], 2 * (k + 1)); /* versions 1, 2, 3 */
+        profile back, want;
+        profile_init(&want, "");
+        ck_assert_int_eq(profile_copy(&want, &p), 0);
+        if (older[k].norders < 0) { /* the plain one */
+            want.norders = want.nparked = 0;
+        } else {
+            want.norders = older[k].norders;
+        }
+        ck_assert_msg(profile_decode(&back, &prog, "cust-0000042", bytes, n, err, sizeof(err)) == 0, "%s", err);
+        ck_assert_str_eq(back.customer_id, "cust-0000042");
+        buf a = {0}, b = {0};
+        ck_assert_int_eq(profile_encode(&back, &prog, &a), 0);
+        ck_assert_int_eq(profile_encode(&want, &prog, &b), 0);
+        ck_assert_msg(a.len == b.len && memcmp(a.data, b.data, a.len) == 0, "version %zu bytes decode to another profile",
+                      k + 1);
+        buf_free(&a);
+        buf_free(&b);
+        profile_free(&back);
+        profile_free(&want);
+        free(bytes);
+    }
     free(hex);
     buf_free(&plain);
     buf_free(&full);
+    profile_free(&p);
+    program_free(&prog);
+}
+END_TEST
+
+/* Version 4 writes an order's rule, currency, rate and multiplier only when
+ * they differ from the previous order's, and its time as a difference: every
+ * order reads back as it was, whichever of them change from one to the next,
+ * with times far apart in either direction. */
+START_TEST(profile_orders_round_trip)
+{
+    static program prog;
+    char err[512];
+    ck_assert_int_eq(program_load(&prog, NULL, err, sizeof(err)), 0);
+    int purchase = program_rule_index(&prog, "purchase");
+    ck_assert_int_ge(purchase, 0);
+    profile p, q;
+    profile_init(&p, "c-9");
+    enum { N = 7 };
+    p.orders = calloc(N, sizeof(*p.orders));
+    ck_assert_ptr_nonnull(p.orders);
+    p.norders = p.orders_cap = N;
+    static const struct {
+        int rule; /* -1, or purchase */
+        const char *currency;
+        int64_t rate, mult, at;
+    } o[N] = {
+        {-1, "", 0, 0, 0},
+        {1, "EUR", 10000, 10000, INT64_C(1786190400000)},
+        {1, "EUR", 10000, 10000, INT64_C(1786190400001)},
+        {1, "CHF", 10000, 12500, INT64_C(1786190300000)},
+        {-1, "CHF", 20000, 12500, INT64_MAX},
+        {1, "", 20000, 0, INT64_MIN},
+        {1, "", 20000, 0, INT64_MIN},
+    };
+    for (int i = 0; i < N; i++) {
+        snprintf(p.orders[i].order_id, sizeof(p.orders[i].order_id), "o-%d", i);
+        p.orders[i].amount_cents = 100 * (i + 1);
+        p.orders[i].refunded_cents = i;
+        p.orders[i].at = o[i].at;
+        p.orders[i].rate_bp = o[i].rate;
+        p.orders[i].multiplier_bp = o[i].mult;
+        p.orders[i].rule = (int16_t)(o[i].rule < 0 ? -1 : purchase);
+        snprintf(p.orders[i].currency, sizeof(p.orders[i].currency), "%s", o[i].currency);
+    }
+    buf enc = {0};
+    ck_assert_int_eq(profile_encode(&p, &prog, &enc), 0);
+    ck_assert_msg(profile_decode(&q, &prog, "c-9", enc.data, enc.len, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(q.norders, N);
+    for (int i = 0; i < N; i++) {
+        const order_record *g = &q.orders[i], *w = &p.orders[i];
+        ck_assert_str_eq(g->order_id, w->order_id);
+        ck_assert_int_eq(g->amount_cents, w->amount_cents);
+        ck_assert_int_eq(g->refunded_cents, w->refunded_cents);
+        ck_assert_int_eq(g->at, w->at);
+        ck_assert_int_eq(g->rate_bp, w->rate_bp);
+        ck_assert_int_eq(g->multiplier_bp, w->multiplier_bp);
+        ck_assert_int_eq(g->rule, w->rule);
+        ck_assert_str_eq(g->currency, w->currency);
+    }
+    /* the repeated order (2 after 1, 6 after 5) costs its id, the flags byte
+     * and three varints: no rule, currency, rate or multiplier again */
+    buf one = {0};
+    p.norders = 2;
+    ck_assert_int_eq(profile_encode(&p, &prog, &one), 0);
+    buf two = {0};
+    p.norders = 3;
+    ck_assert_int_eq(profile_encode(&p, &prog, &two), 0);
+    ck_assert_int_eq(two.len - one.len, 1 + 3 /* "o-2" */ + 1 + 2 /* 300 */ + 1 /* 2 */ + 1 /* +1 ms */);
+    p.norders = N;
+    /* a flags byte with an unknown bit is refused */
+    int found = 0;
+    for (size_t i = 0; i + 4 <= enc.len; i++)
+        if (!memcmp(enc.data + i, "\x06o-0", 4)) {
+            ck_assert_int_eq(enc.data[i + 4], 0); /* the first order: all as the "previous" */
+            enc.data[i + 4] = 0x10;
+            profile_free(&q);
+            ck_assert_int_eq(profile_decode(&q, &prog, "c-9", enc.data, enc.len, err, sizeof(err)), -1);
+            found++;
+        }
+    ck_assert_int_eq(found, 1);
+    profile_free(&q);
+    buf_free(&enc);
+    buf_free(&one);
+    buf_free(&two);
     profile_free(&p);
     program_free(&prog);
 }
@@ -352,6 +485,7 @@ Suite *rules_suite(void)
     }
     tcase_add_loop_test(tc, scenario, 0, (int)files.gl_pathc);
     tcase_add_test(tc, profile_bytes_are_stable);
+    tcase_add_test(tc, profile_orders_round_trip);
     tcase_add_test(tc, reward_reasons_are_printf_formats);
     suite_add_tcase(s, tc);
     return s;

@@ -80,7 +80,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             profile p;
             buf_reset(&b);
             if (profile_encode(all[i], prog, &b) == 0) {
-                if (profile_decode(&p, prog, b.data, b.len, err, sizeof(err)) != 0) {
+                if (profile_decode(&p, prog, all[i]->customer_id, b.data, b.len, err, sizeof(err)) != 0) {
                     fprintf(stderr, "a profile encoding does not decode: %s\n", err);
                     abort();
                 }
