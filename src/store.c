@@ -120,8 +120,9 @@ static const char apply_script[] =
     "    local ev = {id = ARGV[a], credit = ARGV[a + 1] == 'c', dig = ARGV[a + 2], at = tonumber(ARGV[a + 3]), ats = ARGV[a + 3],\n"
     "                so = ARGV[a + 4] .. '/' .. ARGV[a + 5], src = ARGV[a + 4], off = tonumber(ARGV[a + 5]),\n"
     "                outs = ARGV[a + 6], nl = tonumber(ARGV[a + 7]), l0 = a + 8}\n"
-    "    -- a touchpoint read from a partition: its outputs wait in <prefix>o:<source>, not in :p\n"
-    "    ev.os = not ev.credit and ev.src ~= '' and ev.off >= 0\n"
+    "    -- an event read from a partition (layout 8: a credit too): its outputs wait in\n"
+    "    -- <prefix>o:<source>, not in :p\n"
+    "    ev.os = ev.src ~= '' and ev.off >= 0\n"
     "    ev.f = (ev.credit and 'c' or 't') .. ev.id\n"
     "    if ev.credit then cids[#cids + 1] = ev.id else tids[#tids + 1] = ev.id end\n"
     "    a = a + 8 + ev.nl\n"
@@ -298,7 +299,8 @@ static const char apply_script[] =
     "            local ok = prefix .. 'o:' .. ev.src\n"
     "            if not ow[ok] then ow[ok] = {}; owk[#owk + 1] = ok; writes[#writes + 1] = {'HSET', ok, 'x', 'x'} end\n"
     "            local f = ow[ok]\n"
-    "            f[#f + 1] = string.format('%.0f', ev.off) .. '/t' .. cust .. '\\0' .. ev.id; f[#f + 1] = ev.outs\n"
+    "            f[#f + 1] = string.format('%.0f', ev.off) .. '/' .. (ev.credit and 'c' or 't') .. cust .. '\\0' .. ev.id\n"
+    "            f[#f + 1] = ev.outs\n"
     "          end\n"
     "        end\n"
     "      end\n"
@@ -410,7 +412,8 @@ static const char apply_script[] =
     "      local r = ev.credit and '\\3' .. ev.dig or '\\5' .. string.sub(ev.dig, 1, 8) .. zz(ev.at)\n"
     "      if ev.os then\n"
     "        local c = 2 * tonumber(string.sub(ev.src, 2)) + (string.sub(ev.src, 1, 1) == 'c' and 1 or 0)\n"
-    "        r = '\\6' .. string.sub(ev.dig, 1, 8) .. zz(ev.at) .. zz(c) .. zz(ev.off)\n"
+    "        -- (a credit's time is 0: its record in :c is never trimmed)\n"
+    "        r = '\\6' .. string.sub(ev.dig, 1, 8) .. zz(ev.credit and 0 or ev.at) .. zz(c) .. zz(ev.off)\n"
     "      end\n"
     "      h[#h + 1] = ev.id; h[#h + 1] = r\n"
     "      for i = ev.l0, ev.l0 + ev.nl - 1 do lg[#lg + 1] = ARGV[i] end\n"
@@ -754,9 +757,9 @@ static int connect_url(store *s, char *err, size_t errlen)
     r = redisCommand(s->c, "GET %slayout", s->prefix);
     if ((rc = command_ok(s->c, r, "GET (layout marker)", err, errlen)))
         return rc;
-    /* layouts 1 to 6 are upgraded in place by run (see store.h); a tool reads them as they are */
-    if (r->type == REDIS_REPLY_STRING && (!strcmp(r->str, "1") || !strcmp(r->str, "2") || !strcmp(r->str, "3") ||
-                                          !strcmp(r->str, "4") || !strcmp(r->str, "5") || !strcmp(r->str, "6"))) {
+    /* layouts 1 to 7 are upgraded in place by run (see store.h); a tool reads them as they are */
+    if (r->type == REDIS_REPLY_STRING && r->len > 0 && r->len < 4 && strspn(r->str, "0123456789") == r->len &&
+        r->str[0] != '0' && atoi(r->str) < STORE_LAYOUT_VERSION) {
         int from = atoi(r->str);
         freeReplyObject(r);
         if (s->readonly)
@@ -986,7 +989,7 @@ static int argvec_send(redisContext *c, argvec *a)
     return redisAppendFormattedCommand(c, h, a->text->len - (RESP_HEAD - hl)) == REDIS_OK ? 0 : -1;
 }
 
-static void output_field(argvec *a, int64_t off, const char *cust, const char *id);
+static void output_field(argvec *a, int64_t off, bool credit, const char *cust, const char *id);
 static bool outputs_by_source(const store_apply_req *q);
 static void ow_note_req(store *s, const store_apply_req *q);
 static void read_scan(store *s, const char *src, const redisReply *r);
@@ -1877,7 +1880,7 @@ static int fetch_read(store *s, const store_op *op, char *err, size_t errlen)
         arg_s(&a, "HGET");
         if (osrc && osrc[i].src[0]) {
             arg_f(&a, "%so:%s", s->prefix, osrc[i].src);
-            output_field(&a, osrc[i].off, seen[i].customer_id, seen[i].id);
+            output_field(&a, osrc[i].off, seen[i].credit, seen[i].customer_id, seen[i].id);
         } else {
             arg_key(&a, s->prefix, seen[i].customer_id, 'p');
             arg_f(&a, "o%c%s", seen[i].credit ? 'c' : 't', seen[i].id);
@@ -2941,13 +2944,13 @@ static bool po_committed(const store *s, const char *so, size_t n)
     return off < c;
 }
 
-/* The field of an event's outputs in <prefix>o:<source>: "<offset>/t<customer>" NUL "<id>" (an
- * in-process credit shares its event's offset, tests share offset 0: the customer and id make it
- * unique). */
-static void output_field(argvec *a, int64_t off, const char *cust, const char *id)
+/* The field of an event's outputs in <prefix>o:<source>: "<offset>/t<customer>" NUL "<id>", a
+ * credit's "<offset>/c<customer>" NUL "<credit id>" (an in-process credit shares its event's
+ * offset, tests share offset 0: the kind, customer and id make it unique). */
+static void output_field(argvec *a, int64_t off, bool credit, const char *cust, const char *id)
 {
     char f[24 + 2 * (EVENT_ID_MAX + 1) + 4];
-    int n = snprintf(f, sizeof(f), "%lld/t%s%c%s", (long long)off, cust, '\0', id);
+    int n = snprintf(f, sizeof(f), "%lld/%c%s%c%s", (long long)off, credit ? 'c' : 't', cust, '\0', id);
     arg(a, f, n > 0 && (size_t)n < sizeof(f) ? (size_t)n : sizeof(f) - 1);
 }
 
@@ -2985,32 +2988,39 @@ static void ow_note(store *s, const char *src, int64_t off, const char *field, s
         o->min_off = off;
 }
 
-/* The same for request q (a touchpoint read from a partition, with outputs). */
+/* The same for request q (an event read from a partition, with outputs). */
 static void ow_note_req(store *s, const store_apply_req *q)
 {
     char src[16], f[24 + 2 * (EVENT_ID_MAX + 1) + 4];
     source_name(q->source_credits, q->partition, src, sizeof(src));
-    int n = snprintf(f, sizeof(f), "%lld/t%s%c%s", (long long)q->offset, q->customer_id, '\0', q->id);
+    int n = snprintf(f, sizeof(f), "%lld/%c%s%c%s", (long long)q->offset, q->credit ? 'c' : 't', q->customer_id, '\0',
+                     q->id);
     ow_note(s, src, q->offset, f, n > 0 && (size_t)n < sizeof(f) ? (size_t)n : sizeof(f) - 1);
 }
 
-/* Whether request q's outputs go to <prefix>o:<source> (layout 6) rather than :p: a touchpoint
- * read from a partition. The script's ev.os. */
+/* Whether request q's outputs go to <prefix>o:<source> (layout 6) rather than :p: an event read
+ * from a partition (layout 8: a credit too, by its own offset of the credits topic or, applied in
+ * process, by its source touchpoint's). The script's ev.os. */
 static bool outputs_by_source(const store_apply_req *q)
 {
-    return !q->credit && q->partition >= 0 && q->offset >= 0;
+    return q->partition >= 0 && q->offset >= 0;
 }
 
 /* Outputs go by whole blocks of this many offsets of their source: once the commit passes the
  * end of an event's block (OUTPUTS AFTER THE COMMIT). */
 #define OUTPUT_BLOCK 256
+/* A partition of the credits topic ("c<p>", layout 8) goes by each commit: it carries ~1 message
+ * for 100 touchpoints, so a block of 256 would keep up to 255 credits' outputs per partition for
+ * as long as it takes to fill (all of them in bench/mem.sh's run), where layout 7 dropped them at
+ * the referrer's next apply after the commit. */
+#define OUTPUT_BLOCK_CREDITS 1
 
 /* The offsets of source src whose outputs may go: those below the last whole block committed
  * (-1: none). */
 static int64_t drop_below(const store *s, const char *src)
 {
-    int64_t c = committed_of(s, src, strlen(src));
-    return c < 0 ? -1 : c - c % OUTPUT_BLOCK;
+    int64_t c = committed_of(s, src, strlen(src)), block = src[0] == 'c' ? OUTPUT_BLOCK_CREDITS : OUTPUT_BLOCK;
+    return c < 0 ? -1 : c - c % block;
 }
 
 /* Append the HDELs of the outputs noted whose blocks are committed, one per source, and forget
@@ -3252,7 +3262,8 @@ static int tx_write(store *s, const wtable *t, const wcust *w, apply_ctx *x, siz
     if (ndrop && tx_queue(s, &drop, op, capq, NULL, 0) != 0)
         return -1;
     /* the records: a touchpoint's "\6" (read from a partition) or "\5" (tools) + 8 bytes of digest +
-     * event time (varint) [+ source, offset] in :d, a credit's "\3" + digest in :c */
+     * event time (varint) [+ source, offset] in :d; a credit's in :c: "\6" + 8 bytes of digest, time
+     * 0 (never trimmed), source, offset (layout 8), or "\3" + the whole digest (no source: tools) */
     for (int credit = 0; credit < 2; credit++) {
         size_t nrec = 0;
         argvec_begin(&a, s);
@@ -3270,6 +3281,10 @@ static int tx_write(store *s, const wtable *t, const wcust *w, apply_ctx *x, siz
                 rl += put_varint(rec + rl, q->occurred_at);
             if (outputs_by_source(q)) {
                 rec[0] = 6;
+                if (credit) {
+                    rl = 1 + STORE_RECORD_DIGEST_LEN;
+                    rl += put_varint(rec + rl, 0);
+                }
                 rl += put_varint(rec + rl, 2 * (int64_t)q->partition + q->source_credits);
                 rl += put_varint(rec + rl, q->offset);
             }
@@ -3690,7 +3705,7 @@ static int tx_apply_send(store *s, store_apply_req *reqs, size_t n, bool scripts
                 if (how[j] == TX_WRITE && outputs_by_source(r) && r->outputs && r->outputs->len &&
                     r->partition == q->partition && r->source_credits == q->source_credits &&
                     lane_of(r->customer_id, nl) == l) {
-                    output_field(&a, r->offset, r->customer_id, r->id);
+                    output_field(&a, r->offset, r->credit, r->customer_id, r->id);
                     arg(&a, r->outputs->data, r->outputs->len);
                     ow_note_req(s, r);
                 }

@@ -1,11 +1,12 @@
 /* store.h - Fidelio's state in Redis: atomic, idempotent, fenced applies.
  *
- * REDIS LAYOUT, version 7 (STORE_LAYOUT_VERSION). Every key of a customer
+ * REDIS LAYOUT, version 8 (STORE_LAYOUT_VERSION). Every key of a customer
  * carries the customer id as a hash tag, so all of them live in one hash
  * slot (Redis Cluster) and one Lua script may touch them atomically:
  *
  *   <prefix>{<customer>}:p   HASH   v      version: +1 per applied event (the fencing token)
- *                                   p      profile encoding (profile.h, versioned): its first
+ *                                   p      profile encoding (profile.h, versioned: version 4 names
+ *                                          no customer, the key does; 1-3 still read): its first
  *                                          STORE_PROFILE_PIECE (64) bytes, the whole of a shorter one
  *                                   p1 p2 ... the next pieces of 64 bytes of a longer one (the last
  *                                          may be shorter), none past it; at most
@@ -24,7 +25,9 @@
  *                                          yet; <k> is t (touchpoint) or c (credit), <id> its id.
  *                                          Layout 6: only a credit's and those of a touchpoint
  *                                          with no source (tools, tests); a touchpoint read from a
- *                                          partition keeps them in <prefix>o:<source> (below)
+ *                                          partition keeps them in <prefix>o:<source> (below).
+ *                                          Layout 8: only an event's with no source (tools,
+ *                                          tests) and a credit's a layout-7 apply kept (LAYOUT 8)
  *                                   po     the list of those: per event its kind (t, c), its
  *                                          source ("t<partition>" of the touchpoints topic,
  *                                          "c<partition>" of the credits topic, "" unknown:
@@ -42,19 +45,27 @@
  *                                   (30 bytes) read as before (LAYOUT 5)
  *   <prefix>{<customer>}:t   ZSET   layout <= 3 only: ids of :d scored by event time; no longer
  *                                   written, emptied by the trim (LAYOUT 3 below)
- *   <prefix>{<customer>}:c   HASH   <credit id> -> dedupe record of the credit: "\x03" + its
- *                                   content digest (no time: never trimmed, see CREDITS)
+ *   <prefix>{<customer>}:c   HASH   <credit id> -> dedupe record of the credit (never trimmed, see
+ *                                   CREDITS): layout 8's "\x06" + the first 8 bytes of its content
+ *                                   digest, then as varints 0 (no time), its source (2 x
+ *                                   partition, + 1 read from the credits topic; an in-process
+ *                                   credit: its touchpoint's) and offset (~12 bytes; its outputs
+ *                                   wait in <prefix>o:<source>); "\x03" + the whole digest: a
+ *                                   credit with no source (tools, tests) or written by layout <= 7
  *   <prefix>{<customer>}:l   LIST   ledger: one entry per balance change, oldest first, the
  *                                   newest pipeline.ledger_max kept: the RewardEvent published
  *                                   to Kafka less its reason, binary (THE LEDGER below;
  *                                   `fidelio ledger` decodes them)
  *   <prefix>o:<source>       HASH   "<offset>/t<customer>" NUL "<event id>" -> the recorded
  *                                   outputs of a touchpoint read at that offset of that source
- *                                   ("t<partition>"), written in the apply; HDEL'd once the commit
+ *                                   ("t<partition>"); layout 8: "<offset>/c<customer>" NUL "<credit
+ *                                   id>" -> a credit's, in its source ("c<partition>" of the
+ *                                   credits topic; applied in process: its touchpoint's "t<p>"
+ *                                   and offset), written in the apply; HDEL'd once the commit
  *                                   passes the end of its block of 256 offsets (OUTPUTS AFTER
  *                                   THE COMMIT). Not slot-bound:
  *                                   Redis Cluster would need it per customer slot
- *   <prefix>layout           STRING "7": written on first use by `run`; "1" to "6" are upgraded
+ *   <prefix>layout           STRING "8": written on first use by `run`; "1" to "7" are upgraded
  *                                   (below); another value stops fidelio. Read-only tools
  *                                   (store_open_readonly) only read it and write nothing, so
  *                                   they also work on a read-only replica.
@@ -102,7 +113,7 @@
  * applies that follow (store_apply_send, once or more: the pipeline streams
  * its groups of customers) decide in C, from that table, exactly what the
  * script decides (below), and queue the writes in ONE MULTI (per lane): HSET :p (v + n,
- * the last event's profile in its pieces, hw, a credit's (or source-less event's) outputs
+ * the last event's profile in its pieces, hw, a source-less event's outputs
  * o<k><id>, po and tn when they change), HDEL :p of the outputs committed
  * (step 1) and of pieces past the profile's (a rebuild of :p: LAYOUT 7), HSET :d / HSET :c of the records, RPUSH :l, LTRIM :l only when
  * LLEN + the new entries pass ledger_max, HSET <prefix>o:<source> of the
@@ -322,8 +333,12 @@
  * re-emits nothing, whether or not the field is gone yet: its outputs were
  * acknowledged by Kafka before its offsets were committed, so subscribers
  * have them (with the same deterministic ids); a record is not trimmed before
- * its offset is committed either. A credit's outputs and those of a
- * touchpoint with no source (tools, tests) stay in :p (o<k><id>, listed in
+ * its offset is committed either. Layout 8 treats a credit read from a
+ * partition the same way (its record in :c carries its source and offset;
+ * its field is "<offset>/c<customer>" NUL "<credit id>"; an in-process
+ * credit goes by its touchpoint's source and offset, committed with it).
+ * The outputs of an event with no source (tools, tests) and those a
+ * layout-7 apply kept for a credit stay in :p (o<k><id>, listed in
  * po, which the apply reads with the HGETALL of :p it does anyway; po is
  * written only when it changes, removed when empty) and the customer's next
  * apply drops those below the committed offsets, as in layout 5; store_trim
@@ -357,8 +372,32 @@
  * are not trimmed: a duplicate credit can come whenever its source re-emits
  * it (the source's own redelivery or replay, however late in the referrer's
  * time), and the referrer cannot see the source's horizon. Cost: one record
- * of 17 bytes (plus the id) per credit received, for the life of the profile;
- * its outputs go like a touchpoint's.
+ * of ~12 bytes (layout 8; 17 before) plus the id per credit received, for the
+ * life of the profile;
+ * its outputs go like a touchpoint's (layout 8: to <prefix>o:<source> by the
+ * offset its record carries, dropped after the commit passes its block).
+ *
+ * LAYOUT 8: A CREDIT'S OUTPUTS BY ITS SOURCE. Layout 7 kept a credit's
+ * outputs in the referrer's :p (o<k><id>, listed in po) until the
+ * referrer's next apply after the commit, for most referrers days later:
+ * ~40 bytes per customer on average (bench/mem.sh), and their :p a
+ * hashtable meanwhile (an output is longer than a piece). A layout-8 credit
+ * read from a partition is recorded in :c as "\x06" + 8 bytes of digest + 0 +
+ * source + offset (the touchpoints' record form, time 0: :c is never
+ * trimmed) and its outputs go to <prefix>o:<source> in the same MULTI or
+ * script call, dropped by the fetch once the commit passes their block,
+ * exactly as a touchpoint's (OUTPUTS AFTER THE COMMIT); a redelivery before
+ * that finds them by the record's source and offset. The conflict check
+ * compares 8 bytes of digest, as for touchpoints (2^-64 per pair). A credit
+ * with no source (tools, tests) is "\x03" + digest, its outputs in :p, as
+ * before. LAYOUT 7 namespaces are upgraded in place on the first start of
+ * this version (the marker becomes "8"; a layout-7 fidelio then refuses
+ * the namespace: it would not look for a layout-8 credit's outputs where
+ * they are, nor read a version-4 profile, which this version writes).
+ * Nothing is rewritten: a "\x03" credit record deduplicates and conflicts
+ * as before, the outputs layout 7 kept in :p are re-emitted for a
+ * redelivery and dropped (and :p rebuilt) by the customer's next apply
+ * after their commit, as before. Test layout_7_upgraded.
  *
  * LAYOUT 7: THE PROFILE IN PIECES. Redis keeps a hash as a compact listpack
  * (the fields and values one after the other, a few bytes of header each)
@@ -385,9 +424,10 @@
  * long profiles (many orders on record) are those with the most events:
  * without the cap bench/ab.sh measured Redis at +0.9 us per event (HSETs of up
  * to 47 pieces), with it no change within the noise (README, Performance).
- * What still makes a :p a hashtable: a profile past the cap, a credit's
- * outputs kept in it until committed (an Avro record, longer than 64 bytes; a
- * po of two credits), and a layout-6 profile whole in p. Redis never converts a hashtable back,
+ * What still makes a :p a hashtable: a profile past the cap, outputs kept in
+ * it until committed (an Avro record, longer than 64 bytes; a po of two
+ * credits: a layout-7 credit's, a source-less event's), and a layout-6
+ * profile whole in p. Redis never converts a hashtable back,
  * so an apply that leaves a hashtable :p (one that held a value longer than a
  * piece) with nothing longer than a piece (no outputs kept, no po, a profile
  * within the cap) rebuilds
@@ -401,14 +441,14 @@
  * With hash-max-listpack-value set lower than 64 every :p is a hashtable,
  * as in layout 6; higher changes nothing (pieces stay 64 bytes).
  * LAYOUT 6 namespaces are upgraded in place on the first start of this
- * version (the marker becomes "7"; a layout-6 fidelio then refuses the
+ * version (the marker becomes the current one; a layout-6 fidelio then refuses the
  * namespace: it would read the first piece of a profile as the whole, a
  * truncated encoding). Nothing is rewritten: a profile whole in p is a
  * profile in one piece, read as before by the apply, the tools and the scan
  * of profiles; the customer's next apply writes it in pieces and rebuilds its
  * :p as a listpack (above). Test layout_6_upgraded.
  * LAYOUT 5 namespaces are upgraded in place on the first start of this
- * version (the marker becomes "7"; a layout-5 fidelio then refuses the
+ * version (the marker becomes the current one; a layout-5 fidelio then refuses the
  * namespace: it would read a "\x05" record as a layout-1 one, the outputs
  * themselves). Nothing is rewritten: a "\x04" record (the whole digest, the
  * time in decimal) deduplicates, conflicts and is trimmed by its time as
@@ -421,14 +461,14 @@
  * reused id with other content passes as a duplicate with probability
  * 2^-64).
  * LAYOUT 4 namespaces are upgraded in place on the first start of this
- * version or of layouts 5-6 (the marker becomes "7"; a layout-4 fidelio then refuses the
+ * version or of layouts 5-7 (the marker becomes the current one; a layout-4 fidelio then refuses the
  * namespace: its `fidelio ledger` could not read the new entries). Nothing
  * is rewritten: layout 4's ledger entries print as before (their digests
  * from <prefix>digests) and new entries are appended in the layout-5 form,
  * both in one list. Records, :p and the apply were as in layout 4 (records:
  * layout 6 above).
  * LAYOUT 3 namespaces are upgraded in place on the first start of this
- * version or of layouts 4-6 (the marker becomes "7"; a layout-3 fidelio then refuses the
+ * version or of layouts 4-7 (the marker becomes the current one; a layout-3 fidelio then refuses the
  * namespace: it would read a "\x04" record as a layout-1 one). Nothing is
  * rewritten: a customer whose :p has no tn is trimmed through its :t as
  * before (its "\x03" records deduplicate as before) while its new records
@@ -436,7 +476,7 @@
  * empties :t sets tn (from :d) and from then on the customer is layout 4.
  * A customer with no apply after the upgrade keeps its :t.
  * LAYOUT 2 namespaces are upgraded in place on the first start of this
- * version or of layouts 3-6 (the marker becomes "7"). Nothing is rewritten: a layout-2 record ("\x02" + digest +
+ * version or of layouts 3-7 (the marker becomes the current one). Nothing is rewritten: a layout-2 record ("\x02" + digest +
  * outputs) still deduplicates, conflicts and re-emits its outputs, and is
  * trimmed by event time through :t; layout-2 ledger entries (JSON, which
  * an Avro RewardEvent never starts with: its first byte would be a negative
@@ -463,7 +503,7 @@
 /* Room for a key: prefix, braces, customer id, suffix. */
 #define EVENT_KEY_MAX (64 + EVENT_ID_MAX + 8)
 
-#define STORE_LAYOUT_VERSION 7
+#define STORE_LAYOUT_VERSION 8
 /* Bytes of a content digest (digest.h). */
 #define STORE_DIGEST_LEN 16
 /* Bytes of it a layout-6 touchpoint dedupe record keeps (a collision among one customer's ids is

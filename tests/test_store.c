@@ -96,6 +96,10 @@ static store *tools_store(void)
     return ro;
 }
 
+/* The partition apply_kind's requests were read from (offset 0 of the touchpoints topic); -1: none
+ * (tools: their outputs wait in :p until store_trim). */
+static int32_t apply_partition;
+
 /* Apply id for cust with a profile text and outputs text. */
 static store_status apply_kind(bool credit, const char *cust, const char *id, int64_t at, int64_t version,
                                const char *prof, const char *outs, int64_t *new_version, buf *recorded)
@@ -105,7 +109,7 @@ static store_status apply_kind(bool credit, const char *cust, const char *id, in
     buf_puts(&o, outs);
     const char *ledger[] = {"{\"entry\":1}", "{\"entry\":2}"};
     store_apply_req q = {.customer_id = cust, .id = id, .credit = credit, .occurred_at = at, .expected_version = version,
-                         .profile = &p, .outputs = &o, .ledger = ledger, .nledger = 2};
+                         .profile = &p, .outputs = &o, .ledger = ledger, .nledger = 2, .partition = apply_partition};
     tx_prefetch(s, &q, 1);
     ck_assert_msg(store_apply(s, &q, 1, err, sizeof(err)) == 0, "%s", err);
     if (new_version)
@@ -248,7 +252,10 @@ START_TEST(credit_older_than_trim_horizon_applied)
     ck_assert_int_eq(trim("r1"), 0);
     buf rec = {0};
     ck_assert_int_eq(apply_credit("r1", "rw-credit-1", T0, 3, "P-x", "O-x", NULL, &rec), STORE_DUPLICATE);
-    /* (layout 3: its outputs were dropped by that trim, which says it is committed) */
+    /* (layout 8: its outputs wait in <prefix>o:t0, by its offset, until that is committed) */
+    ck_assert_str_eq(rec.data, "O-credit");
+    store_committed(s, false, 0, 1);
+    ck_assert_int_eq(apply_credit("r1", "rw-credit-1", T0, 3, "P-x", "O-x", NULL, &rec), STORE_DUPLICATE);
     ck_assert_uint_eq(rec.len, 0);
     store_seen d = {.customer_id = "r1", .id = "rw-credit-1", .credit = true};
     ck_assert(store_fetch(s, NULL, 0, &d, 1, err, sizeof(err)) == 0);
@@ -287,7 +294,7 @@ START_TEST(layout_1_upgraded)
     store *o = store_open(redis_url, REDIS_FIXTURE_PREFIX "v1ns:", 30 * DAY, 0, err, sizeof(err));
     ck_assert_msg(o != NULL, "%s", err);
     r = redis_raw("GET " REDIS_FIXTURE_PREFIX "v1ns:layout");
-    ck_assert_str_eq(r->str, "7");
+    ck_assert_int_eq(atoi(r->str), STORE_LAYOUT_VERSION);
     freeReplyObject(r);
     store_seen d = {.customer_id = "r3", .id = "rw-old", .credit = true};
     ck_assert(store_fetch(o, NULL, 0, &d, 1, err, sizeof(err)) == 0);
@@ -407,17 +414,25 @@ static long long raw_int(const char *fmt, const char *cust, const char *arg)
     return v;
 }
 
-/* Whether the outputs of touchpoint id of cust, read at offset off of partition 3, wait in
- * <prefix>o:t3 (layout 6: until the first fetch after their commit). */
-static long long out_kept(const char *cust, const char *id, int64_t off)
+/* Whether the outputs of event id of cust (kind 't' a touchpoint, 'c' a credit: layout 8), read at
+ * offset off of source src ("t3", "c1"), wait in <prefix>o:<src> (until the first fetch after their
+ * commit). */
+static long long out_kept_in(const char *src, char kind, const char *cust, const char *id, int64_t off)
 {
     char f[256];
-    int n = snprintf(f, sizeof(f), "%lld/t%s%c%s", (long long)off, cust, '\0', id);
-    redisReply *r = redis_raw("HEXISTS %so:t3 %b", prefix, f, (size_t)n);
+    int n = snprintf(f, sizeof(f), "%lld/%c%s%c%s", (long long)off, kind, cust, '\0', id);
+    redisReply *r = redis_raw("HEXISTS %so:%s %b", prefix, src, f, (size_t)n);
     ck_assert_ptr_nonnull(r);
     long long v = r->integer;
     freeReplyObject(r);
     return v;
+}
+
+/* Whether the outputs of touchpoint id of cust, read at offset off of partition 3, wait in
+ * <prefix>o:t3 (layout 6: until the first fetch after their commit). */
+static long long out_kept(const char *cust, const char *id, int64_t off)
+{
+    return out_kept_in("t3", 't', cust, id, off);
 }
 
 static void acl(const char *rule)
@@ -566,11 +581,18 @@ END_TEST
 
 START_TEST(layout_mismatch_refused)
 {
-    redisReply *r = redis_raw("SET " REDIS_FIXTURE_PREFIX "other:layout 8");
+    redisReply *r = redis_raw("SET " REDIS_FIXTURE_PREFIX "other:layout 9");
     freeReplyObject(r);
     store *o = store_open(redis_url, REDIS_FIXTURE_PREFIX "other:", DAY, 0, err, sizeof(err));
     ck_assert_ptr_null(o);
-    ck_assert_ptr_nonnull(strstr(err, "layout is 8"));
+    ck_assert_ptr_nonnull(strstr(err, "layout is 9"));
+    /* nor "07", "0", "10", "7x": not a layout this build knows */
+    static const char *const odd[] = {"07", "0", "10", "7x"};
+    for (size_t i = 0; i < sizeof(odd) / sizeof(odd[0]); i++) {
+        freeReplyObject(redis_raw("SET %sother:layout %s", REDIS_FIXTURE_PREFIX, odd[i]));
+        ck_assert_ptr_null(store_open(redis_url, REDIS_FIXTURE_PREFIX "other:", DAY, 0, err, sizeof(err)));
+        ck_assert_ptr_nonnull(strstr(err, "this fidelio uses layout"));
+    }
 }
 END_TEST
 
@@ -935,8 +957,9 @@ static const char *long_profile(size_t n, char tag)
  * Redis's default hash-max-listpack-value, so :p stays a compact listpack
  * instead of a hashtable (a dict entry and two strings per field); a fetch
  * joins them, a shorter profile leaves no piece behind. A :p that Redis keeps
- * as a hashtable (a layout-6 profile whole in p, a credit's outputs kept in :p)
- * is rebuilt by the apply that leaves it nothing longer than a piece. */
+ * as a hashtable (a layout-6 profile whole in p, one past the cap) is rebuilt
+ * by the apply that leaves it nothing longer than a piece; a credit's outputs
+ * (layout 8) no longer wait in it. */
 START_TEST(profile_in_pieces)
 {
     char enc[32], want[1000];
@@ -989,16 +1012,17 @@ START_TEST(profile_in_pieces)
     ck_assert_int_eq((int)p.encoding.len, 250);
     ck_assert(!memcmp(p.encoding.data, want, 250));
     store_profile_free(&p);
-    /* a credit's outputs (longer than a piece) wait in :p until committed: a hashtable meanwhile,
-     * a listpack again from the apply that drops them */
-    ck_assert_int_eq(apply_credit("pc1", "rw-1", T0, 3, want, long_profile(90, 'O'), &v, NULL), STORE_APPLIED);
+    /* a credit read from a partition: its outputs (longer than a piece) wait in <prefix>o:t0 (layout 8),
+     * :p stays a listpack */
+    ck_assert_int_eq(apply_credit("pc1", "rw-0", T0, 3, want, long_profile(90, 'O'), &v, NULL), STORE_APPLIED);
     p_encoding("pc1", enc, sizeof(enc));
-    ck_assert_str_eq(enc, "hashtable");
-    store_committed(s, false, 0, 1);
+    ck_assert_str_eq(enc, "listpack");
+    ck_assert_int_eq(out_kept_in("t0", 'c', "pc1", "rw-0", 0), 1);
+    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", "pc1", "ocrw-0"), 0);
+    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", "pc1", "po"), 0);
     ck_assert_int_eq(apply("pc1", "e3", T0 + 2, 4, want, "OUT-e3", &v, NULL), STORE_APPLIED);
     p_encoding("pc1", enc, sizeof(enc));
     ck_assert_str_eq(enc, "listpack");
-    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", "pc1", "ocrw-1"), 0);
     ck_assert_int_eq(raw_int("HLEN %s{%s}:p%s", "pc1", ""), 7); /* v p p1 p2 p3 hw tn */
     ck_assert_int_eq(v, 5);
     fetch("pc1", &p);
@@ -1404,7 +1428,7 @@ START_TEST(layout_4_upgraded)
     store *w = store_open(redis_url, ns, 30 * DAY, 0, err, sizeof(err));
     ck_assert_msg(w != NULL, "%s", err);
     redisReply *r = redis_raw("GET %slayout", ns);
-    ck_assert_str_eq(r->str, "7");
+    ck_assert_int_eq(atoi(r->str), STORE_LAYOUT_VERSION);
     freeReplyObject(r);
     buf_reset(&avro);
     ck_assert(codec_encode_avro(c, SCHEMA_REWARD, &next, &avro, err, sizeof(err)) == EVENT_OK);
@@ -1441,7 +1465,8 @@ START_TEST(layout_4_upgraded)
 END_TEST
 
 /* The store under test switched to namespace ns, written by an older layout
- * and upgraded in place by this open (its marker must then read "7"); with
+ * and upgraded in place by this open (its marker must then read
+ * STORE_LAYOUT_VERSION); with
  * own_prefix, p_field and raw_int read that namespace too. upgraded_leave()
  * switches back and closes it. */
 typedef struct {
@@ -1454,7 +1479,7 @@ static void upgraded_enter(upgraded *u, const char *ns, bool own_prefix)
     u->opened = store_open(redis_url, ns, 30 * DAY, 0, err, sizeof(err));
     ck_assert_msg(u->opened != NULL, "%s", err);
     redisReply *r = redis_raw("GET %slayout", ns);
-    ck_assert_str_eq(r->str, "7");
+    ck_assert_int_eq(atoi(r->str), STORE_LAYOUT_VERSION);
     freeReplyObject(r);
     u->saved = s;
     s = u->opened;
@@ -1535,6 +1560,81 @@ START_TEST(layout_5_upgraded)
     apply_many(late, 1);
     ck_assert_int_eq(v3_status[0], STORE_TOO_OLD);
     store_set_now(s, 0);
+    upgraded_leave(&u);
+}
+END_TEST
+
+/* Apply credit id to cust, read at offset off of the credits topic's partition 1 (layout 8: its
+ * outputs wait in <prefix>o:c1); the recorded outputs of a duplicate in rec. */
+static store_status apply_credit_c1(const char *cust, const char *id, const char *digest, int64_t version,
+                                    int64_t off, const char *outs, buf *rec)
+{
+    buf p = {0}, o = {0};
+    buf_puts(&p, "P-credit");
+    buf_puts(&o, outs);
+    store_apply_req q = {.customer_id = cust, .id = id, .credit = true, .occurred_at = T0, .expected_version = version,
+                         .profile = &p, .outputs = &o, .digest = (const uint8_t *)digest, .source_credits = true,
+                         .partition = 1, .offset = off};
+    tx_prefetch(s, &q, 1);
+    ck_assert_msg(store_apply(s, &q, 1, err, sizeof(err)) == 0, "%s", err);
+    if (rec) {
+        buf_reset(rec);
+        buf_append(rec, q.recorded.data ? q.recorded.data : "", q.recorded.len);
+    }
+    store_status st = q.status;
+    store_apply_req_free(&q);
+    buf_free(&p);
+    buf_free(&o);
+    return st;
+}
+
+/* A namespace written by layout 7 is upgraded in place (the marker becomes
+ * "8", nothing rewritten): a credit's "\3" record (the whole digest) still
+ * deduplicates and conflicts, and the outputs layout 7 kept in the referrer's
+ * :p (a hashtable: longer than a piece) are re-emitted for a redelivery before
+ * the credits' commit, then dropped by the next apply after it, which rebuilds
+ * :p as a listpack; new credits' outputs wait in <prefix>o:<source> (their
+ * "\6" records say where), never in :p. */
+START_TEST(layout_7_upgraded)
+{
+    char ns[48], enc[32];
+    snprintf(ns, sizeof(ns), REDIS_FIXTURE_PREFIX "v7ns%d%d:", (int)tx_mode, (int)lanes_mode);
+    char out7[1000];
+    snprintf(out7, sizeof(out7), "%s", long_profile(90, 'K'));
+    RAW_OK("SET %slayout 7", ns);
+    /* what layout 7 wrote for a referrer: credit rw-7 read at c1 offset 5, not committed yet */
+    RAW_OK("HSET %s{u7}:p v 1 p P-v7 hw %lld tn %lld ocrw-7 %s po %b", ns, (long long)T0, (long long)T0, out7,
+           "cc1/5\0rw-7\0", (size_t)11);
+    RAW_OK("HSET %s{u7}:c rw-7 %b", ns, "\x03" "AAAAAAAAAAAAAAAA", (size_t)17);
+    upgraded u;
+    upgraded_enter(&u, ns, true);
+    p_encoding("u7", enc, sizeof(enc));
+    ck_assert_str_eq(enc, "hashtable");
+    buf rec = {0};
+    /* redelivered before the commit: a duplicate with the outputs layout 7 kept; another content conflicts */
+    ck_assert_int_eq(apply_credit_c1("u7", "rw-7", DA, 1, 5, "O-x", &rec), STORE_DUPLICATE);
+    ck_assert_str_eq(rec.data, out7);
+    ck_assert_int_eq(apply_credit_c1("u7", "rw-7", DB, 1, 5, "O-x", &rec), STORE_CONFLICT);
+    /* a new credit: its outputs in <prefix>o:c1, a "\6" record beside the "\3" one */
+    ck_assert_int_eq(apply_credit_c1("u7", "rw-8", DB, 1, 6, "O-rw-8", &rec), STORE_APPLIED);
+    ck_assert_int_eq(out_kept_in("c1", 'c', "u7", "rw-8", 6), 1);
+    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", "u7", "ocrw-8"), 0);
+    ck_assert_int_eq(raw_int("HSTRLEN %s{%s}:c %s", "u7", "rw-8"), 1 + STORE_RECORD_DIGEST_LEN + 3);
+    ck_assert_int_eq(raw_int("HSTRLEN %s{%s}:c %s", "u7", "rw-7"), 1 + STORE_DIGEST_LEN);
+    /* committed past rw-7 (not rw-8): the next apply drops what layout 7 kept and rebuilds :p */
+    store_committed(s, true, 1, 6);
+    v3ev b1[] = {{"u7", "e1", "P-e1", "O-e1", DA, T0 + 1, 2, 20}};
+    apply_many(b1, 1);
+    ck_assert_int_eq(v3_status[0], STORE_APPLIED);
+    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", "u7", "ocrw-7"), 0);
+    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", "u7", "po"), 0);
+    p_encoding("u7", enc, sizeof(enc));
+    ck_assert_str_eq(enc, "listpack");
+    ck_assert_int_eq(apply_credit_c1("u7", "rw-7", DA, 3, 5, "O-x", &rec), STORE_DUPLICATE);
+    ck_assert_uint_eq(rec.len, 0);
+    ck_assert_int_eq(apply_credit_c1("u7", "rw-8", DB, 3, 6, "O-x", &rec), STORE_DUPLICATE);
+    ck_assert_str_eq(rec.data, "O-rw-8");
+    buf_free(&rec);
     upgraded_leave(&u);
 }
 END_TEST
@@ -1715,9 +1815,10 @@ END_TEST
  * call, even when it has committed outputs to drop (nothing is written). */
 START_TEST(oom_refused_before_dropping_outputs)
 {
-    /* (layout 6: a credit's outputs are what the apply still drops from :p) */
+    /* (layout 8: what the apply still drops from :p is a credit's outputs a layout-7 apply kept there) */
     ck_assert_int_eq(apply_credit("oo1", "e1", T0, 0, "P1", "O-e1", NULL, NULL), STORE_APPLIED);
-    store_committed(s, false, 0, 2);
+    RAW_OK("HSET %s{oo1}:p oce1 O-e1 po %b", prefix, "cc0/0\0e1\0", (size_t)10);
+    store_committed(s, true, 0, 2);
     buf p = {0}, o = {0};
     buf_puts(&p, "P2");
     buf_puts(&o, "O-e2");
@@ -1780,20 +1881,59 @@ START_TEST(credit_outputs_dropped_by_the_credits_commit)
     buf_puts(&p, "P");
     buf_puts(&o, "O-credit");
     store_apply_req q = {.customer_id = "cr1", .id = "rw-1", .credit = true, .occurred_at = T0, .profile = &p,
-                         .outputs = &o, .source_credits = true, .partition = 1, .offset = 5};
+                         .outputs = &o, .digest = (const uint8_t *)DA, .source_credits = true, .partition = 1,
+                         .offset = 5};
+    tx_prefetch(s, &q, 1);
     ck_assert_msg(store_apply(s, &q, 1, err, sizeof(err)) == 0, "%s", err);
     ck_assert_int_eq(q.status, STORE_APPLIED);
     store_apply_req_free(&q);
+    /* layout 8: its outputs wait in <prefix>o:c1 (not in the referrer's :p), its record says where:
+     * "\6", 8 bytes of digest, time 0, source 3 (2 x 1 + 1: the credits topic), offset 5 */
+    ck_assert_int_eq(out_kept_in("c1", 'c', "cr1", "rw-1", 5), 1);
+    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", "cr1", "ocrw-1"), 0);
+    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", "cr1", "po"), 0);
+    redisReply *r = redis_raw("HGET %s{cr1}:c rw-1", prefix);
+    ck_assert(r && r->type == REDIS_REPLY_STRING);
+    ck_assert_int_eq((int)r->len, 1 + STORE_RECORD_DIGEST_LEN + 3);
+    ck_assert(r->str[0] == 6 && !memcmp(r->str + 1, DA, STORE_RECORD_DIGEST_LEN));
+    ck_assert(!memcmp(r->str + 1 + STORE_RECORD_DIGEST_LEN, "\x00\x06\x0a", 3));
+    freeReplyObject(r);
+    /* redelivered before the credits' commit: a duplicate re-emitting them; another digest: a conflict */
+    store_apply_req re = q;
+    memset(&re.recorded, 0, sizeof(re.recorded));
+    tx_prefetch(s, &re, 1);
+    ck_assert_msg(store_apply(s, &re, 1, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(re.status, STORE_DUPLICATE);
+    ck_assert_str_eq(re.recorded.data, "O-credit");
+    store_apply_req_free(&re);
+    store_seen d = {.customer_id = "cr1", .id = "rw-1", .credit = true, .digest = (const uint8_t *)DB};
+    ck_assert(store_fetch(s, NULL, 0, &d, 1, err, sizeof(err)) == 0);
+    ck_assert(d.seen && d.conflict);
+    store_seen_free(&d);
+    /* the touchpoints' commit does not drop them; the credits' commit past their offset does (a
+     * credits partition goes by each commit, not by blocks of 256 as a touchpoints one) */
     store_committed(s, false, 1, 99);
     v3ev b2[] = {{"cr1", "e1", "P2", "O-e1", DA, T0 + 1, 1, 10}};
     apply_many(b2, 1);
     ck_assert_int_eq(v3_status[0], STORE_APPLIED);
-    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", "cr1", "ocrw-1"), 1);
+    ck_assert_int_eq(out_kept_in("c1", 'c', "cr1", "rw-1", 5), 1);
     store_committed(s, true, 1, 6);
-    v3ev b3[] = {{"cr1", "e2", "P3", "O-e2", DA, T0 + 2, 2, 11}};
-    apply_many(b3, 1);
-    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", "cr1", "ocrw-1"), 0);
-    ck_assert_int_eq(raw_int("HSTRLEN %s{%s}:c %s", "cr1", "rw-1"), 1 + STORE_DIGEST_LEN);
+    d = (store_seen){.customer_id = "cr1", .id = "rw-1", .credit = true, .digest = (const uint8_t *)DA};
+    ck_assert(store_fetch(s, NULL, 0, &d, 1, err, sizeof(err)) == 0);
+    ck_assert(d.seen && !d.conflict);
+    ck_assert_uint_eq(d.recorded.len, 0); /* committed: re-emits nothing */
+    store_seen_free(&d);
+    ck_assert_int_eq(raw_int("EXISTS %so:c1%s%s", "", ""), 0);
+    /* a credit applied in process (by its source touchpoint's partition and offset): in <prefix>o:t<p> */
+    q = (store_apply_req){.customer_id = "cr1", .id = "rw-2", .credit = true, .occurred_at = T0, .profile = &p,
+                          .outputs = &o, .digest = (const uint8_t *)DA, .partition = 4, .offset = 7,
+                          .expected_version = 2};
+    tx_prefetch(s, &q, 1);
+    ck_assert_msg(store_apply(s, &q, 1, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(q.status, STORE_APPLIED);
+    store_apply_req_free(&q);
+    ck_assert_int_eq(out_kept_in("t4", 'c', "cr1", "rw-2", 7), 1);
+    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", "cr1", "po"), 0);
     buf_free(&p);
     buf_free(&o);
 }
@@ -2444,15 +2584,17 @@ START_TEST(tx_writes_what_the_script_writes)
         ck_assert_int_eq(tx_q[0].status, STORE_TOO_OLD);
         ck_assert_int_eq(tx_q[1].status, STORE_NOT_APPLIED);
         tx_free(2);
-        ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", cust[way], "ock1"), 1); /* a credit's outputs: in :p */
+        /* a credit's outputs (layout 8): in <prefix>o:t3 by its offset, not in :p */
+        ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", cust[way], "ock1"), 0);
+        ck_assert_int_eq(out_kept_in("t3", 'c', cust[way], "k1", 3), 1);
     }
-    /* layout 7: a long profile in pieces, a credit's long outputs kept in :p (a hashtable) */
+    /* a profile past the cap of pieces (whole in p: a hashtable), a credit's long outputs */
     for (int way = 0; way < 2; way++) {
         tx_mode = way == 1;
         txev b4[] = {{cust[way], "e7", T0 + 21, 5, 8, false}, {cust[way], "k2", T0, 6, 9, true}};
         tx_reqs(b4, 2);
         buf_reset(&tx_p[1]);
-        buf_puts(&tx_p[1], long_profile(300, 'P'));
+        buf_puts(&tx_p[1], long_profile(STORE_PROFILE_PIECE * STORE_PROFILE_PIECES_MAX + 10, 'P'));
         buf_reset(&tx_o[1]);
         buf_puts(&tx_o[1], long_profile(90, 'O'));
         tx_prefetch(s, tx_q, 2);
@@ -2460,7 +2602,7 @@ START_TEST(tx_writes_what_the_script_writes)
         ck_assert_int_eq(tx_q[1].status, STORE_APPLIED);
         tx_free(2);
     }
-    /* all committed: the next apply drops them and rebuilds :p; a shorter profile */
+    /* all committed: the next apply, of a shorter profile, rebuilds :p */
     store_committed(s, false, 3, 100);
     for (int way = 0; way < 2; way++) {
         tx_mode = way == 1;
@@ -2487,10 +2629,16 @@ START_TEST(tx_writes_what_the_script_writes)
         buf_free(&b);
     }
     ck_assert_int_eq(raw_int("LLEN %s{%s}:l%s", "sb", ""), 3); /* ledger_max 3 */
-    /* layout 6: a touchpoint's outputs wait in <prefix>o:t3, a credit's in :p */
+    /* layout 6: a touchpoint's outputs wait in <prefix>o:t3; layout 8: a credit's too */
     ck_assert_int_eq(out_kept("sb", "e2", 2), 1);
     ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", "sb", "ote2"), 0);
-    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", "sb", "ock1"), 0); /* (in :p until committed: b4) */
+    ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", "sb", "ock2"), 0);
+    for (int way = 0; way < 2; way++) { /* the same fields and bytes written by both */
+        redisReply *r = redis_raw("HGET %so:t3 9/c%s%bk2", prefix, cust[way], "", (size_t)1);
+        ck_assert(r && r->type == REDIS_REPLY_STRING);
+        ck_assert_int_eq((int)r->len, 90);
+        freeReplyObject(r);
+    }
     ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", "sb", "p2"), 1);   /* 130 bytes: p p1 p2 */
     ck_assert_int_eq(raw_int("HEXISTS %s{%s}:p %s", "sb", "p3"), 0);
 }
@@ -2595,6 +2743,7 @@ Suite *store_suite(void)
     tcase_add_test(tc, no_outputs_at_rest);
     tcase_add_test(tc, profile_in_pieces);
     tcase_add_test(tc, layout_6_upgraded);
+    tcase_add_test(tc, layout_7_upgraded);
     tcase_add_test(tc, apply_trims_by_whole_eighths);
     tcase_add_test(tc, oom_refused_before_dropping_outputs);
     tcase_add_test(tc, customer_with_thousands_of_events);
@@ -2637,6 +2786,7 @@ Suite *store_suite(void)
     tcase_add_test(tx, no_outputs_at_rest);
     tcase_add_test(tx, profile_in_pieces);
     tcase_add_test(tx, layout_6_upgraded);
+    tcase_add_test(tx, layout_7_upgraded);
     suite_add_tcase(su, tx);
     /* and with the customers of each fetch spread over the lanes */
     TCase *ln = tcase_create("lanes");
@@ -2660,6 +2810,7 @@ Suite *store_suite(void)
     tcase_add_test(ln, apply_trims_by_whole_eighths);
     tcase_add_test(ln, credit_outputs_dropped_by_the_credits_commit);
     tcase_add_test(ln, layout_5_upgraded);
+    tcase_add_test(ln, layout_7_upgraded);
     tcase_add_test(ln, no_outputs_at_rest);
     tcase_add_test(ln, tx_foreign_write_fences_the_transaction);
     tcase_add_test(ln, tx_queue_error_writes_nothing);
