@@ -554,6 +554,8 @@ rd_kafka_resp_err_t emitter_produce(emitter *em, const char *topic, const void *
     rd_kafka_resp_err_t e = rkt ? kafka_produce_rkt(rk, rkt, key, keylen, value, len, hdrs, tag)
                                 : kafka_produce(em->producer, topic, key, keylen, value, len, hdrs, tag);
     em->last_produce_err = e;
+    if (!e)
+        em->payload_sent += (long long)len;
     if (!e && b)
         b->produced++;
     return e;
@@ -600,8 +602,13 @@ rd_kafka_resp_err_t emitter_stage(emitter *em, const char *topic, const void *ke
     m->partition = RD_KAFKA_PARTITION_UA;
     m->_private = (void *)(uintptr_t)b->seq;
     em->staged_n++;
-    em->staged_bytes += keylen + len;
     return RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+bool emitter_batch_fits(long long queued, long long queued_payload, long long n, long long payload,
+                        long long max_msgs, long long max_bytes)
+{
+    return queued + n <= max_msgs && queued_payload + payload <= max_bytes;
 }
 
 rd_kafka_resp_err_t emitter_send_staged(emitter *em)
@@ -616,29 +623,38 @@ rd_kafka_resp_err_t emitter_send_staged(emitter *em)
             continue;
         rd_kafka_t *rk = em->producers[em->topics[t].producer];
         em->staged_topic = em->topics[t].name;
-        /* Room for all of them in the producer's queue (only this thread adds to it; delivery reports
-         * only free room), counting its bytes as if every queued message were as big as these: a
-         * refused one cannot happen, so none is enqueued past one refused. Else one by one. */
-        long long queued = rd_kafka_outq_len(rk);
-        double avg = (double)em->staged_bytes / (em->staged_n > 0 ? em->staged_n : 1);
-        if (b && queued + n <= em->queue_max_msgs && (double)(queued + n) * (avg + 64) <= (double)em->queue_max_bytes / 2) {
+        /* Room for all of them in the producer's queue, as librdkafka counts it (messages, and their
+         * payloads' bytes: those of every producer of this emitter, an upper bound of this one's;
+         * only this thread adds to the queues, and room comes back only when it serves delivery
+         * reports): then no message of the call is refused, so none is enqueued past a refused
+         * one. Else one by one, each waiting for room. */
+        long long payload = 0;
+        for (int i = 0; i < n; i++)
+            payload += (long long)msgs[i].len;
+        if (b && emitter_batch_fits(rd_kafka_outq_len(rk), em->payload_sent - em->dr.payload_done, n, payload,
+                                    em->queue_max_msgs, em->queue_max_bytes)) {
             int ok = rd_kafka_produce_batch(em->topics[t].rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, msgs, n);
             b->produced += ok;
-            for (int i = 0; ok < n && i < n && !first; i++)
-                first = msgs[i].err;
+            for (int i = 0; i < n; i++)
+                if (!msgs[i].err)
+                    em->payload_sent += (long long)msgs[i].len;
+                else if (!first)
+                    first = msgs[i].err;
             if (ok < n && !first)
                 first = RD_KAFKA_RESP_ERR__FAIL;
         } else {
             for (int i = 0; i < n && !first; i++) {
                 first = kafka_produce_rkt(rk, em->topics[t].rkt, msgs[i].key, msgs[i].key_len, msgs[i].payload,
                                           msgs[i].len, NULL, msgs[i]._private);
-                if (!first && b)
-                    b->produced++;
+                if (!first) {
+                    em->payload_sent += (long long)msgs[i].len;
+                    if (b)
+                        b->produced++;
+                }
             }
         }
     }
     em->staged_n = 0;
-    em->staged_bytes = 0;
     em->last_produce_err = first;
     return first;
 }

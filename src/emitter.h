@@ -113,10 +113,11 @@ typedef struct emitter {
     } staged[EMITTER_TOPICS];   /* at-least-once: outputs of the open batch per topic handle, in order,
                                  * waiting for emitter_send_staged */
     int staged_n;               /* outputs staged in all */
-    size_t staged_bytes;        /* their keys and values */
     const char *staged_topic;   /* the topic emitter_send_staged produced to last (its error's) */
     long long queue_max_msgs;   /* producers' queue.buffering.max.messages */
     long long queue_max_bytes;  /* producers' queue.buffering.max.kbytes * 1024 */
+    long long payload_sent;     /* payload bytes of the messages the producers accepted (less
+                                 * dr.payload_done: what their queues count of them now) */
     latency_hist *output_ages;  /* not owned; NULL: not measured. At-least-once: each acknowledged output's
                                  * Kafka timestamp (LogAppendTime; else when its report is served) - its
                                  * batch's produced_at_ms (log.level=debug) */
@@ -165,6 +166,12 @@ rd_kafka_resp_err_t emitter_stage(emitter *em, const char *topic, const void *ke
  * waiting for room as emitter_produce does. The first error, or 0; the
  * staged outputs are gone either way. */
 rd_kafka_resp_err_t emitter_send_staged(emitter *em);
+
+/* Whether n messages of payload bytes fit a producer queue holding queued
+ * messages of queued_payload bytes, within max_msgs and max_bytes (librdkafka
+ * counts a message's payload, not its key or headers). */
+bool emitter_batch_fits(long long queued, long long queued_payload, long long n, long long payload,
+                        long long max_msgs, long long max_bytes);
 
 /* End the open at-least-once batch: offsets (next offsets to read) and first
  * (its first offsets) are taken over; returns EMIT_PENDING at once, the

@@ -109,6 +109,7 @@ void kafka_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque
     kafka_delivery *dr = opaque;
     if (!dr)
         return;
+    dr->payload_done += (long long)m->len;
     if (m->err) {
         dr->failed++;
         snprintf(dr->last_error, sizeof(dr->last_error), "%s: %s", rd_kafka_topic_name(m->rkt),

@@ -14,6 +14,9 @@
 typedef struct kafka_delivery {
     long long delivered;  /* acknowledged by the broker */
     long long failed;     /* permanently failed */
+    long long payload_done; /* payload bytes of the messages reported (either way): librdkafka counts a
+                             * message's payload, neither key nor headers, against queue.buffering.max.kbytes
+                             * until its report is served */
     char last_error[256]; /* text of the last failure */
     char client_error[256]; /* the client's last error (error_cb: broker down, auth...) */
     /* called for every report of a message produced with a non-NULL opaque
