@@ -654,8 +654,9 @@ rd_kafka_resp_err_t emitter_send_staged(emitter *em)
             }
         }
     }
+    if (em->staged_n > 0) /* (nothing staged: the last produce call is someone else's, e.g. a transaction's) */
+        em->last_produce_err = first;
     em->staged_n = 0;
-    em->last_produce_err = first;
     return first;
 }
 
