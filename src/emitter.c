@@ -269,24 +269,29 @@ static void drop_topics(emitter *em)
  * writes it from then on); *rk gets its producer. NULL when there is no room
  * for another or librdkafka refuses (the caller then names the topic and
  * produces with producers[0]). */
-static rd_kafka_topic_t *topic_handle(emitter *em, const char *topic, int first, rd_kafka_t **rk)
+/* The index in em->topics of topic's handle, made now (on producer first)
+ * if it has none yet; -1 when it cannot have one. */
+static int topic_index(emitter *em, const char *topic, int first)
 {
-    *rk = em->producer;
     for (int i = 0; i < em->ntopics; i++)
-        if (!strcmp(em->topics[i].name, topic)) {
-            *rk = em->producers[em->topics[i].producer];
-            return em->topics[i].rkt;
-        }
+        if (!strcmp(em->topics[i].name, topic))
+            return i;
     if (em->ntopics == EMITTER_TOPICS || strlen(topic) >= sizeof(em->topics[0].name))
-        return NULL;
+        return -1;
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(em->producers[first], topic, NULL);
     if (!rkt)
-        return NULL;
+        return -1;
     snprintf(em->topics[em->ntopics].name, sizeof(em->topics[0].name), "%s", topic);
     em->topics[em->ntopics].producer = first;
-    em->topics[em->ntopics++].rkt = rkt;
-    *rk = em->producers[first];
-    return rkt;
+    em->topics[em->ntopics].rkt = rkt;
+    return em->ntopics++;
+}
+
+static rd_kafka_topic_t *topic_handle(emitter *em, const char *topic, int first, rd_kafka_t **rk)
+{
+    int t = topic_index(em, topic, first);
+    *rk = t >= 0 ? em->producers[em->topics[t].producer] : em->producer;
+    return t >= 0 ? em->topics[t].rkt : NULL;
 }
 
 void emitter_prepare(emitter *em, const char *const *topics, size_t n, int timeout_ms)
@@ -539,15 +544,19 @@ static void poll_producers(emitter *em, int timeout_ms)
     }
 }
 
+/* The open at-least-once batch accepting messages, or NULL. */
+static emit_batch *open_batch(emitter *em)
+{
+    if (em->transactional || em->count == 0)
+        return NULL;
+    emit_batch *b = &em->ring[(em->head + em->count - 1) % em->ring_cap];
+    return b->sealed ? NULL : b;
+}
+
 rd_kafka_resp_err_t emitter_produce(emitter *em, const char *topic, const void *key, size_t keylen,
                                     const void *value, size_t len, rd_kafka_headers_t *hdrs)
 {
-    emit_batch *b = NULL;
-    if (!em->transactional && em->count > 0) {
-        b = &em->ring[(em->head + em->count - 1) % em->ring_cap];
-        if (b->sealed)
-            b = NULL;
-    }
+    emit_batch *b = open_batch(em);
     void *tag = b ? (void *)(uintptr_t)b->seq : NULL;
     rd_kafka_t *rk;
     rd_kafka_topic_t *rkt = topic_handle(em, topic, 0, &rk);
@@ -561,30 +570,13 @@ rd_kafka_resp_err_t emitter_produce(emitter *em, const char *topic, const void *
     return e;
 }
 
-/* The open at-least-once batch accepting messages, or NULL. */
-static emit_batch *open_batch(emitter *em)
-{
-    if (em->transactional || em->count == 0)
-        return NULL;
-    emit_batch *b = &em->ring[(em->head + em->count - 1) % em->ring_cap];
-    return b->sealed ? NULL : b;
-}
-
 rd_kafka_resp_err_t emitter_stage(emitter *em, const char *topic, const void *key, size_t keylen, const void *value,
                                   size_t len)
 {
     emit_batch *b = open_batch(em);
-    rd_kafka_t *rk;
-    int t = 0;
-    if (b)
-        for (t = 0; t < em->ntopics && strcmp(em->topics[t].name, topic); t++)
-            ;
-    if (!b || t == em->ntopics) { /* exactly-once, or a topic without a handle: at once */
-        if (b && topic_handle(em, topic, 0, &rk)) /* (a handle made now: staged from the next one on) */
-            t = em->ntopics - 1;
-        else
-            return emitter_produce(em, topic, key, keylen, value, len, NULL);
-    }
+    int t = b ? topic_index(em, topic, 0) : -1;
+    if (t < 0) /* exactly-once, or a topic that cannot have a handle: at once */
+        return emitter_produce(em, topic, key, keylen, value, len, NULL);
     if ((size_t)em->staged[t].n == em->staged[t].cap) {
         rd_kafka_message_t *n = grow_array(em->staged[t].msgs, &em->staged[t].cap, sizeof(*n), 256);
         if (!n) { /* out of memory: what is staged goes first, then this one, in order */

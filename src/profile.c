@@ -264,6 +264,25 @@ static void get_str(reader *r, char *dst, size_t cap)
     r->p += n;
 }
 
+/* The head of an encoding: "FP", its version (*version), then, before version
+ * 4, the customer id, skipped (the key names it). 0, -1 when data is not a
+ * profile encoding, -2 when this build does not read its version. */
+static int read_head(reader *r, size_t len, int64_t *version)
+{
+    *version = 0;
+    if (len < 2 || memcmp(r->p, "FP", 2) != 0)
+        return -1;
+    r->p += 2;
+    *version = get_varint(r);
+    if (*version < 1 || *version > PROFILE_ENCODING_VERSION)
+        return -2;
+    if (*version < 4) {
+        char id[EVENT_ID_MAX + 1];
+        get_str(r, id, sizeof(id));
+    }
+    return 0;
+}
+
 static double get_double(reader *r)
 {
     if (r->end - r->p < 8) {
@@ -315,14 +334,9 @@ int profile_peek_referrer(const void *data, size_t len, char *out, size_t outlen
 {
     reader r = {.p = data, .end = (const uint8_t *)data + len};
     char id[EVENT_ID_MAX + 1];
-    if (len < 2 || memcmp(data, "FP", 2) != 0)
+    int64_t version;
+    if (read_head(&r, len, &version) != 0)
         return -1;
-    r.p += 2;
-    int64_t version = get_varint(&r);
-    if (version < 1 || version > PROFILE_ENCODING_VERSION)
-        return -1;
-    if (version < 4) /* customer_id */
-        get_str(&r, id, sizeof(id));
     for (int i = 0; i < 3; i++) /* first_event_at, last_event_at, events */
         get_varint(&r);
     int64_t ntypes = get_varint(&r);
@@ -363,20 +377,18 @@ int profile_decode(profile *p, const program *prog, const char *customer_id, con
     reader r = {.p = data, .end = (const uint8_t *)data + len};
     char id[EVENT_ID_MAX + 1], name[EVENT_ID_MAX + 1], prev_id[EVENT_ID_MAX + 1] = "";
     int hint = 0; /* (rule_index) */
-    profile_init(p, customer_id);
-    if (len < 2 || memcmp(data, "FP", 2) != 0) {
+    profile_init(p, customer_id); /* (an encoding before version 4 stored the same id: skipped) */
+    int64_t version;
+    int head = read_head(&r, len, &version);
+    if (head == -1) {
         snprintf(err, errlen, "not a profile encoding");
         return -1;
     }
-    r.p += 2;
-    int64_t version = get_varint(&r);
-    if (version < 1 || version > PROFILE_ENCODING_VERSION) {
+    if (head != 0) {
         snprintf(err, errlen, "profile encoding version %lld, this build reads 1 to %d", (long long)version,
                  PROFILE_ENCODING_VERSION);
         return -1;
     }
-    if (version < 4) /* the customer id, as the key names it (read from the key: the same) */
-        get_str(&r, id, sizeof(id));
     p->first_event_at = get_varint(&r);
     p->last_event_at = get_varint(&r);
     p->events = get_varint(&r);
@@ -521,15 +533,10 @@ int profile_stage_refs(const void *data, size_t len, buf *out)
 {
     reader r = {.p = data, .end = (const uint8_t *)data + len};
     char s1[EVENT_ID_MAX + 1], s2[EVENT_ID_MAX + 1];
-    if (len < 2 || memcmp(data, "FP", 2) != 0)
+    int64_t version;
+    if (read_head(&r, len, &version) != 0) /* the stages come before what later versions added */
         return -1;
-    r.p += 2;
-    int64_t version = get_varint(&r);
-    if (version < 1 || version > PROFILE_ENCODING_VERSION) /* the stages come before what later versions added */
-        return -1;
-    if (version < 4)
-        get_str(&r, s1, sizeof(s1)); /* customer_id */
-    for (int i = 0; i < 3; i++)  /* first_event_at, last_event_at, events */
+    for (int i = 0; i < 3; i++) /* first_event_at, last_event_at, events */
         get_varint(&r);
     int64_t ntypes = get_varint(&r);
     if (ntypes != EVENT_TYPE_COUNT)

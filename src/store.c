@@ -2947,11 +2947,18 @@ static bool po_committed(const store *s, const char *so, size_t n)
 /* The field of an event's outputs in <prefix>o:<source>: "<offset>/t<customer>" NUL "<id>", a
  * credit's "<offset>/c<customer>" NUL "<credit id>" (an in-process credit shares its event's
  * offset, tests share offset 0: the kind, customer and id make it unique). */
+#define OUTPUT_FIELD_MAX (24 + 2 * (EVENT_ID_MAX + 1) + 4)
+/* That field's text in f (OUTPUT_FIELD_MAX bytes); its length. */
+static size_t output_field_text(char *f, int64_t off, bool credit, const char *cust, const char *id)
+{
+    int n = snprintf(f, OUTPUT_FIELD_MAX, "%lld/%c%s%c%s", (long long)off, credit ? 'c' : 't', cust, '\0', id);
+    return n > 0 && n < OUTPUT_FIELD_MAX ? (size_t)n : OUTPUT_FIELD_MAX - 1;
+}
+
 static void output_field(argvec *a, int64_t off, bool credit, const char *cust, const char *id)
 {
-    char f[24 + 2 * (EVENT_ID_MAX + 1) + 4];
-    int n = snprintf(f, sizeof(f), "%lld/%c%s%c%s", (long long)off, credit ? 'c' : 't', cust, '\0', id);
-    arg(a, f, n > 0 && (size_t)n < sizeof(f) ? (size_t)n : sizeof(f) - 1);
+    char f[OUTPUT_FIELD_MAX];
+    arg(a, f, output_field_text(f, off, credit, cust, id));
 }
 
 /* Note an output field written to <prefix>o:<src> (dropped once its block is committed).
@@ -2991,11 +2998,9 @@ static void ow_note(store *s, const char *src, int64_t off, const char *field, s
 /* The same for request q (an event read from a partition, with outputs). */
 static void ow_note_req(store *s, const store_apply_req *q)
 {
-    char src[16], f[24 + 2 * (EVENT_ID_MAX + 1) + 4];
+    char src[16], f[OUTPUT_FIELD_MAX];
     source_name(q->source_credits, q->partition, src, sizeof(src));
-    int n = snprintf(f, sizeof(f), "%lld/%c%s%c%s", (long long)q->offset, q->credit ? 'c' : 't', q->customer_id, '\0',
-                     q->id);
-    ow_note(s, src, q->offset, f, n > 0 && (size_t)n < sizeof(f) ? (size_t)n : sizeof(f) - 1);
+    ow_note(s, src, q->offset, f, output_field_text(f, q->offset, q->credit, q->customer_id, q->id));
 }
 
 /* Whether request q's outputs go to <prefix>o:<source> (layout 6) rather than :p: an event read
